@@ -1,0 +1,68 @@
+// Latency model for the memory references a table walk makes: a hierarchy of
+// set-associative, LRU caches (L1D, L2, LLC) in front of DRAM, sized and timed
+// by the platform preset. Every level is filled on a miss (mostly-inclusive).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/common/types.hpp"
+
+namespace hvsim {
+
+struct CacheLevelConfig {
+    std::string name;        // "l1d", "l2", "llc"
+    uint64_t size_bytes = 0;
+    unsigned ways = 8;
+    Cycles hit_cycles = 0;   // load-to-use latency when this level hits
+};
+
+struct MemHierarchyConfig {
+    std::vector<CacheLevelConfig> levels;
+    unsigned line_bytes = 64;
+    Cycles dram_cycles = 0;
+};
+
+struct CacheLevelStats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+};
+
+struct MemHierarchyStats {
+    std::vector<CacheLevelStats> levels;
+    uint64_t dram = 0;       // references served by DRAM
+};
+
+class CacheHierarchy {
+public:
+    explicit CacheHierarchy(const MemHierarchyConfig& cfg);
+
+    // One reference to the line holding a; returns its latency.
+    Cycles access(Hpa a);
+    // Drops a line from every level (CLFLUSH).
+    void flush_line(Hpa a);
+    void invalidate_all();
+
+    const MemHierarchyConfig& config() const { return cfg_; }
+    const MemHierarchyStats& stats() const { return stats_; }
+
+private:
+    struct Level {
+        unsigned sets = 0, ways = 0;
+        Cycles hit = 0;
+        std::vector<uint64_t> tags;   // sets*ways; kInvalid when empty
+        std::vector<uint32_t> age;    // LRU stamp per way
+        uint32_t clock = 0;
+    };
+    static constexpr uint64_t kInvalid = ~0ull;
+    bool lookup(Level& l, uint64_t line);
+    void fill(Level& l, uint64_t line);
+
+    MemHierarchyConfig cfg_;
+    unsigned line_shift_ = 6;
+    std::vector<Level> levels_;
+    MemHierarchyStats stats_;
+};
+
+}  // namespace hvsim

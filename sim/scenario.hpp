@@ -1,0 +1,142 @@
+// The in-memory form of a scenario file (the contract in docs/scenario.md and
+// scenarios/scenario.schema.json). The loader fills it; the elaborated top runs it;
+// `diff-kvm` replays its uAPI steps on the host's /dev/kvm.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "models/common/types.hpp"
+
+namespace hvsim::scn {
+
+// A file descriptor named in a step. Scenarios name guest_memfds by id; to exercise
+// KVM's fd checks they may also name other kinds of descriptor.
+struct FdRef {
+    enum class Kind { gmem, kvm, vm, memfd, invalid, raw } kind = Kind::gmem;
+    std::string id;   // Kind::gmem: the guest_memfd's id
+    int raw = -1;     // Kind::raw: the descriptor number itself
+};
+
+struct GmemDecl {
+    std::string id;
+    uint64_t size = 0;
+    uint64_t flags = 0;          // GUEST_MEMFD_FLAG_* bits
+};
+
+struct MemslotDecl {
+    uint32_t slot = 0;           // slot id (bits 15:0)
+    uint32_t as_id = 0;          // address space (bits 31:16 of kvm_userspace_memory_region2.slot)
+    uint32_t flags = 0;          // KVM_MEM_* bits
+    uint64_t gpa = 0;
+    uint64_t size = 0;
+    uint64_t userspace_addr = 0;
+    std::optional<FdRef> guest_memfd;
+    uint64_t guest_memfd_offset = 0;
+};
+
+struct Range {
+    uint64_t gpa = 0;
+    uint64_t size = 0;
+};
+
+struct VmDecl {
+    std::string type = "default";   // default | sw_protected | sev | sev_es | snp | tdx | pkvm
+    unsigned vcpus = 1;
+    unsigned guest_paging_levels = 4;  // 0 = none, 4, 5
+    PgLevel guest_page_size = PgLevel::k4K;
+    std::optional<Range> guest_pt_region;
+    std::vector<GmemDecl> guest_memfd;
+    std::vector<MemslotDecl> memslots;
+    std::vector<Range> private_ranges;
+};
+
+// ---- steps ----------------------------------------------------------------
+
+struct CreateGuestMemfd { GmemDecl gmem; };
+struct SetUserMemoryRegion2 { MemslotDecl region; };
+struct SetMemoryAttributes { uint64_t gpa = 0, size = 0, attributes = 0, flags = 0; };
+struct SetMemoryAttributes2 {
+    FdRef guest_memfd;
+    uint64_t offset = 0, size = 0, attributes = 0;
+    uint64_t flags = 0;          // content policy bits (see kernel/uapi.hpp)
+};
+struct Fallocate { FdRef guest_memfd; int mode = 0; uint64_t offset = 0, len = 0; };
+struct PreFaultMemory { unsigned vcpu = 0; uint64_t gpa = 0, size = 0, flags = 0; };
+struct EncryptRegion { bool reg = true; uint64_t addr = 0, size = 0; };
+struct CheckExtension { std::string cap; int64_t cap_nr = -1; bool vm_scope = true; };
+struct Close { bool vm = false; FdRef guest_memfd; };
+
+struct HostAccess {
+    enum class Op { read, write, mmap } op = Op::read;
+    std::optional<FdRef> guest_memfd;   // through an mmap of the guest_memfd at offset ...
+    uint64_t offset = 0;
+    std::optional<uint64_t> userspace_addr;  // ... or through the VMM's mapping
+    uint64_t size = 0;
+    uint8_t value = 0;                 // write: the byte written
+    bool map_shared = true;            // mmap: MAP_SHARED (false: MAP_PRIVATE)
+};
+
+struct Access {
+    enum class Pattern { seq, stride, random } pattern = Pattern::seq;
+    enum class Op { read, write } op = Op::read;
+    uint64_t gpa = 0;
+    uint64_t size = 0;
+    uint64_t stride = 4096;            // bytes between accesses (stride pattern)
+    uint64_t count = 0;                // accesses; 0 = one per 64-byte line (seq) or per stride
+    unsigned width = 8;                // bytes per access
+    uint8_t value = 0;                 // write: the byte pattern stored
+    std::optional<bool> is_private;    // how the guest addresses it (C-bit / shared bit / pKVM)
+};
+
+struct MapGpaRange { uint64_t gpa = 0, size = 0; bool to_private = false; };
+
+struct Step;
+
+struct ExitExpect {
+    std::string reason;                // "memory_fault", "hypercall", ...
+    std::optional<uint64_t> gpa, size, flags;
+};
+
+struct Expect {
+    std::optional<std::string> err;          // "ok" or an errno name
+    std::optional<uint64_t> error_offset;
+    std::optional<uint64_t> remaining;       // pre_fault_memory: size left
+    std::optional<ExitExpect> exit;
+    std::optional<std::string> signal;       // "SIGBUS"
+    std::optional<uint8_t> bytes;            // every byte read equals this
+    std::optional<int64_t> value;            // check_extension result
+};
+
+struct Step {
+    std::string pointer;                     // JSON pointer of the step, for messages
+    std::string name;                        // optional label
+    // Which vCPUs run it: empty for host/ioctl steps; all vCPUs for "all".
+    std::vector<unsigned> vcpus;
+    std::variant<std::monostate, CreateGuestMemfd, SetUserMemoryRegion2, SetMemoryAttributes,
+                 SetMemoryAttributes2, Fallocate, PreFaultMemory, EncryptRegion, CheckExtension,
+                 Close, HostAccess, Access, MapGpaRange, std::vector<Step>>
+        op;
+    Expect expect;
+};
+
+struct MetricBound {
+    std::optional<double> min, max, eq;
+};
+
+struct Scenario {
+    std::string file;                         // path it was loaded from
+    std::string name;
+    std::string platform = "zen4-genoa";
+    std::map<std::string, std::string> params;   // dotted overrides as written (resolved by sim/params)
+    uint64_t seed = 1;
+    VmDecl vm;
+    std::vector<Step> steps;
+    std::map<std::string, MetricBound> expect_metrics;
+};
+
+}  // namespace hvsim::scn
