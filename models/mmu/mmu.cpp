@@ -1,0 +1,437 @@
+#include "models/mmu/mmu.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace hvsim::mmu {
+
+namespace {
+constexpr PgLevel to_pglevel(unsigned level) { return PgLevel(uint8_t(level)); }
+}  // namespace
+
+Mmu::Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache)
+    : cfg_(cfg), mem_(mem), cache_(cache), npte_{cfg.nested_format} {
+    if (cfg.guest_levels != 0 && cfg.guest_levels != 4 && cfg.guest_levels != 5)
+        throw std::invalid_argument("mmu: guest_levels must be 0, 4 or 5");
+    if (cfg.nested_levels != 4 && cfg.nested_levels != 5)
+        throw std::invalid_argument("mmu: nested_levels must be 4 or 5");
+    l1_.configure(cfg.l1.entries, cfg.l1.ways, "mmu.l1_tlb");
+    l2_.configure(cfg.l2.entries, cfg.l2.ways, "mmu.l2_tlb");
+    pwc_.configure(cfg.pwc.entries, cfg.pwc.ways, "mmu.pwc");
+    ntlb_.configure(cfg.ntlb.entries, cfg.ntlb.ways, "mmu.ntlb");
+    const bool ept = cfg.nested_format == NestedFormat::ept;
+    nested_ad_ = !ept || cfg.ept_ad;
+    table_acc_ = (ept && cfg.ept_ad) ? uint8_t(kR | kW) : kR;
+    guest_va_bits_ = cfg.guest_levels ? table_shift(cfg.guest_levels) + 9 : 64;
+    nested_pa_bits_ = table_shift(cfg.nested_levels) + 9;
+}
+
+void Mmu::set_guest_root(Gpa cr3) {
+    const uint64_t root = cr3.raw() & pte::ADDR_MASK;
+    if (root == cr3_) return;
+    cr3_ = root;
+    l1_.clear();
+    l2_.clear();
+    pwc_.erase_if([](uint64_t key, const PwcEntry&) { return ((key >> 3) & 1) == kGuest; });
+    drop_mru();
+}
+
+void Mmu::set_nested_root(Hpa ncr3) {
+    const uint64_t root = ncr3.raw() & pte::ADDR_MASK;
+    if (root == ncr3_) return;
+    ncr3_ = root;
+    l1_.clear();
+    l2_.clear();
+    pwc_.clear();
+    ntlb_.clear();
+    drop_mru();
+}
+
+void Mmu::flush_all() {
+    ++stats_.flushes;
+    l1_.clear();
+    l2_.clear();
+    pwc_.clear();
+    ntlb_.clear();
+    drop_mru();
+}
+
+// INVLPG drops the TLB entries of every size that cover va and, on Intel, all
+// paging-structure-cache entries of the current PCID (SDM vol. 3A §4.10.4.1); AMD's
+// PWC is flushed the same way here. Nested (gPA->hPA) state is untouched: the guest
+// cannot change it.
+void Mmu::flush_gva(Gva va) {
+    ++stats_.invlpgs;
+    const uint64_t v = va.raw();
+    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) l1_.erase(tlb_key(v, s));
+    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M}) l2_.erase(tlb_key(v, s));
+    pwc_.erase_if([](uint64_t key, const PwcEntry&) { return ((key >> 3) & 1) == kGuest; });
+    drop_mru();
+}
+
+void Mmu::set_mru(uint64_t va, PgLevel s, const TlbEntry& e) {
+    mru_.vmask = ~(level_size(s) - 1);
+    mru_.vbase = va & mru_.vmask;
+    mru_.hbase = e.hbase;
+    mru_.allow = e.allow;
+    mru_.writable = e.writable;
+    mru_.size = s;
+}
+
+TranslateResult Mmu::translate_slow(Gva va, AccessType at, bool enc) {
+    ++stats_.accesses;
+    const uint64_t v = va.raw();
+    const unsigned abit = 1u << unsigned(at);
+    Cycles c = cfg_.l1.hit_cycles;
+    bool denied = false;   // a TLB entry exists but does not allow this access
+
+    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) {
+        if (!l1_.count_code(unsigned(s))) continue;
+        if (TlbEntry* e = l1_.find(tlb_key(v, s))) {
+            if (e->allow & abit) {
+                ++stats_.l1_hits;
+                set_mru(v, s, *e);
+                return hit_result(e->hbase | (v & (level_size(s) - 1)), s, e->writable, c);
+            }
+            denied = true;
+            break;
+        }
+    }
+    if (!denied) {
+        c += cfg_.l2.hit_cycles;
+        for (PgLevel s : {PgLevel::k4K, PgLevel::k2M}) {
+            if (!l2_.count_code(unsigned(s))) continue;
+            if (TlbEntry* e = l2_.find(tlb_key(v, s))) {
+                if (e->allow & abit) {
+                    ++stats_.l2_hits;
+                    const TlbEntry copy = *e;
+                    if (l1_.enabled()) {
+                        l1_.insert(tlb_key(v, s), copy);
+                        set_mru(v, s, copy);
+                    }
+                    return hit_result(copy.hbase | (v & (level_size(s) - 1)), s, copy.writable, c);
+                }
+                denied = true;
+                break;
+            }
+        }
+    }
+
+    // A TLB entry that denies the access is not trusted: hardware re-walks. That is
+    // also how the first write through a read-filled entry sets D in memory (SDM
+    // vol. 3A §4.8), and why KVM needs no flush after upgrading an SPTE's permissions.
+    if (denied) {
+        ++stats_.perm_rewalks;
+        // Drop the denying entries first (a fault invalidates the faulting address's
+        // entries, SDM vol. 3A §4.10.4.1), so a result of another page size is not
+        // shadowed by a stale smaller entry found first on the next lookup.
+        for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) l1_.erase(tlb_key(v, s));
+        for (PgLevel s : {PgLevel::k4K, PgLevel::k2M}) l2_.erase(tlb_key(v, s));
+        drop_mru();
+    }
+    ++stats_.misses;
+    TranslateResult r = walk(v, at, enc);
+    r.cycles += c;
+    return r;
+}
+
+uint8_t Mmu::nested_perm(uint64_t e) const {
+    if (npte_.is_ept()) return uint8_t(((e & ept::R) ? kR : 0) | ((e & ept::W) ? kW : 0) | ((e & ept::X) ? kX : 0));
+    if (!(e & pte::US)) return 0;   // NPT walks are user accesses (APM vol. 2 §15.25.5)
+    return uint8_t(kR | ((e & pte::RW) ? kW : 0) | ((e & pte::NX) ? 0 : kX));
+}
+
+uint64_t Mmu::npf_code(uint8_t acc, bool present) const {
+    uint64_t code = 0;
+    // svm.c npf_interception() hands EXITINFO1 through: U is always set for NPT.
+    // vmx.c __vmx_handle_ept_violation(): a read sets USER, a write WRITE, a fetch FETCH.
+    if (!npte_.is_ept() || (acc & kR)) code |= PFERR_USER;
+    if (acc & kW) code |= PFERR_WRITE;
+    if (acc & kX) code |= PFERR_FETCH;
+    if (present) code |= PFERR_PRESENT;
+    return code;
+}
+
+TranslateResult Mmu::npf(uint64_t gpa, uint64_t code) {
+    ++stats_.npfs;
+    TranslateResult r;
+    r.status = TranslateResult::Status::npf;
+    r.fault_gpa = Gpa(gpa);
+    r.error_code = code;
+    return r;
+}
+
+TranslateResult Mmu::guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code) {
+    ++stats_.guest_faults;
+    TranslateResult r;
+    r.status = TranslateResult::Status::guest_page_fault;
+    r.fault_gva = Gva(va);
+    r.fault_level = level;
+    r.fault_pte_gpa = Gpa(pte_gpa);
+    r.error_code = code;
+    return r;
+}
+
+// One walk of the nested table for gpa. The PWC supplies the deepest cached non-leaf
+// entry, so the walk starts below it; each remaining level is one memory reference.
+Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
+    if (gpa >> nested_pa_bits_)
+        throw std::out_of_range(fmt::format("mmu: gPA {:#x} beyond the {}-level nested tables' reach", gpa,
+                                            cfg_.nested_levels));
+    Nested o;
+    unsigned level = cfg_.nested_levels;
+    uint64_t table = ncr3_;
+    uint8_t perm = kR | kW | kX;
+    if (pwc_.enabled()) {
+        for (unsigned l = 2; l <= cfg_.nested_levels; ++l) {
+            if (const PwcEntry* p = pwc_.find(pwc_key(kNested, l, gpa))) {
+                table = p->next_table;
+                perm = p->perm;
+                level = l - 1;
+                w.cycles += cfg_.pwc.hit_cycles;
+                ++stats_.pwc_hits;
+                break;
+            }
+        }
+    }
+    for (;; --level) {
+        const uint64_t pte_hpa = table + table_index(gpa, level) * 8u;
+        uint64_t e = mem_.read64(Hpa(pte_hpa));
+        w.cycles += cache_.access(Hpa(pte_hpa));
+        ++w.refs;
+        if (!npte_.present(e)) {
+            o.err = npf_code(acc, false);
+            return o;
+        }
+        if (level >= 4 && (e & pte::PS)) {   // PS is reserved above the PDPT
+            o.err = npf_code(acc, true) | PFERR_RSVD;
+            return o;
+        }
+        perm &= nested_perm(e);
+        const bool leaf = npte_.is_leaf(e, level);
+        if (!leaf) {
+            if (nested_ad_ && !npte_.accessed(e)) {
+                e |= npte_.accessed_bit();
+                mem_.write64(Hpa(pte_hpa), e);
+                ++stats_.ad_writes;
+            }
+            table = npte_.addr(e, level);
+            if (pwc_.enabled()) pwc_.insert(pwc_key(kNested, level, gpa), PwcEntry{table, perm});
+            continue;
+        }
+        if (acc & ~perm) {
+            o.err = npf_code(acc, true);
+            return o;
+        }
+        if (nested_ad_) {
+            uint64_t want = e | npte_.accessed_bit();
+            if (acc & kW) want |= npte_.dirty_bit();
+            if (want != e) {
+                mem_.write64(Hpa(pte_hpa), want);
+                ++stats_.ad_writes;
+                e = want;
+            }
+        }
+        o.ok = true;
+        o.level = level;
+        o.perm = perm;
+        o.dirty = !nested_ad_ || npte_.dirty(e);
+        o.leaf_pte_hpa = pte_hpa;
+        o.hpa = npte_.addr(e, level) | (gpa & ((1ull << table_shift(level)) - 1));
+        return o;
+    }
+}
+
+// Host frame of a guest page-table page, for reading an entry in it: nested TLB
+// first, else a nested walk whose result fills the nested TLB.
+bool Mmu::table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault) {
+    if (const NtlbEntry* t = ntlb_.find(ntlb_key(page_gpa))) {
+        const bool usable = (table_acc_ & ~t->perm) == 0 && (!(table_acc_ & kW) || t->dirty);
+        if (usable) {
+            w.cycles += cfg_.ntlb.hit_cycles;
+            ++stats_.ntlb_hits;
+            tx = TableXlate{t->hpa, t->perm, t->dirty, false, 0};
+            return true;
+        }
+    }
+    Nested o = nested_walk(page_gpa, table_acc_, w);
+    if (!o.ok) {
+        fault = o;
+        return false;
+    }
+    tx = TableXlate{o.hpa & ~kPageMask, o.perm, o.dirty, true, o.leaf_pte_hpa};
+    ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, tx.dirty});
+    return true;
+}
+
+// Setting A/D in a guest entry writes the guest page-table page, so its nested
+// translation must allow writes and gets D set.
+bool Mmu::table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault) {
+    if ((tx.perm & kW) && tx.dirty) return true;
+    if (tx.from_walk) {
+        // Translated by this walk: the walker still holds the nested leaf.
+        if (!(tx.perm & kW)) {
+            fault.err = npf_code(kR | kW, true);
+            return false;
+        }
+        mem_.write64(Hpa(tx.leaf_pte_hpa), mem_.read64(Hpa(tx.leaf_pte_hpa)) | npte_.dirty_bit());
+        ++stats_.ad_writes;
+        tx.dirty = true;
+        ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, true});
+        return true;
+    }
+    // Nested TLB entry that does not allow the write: re-walk as a write.
+    Nested o = nested_walk(page_gpa, kR | kW, w);
+    if (!o.ok) {
+        fault = o;
+        return false;
+    }
+    tx = TableXlate{o.hpa & ~kPageMask, o.perm, o.dirty, true, o.leaf_pte_hpa};
+    ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, tx.dirty});
+    return true;
+}
+
+TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
+    WalkCtx w;
+    const uint8_t acc = uint8_t(1u << unsigned(at));
+    const uint64_t enc_final = enc ? PFERR_GUEST_ENC : 0;
+    const uint64_t enc_page = (enc || cfg_.guest_tables_encrypted) ? PFERR_GUEST_ENC : 0;
+    auto account = [&](TranslateResult r) {
+        r.cycles = w.cycles;
+        r.mem_refs = w.refs;
+        stats_.walk_mem_refs += w.refs;
+        stats_.walk_cycles += w.cycles;
+        return r;
+    };
+
+    unsigned glevel = 0;        // guest leaf level; 0 = no guest paging
+    uint64_t gpa = va;
+    bool gwritable = true, gdirty = true;
+
+    if (cfg_.guest_levels) {
+        // Canonical check: bits above the top level's index must repeat its top bit.
+        const unsigned sh = 64u - unsigned(guest_va_bits_);
+        if (uint64_t(int64_t(va << sh) >> sh) != va)
+            throw std::out_of_range(fmt::format("mmu: non-canonical gVA {:#x}", va));
+        unsigned level = cfg_.guest_levels;
+        uint64_t table = cr3_;
+        uint8_t perm = kR | kW | kX;
+        if (pwc_.enabled()) {
+            for (unsigned l = 2; l <= cfg_.guest_levels; ++l) {
+                if (const PwcEntry* p = pwc_.find(pwc_key(kGuest, l, va))) {
+                    table = p->next_table;
+                    perm = p->perm;
+                    level = l - 1;
+                    w.cycles += cfg_.pwc.hit_cycles;
+                    ++stats_.pwc_hits;
+                    break;
+                }
+            }
+        }
+        for (;; --level) {
+            const uint64_t pte_gpa = table + table_index(va, level) * 8u;
+            const uint64_t page_gpa = pte_gpa & ~kPageMask;
+            TableXlate tx;
+            Nested nf;
+            if (!table_read(page_gpa, w, tx, nf))
+                return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
+            const uint64_t pte_hpa = tx.hpa | (pte_gpa & kPageMask);
+            uint64_t e = mem_.read64(Hpa(pte_hpa));
+            w.cycles += cache_.access(Hpa(pte_hpa));
+            ++w.refs;
+            // Guest #PF error code: ring 0, so U stays clear (see mmu.hpp).
+            const uint64_t pf = ((acc & kW) ? PFERR_WRITE : 0) | ((acc & kX) ? PFERR_FETCH : 0);
+            if (!pte::present(e)) return account(guest_fault(va, level, pte_gpa, pf));
+            if (level >= 4 && (e & pte::PS))
+                return account(guest_fault(va, level, pte_gpa, pf | PFERR_PRESENT | PFERR_RSVD));
+            if (!(e & pte::RW)) perm &= uint8_t(~kW);
+            const bool leaf = pte::is_leaf(e, level);
+            if (leaf && (acc & kW) && !(perm & kW))
+                return account(guest_fault(va, level, pte_gpa, pf | PFERR_PRESENT));
+            uint64_t want = e | pte::A;
+            if (leaf && (acc & kW)) want |= pte::D;
+            if (want != e) {
+                if (!table_write(page_gpa, w, tx, nf))
+                    return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
+                mem_.write64(Hpa(tx.hpa | (pte_gpa & kPageMask)), want);
+                ++stats_.ad_writes;
+                e = want;
+            }
+            if (!leaf) {
+                table = pte::addr(e, level);
+                if (pwc_.enabled()) pwc_.insert(pwc_key(kGuest, level, va), PwcEntry{table, perm});
+                continue;
+            }
+            glevel = level;
+            gwritable = (perm & kW) != 0;
+            gdirty = (e & pte::D) != 0;
+            gpa = pte::addr(e, level) | (va & ((1ull << table_shift(level)) - 1));
+            break;
+        }
+    }
+
+    const Nested o = nested_walk(gpa, acc, w);
+    if (!o.ok) return account(npf(gpa, o.err | PFERR_GUEST_FINAL | enc_final));
+
+    TranslateResult r;
+    r.hpa = Hpa(o.hpa);
+    r.page_size = to_pglevel(glevel ? std::min(glevel, o.level) : o.level);
+    r.writable = gwritable && (o.perm & kW);
+    // The entry serves later accesses without a walk only as far as the dimensions'
+    // permissions and dirty state allow (a write needs D set in both leaves).
+    uint8_t allow = kR;
+    if (r.writable && gdirty && o.dirty) allow |= kW;
+    if (o.perm & kX) allow |= kX;
+    fill_tlbs(va, r, allow);
+    return account(r);
+}
+
+// Walks fill both TLB levels. The L2 holds 4K and 2M only: a 1G translation goes in
+// as the 2M piece that covers va (Zen's "smashing", hw-models.md §1.1).
+void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
+    const PgLevel s = r.page_size;
+    const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable};
+    l1_.insert(tlb_key(va, s), e);
+    if (s == PgLevel::k1G) {
+        l2_.insert(tlb_key(va, PgLevel::k2M), TlbEntry{r.hpa.raw() & ~(level_size(PgLevel::k2M) - 1), allow, r.writable});
+    } else {
+        l2_.insert(tlb_key(va, s), e);
+    }
+    if (l1_.enabled()) set_mru(va, s, e);
+}
+
+TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
+    ++stats_.accesses;
+    const uint64_t g = gpa.raw();
+    const uint8_t acc = uint8_t(1u << unsigned(at));
+    if (const NtlbEntry* t = ntlb_.find(ntlb_key(g))) {
+        if ((acc & ~t->perm) == 0 && (!(acc & kW) || t->dirty)) {
+            ++stats_.ntlb_hits;
+            TranslateResult r;
+            r.hpa = Hpa(t->hpa | (g & kPageMask));
+            r.writable = (t->perm & kW) != 0;
+            r.cycles = cfg_.ntlb.hit_cycles;
+            r.tlb_hit = true;
+            return r;
+        }
+        ++stats_.perm_rewalks;
+    }
+    ++stats_.misses;
+    WalkCtx w;
+    const Nested o = nested_walk(g, acc, w);
+    stats_.walk_mem_refs += w.refs;
+    stats_.walk_cycles += w.cycles;
+    TranslateResult r = o.ok ? TranslateResult{} : npf(g, o.err | PFERR_GUEST_FINAL | (enc ? PFERR_GUEST_ENC : 0));
+    r.cycles = w.cycles;
+    r.mem_refs = w.refs;
+    if (!o.ok) return r;
+    r.hpa = Hpa(o.hpa);
+    r.writable = (o.perm & kW) != 0;
+    ntlb_.insert(ntlb_key(g), NtlbEntry{o.hpa & ~kPageMask, o.perm, o.dirty});
+    return r;
+}
+
+}  // namespace hvsim::mmu

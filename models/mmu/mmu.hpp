@@ -1,0 +1,260 @@
+// The x86 translation hardware of one vCPU: L1/L2 data TLBs, a page-walk cache for
+// the upper levels of both dimensions, a nested TLB for guest page-table pages, and
+// the two-dimensional walker (AMD NPT, APM vol. 2 §15.25; Intel EPT, SDM vol. 3C §29.3).
+//
+// The walker is functional and timed: every paging-structure entry is read from
+// PhysMem and each read is one reference through CacheHierarchy, whose latencies add
+// up (the references of a walk are dependent). Accessed/dirty bits are written back
+// into memory as hardware does. Structure after Bhargava et al., ASPLOS 2008
+// ("Accelerating two-dimensional page walks for virtualized systems").
+//
+// Simplifications (documented, deliberate):
+//  - The simulated guest runs in ring 0 with NX unused, so guest U/S and NX bits are
+//    not checked; CR0.WP = 1 (guest RW is enforced, as Linux runs with WP set).
+//  - Reserved-bit checks are limited to PS in a PML4E/PML5E; MAXPHYADDR bits and the
+//    SEV C-bit inside guest PTEs are not interpreted (the C-bit is the `enc` argument).
+//  - One TLB serves data and instruction fetches; TLB entries are not tagged with
+//    `enc` (on real SNP the C-bit comes from the guest PTE, so a gVA has one value).
+//  - A/D write-backs are locked updates of the line the walker just read: they are
+//    counted (ad_writes) but charge no extra reference or cycles.
+//  - Timing: a TLB miss pays the L1 and L2 lookup latencies; PWC and nested-TLB
+//    lookups are free on a miss and cost hit_cycles on a hit (one PWC hit per
+//    dimension walk: the deepest cached level). One walk at a time (no concurrent
+//    walkers, no speculative walks).
+//
+// Rules the walker follows, as the brief and the manuals give them:
+//  - Reading a guest entry is a read in the nested dimension; setting A/D in a guest
+//    entry writes its table page, which needs nested write permission and sets the
+//    nested D bit of that page. With EPT A/D enabled every guest paging-structure
+//    access is an EPT write (MmuConfig::ept_ad).
+//  - A TLB entry caches the AND of both dimensions' permissions and whether both
+//    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
+#pragma once
+
+#include <cstdint>
+
+#include "models/common/types.hpp"
+#include "models/mem/cache.hpp"
+#include "models/mem/phys_mem.hpp"
+#include "models/mmu/assoc_cache.hpp"
+#include "models/mmu/x86_pte.hpp"
+
+namespace hvsim::mmu {
+
+enum class AccessType : uint8_t { read, write, fetch };
+
+// Page-fault error-code bits (arch/x86/include/asm/kvm_host.h PFERR_*).
+inline constexpr uint64_t PFERR_PRESENT = 1ull << 0, PFERR_WRITE = 1ull << 1, PFERR_USER = 1ull << 2,
+                          PFERR_RSVD = 1ull << 3, PFERR_FETCH = 1ull << 4, PFERR_GUEST_RMP = 1ull << 31,
+                          PFERR_GUEST_FINAL = 1ull << 32, PFERR_GUEST_PAGE = 1ull << 33,
+                          PFERR_GUEST_ENC = 1ull << 34;
+
+struct TlbConfig {
+    unsigned entries;      // 0 disables the structure
+    unsigned ways;         // ways == entries: fully associative
+    Cycles hit_cycles;     // lookup latency (a TLB miss pays L1 + L2 lookup before the walk)
+};
+
+struct MmuConfig {
+    unsigned guest_levels = 4;          // 0 (no guest paging: GVA == GPA), 4 or 5
+    unsigned nested_levels = 4;         // 4 or 5
+    NestedFormat nested_format = NestedFormat::npt;
+    TlbConfig l1{72, 72, 0};            // L1 DTLB: holds 4K/2M/1G
+    TlbConfig l2{3072, 12, 7};          // L2 DTLB: 4K/2M; 1G translations are stored as 2M ("smashed")
+    TlbConfig pwc{64, 64, 2};           // page-walk cache: upper-level entries of BOTH dimensions
+    TlbConfig ntlb{32, 32, 2};          // nested TLB: gPA->hPA for guest page-table pages
+    // EPTP bit 6: EPT accessed/dirty flags. KVM turns it on whenever the CPU has it
+    // (vmx.c enable_ept_ad_bits). With it, every guest paging-structure access counts
+    // as a write for EPT (SDM vol. 3C §29.3.3.2), as KVM's emulated walker mirrors
+    // with nested_access = WRITE|USER (paging_tmpl.h, FNAME(walk_addr_generic)).
+    bool ept_ad = true;
+    // SEV/SNP: guest page-table walks are always encrypted (APM vol. 2 §15.34.5), so a
+    // fault on a guest page-table page reports GUEST_ENC whatever the data access was.
+    // When false, GUEST_PAGE faults carry GUEST_ENC only if the access had `enc`.
+    bool guest_tables_encrypted = false;
+};
+
+struct MmuStats {
+    uint64_t accesses = 0;       // translate() + translate_gpa() calls
+    uint64_t l1_hits = 0;
+    uint64_t l2_hits = 0;
+    uint64_t misses = 0;         // = walks started (including ones that fault)
+    uint64_t walk_mem_refs = 0;  // paging-structure entries read from memory
+    uint64_t walk_cycles = 0;    // walk latency (references + PWC/NTLB hit cycles)
+    uint64_t pwc_hits = 0;
+    uint64_t ntlb_hits = 0;
+    uint64_t guest_faults = 0;
+    uint64_t npfs = 0;
+    uint64_t ad_writes = 0;      // A/D bits written back into guest or nested entries
+    uint64_t flushes = 0;        // flush_all()
+    uint64_t perm_rewalks = 0;   // walks caused by a TLB entry that did not allow the access
+                                 // (write to a clean/read-only entry, fetch to a non-exec one)
+    uint64_t invlpgs = 0;        // flush_gva()
+};
+
+struct TranslateResult {
+    enum class Status : uint8_t { ok, guest_page_fault, npf } status = Status::ok;
+    Hpa hpa;                          // ok: the host-physical address of the access
+    PgLevel page_size = PgLevel::k4K; // ok: effective TLB page size = min(guest leaf, nested leaf)
+    bool writable = false;            // ok: both dimensions allow writes
+    Cycles cycles = 0;                // TLB lookup + walk latency (sum of dependent reference latencies)
+    unsigned mem_refs = 0;            // memory references this translation made
+    bool tlb_hit = false;
+    // npf: the gPA that faulted and the error code as KVM's fault handler sees it:
+    //   NPT: EXITINFO1 (npf_interception): USER always (nested walks are user accesses),
+    //        WRITE/FETCH from the access, PRESENT for a permission (not a missing-entry) fault.
+    //   EPT: the exit qualification as __vmx_handle_ept_violation() folds it into PFERR
+    //        bits: read -> USER, write -> WRITE, fetch -> FETCH, PRESENT if the entry was.
+    //   Both: GUEST_FINAL for the final gPA, GUEST_PAGE while translating a guest
+    //        page-table page, GUEST_ENC when the access was encrypted/private.
+    Gpa fault_gpa;
+    uint64_t error_code = 0;          // npf: as above; guest_page_fault: the #PF error code
+    // guest_page_fault: the gVA, the guest level (5..1) whose entry was not present (or
+    // denied the access), and the gPA of that entry.
+    Gva fault_gva;
+    unsigned fault_level = 0;
+    Gpa fault_pte_gpa;
+
+    bool ok() const { return status == Status::ok; }
+};
+
+class Mmu {
+public:
+    Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache);
+
+    // Guest CR3 (ignored when guest_levels == 0). A new value drops the TLBs and the
+    // guest half of the PWC: MOV CR3 without PCID (SDM vol. 3A §4.10.4.1).
+    void set_guest_root(Gpa cr3);
+    // nCR3 / EPTP root table. A new root drops every cached translation: KVM requests
+    // KVM_REQ_TLB_FLUSH_CURRENT when it loads a new root, and Intel tags cached
+    // guest-physical mappings with the EPTP root (EPTRTA).
+    void set_nested_root(Hpa ncr3);
+    Gpa guest_root() const { return Gpa(cr3_); }
+    Hpa nested_root() const { return Hpa(ncr3_); }
+
+    // TLB (L1, then L2), then the 2D walk. Throws std::out_of_range for a non-canonical
+    // gVA or a gPA beyond the nested tables' reach (never produced by a correct guest/KVM).
+    inline TranslateResult translate(Gva va, AccessType at, bool enc);
+    // Nested dimension only, through the nested TLB (the guest kernel writing its own
+    // page tables at known gPAs). Faults report GUEST_FINAL; page_size is the nested
+    // TLB's 4K granule.
+    TranslateResult translate_gpa(Gpa gpa, AccessType at, bool enc);
+
+    void flush_all();            // ASID/VPID flush: TLBs, PWC and nested TLB
+    void flush_gva(Gva va);      // guest INVLPG: TLB entries covering va, guest PWC entries
+
+    const MmuStats& stats() const { return stats_; }
+    void reset_stats() { stats_ = MmuStats{}; }
+    const MmuConfig& config() const { return cfg_; }
+    NestedPte nested_pte() const { return npte_; }
+
+    // Cached structures, for tests and inspection.
+    struct TlbEntry {
+        uint64_t hbase = 0;      // host-physical base of the (effective) page
+        uint8_t allow = 0;       // access bits this entry serves without a walk (1 << AccessType)
+        bool writable = false;
+    };
+    struct PwcEntry {
+        uint64_t next_table = 0; // address of the next-level table (gPA or hPA by dimension)
+        uint8_t perm = 0;        // R/W/X allowed by this entry and the ones above it
+    };
+    struct NtlbEntry {
+        uint64_t hpa = 0;        // host frame of the guest page
+        uint8_t perm = 0;        // R/W/X allowed by the nested translation
+        bool dirty = false;      // nested leaf D was set when this was filled
+    };
+    enum Dim : unsigned { kGuest = 0, kNested = 1 };
+    static constexpr uint64_t tlb_key(uint64_t va, PgLevel s) {
+        return ((va >> level_shift(s)) << 4) | unsigned(s);
+    }
+    static constexpr uint64_t pwc_key(Dim d, unsigned level, uint64_t addr) {
+        return ((addr >> table_shift(level)) << 4) | (unsigned(d) << 3) | level;
+    }
+    static constexpr uint64_t ntlb_key(uint64_t gpa) { return (gpa >> kPageShift) << 4; }
+    const AssocCache<TlbEntry>& l1_tlb() const { return l1_; }
+    const AssocCache<TlbEntry>& l2_tlb() const { return l2_; }
+    const AssocCache<PwcEntry>& pwc() const { return pwc_; }
+    const AssocCache<NtlbEntry>& ntlb() const { return ntlb_; }
+
+private:
+    static constexpr uint8_t kR = 1, kW = 2, kX = 4;   // == 1 << AccessType
+    struct WalkCtx {
+        Cycles cycles = 0;
+        unsigned refs = 0;
+    };
+    struct Nested {              // outcome of one nested-dimension walk
+        bool ok = false;
+        uint64_t hpa = 0;
+        unsigned level = 1;      // leaf level (1 = 4K)
+        uint8_t perm = 0;
+        bool dirty = false;
+        uint64_t leaf_pte_hpa = 0;
+        uint64_t err = 0;        // !ok: error code without the GUEST_* bits
+    };
+    struct TableXlate {          // a guest page-table page's host frame
+        uint64_t hpa = 0;
+        uint8_t perm = 0;
+        bool dirty = false;
+        bool from_walk = false;  // leaf_pte_hpa valid (translated by this walk)
+        uint64_t leaf_pte_hpa = 0;
+    };
+    struct Mru {                 // last L1 entry used: the hit path's shortcut
+        uint64_t vmask = 0, vbase = 1;   // vbase 1 never matches an aligned page base
+        uint64_t hbase = 0;
+        uint8_t allow = 0;
+        bool writable = false;
+        PgLevel size = PgLevel::k4K;
+    };
+
+    TranslateResult translate_slow(Gva va, AccessType at, bool enc);
+    TranslateResult walk(uint64_t va, AccessType at, bool enc);
+    Nested nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w);
+    bool table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
+    bool table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
+    uint64_t npf_code(uint8_t acc, bool present) const;
+    uint8_t nested_perm(uint64_t e) const;
+    TranslateResult npf(uint64_t gpa, uint64_t code);
+    TranslateResult guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code);
+    void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow);
+    void set_mru(uint64_t va, PgLevel s, const TlbEntry& e);
+    void drop_mru() { mru_ = Mru{}; }
+    static TranslateResult hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c);
+
+    MmuConfig cfg_;
+    PhysMem& mem_;
+    CacheHierarchy& cache_;
+    NestedPte npte_;
+    bool nested_ad_ = true;        // nested dimension maintains A/D
+    uint8_t table_acc_ = kR;       // nested access of a guest paging-structure read
+    uint64_t cr3_ = 0, ncr3_ = 0;
+    uint64_t guest_va_bits_ = 48, nested_pa_bits_ = 48;
+    AssocCache<TlbEntry> l1_, l2_;
+    AssocCache<PwcEntry> pwc_;
+    AssocCache<NtlbEntry> ntlb_;
+    Mru mru_;
+    MmuStats stats_;
+};
+
+inline TranslateResult Mmu::hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c) {
+    TranslateResult r;
+    r.hpa = Hpa(hpa);
+    r.page_size = s;
+    r.writable = writable;
+    r.cycles = c;
+    r.tlb_hit = true;
+    return r;
+}
+
+// Hit path: one compare against the most recently used L1 entry. It is the LRU
+// head already, so skipping the LRU update leaves the replacement order exact.
+inline TranslateResult Mmu::translate(Gva va, AccessType at, bool enc) {
+    const uint64_t v = va.raw();
+    if ((v & mru_.vmask) == mru_.vbase && (mru_.allow >> unsigned(at)) & 1u) {
+        ++stats_.accesses;
+        ++stats_.l1_hits;
+        return hit_result(mru_.hbase | (v & ~mru_.vmask), mru_.size, mru_.writable, cfg_.l1.hit_cycles);
+    }
+    return translate_slow(va, at, enc);
+}
+
+}  // namespace hvsim::mmu
