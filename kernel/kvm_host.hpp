@@ -6,28 +6,15 @@
 #include <cstdint>
 #include <string_view>
 
+#include "models/common/exec_context.hpp"
 #include "models/common/types.hpp"
 
 namespace hvsim::kvm {
 
 class GuestMemfd;
 
-// Where the cycles of a KVM operation go. A vCPU's fault path charges the vCPU's
-// local time; a host ioctl charges the VMM thread's. sync() marks the points where
-// Linux drops or takes a lock, so concurrently simulated threads may interleave there.
-class ExecContext {
-public:
-    virtual ~ExecContext() = default;
-    virtual void charge(std::string_view step, Cycles c) = 0;
-    virtual void sync() {}
-};
-
-// A context that only adds up cycles (unit tests, setup outside a simulation).
-class CycleCounter final : public ExecContext {
-public:
-    void charge(std::string_view, Cycles c) override { total += c; }
-    Cycles total = 0;
-};
+using hvsim::CycleCounter;
+using hvsim::ExecContext;
 
 // Internal memslot flags (upper 16 bits, never user-visible).
 inline constexpr uint32_t KVM_MEMSLOT_INVALID = 1u << 16;

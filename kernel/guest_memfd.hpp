@@ -1,0 +1,140 @@
+// guest_memfd (virt/kvm/guest_memfd.c): the inode (size, flags, page cache of order-0
+// pages with real bytes in PhysMem, the in-place conversion attributes) and the file
+// (one VM's view: its bindings pgoff -> memslot). Linux allows several files per inode
+// in principle but creates exactly one; hvsim keeps both in one object.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "kernel/kvm_host.hpp"
+#include "kernel/page_state_graph.hpp"
+#include "kernel/range_map.hpp"
+#include "kernel/uapi.hpp"
+
+namespace hvsim::kvm {
+
+// In checked builds every page-state change must be an edge of the state graph.
+#ifdef HVSIM_CHECKED
+#define HVSIM_GMEM_TRANSITION(from, to, where) ::hvsim::kvm::kvm_assert_transition((from), (to), (where))
+#else
+#define HVSIM_GMEM_TRANSITION(from, to, where) ((void)0)
+#endif
+
+class Kvm;
+class VmmProcess;
+
+class GuestMemfd {
+public:
+    GuestMemfd(std::shared_ptr<Kvm> kvm, uint64_t size, uint64_t flags, uint64_t ino);
+    ~GuestMemfd();
+    GuestMemfd(const GuestMemfd&) = delete;
+    GuestMemfd& operator=(const GuestMemfd&) = delete;
+
+    // ---- inode ----
+    uint64_t size() const { return size_; }          // i_size, fixed at creation
+    uint64_t npages() const { return size_ >> kPageShift; }
+    uint64_t flags() const { return flags_; }
+    uint64_t ino() const { return ino_; }
+    bool supports_mmap() const { return flags_ & uapi::GUEST_MEMFD_FLAG_MMAP; }
+    bool init_shared() const { return flags_ & uapi::GUEST_MEMFD_FLAG_INIT_SHARED; }
+
+    // ---- file ----
+    // The owning VM; nullptr once the file is released (the VM reference is dropped).
+    Kvm* kvm() const { return kvm_.get(); }
+    bool released() const { return released_; }
+    // File references: the fd and every host mmap hold one. The last fput() runs
+    // kvm_gmem_release() and evicts the inode (frees every unpinned page).
+    void fget() { ++file_refs_; }
+    void fput(ExecContext& ctx);
+
+    // ---- file operations ----
+    // kvm_gmem_fallocate(): KEEP_SIZE allocates, KEEP_SIZE|PUNCH_HOLE punches.
+    int kvm_gmem_fallocate(int mode, uint64_t offset, uint64_t len, ExecContext& ctx);
+    // kvm_gmem_mmap(): ENODEV without MMAP (checked first), EINVAL unless MAP_SHARED.
+    int kvm_gmem_mmap(bool shared) const;
+    // kvm_gmem_fault_user_mapping(): 0 and the page, or -EFAULT where the host would get
+    // SIGBUS (beyond EOF, private page, or no INIT_SHARED with per-VM attributes).
+    int kvm_gmem_fault_user_mapping(uint64_t index, Pfn& pfn, ExecContext& ctx);
+    // [PROPOSED] KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd (kernel/memory_attributes.cpp).
+    int kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& args, ExecContext& ctx);
+    // In-place attributes of file page `index` (default PRIVATE unless INIT_SHARED).
+    uint64_t kvm_gmem_get_attributes(uint64_t index) const;
+
+    // ---- bindings (kvm_gmem_bind / kvm_gmem_unbind, called from memslot changes) ----
+    int bind(kvm_memory_slot& slot, uint64_t offset);
+    void unbind(kvm_memory_slot& slot);
+    kvm_memory_slot* binding(uint64_t index) const;
+
+    // ---- page cache ----
+    // kvm_gmem_get_folio(): the page at index, allocated (FGP_CREAT) if absent (-ENOMEM).
+    int kvm_gmem_get_folio(uint64_t index, Pfn& pfn, ExecContext& ctx);
+    // Clear the page and mark it uptodate unless it already is (first use).
+    void kvm_gmem_mark_uptodate(uint64_t index, Pfn pfn, ExecContext& ctx);
+    bool uptodate(uint64_t index) const { return uptodate_.contains(index); }
+    std::optional<Pfn> filemap_lookup(uint64_t index) const { return page_cache_.find(index); }
+    uint64_t nr_pages_allocated() const { return nr_pages_; }
+
+    // ---- references beyond the page cache's own ----
+    // Host PTEs mapping the page (one per mapping that faulted it in).
+    void host_map_get(uint64_t index);
+    void host_map_put(uint64_t index);
+    // Long-term pins (GUP FOLL_LONGTERM). unpin() finds the page by pfn even after a
+    // punch hole or release dropped it from the page cache, and frees it then.
+    void pin(uint64_t index);
+    void unpin(uint64_t index, Pfn pfn, ExecContext& ctx);
+    uint32_t pin_count(uint64_t index) const;
+    uint32_t host_map_count(uint64_t index) const;
+
+    // Where file page `index` is in the page-state graph (kernel/page_state_graph.hpp).
+    GmemPageState page_state(uint64_t index) const;
+
+    // The data structures, for tests and invariants.
+    const RangeMap<Pfn>& page_cache() const { return page_cache_; }
+    const RangeMap<kvm_memory_slot*>& bindings() const { return bindings_; }
+    const RangeMap<uint64_t>& attributes() const { return attributes_; }
+    size_t nr_orphaned_pins() const { return orphans_.size(); }
+
+private:
+    // kvm_gmem_invalidate_begin/end() over the bindings for file pages [start, end).
+    void invalidate_begin(class MmuInvalidation& inv, uint64_t start, uint64_t end);
+    void invalidate_end(class MmuInvalidation& inv, uint64_t start, uint64_t end);
+    AttrFilter kvm_gmem_get_invalidate_filter() const;
+    int kvm_gmem_punch_hole(uint64_t offset, uint64_t len, ExecContext& ctx);
+    int kvm_gmem_allocate(uint64_t offset, uint64_t len, ExecContext& ctx);
+    void kvm_gmem_release(ExecContext& ctx);
+    // truncate_inode_pages_range(): drop [start, end) from the page cache, freeing pages
+    // (arch gmem_invalidate first); pinned pages live on until unpinned.
+    void truncate_range(uint64_t start, uint64_t end, ExecContext& ctx);
+    void free_page(Pfn pfn, ExecContext& ctx);
+
+    std::shared_ptr<Kvm> kvm_;
+    Kvm* owner_;                      // the VM this file was created for (never dereferenced after release)
+    VmmProcess& proc_;
+    uint64_t size_, flags_, ino_;
+    int file_refs_ = 0;
+    bool released_ = false;
+
+    RangeMap<Pfn> page_cache_;        // index -> pfn
+    uint64_t nr_pages_ = 0;
+    RangeMap<bool> uptodate_;         // indices cleared since allocation
+    RangeMap<kvm_memory_slot*> bindings_;
+    RangeMap<uint64_t> attributes_;   // in-place conversion store (every index present)
+    std::map<uint64_t, uint32_t> host_mapped_;   // index -> host PTE references
+    std::map<uint64_t, uint32_t> pins_;          // index -> long-term pins
+    std::map<uint64_t, uint32_t> orphans_;       // pfn -> pins, page no longer in the cache
+};
+
+// kvm_gmem_bind()/kvm_gmem_unbind() as kvm_set_memory_region() calls them: fd is the
+// memslot's guest_memfd field, resolved in the VM's process (EBADF / EINVAL).
+int kvm_gmem_bind(Kvm& kvm, kvm_memory_slot& slot, uint32_t fd, uint64_t offset);
+void kvm_gmem_unbind(kvm_memory_slot& slot);
+
+// kvm_gmem_get_pfn(): the page backing gfn of a gmem slot for the fault path. -EFAULT if
+// the file is closed or not the slot's, -EIO if the binding is not this slot, -ENOMEM.
+// Clears the page on first use and calls the arch gmem_prepare hook. max_order is 0.
+int kvm_gmem_get_pfn(Kvm& kvm, const kvm_memory_slot& slot, Gfn gfn, Pfn& pfn, int& max_order,
+                     ExecContext& ctx);
+
+}  // namespace hvsim::kvm

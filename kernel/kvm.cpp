@@ -1,0 +1,447 @@
+// VM creation, capabilities, memslot updates and the MMU invalidation state
+// (virt/kvm/kvm_main.c, arch/x86/kvm/x86.c).
+#include "kernel/kvm.hpp"
+
+#include <cerrno>
+
+#include "kernel/guest_memfd.hpp"
+#include "kernel/process.hpp"
+
+namespace hvsim::kvm {
+
+const char* invalidate_cause_name(InvalidateCause c) {
+    switch (c) {
+    case InvalidateCause::punch_hole: return "punch_hole";
+    case InvalidateCause::gmem_release: return "gmem_release";
+    case InvalidateCause::set_attributes: return "set_attributes";
+    case InvalidateCause::memslot_delete: return "memslot_delete";
+    case InvalidateCause::memslot_move: return "memslot_move";
+    case InvalidateCause::hva_notifier: return "hva_notifier";
+    case InvalidateCause::other: return "other";
+    }
+    return "?";
+}
+
+const char* attr_filter_name(AttrFilter f) {
+    switch (f) {
+    case AttrFilter::shared: return "shared";
+    case AttrFilter::private_: return "private";
+    case AttrFilter::both: return "both";
+    }
+    return "?";
+}
+
+// ---------------------------------------------------------------------------------
+// VM lifetime
+
+Kvm::Kvm(Private, VmType type, VmmProcess& proc)
+    : type_(type), arch_(&kvm_default_arch_ops(type)), mmu_(&null_mmu_), proc_(proc) {
+    pre_fault_allowed = arch_->pre_fault_allowed_initially();
+}
+
+Kvm::~Kvm() {
+    // kvm_destroy_vm(): sev_vm_destroy() unpins what REG_REGION pinned. Every guest_memfd
+    // held a reference, so by now all bindings were released; the MMU goes with the VM.
+    sev_unpin_all();
+}
+
+int Kvm::create(uint64_t type, VmmProcess& proc, ExecContext& ctx, std::shared_ptr<Kvm>& out) {
+    ctx.charge("ioctl", proc.costs().ioctl);
+    // kvm_arch_init_vm(): !kvm_is_vm_type_supported(type) -> EINVAL.
+    const std::optional<VmType> t = vm_type_from_uapi(type);
+    if (!t || !kvm_default_arch_ops(*t).supported_by(proc.config())) return -EINVAL;
+    out = std::make_shared<Kvm>(Private{}, *t, proc);
+    proc.vms_.push_back(out);
+    return 0;
+}
+
+const KvmConfig& Kvm::config() const { return proc_.config(); }
+const KvmCosts& Kvm::costs() const { return proc_.costs(); }
+
+// ---------------------------------------------------------------------------------
+// Capabilities
+
+uint32_t Kvm::supported_vm_types(const KvmConfig& cfg) {
+    uint32_t mask = 0;
+    for (VmType t : kAllVmTypes) {
+        const uint64_t nr = vm_type_uapi(t);
+        if (nr < 32 && kvm_default_arch_ops(t).supported_by(cfg)) mask |= 1u << nr;
+    }
+    return mask;
+}
+
+namespace {
+
+// What both scopes answer alike, or nullopt when the answer depends on the VM.
+int64_t check_extension_common(const KvmConfig& cfg, int64_t cap) {
+    switch (cap) {
+    case uapi::KVM_CAP_NR_MEMSLOTS: return cfg.nr_memslots;
+    case uapi::KVM_CAP_USER_MEMORY2: return 1;
+    case uapi::KVM_CAP_GUEST_MEMFD: return cfg.guest_memfd ? 1 : 0;
+    case uapi::KVM_CAP_VM_TYPES: return Kvm::supported_vm_types(cfg);
+    case uapi::KVM_CAP_EXIT_HYPERCALL:
+        return cfg.exit_hypercall ? int64_t(KVM_EXIT_HYPERCALL_VALID_MASK) : 0;
+    default: return 0;
+    }
+}
+
+}  // namespace
+
+int64_t Kvm::kvm_dev_check_extension(const KvmConfig& cfg, int64_t cap) {
+    switch (cap) {
+    case uapi::KVM_CAP_READONLY_MEM: return cfg.readonly_mem ? 1 : 0;
+    // Only compiled in with CONFIG_KVM_SMM (KVM_MAX_NR_ADDRESS_SPACES > 1); else the arch
+    // default answers 0.
+    case uapi::KVM_CAP_MULTI_ADDRESS_SPACE: return cfg.smm ? 2 : 0;
+    case uapi::KVM_CAP_MEMORY_ATTRIBUTES:
+        return cfg.generic_memory_attributes && cfg.vm_memory_attributes
+                   ? int64_t(uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) : 0;
+    case KVM_CAP_MEMORY_ATTRIBUTES2:
+    case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+        return cfg.guest_memfd && cfg.memory_attributes2 && !cfg.vm_memory_attributes
+                   ? int64_t(uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) : 0;
+    case uapi::KVM_CAP_PRE_FAULT_MEMORY: return cfg.tdp ? 1 : 0;
+    case uapi::KVM_CAP_GUEST_MEMFD_FLAGS: {
+        if (!cfg.guest_memfd) return 0;
+        uint64_t f = 0;
+        if (cfg.guest_memfd_mmap) f |= uapi::GUEST_MEMFD_FLAG_MMAP;
+        if (cfg.guest_memfd_init_shared) f |= uapi::GUEST_MEMFD_FLAG_INIT_SHARED;
+        return int64_t(f);
+    }
+    default: return check_extension_common(cfg, cap);
+    }
+}
+
+int64_t Kvm::kvm_vm_ioctl_check_extension(int64_t cap) const {
+    const KvmConfig& cfg = config();
+    switch (cap) {
+    case uapi::KVM_CAP_READONLY_MEM: return kvm_arch_has_readonly_mem() ? 1 : 0;
+    case uapi::KVM_CAP_MULTI_ADDRESS_SPACE: return cfg.smm ? int64_t(kvm_arch_nr_memslot_as_ids()) : 0;
+    case uapi::KVM_CAP_MEMORY_ATTRIBUTES:
+        return cfg.generic_memory_attributes && cfg.vm_memory_attributes
+                   ? int64_t(kvm_supported_mem_attributes()) : 0;
+    case KVM_CAP_MEMORY_ATTRIBUTES2:
+    case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+        return cfg.guest_memfd && cfg.memory_attributes2 && !cfg.vm_memory_attributes
+                   ? int64_t(kvm_supported_mem_attributes()) : 0;
+    // x86: tdp_enabled; KVM_PRE_FAULT_MEMORY is x86-only, so a pKVM VM says 0.
+    case uapi::KVM_CAP_PRE_FAULT_MEMORY: return cfg.tdp && type_ != VmType::pkvm ? 1 : 0;
+    case uapi::KVM_CAP_GUEST_MEMFD_FLAGS: return int64_t(kvm_gmem_get_supported_flags());
+    default: return check_extension_common(cfg, cap);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Memslots
+
+const kvm_memory_slot* Kvm::id_to_memslot(unsigned as_id, uint16_t id) const {
+    return as_id < 2 ? memslots_[as_id].id_to_memslot(id) : nullptr;
+}
+
+const kvm_memory_slot* Kvm::gfn_to_memslot(unsigned as_id, Gfn gfn) const {
+    return as_id < 2 ? memslots_[as_id].gfn_to_memslot(gfn) : nullptr;
+}
+
+int Kvm::kvm_vm_ioctl_set_memory_region(const uapi::kvm_userspace_memory_region& m, ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    // kvm_vm_ioctl(KVM_SET_USER_MEMORY_REGION): v1 copies 32 bytes, zeroes the v2 fields
+    // and accepts only the v1 flags (so GUEST_MEMFD through v1 is EINVAL).
+    if (m.flags & ~(uapi::KVM_MEM_LOG_DIRTY_PAGES | uapi::KVM_MEM_READONLY)) return -EINVAL;
+    uapi::kvm_userspace_memory_region2 m2{};
+    m2.slot = m.slot;
+    m2.flags = m.flags;
+    m2.guest_phys_addr = m.guest_phys_addr;
+    m2.memory_size = m.memory_size;
+    m2.userspace_addr = m.userspace_addr;
+    if (uint16_t(m2.slot) >= config().nr_memslots) return -EINVAL;
+    return kvm_set_memory_region(m2, ctx);
+}
+
+int Kvm::kvm_vm_ioctl_set_memory_region2(const uapi::kvm_userspace_memory_region2& m, ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    // kvm_vm_ioctl_set_memory_region(): user ioctls cannot touch internal slots.
+    if (uint16_t(m.slot) >= config().nr_memslots) return -EINVAL;
+    return kvm_set_memory_region(m, ctx);
+}
+
+namespace {
+
+// access_ok() on x86-64: [addr, addr+size) must not wrap and must end below TASK_SIZE_MAX.
+bool access_ok(uint64_t addr, uint64_t size) {
+    const uint64_t sum = addr + size;
+    return sum >= addr && sum < kTaskSizeMax;
+}
+
+}  // namespace
+
+// kvm_set_memory_region(): validation in Linux's order, first failure wins
+// (kvm-semantics.md §2.2 and the checked list).
+int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, ExecContext& ctx) {
+    const KvmConfig& cfg = config();
+    using namespace uapi;
+
+    // check_memory_region_flags(): LOG_DIRTY always; GUEST_MEMFD with CONFIG_KVM_GUEST_MEMFD
+    // (dropping LOG_DIRTY: no dirty logging of private memory); READONLY if the arch has
+    // read-only memory for this VM and the slot is not gmem (no emulated MMIO for private
+    // memory). Checked for deletes too.
+    uint32_t valid = KVM_MEM_LOG_DIRTY_PAGES;
+    if (cfg.guest_memfd) valid |= KVM_MEM_GUEST_MEMFD;
+    if (mem.flags & KVM_MEM_GUEST_MEMFD) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
+    if (kvm_arch_has_readonly_mem() && !(mem.flags & KVM_MEM_GUEST_MEMFD)) valid |= KVM_MEM_READONLY;
+    if (mem.flags & ~valid) return -EINVAL;
+
+    const unsigned as_id = mem.slot >> 16;
+    const uint16_t id = uint16_t(mem.slot);
+
+    // General sanity checks.
+    if (mem.memory_size & kPageMask) return -EINVAL;
+    if (mem.guest_phys_addr & kPageMask) return -EINVAL;
+    if ((mem.userspace_addr & kPageMask) || !access_ok(mem.userspace_addr, mem.memory_size))
+        return -EINVAL;
+    if ((mem.flags & KVM_MEM_GUEST_MEMFD) &&
+        ((mem.guest_memfd_offset & kPageMask) ||
+         mem.guest_memfd_offset + mem.memory_size < mem.guest_memfd_offset))
+        return -EINVAL;
+    if (as_id >= kvm_arch_nr_memslot_as_ids() || id >= KVM_MEM_SLOTS_NUM) return -EINVAL;
+    if (mem.guest_phys_addr + mem.memory_size < mem.guest_phys_addr) return -EINVAL;
+    if ((mem.memory_size >> kPageShift) > KVM_MEM_MAX_NR_PAGES) return -EINVAL;
+
+    KvmMemslots& slots = memslots_[as_id];
+    kvm_memory_slot* old = slots.id_to_memslot(id);
+
+    if (mem.memory_size == 0) {
+        if (!old) return -EINVAL;   // deleting an absent slot
+        return kvm_set_memslot(old, nullptr, kvm_mr_change::delete_, ctx);
+    }
+
+    const Gfn base_gfn(mem.guest_phys_addr >> kPageShift);
+    const uint64_t npages = mem.memory_size >> kPageShift;
+    kvm_mr_change change;
+    if (!old) {
+        change = kvm_mr_change::create;
+        // The total number of pages across all memslots must fit in an unsigned long.
+        if (nr_memslot_pages_ + npages < nr_memslot_pages_) return -EINVAL;
+    } else {
+        // guest_memfd memslots are immutable, they can only be deleted; and a normal slot
+        // can never gain GUEST_MEMFD (6.18 + the Dec 2025 stable fix: the modify check
+        // covers (new ^ old) & (READONLY | GUEST_MEMFD)).
+        const uint32_t old_user_flags = old->flags & 0xffffu;
+        if (mem.flags & KVM_MEM_GUEST_MEMFD) return -EINVAL;
+        if ((mem.flags ^ old_user_flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)) return -EINVAL;
+        if (mem.userspace_addr != old->userspace_addr.raw() || npages != old->npages) return -EINVAL;
+        if (base_gfn != old->base_gfn)
+            change = kvm_mr_change::move;
+        else if (mem.flags != old_user_flags)
+            change = kvm_mr_change::flags_only;
+        else
+            return 0;   // nothing to change
+    }
+
+    if ((change == kvm_mr_change::create || change == kvm_mr_change::move) &&
+        slots.check_overlap(id, base_gfn, base_gfn + npages))
+        return -EEXIST;
+
+    auto new_slot = std::make_unique<kvm_memory_slot>();
+    new_slot->as_id = uint16_t(as_id);
+    new_slot->id = id;
+    new_slot->base_gfn = base_gfn;
+    new_slot->npages = npages;
+    new_slot->flags = mem.flags;
+    new_slot->userspace_addr = Hva(mem.userspace_addr);
+    if (mem.flags & KVM_MEM_GUEST_MEMFD) {
+        const int r = kvm_gmem_bind(*this, *new_slot, mem.guest_memfd, mem.guest_memfd_offset);
+        if (r) return r;
+    }
+    // On failure kvm_set_memslot() undoes the binding (out_unbind) before freeing the slot.
+    return kvm_set_memslot(old, std::move(new_slot), change, ctx);
+}
+
+// x86 kvm_arch_prepare_memory_region(): a created or moved slot must end at or below
+// kvm_mmu_max_gfn() and must not reach an aliased (TDX shared) gfn.
+int Kvm::kvm_arch_prepare_memory_region(const kvm_memory_slot* s, kvm_mr_change change) const {
+    if (change == kvm_mr_change::create || change == kvm_mr_change::move) {
+        const Gfn last = s->base_gfn + (s->npages - 1);
+        if (last.raw() > arch_->max_gfn(config())) return -EINVAL;
+        if (arch_->is_gfn_alias(last, config())) return -EINVAL;
+    }
+    return 0;
+}
+
+// kvm_set_memslot(): invalidate (DELETE/MOVE), prepare, install, commit.
+int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> new_slot,
+                         kvm_mr_change change, ExecContext& ctx) {
+    KvmMemslots& slots = memslots_[old ? old->as_id : new_slot->as_id];
+    std::unique_ptr<kvm_memory_slot> keep_new = std::move(new_slot);   // freed on failure
+
+    if (change == kvm_mr_change::delete_ || change == kvm_mr_change::move) {
+        // kvm_invalidate_memslot(): publish the slot as INVALID (faults on it retry, §5.2),
+        // let SRCU readers drain, then zap everything it maps.
+        old->flags |= KVM_MEMSLOT_INVALID;
+        ++slots.generation;
+        ctx.sync();
+        CountingContext cc(ctx);
+        const uint64_t before = mmu_->sptes_zapped_total();
+        mmu_->kvm_arch_flush_shadow_memslot(*old, cc);
+        InvalidationRecord rec;
+        rec.start_gfn = old->base_gfn.raw();
+        rec.end_gfn = old->end_gfn().raw();
+        rec.cause = change == kvm_mr_change::delete_ ? InvalidateCause::memslot_delete
+                                                    : InvalidateCause::memslot_move;
+        rec.attr_filter = AttrFilter::both;
+        rec.sptes_zapped = mmu_->sptes_zapped_total() - before;
+        rec.flush_remote = true;   // kvm_arch_flush_shadow_memslot() flushes remote TLBs
+        rec.cycles = cc.total;
+        stats_.invalidations.push_back(rec);
+    }
+
+    const int r = kvm_arch_prepare_memory_region(keep_new.get(), change);
+    if (r) {
+        if (keep_new && keep_new->has_gmem()) kvm_gmem_unbind(*keep_new);
+        if (old) {   // kvm_activate_memslot(invalid_slot, old): restore the old slot
+            old->flags &= ~KVM_MEMSLOT_INVALID;
+            ++slots.generation;
+        }
+        return r;
+    }
+
+    ctx.charge("memslot_update", costs().memslot_update);
+    switch (change) {
+    case kvm_mr_change::create:
+        mmu_->kvm_arch_create_memslot(*keep_new);   // kvm_alloc_memslot_metadata()
+        nr_memslot_pages_ += keep_new->npages;
+        slots.insert(std::move(keep_new));
+        ++stats_.memslot_create;
+        break;
+    case kvm_mr_change::delete_: {
+        nr_memslot_pages_ -= old->npages;
+        std::unique_ptr<kvm_memory_slot> gone = slots.remove(old->id);
+        // kvm_free_memslot(): unbind guest_memfd, free arch metadata.
+        if (gone->has_gmem()) kvm_gmem_unbind(*gone);
+        mmu_->kvm_arch_free_memslot(*gone);
+        ++stats_.memslot_delete;
+        break;
+    }
+    case kvm_mr_change::move: {
+        // Old metadata goes before the new is allocated (Linux allocates into the new
+        // slot object first; hvsim has one object per slot id, see docs/kvm-model.md).
+        kvm_memory_slot old_copy = *old;
+        old_copy.flags &= ~KVM_MEMSLOT_INVALID;
+        mmu_->kvm_arch_free_memslot(old_copy);
+        slots.move(old->id, keep_new->base_gfn);
+        old->flags = keep_new->flags;
+        mmu_->kvm_arch_create_memslot(*old);
+        ++stats_.memslot_move;
+        break;
+    }
+    case kvm_mr_change::flags_only:
+        // Dirty-log toggles (kvm_mmu_slot_apply_flags) are not modelled beyond the flag.
+        old->flags = keep_new->flags | (old->flags & ~0xffffu);
+        ++slots.generation;
+        ++stats_.memslot_flags_only;
+        break;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------
+// MMU invalidation state (kvm_main.c; kvm_host.h mmu_invalidate_retry_gfn*)
+
+void Kvm::kvm_mmu_invalidate_begin() {
+    ++mmu_invalidate_in_progress;
+    if (mmu_invalidate_in_progress == 1) {
+        mmu_invalidate_range_start = Gfn(kInvalidGfn);
+        mmu_invalidate_range_end = Gfn(kInvalidGfn);
+    }
+}
+
+void Kvm::kvm_mmu_invalidate_range_add(Gfn start, Gfn end) {
+    if (mmu_invalidate_range_start.raw() == kInvalidGfn) {
+        mmu_invalidate_range_start = start;
+        mmu_invalidate_range_end = end;
+    } else {
+        if (start < mmu_invalidate_range_start) mmu_invalidate_range_start = start;
+        if (end > mmu_invalidate_range_end) mmu_invalidate_range_end = end;
+    }
+}
+
+void Kvm::kvm_mmu_invalidate_end() {
+    // The seq bump comes before in_progress drops so a fault that sees in_progress == 0
+    // also sees the new seq.
+    ++mmu_invalidate_seq;
+    --mmu_invalidate_in_progress;
+}
+
+bool Kvm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
+    if (mmu_invalidate_in_progress > 0) {
+        if (mmu_invalidate_range_start.raw() == kInvalidGfn) return true;   // KVM bug: retry
+        if (gfn >= mmu_invalidate_range_start && gfn < mmu_invalidate_range_end) return true;
+    }
+    return mmu_invalidate_seq != seq;
+}
+
+bool Kvm::mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const {
+    if (mmu_invalidate_in_progress > 0 && gfn >= mmu_invalidate_range_start &&
+        gfn < mmu_invalidate_range_end)
+        return true;
+    return mmu_invalidate_seq != seq;
+}
+
+// ---------------------------------------------------------------------------------
+// MmuInvalidation
+
+MmuInvalidation::MmuInvalidation(Kvm& kvm, InvalidateCause cause, AttrFilter filter, ExecContext& outer)
+    : kvm_(kvm), ctx_(outer) {
+    rec_.cause = cause;
+    rec_.attr_filter = filter;
+}
+
+void MmuInvalidation::begin() {
+    if (begun_) return;
+    begun_ = true;
+    zapped_before_ = kvm_.mmu().sptes_zapped_total();
+    ctx_.charge("mmu_lock", kvm_.costs().mmu_lock);
+    kvm_.kvm_mmu_invalidate_begin();
+}
+
+void MmuInvalidation::range_add(Gfn start, Gfn end) {
+    kvm_.kvm_mmu_invalidate_range_add(start, end);
+    if (!any_range_) {
+        rec_.start_gfn = start.raw();
+        rec_.end_gfn = end.raw();
+        any_range_ = true;
+    } else {
+        if (start.raw() < rec_.start_gfn) rec_.start_gfn = start.raw();
+        if (end.raw() > rec_.end_gfn) rec_.end_gfn = end.raw();
+    }
+}
+
+void MmuInvalidation::unmap(const kvm_memory_slot& slot, Gfn start, Gfn end) {
+    range_add(start, end);
+    kvm_gfn_range r;
+    r.slot = &slot;
+    r.start = start;
+    r.end = end;
+    r.attr_filter = rec_.attr_filter;
+    r.may_block = true;
+    flush_ |= kvm_.mmu().kvm_unmap_gfn_range(r, ctx_);
+}
+
+void MmuInvalidation::flush_and_unlock() {
+    if (flush_) {
+        kvm_.mmu().kvm_flush_remote_tlbs(ctx_);
+        rec_.flush_remote = true;
+        flush_ = false;
+    }
+    ctx_.sync();   // mmu_lock dropped: a concurrent fault may now observe in_progress
+}
+
+void MmuInvalidation::end() {
+    ctx_.sync();
+    ctx_.charge("mmu_lock", kvm_.costs().mmu_lock);
+    kvm_.kvm_mmu_invalidate_end();
+    rec_.sptes_zapped = kvm_.mmu().sptes_zapped_total() - zapped_before_;
+    rec_.cycles = ctx_.total;
+    kvm_.stats_.invalidations.push_back(rec_);
+}
+
+}  // namespace hvsim::kvm

@@ -1,0 +1,214 @@
+// The simulated struct kvm: one VM of one type, its memslots, memory attributes, MMU
+// invalidation state and legacy SEV regions (virt/kvm/kvm_main.c, arch/x86/kvm/x86.c,
+// arch/x86/kvm/svm/sev.c). Entry points are named after the KVM functions they model
+// and return 0 / a value / an fd, or -errno; none throws for user input.
+//
+// Ownership mirrors Linux: the VM fd and every guest_memfd file hold a reference
+// (shared_ptr) on the Kvm, so closing the VM fd keeps the VM alive while guest_memfds
+// are open. The Kvm points back at the VMM process that created it (kvm->mm).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernel/costs.hpp"
+#include "kernel/kvm_arch_ops.hpp"
+#include "kernel/kvm_config.hpp"
+#include "kernel/kvm_host.hpp"
+#include "kernel/memslot.hpp"
+#include "kernel/range_map.hpp"
+#include "kernel/stats.hpp"
+#include "kernel/uapi.hpp"
+
+namespace hvsim::kvm {
+
+class VmmProcess;
+class GuestMemfd;
+class Kvm;
+
+// [PROPOSED] capability numbers of the in-place conversion series. Upstream has not
+// fixed them (245/248/249 seen in different revisions); hvsim uses these two.
+inline constexpr int KVM_CAP_MEMORY_ATTRIBUTES2 = 248;
+inline constexpr int KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES = 249;
+// KVM_EXIT_HYPERCALL_VALID_MASK (x86.h): only KVM_HC_MAP_GPA_RANGE may exit.
+inline constexpr uint64_t KVM_EXIT_HYPERCALL_VALID_MASK = 1ull << uapi::KVM_HC_MAP_GPA_RANGE;
+// x86-64 TASK_SIZE_MAX with 4-level paging; access_ok() accepts [addr, addr+size) below it.
+inline constexpr uint64_t kTaskSizeMax = (1ull << 47) - kPageSize;
+inline constexpr uint64_t kInvalidGfn = ~0ull;   // INVALID_GPA as mmu_invalidate_range_*
+
+// An ExecContext that forwards to another and adds up what passes through, so an
+// invalidation can report the cycles it took.
+class CountingContext final : public ExecContext {
+public:
+    explicit CountingContext(ExecContext& inner) : inner_(inner) {}
+    void charge(std::string_view step, Cycles c) override { total += c; inner_.charge(step, c); }
+    void sync() override { inner_.sync(); }
+    Cycles total = 0;
+
+private:
+    ExecContext& inner_;
+};
+
+// A KvmMmuOps that maps nothing (a VM whose MMU is not attached, or a VM being torn down).
+class NullMmuOps final : public KvmMmuOps {
+public:
+    bool kvm_unmap_gfn_range(const kvm_gfn_range&, ExecContext&) override { return false; }
+    void kvm_flush_remote_tlbs(ExecContext&) override {}
+    void kvm_arch_flush_shadow_memslot(const kvm_memory_slot&, ExecContext&) override {}
+    void kvm_arch_post_set_memory_attributes(const kvm_memory_slot&, Gfn, Gfn) override {}
+    void kvm_arch_create_memslot(const kvm_memory_slot&) override {}
+    void kvm_arch_free_memslot(const kvm_memory_slot&) override {}
+    uint64_t sptes_zapped_total() const override { return 0; }
+};
+
+// One kvm_mmu_invalidate_begin() .. kvm_mmu_invalidate_end() bracket as a caller runs it
+// (guest_memfd invalidation, attribute change, memslot zap), recorded into
+// KvmStats::invalidations at end(). Charge everything in between through ctx().
+class MmuInvalidation {
+public:
+    MmuInvalidation(Kvm& kvm, InvalidateCause cause, AttrFilter filter, ExecContext& outer);
+    ExecContext& ctx() { return ctx_; }
+    // Take mmu_lock and kvm_mmu_invalidate_begin() (done once, on the first range).
+    void begin();
+    bool begun() const { return begun_; }
+    // kvm_mmu_invalidate_range_add() only.
+    void range_add(Gfn start, Gfn end);
+    // kvm_mmu_unmap_gfn_range(): range_add + kvm_unmap_gfn_range() with this filter.
+    void unmap(const kvm_memory_slot& slot, Gfn start, Gfn end);
+    // kvm_flush_remote_tlbs() if any unmap asked for it, drop mmu_lock (ctx.sync()).
+    void flush_and_unlock();
+    // Take mmu_lock, kvm_mmu_invalidate_end(), drop it, and record the invalidation.
+    void end();
+
+private:
+    Kvm& kvm_;
+    CountingContext ctx_;
+    InvalidationRecord rec_;
+    uint64_t zapped_before_ = 0;
+    bool begun_ = false, flush_ = false, any_range_ = false;
+};
+
+class Kvm : public std::enable_shared_from_this<Kvm> {
+    struct Private {};
+
+public:
+    // kvm_dev_ioctl_create_vm() -> kvm_create_vm() -> kvm_arch_init_vm(): EINVAL for a type
+    // this configuration does not offer. Usually reached through VmmProcess::ioctl_create_vm.
+    static int create(uint64_t type, VmmProcess& proc, ExecContext& ctx, std::shared_ptr<Kvm>& out);
+    Kvm(Private, VmType type, VmmProcess& proc);
+    ~Kvm();
+    Kvm(const Kvm&) = delete;
+    Kvm& operator=(const Kvm&) = delete;
+
+    VmType type() const { return type_; }
+    KvmArchOps& arch() const { return *arch_; }
+    // Install a backend with working hooks (SNP RMP, TDX SEPT, pKVM stage-2).
+    void set_arch_ops(KvmArchOps& ops) { arch_ = &ops; }
+    // The arch MMU generic code calls through; must outlive its use (nullptr = none).
+    void set_mmu_ops(KvmMmuOps* ops) { mmu_ = ops ? ops : &null_mmu_; }
+    KvmMmuOps& mmu() const { return *mmu_; }
+    VmmProcess& process() const { return proc_; }
+    const KvmConfig& config() const;
+    const KvmCosts& costs() const;
+    KvmStats& stats() { return stats_; }
+    const KvmStats& stats() const { return stats_; }
+
+    bool has_private_mem() const { return arch_->has_private_mem(); }
+    // kvm->arch.pre_fault_allowed: SNP/TDX backends set it at launch finish / finalize.
+    bool pre_fault_allowed = true;
+
+    // ---- capabilities (kvm_vm_ioctl_check_extension_generic + x86) ----
+    // System scope (/dev/kvm, kvm == NULL).
+    static int64_t kvm_dev_check_extension(const KvmConfig& cfg, int64_t cap);
+    int64_t kvm_vm_ioctl_check_extension(int64_t cap) const;
+    // KVM_CAP_VM_TYPES: BIT(type) of every x86 type the configuration offers.
+    static uint32_t supported_vm_types(const KvmConfig& cfg);
+
+    // ---- memslots (kernel/kvm.cpp) ----
+    int kvm_vm_ioctl_set_memory_region(const uapi::kvm_userspace_memory_region& mem, ExecContext& ctx);
+    int kvm_vm_ioctl_set_memory_region2(const uapi::kvm_userspace_memory_region2& mem, ExecContext& ctx);
+    unsigned kvm_arch_nr_memslot_as_ids() const { return arch_->nr_memslot_as_ids(config()); }
+    const KvmMemslots& memslots(unsigned as_id) const { return memslots_[as_id]; }
+    const kvm_memory_slot* id_to_memslot(unsigned as_id, uint16_t id) const;
+    const kvm_memory_slot* gfn_to_memslot(unsigned as_id, Gfn gfn) const;
+    uint64_t nr_memslot_pages() const { return nr_memslot_pages_; }
+    bool kvm_arch_has_readonly_mem() const { return arch_->has_readonly_mem(config()); }
+
+    // ---- guest_memfd (kernel/guest_memfd.cpp) ----
+    // kvm_gmem_get_supported_flags().
+    uint64_t kvm_gmem_get_supported_flags() const;
+    // KVM_CREATE_GUEST_MEMFD: a new fd in the VMM's table, or -errno.
+    int kvm_gmem_create(const uapi::kvm_create_guest_memfd& args, ExecContext& ctx);
+
+    // ---- memory attributes (kernel/memory_attributes.cpp) ----
+    // kvm_supported_mem_attributes(): PRIVATE for private-memory VMs.
+    uint64_t kvm_supported_mem_attributes() const;
+    // KVM_SET_MEMORY_ATTRIBUTES (per-VM store; ENOTTY unless generic attributes and
+    // kvm.vm_memory_attributes).
+    int kvm_vm_ioctl_set_mem_attributes(const uapi::kvm_memory_attributes& attrs, ExecContext& ctx);
+    // Queries for the fault path, in either store (vm_memory_attributes true or false).
+    uint64_t kvm_get_memory_attributes(Gfn gfn) const;
+    bool kvm_mem_is_private(Gfn gfn) const {
+        return (kvm_get_memory_attributes(gfn) & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+    }
+    bool kvm_range_has_memory_attributes(Gfn start, Gfn end, uint64_t mask, uint64_t attrs) const;
+    // The per-VM store (vm_memory_attributes == true), for tests and results.
+    const RangeMap<uint64_t>& mem_attr_array() const { return mem_attr_array_; }
+
+    // ---- MMU invalidation state (include/linux/kvm_host.h, kvm_main.c; §5.3) ----
+    uint64_t mmu_invalidate_seq = 0;
+    int64_t mmu_invalidate_in_progress = 0;
+    Gfn mmu_invalidate_range_start{kInvalidGfn};
+    Gfn mmu_invalidate_range_end{kInvalidGfn};
+    void kvm_mmu_invalidate_begin();
+    void kvm_mmu_invalidate_range_add(Gfn start, Gfn end);
+    void kvm_mmu_invalidate_end();
+    // Under mmu_lock: retry if an invalidation covering gfn is running or one finished
+    // since seq was sampled.
+    bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
+    // The lockless pre-check (tolerates a stale range; never retries on INVALID).
+    bool mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const;
+
+    // ---- legacy SEV (kernel/sev.cpp; svm/sev.c) ----
+    int kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, ExecContext& ctx);
+    int kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r, ExecContext& ctx);
+    uint64_t sev_pages_locked() const { return sev_pages_locked_; }
+    size_t sev_nr_regions() const { return sev_regions_.size(); }
+
+    // The VMM process exits: stop calling into the MMU and give back SEV pins while the
+    // process still exists (used by ~VmmProcess).
+    void detach_mmu() { mmu_ = &null_mmu_; }
+    void on_process_exit() {
+        detach_mmu();
+        sev_unpin_all();
+    }
+
+private:
+    friend class MmuInvalidation;
+    friend class GuestMemfd;
+
+    int kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, ExecContext& ctx);
+    int kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> new_slot,
+                        kvm_mr_change change, ExecContext& ctx);
+    int kvm_arch_prepare_memory_region(const kvm_memory_slot* new_slot, kvm_mr_change change) const;
+    int kvm_vm_set_mem_attributes(Gfn start, Gfn end, uint64_t attrs, ExecContext& ctx);
+    void sev_unpin_all();
+
+    VmType type_;
+    KvmArchOps* arch_;
+    KvmMmuOps* mmu_;
+    NullMmuOps null_mmu_;
+    VmmProcess& proc_;
+    KvmStats stats_;
+
+    KvmMemslots memslots_[2];        // KVM_MAX_NR_ADDRESS_SPACES
+    uint64_t nr_memslot_pages_ = 0;
+    RangeMap<uint64_t> mem_attr_array_;   // gfn -> attributes; absent = 0
+
+    struct EncRegion { uint64_t uaddr, size, npages; };
+    std::vector<EncRegion> sev_regions_;
+    uint64_t sev_pages_locked_ = 0;
+};
+
+}  // namespace hvsim::kvm

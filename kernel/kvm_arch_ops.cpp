@@ -1,0 +1,181 @@
+#include "kernel/kvm_arch_ops.hpp"
+
+#include "kernel/kvm.hpp"
+#include "kernel/uapi.hpp"
+
+namespace hvsim::kvm {
+
+const char* vm_type_name(VmType t) {
+    switch (t) {
+    case VmType::default_vm: return "default";
+    case VmType::sw_protected: return "sw_protected";
+    case VmType::sev: return "sev";
+    case VmType::sev_es: return "sev_es";
+    case VmType::snp: return "snp";
+    case VmType::tdx: return "tdx";
+    case VmType::pkvm: return "pkvm";
+    }
+    return "?";
+}
+
+std::optional<VmType> vm_type_from_name(std::string_view n) {
+    for (VmType t : kAllVmTypes)
+        if (n == vm_type_name(t)) return t;
+    return std::nullopt;
+}
+
+uint64_t vm_type_uapi(VmType t) {
+    switch (t) {
+    case VmType::default_vm: return uapi::KVM_X86_DEFAULT_VM;
+    case VmType::sw_protected: return uapi::KVM_X86_SW_PROTECTED_VM;
+    case VmType::sev: return uapi::KVM_X86_SEV_VM;
+    case VmType::sev_es: return uapi::KVM_X86_SEV_ES_VM;
+    case VmType::snp: return uapi::KVM_X86_SNP_VM;
+    case VmType::tdx: return uapi::KVM_X86_TDX_VM;
+    case VmType::pkvm: return KVM_VM_TYPE_ARM_PROTECTED;
+    }
+    return ~0ull;
+}
+
+std::optional<VmType> vm_type_from_uapi(uint64_t type) {
+    for (VmType t : kAllVmTypes)
+        if (vm_type_uapi(t) == type) return t;
+    return std::nullopt;
+}
+
+const char* content_policy_name(ContentPolicy p) {
+    switch (p) {
+    case ContentPolicy::zero: return "zero";
+    case ContentPolicy::preserve: return "preserve";
+    case ContentPolicy::none: return "none";
+    }
+    return "?";
+}
+
+bool KvmArchOps::supports_content_policy(ContentPolicy p, bool to_private) const {
+    switch (p) {
+    case ContentPolicy::zero: return !to_private;   // guests must not trust host zeroing
+    case ContentPolicy::preserve: return false;     // encrypted memory cannot be preserved
+    case ContentPolicy::none: return true;
+    }
+    return false;
+}
+
+namespace {
+
+// KVM_X86_DEFAULT_VM: everything shared; gmem-only slots served from guest_memfd.
+class DefaultVmOps final : public KvmArchOps {
+public:
+    VmType type() const override { return VmType::default_vm; }
+    bool has_private_mem() const override { return false; }
+    bool has_protected_state() const override { return false; }
+    bool pre_fault_allowed_initially() const override { return true; }
+    bool supported_by(const KvmConfig&) const override { return true; }
+};
+
+// KVM_X86_SW_PROTECTED_VM: the testing vehicle. Private memory without encryption, so it
+// honours every content policy and scribbles 0xab for NONE (seed 003).
+class SwProtectedVmOps final : public KvmArchOps {
+public:
+    VmType type() const override { return VmType::sw_protected; }
+    bool has_private_mem() const override { return true; }
+    bool has_protected_state() const override { return false; }
+    bool pre_fault_allowed_initially() const override { return true; }
+    // x86.c kvm_is_vm_type_supported(): CONFIG_KVM_SW_PROTECTED_VM and the TDP MMU.
+    bool supported_by(const KvmConfig& c) const override { return c.sw_protected_vm && c.tdp; }
+    bool supports_content_policy(ContentPolicy, bool) const override { return true; }
+    std::optional<uint8_t> none_policy_fill() const override { return uint8_t{0xab}; }
+    // KVM synthesizes PFERR_PRIVATE_ACCESS from the attributes (never a mismatch).
+    bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return k.kvm_mem_is_private(g); }
+};
+
+// KVM_X86_SEV_VM / SEV_ES_VM: legacy SEV, no private-memory tracking in KVM; memory is
+// pinned up front through KVM_MEMORY_ENCRYPT_REG_REGION (svm/sev.c).
+class SevVmOps final : public KvmArchOps {
+public:
+    explicit SevVmOps(bool es) : es_(es) {}
+    VmType type() const override { return es_ ? VmType::sev_es : VmType::sev; }
+    bool has_private_mem() const override { return false; }
+    bool has_protected_state() const override { return es_; }
+    bool pre_fault_allowed_initially() const override { return true; }   // !has_private_mem
+    // SEV needs NPT; SEV-ES needs SEV (sev_hardware_setup()).
+    bool supported_by(const KvmConfig& c) const override {
+        return c.tdp && c.sev && (!es_ || c.sev_es);
+    }
+    bool sev_guest() const override { return true; }
+
+private:
+    bool es_;
+};
+
+// KVM_X86_SNP_VM: private memory from guest_memfd, RMP-protected; pre-fault only after
+// SNP_LAUNCH_FINISH. sev_guest() is true for SNP too, so REG_REGION is not refused.
+class SnpVmOps final : public KvmArchOps {
+public:
+    VmType type() const override { return VmType::snp; }
+    bool has_private_mem() const override { return true; }
+    bool has_protected_state() const override { return true; }
+    bool pre_fault_allowed_initially() const override { return false; }
+    bool supported_by(const KvmConfig& c) const override {
+        return c.tdp && c.sev && c.sev_es && c.snp;
+    }
+    bool sev_guest() const override { return true; }
+    bool fault_is_private(const Kvm&, Gfn, uint64_t ec) const override { return ec & PFERR_GUEST_ENC_MASK; }
+};
+
+// KVM_X86_TDX_VM: private memory in the secure EPT; GPA bit (MAXPHYADDR-1) is the shared
+// bit, so gfns with it set alias private gfns (kvm_is_gfn_alias()).
+class TdxVmOps final : public KvmArchOps {
+public:
+    VmType type() const override { return VmType::tdx; }
+    bool has_private_mem() const override { return true; }
+    bool has_protected_state() const override { return true; }
+    bool pre_fault_allowed_initially() const override { return false; }
+    bool supported_by(const KvmConfig& c) const override { return c.tdp && c.tdx; }
+    bool is_gfn_alias(Gfn g, const KvmConfig& c) const override {
+        return (g.raw() >> (c.maxphyaddr - 1 - kPageShift)) & 1;
+    }
+    bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return !is_gfn_alias(g, k.config()); }
+};
+
+// arm64 pKVM protected VM: one hypervisor-owned stage-2, conversion is an ownership /
+// permission change without encryption, so contents can be preserved (seed 002).
+class PkvmVmOps final : public KvmArchOps {
+public:
+    VmType type() const override { return VmType::pkvm; }
+    bool has_private_mem() const override { return true; }
+    bool has_protected_state() const override { return true; }
+    bool pre_fault_allowed_initially() const override { return false; }   // x86-only ioctl
+    bool supported_by(const KvmConfig& c) const override { return c.pkvm; }
+    // arm64 has no protected-state restriction on read-only memslots.
+    bool has_readonly_mem(const KvmConfig& c) const override { return c.readonly_mem; }
+    // No fault-time bit on arm64: the hypervisor's page state, mirrored by the attributes.
+    bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return k.kvm_mem_is_private(g); }
+    bool supports_content_policy(ContentPolicy p, bool to_private) const override {
+        if (p == ContentPolicy::preserve) return true;
+        return KvmArchOps::supports_content_policy(p, to_private);
+    }
+};
+
+}  // namespace
+
+KvmArchOps& kvm_default_arch_ops(VmType t) {
+    static DefaultVmOps def;
+    static SwProtectedVmOps swp;
+    static SevVmOps sev(false), sev_es(true);
+    static SnpVmOps snp;
+    static TdxVmOps tdx;
+    static PkvmVmOps pkvm;
+    switch (t) {
+    case VmType::default_vm: return def;
+    case VmType::sw_protected: return swp;
+    case VmType::sev: return sev;
+    case VmType::sev_es: return sev_es;
+    case VmType::snp: return snp;
+    case VmType::tdx: return tdx;
+    case VmType::pkvm: return pkvm;
+    }
+    return def;
+}
+
+}  // namespace hvsim::kvm

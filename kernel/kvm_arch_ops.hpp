@@ -1,0 +1,96 @@
+// Per-VM-type backends, the simulated counterpart of kvm_x86_ops / the vendor split:
+// generic code asks the VM's KvmArchOps instead of testing the VM type, so a later
+// SNP (RMP), TDX (secure EPT) or pKVM (EL2 stage-2) model plugs in by overriding the
+// gmem hooks of its backend (Kvm::set_arch_ops) without touching generic code.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "kernel/kvm_config.hpp"
+#include "kernel/kvm_host.hpp"
+
+namespace hvsim::kvm {
+
+class Kvm;
+
+enum class VmType : uint8_t { default_vm, sw_protected, sev, sev_es, snp, tdx, pkvm };
+inline constexpr VmType kAllVmTypes[] = {VmType::default_vm, VmType::sw_protected, VmType::sev,
+                                         VmType::sev_es, VmType::snp, VmType::tdx, VmType::pkvm};
+
+// pKVM protected-VM type flag of the Android/pKVM trees (kvm-semantics.md §1, [UNVERIFIED]
+// upstream); the x86 types are 0..5 (kernel/uapi.hpp).
+inline constexpr uint64_t KVM_VM_TYPE_ARM_PROTECTED = 1ull << 31;
+// AMD NPF error code: the guest accessed the page encrypted (arch/x86/include/asm/kvm_host.h).
+inline constexpr uint64_t PFERR_GUEST_ENC_MASK = 1ull << 34;
+
+const char* vm_type_name(VmType t);                            // "default", "sw_protected", ...
+std::optional<VmType> vm_type_from_name(std::string_view name);
+uint64_t vm_type_uapi(VmType t);                               // KVM_CREATE_VM argument
+std::optional<VmType> vm_type_from_uapi(uint64_t type);
+
+// KVM_SET_MEMORY_ATTRIBUTES2 content policies as seed 003 defines them (ZERO is the default).
+enum class ContentPolicy : uint8_t { zero, preserve, none };
+const char* content_policy_name(ContentPolicy p);
+
+class KvmArchOps {
+public:
+    virtual ~KvmArchOps() = default;
+    virtual VmType type() const = 0;
+
+    // kvm_arch_has_private_mem(): memory attributes / guest_memfd decide private vs shared.
+    virtual bool has_private_mem() const = 0;
+    // kvm->arch.has_protected_state: register state is hidden (no READONLY memslots).
+    virtual bool has_protected_state() const = 0;
+    // kvm->arch.pre_fault_allowed at creation (SNP/TDX flip it after launch/finalize).
+    virtual bool pre_fault_allowed_initially() const = 0;
+    // kvm_is_vm_type_supported(): the configuration offers this type.
+    virtual bool supported_by(const KvmConfig& cfg) const = 0;
+    // sev_guest(): legacy KVM_MEMORY_ENCRYPT_REG_REGION is accepted (svm/sev.c).
+    virtual bool sev_guest() const { return false; }
+
+    // kvm_arch_supports_gmem_init_shared(): x86 says !has_private_mem (6.18); the in-place
+    // conversion proposal lifts this for CoCo VMs (see Kvm::kvm_gmem_get_supported_flags).
+    virtual bool supports_gmem_init_shared() const { return !has_private_mem(); }
+    // kvm_arch_has_readonly_mem(): x86 refuses READONLY slots for protected-state VMs.
+    virtual bool has_readonly_mem(const KvmConfig& cfg) const {
+        return cfg.readonly_mem && !has_protected_state();
+    }
+    // kvm_arch_nr_memslot_as_ids(): the SMM address space only without private memory.
+    unsigned nr_memslot_as_ids(const KvmConfig& cfg) const {
+        return has_private_mem() ? 1u : (cfg.smm ? 2u : 1u);
+    }
+    // kvm_mmu_max_gfn(): host MAXPHYADDR with TDP, 52 bits with shadow paging.
+    virtual uint64_t max_gfn(const KvmConfig& cfg) const {
+        const unsigned bits = cfg.tdp ? cfg.maxphyaddr : 52u;
+        return (1ull << (bits - kPageShift)) - 1;
+    }
+    // kvm_is_gfn_alias(): a gfn with the TDX shared bit set names another gfn.
+    virtual bool is_gfn_alias(Gfn, const KvmConfig&) const { return false; }
+    // kvm_mmu_page_fault(): does this fault set PFERR_PRIVATE_ACCESS? SW_PROTECTED: the
+    // memory attributes; SNP: the NPF error code's C-bit (PFERR_GUEST_ENC_MASK); TDX: the
+    // GPA's shared bit is clear; VMs without private memory: never.
+    virtual bool fault_is_private(const Kvm&, Gfn, uint64_t /*error_code*/) const { return false; }
+
+    // Which KVM_SET_MEMORY_ATTRIBUTES2 content policies this VM type honours per
+    // direction (seed 003): ZERO to shared everywhere, to private only on sw_protected;
+    // PRESERVE only where memory is not encrypted (sw_protected, pKVM); NONE everywhere.
+    virtual bool supports_content_policy(ContentPolicy p, bool to_private) const;
+    // NONE: the byte every converted page is filled with, if the backend scribbles
+    // (sw_protected: 0xab, seed 003); nullopt leaves the bytes as they are.
+    virtual std::optional<uint8_t> none_policy_fill() const { return std::nullopt; }
+
+    // Hooks for the hardware models (no-ops in the generic backends):
+    // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE
+    // to guest-owned; TDX: nothing until TDH.MEM.PAGE.AUG; pKVM: donate to the guest).
+    virtual int gmem_prepare(Kvm&, Pfn, Gfn, int /*order*/, ExecContext&) { return 0; }
+    // kvm_arch_gmem_invalidate(): pages [start, end) leave private use (freed, or
+    // converted to shared in place): SNP makes the RMP entries shared again.
+    virtual void gmem_invalidate(Kvm&, Pfn /*start*/, Pfn /*end*/, ExecContext&) {}
+};
+
+// The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).
+KvmArchOps& kvm_default_arch_ops(VmType t);
+
+}  // namespace hvsim::kvm

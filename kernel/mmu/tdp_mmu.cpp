@@ -1,0 +1,182 @@
+#include "kernel/mmu/tdp_mmu.hpp"
+
+#include <stdexcept>
+
+namespace hvsim::kvm {
+
+namespace {
+constexpr uint64_t pages_at(unsigned level) { return 1ull << (9u * (level - 1u)); }
+}
+
+TdpMmu::TdpMmu(PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt, TdpMmuCosts costs)
+    : mem_(mem), alloc_(alloc), levels_(levels), fmt_{fmt}, costs_(costs) {
+    if (levels != 4 && levels != 5) throw std::invalid_argument("TDP MMU supports 4 or 5 levels");
+    CycleCounter setup;
+    root_ = alloc_table(setup);
+}
+
+TdpMmu::~TdpMmu() {
+    CycleCounter teardown;
+    free_subtree(root_, levels_, teardown);
+}
+
+Pfn TdpMmu::alloc_table(ExecContext& ctx) {
+    auto p = alloc_.alloc(0);
+    if (!p) throw std::runtime_error("host memory exhausted allocating a TDP MMU page table (raise host.mem_size)");
+    // The allocator hands out pages that may have held data; tables start empty.
+    mem_.fill(pfn_to_hpa(*p), 0, kPageSize);
+    ++stats_.sp_allocated;
+    ctx.charge("tdp_mmu_alloc_sp", costs_.sp_alloc);
+    return *p;
+}
+
+void TdpMmu::count_leaf(unsigned level, int delta) {
+    uint64_t& c = level == 1 ? stats_.leaves_4k : level == 2 ? stats_.leaves_2m : stats_.leaves_1g;
+    c += uint64_t(int64_t(delta));
+}
+
+void TdpMmu::free_subtree(Pfn table, unsigned level, ExecContext& ctx) {
+    if (level > 1) {
+        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+        for (unsigned i = 0; t && i < 512; ++i) {
+            const uint64_t e = t[i];
+            if (!fmt_.present(e)) continue;
+            if (fmt_.is_leaf(e, level)) {
+                count_leaf(level, -1);
+                ++stats_.sptes_zapped;
+                ctx.charge("tdp_mmu_zap_spte", costs_.zap_spte);
+            } else {
+                free_subtree(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, ctx);
+            }
+        }
+    } else {
+        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+        for (unsigned i = 0; t && i < 512; ++i) {
+            if (fmt_.present(t[i])) {
+                count_leaf(1, -1);
+                ++stats_.sptes_zapped;
+                ctx.charge("tdp_mmu_zap_spte", costs_.zap_spte);
+            }
+        }
+    }
+    mem_.discard(table);
+    alloc_.free(table, 0);
+    ++stats_.sp_freed;
+}
+
+MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flush, ExecContext& ctx) {
+    const unsigned goal = unsigned(level);
+    const uint64_t g = gfn.raw();
+    if ((g & (pages_at(goal) - 1)) || (pfn.raw() & (pages_at(goal) - 1)))
+        throw std::logic_error("TdpMmu::map: gfn/pfn not aligned to the mapping level");
+    if (g >= (1ull << (9 * levels_ + 3)))
+        throw std::out_of_range("TdpMmu::map: gfn beyond the nested table's reach");
+    Pfn table = root_;
+    for (unsigned lvl = levels_; lvl > goal; --lvl) {
+        uint64_t* t = table_ptr(table);
+        uint64_t& e = t[mmu::table_index(g << kPageShift, lvl)];
+        if (!fmt_.present(e)) {
+            const Pfn child = alloc_table(ctx);
+            e = fmt_.make_table(pfn_to_hpa(child).raw());
+            ctx.charge("tdp_mmu_link_sp", costs_.spte_write);
+            table = child;
+            continue;
+        }
+        if (fmt_.is_leaf(e, lvl)) {
+            // tdp_mmu_split_huge_page(): the huge leaf becomes a table of leaves one level
+            // down mapping the same frames, then the walk continues into it.
+            const uint64_t old = e;
+            const Pfn child = alloc_table(ctx);
+            uint64_t* c = table_ptr(child);
+            const uint64_t base_pa = fmt_.addr(old, lvl);
+            const PgLevel sub = PgLevel(lvl - 1);
+            for (unsigned i = 0; i < 512; ++i)
+                c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old),
+                                      fmt_.executable(old));
+            ctx.charge("tdp_mmu_split_huge_page", 512 * costs_.spte_write);
+            count_leaf(lvl, -1);
+            for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
+            // table_ptr() may not move pages, but re-fetch the parent entry for clarity.
+            uint64_t* pt = table_ptr(table);
+            pt[mmu::table_index(g << kPageShift, lvl)] = fmt_.make_table(pfn_to_hpa(child).raw());
+            ++stats_.huge_splits;
+            *flush = true;
+            table = child;
+            continue;
+        }
+        table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
+    }
+    uint64_t* t = table_ptr(table);
+    uint64_t& e = t[mmu::table_index(g << kPageShift, goal)];
+    const uint64_t want = fmt_.make_leaf(pfn_to_hpa(pfn).raw(), level, writable, true);
+    if (fmt_.present(e)) {
+        if (fmt_.is_leaf(e, goal)) {
+            const uint64_t ad = fmt_.accessed_bit() | fmt_.dirty_bit();
+            if ((e & ~ad) == want) return MapResult::spurious;
+            count_leaf(goal, -1);
+            *flush = true;
+        } else {
+            // A table below a now-huge mapping: handle_removed_pt() frees it and its leaves.
+            free_subtree(hpa_to_pfn(Hpa(fmt_.addr(e, goal))), goal - 1, ctx);
+            ++stats_.huge_collapses;
+            *flush = true;
+        }
+    }
+    e = want;
+    count_leaf(goal, +1);
+    ++stats_.sptes_installed;
+    ctx.charge("tdp_mmu_set_spte", costs_.spte_write);
+    return MapResult::fixed;
+}
+
+uint64_t TdpMmu::zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end,
+                           ExecContext& ctx) {
+    uint64_t* t = table_ptr(table);
+    const uint64_t span = pages_at(level);
+    const uint64_t first = start > base_gfn ? (start - base_gfn) / span : 0;
+    const uint64_t last_excl = std::min<uint64_t>(512, (end - base_gfn + span - 1) / span);
+    uint64_t zapped = 0;
+    for (uint64_t i = first; i < last_excl; ++i) {
+        uint64_t& e = t[i];
+        if (!fmt_.present(e)) continue;
+        if (fmt_.is_leaf(e, level)) {
+            e = 0;
+            count_leaf(level, -1);
+            ++zapped;
+            ctx.charge("tdp_mmu_zap_spte", costs_.zap_spte);
+            continue;
+        }
+        const uint64_t child_base = base_gfn + i * span;
+        zapped += zap_range(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, child_base, std::max(start, child_base),
+                            std::min(end, child_base + span), ctx);
+    }
+    return zapped;
+}
+
+uint64_t TdpMmu::zap_leafs(Gfn start, Gfn end, ExecContext& ctx) {
+    const uint64_t reach = 1ull << (9 * levels_);
+    const uint64_t s = start.raw(), e = std::min(end.raw(), reach);
+    if (s >= e) return 0;
+    const uint64_t n = zap_range(root_, levels_, 0, s, e, ctx);
+    stats_.sptes_zapped += n;
+    return n;
+}
+
+std::optional<SpteLeaf> TdpMmu::lookup(Gfn gfn) const {
+    const uint64_t g = gfn.raw();
+    Pfn table = root_;
+    for (unsigned lvl = levels_; lvl >= 1; --lvl) {
+        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+        if (!t) return std::nullopt;
+        const uint64_t e = t[mmu::table_index(g << kPageShift, lvl)];
+        if (!fmt_.present(e)) return std::nullopt;
+        if (fmt_.is_leaf(e, lvl)) {
+            const uint64_t off = g & (pages_at(lvl) - 1);
+            return SpteLeaf{Pfn((fmt_.addr(e, lvl) >> kPageShift) + off), PgLevel(lvl), fmt_.writable(e)};
+        }
+        table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
+    }
+    return std::nullopt;
+}
+
+}  // namespace hvsim::kvm

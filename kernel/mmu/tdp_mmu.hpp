@@ -1,0 +1,102 @@
+// The TDP MMU (arch/x86/kvm/mmu/tdp_mmu.c): KVM's software owner of the nested page
+// table (NPT or EPT). Entries are written into simulated host memory, where the
+// hardware walker (models/mmu) reads them; nothing is kept on the side, so what the
+// walker sees is exactly what KVM wrote.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "kernel/kvm_host.hpp"
+#include "models/mem/page_alloc.hpp"
+#include "models/mem/phys_mem.hpp"
+#include "models/mmu/x86_pte.hpp"
+
+namespace hvsim::kvm {
+
+struct TdpMmuCosts {
+    Cycles spte_write = 0;   // make_spte + atomic store of one entry
+    Cycles sp_alloc = 0;     // allocate and zero one page-table page
+    Cycles zap_spte = 0;     // clear one leaf and do its bookkeeping
+};
+
+struct TdpMmuStats {
+    uint64_t sptes_installed = 0;
+    uint64_t sptes_zapped = 0;      // leaf SPTEs cleared
+    uint64_t sp_allocated = 0;      // page-table pages allocated (root included)
+    uint64_t sp_freed = 0;
+    uint64_t huge_splits = 0;       // huge leaf replaced by a table of smaller leaves
+    uint64_t huge_collapses = 0;    // table replaced by a huge leaf
+    uint64_t leaves_4k = 0, leaves_2m = 0, leaves_1g = 0;   // currently installed
+};
+
+enum class MapResult : uint8_t {
+    fixed,      // RET_PF_FIXED: a new or changed leaf
+    spurious,   // RET_PF_SPURIOUS: the same leaf was already there
+};
+
+struct SpteLeaf {
+    Pfn pfn;
+    PgLevel level = PgLevel::k4K;
+    bool writable = false;
+};
+
+class TdpMmu {
+public:
+    TdpMmu(PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt, TdpMmuCosts costs);
+    ~TdpMmu();
+    TdpMmu(const TdpMmu&) = delete;
+    TdpMmu& operator=(const TdpMmu&) = delete;
+
+    Hpa root_hpa() const { return pfn_to_hpa(root_); }
+    unsigned levels() const { return levels_; }
+    const mmu::NestedPte& format() const { return fmt_; }
+
+    // kvm_tdp_mmu_map(): installs gfn -> pfn at `level` (gfn and pfn aligned to it),
+    // splitting a huge leaf above it or replacing a table below it. *flush is set when
+    // a present translation changed and TLBs must be flushed.
+    MapResult map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flush, ExecContext& ctx);
+
+    // tdp_mmu_zap_leafs(): clears every leaf overlapping [start, end) (a huge leaf that
+    // overlaps partially is zapped whole, as KVM does). Page tables stay allocated.
+    uint64_t zap_leafs(Gfn start, Gfn end, ExecContext& ctx);
+
+    std::optional<SpteLeaf> lookup(Gfn gfn) const;
+    // Every installed leaf, in gfn order: fn(first gfn of the leaf, leaf). Cost follows
+    // the tables present, not the address space (for invariant checks).
+    template <class F>
+    void for_each_leaf(F&& fn) const { walk_leaves(root_, levels_, 0, fn); }
+    const TdpMmuStats& stats() const { return stats_; }
+
+private:
+    template <class F>
+    void walk_leaves(Pfn table, unsigned level, uint64_t base_gfn, F& fn) const {
+        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+        if (!t) return;
+        const uint64_t span = 1ull << (9u * (level - 1u));
+        for (unsigned i = 0; i < 512; ++i) {
+            const uint64_t e = t[i];
+            if (!fmt_.present(e)) continue;
+            const uint64_t g = base_gfn + i * span;
+            if (fmt_.is_leaf(e, level))
+                fn(Gfn(g), SpteLeaf{hpa_to_pfn(Hpa(fmt_.addr(e, level))), PgLevel(level), fmt_.writable(e)});
+            else
+                walk_leaves(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, fn);
+        }
+    }
+    Pfn alloc_table(ExecContext& ctx);
+    void free_subtree(Pfn table, unsigned level, ExecContext& ctx);
+    uint64_t zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end, ExecContext& ctx);
+    void count_leaf(unsigned level, int delta);
+    uint64_t* table_ptr(Pfn table) { return reinterpret_cast<uint64_t*>(mem_.page(table)); }
+
+    PhysMem& mem_;
+    HostPageAllocator& alloc_;
+    unsigned levels_;
+    mmu::NestedPte fmt_;
+    TdpMmuCosts costs_;
+    Pfn root_;
+    TdpMmuStats stats_;
+};
+
+}  // namespace hvsim::kvm

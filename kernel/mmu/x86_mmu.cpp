@@ -1,0 +1,309 @@
+#include "kernel/mmu/x86_mmu.hpp"
+
+#include <cerrno>
+
+#include "kernel/guest_memfd.hpp"
+#include "kernel/process.hpp"
+
+namespace hvsim::kvm {
+
+namespace {
+
+TdpMmuCosts tdp_costs(const KvmCosts& c) { return TdpMmuCosts{c.spte_write, c.sp_alloc, c.zap_spte}; }
+
+// Frames of `level` are this many gfns.
+constexpr uint64_t frame_pages(PgLevel l) { return level_pages(l); }
+
+// A fault keeps retrying while an invalidation covers it; the simulated threads make
+// progress between retries (sync points), so this only trips on a model bug.
+constexpr unsigned kMaxPrefaultRetries = 100000;
+
+}  // namespace
+
+X86Mmu::X86Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt)
+    : kvm_(kvm), tdp_(mem, alloc, levels, fmt, tdp_costs(kvm.costs())) {
+    kvm_.set_mmu_ops(this);
+}
+
+X86Mmu::~X86Mmu() { kvm_.set_mmu_ops(nullptr); }
+
+void X86Mmu::attach_vcpu(mmu::Mmu& hw) {
+    hw.set_nested_root(tdp_.root_hpa());
+    vcpus_.push_back(&hw);
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault path
+
+PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx) {
+    ++stats_.faults;
+    ctx.charge("kvm_mmu_page_fault", kvm_.costs().kvm_mmu_page_fault);
+    kvm_page_fault fault;
+    fault.addr = gpa;
+    fault.gfn = gpa_to_gfn(gpa);
+    fault.error_code = error_code;
+    fault.write = error_code & mmu::PFERR_WRITE;
+    fault.exec = error_code & mmu::PFERR_FETCH;
+    // Who says a fault is private differs per VM type (SW_PROTECTED: the attributes;
+    // SNP: the C-bit in the NPF error code; TDX: the shared GPA bit); the arch ops answer.
+    // Emulated MMIO (PFERR_RSVD) is always shared.
+    if (!(error_code & mmu::PFERR_RSVD) && kvm_.arch().fault_is_private(kvm_, fault.gfn, error_code))
+        fault.error_code |= PFERR_PRIVATE_ACCESS;
+    fault.is_private = fault.error_code & PFERR_PRIVATE_ACCESS;
+    return kvm_tdp_page_fault(fault, ctx);
+}
+
+void X86Mmu::kvm_mmu_prepare_memory_fault_exit(const kvm_page_fault& fault, PageFaultOutcome& out) {
+    ++stats_.memory_fault_exits;
+    out.exit = MemoryFaultExit{gfn_to_gpa(fault.gfn).raw(), kPageSize,
+                               fault.is_private ? uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE : 0};
+}
+
+int X86Mmu::kvm_mmu_faultin_pfn_gmem(kvm_page_fault& fault, PageFaultOutcome& out, ExecContext& ctx) {
+    if (!fault.slot->has_gmem()) {
+        kvm_mmu_prepare_memory_fault_exit(fault, out);
+        out.why = "private fault on a memslot without guest_memfd";
+        return -EFAULT;
+    }
+    int max_order = 0;
+    const int r = kvm_gmem_get_pfn(kvm_, *fault.slot, fault.gfn, fault.pfn, max_order, ctx);
+    if (r) {
+        kvm_mmu_prepare_memory_fault_exit(fault, out);
+        out.why = "kvm_gmem_get_pfn failed";
+        return r;
+    }
+    fault.map_writable = !(fault.slot->flags & uapi::KVM_MEM_READONLY);
+    // kvm_max_level_for_order(): a gmem folio bounds the mapping.
+    const PgLevel by_order = max_order >= 18 ? PgLevel::k1G : max_order >= 9 ? PgLevel::k2M : PgLevel::k4K;
+    fault.max_level = std::min(fault.max_level, by_order);
+    return RET_PF_CONTINUE;
+}
+
+int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, ExecContext& ctx) {
+    // Snapshot before anything that could race with an invalidation.
+    fault.mmu_seq = kvm_.mmu_invalidate_seq;
+
+    // Private/shared mismatch with the attributes: userspace must convert
+    // (KVM_EXIT_MEMORY_FAULT), the implicit conversion of SNP/TDX guests.
+    if (fault.is_private != kvm_.kvm_mem_is_private(fault.gfn)) {
+        kvm_mmu_prepare_memory_fault_exit(fault, out);
+        out.why = "private/shared mismatch with memory attributes";
+        return -EFAULT;
+    }
+    fault.slot = kvm_.gfn_to_memslot(0, fault.gfn);
+    if (!fault.slot) {
+        if (fault.is_private) {
+            kvm_mmu_prepare_memory_fault_exit(fault, out);
+            out.why = "private fault outside every memslot";
+            return -EFAULT;
+        }
+        // kvm_handle_noslot_fault(): emulated MMIO.
+        out.why = "no memslot: emulated MMIO";
+        return RET_PF_EMULATE;
+    }
+    if (fault.slot->flags & KVM_MEMSLOT_INVALID) {
+        out.why = "memslot being deleted or moved";
+        return RET_PF_RETRY;
+    }
+    if (kvm_.mmu_invalidate_retry_gfn_unsafe(fault.mmu_seq, fault.gfn)) {
+        out.why = "invalidation in progress";
+        return RET_PF_RETRY;
+    }
+
+    if (fault.is_private || fault.slot->gmem_only()) {
+        const int r = kvm_mmu_faultin_pfn_gmem(fault, out, ctx);
+        if (r != RET_PF_CONTINUE) return r;
+    } else {
+        // __kvm_faultin_pfn(): get_user_pages on the slot's userspace mapping.
+        const Hva hva = fault.slot->gfn_to_hva(fault.gfn);
+        const GupResult g = kvm_.process().get_user_pages(hva, fault.write, ctx);
+        if (g.err) {
+            // kvm_handle_error_pfn(): a bad hva fails KVM_RUN with -EFAULT.
+            out.why = "get_user_pages failed on the memslot's userspace_addr";
+            return g.err;
+        }
+        fault.pfn = g.pfn;
+        fault.map_writable = !(fault.slot->flags & uapi::KVM_MEM_READONLY);
+        if (fault.write && !fault.map_writable) {
+            // A write to a read-only slot is emulated as MMIO (KVM_EXIT_MMIO).
+            out.why = "write to a read-only memslot";
+            return RET_PF_EMULATE;
+        }
+        fault.max_level = std::min(fault.max_level, g.level);
+    }
+
+    // Faulting in the pfn may have slept; an invalidation may have started meanwhile.
+    ctx.sync();
+    if (kvm_.mmu_invalidate_retry_gfn_unsafe(fault.mmu_seq, fault.gfn)) {
+        out.why = "invalidation raced faultin";
+        return RET_PF_RETRY;
+    }
+    return RET_PF_CONTINUE;
+}
+
+bool X86Mmu::is_page_fault_stale(const kvm_page_fault& fault) const {
+    return kvm_.mmu_invalidate_retry_gfn(fault.mmu_seq, fault.gfn);
+}
+
+PgLevel X86Mmu::max_mapping_level(const kvm_page_fault& fault, PgLevel backing) const {
+    const kvm_memory_slot& slot = *fault.slot;
+    PgLevel level = std::min(fault.max_level, backing);
+    for (; level > PgLevel::k4K; level = PgLevel(unsigned(level) - 1)) {
+        const uint64_t n = frame_pages(level);
+        const Gfn start(fault.gfn.raw() & ~(n - 1));
+        // The frame must lie inside the slot ...
+        if (start < slot.base_gfn || start + n > slot.end_gfn()) continue;
+        // ... with gfn and hva congruent modulo the frame (lpage_info disallow for a
+        // misaligned userspace_addr, kvm_alloc_memslot_metadata()).
+        if (!fault.slot->has_gmem() || !fault.slot->gmem_only()) {
+            if (((slot.base_gfn.raw() ^ (slot.userspace_addr.raw() >> kPageShift)) & (n - 1)) != 0) continue;
+        }
+        // ... and, with private memory, not straddle different attributes
+        // (KVM_LPAGE_MIXED_FLAG; asked of the attribute store directly, see
+        // kvm_arch_post_set_memory_attributes()).
+        if (kvm_.has_private_mem()) {
+            const uint64_t want = fault.is_private ? uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+            if (!kvm_.kvm_range_has_memory_attributes(start, start + n, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, want))
+                continue;
+        }
+        break;
+    }
+    return level;
+}
+
+PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& ctx) {
+    PageFaultOutcome out;
+    out.is_private = fault.is_private;
+    if (fault.is_private) ++stats_.private_faults;
+    else ++stats_.shared_faults;
+    fault.max_level = PgLevel::k1G;   // KVM_MAX_HUGEPAGE_LEVEL on the TDP MMU
+
+    int r = kvm_mmu_faultin_pfn(fault, out, ctx);
+    if (r != RET_PF_CONTINUE) {
+        out.r = r;
+        if (r == RET_PF_RETRY) ++stats_.retries;
+        if (r == RET_PF_EMULATE) ++stats_.emulated;
+        return out;
+    }
+
+    ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+    if (is_page_fault_stale(fault)) {
+        ++stats_.retries;
+        out.r = RET_PF_RETRY;
+        out.why = "stale: invalidation since the snapshot";
+        return out;
+    }
+    const PgLevel level = max_mapping_level(fault, fault.max_level);
+    fault.goal_level = level;
+    const uint64_t n = frame_pages(level);
+    const Gfn gfn(fault.gfn.raw() & ~(n - 1));
+    const Pfn pfn(fault.pfn.raw() & ~(n - 1));
+    bool flush = false;
+    const MapResult m = tdp_.map(gfn, pfn, level, fault.map_writable, &flush, ctx);
+    if (flush) kvm_flush_remote_tlbs(ctx);
+    out.level = level;
+    if (m == MapResult::spurious) {
+        ++stats_.spurious;
+        out.r = RET_PF_SPURIOUS;
+    } else {
+        ++stats_.fixed;
+        (level == PgLevel::k4K ? stats_.map_4k : level == PgLevel::k2M ? stats_.map_2m : stats_.map_1g)++;
+        out.r = RET_PF_FIXED;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// KVM_PRE_FAULT_MEMORY
+
+int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecContext& ctx) {
+    ++stats_.prefault_calls;
+    // Generic checks (kvm_vcpu_pre_fault_memory()).
+    if (range.flags) return -EINVAL;
+    if (!is_aligned(range.gpa, kPageSize) || !is_aligned(range.size, kPageSize)) return -EINVAL;
+    if (range.gpa + range.size <= range.gpa) return -EINVAL;
+
+    const uint64_t full = range.size;
+    int r = 0;
+    while (range.size) {
+        // kvm_arch_vcpu_pre_fault_memory(): one mapping per call.
+        if (!kvm_.pre_fault_allowed) { r = -EOPNOTSUPP; break; }
+        if (kvm_.arch().is_gfn_alias(gpa_to_gfn(Gpa(range.gpa)), kvm_.config())) { r = -EINVAL; break; }
+        if (!kvm_.config().tdp) {
+            // kvm_mmu_reload() comes first: shadow paging cannot allocate a root while
+            // n_max_mmu_pages is 0, i.e. before the first memslot was committed (measured
+            // on Linux 6.18); after that, only a direct (TDP) MMU can pre-fault.
+            bool any_slot_ever = false;
+            for (unsigned as = 0; as < 2; ++as) any_slot_ever |= kvm_.memslots(as).generation > 0;
+            r = any_slot_ever ? -EOPNOTSUPP : -ENOSPC;
+            break;
+        }
+
+        kvm_page_fault fault;
+        fault.addr = Gpa(range.gpa);
+        fault.gfn = gpa_to_gfn(fault.addr);
+        fault.error_code = mmu::PFERR_GUEST_FINAL;
+        fault.prefetch = true;
+        if (kvm_.has_private_mem() && kvm_.kvm_mem_is_private(fault.gfn)) fault.error_code |= PFERR_PRIVATE_ACCESS;
+        fault.is_private = fault.error_code & PFERR_PRIVATE_ACCESS;
+
+        PageFaultOutcome out;
+        for (unsigned tries = 0;; ++tries) {
+            if (tries == kMaxPrefaultRetries) { out.r = -EIO; break; }
+            kvm_page_fault f = fault;
+            out = kvm_tdp_page_fault(f, ctx);
+            if (out.r == RET_PF_RETRY) {
+                // A memslot being deleted is -EAGAIN for pre-fault rather than a retry.
+                const kvm_memory_slot* s = kvm_.gfn_to_memslot(0, fault.gfn);
+                if (s && (s->flags & KVM_MEMSLOT_INVALID)) { out.r = -EAGAIN; break; }
+                ctx.sync();
+                continue;
+            }
+            break;
+        }
+        if (out.r == RET_PF_FIXED || out.r == RET_PF_SPURIOUS) {
+            const uint64_t end = (range.gpa & ~(level_size(out.level) - 1)) + level_size(out.level);
+            const uint64_t done = std::min(range.size, end - range.gpa);
+            stats_.prefault_pages += done >> kPageShift;
+            range.gpa += done;
+            range.size -= done;
+            continue;
+        }
+        if (out.r == RET_PF_EMULATE) r = -ENOENT;
+        else if (out.r < 0) r = out.exit ? -EFAULT : out.r;
+        else r = -EIO;
+        break;
+    }
+    return range.size < full ? 0 : r;
+}
+
+// ---------------------------------------------------------------------------------------
+// KvmMmuOps
+
+bool X86Mmu::kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) {
+    // One direct root serves private and shared mappings on every non-TDX VM type, so
+    // the attribute filter selects nothing here (kvm_gfn_range_filter_to_root_types()).
+    return tdp_.zap_leafs(range.start, range.end, ctx) != 0;
+}
+
+void X86Mmu::kvm_flush_remote_tlbs(ExecContext& ctx) {
+    ++stats_.remote_flushes;
+    // The requester flushes its own TLB and IPIs every other vCPU, waiting for them.
+    const auto& c = kvm_.costs();
+    ctx.charge("tlb_flush_local", c.tlb_flush_local);
+    if (vcpus_.size() > 1) ctx.charge("tlb_flush_remote_ipi", c.tlb_flush_remote_ipi * (vcpus_.size() - 1));
+    for (mmu::Mmu* hw : vcpus_) hw->flush_all();
+}
+
+void X86Mmu::kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecContext& ctx) {
+    if (tdp_.zap_leafs(slot.base_gfn, slot.end_gfn(), ctx)) kvm_flush_remote_tlbs(ctx);
+}
+
+// Mixed-attribute hugepage tracking needs no state of its own here: the fault path asks
+// the attribute range map whether a frame is uniform, which is what the tracked
+// KVM_LPAGE_MIXED_FLAG answers in Linux, at the same O(log n) cost.
+void X86Mmu::kvm_arch_post_set_memory_attributes(const kvm_memory_slot&, Gfn, Gfn) {}
+void X86Mmu::kvm_arch_create_memslot(const kvm_memory_slot&) {}
+void X86Mmu::kvm_arch_free_memslot(const kvm_memory_slot&) {}
+
+}  // namespace hvsim::kvm

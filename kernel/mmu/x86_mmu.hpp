@@ -1,0 +1,112 @@
+// The x86 TDP fault path and the arch half of MMU invalidation (arch/x86/kvm/mmu/mmu.c,
+// tdp_mmu.c): kvm_mmu_page_fault() -> kvm_tdp_page_fault() -> kvm_mmu_faultin_pfn() ->
+// kvm_tdp_mmu_map(), the KVM_PRE_FAULT_MEMORY arch hook, and KvmMmuOps for generic KVM.
+// Every decision follows KVM's order, so a result maps back to a line of Linux.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "kernel/kvm.hpp"
+#include "kernel/mmu/tdp_mmu.hpp"
+#include "models/mmu/mmu.hpp"
+
+namespace hvsim::kvm {
+
+// enum ret_pf (mmu_internal.h).
+enum RetPf : int {
+    RET_PF_CONTINUE = 0,
+    RET_PF_RETRY,
+    RET_PF_EMULATE,
+    RET_PF_WRITE_PROTECTED,
+    RET_PF_INVALID,
+    RET_PF_FIXED,
+    RET_PF_SPURIOUS,
+};
+
+// KVM-synthetic error-code bit: the fault is on private memory (mmu.h PFERR_PRIVATE_ACCESS).
+inline constexpr uint64_t PFERR_PRIVATE_ACCESS = 1ull << 49;
+
+// struct kvm_page_fault, the parts the TDP path uses.
+struct kvm_page_fault {
+    Gpa addr;
+    Gfn gfn;
+    uint64_t error_code = 0;
+    bool write = false, exec = false, is_private = false, prefetch = false;
+    PgLevel max_level = PgLevel::k1G;
+    PgLevel goal_level = PgLevel::k4K;
+    const kvm_memory_slot* slot = nullptr;
+    Pfn pfn;
+    bool map_writable = false;
+    uint64_t mmu_seq = 0;
+};
+
+// run->memory_fault of a KVM_EXIT_MEMORY_FAULT (kvm_prepare_memory_fault_exit()).
+struct MemoryFaultExit {
+    uint64_t gpa = 0, size = 0, flags = 0;
+};
+
+struct PageFaultOutcome {
+    int r = RET_PF_FIXED;                  // RET_PF_* (>= 0) or -errno for KVM_RUN
+    std::optional<MemoryFaultExit> exit;   // set with r = -EFAULT (or the gmem errno)
+    bool is_private = false;
+    PgLevel level = PgLevel::k4K;          // mapping level installed (FIXED/SPURIOUS)
+    const char* why = "";                  // short reason for retries and errors
+};
+
+struct X86MmuStats {
+    uint64_t faults = 0, fixed = 0, spurious = 0, retries = 0, emulated = 0, memory_fault_exits = 0;
+    uint64_t private_faults = 0, shared_faults = 0;
+    uint64_t map_4k = 0, map_2m = 0, map_1g = 0;
+    uint64_t remote_flushes = 0;
+    uint64_t prefault_calls = 0, prefault_pages = 0;
+};
+
+class X86Mmu final : public KvmMmuOps {
+public:
+    X86Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt);
+    ~X86Mmu() override;
+
+    // A vCPU's hardware MMU: gets the nested root and is flushed on remote flushes.
+    void attach_vcpu(mmu::Mmu& hw);
+    void detach_vcpus() { vcpus_.clear(); }
+
+    // kvm_mmu_page_fault() for an #NPF / EPT violation at gpa with the hardware error code.
+    PageFaultOutcome kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx);
+    // kvm_vcpu_pre_fault_memory() (virt/kvm/kvm_main.c) with the x86 arch hook;
+    // returns 0 or -errno and updates range->gpa/size as the ioctl copies them back.
+    int kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecContext& ctx);
+
+    // KvmMmuOps
+    bool kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) override;
+    void kvm_flush_remote_tlbs(ExecContext& ctx) override;
+    void kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecContext& ctx) override;
+    void kvm_arch_post_set_memory_attributes(const kvm_memory_slot& slot, Gfn start, Gfn end) override;
+    void kvm_arch_create_memslot(const kvm_memory_slot& slot) override;
+    void kvm_arch_free_memslot(const kvm_memory_slot& slot) override;
+    uint64_t sptes_zapped_total() const override { return tdp_.stats().sptes_zapped; }
+
+    TdpMmu& tdp() { return tdp_; }
+    const TdpMmu& tdp() const { return tdp_; }
+    const X86MmuStats& stats() const { return stats_; }
+
+private:
+    PageFaultOutcome kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& ctx);
+    // kvm_mmu_faultin_pfn(): RET_PF_CONTINUE when fault.pfn is ready to map.
+    int kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, ExecContext& ctx);
+    int kvm_mmu_faultin_pfn_gmem(kvm_page_fault& fault, PageFaultOutcome& out, ExecContext& ctx);
+    void kvm_mmu_prepare_memory_fault_exit(const kvm_page_fault& fault, PageFaultOutcome& out);
+    // kvm_mmu_max_mapping_level() + the hugepage adjust: the largest level whose frame
+    // lies in the slot, is congruently aligned in gfn and hva, is backed that large, and
+    // (for VMs with private memory) has uniform attributes.
+    PgLevel max_mapping_level(const kvm_page_fault& fault, PgLevel backing) const;
+    bool is_page_fault_stale(const kvm_page_fault& fault) const;
+
+    Kvm& kvm_;
+    TdpMmu tdp_;
+    std::vector<mmu::Mmu*> vcpus_;
+    X86MmuStats stats_;
+};
+
+}  // namespace hvsim::kvm

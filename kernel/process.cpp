@@ -1,0 +1,627 @@
+// The simulated VMM process: fd table, syscalls by fd, and the address space
+// (anonymous guest RAM, guest_memfd mmaps, GUP and long-term pins).
+#include "kernel/process.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+#include "kernel/guest_memfd.hpp"
+#include "kernel/kvm.hpp"
+
+namespace hvsim::kvm {
+
+namespace {
+constexpr uint64_t page_down(uint64_t a) { return a & ~kPageMask; }
+constexpr uint64_t page_up(uint64_t a) { return (a + kPageMask) & ~kPageMask; }
+}  // namespace
+
+VmmProcess::VmmProcess(PhysMem& mem, HostPageAllocator& alloc, const KvmConfig& cfg, const KvmCosts& costs)
+    : mem_(mem), alloc_(alloc), cfg_(cfg), costs_(costs) {
+    FileRef f;
+    f.kind = FileKind::dev_kvm;
+    dev_kvm_fd_ = install_fd(std::move(f));   // 0..2 are stdio: /dev/kvm is 3
+}
+
+VmmProcess::~VmmProcess() {
+    CycleCounter discard;
+    // The MMU may already be gone: detach every VM from it first, and give back what
+    // legacy SEV pinned while this process still exists.
+    for (auto& w : vms_)
+        if (auto k = w.lock()) k->on_process_exit();
+    close_all(discard);
+}
+
+void VmmProcess::exit_mm(ExecContext& ctx) { close_all(ctx); }
+
+void VmmProcess::close_all(ExecContext& ctx) {
+    while (!fds_.empty()) close(fds_.begin()->first, ctx);
+    while (!maps_.empty()) {
+        const uint64_t s = maps_.begin()->first;
+        unmap_range(s, maps_.begin()->second.end, ctx);
+    }
+    while (!pins_.empty()) {
+        Pin p = pins_.begin()->second;
+        pins_.erase(pins_.begin());
+        release_pin(p, ctx);
+    }
+    while (!anon_.empty()) free_anon_page(anon_.begin()->first, ctx);
+    for (auto& [pfn, pins] : anon_orphans_) {
+        mem_.discard(Pfn(pfn));
+        alloc_.free(Pfn(pfn), 0);
+    }
+    anon_orphans_.clear();
+}
+
+// ---------------------------------------------------------------------------------
+// File descriptors
+
+int VmmProcess::install_fd(FileRef f) {
+    int fd = 3;
+    for (auto it = fds_.lower_bound(3); it != fds_.end() && it->first == fd; ++it) ++fd;
+    fds_.emplace(fd, std::move(f));
+    return fd;
+}
+
+const FileRef* VmmProcess::fget(int64_t fd) const {
+    if (fd < 0 || fd > INT_MAX) return nullptr;
+    auto it = fds_.find(int(fd));
+    return it == fds_.end() ? nullptr : &it->second;
+}
+
+int VmmProcess::memfd_create() {
+    FileRef f;
+    f.kind = FileKind::memfd;
+    return install_fd(std::move(f));
+}
+
+int VmmProcess::invalid_fd() const {
+    int fd = 3;
+    for (auto it = fds_.lower_bound(3); it != fds_.end() && it->first == fd; ++it) ++fd;
+    return fd;
+}
+
+int VmmProcess::close(int fd, ExecContext& ctx) {
+    auto it = fds_.find(fd);
+    if (it == fds_.end()) return -EBADF;
+    FileRef f = std::move(it->second);
+    fds_.erase(it);
+    // The implicit whole-file mapping made for host accesses by fd goes with the fd, so
+    // closing a guest_memfd releases it as a selftest's close() would.
+    if (auto w = gmem_whole_maps_.find(fd); w != gmem_whole_maps_.end()) {
+        const Hva at = w->second;
+        gmem_whole_maps_.erase(w);
+        auto m = maps_.find(at.raw());
+        if (m != maps_.end() && m->second.gmem == f.gmem) unmap_range(m->first, m->second.end, ctx);
+    }
+    if (f.kind == FileKind::guest_memfd) f.gmem->fput(ctx);
+    // VM fd: kvm_vm_release() -> kvm_put_kvm(); guest_memfds keep the VM alive.
+    return 0;
+}
+
+std::shared_ptr<Kvm> VmmProcess::vm(int fd) const {
+    const FileRef* f = fget(fd);
+    return f && f->kind == FileKind::vm ? f->kvm : nullptr;
+}
+
+std::shared_ptr<GuestMemfd> VmmProcess::gmem(int fd) const {
+    const FileRef* f = fget(fd);
+    return f && f->kind == FileKind::guest_memfd ? f->gmem : nullptr;
+}
+
+// ---------------------------------------------------------------------------------
+// ioctls by fd: resolve the file the way the VFS and KVM's fops do.
+
+namespace {
+// An ioctl on a file without that ioctl: /dev/kvm answers EINVAL for unknown ioctls
+// (kvm_dev_ioctl default), other files ENOTTY (no unlocked_ioctl or no such command).
+int wrong_file_ioctl(const FileRef& f) { return f.kind == FileKind::dev_kvm ? -EINVAL : -ENOTTY; }
+}  // namespace
+
+int VmmProcess::ioctl_create_vm(uint64_t type, ExecContext& ctx) {
+    std::shared_ptr<Kvm> k;
+    const int r = Kvm::create(type, *this, ctx, k);
+    if (r) return r;
+    FileRef f;
+    f.kind = FileKind::vm;
+    f.kvm = std::move(k);
+    return install_fd(std::move(f));
+}
+
+int64_t VmmProcess::ioctl_check_extension(int fd, int64_t cap, ExecContext& ctx) {
+    ctx.charge("ioctl", costs_.ioctl);
+    const FileRef* f = fget(fd);
+    if (!f) return -EBADF;
+    if (f->kind == FileKind::dev_kvm) return Kvm::kvm_dev_check_extension(cfg_, cap);
+    if (f->kind == FileKind::vm) return f->kvm->kvm_vm_ioctl_check_extension(cap);
+    return -ENOTTY;
+}
+
+#define HVSIM_VM_IOCTL(call)                               \
+    const FileRef* f = fget(vmfd);                         \
+    if (!f) {                                              \
+        ctx.charge("ioctl", costs_.ioctl);                 \
+        return -EBADF;                                     \
+    }                                                      \
+    if (f->kind != FileKind::vm) {                         \
+        ctx.charge("ioctl", costs_.ioctl);                 \
+        return wrong_file_ioctl(*f);                       \
+    }                                                      \
+    return f->kvm->call
+
+int VmmProcess::ioctl_set_user_memory_region(int vmfd, const uapi::kvm_userspace_memory_region& m, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_set_memory_region(m, ctx));
+}
+
+int VmmProcess::ioctl_set_user_memory_region2(int vmfd, const uapi::kvm_userspace_memory_region2& m, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_set_memory_region2(m, ctx));
+}
+
+int VmmProcess::ioctl_create_guest_memfd(int vmfd, const uapi::kvm_create_guest_memfd& a, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_gmem_create(a, ctx));
+}
+
+int VmmProcess::ioctl_set_memory_attributes(int vmfd, const uapi::kvm_memory_attributes& a, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_set_mem_attributes(a, ctx));
+}
+
+int VmmProcess::ioctl_memory_encrypt_reg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_memory_encrypt_reg_region(r, ctx));
+}
+
+int VmmProcess::ioctl_memory_encrypt_unreg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_memory_encrypt_unreg_region(r, ctx));
+}
+
+#undef HVSIM_VM_IOCTL
+
+int VmmProcess::ioctl_set_memory_attributes2(int fd, uapi::kvm_memory_attributes2& a, ExecContext& ctx) {
+    const FileRef* f = fget(fd);
+    if (!f || f->kind != FileKind::guest_memfd) {
+        ctx.charge("ioctl", costs_.ioctl);
+        return !f ? -EBADF : wrong_file_ioctl(*f);
+    }
+    return f->gmem->kvm_gmem_set_attributes2(a, ctx);
+}
+
+int VmmProcess::fallocate(int fd, int mode, uint64_t offset, uint64_t len, ExecContext& ctx) {
+    using namespace uapi;
+    ctx.charge("ioctl", costs_.ioctl);
+    const FileRef* f = fget(fd);
+    if (!f) return -EBADF;
+    // vfs_fallocate(): argument and mode checks common to every file.
+    if (int64_t(offset) < 0 || int64_t(len) <= 0) return -EINVAL;
+    constexpr int kWriteZeroes = 0x80;
+    constexpr int kModeMask = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
+                              FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | kWriteZeroes;
+    if (mode & ~(kModeMask | FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
+    switch (mode & kModeMask) {
+    case 0:
+    case FALLOC_FL_UNSHARE_RANGE:
+    case FALLOC_FL_ZERO_RANGE: break;
+    case FALLOC_FL_PUNCH_HOLE:
+        if (!(mode & FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
+        break;
+    case FALLOC_FL_COLLAPSE_RANGE:
+    case FALLOC_FL_INSERT_RANGE:
+    case kWriteZeroes:
+        if (mode & FALLOC_FL_KEEP_SIZE) return -EOPNOTSUPP;
+        break;
+    default: return -EOPNOTSUPP;
+    }
+    // /dev/kvm and VM fds are anonymous inodes, not regular files.
+    if (f->kind == FileKind::dev_kvm || f->kind == FileKind::vm) return -ENODEV;
+    if (int64_t(offset + len) < 0) return -EFBIG;
+    if (f->kind == FileKind::memfd) return 0;   // shmem: contents not modelled
+    return f->gmem->kvm_gmem_fallocate(mode, offset, len, ctx);
+}
+
+// ---------------------------------------------------------------------------------
+// mmap / munmap
+
+std::map<uint64_t, VmmProcess::Mapping>::iterator VmmProcess::mapping_at(uint64_t hva) {
+    auto it = maps_.upper_bound(hva);
+    if (it == maps_.begin()) return maps_.end();
+    --it;
+    return it->second.end > hva ? it : maps_.end();
+}
+
+VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, bool shared, ExecContext& ctx,
+                                        std::optional<Hva> fixed) {
+    MmapResult res;
+    ctx.charge("mmap", costs_.mmap);
+    const FileRef* f = fget(fd);
+    if (!f) return {-EBADF, Hva()};
+    if (size == 0 || (offset & kPageMask)) return {-EINVAL, Hva()};
+    if (fixed && (fixed->raw() & kPageMask)) return {-EINVAL, Hva()};
+    const uint64_t len = page_up(size);
+    if (len < size || (fixed && (fixed->raw() + len < fixed->raw() || fixed->raw() + len > kTaskSizeMax)))
+        return {-ENOMEM, Hva()};
+    switch (f->kind) {
+    case FileKind::dev_kvm:
+    case FileKind::vm: return {-ENODEV, Hva()};   // no .mmap in kvm_chardev_ops / kvm_vm_fops
+    case FileKind::guest_memfd:
+        if (const int r = f->gmem->kvm_gmem_mmap(shared)) return {r, Hva()};
+        break;
+    case FileKind::memfd: break;
+    }
+    std::shared_ptr<GuestMemfd> g = f->kind == FileKind::guest_memfd ? f->gmem : nullptr;
+    uint64_t at;
+    if (fixed) {
+        at = fixed->raw();
+        unmap_range(at, at + len, ctx);   // MAP_FIXED replaces what was there
+    } else {
+        at = mmap_next_;
+        for (;;) {   // skip over MAP_FIXED mappings placed in the mmap area
+            auto it = maps_.lower_bound(at);
+            auto prev = it == maps_.begin() ? maps_.end() : std::prev(it);
+            if (prev != maps_.end() && prev->second.end > at) { at = prev->second.end; continue; }
+            if (it != maps_.end() && it->first < at + len) { at = it->second.end; continue; }
+            break;
+        }
+        mmap_next_ = at + len;
+    }
+    Mapping m;
+    m.end = at + len;
+    m.kind = f->kind;
+    m.gmem = g;
+    m.pgoff = offset >> kPageShift;
+    if (g) g->fget();
+    maps_.emplace(at, std::move(m));
+    ++stats_.mmaps;
+    res.addr = Hva(at);
+    return res;
+}
+
+int VmmProcess::munmap(Hva addr, uint64_t size, ExecContext& ctx) {
+    ctx.charge("mmap", costs_.mmap);
+    if ((addr.raw() & kPageMask) || size == 0) return -EINVAL;
+    const uint64_t end = addr.raw() + page_up(size);
+    if (end < addr.raw()) return -EINVAL;
+    unmap_range(addr.raw(), end, ctx);
+    return 0;
+}
+
+void VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx) {
+    auto it = m.ptes.lower_bound(first_idx);
+    while (it != m.ptes.end() && it->first < end_idx) {
+        if (m.gmem) m.gmem->host_map_put(it->first);
+        ctx.charge("host_unmap_page", costs_.host_unmap_page);
+        it = m.ptes.erase(it);
+    }
+}
+
+void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
+    // Anonymous pages in the range go (pinned ones live on until unpinned).
+    for (auto it = anon_.lower_bound(start); it != anon_.end() && it->first < end;) {
+        const uint64_t page = it->first;
+        ++it;
+        free_anon_page(page, ctx);
+    }
+    // Explicit mappings: cut [start, end) out of each, keeping what is left on each side.
+    std::vector<uint64_t> hit;
+    for (auto it = maps_.begin(); it != maps_.end(); ++it)
+        if (it->first < end && it->second.end > start) hit.push_back(it->first);
+    for (uint64_t ms : hit) {
+        auto node = maps_.extract(ms);
+        Mapping m = std::move(node.mapped());
+        const uint64_t me = m.end;
+        const uint64_t cut_s = std::max(ms, start), cut_e = std::min(me, end);
+        const uint64_t idx_s = m.pgoff + ((cut_s - ms) >> kPageShift);
+        const uint64_t idx_e = m.pgoff + ((cut_e - ms) >> kPageShift);
+        drop_mapping_ptes(m, idx_s, idx_e, ctx);
+        ++stats_.munmaps;
+        const bool left = ms < start, right = me > end;
+        if (right) {
+            Mapping r;
+            r.end = me;
+            r.kind = m.kind;
+            r.gmem = m.gmem;
+            r.pgoff = idx_e;
+            for (auto p = m.ptes.lower_bound(idx_e); p != m.ptes.end();) {
+                r.ptes.emplace(p->first, p->second);
+                p = m.ptes.erase(p);
+            }
+            if (r.gmem) r.gmem->fget();
+            maps_.emplace(end, std::move(r));
+        }
+        if (left) {
+            m.end = start;
+            maps_.emplace(ms, std::move(m));
+        } else if (m.gmem) {
+            m.gmem->fput(ctx);   // the mapping's file reference (may release the file)
+        }
+    }
+}
+
+uint64_t VmmProcess::unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint64_t end, ExecContext& ctx) {
+    uint64_t n = 0;
+    for (auto& [ms, m] : maps_) {
+        if (m.gmem.get() != &gmem) continue;
+        const size_t before = m.ptes.size();
+        drop_mapping_ptes(m, start, end, ctx);
+        n += before - m.ptes.size();
+    }
+    return n;
+}
+
+// ---------------------------------------------------------------------------------
+// The address space
+
+std::optional<Pfn> VmmProcess::anon_page(Hva hva) const {
+    auto it = anon_.find(page_down(hva.raw()));
+    if (it == anon_.end()) return std::nullopt;
+    return it->second.pfn;
+}
+
+VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
+    auto it = anon_.find(hva_page);
+    if (it != anon_.end()) return &it->second;
+    const std::optional<Pfn> p = alloc_.alloc(0);
+    if (!p) return nullptr;
+    ctx.charge("host_fault", costs_.host_fault);
+    ctx.charge("page_alloc", costs_.page_alloc);
+    ctx.charge("zero_4k", costs_.zero_4k);
+    mem_.discard(*p);   // a fresh anonymous page reads as zeros
+    ++stats_.host_faults;
+    ++stats_.anon_pages_allocated;
+    return &anon_.emplace(hva_page, AnonPage{*p, 0}).first->second;
+}
+
+void VmmProcess::free_anon_page(uint64_t hva_page, ExecContext& ctx) {
+    auto it = anon_.find(hva_page);
+    if (it == anon_.end()) return;
+    if (it->second.pins) {
+        anon_orphans_[it->second.pfn.raw()] += it->second.pins;
+    } else {
+        mem_.discard(it->second.pfn);
+        alloc_.free(it->second.pfn, 0);
+        ctx.charge("page_free", costs_.page_free);
+    }
+    ++stats_.anon_pages_freed;
+    anon_.erase(it);
+}
+
+GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) {
+    GupResult r;
+    if (hva_page >= kTaskSizeMax) {   // not a user address: SIGSEGV, not SIGBUS
+        r.err = -EFAULT;
+        return r;
+    }
+    auto m = mapping_at(hva_page);
+    if (m != maps_.end() && m->second.kind == FileKind::guest_memfd) {
+        Mapping& mp = m->second;
+        const uint64_t idx = mp.pgoff + ((hva_page - m->first) >> kPageShift);
+        if (auto p = mp.ptes.find(idx); p != mp.ptes.end()) {
+            r.pfn = p->second;
+            return r;
+        }
+        ctx.charge("host_fault", costs_.host_fault);
+        ++stats_.host_faults;
+        [[maybe_unused]] const GmemPageState before = mp.gmem->page_state(idx);
+        Pfn pfn;
+        if (const int e = mp.gmem->kvm_gmem_fault_user_mapping(idx, pfn, ctx)) {
+            ++stats_.host_sigbus;
+            r.err = e == -ENOMEM ? -ENOMEM : -EFAULT;
+            r.sigbus = e != -ENOMEM;
+            return r;
+        }
+        mp.ptes.emplace(idx, pfn);
+        mp.gmem->host_map_get(idx);
+        HVSIM_GMEM_TRANSITION(before, mp.gmem->page_state(idx), "host_fault");
+        r.pfn = pfn;
+        return r;
+    }
+    // Anonymous memory (implicit guest RAM, or a memfd mapping modelled the same way).
+    (void)write;
+    AnonPage* a = anon_fault(hva_page, ctx);
+    if (!a) {
+        r.err = -ENOMEM;
+        return r;
+    }
+    r.pfn = a->pfn;
+    return r;
+}
+
+GupResult VmmProcess::get_user_pages(Hva hva, bool write, ExecContext& ctx) {
+    ctx.charge("gup_page", costs_.gup_page);
+    ++stats_.gup_pages;
+    return fault_in(page_down(hva.raw()), write, ctx);
+}
+
+int64_t VmmProcess::pin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
+    if (size == 0) return 0;
+    const uint64_t first = page_down(hva.raw());
+    const uint64_t end = page_up(hva.raw() + size);
+    if (end <= first) return -EINVAL;
+    std::vector<std::multimap<uint64_t, Pin>::iterator> done;
+    for (uint64_t page = first; page < end; page += kPageSize) {
+        const GupResult g = fault_in(page, true, ctx);
+        if (g.err) {
+            for (auto it : done) {   // all or nothing
+                Pin p = it->second;
+                pins_.erase(it);
+                release_pin(p, ctx);
+            }
+            return g.err;
+        }
+        ctx.charge("pin_page", costs_.pin_page);
+        Pin p;
+        p.hva_page = page;
+        p.pfn = g.pfn;
+        auto m = mapping_at(page);
+        if (m != maps_.end() && m->second.kind == FileKind::guest_memfd) {
+            p.gmem = m->second.gmem;
+            p.index = m->second.pgoff + ((page - m->first) >> kPageShift);
+            p.gmem->pin(p.index);
+        } else {
+            ++anon_.at(page).pins;
+        }
+        done.push_back(pins_.emplace(page, std::move(p)));
+        ++stats_.pins;
+    }
+    return int64_t(done.size());
+}
+
+void VmmProcess::release_pin(const Pin& p, ExecContext& ctx) {
+    ++stats_.unpins;
+    if (p.gmem) {
+        p.gmem->unpin(p.index, p.pfn, ctx);
+        return;
+    }
+    auto a = anon_.find(p.hva_page);
+    if (a != anon_.end() && a->second.pfn == p.pfn && a->second.pins) {
+        --a->second.pins;
+        return;
+    }
+    auto o = anon_orphans_.find(p.pfn.raw());
+    if (o != anon_orphans_.end() && --o->second == 0) {
+        anon_orphans_.erase(o);
+        mem_.discard(p.pfn);
+        alloc_.free(p.pfn, 0);
+    }
+}
+
+int64_t VmmProcess::unpin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
+    if (size == 0) return 0;
+    const uint64_t first = page_down(hva.raw());
+    const uint64_t end = page_up(hva.raw() + size);
+    int64_t n = 0;
+    for (uint64_t page = first; page < end; page += kPageSize) {
+        auto it = pins_.find(page);
+        if (it == pins_.end()) continue;
+        Pin p = it->second;
+        pins_.erase(it);
+        release_pin(p, ctx);
+        ++n;
+    }
+    return n;
+}
+
+template <class Fn>
+HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk) {
+    HostAccessResult res;
+    uint64_t a = hva.raw();
+    const uint64_t end = a + size;
+    uint64_t done = 0;
+    while (a < end) {
+        const uint64_t page = page_down(a);
+        const uint64_t n = std::min(end, page + kPageSize) - a;
+        std::optional<Pfn> pfn;
+        auto m = mapping_at(page);
+        const bool anon = m == maps_.end() || m->second.kind != FileKind::guest_memfd;
+        if (anon && !write && page < kTaskSizeMax && !anon_.count(page)) {
+            pfn.reset();   // untouched anonymous memory reads the zero page
+        } else {
+            const GupResult g = fault_in(page, write, ctx);
+            if (g.err) {
+                res.err = g.err;
+                res.sigbus = g.sigbus;
+                res.fault_hva = Hva(page);
+                return res;
+            }
+            pfn = g.pfn;
+        }
+        per_chunk(pfn, a & kPageMask, n, done);
+        a += n;
+        done += n;
+    }
+    return res;
+}
+
+HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
+    std::vector<uint8_t> buf(size, 0);
+    HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
+        if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, buf.data() + at, n);
+    });
+    if (r.err) {
+        buf.resize(r.fault_hva.raw() > hva.raw() ? r.fault_hva.raw() - hva.raw() : 0);
+    }
+    r.bytes = std::move(buf);
+    return r;
+}
+
+HostAccessResult VmmProcess::host_write(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx) {
+    return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
+        mem_.fill(pfn_to_hpa(*pfn) + off, value, n);
+    });
+}
+
+HostAccessResult VmmProcess::host_write_bytes(Hva hva, const uint8_t* src, uint64_t size, ExecContext& ctx) {
+    return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
+        mem_.write(pfn_to_hpa(*pfn) + off, src + at, n);
+    });
+}
+
+VmmProcess::MmapResult VmmProcess::gmem_host_mapping(int fd, ExecContext& ctx) {
+    const FileRef* f = fget(fd);
+    if (!f) return {-EBADF, Hva()};
+    if (f->kind != FileKind::guest_memfd) return {f->kind == FileKind::memfd ? -EINVAL : -ENODEV, Hva()};
+    if (auto w = gmem_whole_maps_.find(fd); w != gmem_whole_maps_.end()) {
+        auto m = maps_.find(w->second.raw());
+        if (m != maps_.end() && m->second.gmem == f->gmem && m->second.pgoff == 0) return {0, w->second};
+        gmem_whole_maps_.erase(w);
+    }
+    // Map the file and a 2 MiB tail beyond EOF, so accesses past the end fault (SIGBUS)
+    // inside the mapping as they do for a selftest that maps more than i_size.
+    const uint64_t len = page_up(f->gmem->size()) + (2ull << 20);
+    MmapResult r = mmap(fd, 0, len, true, ctx);
+    if (!r.err) gmem_whole_maps_[fd] = r.addr;
+    return r;
+}
+
+// An access that starts at or beyond EOF faults on its first page, however far out it
+// is (the whole-file mapping only carries a 2 MiB tail of its own).
+static bool starts_beyond_eof(const FileRef* f, uint64_t offset) {
+    return f && f->kind == FileKind::guest_memfd && offset >= page_up(f->gmem->size());
+}
+
+HostAccessResult VmmProcess::host_read_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx) {
+    const MmapResult m = gmem_host_mapping(fd, ctx);
+    if (m.err) {
+        HostAccessResult r;
+        r.err = m.err;
+        return r;
+    }
+    if (size && starts_beyond_eof(fget(fd), offset)) {
+        ++stats_.host_sigbus;
+        HostAccessResult r;
+        r.err = -EFAULT;
+        r.sigbus = true;
+        r.fault_hva = m.addr + offset;
+        return r;
+    }
+    return host_read(m.addr + offset, size, ctx);
+}
+
+HostAccessResult VmmProcess::host_write_gmem(int fd, uint64_t offset, uint64_t size, uint8_t value, ExecContext& ctx) {
+    const MmapResult m = gmem_host_mapping(fd, ctx);
+    if (m.err) {
+        HostAccessResult r;
+        r.err = m.err;
+        return r;
+    }
+    if (size && starts_beyond_eof(fget(fd), offset)) {
+        ++stats_.host_sigbus;
+        HostAccessResult r;
+        r.err = -EFAULT;
+        r.sigbus = true;
+        r.fault_hva = m.addr + offset;
+        return r;
+    }
+    return host_write(m.addr + offset, size, value, ctx);
+}
+
+int64_t VmmProcess::pin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx) {
+    const MmapResult m = gmem_host_mapping(fd, ctx);
+    if (m.err) return m.err;
+    return pin_user_pages(m.addr + offset, size, ctx);
+}
+
+int64_t VmmProcess::unpin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx) {
+    const MmapResult m = gmem_host_mapping(fd, ctx);
+    if (m.err) return m.err;
+    return unpin_user_pages(m.addr + offset, size, ctx);
+}
+
+}  // namespace hvsim::kvm

@@ -1,0 +1,196 @@
+// The simulated VMM process: its file-descriptor table (/dev/kvm, VM, guest_memfd and
+// memfd files, numbered like Linux: lowest free number, from 3) and its address space.
+// Host virtual addresses not covered by an explicit mapping are the anonymous memory the
+// VMM mapped for guest RAM: pages are allocated from HostPageAllocator on first write
+// (reads of untouched memory see the zero page), cleared, and backed by real bytes in
+// PhysMem. Explicit mappings come from mmap() of a guest_memfd (or a memfd).
+//
+// The syscall-shaped members (ioctl_*, fallocate, mmap, close) resolve the fd the way
+// the kernel does and return -EBADF / -ENOTTY / -ENODEV for the wrong kind of file
+// before handing over to the Kvm or GuestMemfd.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "kernel/costs.hpp"
+#include "kernel/kvm_config.hpp"
+#include "kernel/kvm_host.hpp"
+#include "kernel/stats.hpp"
+#include "kernel/uapi.hpp"
+#include "models/mem/page_alloc.hpp"
+#include "models/mem/phys_mem.hpp"
+
+namespace hvsim::kvm {
+
+class Kvm;
+class GuestMemfd;
+
+enum class FileKind : uint8_t { dev_kvm, vm, guest_memfd, memfd };
+
+struct FileRef {
+    FileKind kind = FileKind::dev_kvm;
+    std::shared_ptr<Kvm> kvm;            // vm
+    std::shared_ptr<GuestMemfd> gmem;    // guest_memfd
+};
+
+// Outcome of a host access through the VMM's mappings.
+struct HostAccessResult {
+    int err = 0;                         // -EFAULT when the access raised SIGBUS
+    bool sigbus = false;
+    Hva fault_hva;                       // first page that faulted (sigbus)
+    std::vector<uint8_t> bytes;          // read: the bytes (up to the fault)
+};
+
+struct GupResult {
+    int err = 0;                         // -EFAULT: no page can back hva
+    bool sigbus = false;                 // ... because the access would raise SIGBUS
+    Pfn pfn;
+    PgLevel level = PgLevel::k4K;        // host mapping size (anonymous memory and gmem: 4 KiB pages)
+};
+
+class VmmProcess {
+public:
+    VmmProcess(PhysMem& mem, HostPageAllocator& alloc, const KvmConfig& cfg, const KvmCosts& costs);
+    ~VmmProcess();
+    VmmProcess(const VmmProcess&) = delete;
+    VmmProcess& operator=(const VmmProcess&) = delete;
+
+    PhysMem& mem() const { return mem_; }
+    HostPageAllocator& allocator() const { return alloc_; }
+    const KvmConfig& config() const { return cfg_; }
+    const KvmCosts& costs() const { return costs_; }
+    ProcessStats& stats() { return stats_; }
+    const ProcessStats& stats() const { return stats_; }
+
+    // ---- file descriptors ----
+    int dev_kvm_fd() const { return dev_kvm_fd_; }   // opened at start: 3
+    // get_unused_fd_flags() + fd_install(): the lowest free number.
+    int install_fd(FileRef f);
+    const FileRef* fget(int64_t fd) const;
+    // memfd_create(): an ordinary shmem file (a wrong fd for KVM's checks).
+    int memfd_create();
+    // A descriptor number that is not open (the lowest free one).
+    int invalid_fd() const;
+    // close(2): drops the fd's file reference (VM: kvm_put_kvm; guest_memfd: release
+    // once no mmap holds it either).
+    int close(int fd, ExecContext& ctx);
+    // Closes every fd and unmaps everything (process exit).
+    void exit_mm(ExecContext& ctx);
+    // The VM behind a VM fd, if it is one.
+    std::shared_ptr<Kvm> vm(int fd) const;
+    std::shared_ptr<GuestMemfd> gmem(int fd) const;
+
+    // ---- ioctls and syscalls by fd (-errno on failure) ----
+    int ioctl_create_vm(uint64_t type, ExecContext& ctx);                        // on /dev/kvm
+    int64_t ioctl_check_extension(int fd, int64_t cap, ExecContext& ctx);        // /dev/kvm or VM
+    int ioctl_set_user_memory_region(int vmfd, const uapi::kvm_userspace_memory_region& m, ExecContext& ctx);
+    int ioctl_set_user_memory_region2(int vmfd, const uapi::kvm_userspace_memory_region2& m, ExecContext& ctx);
+    int ioctl_create_guest_memfd(int vmfd, const uapi::kvm_create_guest_memfd& a, ExecContext& ctx);
+    int ioctl_set_memory_attributes(int vmfd, const uapi::kvm_memory_attributes& a, ExecContext& ctx);
+    int ioctl_set_memory_attributes2(int fd, uapi::kvm_memory_attributes2& a, ExecContext& ctx);
+    int ioctl_memory_encrypt_reg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx);
+    int ioctl_memory_encrypt_unreg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx);
+    int fallocate(int fd, int mode, uint64_t offset, uint64_t len, ExecContext& ctx);
+
+    struct MmapResult {
+        int err = 0;
+        Hva addr;
+    };
+    // mmap(2) of a guest_memfd or memfd at a file offset; `fixed` = MAP_FIXED at that hva
+    // (replacing what was there), else the next free hva of the mmap area.
+    MmapResult mmap(int fd, uint64_t offset, uint64_t size, bool shared, ExecContext& ctx,
+                    std::optional<Hva> fixed = std::nullopt);
+    int munmap(Hva addr, uint64_t size, ExecContext& ctx);
+
+    // ---- the address space ----
+    // get_user_pages() of one page, faulting it in (FOLL_WRITE does not matter for the
+    // model: anonymous memory is private-writable, gmem mappings are shared).
+    GupResult get_user_pages(Hva hva, bool write, ExecContext& ctx);
+    // pin_user_pages(FOLL_LONGTERM) of every page in [hva, hva+size): the number of pages
+    // pinned, or -errno with nothing left pinned (all or nothing, like sev_pin_memory()).
+    int64_t pin_user_pages(Hva hva, uint64_t size, ExecContext& ctx);
+    // Drop one pin from every page of [hva, hva+size) that has one: the number dropped.
+    int64_t unpin_user_pages(Hva hva, uint64_t size, ExecContext& ctx);
+    // Host loads/stores through the VMM's page tables (SIGBUS reported, not raised).
+    HostAccessResult host_read(Hva hva, uint64_t size, ExecContext& ctx);
+    HostAccessResult host_write(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx);
+    HostAccessResult host_write_bytes(Hva hva, const uint8_t* src, uint64_t size, ExecContext& ctx);
+    // The same through a MAP_SHARED mapping of the whole guest_memfd (created on first use,
+    // as a selftest would mmap it); err = the mmap error if it cannot be mapped.
+    HostAccessResult host_read_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
+    HostAccessResult host_write_gmem(int fd, uint64_t offset, uint64_t size, uint8_t value, ExecContext& ctx);
+    int64_t pin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
+    int64_t unpin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
+    // Where the whole-file mapping of a guest_memfd fd lives (mmap error if none possible).
+    MmapResult gmem_host_mapping(int fd, ExecContext& ctx);
+
+    // unmap_mapping_range() for guest_memfd pages [start, end): drops every host PTE of
+    // those pages in every mapping (punch hole, conversion to private). Returns PTEs dropped.
+    uint64_t unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint64_t end, ExecContext& ctx);
+
+    // State, for tests and invariants.
+    size_t nr_anon_pages() const { return anon_.size(); }
+    std::optional<Pfn> anon_page(Hva hva) const;
+    size_t nr_mappings() const { return maps_.size(); }
+    uint64_t nr_pins() const { return pins_.size(); }
+
+    static constexpr uint64_t kMmapBase = 0x600000000000ull;   // where non-fixed mmaps go
+
+private:
+    struct Mapping {
+        uint64_t end = 0;                     // exclusive hva
+        FileKind kind = FileKind::guest_memfd;
+        std::shared_ptr<GuestMemfd> gmem;     // holds a file reference (fget)
+        uint64_t pgoff = 0;                   // file page at the mapping's start
+        std::map<uint64_t, Pfn> ptes;         // file page index -> page, faulted in
+    };
+    struct AnonPage {
+        Pfn pfn;
+        uint32_t pins = 0;
+    };
+    struct Pin {
+        uint64_t hva_page;
+        std::shared_ptr<GuestMemfd> gmem;     // null: anonymous page
+        uint64_t index = 0;
+        Pfn pfn;
+    };
+
+    std::map<uint64_t, Mapping>::iterator mapping_at(uint64_t hva);
+    // Resolve one page for a host access: {0, pfn} or {-EFAULT} (SIGBUS).
+    GupResult fault_in(uint64_t hva_page, bool write, ExecContext& ctx);
+    AnonPage* anon_fault(uint64_t hva_page, ExecContext& ctx);
+    void free_anon_page(uint64_t hva_page, ExecContext& ctx);
+    void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
+    void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
+    template <class Fn>
+    HostAccessResult access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk);
+    void release_pin(const Pin& p, ExecContext& ctx);
+    void close_all(ExecContext& ctx);
+
+    PhysMem& mem_;
+    HostPageAllocator& alloc_;
+    const KvmConfig& cfg_;
+    const KvmCosts& costs_;
+    ProcessStats stats_;
+
+    std::map<int, FileRef> fds_;
+    int dev_kvm_fd_ = -1;
+    uint64_t next_ino_ = 1;
+    std::map<uint64_t, Mapping> maps_;            // start hva -> mapping
+    uint64_t mmap_next_ = kMmapBase;
+    std::map<uint64_t, AnonPage> anon_;           // hva page -> page
+    std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
+    std::multimap<uint64_t, Pin> pins_;           // hva page -> pin
+    std::map<int, Hva> gmem_whole_maps_;          // gmem fd -> implicit whole-file mapping
+    std::vector<std::weak_ptr<Kvm>> vms_;         // every VM created here (kvm->mm == this)
+
+    friend class Kvm;
+    friend class GuestMemfd;
+    uint64_t alloc_ino() { return next_ino_++; }
+};
+
+}  // namespace hvsim::kvm

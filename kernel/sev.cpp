@@ -1,0 +1,71 @@
+// Legacy SEV/SEV-ES memory registration: KVM_MEMORY_ENCRYPT_REG_REGION pins every page
+// of a VMM range up front (arch/x86/kvm/svm/sev.c sev_mem_enc_register_region,
+// sev_pin_memory, sev_mem_enc_unregister_region; kvm-semantics.md §7).
+#include <algorithm>
+#include <cerrno>
+
+#include "kernel/kvm.hpp"
+#include "kernel/process.hpp"
+
+namespace hvsim::kvm {
+
+int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    // No vendor hook / not an SEV guest -> ENOTTY (size 0 included). sev_guest() is also
+    // true for SNP VMs, which KVM does not refuse here. Mirror VMs are not modelled.
+    if (!config().sev || !arch_->sev_guest()) return -ENOTTY;
+
+    // sev_pin_memory(): size 0 or a wrapping range is EINVAL; the pages spanned by
+    // [addr, addr+size) (addr need not be aligned) count against RLIMIT_MEMLOCK.
+    if (r.size == 0 || r.addr + r.size < r.addr) return -EINVAL;
+    const uint64_t first = r.addr >> kPageShift;
+    const uint64_t last = (r.addr + r.size - 1) >> kPageShift;
+    const uint64_t npages = last - first + 1;
+    const uint64_t limit = config().memlock_limit;
+    if (limit && sev_pages_locked_ + npages > (limit >> kPageShift)) return -ENOMEM;
+    if (npages > uint64_t(INT32_MAX)) return -EINVAL;
+
+    // pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM): all or nothing (partial -> ENOMEM).
+    const int64_t pinned = proc_.pin_user_pages(Hva(first << kPageShift), npages << kPageShift, ctx);
+    if (pinned < 0 || uint64_t(pinned) != npages) return -ENOMEM;
+    // sev_clflush_pages(): the pages' cache lines are written back before encryption.
+    ctx.charge("clflush_4k", costs().clflush_4k * npages);
+
+    sev_pages_locked_ += npages;
+    sev_regions_.push_back({r.addr, r.size, npages});
+    stats_.sev_regions = sev_regions_.size();
+    stats_.sev_pages_pinned = sev_pages_locked_;
+    stats_.sev_pages_pinned_peak = std::max(stats_.sev_pages_pinned_peak, sev_pages_locked_);
+    return 0;
+}
+
+int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r, ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    if (!config().sev || !arch_->sev_guest()) return -ENOTTY;
+    // find_enc_region(): an exact {addr, size} match, the first registered one.
+    auto it = std::find_if(sev_regions_.begin(), sev_regions_.end(),
+                           [&](const EncRegion& e) { return e.uaddr == r.addr && e.size == r.size; });
+    if (it == sev_regions_.end()) return -EINVAL;
+    // sev_flush_asids()/WBINVD before the pages go back to the host.
+    ctx.charge("wbinvd", costs().wbinvd);
+    const uint64_t first = it->uaddr >> kPageShift;
+    proc_.unpin_user_pages(Hva(first << kPageShift), it->npages << kPageShift, ctx);
+    sev_pages_locked_ -= it->npages;
+    sev_regions_.erase(it);
+    stats_.sev_regions = sev_regions_.size();
+    stats_.sev_pages_pinned = sev_pages_locked_;
+    return 0;
+}
+
+void Kvm::sev_unpin_all() {
+    CycleCounter discard;
+    for (const EncRegion& e : sev_regions_) {
+        const uint64_t first = e.uaddr >> kPageShift;
+        proc_.unpin_user_pages(Hva(first << kPageShift), e.npages << kPageShift, discard);
+    }
+    sev_regions_.clear();
+    sev_pages_locked_ = 0;
+    stats_.sev_pages_pinned = 0;
+}
+
+}  // namespace hvsim::kvm

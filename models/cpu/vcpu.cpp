@@ -1,0 +1,206 @@
+#include "models/cpu/vcpu.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+namespace hvsim::cpu {
+
+namespace {
+
+// splitmix64: a tiny, fully specified generator, so random patterns are the same on
+// every platform and standard library.
+uint64_t splitmix64(uint64_t& s) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// A fault that keeps coming back means KVM or the VMM cannot resolve it (a livelock
+// in the model or the scenario); stop with a message instead of spinning forever.
+constexpr unsigned kMaxFaultRetries = 10000;
+
+}  // namespace
+
+std::atomic<uint64_t> Vcpu::progress_{0};
+
+Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
+           VcpuHost& host)
+    : sc_module(name), cfg_(cfg), mmu_(mmu), mem_(mem), guest_(guest), host_(host) {
+    SC_THREAD(thread);
+    if (guest_ && guest_->config().levels) mmu_.set_guest_root(guest_->cr3());
+}
+
+void Vcpu::post_access(const AccessSpec& a) {
+    if (busy_) throw std::logic_error("vCPU given work while busy");
+    kind_ = Kind::access;
+    access_ = a;
+    busy_ = true;
+    work_ev_.notify(sc_core::SC_ZERO_TIME);
+}
+
+void Vcpu::post_hypercall(const HypercallSpec& h) {
+    if (busy_) throw std::logic_error("vCPU given work while busy");
+    kind_ = Kind::hypercall;
+    hypercall_ = h;
+    busy_ = true;
+    work_ev_.notify(sc_core::SC_ZERO_TIME);
+}
+
+Cycles Vcpu::cycles_now() const {
+    return (sc_core::sc_time_stamp() + qk_.get_local_time()).value() / cfg_.period_ps;
+}
+
+void Vcpu::thread() {
+    qk_.reset();
+    for (;;) {
+        sc_core::wait(work_ev_);
+        result_ = WorkResult{};
+        if (kind_ == Kind::access) {
+            run_access(access_);
+        } else if (kind_ == Kind::hypercall) {
+            ++stats_.hypercall_exits;
+            const auto& h = hypercall_;
+            if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
+                result_.stopped = true;
+        }
+        qk_.sync();
+        kind_ = Kind::none;
+        busy_ = false;
+        done_.notify(sc_core::SC_ZERO_TIME);
+    }
+}
+
+void Vcpu::charge(std::string_view, Cycles c) { add_cycles(c); }
+
+void Vcpu::sync() { qk_.sync(); }
+
+std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, bool enc, bool gpa_only,
+                                                    bool* emulated) {
+    for (unsigned tries = 0;; ++tries) {
+        if (tries == kMaxFaultRetries)
+            throw std::runtime_error(fmt::format("vCPU {}: translation of {:#x} still faulting after {} retries",
+                                                 cfg_.id, va.raw(), kMaxFaultRetries));
+        mmu::TranslateResult r = gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc) : mmu_.translate(va, at, enc);
+        add_cycles(r.cycles);
+        switch (r.status) {
+        case mmu::TranslateResult::Status::ok:
+            return r;
+        case mmu::TranslateResult::Status::guest_page_fault:
+            ++stats_.guest_page_faults;
+            if (!guest_) throw std::logic_error("guest page fault without a guest kernel model");
+            if (!guest_->handle_page_fault(r.fault_gva, r.fault_level, *this, *this)) return std::nullopt;
+            break;
+        case mmu::TranslateResult::Status::npf:
+            ++stats_.npf_exits;
+            switch (host_.handle_npf(cfg_.id, r.fault_gpa, r.error_code, *this)) {
+            case NpfAction::retry: break;
+            case NpfAction::stop: return std::nullopt;
+            case NpfAction::emulated:
+                // Only a data access can be emulated; the guest's own table reads cannot.
+                if (!emulated) throw std::runtime_error(fmt::format(
+                    "vCPU {}: guest page-table access at {:#x} hit emulated MMIO", cfg_.id, r.fault_gpa.raw()));
+                *emulated = true;
+                return r;
+            }
+            break;
+        }
+    }
+}
+
+bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
+    const auto at = a.write ? mmu::AccessType::write : mmu::AccessType::read;
+    bool emulated = false;
+    auto tr = translate(Gva(addr), at, a.enc, false, &emulated);
+    if (!tr) return false;
+    const Hpa hpa = tr->hpa;
+    if (emulated) {
+        // MMIO with no device model behind it: reads return all-ones, writes vanish.
+        ++stats_.mmio_accesses;
+        if (!a.write)
+            for (unsigned i = 0; i < width; ++i) {
+                if (!result_.byte0) result_.byte0 = 0xff;
+                else if (*result_.byte0 != 0xff) result_.bytes_mixed = true;
+            }
+    } else if (a.write) {
+        mem_.fill(hpa, a.value, width);
+        ++stats_.writes;
+    } else {
+        const uint8_t* p = mem_.page_if_present(hpa_to_pfn(hpa));
+        const size_t off = hpa.raw() & kPageMask;
+        for (unsigned i = 0; i < width; ++i) {
+            const uint8_t b = p ? p[off + i] : 0;
+            if (!result_.byte0) result_.byte0 = b;
+            else if (b != *result_.byte0) result_.bytes_mixed = true;
+        }
+        ++stats_.reads;
+    }
+    ++stats_.accesses;
+    ++result_.accesses;
+    if ((stats_.accesses & 0xfff) == 0) progress_.fetch_add(0x1000, std::memory_order_relaxed);
+    add_cycles(cfg_.data_access_cycles);
+    stats_.data_cycles += cfg_.data_access_cycles;
+    if (qk_.need_sync()) qk_.sync();
+    return true;
+}
+
+void Vcpu::run_access(const AccessSpec& a) {
+    if (a.size == 0) return;
+    using P = AccessSpec::Pattern;
+    const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
+    uint64_t step = a.pattern == P::stride ? a.stride : w;
+    if (step == 0) step = w;
+    uint64_t n = a.count;
+    if (n == 0) n = a.pattern == P::random ? std::max<uint64_t>(1, a.size / 64) : std::max<uint64_t>(1, a.size / step);
+    const uint64_t slots = std::max<uint64_t>(1, a.size / w);
+    uint64_t rng = a.seed;
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+        uint64_t addr;
+        if (a.pattern == P::random) {
+            addr = a.gpa.raw() + (splitmix64(rng) % slots) * w;
+        } else {
+            addr = a.gpa.raw() + off;
+            off += step;
+            if (off >= a.size) off = 0;
+        }
+        // An access never crosses a page: split it as the CPU splits a misaligned access.
+        const uint64_t in_page = kPageSize - (addr & kPageMask);
+        if (in_page < w) {
+            if (!one_access(addr, unsigned(in_page), a) || !one_access(addr + in_page, unsigned(w - in_page), a)) {
+                result_.stopped = true;
+                return;
+            }
+        } else if (!one_access(addr, w, a)) {
+            result_.stopped = true;
+            return;
+        }
+    }
+}
+
+std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {
+    auto tr = translate(Gva(a.raw()), mmu::AccessType::read, false, true);
+    if (!tr) return std::nullopt;
+    add_cycles(cfg_.data_access_cycles);
+    return mem_.read64(tr->hpa);
+}
+
+bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
+    auto tr = translate(Gva(a.raw()), mmu::AccessType::write, false, true);
+    if (!tr) return false;
+    add_cycles(cfg_.data_access_cycles);
+    mem_.write64(tr->hpa, v);
+    return true;
+}
+
+bool Vcpu::zero_gpa_page(Gpa page, ExecContext&) {
+    auto tr = translate(Gva(page.raw()), mmu::AccessType::write, false, true);
+    if (!tr) return false;
+    // clear_page(): 64 cache-line stores.
+    add_cycles(64 * cfg_.data_access_cycles);
+    mem_.fill(Hpa(tr->hpa.raw() & ~kPageMask), 0, kPageSize);
+    return true;
+}
+
+}  // namespace hvsim::cpu

@@ -1,0 +1,139 @@
+// One vCPU as a SystemC module. It runs access loops (sequential, strided, seeded
+// random), translating each access through its MMU and touching real bytes, and it
+// takes exits into the hypervisor (VcpuHost) on nested faults and hypercalls.
+// Loosely timed: cycles accumulate in a tlm_quantumkeeper and the thread only
+// yields to the kernel when the quantum is used up or at a lock boundary.
+#pragma once
+
+#include <systemc>
+#include <tlm_utils/tlm_quantumkeeper.h>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "models/common/exec_context.hpp"
+#include "models/cpu/guest_os.hpp"
+#include "models/mem/phys_mem.hpp"
+#include "models/mmu/mmu.hpp"
+
+namespace hvsim::cpu {
+
+// The hypervisor side of a vCPU (KVM and the VMM above it).
+enum class NpfAction : uint8_t {
+    retry,      // re-enter the guest; the access translates again
+    emulated,   // the access was emulated (MMIO): it completes without touching memory
+    stop,       // the run stops here (an exit the step expects, or an unresolvable error)
+};
+
+class VcpuHost {
+public:
+    virtual ~VcpuHost() = default;
+    // #NPF / EPT violation.
+    virtual NpfAction handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& ctx) = 0;
+    // VMMCALL/VMCALL. *ret receives the guest's RAX. Same return convention.
+    virtual bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
+                                  ExecContext& ctx) = 0;
+};
+
+struct AccessSpec {
+    enum class Pattern : uint8_t { seq, stride, random } pattern = Pattern::seq;
+    bool write = false;
+    Gpa gpa;
+    uint64_t size = 0;
+    uint64_t stride = 4096;
+    uint64_t count = 0;
+    unsigned width = 0;
+    uint8_t value = 0;
+    bool enc = false;          // the guest addresses it as private (C-bit / shared bit clear)
+    uint64_t seed = 1;
+};
+
+struct HypercallSpec {
+    uint64_t nr = 0, a0 = 0, a1 = 0, a2 = 0;
+};
+
+struct WorkResult {
+    uint64_t accesses = 0;
+    bool stopped = false;              // an exit ended the work early
+    std::optional<uint8_t> byte0;      // reads: first byte value seen
+    bool bytes_mixed = false;          // reads: not every byte equal to byte0
+    uint64_t hypercall_ret = 0;
+};
+
+struct VcpuStats {
+    uint64_t accesses = 0, reads = 0, writes = 0;
+    uint64_t npf_exits = 0, hypercall_exits = 0, mmio_accesses = 0;
+    uint64_t guest_page_faults = 0;
+    Cycles data_cycles = 0;
+};
+
+struct VcpuConfig {
+    unsigned id = 0;
+    uint64_t period_ps = 333;           // one core cycle
+    Cycles data_access_cycles = 4;
+};
+
+class Vcpu : public sc_core::sc_module, private GuestPhysAccess, private ExecContext {
+public:
+    SC_HAS_PROCESS(Vcpu);
+    Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
+         VcpuHost& host);
+
+    // Hand the vCPU its next piece of work; `done` fires when it has finished.
+    void post_access(const AccessSpec& a);
+    void post_hypercall(const HypercallSpec& h);
+    sc_core::sc_event& done() { return done_; }
+    bool busy() const { return busy_; }
+    const WorkResult& result() const { return result_; }
+
+    // The context KVM charges while handling this vCPU's exits.
+    ExecContext& ctx() { return *this; }
+
+    mmu::Mmu& mmu() { return mmu_; }
+    const VcpuStats& stats() const { return stats_; }
+    unsigned id() const { return cfg_.id; }
+    // Guest accesses done by every vCPU so far, published for a progress display that
+    // samples it from another host thread.
+    static uint64_t progress_accesses() { return progress_.load(std::memory_order_relaxed); }
+    // Cycles this vCPU has consumed (its local time, quantum offset included).
+    Cycles cycles_now() const;
+
+private:
+    void thread();
+    void run_access(const AccessSpec& a);
+    bool one_access(uint64_t gpa, unsigned width, const AccessSpec& a);
+    // Translate with the fault loop: guest #PF handled in the guest, nested faults
+    // handed to the hypervisor. Returns nullopt when the vCPU stopped; *emulated is set
+    // when the hypervisor emulated the access instead (MMIO).
+    std::optional<mmu::TranslateResult> translate(Gva va, mmu::AccessType at, bool enc, bool gpa_only,
+                                                  bool* emulated = nullptr);
+
+    // ExecContext
+    void charge(std::string_view step, Cycles c) override;
+    void sync() override;
+    // GuestPhysAccess
+    std::optional<uint64_t> read_gpa64(Gpa a, ExecContext& ctx) override;
+    bool write_gpa64(Gpa a, uint64_t v, ExecContext& ctx) override;
+    bool zero_gpa_page(Gpa page, ExecContext& ctx) override;
+
+    void add_cycles(Cycles c) { qk_.inc(sc_core::sc_time::from_value(c * cfg_.period_ps)); }
+
+    VcpuConfig cfg_;
+    mmu::Mmu& mmu_;
+    PhysMem& mem_;
+    GuestOs* guest_;
+    VcpuHost& host_;
+    tlm_utils::tlm_quantumkeeper qk_;
+    sc_core::sc_event work_ev_, done_;
+    enum class Kind : uint8_t { none, access, hypercall } kind_ = Kind::none;
+    AccessSpec access_;
+    HypercallSpec hypercall_;
+    bool busy_ = false;
+    WorkResult result_;
+    VcpuStats stats_;
+    static std::atomic<uint64_t> progress_;
+};
+
+}  // namespace hvsim::cpu

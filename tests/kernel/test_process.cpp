@@ -1,0 +1,98 @@
+#include <catch2/catch.hpp>
+
+#include "kernel_fixture.hpp"
+
+using namespace hvsim;
+using namespace hvsim::kvm;
+using namespace hvsim::kvm::test;
+using namespace hvsim::uapi;
+
+TEST_CASE("process: deterministic fd numbers and wrong-fd answers", "[process]") {
+    Env e;
+    REQUIRE(e.proc->dev_kvm_fd() == 3);
+    REQUIRE(e.vmfd == 4);
+    REQUIRE(e.gmem(4096) == 5);
+    REQUIRE(e.gmem(4096) == 6);
+    REQUIRE(e.proc->memfd_create() == 7);
+    REQUIRE(e.proc->invalid_fd() == 8);
+    REQUIRE(e.proc->close(5, e.ctx) == 0);
+    REQUIRE(e.proc->close(5, e.ctx) == -EBADF);
+    REQUIRE(e.proc->invalid_fd() == 5);
+    REQUIRE(e.gmem(4096) == 5);                          // lowest free number
+    // VM ioctls on other files.
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(e.proc->dev_kvm_fd(), {}, e.ctx) == -EINVAL);
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(6, {}, e.ctx) == -ENOTTY);
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(7, {}, e.ctx) == -ENOTTY);
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(8, {}, e.ctx) == -EBADF);
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(-1, {}, e.ctx) == -EBADF);
+    REQUIRE(e.proc->ioctl_check_extension(6, uapi::KVM_CAP_GUEST_MEMFD, e.ctx) == -ENOTTY);
+    REQUIRE(e.proc->fallocate(7, FALLOC_FL_KEEP_SIZE, 0, 4096, e.ctx) == 0);   // memfd: fine
+}
+
+TEST_CASE("process: anonymous memory is allocated on first write and reads zero before", "[process]") {
+    Env e;
+    const Hva a(0x7f0000001000ull);
+    HostAccessResult r = e.proc->host_read(a, 64, e.ctx);
+    REQUIRE(r.err == 0);
+    REQUIRE(r.bytes == std::vector<uint8_t>(64, 0));
+    REQUIRE(e.proc->nr_anon_pages() == 0);               // the zero page, no allocation
+    REQUIRE(e.proc->host_write(a + 4000, 200, 0x42, e.ctx).err == 0);   // crosses a page
+    REQUIRE(e.proc->nr_anon_pages() == 2);
+    r = e.proc->host_read(a + 3999, 202, e.ctx);
+    REQUIRE(r.bytes.front() == 0);
+    REQUIRE(r.bytes[1] == 0x42);
+    REQUIRE(r.bytes[200] == 0x42);
+    REQUIRE(r.bytes.back() == 0);
+    const GupResult g = e.proc->get_user_pages(a + 5000, true, e.ctx);
+    REQUIRE(g.err == 0);
+    REQUIRE(e.proc->anon_page(a + 4096) == g.pfn);
+    REQUIRE(e.mem.page_if_present(g.pfn)[104] == 0);
+    REQUIRE(e.mem.page_if_present(g.pfn)[0] == 0x42);
+    // Non-user addresses fault (SIGSEGV, not SIGBUS).
+    r = e.proc->host_write(Hva(kTaskSizeMax), 1, 1, e.ctx);
+    REQUIRE(r.err == -EFAULT);
+    REQUIRE_FALSE(r.sigbus);
+    REQUIRE(e.proc->get_user_pages(Hva(1ull << 60), false, e.ctx).err == -EFAULT);
+}
+
+TEST_CASE("process: MAP_FIXED of a guest_memfd over guest RAM, QEMU style", "[process]") {
+    Env e;
+    const int g = e.gmem(16 * 4096, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+    const Hva ram(0x7f0000000000ull);
+    REQUIRE(e.proc->host_write(ram, 4096, 0x77, e.ctx).err == 0);
+    REQUIRE(e.proc->nr_anon_pages() == 1);
+    auto m = e.proc->mmap(g, 4 * 4096, 8 * 4096, true, e.ctx, ram);
+    REQUIRE(m.err == 0);
+    REQUIRE(m.addr == ram);
+    REQUIRE(e.proc->nr_anon_pages() == 0);               // replaced
+    REQUIRE(e.proc->host_write(ram + 4096, 4096, 0x12, e.ctx).err == 0);
+    REQUIRE(e.file(g).filemap_lookup(5).has_value());    // file page 4 + 1
+    const GupResult gp = e.proc->get_user_pages(ram + 4096, false, e.ctx);
+    REQUIRE(gp.pfn == *e.file(g).filemap_lookup(5));
+    // Partial munmap keeps the rest of the mapping and its file offset.
+    REQUIRE(e.proc->munmap(ram, 4096, e.ctx) == 0);
+    REQUIRE(e.proc->nr_mappings() == 1);
+    REQUIRE(e.proc->host_read(ram + 4096, 1, e.ctx).bytes[0] == 0x12);
+    REQUIRE(e.proc->host_read(ram, 1, e.ctx).bytes[0] == 0);   // anonymous again
+    REQUIRE(e.proc->mmap(g, 1, 4096, true, e.ctx).err == -EINVAL);
+    REQUIRE(e.proc->mmap(g, 0, 0, true, e.ctx).err == -EINVAL);
+    REQUIRE(e.proc->mmap(99, 0, 4096, true, e.ctx).err == -EBADF);
+    const auto a1 = e.proc->mmap(g, 0, 4096, true, e.ctx);
+    const auto a2 = e.proc->mmap(g, 0, 4096, true, e.ctx);
+    REQUIRE(a1.addr == Hva(VmmProcess::kMmapBase));
+    REQUIRE(a2.addr == Hva(VmmProcess::kMmapBase + 4096));
+}
+
+TEST_CASE("process: exit gives every page back", "[process]") {
+    Env e(VmType::sev);
+    const int g = e.gmem(16 * 4096, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+    REQUIRE(e.proc->host_write_gmem(g, 0, 16 * 4096, 1, e.ctx).err == 0);
+    REQUIRE(e.proc->host_write(Hva(0x7f0000000000ull), 8 * 4096, 1, e.ctx).err == 0);
+    REQUIRE(e.proc->ioctl_memory_encrypt_reg_region(e.vmfd, {0x7f0000000000ull, 4 * 4096}, e.ctx) == 0);
+    REQUIRE(e.proc->pin_gmem(g, 0, 4096, e.ctx) == 1);
+    REQUIRE(e.alloc.used_pages() == 24);
+    e.kvm.reset();
+    e.proc->exit_mm(e.ctx);
+    REQUIRE(e.alloc.used_pages() == 0);
+    REQUIRE(e.mem.pages_resident() == 0);
+}

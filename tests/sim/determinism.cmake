@@ -1,0 +1,18 @@
+# Runs SCENARIO twice and compares the two results.json with "host" removed.
+file(REMOVE_RECURSE ${WORK})
+foreach(run a b)
+  execute_process(COMMAND ${HVSIM} run --quiet --no-progress -o ${WORK}/${run} ${SCENARIO} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "run ${run} failed with ${rc}")
+  endif()
+  file(READ ${WORK}/${run}/results.json text_${run})
+  # Drop the host object (the only part allowed to differ) before comparing.
+  string(JSON text_${run} REMOVE "${text_${run}}" host)
+endforeach()
+if(NOT text_a STREQUAL text_b)
+  message(FATAL_ERROR "results.json differs between two runs of the same scenario and seed")
+endif()
+string(LENGTH "${text_a}" n)
+if(n LESS 1000)
+  message(FATAL_ERROR "results.json suspiciously small (${n} bytes)")
+endif()

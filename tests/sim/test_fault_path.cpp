@@ -1,0 +1,228 @@
+// The x86 TDP fault path and the VMM model, driven through Machine without SystemC:
+// each test builds a VM from scenario text, attaches a real hardware MMU and hands the
+// fault handler the nested faults that MMU raises.
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+
+#include "kernel/guest_memfd.hpp"
+#include "sim/loader.hpp"
+#include "sim/machine.hpp"
+
+using namespace hvsim;
+
+namespace {
+
+struct Rig {
+    scn::Scenario s;
+    std::unique_ptr<ParamSet> p;
+    std::unique_ptr<Machine> m;
+    CacheHierarchy cache;
+    std::unique_ptr<mmu::Mmu> hw;
+    kvm::CycleCounter ctx;
+
+    explicit Rig(const std::string& text, std::vector<std::pair<std::string, std::string>> sets = {})
+        : s(load_scenario_text(text, "test.json")),
+          p(std::make_unique<ParamSet>(resolve_params(s, sets))),
+          cache(machine_config(*p, s).mem) {
+        m = std::make_unique<Machine>(s, machine_config(*p, s));
+        REQUIRE(m->create_vm_err() == 0);
+        REQUIRE(m->setup(ctx).empty());
+        auto mc = machine_config(*p, s).mmu;
+        hw = std::make_unique<mmu::Mmu>(mc, m->mem(), cache);
+        m->attach_vcpu(0, *hw);
+    }
+
+    // Run the access the way the vCPU does: translate, hand nested faults to KVM.
+    cpu::NpfAction touch(uint64_t gpa, bool write, bool enc = false, int max = 8) {
+        for (int i = 0; i < max; ++i) {
+            auto t = hw->translate(Gva(gpa), write ? mmu::AccessType::write : mmu::AccessType::read, enc);
+            if (t.ok()) return cpu::NpfAction::retry;
+            REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+            auto a = m->handle_npf(0, t.fault_gpa, t.error_code, ctx);
+            if (a != cpu::NpfAction::retry) return a;
+        }
+        FAIL("fault not resolved");
+        return cpu::NpfAction::stop;
+    }
+};
+
+const char* kDefaultVm = R"({"vm": {"vcpus": 1, "guest_paging": "none",
+    "memslots": [{"slot": 0, "gpa": 0, "size": "64MiB", "userspace_addr": "0x7f0000000000"}]}, "steps": []})";
+
+const char* kSwProtected = R"({"params": {"kvm.config.vm_memory_attributes": true},
+  "vm": {"type": "sw_protected", "vcpus": 1, "guest_paging": "none",
+    "guest_memfd": [{"id": "g0", "size": "64MiB"}],
+    "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "64MiB",
+                  "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}]}, "steps": []})";
+
+}  // namespace
+
+TEST_CASE("a shared fault on a default VM maps the VMM's page and the walker then hits it", "[fault]") {
+    Rig r(kDefaultVm);
+    CHECK(r.touch(0x5000, true) == cpu::NpfAction::retry);
+    const auto& st = r.m->x86()->stats();
+    CHECK(st.fixed == 1);
+    CHECK(st.shared_faults == 1);
+    CHECK(r.m->exits().npf == 1);
+    // The SPTE points at the page backing userspace_addr + 0x5000.
+    auto pfn = r.m->process().anon_page(Hva(0x7f0000005000));
+    REQUIRE(pfn);
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(5));
+    REQUIRE(leaf);
+    CHECK(leaf->pfn == *pfn);
+    // Recorded as a fault path with its steps.
+    auto fp = r.m->fault_paths();
+    REQUIRE(fp.count("npf.shared.4K"));
+    CHECK(fp.at("npf.shared.4K").count == 1);
+    bool has_exit = false;
+    for (auto& [name, c] : fp.at("npf.shared.4K").steps) has_exit |= name == "vmexit" && c == 680;
+    CHECK(has_exit);
+}
+
+TEST_CASE("an access outside every memslot is emulated MMIO", "[fault]") {
+    Rig r(kDefaultVm);
+    CHECK(r.touch(0x10000000, false) == cpu::NpfAction::emulated);
+    CHECK(r.m->exits().mmio == 1);
+    CHECK(r.m->x86()->stats().emulated == 1);
+}
+
+TEST_CASE("sw_protected: the fault follows the attributes and maps the guest_memfd page", "[fault]") {
+    Rig r(kSwProtected);
+    kvm::CycleCounter c;
+    uapi::kvm_memory_attributes a{0, 0x200000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+    REQUIRE(r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, c) == 0);
+    CHECK(r.touch(0x3000, true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->stats().private_faults == 1);
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(3));
+    REQUIRE(leaf);
+    auto gm = r.m->process().gmem(*r.m->gmem_fd("g0"));
+    CHECK(gm->filemap_lookup(3) == leaf->pfn);
+    CHECK_FALSE(r.m->check_invariants());
+    // Outside the private range the same VM faults shared, from the VMM's memory; the
+    // mixed 2M frame and the gmem-backed slot keep the mapping at 4K.
+    CHECK(r.touch(0x400000, false) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->stats().shared_faults == 1);
+}
+
+TEST_CASE("converting to shared zaps the private SPTE and the next fault maps shared", "[fault]") {
+    Rig r(kSwProtected);
+    kvm::CycleCounter c;
+    uapi::kvm_memory_attributes a{0, 0x200000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+    REQUIRE(r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, c) == 0);
+    r.touch(0x3000, true);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(3)));
+    REQUIRE(r.m->kvm_convert_memory(0x3000, 0x1000, false, "test", c) == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3)));
+    CHECK(r.m->kvm()->stats().invalidations.size() >= 1);
+    CHECK(r.m->x86()->stats().remote_flushes >= 1);
+    r.touch(0x3000, false);
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(3));
+    REQUIRE(leaf);
+    CHECK(leaf->pfn == *r.m->process().anon_page(Hva(0x7f0000003000)));
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("an SNP-style mismatch exits to userspace; armed, the vCPU stops with the exit", "[fault]") {
+    Rig r(R"({"params": {"kvm.config.vm_memory_attributes": true},
+      "vm": {"type": "snp", "vcpus": 1, "guest_paging": "none",
+        "guest_memfd": [{"id": "g0", "size": "64MiB"}],
+        "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "64MiB",
+                      "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}]}, "steps": []})");
+    r.m->arm_vcpu(0, true);
+    // A private (C-bit) access to a gfn whose attributes say shared.
+    CHECK(r.touch(0x7000, false, true) == cpu::NpfAction::stop);
+    auto e = r.m->take_exit(0);
+    REQUIRE(e);
+    CHECK(e->reason == "memory_fault");
+    CHECK(e->gpa == 0x7000);
+    CHECK(e->size == 0x1000);
+    CHECK(e->flags == uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE);
+    CHECK(e->err == EFAULT);
+    // Unarmed, the VMM converts the page and re-enters; the retry maps it private.
+    r.m->arm_vcpu(0, false);
+    CHECK(r.touch(0x7000, false, true) == cpu::NpfAction::retry);
+    CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(7)));
+    CHECK(r.m->conversions().back().to_private);
+    CHECK(r.m->conversions().back().trigger == "memory_fault");
+}
+
+TEST_CASE("a fault inside an invalidation retries, and maps once it ends", "[fault]") {
+    Rig r(kDefaultVm);
+    auto* k = r.m->kvm();
+    k->kvm_mmu_invalidate_begin();
+    k->kvm_mmu_invalidate_range_add(Gfn(0), Gfn(16));
+    auto t = r.hw->translate(Gva(0x2000), mmu::AccessType::read, false);
+    REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+    CHECK(r.m->handle_npf(0, t.fault_gpa, t.error_code, r.ctx) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->stats().retries == 1);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(2)));
+    // A gfn outside the range is not held up.
+    CHECK(r.touch(0x20000, false) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x20)));
+    k->kvm_mmu_invalidate_end();
+    CHECK(r.touch(0x2000, false) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(2)));
+}
+
+TEST_CASE("pre_fault_memory: argument checks, progress and the slot end", "[fault][prefault]") {
+    Rig r(kDefaultVm);
+    auto pf = [&](uint64_t gpa, uint64_t size, uint64_t flags, uint64_t* remaining) {
+        uapi::kvm_pre_fault_memory a{};
+        a.gpa = gpa;
+        a.size = size;
+        a.flags = flags;
+        const int e = r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx);
+        if (remaining) *remaining = a.size;
+        return e;
+    };
+    uint64_t rem = 0;
+    CHECK(pf(0, 0x1000, 1, nullptr) == -EINVAL);
+    CHECK(pf(0x800, 0x1000, 0, nullptr) == -EINVAL);
+    CHECK(pf(0x1000, 0, 0, nullptr) == -EINVAL);
+    CHECK(pf(0, 0x200000, 0, &rem) == 0);
+    CHECK(rem == 0);
+    // Crossing the end of the 64 MiB slot: progress up to it, then ENOENT swallowed by progress.
+    CHECK(pf(0x3ffe000, 0x4000, 0, &rem) == 0);
+    CHECK(rem == 0x2000);
+    // Wholly outside: no progress, the error.
+    CHECK(pf(0x8000000, 0x1000, 0, &rem) == -ENOENT);
+    CHECK(rem == 0x1000);
+}
+
+TEST_CASE("pre_fault_memory without TDP validates arguments, then EOPNOTSUPP", "[fault][prefault]") {
+    Rig r(kDefaultVm, {{"kvm.config.tdp", "false"}});
+    uapi::kvm_pre_fault_memory a{};
+    a.gpa = 0;
+    a.size = 0x1000;
+    a.flags = 2;
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx) == -EINVAL);
+    a.flags = 0;
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx) == -EOPNOTSUPP);
+    CHECK(a.size == 0x1000);
+}
+
+TEST_CASE("hypercall MAP_GPA_RANGE: guest-visible errors, and conversion through the VMM", "[fault][hypercall]") {
+    Rig r(kSwProtected);
+    uint64_t ret = 1;
+    CHECK(r.m->handle_hypercall(0, 99, 0, 1, 0, &ret, r.ctx));
+    CHECK(int64_t(ret) == -1000);
+    CHECK(r.m->handle_hypercall(0, uapi::KVM_HC_MAP_GPA_RANGE, 0x800, 1, 0, &ret, r.ctx));
+    CHECK(int64_t(ret) == -22);
+    CHECK(r.m->handle_hypercall(0, uapi::KVM_HC_MAP_GPA_RANGE, 0x1000, 0, 0, &ret, r.ctx));
+    CHECK(int64_t(ret) == -22);
+    CHECK(r.m->handle_hypercall(0, uapi::KVM_HC_MAP_GPA_RANGE, 0x1000, 4, uapi::KVM_MAP_GPA_RANGE_ENCRYPTED, &ret,
+                                r.ctx));
+    CHECK(ret == 0);
+    CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(1)));
+    CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(4)));
+    CHECK_FALSE(r.m->kvm()->kvm_mem_is_private(Gfn(5)));
+    CHECK(r.m->exits().hypercall_user == 1);
+    // Armed, the vCPU stops at the KVM_EXIT_HYPERCALL and nothing changes.
+    r.m->arm_vcpu(0, true);
+    CHECK_FALSE(r.m->handle_hypercall(0, uapi::KVM_HC_MAP_GPA_RANGE, 0x1000, 1, 0, &ret, r.ctx));
+    auto e = r.m->take_exit(0);
+    REQUIRE(e);
+    CHECK(e->reason == "hypercall");
+    CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(1)));
+}
