@@ -72,7 +72,9 @@ struct CheckExtension { std::string cap; int64_t cap_nr = -1; bool vm_scope = tr
 struct Close { bool vm = false; FdRef guest_memfd; };
 
 struct HostAccess {
-    enum class Op { read, write, mmap } op = Op::read;
+    // pin/unpin: a long-term reference on the pages (an IOMMU/VFIO or io_uring pin) that
+    // makes a later shared->private conversion fail with EAGAIN.
+    enum class Op { read, write, mmap, pin, unpin } op = Op::read;
     std::optional<FdRef> guest_memfd;   // through an mmap of the guest_memfd at offset ...
     uint64_t offset = 0;
     std::optional<uint64_t> userspace_addr;  // ... or through the VMM's mapping
@@ -87,8 +89,9 @@ struct Access {
     uint64_t gpa = 0;
     uint64_t size = 0;
     uint64_t stride = 4096;            // bytes between accesses (stride pattern)
-    uint64_t count = 0;                // accesses; 0 = one per 64-byte line (seq) or per stride
-    unsigned width = 8;                // bytes per access
+    uint64_t count = 0;                // accesses; 0 = cover the range (seq, stride) or size/64 (random)
+    unsigned width = 0;                // bytes per access, 1..64 and a power of two; 0 = 64 for seq
+                                       // (cache-line stores cover every byte), 8 otherwise
     uint8_t value = 0;                 // write: the byte pattern stored
     std::optional<bool> is_private;    // how the guest addresses it (C-bit / shared bit / pKVM)
 };

@@ -1,0 +1,453 @@
+#include "sim/engine.hpp"
+
+#include <systemc>
+#include <tlm_utils/tlm_quantumkeeper.h>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "sim/errno_names.hpp"
+#include "sim/machine.hpp"
+#include "sim/results.hpp"
+
+namespace hvsim {
+
+namespace {
+
+using namespace sc_core;
+
+// A VMM thread: runs host-side steps (ioctls, host accesses) with its own local time.
+class HostThread : public sc_module, public ExecContext {
+public:
+    SC_HAS_PROCESS(HostThread);
+    HostThread(sc_module_name n, uint64_t period_ps) : sc_module(n), period_ps_(period_ps) { SC_THREAD(thread); }
+    void post(std::function<void(ExecContext&)> job) {
+        job_ = std::move(job);
+        work_.notify(SC_ZERO_TIME);
+    }
+    sc_event& done() { return done_; }
+    void charge(std::string_view, Cycles c) override { qk_.inc(sc_time::from_value(c * period_ps_)); }
+    void sync() override { qk_.sync(); }
+
+private:
+    void thread() {
+        qk_.reset();
+        for (;;) {
+            wait(work_);
+            job_(*this);
+            qk_.sync();
+            done_.notify(SC_ZERO_TIME);
+        }
+    }
+    uint64_t period_ps_;
+    tlm_utils::tlm_quantumkeeper qk_;
+    std::function<void(ExecContext&)> job_;
+    sc_event work_, done_;
+};
+
+// What one step (or one member of a parallel group) produced.
+struct StepRecord {
+    const scn::Step* step = nullptr;
+    size_t index = 0;
+    StepOutcome outcome;                      // uAPI steps
+    std::vector<unsigned> vcpus;              // vCPU steps
+    uint64_t accesses = 0;
+    bool stopped = false;
+    std::optional<VcpuExitRecord> exit;       // first vCPU exit that stopped the step
+    std::optional<int64_t> hypercall_ret;
+    std::optional<uint8_t> byte0;
+    bool bytes_mixed = false;
+    Cycles start = 0, end = 0;
+};
+
+std::string step_label(const StepRecord& r) {
+    std::string s = fmt::format("step {} ({})", r.index, r.step->pointer);
+    if (!r.step->name.empty()) s += fmt::format(" \"{}\"", r.step->name);
+    return s;
+}
+
+std::string op_name(const scn::Step& st) {
+    return std::visit(
+        [](const auto& op) -> std::string {
+            using T = std::decay_t<decltype(op)>;
+            if constexpr (std::is_same_v<T, scn::CreateGuestMemfd>) return "create_guest_memfd";
+            else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) return "set_user_memory_region2";
+            else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) return "set_memory_attributes";
+            else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes2>) return "set_memory_attributes2";
+            else if constexpr (std::is_same_v<T, scn::Fallocate>) return "fallocate";
+            else if constexpr (std::is_same_v<T, scn::PreFaultMemory>) return "pre_fault_memory";
+            else if constexpr (std::is_same_v<T, scn::EncryptRegion>)
+                return op.reg ? "memory_encrypt_reg_region" : "memory_encrypt_unreg_region";
+            else if constexpr (std::is_same_v<T, scn::CheckExtension>) return "check_extension";
+            else if constexpr (std::is_same_v<T, scn::Close>) return "close";
+            else if constexpr (std::is_same_v<T, scn::HostAccess>) {
+                const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin"};
+                return n[int(op.op)];
+            } else if constexpr (std::is_same_v<T, scn::Access>) return op.op == scn::Access::Op::write ? "access write" : "access read";
+            else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return "map_gpa_range";
+            else if constexpr (std::is_same_v<T, std::vector<scn::Step>>) return "parallel";
+            else return "?";
+        },
+        st.op);
+}
+
+bool is_vcpu_step(const scn::Step& st) {
+    return std::holds_alternative<scn::Access>(st.op) || std::holds_alternative<scn::MapGpaRange>(st.op);
+}
+
+unsigned host_threads_needed(const std::vector<scn::Step>& steps) {
+    unsigned most = 1;
+    for (const auto& st : steps)
+        if (auto* group = std::get_if<std::vector<scn::Step>>(&st.op)) {
+            unsigned n = 0;
+            for (const auto& m : *group)
+                if (!is_vcpu_step(m)) ++n;
+            most = std::max(most, n);
+        }
+    return most;
+}
+
+// Progress for long runs: a host thread samples counters the simulation publishes.
+struct Progress {
+    std::atomic<uint64_t> step{0};
+    uint64_t steps = 0;
+    std::atomic<bool> stop{false};
+    std::thread th;
+    void start(bool enabled, const std::string& name) {
+        if (!enabled) return;
+        th = std::thread([this, name] {
+            const auto t0 = std::chrono::steady_clock::now();
+            bool shown = false;
+            while (!stop.load()) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                if (s < 2.0 || stop.load()) continue;
+                fmt::print(stderr, "\r{}: step {}/{}, {} guest accesses, {:.1f} s   ", name,
+                           std::min(step.load() + 1, steps), steps, cpu::Vcpu::progress_accesses(), s);
+                std::fflush(stderr);
+                shown = true;
+            }
+            if (shown) fmt::print(stderr, "\r{:80}\r", "");
+        });
+    }
+    void finish() {
+        stop = true;
+        if (th.joinable()) th.join();
+    }
+};
+
+class Top : public sc_module {
+public:
+    SC_HAS_PROCESS(Top);
+    Top(sc_module_name n, const scn::Scenario& s, Machine& m, std::vector<cpu::Vcpu*> vcpus,
+        std::vector<HostThread*> hosts, const RunOptions& opt, Progress& prog)
+        : sc_module(n), s_(s), m_(m), vcpus_(std::move(vcpus)), hosts_(std::move(hosts)), opt_(opt), prog_(prog) {
+        SC_THREAD(controller);
+    }
+
+    std::vector<StepRecord> records;
+    std::vector<double> step_wall;
+    std::vector<std::string> failures;
+    std::string fatal;
+
+private:
+    Cycles now() const { return sc_time_stamp().value() / m_.config().period_ps; }
+
+    cpu::AccessSpec access_spec(const scn::Access& a, unsigned vcpu, size_t step_index) const {
+        cpu::AccessSpec sp;
+        using P = scn::Access::Pattern;
+        sp.pattern = a.pattern == P::seq      ? cpu::AccessSpec::Pattern::seq
+                     : a.pattern == P::stride ? cpu::AccessSpec::Pattern::stride
+                                              : cpu::AccessSpec::Pattern::random;
+        sp.write = a.op == scn::Access::Op::write;
+        sp.gpa = Gpa(a.gpa);
+        sp.size = a.size;
+        sp.stride = a.stride;
+        sp.count = a.count;
+        sp.width = a.width;
+        sp.value = a.value;
+        // Without an explicit choice the guest addresses memory the way it believes it
+        // is: private where the VM has private memory and the attributes say so.
+        sp.enc = a.is_private.value_or(m_.kvm() && m_.kvm()->has_private_mem() &&
+                                       m_.kvm()->kvm_mem_is_private(gpa_to_gfn(Gpa(a.gpa))));
+        // A different stream per step and per vCPU, all derived from the scenario seed.
+        sp.seed = s_.seed * 0x9e3779b97f4a7c15ull + step_index * 0x100000001b3ull + vcpu;
+        return sp;
+    }
+
+    // Start one step (or group member); returns the events to wait for.
+    void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {
+        rec.step = &st;
+        rec.start = now();
+        if (auto* a = std::get_if<scn::Access>(&st.op)) {
+            rec.vcpus = st.vcpus;
+            for (unsigned v : st.vcpus) {
+                m_.arm_vcpu(v, st.expect.exit.has_value());
+                vcpus_[v]->post_access(access_spec(*a, v, rec.index));
+                evs &= vcpus_[v]->done();
+            }
+        } else if (auto* h = std::get_if<scn::MapGpaRange>(&st.op)) {
+            rec.vcpus = st.vcpus;
+            for (unsigned v : st.vcpus) {
+                m_.arm_vcpu(v, st.expect.exit.has_value());
+                cpu::HypercallSpec hs;
+                hs.nr = uapi::KVM_HC_MAP_GPA_RANGE;
+                hs.a0 = h->gpa;
+                hs.a1 = h->size >> kPageShift;
+                hs.a2 = (h->to_private ? uapi::KVM_MAP_GPA_RANGE_ENCRYPTED : uapi::KVM_MAP_GPA_RANGE_DECRYPTED) |
+                        uapi::KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+                vcpus_[v]->post_hypercall(hs);
+                evs &= vcpus_[v]->done();
+            }
+        } else {
+            HostThread* worker = hosts_.at(host_idx++);
+            StepRecord* r = &rec;
+            worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_.exec_uapi_step(st, ctx); });
+            evs &= worker->done();
+        }
+    }
+
+    void collect(StepRecord& rec) {
+        rec.end = now();
+        for (unsigned v : rec.vcpus) {
+            const auto& res = vcpus_[v]->result();
+            rec.accesses += res.accesses;
+            rec.stopped |= res.stopped;
+            if (res.byte0) {
+                if (!rec.byte0) rec.byte0 = res.byte0;
+                else if (*rec.byte0 != *res.byte0) rec.bytes_mixed = true;
+            }
+            rec.bytes_mixed |= res.bytes_mixed;
+            if (std::holds_alternative<scn::MapGpaRange>(rec.step->op) && !res.stopped)
+                rec.hypercall_ret = int64_t(res.hypercall_ret);
+            auto e = m_.take_exit(v);
+            if (e && !rec.exit) rec.exit = std::move(e);
+        }
+    }
+
+    void fail(const StepRecord& r, const std::string& what) { failures.push_back(step_label(r) + ": " + what); }
+
+    void check(const StepRecord& r) {
+        const scn::Step& st = *r.step;
+        const scn::Expect& ex = st.expect;
+        if (r.outcome.skipped) return;
+        if (is_vcpu_step(st)) {
+            // KVM_RUN's errno: an exit that ended the step, else ok.
+            int err = r.exit ? r.exit->err : 0;
+            if (r.hypercall_ret && *r.hypercall_ret < 0) err = int(-*r.hypercall_ret == 1000 ? ENOSYS : -*r.hypercall_ret);
+            if (ex.exit) {
+                if (!r.exit) fail(r, fmt::format("expected a {} exit, the step completed without one", ex.exit->reason));
+                else {
+                    const auto& e = *r.exit;
+                    if (e.reason != ex.exit->reason)
+                        fail(r, fmt::format("expected exit {}, got {}{}", ex.exit->reason, e.reason,
+                                            e.detail.empty() ? "" : " (" + e.detail + ")"));
+                    if (ex.exit->gpa && *ex.exit->gpa != e.gpa)
+                        fail(r, fmt::format("expected exit gpa {:#x}, got {:#x}", *ex.exit->gpa, e.gpa));
+                    if (ex.exit->size && *ex.exit->size != e.size)
+                        fail(r, fmt::format("expected exit size {:#x}, got {:#x}", *ex.exit->size, e.size));
+                    if (ex.exit->flags && *ex.exit->flags != e.flags)
+                        fail(r, fmt::format("expected exit flags {:#x}, got {:#x}", *ex.exit->flags, e.flags));
+                }
+            } else if (r.exit && !ex.err) {
+                fail(r, fmt::format("vCPU stopped: {} {}", r.exit->reason, r.exit->detail));
+            }
+            if (ex.err) {
+                auto want = errno_from_name(*ex.err);
+                if (want && *want != err) fail(r, fmt::format("expected errno {}, got {}", *ex.err, errno_name(err)));
+            } else if (!ex.exit && err && !r.exit) {
+                fail(r, fmt::format("hypercall failed: {}", errno_name(err)));
+            }
+            if (ex.bytes) {
+                if (!r.byte0) fail(r, "expected bytes, but nothing was read");
+                else if (r.bytes_mixed || *r.byte0 != *ex.bytes)
+                    fail(r, fmt::format("expected every byte read to be {:#04x}, got {}", *ex.bytes,
+                                        r.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *r.byte0)));
+            }
+            return;
+        }
+        const StepOutcome& o = r.outcome;
+        if (ex.signal) {
+            if (o.signal != ex.signal)
+                fail(r, fmt::format("expected {}, got {}", *ex.signal, o.signal ? *o.signal : errno_name(o.err)));
+        } else if (o.signal) {
+            fail(r, fmt::format("host access raised {}", *o.signal));
+        }
+        if (ex.err) {
+            auto want = errno_from_name(*ex.err);
+            if (want && *want != o.err) fail(r, fmt::format("expected errno {}, got {}", *ex.err, errno_name(o.err)));
+        } else if (o.err && !ex.signal) {
+            fail(r, fmt::format("{} failed: {} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)", op_name(st),
+                                errno_name(o.err), errno_name(o.err)));
+        }
+        if (ex.error_offset && o.error_offset != ex.error_offset)
+            fail(r, fmt::format("expected error_offset {:#x}, got {}", *ex.error_offset,
+                                o.error_offset ? fmt::format("{:#x}", *o.error_offset) : "none"));
+        if (ex.remaining && o.remaining != ex.remaining)
+            fail(r, fmt::format("expected remaining {:#x}, got {}", *ex.remaining,
+                                o.remaining ? fmt::format("{:#x}", *o.remaining) : "none"));
+        if (ex.value && o.value != ex.value)
+            fail(r, fmt::format("expected value {}, got {}", *ex.value, o.value ? std::to_string(*o.value) : "none"));
+        if (ex.bytes) {
+            if (!o.bytes) fail(r, "expected bytes, but nothing was read");
+            else if (o.bytes_mixed || *o.bytes != *ex.bytes)
+                fail(r, fmt::format("expected every byte read to be {:#04x}, got {}", *ex.bytes,
+                                    o.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *o.bytes)));
+        }
+    }
+
+    void controller() {
+        try {
+            for (size_t i = 0; i < s_.steps.size(); ++i) {
+                prog_.step = i;
+                const auto w0 = std::chrono::steady_clock::now();
+                const scn::Step& st = s_.steps[i];
+                unsigned host_idx = 0;
+                sc_event_and_list evs;
+                if (auto* group = std::get_if<std::vector<scn::Step>>(&st.op)) {
+                    const size_t first = records.size();
+                    for (size_t k = 0; k < group->size(); ++k) {
+                        records.push_back(StepRecord{});
+                        records.back().index = i;
+                    }
+                    for (size_t k = 0; k < group->size(); ++k) launch((*group)[k], records[first + k], host_idx, evs);
+                    wait(evs);
+                    for (size_t k = first; k < records.size(); ++k) {
+                        collect(records[k]);
+                        check(records[k]);
+                    }
+                } else {
+                    records.push_back(StepRecord{});
+                    records.back().index = i;
+                    launch(st, records.back(), host_idx, evs);
+                    wait(evs);
+                    collect(records.back());
+                    check(records.back());
+                }
+                step_wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
+                if (opt_.check_invariants)
+                    if (auto bad = m_.check_invariants())
+                        failures.push_back(fmt::format("invariant violated after step {} ({}): {}", i, st.pointer, *bad));
+            }
+        } catch (const std::exception& e) {
+            fatal = e.what();
+        }
+        // Returning leaves every other thread waiting on events nobody will notify:
+        // sc_start() returns by starvation, without sc_stop()'s report.
+    }
+
+    const scn::Scenario& s_;
+    Machine& m_;
+    std::vector<cpu::Vcpu*> vcpus_;
+    std::vector<HostThread*> hosts_;
+    RunOptions opt_;
+    Progress& prog_;
+};
+
+// The guest's page-table region: the scenario's, else the top of the first memslot
+// (1/256 of it, at least 64 KiB: identity-mapping all of it with 4K pages needs 1/512).
+std::pair<Gpa, uint64_t> guest_pt_region(const scn::Scenario& s) {
+    if (s.vm.guest_pt_region) return {Gpa(s.vm.guest_pt_region->gpa), s.vm.guest_pt_region->size};
+    if (s.vm.memslots.empty()) throw std::invalid_argument("guest paging needs a memslot for its page tables (vm.memslots is empty; set vm.guest_paging to \"none\" or vm.guest_pt_region)");
+    const auto& m = s.vm.memslots.front();
+    uint64_t size = std::max<uint64_t>(64 * 1024, (m.size / 256 + kPageMask) & ~kPageMask);
+    size = std::min(size, m.size);
+    return {Gpa(m.gpa + m.size - size), size};
+}
+
+}  // namespace
+
+RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptions& opt) {
+    RunOutput out;
+    const auto t0 = std::chrono::steady_clock::now();
+    const MachineConfig mc = machine_config(p, s);
+    sc_set_time_resolution(1, SC_PS);
+    tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_time(double(mc.quantum_ns), SC_NS));
+
+    auto machine = std::make_unique<Machine>(s, mc);
+    kvm::CycleCounter boot;
+    if (std::string err = machine->setup(boot); !err.empty()) {
+        out.fatal = "VM setup: " + err;
+        return out;
+    }
+
+    std::unique_ptr<cpu::GuestOs> guest;
+    if (s.vm.guest_paging_levels) {
+        auto [base, size] = guest_pt_region(s);
+        cpu::GuestOsConfig gc;
+        gc.levels = s.vm.guest_paging_levels;
+        gc.page_size = s.vm.guest_page_size;
+        gc.pt_base = base;
+        gc.pt_size = size;
+        gc.pf_cycles = mc.costs.guest_pf;
+        guest = std::make_unique<cpu::GuestOs>(gc);
+    }
+
+    std::vector<std::unique_ptr<CacheHierarchy>> caches;
+    std::vector<std::unique_ptr<mmu::Mmu>> mmus;
+    std::vector<cpu::Vcpu*> vcpus;
+    for (unsigned i = 0; i < s.vm.vcpus; ++i) {
+        caches.push_back(std::make_unique<CacheHierarchy>(mc.mem));
+        mmus.push_back(std::make_unique<mmu::Mmu>(mc.mmu, machine->mem(), *caches.back()));
+        cpu::VcpuConfig vc;
+        vc.id = i;
+        vc.period_ps = mc.period_ps;
+        vc.data_access_cycles = mc.data_access_cycles;
+        machine->attach_vcpu(i, *mmus.back());
+        auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),
+                                *machine);
+        machine->attach_vcpu_module(i, *v);
+        vcpus.push_back(v);
+    }
+    std::vector<HostThread*> hosts;
+    for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
+        hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
+
+    Progress prog;
+    prog.steps = s.steps.size();
+    auto* top = new Top("top", s, *machine, vcpus, hosts, opt, prog);
+    prog.start(opt.progress && isatty(2), s.name);
+    sc_start();
+    prog.finish();
+
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!top->fatal.empty()) out.fatal = top->fatal;
+    out.failures = top->failures;
+    out.step_wall_s = top->step_wall;
+    ResultInputs in{s, p, *machine, guest.get(), vcpus, mmus, caches, boot.total,
+                    sc_time_stamp().value() / mc.period_ps, wall};
+    std::vector<StepSummary> steps;
+    for (const auto& r : top->records) {
+        StepSummary ss;
+        ss.index = r.index;
+        ss.pointer = r.step->pointer;
+        ss.name = r.step->name;
+        ss.op = op_name(*r.step);
+        ss.cycles = r.end - r.start;
+        ss.accesses = r.accesses;
+        if (is_vcpu_step(*r.step)) {
+            if (r.exit) ss.result = r.exit->reason == "error" ? errno_name(r.exit->err) : "exit " + r.exit->reason;
+            else if (r.hypercall_ret && *r.hypercall_ret) ss.result = fmt::format("ret {}", *r.hypercall_ret);
+            else ss.result = "ok";
+        } else {
+            ss.result = r.outcome.skipped ? "skipped" : r.outcome.signal ? *r.outcome.signal : errno_name(r.outcome.err);
+        }
+        steps.push_back(ss);
+    }
+    in.steps = &steps;
+    out.results = build_results(in);
+    out.failures = check_metric_expectations(s, out.results, std::move(out.failures));
+    // SystemC objects are torn down with the process; the machine first (it holds
+    // references into the MMUs only through the vCPU slots, which die with it).
+    return out;
+}
+
+}  // namespace hvsim

@@ -1,0 +1,999 @@
+#include "sim/loader.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "kernel/uapi.hpp"
+#include "sim/json_util.hpp"
+
+namespace hvsim {
+
+namespace {
+
+using json = nlohmann::json;
+using jsonu::describe;
+using jsonu::join_list;
+
+using FlagTable = std::vector<std::pair<std::string, uint64_t>>;
+
+const FlagTable kGmemFlags = {{"mmap", uapi::GUEST_MEMFD_FLAG_MMAP},
+                              {"init_shared", uapi::GUEST_MEMFD_FLAG_INIT_SHARED}};
+const FlagTable kMemslotFlags = {{"log_dirty_pages", uapi::KVM_MEM_LOG_DIRTY_PAGES},
+                                 {"readonly", uapi::KVM_MEM_READONLY},
+                                 {"guest_memfd", uapi::KVM_MEM_GUEST_MEMFD}};
+const FlagTable kAttributes = {{"private", uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE}};
+const FlagTable kFallocModes = {{"keep_size", uapi::FALLOC_FL_KEEP_SIZE},
+                                {"punch_hole", uapi::FALLOC_FL_PUNCH_HOLE},
+                                {"collapse_range", uapi::FALLOC_FL_COLLAPSE_RANGE},
+                                {"zero_range", uapi::FALLOC_FL_ZERO_RANGE},
+                                {"insert_range", uapi::FALLOC_FL_INSERT_RANGE},
+                                {"unshare_range", uapi::FALLOC_FL_UNSHARE_RANGE}};
+const FlagTable kExitFlags = {{"private", uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE}};
+const FlagTable kNoFlags = {};
+
+const std::vector<std::pair<std::string, uint64_t>> kContentPolicies = {
+    {"zero", uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_ZERO},
+    {"preserve", uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_PRESERVE},
+    {"none", uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_NONE}};
+
+const std::vector<std::pair<std::string, int>> kCaps = {
+    {"nr_memslots", uapi::KVM_CAP_NR_MEMSLOTS},
+    {"readonly_mem", uapi::KVM_CAP_READONLY_MEM},
+    {"multi_address_space", uapi::KVM_CAP_MULTI_ADDRESS_SPACE},
+    {"exit_hypercall", uapi::KVM_CAP_EXIT_HYPERCALL},
+    {"user_memory2", uapi::KVM_CAP_USER_MEMORY2},
+    {"memory_attributes", uapi::KVM_CAP_MEMORY_ATTRIBUTES},
+    {"guest_memfd", uapi::KVM_CAP_GUEST_MEMFD},
+    {"vm_types", uapi::KVM_CAP_VM_TYPES},
+    {"pre_fault_memory", uapi::KVM_CAP_PRE_FAULT_MEMORY},
+    {"guest_memfd_flags", uapi::KVM_CAP_GUEST_MEMFD_FLAGS},
+};
+
+const std::vector<std::string> kVmTypes = {"default", "sw_protected", "sev", "sev_es", "snp", "tdx", "pkvm"};
+constexpr unsigned kMaxVcpus = 1024;
+// KVM_MAX_NR_ADDRESS_SPACES: address space 1 is SMM (include/linux/kvm_host.h).
+constexpr uint32_t kMaxAddressSpaces = 2;
+
+std::vector<std::string> names_of(const FlagTable& t) {
+    std::vector<std::string> r;
+    for (const auto& [n, v] : t) r.push_back(n);
+    return r;
+}
+
+std::string sanitize_line(std::string s) {
+    for (auto& c : s)
+        if (c == '\n' || c == '\r') c = ' ';
+    return s;
+}
+
+std::string range_text(uint64_t start, uint64_t size) {
+    return "[" + jsonu::hex(start) + ", " + jsonu::hex(start + size) + ")";
+}
+
+// Dotted snake_case: [a-z0-9_]+ segments joined by single dots.
+bool is_metric_name(const std::string& n) {
+    if (n.empty() || n.front() == '.' || n.back() == '.') return false;
+    for (size_t i = 0; i < n.size(); ++i) {
+        const char c = n[i];
+        if (c == '.') {
+            if (n[i - 1] == '.') return false;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string article(const std::string& word) {
+    return !word.empty() && std::string_view("aeiou").find(word[0]) != std::string_view::npos ? "an" : "a";
+}
+
+// What an expectation may check, per kind of step.
+enum class OpKind { ioctl, host_access, host_mmap, access, hypercall, close };
+
+class Loader {
+public:
+    explicit Loader(std::string file) : file_(std::move(file)) {}
+
+    scn::Scenario run(const json& root) {
+        static const std::vector<std::string> kTop = {"$schema", "name",  "description", "platform", "params",
+                                                      "seed",    "vm",    "steps",       "expect"};
+        if (!root.is_object()) expected("", "a scenario object", describe(root));
+        check_keys(root, "", kTop);
+        s_.file = file_;
+        s_.name = std::filesystem::path(file_).stem().string();
+        if (auto* v = opt(root, "$schema")) string_value(*v, "/$schema");
+        if (auto* v = opt(root, "name")) {
+            s_.name = string_value(*v, "/name");
+            if (s_.name.empty()) expected("/name", "a non-empty name", describe(*v));
+        }
+        if (auto* v = opt(root, "description")) string_value(*v, "/description");
+        if (auto* v = opt(root, "platform")) {
+            s_.platform = string_value(*v, "/platform");
+            const auto plats = ParamSet::platforms();
+            if (std::find(plats.begin(), plats.end(), s_.platform) == plats.end())
+                expected("/platform", "one of " + join_list(plats), describe(*v),
+                         jsonu::suggestion_suffix(s_.platform, plats));
+        }
+        if (auto* v = opt(root, "params")) params(*v, "/params");
+        else params(json::object(), "/params");
+        if (auto* v = opt(root, "seed")) s_.seed = uint_value(*v, "/seed", UINT64_MAX, "a seed (non-negative integer)");
+        if (auto* v = opt(root, "vm")) vm(*v, "/vm");
+        if (auto* v = opt(root, "steps")) {
+            if (!v->is_array()) expected("/steps", "an array of steps", describe(*v));
+            for (size_t i = 0; i < v->size(); ++i) s_.steps.push_back(step((*v)[i], "/steps/" + std::to_string(i), false));
+        }
+        if (auto* v = opt(root, "expect")) top_expect(*v, "/expect");
+        return std::move(s_);
+    }
+
+private:
+    std::string file_;
+    scn::Scenario s_;
+    // guest_memfd ids known so far, with where each was declared (for messages).
+    std::vector<std::string> gmem_ids_;
+    std::map<std::string, std::string> gmem_where_;
+    std::map<std::string, uint64_t> vm_gmem_size_;
+
+    // ---- errors ----------------------------------------------------------
+    [[noreturn]] void fail(const std::string& ptr, const std::string& msg) const {
+        throw LoadError(sanitize_line(file_ + ": " + (ptr.empty() ? "/" : ptr) + ": " + msg));
+    }
+    [[noreturn]] void expected(const std::string& ptr, const std::string& what, const std::string& got,
+                               const std::string& extra = "") const {
+        fail(ptr, "expected " + what + ", got " + got + extra);
+    }
+
+    // ---- objects -----------------------------------------------------------
+    void check_keys(const json& j, const std::string& ptr, const std::vector<std::string>& allowed) const {
+        for (const auto& [k, v] : j.items()) {
+            if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+            expected(ptr + "/" + jsonu::pointer_token(k), "one of " + join_list(allowed), "'" + k + "'",
+                     jsonu::suggestion_suffix(k, allowed));
+        }
+    }
+    const json& object(const json& j, const std::string& ptr, const std::vector<std::string>& allowed,
+                       const std::string& what) const {
+        if (!j.is_object()) expected(ptr, what, describe(j));
+        check_keys(j, ptr, allowed);
+        return j;
+    }
+    static const json* opt(const json& o, const char* key) {
+        auto it = o.find(key);
+        return it == o.end() ? nullptr : &*it;
+    }
+    const json& req(const json& o, const std::string& ptr, const char* key) const {
+        auto it = o.find(key);
+        if (it == o.end()) expected(ptr, std::string("key '") + key + "'", "an object without it");
+        return *it;
+    }
+
+    // ---- scalars -----------------------------------------------------------
+    std::string string_value(const json& j, const std::string& ptr) const {
+        if (!j.is_string()) expected(ptr, "a string", describe(j));
+        return j.get<std::string>();
+    }
+    bool bool_value(const json& j, const std::string& ptr) const {
+        if (!j.is_boolean()) expected(ptr, "true or false", describe(j));
+        return j.get<bool>();
+    }
+    std::string choice(const json& j, const std::string& ptr, const std::vector<std::string>& choices) const {
+        if (!j.is_string()) expected(ptr, "one of " + join_list(choices), describe(j));
+        const std::string s = j.get<std::string>();
+        if (std::find(choices.begin(), choices.end(), s) == choices.end())
+            expected(ptr, "one of " + join_list(choices), describe(j), jsonu::suggestion_suffix(s, choices));
+        return s;
+    }
+    uint64_t size_value(const json& j, const std::string& ptr, bool short_suffix = false) const {
+        try {
+            return jsonu::parse_size(j, short_suffix);
+        } catch (const jsonu::ValueError& e) {
+            fail(ptr, e.what());
+        }
+    }
+    uint64_t uint_value(const json& j, const std::string& ptr, uint64_t max, const std::string& what = "") const {
+        try {
+            return jsonu::parse_uint(j, max, what);
+        } catch (const jsonu::ValueError& e) {
+            fail(ptr, e.what());
+        }
+    }
+    uint8_t byte_value(const json& j, const std::string& ptr) const {
+        try {
+            return jsonu::parse_byte(j);
+        } catch (const jsonu::ValueError& e) {
+            fail(ptr, e.what());
+        }
+    }
+    double number_value(const json& j, const std::string& ptr) const {
+        if (!j.is_number()) expected(ptr, "a number", describe(j));
+        return j.get<double>();
+    }
+    // A list of flag names from `table`, or a raw integer (so a test can pass unknown bits).
+    uint64_t flags_value(const json& j, const std::string& ptr, const FlagTable& table,
+                         uint64_t max = UINT64_MAX) const {
+        const auto names = names_of(table);
+        const std::string what = table.empty() ? std::string("an empty list or an integer")
+                                               : "a list of names from " + join_list(names) + " or an integer";
+        if (j.is_array()) {
+            uint64_t bits = 0;
+            for (size_t i = 0; i < j.size(); ++i) {
+                const std::string p = ptr + "/" + std::to_string(i);
+                const json& e = j[i];
+                if (!e.is_string()) expected(p, table.empty() ? "no names (none are defined)" : "one of " + join_list(names), describe(e));
+                bool found = false;
+                for (const auto& [n, v] : table) {
+                    if (n == e.get_ref<const std::string&>()) {
+                        bits |= v;
+                        found = true;
+                    }
+                }
+                if (!found)
+                    expected(p, table.empty() ? "no names (none are defined)" : "one of " + join_list(names), describe(e),
+                             jsonu::suggestion_suffix(e.get_ref<const std::string&>(), names));
+            }
+            return bits;
+        }
+        if (j.is_number_integer() ||
+            (j.is_string() && j.get_ref<const std::string&>().size() >= 2 && j.get_ref<const std::string&>()[0] == '0' &&
+             (j.get_ref<const std::string&>()[1] == 'x' || j.get_ref<const std::string&>()[1] == 'X')))
+            return uint_value(j, ptr, max, max == UINT64_MAX ? "a non-negative integer" : "an integer 0.." + std::to_string(max));
+        expected(ptr, what, describe(j));
+    }
+    // vm.* describe the initial machine: raw flag integers may only carry bits that have names.
+    void known_bits(const json& j, const std::string& ptr, uint64_t bits, const FlagTable& table) const {
+        uint64_t known = 0;
+        for (const auto& [n, v] : table) known |= v;
+        if (bits & ~known)
+            expected(ptr, "only the flag bits " + join_list(names_of(table)) + " (" + jsonu::hex(known) + ") in vm", describe(j));
+    }
+    void aligned(const json& j, const std::string& ptr, uint64_t v) const {
+        if (!is_aligned(v, kPageSize)) expected(ptr, "a multiple of 4KiB (page aligned)", describe(j));
+    }
+
+    // ---- params ------------------------------------------------------------
+    // Checked against the registry now, so a typo fails at load; stored as the text a
+    // --set would give (strings unquoted), which resolve_params applies.
+    void params(const json& j, const std::string& ptr) {
+        if (!j.is_object()) expected(ptr, "an object of dotted parameter names", describe(j));
+        ParamSet ps = ParamSet::preset(s_.platform);
+        for (const auto& [k, v] : j.items()) {
+            const std::string p = ptr + "/" + jsonu::pointer_token(k);
+            try {
+                ps.set(k, v, "scenario params");
+            } catch (const ParamError& e) {
+                fail(p, e.what());
+            }
+            s_.params[k] = v.is_string() ? v.get<std::string>() : v.dump();
+        }
+        // The scenario alone must describe a consistent machine (cache geometry, TLB sets).
+        try {
+            ps.validate();
+        } catch (const ParamError& e) {
+            fail(ptr, e.what());
+        }
+    }
+
+    // ---- fd references -------------------------------------------------------
+    scn::FdRef gmem_ref(const json& j, const std::string& ptr) const {
+        scn::FdRef r;
+        if (j.is_string()) {
+            const std::string id = j.get<std::string>();
+            if (!gmem_where_.count(id))
+                expected(ptr,
+                         "a guest_memfd id declared in vm.guest_memfd or created by an earlier step" +
+                             (gmem_ids_.empty() ? std::string(" (none so far)") : " " + join_list(gmem_ids_)),
+                         describe(j), jsonu::suggestion_suffix(id, gmem_ids_));
+            r.kind = scn::FdRef::Kind::gmem;
+            r.id = id;
+            return r;
+        }
+        static const std::vector<std::string> kFdKinds = {"kvm", "vm", "memfd", "invalid"};
+        if (j.is_object()) {
+            check_keys(j, ptr, {"fd"});
+            const json& fd = req(j, ptr, "fd");
+            const std::string p = ptr + "/fd";
+            if (fd.is_number_integer()) {
+                if (fd.is_number_unsigned() ? fd.get<uint64_t>() > uint64_t(INT32_MAX)
+                                            : (fd.get<int64_t>() < INT32_MIN || fd.get<int64_t>() > INT32_MAX))
+                    expected(p, "a descriptor number that fits an int", describe(fd));
+                r.kind = scn::FdRef::Kind::raw;
+                r.raw = int(fd.get<int64_t>());
+                return r;
+            }
+            if (!fd.is_string()) expected(p, "one of " + join_list(kFdKinds) + " or a descriptor number", describe(fd));
+            const std::string k = choice(fd, p, kFdKinds);
+            r.kind = k == "kvm" ? scn::FdRef::Kind::kvm
+                     : k == "vm" ? scn::FdRef::Kind::vm
+                     : k == "memfd" ? scn::FdRef::Kind::memfd
+                                    : scn::FdRef::Kind::invalid;
+            return r;
+        }
+        expected(ptr, "a guest_memfd id or {\"fd\": \"kvm\"|\"vm\"|\"memfd\"|\"invalid\"|N}", describe(j));
+    }
+    void declare_gmem(const std::string& id, const std::string& ptr, const json& j) {
+        if (id.empty()) expected(ptr, "a non-empty guest_memfd id", describe(j));
+        auto it = gmem_where_.find(id);
+        if (it != gmem_where_.end())
+            expected(ptr, "a guest_memfd id not used before", describe(j), " (declared at " + it->second + ")");
+        gmem_where_[id] = ptr;
+        gmem_ids_.push_back(id);
+    }
+
+    // ---- vm ------------------------------------------------------------------
+    scn::Range range(const json& j, const std::string& ptr, bool strict) const {
+        object(j, ptr, {"gpa", "size"}, "a range {\"gpa\", \"size\"}");
+        scn::Range r;
+        const json& g = req(j, ptr, "gpa");
+        const json& s = req(j, ptr, "size");
+        r.gpa = size_value(g, ptr + "/gpa");
+        r.size = size_value(s, ptr + "/size");
+        if (strict) {
+            aligned(g, ptr + "/gpa", r.gpa);
+            aligned(s, ptr + "/size", r.size);
+            if (r.size == 0) expected(ptr + "/size", "a non-zero size", describe(s));
+            if (r.gpa + r.size < r.gpa) expected(ptr, "a range that does not wrap past 2^64", range_text(r.gpa, r.size));
+        }
+        return r;
+    }
+
+    scn::GmemDecl gmem_decl(const json& j, const std::string& ptr, bool strict) {
+        object(j, ptr, {"id", "size", "flags"}, "a guest_memfd object {\"id\", \"size\", \"flags\"}");
+        scn::GmemDecl g;
+        if (auto* v = opt(j, "id")) {
+            g.id = string_value(*v, ptr + "/id");
+            declare_gmem(g.id, ptr + "/id", *v);
+        } else if (strict) {
+            req(j, ptr, "id");
+        }
+        const json& sz = req(j, ptr, "size");
+        g.size = size_value(sz, ptr + "/size");
+        if (strict) {
+            // kvm_gmem_create: size must be a non-zero multiple of PAGE_SIZE.
+            if (g.size == 0) expected(ptr + "/size", "a non-zero size", describe(sz));
+            aligned(sz, ptr + "/size", g.size);
+        }
+        if (auto* v = opt(j, "flags")) {
+            g.flags = flags_value(*v, ptr + "/flags", kGmemFlags);
+            if (strict) known_bits(*v, ptr + "/flags", g.flags, kGmemFlags);
+        }
+        return g;
+    }
+
+    // The slot field: bits 15:0 slot id, bits 31:16 address space (kvm_userspace_memory_region2.slot).
+    void slot_fields(const json& j, const std::string& ptr, scn::MemslotDecl& m) const {
+        const json& sl = req(j, ptr, "slot");
+        const uint64_t raw = uint_value(sl, ptr + "/slot", UINT32_MAX);
+        if (auto* a = opt(j, "as_id")) {
+            if (raw > 0xffff) expected(ptr + "/slot", "a slot id 0..65535 when as_id is given", describe(sl));
+            m.slot = uint32_t(raw);
+            m.as_id = uint32_t(uint_value(*a, ptr + "/as_id", 0xffff));
+        } else {
+            m.slot = uint32_t(raw & 0xffff);
+            m.as_id = uint32_t(raw >> 16);
+        }
+    }
+
+    scn::MemslotDecl memslot(const json& j, const std::string& ptr, bool strict) const {
+        object(j, ptr,
+               {"slot", "as_id", "flags", "gpa", "size", "userspace_addr", "guest_memfd", "guest_memfd_offset"},
+               "a memslot object");
+        scn::MemslotDecl m;
+        slot_fields(j, ptr, m);
+        if (auto* v = opt(j, "flags")) m.flags = uint32_t(flags_value(*v, ptr + "/flags", kMemslotFlags, UINT32_MAX));
+        const json* gpa = strict ? &req(j, ptr, "gpa") : opt(j, "gpa");
+        if (gpa) m.gpa = size_value(*gpa, ptr + "/gpa");
+        const json& size = req(j, ptr, "size");
+        m.size = size_value(size, ptr + "/size");
+        const json* ua = opt(j, "userspace_addr");
+        if (ua) m.userspace_addr = size_value(*ua, ptr + "/userspace_addr");
+        const json* off = opt(j, "guest_memfd_offset");
+        if (off) m.guest_memfd_offset = size_value(*off, ptr + "/guest_memfd_offset");
+        const json* gm = opt(j, "guest_memfd");
+        if (strict) {
+            // vm.memslots describe the initial machine: reject what KVM would refuse
+            // (kvm_set_memory_region: page alignment, non-zero size, slot id and as_id range).
+            if (m.slot >= uapi::KVM_USER_MEM_SLOTS)
+                expected(ptr + "/slot", fmt::format("a slot id 0..{}", uapi::KVM_USER_MEM_SLOTS - 1),
+                         describe(req(j, ptr, "slot")));
+            if (m.as_id >= kMaxAddressSpaces)
+                expected(ptr + (opt(j, "as_id") ? "/as_id" : "/slot"), "address space 0 or 1",
+                         std::to_string(m.as_id));
+            if (auto* f = opt(j, "flags")) known_bits(*f, ptr + "/flags", m.flags, kMemslotFlags);
+            aligned(*gpa, ptr + "/gpa", m.gpa);
+            if (m.size == 0)
+                expected(ptr + "/size", "a non-zero size (vm.memslots create slots; delete one in a step)",
+                         describe(size));
+            aligned(size, ptr + "/size", m.size);
+            if (m.gpa + m.size < m.gpa) expected(ptr, "a gpa range that does not wrap", range_text(m.gpa, m.size));
+            if (ua) aligned(*ua, ptr + "/userspace_addr", m.userspace_addr);
+            if (off) aligned(*off, ptr + "/guest_memfd_offset", m.guest_memfd_offset);
+            const bool has_flag = m.flags & uapi::KVM_MEM_GUEST_MEMFD;
+            if (has_flag && !gm) expected(ptr, "key 'guest_memfd' (flags include guest_memfd)", "an object without it");
+            if (!has_flag && gm)
+                expected(ptr + "/guest_memfd", "no guest_memfd without the guest_memfd flag (KVM would ignore it)",
+                         describe(*gm));
+            if (gm) {
+                if (!gm->is_string()) expected(ptr + "/guest_memfd", "a guest_memfd id from vm.guest_memfd", describe(*gm));
+                const std::string id = gm->get<std::string>();
+                auto it = vm_gmem_size_.find(id);
+                if (it == vm_gmem_size_.end()) {
+                    std::vector<std::string> ids;
+                    for (const auto& [k, v] : vm_gmem_size_) ids.push_back(k);
+                    expected(ptr + "/guest_memfd", "a guest_memfd id declared in vm.guest_memfd " + join_list(ids),
+                             describe(*gm), jsonu::suggestion_suffix(id, ids));
+                }
+                // kvm_gmem_bind: the bound range must lie inside the file.
+                if (m.guest_memfd_offset + m.size < m.guest_memfd_offset || m.guest_memfd_offset + m.size > it->second)
+                    expected(ptr, fmt::format("guest_memfd_offset + size within guest_memfd '{}' ({} bytes)", id, it->second),
+                             range_text(m.guest_memfd_offset, m.size));
+                m.guest_memfd = scn::FdRef{scn::FdRef::Kind::gmem, id, -1};
+            }
+        } else if (gm) {
+            m.guest_memfd = gmem_ref(*gm, ptr + "/guest_memfd");
+        }
+        return m;
+    }
+
+    void vm(const json& j, const std::string& ptr) {
+        object(j, ptr,
+               {"type", "vcpus", "guest_paging", "guest_page_size", "guest_pt_region", "guest_memfd", "memslots",
+                "private"},
+               "a vm object");
+        scn::VmDecl& vm = s_.vm;
+        if (auto* v = opt(j, "type")) vm.type = choice(*v, ptr + "/type", kVmTypes);
+        if (auto* v = opt(j, "vcpus"))
+            vm.vcpus = unsigned(uint_value(*v, ptr + "/vcpus", kMaxVcpus, fmt::format("an integer 1..{}", kMaxVcpus)));
+        if (vm.vcpus == 0) expected(ptr + "/vcpus", fmt::format("an integer 1..{}", kMaxVcpus), "0");
+        if (auto* v = opt(j, "guest_paging")) {
+            const std::string p = choice(*v, ptr + "/guest_paging", {"none", "4-level", "5-level"});
+            vm.guest_paging_levels = p == "none" ? 0 : p == "4-level" ? 4 : 5;
+        }
+        if (auto* v = opt(j, "guest_page_size")) {
+            const uint64_t sz = size_value(*v, ptr + "/guest_page_size", true);
+            if (sz == level_size(PgLevel::k4K)) vm.guest_page_size = PgLevel::k4K;
+            else if (sz == level_size(PgLevel::k2M)) vm.guest_page_size = PgLevel::k2M;
+            else if (sz == level_size(PgLevel::k1G)) vm.guest_page_size = PgLevel::k1G;
+            else expected(ptr + "/guest_page_size", "4K, 2M or 1G", describe(*v));
+        }
+        if (auto* v = opt(j, "guest_memfd")) {
+            if (!v->is_array()) expected(ptr + "/guest_memfd", "an array of guest_memfd objects", describe(*v));
+            for (size_t i = 0; i < v->size(); ++i) {
+                auto g = gmem_decl((*v)[i], ptr + "/guest_memfd/" + std::to_string(i), true);
+                vm_gmem_size_[g.id] = g.size;
+                vm.guest_memfd.push_back(std::move(g));
+            }
+        }
+        if (auto* v = opt(j, "memslots")) {
+            if (!v->is_array()) expected(ptr + "/memslots", "an array of memslot objects", describe(*v));
+            // Per address space: start gpa -> (end, pointer), to find overlaps in O(n log n).
+            std::map<uint32_t, std::map<uint64_t, std::pair<uint64_t, std::string>>> spans;
+            std::map<std::pair<uint32_t, uint32_t>, std::string> ids;
+            for (size_t i = 0; i < v->size(); ++i) {
+                const std::string p = ptr + "/memslots/" + std::to_string(i);
+                auto m = memslot((*v)[i], p, true);
+                auto [it, fresh] = ids.emplace(std::make_pair(m.as_id, m.slot), p);
+                if (!fresh)
+                    expected(p + "/slot", fmt::format("a slot id not already used in address space {}", m.as_id),
+                             std::to_string(m.slot), " (used by " + it->second + ")");
+                // kvm_set_memory_region: EEXIST when a new slot overlaps another in its address space.
+                auto& sp = spans[m.as_id];
+                const uint64_t end = m.gpa + m.size;
+                auto next = sp.lower_bound(m.gpa);
+                const std::pair<const uint64_t, std::pair<uint64_t, std::string>>* clash = nullptr;
+                if (next != sp.end() && next->first < end) clash = &*next;
+                if (!clash && next != sp.begin() && std::prev(next)->second.first > m.gpa) clash = &*std::prev(next);
+                if (clash)
+                    expected(p, fmt::format("a gpa range that does not overlap another memslot of address space {}", m.as_id),
+                             range_text(m.gpa, m.size),
+                             " overlapping " + clash->second.second + " " + range_text(clash->first, clash->second.first - clash->first));
+                sp.emplace(m.gpa, std::make_pair(end, p));
+                vm.memslots.push_back(std::move(m));
+            }
+        }
+        if (auto* v = opt(j, "guest_pt_region")) {
+            scn::Range r = range(*v, ptr + "/guest_pt_region", true);
+            bool inside = false;
+            for (const auto& m : vm.memslots)
+                if (m.as_id == 0 && r.gpa >= m.gpa && r.gpa + r.size <= m.gpa + m.size) inside = true;
+            if (!inside)
+                expected(ptr + "/guest_pt_region", "a range inside one memslot of address space 0",
+                         range_text(r.gpa, r.size));
+            vm.guest_pt_region = r;
+        }
+        if (auto* v = opt(j, "private")) {
+            if (!v->is_array()) expected(ptr + "/private", "an array of ranges {\"gpa\", \"size\"}", describe(*v));
+            for (size_t i = 0; i < v->size(); ++i)
+                vm.private_ranges.push_back(range((*v)[i], ptr + "/private/" + std::to_string(i), true));
+        }
+    }
+
+    // ---- steps ---------------------------------------------------------------
+    std::vector<unsigned> vcpu_list(const json& j, const std::string& ptr) const {
+        const unsigned n = s_.vm.vcpus;
+        const std::string what = n == 1 ? std::string("vCPU index 0 (vm.vcpus is 1) or \"all\"")
+                                        : fmt::format("a vCPU index 0..{} (vm.vcpus is {}) or \"all\"", n - 1, n);
+        std::vector<unsigned> r;
+        if (j.is_string() && j.get_ref<const std::string&>() == "all") {
+            for (unsigned i = 0; i < n; ++i) r.push_back(i);
+            return r;
+        }
+        if (!j.is_number_integer() || j.get<int64_t>() < 0 || uint64_t(j.get<int64_t>()) >= n) expected(ptr, what, describe(j));
+        r.push_back(unsigned(j.get<int64_t>()));
+        return r;
+    }
+    unsigned vcpu_index(const json& j, const std::string& ptr) const {
+        const unsigned n = s_.vm.vcpus;
+        if (!j.is_number_integer() || j.get<int64_t>() < 0 || uint64_t(j.get<int64_t>()) >= n)
+            expected(ptr, fmt::format("a vCPU index 0..{} (vm.vcpus is {})", n - 1, n), describe(j));
+        return unsigned(j.get<int64_t>());
+    }
+
+    // An object with exactly one key naming a sub-operation, e.g. {"ioctl": {"fallocate": {...}}}.
+    std::pair<std::string, const json*> one_of(const json& j, const std::string& ptr, const std::vector<std::string>& names,
+                                              const std::string& what) const {
+        object(j, ptr, names, what);
+        if (j.size() != 1)
+            expected(ptr, "exactly one of " + join_list(names),
+                     j.empty() ? std::string("an empty object") : fmt::format("{} keys", j.size()));
+        return {j.begin().key(), &j.begin().value()};
+    }
+
+    scn::Step step(const json& j, const std::string& ptr, bool in_parallel) {
+        static const std::vector<std::string> kStepKeys = {"name",      "vcpu",  "ioctl",    "host", "access",
+                                                           "hypercall", "close", "parallel", "expect"};
+        static const std::vector<std::string> kOps = {"ioctl", "host", "access", "hypercall", "close", "parallel"};
+        object(j, ptr, kStepKeys, "a step object");
+        scn::Step st;
+        st.pointer = ptr;
+        if (auto* v = opt(j, "name")) st.name = string_value(*v, ptr + "/name");
+        std::string op;
+        for (const auto& o : kOps) {
+            if (!j.contains(o)) continue;
+            if (!op.empty()) expected(ptr + "/" + o, "one operation per step", "both '" + op + "' and '" + o + "'");
+            op = o;
+        }
+        if (op.empty()) expected(ptr, "a step with one of " + join_list(kOps), "none");
+        const json& body = j.at(op);
+        const std::string bp = ptr + "/" + op;
+        const json* vcpu = opt(j, "vcpu");
+        if ((op == "access" || op == "hypercall") != (vcpu != nullptr)) {
+            if (vcpu)
+                expected(ptr + "/vcpu", "no 'vcpu' on a " + op + " step (only access and hypercall steps run on a vCPU)",
+                         describe(*vcpu));
+            expected(ptr, "key 'vcpu' (a vCPU index or \"all\")", article(op) + " " + op + " step without it");
+        }
+        if (vcpu) st.vcpus = vcpu_list(*vcpu, ptr + "/vcpu");
+
+        OpKind kind = OpKind::ioctl;
+        std::string sub;   // ioctl / host operation name
+        if (op == "parallel") {
+            if (in_parallel) expected(bp, "a step that is not itself parallel inside a parallel group", "a nested parallel");
+            if (!body.is_array() || body.size() < 2) expected(bp, "an array of at least two steps", describe(body));
+            std::vector<scn::Step> members;
+            for (size_t i = 0; i < body.size(); ++i) members.push_back(step(body[i], bp + "/" + std::to_string(i), true));
+            st.op = std::move(members);
+            if (auto* e = opt(j, "expect"))
+                expected(ptr + "/expect", "expectations on the members of a parallel group", describe(*e));
+            return st;
+        } else if (op == "ioctl") {
+            auto [name, args] = one_of(body, bp,
+                                       {"create_guest_memfd", "set_user_memory_region2", "set_memory_attributes",
+                                        "set_memory_attributes2", "fallocate", "pre_fault_memory",
+                                        "memory_encrypt_reg_region", "memory_encrypt_unreg_region", "check_extension"},
+                                       "an ioctl object");
+            sub = name;
+            ioctl(st, name, *args, bp + "/" + name);
+        } else if (op == "host") {
+            auto [name, args] = one_of(body, bp, {"read", "write", "mmap", "pin", "unpin"}, "a host object");
+            sub = name;
+            kind = name == "mmap" ? OpKind::host_mmap : OpKind::host_access;
+            host(st, name, *args, bp + "/" + name);
+        } else if (op == "access") {
+            kind = OpKind::access;
+            access(st, body, bp);
+        } else if (op == "hypercall") {
+            kind = OpKind::hypercall;
+            auto [name, args] = one_of(body, bp, {"map_gpa_range"}, "a hypercall object");
+            sub = name;
+            const std::string p = bp + "/" + name;
+            object(*args, p, {"gpa", "size", "to"}, "a map_gpa_range object {\"gpa\", \"size\", \"to\"}");
+            scn::MapGpaRange m;
+            m.gpa = size_value(req(*args, p, "gpa"), p + "/gpa");
+            m.size = size_value(req(*args, p, "size"), p + "/size");
+            m.to_private = choice(req(*args, p, "to"), p + "/to", {"private", "shared"}) == "private";
+            st.op = m;
+        } else {   // close
+            kind = OpKind::close;
+            scn::Close c;
+            if (body.is_string()) {
+                if (body.get_ref<const std::string&>() != "vm")
+                    expected(bp, "\"vm\" or {\"guest_memfd\": ID}", describe(body));
+                c.vm = true;
+            } else if (body.is_object()) {
+                object(body, bp, {"guest_memfd"}, "\"vm\" or {\"guest_memfd\": ID}");
+                c.guest_memfd = gmem_ref(req(body, bp, "guest_memfd"), bp + "/guest_memfd");
+            } else {
+                expected(bp, "\"vm\" or {\"guest_memfd\": ID}", describe(body));
+            }
+            st.op = c;
+        }
+        if (auto* e = opt(j, "expect")) step_expect(st, *e, ptr + "/expect", kind, sub);
+        return st;
+    }
+
+    void ioctl(scn::Step& st, const std::string& name, const json& a, const std::string& p) {
+        if (name == "create_guest_memfd") {
+            scn::CreateGuestMemfd c;
+            c.gmem = gmem_decl(a, p, false);
+            st.op = c;
+        } else if (name == "set_user_memory_region2") {
+            st.op = scn::SetUserMemoryRegion2{memslot(a, p, false)};
+        } else if (name == "set_memory_attributes") {
+            object(a, p, {"gpa", "size", "attributes", "flags"}, "a set_memory_attributes object");
+            scn::SetMemoryAttributes m;
+            m.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
+            m.size = size_value(req(a, p, "size"), p + "/size");
+            if (auto* v = opt(a, "attributes")) m.attributes = flags_value(*v, p + "/attributes", kAttributes);
+            if (auto* v = opt(a, "flags")) m.flags = flags_value(*v, p + "/flags", kNoFlags);
+            st.op = m;
+        } else if (name == "set_memory_attributes2") {
+            object(a, p, {"guest_memfd", "offset", "size", "attributes", "content_policy", "flags"},
+                   "a set_memory_attributes2 object");
+            scn::SetMemoryAttributes2 m;
+            m.guest_memfd = gmem_ref(req(a, p, "guest_memfd"), p + "/guest_memfd");
+            if (auto* v = opt(a, "offset")) m.offset = size_value(*v, p + "/offset");
+            m.size = size_value(req(a, p, "size"), p + "/size");
+            if (auto* v = opt(a, "attributes")) m.attributes = flags_value(*v, p + "/attributes", kAttributes);
+            const json* cp = opt(a, "content_policy");
+            const json* fl = opt(a, "flags");
+            if (cp && fl) expected(p + "/flags", "either content_policy or flags", "both");
+            if (cp) {
+                std::vector<std::string> names;
+                for (const auto& [n, v] : kContentPolicies) names.push_back(n);
+                const std::string c = choice(*cp, p + "/content_policy", names);
+                for (const auto& [n, v] : kContentPolicies)
+                    if (n == c) m.flags = v;
+            }
+            if (fl) m.flags = flags_value(*fl, p + "/flags", kNoFlags);
+            st.op = m;
+        } else if (name == "fallocate") {
+            object(a, p, {"guest_memfd", "mode", "offset", "len"}, "a fallocate object");
+            scn::Fallocate f;
+            f.guest_memfd = gmem_ref(req(a, p, "guest_memfd"), p + "/guest_memfd");
+            if (auto* v = opt(a, "mode")) f.mode = int(flags_value(*v, p + "/mode", kFallocModes, INT32_MAX));
+            if (auto* v = opt(a, "offset")) f.offset = size_value(*v, p + "/offset");
+            f.len = size_value(req(a, p, "len"), p + "/len");
+            st.op = f;
+        } else if (name == "pre_fault_memory") {
+            object(a, p, {"vcpu", "gpa", "size", "flags"}, "a pre_fault_memory object");
+            scn::PreFaultMemory f;
+            if (auto* v = opt(a, "vcpu")) f.vcpu = vcpu_index(*v, p + "/vcpu");
+            f.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
+            f.size = size_value(req(a, p, "size"), p + "/size");
+            if (auto* v = opt(a, "flags")) f.flags = flags_value(*v, p + "/flags", kNoFlags);
+            st.op = f;
+        } else if (name == "memory_encrypt_reg_region" || name == "memory_encrypt_unreg_region") {
+            object(a, p, {"addr", "size"}, "an encrypt-region object {\"addr\", \"size\"}");
+            scn::EncryptRegion r;
+            r.reg = name == "memory_encrypt_reg_region";
+            r.addr = size_value(req(a, p, "addr"), p + "/addr");
+            r.size = size_value(req(a, p, "size"), p + "/size");
+            st.op = r;
+        } else {   // check_extension
+            object(a, p, {"cap", "scope"}, "a check_extension object {\"cap\", \"scope\"}");
+            scn::CheckExtension c;
+            const json& cap = req(a, p, "cap");
+            std::vector<std::string> names;
+            for (const auto& [n, v] : kCaps) names.push_back(n);
+            if (cap.is_number_integer()) {
+                if (cap.is_number_unsigned() && cap.get<uint64_t>() > uint64_t(INT64_MAX))
+                    expected(p + "/cap", "a capability number", describe(cap));
+                c.cap_nr = cap.get<int64_t>();
+                for (const auto& [n, v] : kCaps)
+                    if (v == c.cap_nr) c.cap = n;
+            } else if (cap.is_string()) {
+                c.cap = choice(cap, p + "/cap", names);
+                for (const auto& [n, v] : kCaps)
+                    if (n == c.cap) c.cap_nr = v;
+            } else {
+                expected(p + "/cap", "a capability name from " + join_list(names) + " or a number", describe(cap));
+            }
+            if (auto* v = opt(a, "scope")) c.vm_scope = choice(*v, p + "/scope", {"vm", "system"}) == "vm";
+            st.op = c;
+        }
+    }
+
+    void host(scn::Step& st, const std::string& name, const json& a, const std::string& p) {
+        scn::HostAccess h;
+        if (name == "mmap") {
+            object(a, p, {"guest_memfd", "offset", "size", "shared"}, "a host mmap object");
+            h.op = scn::HostAccess::Op::mmap;
+            h.guest_memfd = gmem_ref(req(a, p, "guest_memfd"), p + "/guest_memfd");
+            if (auto* v = opt(a, "offset")) h.offset = size_value(*v, p + "/offset");
+            h.size = size_value(req(a, p, "size"), p + "/size");
+            if (auto* v = opt(a, "shared")) h.map_shared = bool_value(*v, p + "/shared");
+            st.op = h;
+            return;
+        }
+        const bool write = name == "write";
+        std::vector<std::string> keys = {"guest_memfd", "offset", "userspace_addr", "size"};
+        if (write) keys.push_back("value");
+        object(a, p, keys, "a host " + name + " object");
+        h.op = name == "read"    ? scn::HostAccess::Op::read
+               : write           ? scn::HostAccess::Op::write
+               : name == "pin"   ? scn::HostAccess::Op::pin
+                                 : scn::HostAccess::Op::unpin;
+        const json* gm = opt(a, "guest_memfd");
+        const json* ua = opt(a, "userspace_addr");
+        if (gm && ua) expected(p + "/userspace_addr", "either guest_memfd (+ offset) or userspace_addr", "both");
+        if (!gm && !ua) expected(p, "key 'guest_memfd' or 'userspace_addr'", "an object with neither");
+        if (gm) h.guest_memfd = gmem_ref(*gm, p + "/guest_memfd");
+        if (auto* v = opt(a, "offset")) {
+            if (!gm) expected(p + "/offset", "an offset only with guest_memfd (userspace_addr is the address)", describe(*v));
+            h.offset = size_value(*v, p + "/offset");
+        }
+        if (ua) h.userspace_addr = size_value(*ua, p + "/userspace_addr");
+        h.size = size_value(req(a, p, "size"), p + "/size");
+        if (write) h.value = byte_value(req(a, p, "value"), p + "/value");
+        st.op = h;
+    }
+
+    void access(scn::Step& st, const json& a, const std::string& p) {
+        object(a, p, {"gpa", "size", "pattern", "op", "value", "count", "private", "width", "stride"},
+               "an access object");
+        scn::Access x;
+        x.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
+        x.size = size_value(req(a, p, "size"), p + "/size");
+        if (auto* v = opt(a, "pattern")) {
+            const std::string s = choice(*v, p + "/pattern", {"seq", "stride", "random"});
+            x.pattern = s == "seq" ? scn::Access::Pattern::seq : s == "stride" ? scn::Access::Pattern::stride
+                                                                                : scn::Access::Pattern::random;
+        }
+        if (auto* v = opt(a, "op"))
+            x.op = choice(*v, p + "/op", {"read", "write"}) == "write" ? scn::Access::Op::write : scn::Access::Op::read;
+        if (auto* v = opt(a, "value")) {
+            if (x.op != scn::Access::Op::write)
+                expected(p + "/value", "a value only on a write access (check reads with expect.bytes)", describe(*v));
+            x.value = byte_value(*v, p + "/value");
+        }
+        if (auto* v = opt(a, "count")) x.count = uint_value(*v, p + "/count", UINT64_MAX);
+        if (auto* v = opt(a, "private")) x.is_private = bool_value(*v, p + "/private");
+        if (auto* v = opt(a, "width")) {
+            // scn::Access::width: a power of two up to a cache line; absent = the runner's default.
+            const std::string what = "bytes per access: 1, 2, 4, 8, 16, 32 or 64";
+            const uint64_t w = uint_value(*v, p + "/width", 64, what);
+            if (!std::has_single_bit(w)) expected(p + "/width", what, describe(*v));
+            x.width = unsigned(w);
+        }
+        if (auto* v = opt(a, "stride")) {
+            x.stride = size_value(*v, p + "/stride");
+            if (x.stride == 0) expected(p + "/stride", "a non-zero stride", describe(*v));
+        }
+        st.op = x;
+    }
+
+    // ---- expectations --------------------------------------------------------
+    void step_expect(scn::Step& st, const json& j, const std::string& ptr, OpKind kind, const std::string& sub) {
+        static const std::vector<std::string> kKeys = {"errno", "error_offset", "remaining", "exit",
+                                                       "signal", "bytes",       "value"};
+        object(j, ptr, kKeys, "an expect object");
+        // What each kind of step can report (StepOutcome, or the vCPU's exit).
+        std::vector<std::string> ok = {"errno"};
+        const bool reads = (kind == OpKind::host_access && sub == "read") ||
+                           (kind == OpKind::access && std::get<scn::Access>(st.op).op == scn::Access::Op::read);
+        if (kind == OpKind::ioctl && sub == "set_memory_attributes2") ok.push_back("error_offset");
+        if (kind == OpKind::ioctl && sub == "pre_fault_memory") ok.push_back("remaining");
+        if (kind == OpKind::ioctl && sub == "check_extension") ok.push_back("value");
+        if (kind == OpKind::access || kind == OpKind::hypercall) ok.push_back("exit");
+        if (kind == OpKind::host_access) ok.push_back("signal");
+        if (reads) ok.push_back("bytes");
+        for (const auto& [k, v] : j.items()) {
+            if (std::find(ok.begin(), ok.end(), k) == ok.end()) {
+                const std::string what = kind == OpKind::ioctl ? "ioctl " + sub
+                                         : kind == OpKind::host_access || kind == OpKind::host_mmap ? "host " + sub
+                                         : kind == OpKind::access ? (reads ? "read access" : "write access")
+                                         : kind == OpKind::hypercall ? "hypercall" : "close";
+                expected(ptr + "/" + jsonu::pointer_token(k),
+                         "an expectation " + article(what) + " " + what + " step reports " + join_list(ok),
+                         "'" + k + "'");
+            }
+        }
+        scn::Expect& e = st.expect;
+        if (auto* v = opt(j, "errno")) {
+            std::vector<std::string> names = known_errno_names();
+            names.insert(names.begin(), "ok");
+            e.err = choice(*v, ptr + "/errno", names);
+        }
+        if (auto* v = opt(j, "error_offset")) e.error_offset = size_value(*v, ptr + "/error_offset");
+        if (auto* v = opt(j, "remaining")) e.remaining = size_value(*v, ptr + "/remaining");
+        if (auto* v = opt(j, "signal")) e.signal = choice(*v, ptr + "/signal", {"SIGBUS"});
+        if (auto* v = opt(j, "bytes")) e.bytes = byte_value(*v, ptr + "/bytes");
+        if (auto* v = opt(j, "value")) {
+            if (!v->is_number_integer()) expected(ptr + "/value", "an integer", describe(*v));
+            if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))
+                expected(ptr + "/value", "an integer below 2^63", describe(*v));
+            e.value = v->get<int64_t>();
+        }
+        if (auto* v = opt(j, "exit")) {
+            const std::string p = ptr + "/exit";
+            object(*v, p, {"reason", "gpa", "size", "flags"}, "an exit object {\"reason\", \"gpa\", \"size\", \"flags\"}");
+            scn::ExitExpect x;
+            x.reason = choice(req(*v, p, "reason"), p + "/reason", {"memory_fault", "hypercall", "mmio"});
+            if (auto* g = opt(*v, "gpa")) x.gpa = size_value(*g, p + "/gpa");
+            if (auto* s = opt(*v, "size")) x.size = size_value(*s, p + "/size");
+            if (auto* f = opt(*v, "flags")) x.flags = flags_value(*f, p + "/flags", kExitFlags);
+            e.exit = x;
+        }
+    }
+
+    void top_expect(const json& j, const std::string& ptr) {
+        object(j, ptr, {"metrics"}, "an expect object {\"metrics\"}");
+        const json* m = opt(j, "metrics");
+        if (!m) return;
+        const std::string mp = ptr + "/metrics";
+        if (!m->is_object()) expected(mp, "an object of metric bounds", describe(*m));
+        for (const auto& [name, b] : m->items()) {
+            const std::string p = mp + "/" + jsonu::pointer_token(name);
+            if (!is_metric_name(name))
+                expected(p, "a dotted snake_case metric name", "'" + name + "'");
+            scn::MetricBound mb;
+            if (b.is_number()) {
+                mb.eq = b.get<double>();
+            } else {
+                object(b, p, {"min", "max", "eq"}, "a number or a bound object {\"min\", \"max\", \"eq\"}");
+                if (b.empty()) expected(p, "at least one of [min, max, eq]", "an empty object");
+                if (auto* v = opt(b, "min")) mb.min = number_value(*v, p + "/min");
+                if (auto* v = opt(b, "max")) mb.max = number_value(*v, p + "/max");
+                if (auto* v = opt(b, "eq")) mb.eq = number_value(*v, p + "/eq");
+                if (mb.eq && (mb.min || mb.max)) expected(p, "eq alone or min/max", "both");
+                if (mb.min && mb.max && *mb.min > *mb.max)
+                    expected(p, "min <= max", fmt::format("min {} > max {}", *mb.min, *mb.max));
+            }
+            s_.expect_metrics[name] = mb;
+        }
+    }
+};
+
+// Parses JSON (comments allowed), rejecting duplicate keys, which nlohmann would
+// otherwise resolve silently by keeping the last one.
+json parse_json(const std::string& text, const std::string& file) {
+    struct Frame {
+        bool array = false;
+        size_t index = 0;
+        std::string key;
+        std::set<std::string> keys;
+    };
+    std::vector<Frame> stack;
+    std::optional<std::pair<std::string, std::string>> dup;   // pointer, key
+    auto cb = [&](int, json::parse_event_t ev, json& parsed) -> bool {
+        switch (ev) {
+        case json::parse_event_t::object_start: stack.push_back(Frame{}); break;
+        case json::parse_event_t::array_start: stack.push_back(Frame{true, 0, {}, {}}); break;
+        case json::parse_event_t::key: {
+            Frame& f = stack.back();
+            f.key = parsed.get<std::string>();
+            if (!f.keys.insert(f.key).second && !dup) {
+                std::string ptr;
+                for (const auto& fr : stack)
+                    ptr += "/" + (fr.array ? std::to_string(fr.index) : jsonu::pointer_token(fr.key));
+                dup = std::make_pair(ptr, f.key);
+            }
+            break;
+        }
+        case json::parse_event_t::value:
+            if (!stack.empty() && stack.back().array) ++stack.back().index;
+            break;
+        case json::parse_event_t::object_end:
+        case json::parse_event_t::array_end:
+            stack.pop_back();
+            if (!stack.empty() && stack.back().array) ++stack.back().index;
+            break;
+        }
+        return true;
+    };
+    json root;
+    try {
+        root = json::parse(text, cb, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    } catch (const json::parse_error& e) {
+        // nlohmann: "[json.exception.parse_error.101] parse error at line L, column C: MESSAGE".
+        const std::string what = e.what();
+        const auto at = what.find(" at line ");
+        const auto col = what.find(", column ", at);
+        const auto msg = what.find(": ", col);
+        if (at != std::string::npos && col != std::string::npos && msg != std::string::npos)
+            throw LoadError(sanitize_line(file + ":" + what.substr(at + 9, col - at - 9) + ":" +
+                                          what.substr(col + 9, msg - col - 9) + ": " + what.substr(msg + 2)));
+        throw LoadError(sanitize_line(file + ": " + what));
+    }
+    if (dup)
+        throw LoadError(sanitize_line(file + ": " + dup->first + ": expected each key once, got '" + dup->second + "' twice"));
+    return root;
+}
+
+}  // namespace
+
+const std::vector<std::string>& known_errno_names() {
+    static const std::vector<std::string> v = {"EINVAL", "EEXIST", "EFAULT", "EAGAIN", "ENOMEM",    "EOPNOTSUPP", "ENOTTY",
+                                               "ENODEV", "EBADF",  "ENOENT", "EIO",    "EINTR",     "ESPIPE",     "EPERM",
+                                               "E2BIG",  "ENOSPC", "EHWPOISON", "ENXIO", "EACCES", "EBUSY"};
+    return v;
+}
+
+const std::vector<std::string>& known_capability_names() {
+    static const std::vector<std::string> v = [] {
+        std::vector<std::string> r;
+        for (const auto& [n, c] : kCaps) r.push_back(n);
+        return r;
+    }();
+    return v;
+}
+
+scn::Scenario load_scenario_text(const std::string& text, const std::string& file_for_messages) {
+    const json root = parse_json(text, file_for_messages);
+    return Loader(file_for_messages).run(root);
+}
+
+scn::Scenario load_scenario_file(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw LoadError(sanitize_line(path + ": cannot open: " + std::strerror(errno)));
+    std::string text;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    const bool bad = std::ferror(f);
+    const int err = errno;
+    std::fclose(f);
+    if (bad) throw LoadError(sanitize_line(path + ": cannot read: " + std::strerror(err)));
+    return load_scenario_text(text, path);
+}
+
+ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets) {
+    const std::string file = s.file.empty() ? std::string("<scenario>") : s.file;
+    std::optional<ParamSet> ps;
+    try {
+        ps = ParamSet::preset(s.platform);
+    } catch (const ParamError& e) {
+        throw LoadError(sanitize_line(file + ": /platform: " + e.what()));
+    }
+    for (const auto& [k, v] : s.params) {
+        try {
+            ps->set_from_string(k, v, "scenario params");
+        } catch (const ParamError& e) {
+            throw LoadError(sanitize_line(file + ": /params/" + jsonu::pointer_token(k) + ": " + e.what()));
+        }
+    }
+    for (const auto& [k, v] : cli_sets) {
+        try {
+            ps->set_from_string(k, v, "--set");
+        } catch (const ParamError& e) {
+            throw LoadError(sanitize_line("--set " + k + "=" + v + ": " + e.what()));
+        }
+    }
+    try {
+        ps->validate();
+    } catch (const ParamError& e) {
+        throw LoadError(sanitize_line(file + (cli_sets.empty() ? ": /params: " : " with --set overrides: ") + e.what()));
+    }
+    return std::move(*ps);
+}
+
+std::pair<std::string, std::string> parse_set_option(const std::string& text) {
+    const auto eq = text.find('=');
+    if (eq == std::string::npos)
+        throw LoadError(sanitize_line("--set " + text + ": expected KEY=VALUE, got no '='"));
+    if (eq == 0) throw LoadError(sanitize_line("--set " + text + ": expected KEY=VALUE, got an empty key"));
+    return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+}  // namespace hvsim

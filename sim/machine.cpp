@@ -1,0 +1,589 @@
+#include "sim/machine.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "kernel/guest_memfd.hpp"
+#include "sim/errno_names.hpp"
+
+namespace hvsim {
+
+using kvm::ExecContext;
+
+MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
+    MachineConfig c;
+    c.freq_mhz = p.get_u64("cpu.freq_mhz");
+    // The clock is quantised to whole picoseconds per cycle (SystemC's resolution here).
+    c.period_ps = (1000000 + c.freq_mhz / 2) / c.freq_mhz;
+    c.quantum_ns = p.get_u64("sim.quantum_ns");
+    c.data_access_cycles = p.get_u64("cpu.data_access_cycles");
+
+    c.mem.line_bytes = unsigned(p.get_u64("mem.line_bytes"));
+    c.mem.dram_cycles = p.get_u64("mem.dram_cycles");
+    for (const char* lvl : {"l1d", "l2", "llc"}) {
+        const std::string k = std::string("mem.") + lvl;
+        c.mem.levels.push_back(CacheLevelConfig{lvl, p.get_u64(k + ".size"), unsigned(p.get_u64(k + ".ways")),
+                                                p.get_u64(k + ".hit_cycles")});
+    }
+
+    c.mmu.guest_levels = s.vm.guest_paging_levels;
+    c.mmu.nested_levels = unsigned(p.get_u64("mmu.nested_levels"));
+    c.mmu.nested_format = p.get_string("mmu.nested_format") == "ept" ? mmu::NestedFormat::ept : mmu::NestedFormat::npt;
+    auto tlb = [&](const std::string& k) {
+        return mmu::TlbConfig{unsigned(p.get_u64(k + ".entries")), unsigned(p.get_u64(k + ".ways")),
+                              p.get_u64(k + ".hit_cycles")};
+    };
+    c.mmu.l1 = tlb("mmu.l1_tlb");
+    c.mmu.l2 = tlb("mmu.l2_tlb");
+    c.mmu.pwc = tlb("mmu.pwc");
+    c.mmu.ntlb = tlb("mmu.ntlb");
+
+    auto& k = c.kvm;
+    k.smm = p.get_bool("kvm.config.smm");
+    k.sw_protected_vm = p.get_bool("kvm.config.sw_protected_vm");
+    k.generic_memory_attributes = p.get_bool("kvm.config.generic_memory_attributes");
+    k.tdp = p.get_bool("kvm.config.tdp");
+    k.sev = p.get_bool("kvm.config.sev");
+    k.sev_es = p.get_bool("kvm.config.sev_es");
+    k.snp = p.get_bool("kvm.config.snp");
+    k.tdx = p.get_bool("kvm.config.tdx");
+    k.pkvm = p.get_bool("kvm.config.pkvm");
+    k.guest_memfd = p.get_bool("kvm.config.guest_memfd");
+    k.guest_memfd_mmap = p.get_bool("kvm.config.guest_memfd_mmap");
+    k.guest_memfd_init_shared = p.get_bool("kvm.config.guest_memfd_init_shared");
+    k.readonly_mem = p.get_bool("kvm.config.readonly_mem");
+    k.exit_hypercall = p.get_bool("kvm.config.exit_hypercall");
+    k.memory_attributes2 = p.get_bool("kvm.config.memory_attributes2");
+    k.vm_memory_attributes = p.get_bool("kvm.config.vm_memory_attributes");
+    k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
+    k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
+    k.memlock_limit = p.get_u64("kvm.config.memlock_limit");
+
+    auto& cost = c.costs;
+    // One line per KvmCosts field: the preset key it comes from.
+    const std::pair<Cycles*, const char*> costs[] = {
+        {&cost.ioctl, "cost.ioctl"},
+        {&cost.memslot_update, "cost.memslot_update"},
+        {&cost.gmem_create, "cost.gmem_create"},
+        {&cost.page_alloc, "cost.page_alloc"},
+        {&cost.page_free, "cost.page_free"},
+        {&cost.zero_4k, "cost.zero_4k"},
+        {&cost.fill_4k, "cost.fill_4k"},
+        {&cost.copy_4k, "cost.copy_4k"},
+        {&cost.gmem_get_pfn, "cost.gmem_get_pfn"},
+        {&cost.attr_update, "cost.attr_update"},
+        {&cost.mmu_lock, "cost.mmu_lock"},
+        {&cost.pin_page, "cost.pin_page"},
+        {&cost.clflush_4k, "cost.clflush_4k"},
+        {&cost.tlb_flush_local, "cost.tlb_flush_local"},
+        {&cost.tlb_flush_remote_ipi, "cost.tlb_flush_remote_ipi"},
+        {&cost.host_fault, "cost.host_fault"},
+        {&cost.gup_page, "cost.gup_fast"},
+        {&cost.mmap, "cost.mmap"},
+        {&cost.host_unmap_page, "cost.host_unmap_page"},
+        {&cost.wbinvd, "cost.wbinvd"},
+        {&cost.kvm_mmu_page_fault, "cost.kvm_mmu_page_fault"},
+        {&cost.spte_write, "cost.spte_write"},
+        {&cost.sp_alloc, "cost.sp_alloc"},
+        {&cost.zap_spte, "cost.zap_spte"},
+        {&cost.vmexit, "cost.vmexit"},
+        {&cost.vmentry, "cost.vmentry"},
+        {&cost.userspace_exit, "cost.userspace_exit"},
+        {&cost.hypercall, "cost.hypercall"},
+        {&cost.guest_pf, "cost.guest_pf"},
+        {&cost.zero_2m, "cost.zero_2m"},
+    };
+    for (auto& [field, key] : costs) *field = p.get_u64(key);
+
+    c.host_mem_base = p.get_u64("host.mem_base");
+    c.host_mem_size = p.get_u64("host.mem_size");
+    c.conversion_policy = p.get_string("vmm.conversion_policy");
+    return c;
+}
+
+// A context that records into a fault-path log as it forwards.
+class LoggingContext final : public ExecContext {
+public:
+    LoggingContext(ExecContext& inner, kvm::FaultPathLog& log) : inner_(inner), log_(log) {}
+    void charge(std::string_view step, Cycles c) override {
+        inner_.charge(step, c);
+        log_.on_charge(step, c);
+    }
+    void sync() override { inner_.sync(); }
+
+private:
+    ExecContext& inner_;
+    kvm::FaultPathLog& log_;
+};
+
+Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
+    : scn_(s), cfg_(cfg), alloc_(Hpa(cfg.host_mem_base), cfg.host_mem_size) {
+    proc_ = std::make_unique<kvm::VmmProcess>(mem_, alloc_, cfg_.kvm, cfg_.costs);
+    vcpus_.resize(s.vm.vcpus);
+    kvm::CycleCounter boot;
+    const auto type = kvm::vm_type_from_name(s.vm.type);
+    if (!type) throw std::invalid_argument("unknown VM type " + s.vm.type);
+    const int fd = proc_->ioctl_create_vm(kvm::vm_type_uapi(*type), boot);
+    if (fd < 0) {
+        create_vm_err_ = -fd;
+        return;
+    }
+    vm_fd_ = fd;
+    kvm_ = proc_->vm(fd);
+    x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
+}
+
+Machine::~Machine() {
+    // The vCPUs' hardware MMUs may already be gone: forget them before the teardown
+    // flushes TLBs. Then in kernel order: the process closes its files, the MMU goes.
+    if (x86_) x86_->detach_vcpus();
+    kvm::CycleCounter teardown;
+    if (proc_) proc_->exit_mm(teardown);
+    x86_.reset();
+    kvm_.reset();
+    proc_.reset();
+}
+
+void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
+    auto& v = vcpus_.at(id);
+    v.hw = &hw;
+    if (x86_) x86_->attach_vcpu(hw);
+}
+
+void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) { vcpus_.at(id).module = &module; }
+
+std::optional<int> Machine::gmem_fd(const std::string& id) const {
+    auto it = gmem_fds_.find(id);
+    if (it == gmem_fds_.end()) return std::nullopt;
+    return it->second;
+}
+
+int Machine::resolve_fd(const scn::FdRef& f) const {
+    using K = scn::FdRef::Kind;
+    switch (f.kind) {
+    case K::gmem: {
+        auto fd = gmem_fd(f.id);
+        return fd ? *fd : proc_->invalid_fd();
+    }
+    case K::kvm: return proc_->dev_kvm_fd();
+    case K::vm: return vm_fd_;
+    case K::memfd:
+        if (memfd_ < 0) memfd_ = proc_->memfd_create();
+        return memfd_;
+    case K::invalid: return proc_->invalid_fd();
+    case K::raw: return f.raw;
+    }
+    return -1;
+}
+
+int Machine::gmem_fd_of(const kvm::GuestMemfd* g) const {
+    for (auto& [id, fd] : gmem_fds_)
+        if (proc_->gmem(fd).get() == g) return fd;
+    return -1;
+}
+
+std::string Machine::setup(ExecContext& ctx) {
+    if (!kvm_) return fmt::format("KVM_CREATE_VM({}) failed: {}", scn_.vm.type, errno_name(create_vm_err_));
+    for (const auto& g : scn_.vm.guest_memfd) {
+        uapi::kvm_create_guest_memfd a{};
+        a.size = g.size;
+        a.flags = g.flags;
+        const int r = proc_->ioctl_create_guest_memfd(vm_fd_, a, ctx);
+        if (r < 0) return fmt::format("/vm/guest_memfd: creating '{}' failed: {}", g.id, errno_name(-r));
+        gmem_fds_[g.id] = r;
+    }
+    for (size_t i = 0; i < scn_.vm.memslots.size(); ++i) {
+        const auto& m = scn_.vm.memslots[i];
+        uapi::kvm_userspace_memory_region2 r{};
+        r.slot = (m.as_id << 16) | m.slot;
+        r.flags = m.flags;
+        r.guest_phys_addr = m.gpa;
+        r.memory_size = m.size;
+        r.userspace_addr = m.userspace_addr;
+        r.guest_memfd_offset = m.guest_memfd_offset;
+        if (m.guest_memfd) r.guest_memfd = uint32_t(resolve_fd(*m.guest_memfd));
+        const int e = proc_->ioctl_set_user_memory_region2(vm_fd_, r, ctx);
+        if (e < 0) return fmt::format("/vm/memslots/{}: KVM_SET_USER_MEMORY_REGION2 failed: {}", i, errno_name(-e));
+    }
+    for (size_t i = 0; i < scn_.vm.private_ranges.size(); ++i) {
+        const auto& pr = scn_.vm.private_ranges[i];
+        const int e = kvm_convert_memory(pr.gpa, pr.size, true, "vm.private", ctx);
+        if (e < 0) return fmt::format("/vm/private/{}: making the range private failed: {}", i, errno_name(-e));
+    }
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// uAPI steps
+
+namespace {
+
+void set_err(StepOutcome& o, int64_t r) { o.err = r < 0 ? int(-r) : 0; }
+
+void fill_bytes(StepOutcome& o, const std::vector<uint8_t>& bytes) {
+    if (bytes.empty()) return;
+    o.bytes = bytes[0];
+    for (uint8_t b : bytes)
+        if (b != bytes[0]) {
+            o.bytes_mixed = true;
+            break;
+        }
+}
+
+}  // namespace
+
+StepOutcome Machine::exec_uapi_step(const scn::Step& step, ExecContext& ctx) {
+    StepOutcome o;
+    if (!proc_) {
+        o.skipped = true;
+        o.skip_reason = "no VMM process";
+        return o;
+    }
+    auto& P = *proc_;
+    std::visit(
+        [&](const auto& op) {
+            using T = std::decay_t<decltype(op)>;
+            if constexpr (std::is_same_v<T, scn::CreateGuestMemfd>) {
+                uapi::kvm_create_guest_memfd a{};
+                a.size = op.gmem.size;
+                a.flags = op.gmem.flags;
+                const int r = P.ioctl_create_guest_memfd(vm_fd_, a, ctx);
+                set_err(o, r);
+                if (r >= 0) gmem_fds_[op.gmem.id] = r;
+            } else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) {
+                const auto& m = op.region;
+                uapi::kvm_userspace_memory_region2 r{};
+                r.slot = (m.as_id << 16) | m.slot;
+                r.flags = m.flags;
+                r.guest_phys_addr = m.gpa;
+                r.memory_size = m.size;
+                r.userspace_addr = m.userspace_addr;
+                r.guest_memfd_offset = m.guest_memfd_offset;
+                if (m.guest_memfd) r.guest_memfd = uint32_t(resolve_fd(*m.guest_memfd));
+                set_err(o, P.ioctl_set_user_memory_region2(vm_fd_, r, ctx));
+            } else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) {
+                uapi::kvm_memory_attributes a{op.gpa, op.size, op.attributes, op.flags};
+                set_err(o, P.ioctl_set_memory_attributes(vm_fd_, a, ctx));
+            } else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes2>) {
+                uapi::kvm_memory_attributes2 a{};
+                a.offset = op.offset;
+                a.size = op.size;
+                a.attributes = op.attributes;
+                a.flags = op.flags;
+                const int r = P.ioctl_set_memory_attributes2(resolve_fd(op.guest_memfd), a, ctx);
+                set_err(o, r);
+                if (r == -EAGAIN) o.error_offset = a.error_offset;
+            } else if constexpr (std::is_same_v<T, scn::Fallocate>) {
+                set_err(o, P.fallocate(resolve_fd(op.guest_memfd), op.mode, op.offset, op.len, ctx));
+            } else if constexpr (std::is_same_v<T, scn::PreFaultMemory>) {
+                // A vCPU ioctl: the VM must be alive and the vCPU must exist.
+                if (!x86_ || op.vcpu >= vcpus_.size() || !P.vm(vm_fd_)) {
+                    o.err = EBADF;
+                    return;
+                }
+                ctx.charge("ioctl", cfg_.costs.ioctl);
+                uapi::kvm_pre_fault_memory r{};
+                r.gpa = op.gpa;
+                r.size = op.size;
+                r.flags = op.flags;
+                host_log_.begin();
+                LoggingContext lctx(ctx, host_log_);
+                const int e = x86_->kvm_vcpu_pre_fault_memory(r, lctx);
+                host_log_.end("pre_fault_memory");
+                set_err(o, e);
+                o.remaining = r.size;
+            } else if constexpr (std::is_same_v<T, scn::EncryptRegion>) {
+                uapi::kvm_enc_region r{op.addr, op.size};
+                set_err(o, op.reg ? P.ioctl_memory_encrypt_reg_region(vm_fd_, r, ctx)
+                                  : P.ioctl_memory_encrypt_unreg_region(vm_fd_, r, ctx));
+            } else if constexpr (std::is_same_v<T, scn::CheckExtension>) {
+                const int fd = op.vm_scope ? vm_fd_ : P.dev_kvm_fd();
+                const int64_t v = P.ioctl_check_extension(fd, op.cap_nr, ctx);
+                if (v < 0) set_err(o, v);
+                else o.value = v;
+            } else if constexpr (std::is_same_v<T, scn::Close>) {
+                const int fd = op.vm ? vm_fd_ : resolve_fd(op.guest_memfd);
+                set_err(o, P.close(fd, ctx));
+            } else if constexpr (std::is_same_v<T, scn::HostAccess>) {
+                using Op = scn::HostAccess::Op;
+                kvm::HostAccessResult h;
+                switch (op.op) {
+                case Op::read:
+                    h = op.guest_memfd ? P.host_read_gmem(resolve_fd(*op.guest_memfd), op.offset, op.size, ctx)
+                                       : P.host_read(Hva(*op.userspace_addr), op.size, ctx);
+                    break;
+                case Op::write:
+                    h = op.guest_memfd
+                            ? P.host_write_gmem(resolve_fd(*op.guest_memfd), op.offset, op.size, op.value, ctx)
+                            : P.host_write(Hva(*op.userspace_addr), op.size, op.value, ctx);
+                    break;
+                case Op::mmap: {
+                    const int fd = op.guest_memfd ? resolve_fd(*op.guest_memfd) : -1;
+                    set_err(o, P.mmap(fd, op.offset, op.size, op.map_shared, ctx).err);
+                    return;
+                }
+                case Op::pin:
+                case Op::unpin: {
+                    const bool pin = op.op == Op::pin;
+                    int64_t r;
+                    if (op.guest_memfd) {
+                        const int fd = resolve_fd(*op.guest_memfd);
+                        r = pin ? P.pin_gmem(fd, op.offset, op.size, ctx) : P.unpin_gmem(fd, op.offset, op.size, ctx);
+                    } else {
+                        r = pin ? P.pin_user_pages(Hva(*op.userspace_addr), op.size, ctx)
+                                : P.unpin_user_pages(Hva(*op.userspace_addr), op.size, ctx);
+                    }
+                    set_err(o, r);
+                    return;
+                }
+                }
+                if (h.sigbus) o.signal = "SIGBUS";
+                else set_err(o, h.err);
+                fill_bytes(o, h.bytes);
+            } else {
+                o.skipped = true;
+                o.skip_reason = "guest execution is not a uAPI step";
+            }
+        },
+        step.op);
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// Exits
+
+void Machine::arm_vcpu(unsigned vcpu, bool expect_exit) {
+    auto& v = vcpus_.at(vcpu);
+    v.expect_exit = expect_exit;
+    v.exit.reset();
+}
+
+std::optional<VcpuExitRecord> Machine::take_exit(unsigned vcpu) {
+    auto& v = vcpus_.at(vcpu);
+    auto e = std::move(v.exit);
+    v.exit.reset();
+    return e;
+}
+
+cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
+    auto& v = vcpus_.at(vcpu);
+    LoggingContext ctx(vctx, v.log);
+    const auto& c = cfg_.costs;
+    ++exits_.total;
+    ++exits_.npf;
+    v.log.begin();
+    ctx.charge("vmexit", c.vmexit);
+    const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
+    const char* kind = out.is_private ? "private" : "shared";
+    switch (out.r) {
+    case kvm::RET_PF_FIXED:
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end(fmt::format("npf.{}.{}", kind, level_name(out.level)));
+        return cpu::NpfAction::retry;
+    case kvm::RET_PF_SPURIOUS:
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end("npf.spurious");
+        return cpu::NpfAction::retry;
+    case kvm::RET_PF_RETRY:
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end("npf.retry");
+        return cpu::NpfAction::retry;
+    case kvm::RET_PF_EMULATE:
+        // KVM_EXIT_MMIO to userspace; with no device there the VMM completes it.
+        ++exits_.userspace;
+        ++exits_.mmio;
+        ctx.charge("userspace_exit", c.userspace_exit);
+        if (v.expect_exit) {
+            v.exit = VcpuExitRecord{"mmio", gpa.raw(), 0, 0, 0, out.why};
+            v.log.end("npf.mmio");
+            return cpu::NpfAction::stop;
+        }
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end("npf.mmio");
+        return cpu::NpfAction::emulated;
+    default:
+        break;
+    }
+    if (out.exit) {
+        ++exits_.userspace;
+        ++exits_.memory_fault;
+        ctx.charge("userspace_exit", c.userspace_exit);
+        if (v.expect_exit) {
+            v.exit = VcpuExitRecord{"memory_fault", out.exit->gpa, out.exit->size, out.exit->flags, -out.r, out.why};
+            v.log.end("npf.memory_fault");
+            return cpu::NpfAction::stop;
+        }
+        // The VMM converts and re-enters (QEMU kvm_convert_memory()).
+        const bool to_private = out.exit->flags & uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE;
+        const int e = kvm_convert_memory(out.exit->gpa, out.exit->size, to_private, "memory_fault", ctx);
+        if (e < 0) {
+            v.exit = VcpuExitRecord{"error", out.exit->gpa, out.exit->size, out.exit->flags, -e,
+                                    fmt::format("the VMM could not convert the page: {}", errno_name(-e))};
+            v.log.end("npf.memory_fault.convert_failed");
+            return cpu::NpfAction::stop;
+        }
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end(fmt::format("npf.memory_fault.to_{}", to_private ? "private" : "shared"));
+        return cpu::NpfAction::retry;
+    }
+    v.exit = VcpuExitRecord{"error", gpa.raw(), 0, 0, -out.r, fmt::format("KVM_RUN failed: {}", out.why)};
+    v.log.end("npf.error");
+    return cpu::NpfAction::stop;
+}
+
+bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
+                               ExecContext& vctx) {
+    auto& v = vcpus_.at(vcpu);
+    LoggingContext ctx(vctx, v.log);
+    const auto& c = cfg_.costs;
+    ++exits_.total;
+    ++exits_.hypercall;
+    v.log.begin();
+    ctx.charge("vmexit", c.vmexit);
+    ctx.charge("kvm_emulate_hypercall", c.hypercall);
+    // __kvm_emulate_hypercall(): guest-visible errors come back in RAX as -KVM_E*.
+    constexpr int64_t KVM_ENOSYS = 1000, KVM_EINVAL = 22;
+    auto finish = [&](int64_t rax, const char* path) {
+        *ret = uint64_t(rax);
+        ctx.charge("vmentry", c.vmentry);
+        v.log.end(path);
+        return true;
+    };
+    if (nr != uapi::KVM_HC_MAP_GPA_RANGE || !cfg_.kvm.exit_hypercall) return finish(-KVM_ENOSYS, "hypercall.enosys");
+    const uint64_t gfn = a0 >> kPageShift;
+    if (!is_aligned(a0, kPageSize) || a1 == 0 || gfn + a1 < gfn) return finish(-KVM_EINVAL, "hypercall.einval");
+    ++exits_.userspace;
+    ++exits_.hypercall_user;
+    ctx.charge("userspace_exit", c.userspace_exit);
+    if (v.expect_exit) {
+        v.exit = VcpuExitRecord{"hypercall", a0, a1 << kPageShift, a2, 0, ""};
+        v.log.end("hypercall.map_gpa_range");
+        return false;
+    }
+    const bool to_private = a2 & uapi::KVM_MAP_GPA_RANGE_ENCRYPTED;
+    const int e = kvm_convert_memory(a0, a1 << kPageShift, to_private, "hypercall", ctx);
+    return finish(e, to_private ? "hypercall.map_gpa_range.to_private" : "hypercall.map_gpa_range.to_shared");
+}
+
+std::string Machine::policy_for(bool to_private) const {
+    if (cfg_.conversion_policy != "auto") return cfg_.conversion_policy;
+    // Keep the data where the platform can (pKVM and the software-protected VM share
+    // pages in place, seed 002/003); otherwise ZERO towards the host, NONE towards the
+    // guest (ZERO to private is refused, seed 003).
+    if (kvm_ && kvm_->arch().supports_content_policy(kvm::ContentPolicy::preserve, to_private)) return "preserve";
+    return to_private ? "none" : "zero";
+}
+
+int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, const char* trigger, ExecContext& ctx) {
+    kvm::CountingContext cctx(ctx);
+    ConversionRecord rec;
+    rec.to_private = to_private;
+    rec.gpa = gpa;
+    rec.size = size;
+    rec.trigger = trigger;
+    auto done = [&](int e) {
+        rec.err = e < 0 ? -e : 0;
+        rec.cycles = cctx.total;
+        conversions_.push_back(rec);
+        return e;
+    };
+    if (!kvm_) return done(-ENODEV);
+    if (size == 0 || !is_aligned(gpa, kPageSize) || !is_aligned(size, kPageSize)) return done(-EINVAL);
+    const Gfn start = gpa_to_gfn(Gpa(gpa)), end = start + (size >> kPageShift);
+    if (cfg_.kvm.vm_memory_attributes) {
+        // KVM_SET_MEMORY_ATTRIBUTES on the VM, then discard the copy no longer in use:
+        // converting to shared frees the private pages (PUNCH_HOLE on the guest_memfd).
+        uapi::kvm_memory_attributes a{gpa, size, to_private ? uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0};
+        const int r = proc_->ioctl_set_memory_attributes(vm_fd_, a, cctx);
+        if (r < 0) return done(r);
+        if (!to_private) {
+            kvm_->memslots(0).for_each_in_gfn_range(start, end, [&](const kvm::kvm_memory_slot& s) {
+                if (!s.has_gmem() || !s.gmem.file) return;
+                const int fd = gmem_fd_of(s.gmem.file);
+                if (fd < 0) return;
+                const Gfn cs = std::max(start, s.base_gfn), ce = std::min(end, s.end_gfn());
+                const uint64_t off = (s.gmem.pgoff + (cs - s.base_gfn)) << kPageShift;
+                proc_->fallocate(fd, uapi::FALLOC_FL_KEEP_SIZE | uapi::FALLOC_FL_PUNCH_HOLE, off,
+                                 (ce - cs) << kPageShift, cctx);
+            });
+        }
+        return done(0);
+    }
+    // In-place conversion: KVM_SET_MEMORY_ATTRIBUTES2 on each guest_memfd range behind
+    // the gfns, with the content policy the VMM asks for.
+    const std::string pol = policy_for(to_private);
+    rec.policy = pol;
+    const uint64_t flags = pol == "preserve" ? uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_PRESERVE
+                           : pol == "none"   ? uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_NONE
+                                             : uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_ZERO;
+    int err = 0;
+    uint64_t covered = 0;
+    kvm_->memslots(0).for_each_in_gfn_range(start, end, [&](const kvm::kvm_memory_slot& s) {
+        if (err || !s.has_gmem() || !s.gmem.file) return;
+        const int fd = gmem_fd_of(s.gmem.file);
+        if (fd < 0) return;
+        const Gfn cs = std::max(start, s.base_gfn), ce = std::min(end, s.end_gfn());
+        uapi::kvm_memory_attributes2 a{};
+        a.offset = (s.gmem.pgoff + (cs - s.base_gfn)) << kPageShift;
+        a.size = (ce - cs) << kPageShift;
+        a.attributes = to_private ? uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+        a.flags = flags;
+        const int r = proc_->ioctl_set_memory_attributes2(fd, a, cctx);
+        if (r < 0) err = r;
+        covered += ce - cs;
+    });
+    if (err) return done(err);
+    // Part of the range has no guest_memfd behind it: nothing can hold its state.
+    if (covered != end - start) return done(-EINVAL);
+    return done(0);
+}
+
+std::map<std::string, kvm::FaultPathAgg> Machine::fault_paths() const {
+    std::map<std::string, kvm::FaultPathAgg> all;
+    for (const auto& v : vcpus_) v.log.merge_into(all);
+    host_log_.merge_into(all);
+    return all;
+}
+
+std::optional<std::string> Machine::check_invariants() {
+    if (!kvm_ || !x86_) return std::nullopt;
+    // SPTEs agree with the attributes: a gfn KVM maps private must be private now, and
+    // its frame must be the guest_memfd page bound at that gfn.
+    std::optional<std::string> bad;
+    x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+        if (bad) return;
+        const kvm::kvm_memory_slot* slot = kvm_->gfn_to_memslot(0, gfn);
+        if (!slot) {
+            bad = fmt::format("SPTE for gfn {:#x} outside every memslot", gfn.raw());
+            return;
+        }
+        if (leaf.level != PgLevel::k4K) {
+            // guest_memfd pages are order-0, so a huge leaf must cover shared gfns only.
+            if (kvm_->has_private_mem() &&
+                !kvm_->kvm_range_has_memory_attributes(gfn, gfn + level_pages(leaf.level),
+                                                       uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0))
+                bad = fmt::format("{} SPTE at gfn {:#x} covers private gfns", level_name(leaf.level), gfn.raw());
+            return;
+        }
+        if (kvm_->kvm_mem_is_private(gfn)) {
+            if (!slot->has_gmem() || !slot->gmem.file) {
+                bad = fmt::format("private gfn {:#x} mapped from a slot without guest_memfd", gfn.raw());
+                return;
+            }
+            const uint64_t index = slot->gmem.pgoff + (gfn - slot->base_gfn);
+            auto pfn = slot->gmem.file->filemap_lookup(index);
+            if (!pfn || *pfn != leaf.pfn)
+                bad = fmt::format("private gfn {:#x} maps pfn {:#x}, not its guest_memfd page", gfn.raw(),
+                                  leaf.pfn.raw());
+            // No private page is mapped for the host.
+            else if (slot->gmem.file->host_map_count(index))
+                bad = fmt::format("private gfn {:#x} (guest_memfd page {}) is mapped by the host", gfn.raw(), index);
+        }
+    });
+    return bad;
+}
+
+}  // namespace hvsim

@@ -1,0 +1,144 @@
+// One simulated host running one VM, without the SystemC layer: host memory, the VMM
+// process, the simulated KVM, its x86 MMU, the vCPUs' hardware MMUs, and the userspace
+// VMM model (what QEMU does on an exit). `hvsim run` wraps it in SystemC threads;
+// `hvsim diff-kvm` drives its uAPI steps directly.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernel/costs.hpp"
+#include "kernel/fault_path.hpp"
+#include "kernel/kvm.hpp"
+#include "kernel/kvm_config.hpp"
+#include "kernel/mmu/x86_mmu.hpp"
+#include "kernel/process.hpp"
+#include "models/cpu/guest_os.hpp"
+#include "models/cpu/vcpu.hpp"
+#include "models/mem/cache.hpp"
+#include "models/mem/page_alloc.hpp"
+#include "models/mem/phys_mem.hpp"
+#include "models/mmu/mmu.hpp"
+#include "sim/outcome.hpp"
+#include "sim/params.hpp"
+#include "sim/scenario.hpp"
+
+namespace hvsim {
+
+// Everything a run reads from the resolved parameters.
+struct MachineConfig {
+    uint64_t freq_mhz = 3000;
+    uint64_t period_ps = 333;
+    uint64_t quantum_ns = 1000;
+    Cycles data_access_cycles = 4;
+    MemHierarchyConfig mem;
+    mmu::MmuConfig mmu;
+    kvm::KvmConfig kvm;
+    kvm::KvmCosts costs;
+    uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
+    std::string conversion_policy = "auto";   // vmm.conversion_policy
+};
+MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s);
+
+// The exit a vCPU step stopped at (what KVM_RUN returned to the selftest).
+struct VcpuExitRecord {
+    std::string reason;          // "memory_fault", "hypercall", "mmio", "error"
+    uint64_t gpa = 0, size = 0, flags = 0;
+    int err = 0;                 // KVM_RUN's errno (EFAULT for memory_fault)
+    std::string detail;
+};
+
+struct ConversionRecord {
+    bool to_private = false;
+    uint64_t gpa = 0, size = 0;
+    std::string trigger;         // "memory_fault", "hypercall", "vm.private"
+    std::string policy;          // content policy used (in-place conversion)
+    int err = 0;
+    Cycles cycles = 0;
+};
+
+class Machine : public cpu::VcpuHost {
+public:
+    // Builds host, VMM process and VM; vm.* of the scenario is set up by setup().
+    Machine(const scn::Scenario& s, const MachineConfig& cfg);
+    ~Machine() override;
+
+    // KVM_CREATE_VM for vm.type: 0 or the errno (the VM is then absent).
+    int create_vm_err() const { return create_vm_err_; }
+    // vm.guest_memfd, vm.memslots and vm.private through the uAPI. Empty string on success,
+    // else a one-line reason.
+    std::string setup(ExecContext& ctx);
+
+    // The hardware MMU of each vCPU (created by the caller, then attached here), and its
+    // SystemC module when there is one.
+    void attach_vcpu(unsigned id, mmu::Mmu& hw);
+    void attach_vcpu_module(unsigned id, cpu::Vcpu& module);
+
+    // A host-side uAPI step (ioctl, host access, close, pre-fault). Steps that are not
+    // uAPI calls come back skipped.
+    StepOutcome exec_uapi_step(const scn::Step& step, ExecContext& ctx);
+
+    // Before a vCPU step: whether it expects an exit (then the vCPU stops there).
+    void arm_vcpu(unsigned vcpu, bool expect_exit);
+    std::optional<VcpuExitRecord> take_exit(unsigned vcpu);
+
+    // cpu::VcpuHost
+    cpu::NpfAction handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& ctx) override;
+    bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
+                          ExecContext& ctx) override;
+
+    // The VMM's reaction to a conversion request (QEMU kvm_convert_memory()).
+    int kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, const char* trigger, ExecContext& ctx);
+
+    // State for results and invariants.
+    const MachineConfig& config() const { return cfg_; }
+    PhysMem& mem() { return mem_; }
+    HostPageAllocator& allocator() { return alloc_; }
+    kvm::VmmProcess& process() { return *proc_; }
+    kvm::Kvm* kvm() { return kvm_.get(); }
+    kvm::X86Mmu* x86() { return x86_.get(); }
+    const std::vector<ConversionRecord>& conversions() const { return conversions_; }
+    std::map<std::string, kvm::FaultPathAgg> fault_paths() const;
+    struct ExitCounts {
+        uint64_t total = 0, npf = 0, hypercall = 0, userspace = 0, memory_fault = 0, mmio = 0, hypercall_user = 0;
+    };
+    const ExitCounts& exits() const { return exits_; }
+    int vm_fd() const { return vm_fd_; }
+    std::optional<int> gmem_fd(const std::string& id) const;
+    // Checks cross-model invariants (test builds): no private page mapped for the host,
+    // SPTEs agree with attributes. Returns a description of the first violation.
+    std::optional<std::string> check_invariants();
+
+private:
+    struct VcpuSlot {
+        mmu::Mmu* hw = nullptr;
+        cpu::Vcpu* module = nullptr;
+        bool expect_exit = false;
+        std::optional<VcpuExitRecord> exit;
+        kvm::FaultPathLog log;
+    };
+    int resolve_fd(const scn::FdRef& f) const;
+    int gmem_fd_of(const kvm::GuestMemfd* g) const;
+    std::string policy_for(bool to_private) const;
+
+    const scn::Scenario& scn_;
+    MachineConfig cfg_;
+    PhysMem mem_;
+    HostPageAllocator alloc_;
+    std::unique_ptr<kvm::VmmProcess> proc_;
+    std::shared_ptr<kvm::Kvm> kvm_;
+    std::unique_ptr<kvm::X86Mmu> x86_;
+    int vm_fd_ = -1;
+    mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
+    int create_vm_err_ = 0;
+    std::map<std::string, int> gmem_fds_;
+    std::vector<VcpuSlot> vcpus_;
+    std::vector<ConversionRecord> conversions_;
+    kvm::FaultPathLog host_log_;   // pre-fault and other host-thread paths
+    ExitCounts exits_;
+};
+
+}  // namespace hvsim

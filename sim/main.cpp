@@ -1,0 +1,358 @@
+// hvsim: the command line. Exit codes: 0 success, 1 a run failed (expectation, model
+// error, DIFFER), 2 bad input (the scenario, a parameter or the command line).
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <systemc>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "sim/diff_kvm.hpp"
+#include "sim/engine.hpp"
+#include "sim/loader.hpp"
+#include "sim/results.hpp"
+
+namespace fs = std::filesystem;
+using namespace hvsim;
+
+namespace {
+
+constexpr const char* kVersion = "hvsim 0.1.0";
+
+struct RunArgs {
+    std::vector<std::string> files;
+    std::string out_dir;
+    std::vector<std::string> sets;
+    bool quiet = false;
+    bool no_progress = false;
+    bool no_check = false;
+};
+
+// Scenario files named directly, or found below a directory (*.json, schema excluded).
+std::vector<std::string> expand(const std::vector<std::string>& paths) {
+    std::vector<std::string> out;
+    for (const auto& p : paths) {
+        std::error_code ec;
+        if (fs::is_directory(p, ec)) {
+            std::vector<std::string> found;
+            for (const auto& e : fs::recursive_directory_iterator(p))
+                if (e.is_regular_file() && e.path().extension() == ".json" &&
+                    e.path().filename().string().find(".schema.") == std::string::npos)
+                    found.push_back(e.path().string());
+            std::sort(found.begin(), found.end());
+            out.insert(out.end(), found.begin(), found.end());
+        } else {
+            out.push_back(p);
+        }
+    }
+    return out;
+}
+
+// Writes atomically: a reader never sees a half-written results.json.
+void write_file(const fs::path& path, const std::string& text) {
+    fs::create_directories(path.parent_path());
+    const fs::path tmp = path.string() + ".tmp";
+    {
+        std::ofstream f(tmp);
+        if (!f) throw std::runtime_error(fmt::format("{}: cannot write", tmp.string()));
+        f << text;
+        if (!f) throw std::runtime_error(fmt::format("{}: write failed", tmp.string()));
+    }
+    fs::rename(tmp, path);
+}
+
+std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<std::string>& sets) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& s : sets) out.push_back(parse_set_option(s));
+    return out;
+}
+
+// One scenario in this process. Returns the exit code.
+int run_one(const std::string& file, const RunArgs& a, bool multi) {
+    scn::Scenario s;
+    std::optional<ParamSet> params;
+    try {
+        s = load_scenario_file(file);
+        params = resolve_params(s, parse_sets(a.sets));
+    } catch (const LoadError& e) {
+        fmt::print(stderr, "hvsim: {}\n", e.what());
+        return 2;
+    }
+    RunOptions opt;
+    opt.progress = !a.no_progress && !a.quiet;
+    opt.check_invariants = !a.no_check;
+    RunOutput out;
+    try {
+        out = run_scenario(s, *params, opt);
+    } catch (const std::invalid_argument& e) {
+        fmt::print(stderr, "hvsim: {}: {}\n", file, e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "hvsim: {}: simulation error: {}\n", file, e.what());
+        return 1;
+    }
+    if (!out.fatal.empty()) {
+        fmt::print(stderr, "hvsim: {}: {}\n", file, out.fatal);
+        return 1;
+    }
+    fs::path dir = a.out_dir.empty() ? fs::path("out") / s.name : fs::path(a.out_dir);
+    if (multi && !a.out_dir.empty()) dir /= s.name;
+    try {
+        write_file(dir / "results.json", out.results.dump(2) + "\n");
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "hvsim: {}\n", e.what());
+        return 1;
+    }
+    if (!a.quiet) {
+        std::cout << format_summary(out.results);
+        std::cout << fmt::format("  results: {}\n", (dir / "results.json").string());
+    }
+    for (const auto& f : out.failures) fmt::print(stderr, "hvsim: {}: {}\n", file, f);
+    return out.failures.empty() ? 0 : 1;
+}
+
+// SystemC elaborates once per process: more than one scenario means one child each.
+int run_forked(const std::string& file, const std::function<int()>& fn) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        fmt::print(stderr, "hvsim: {}: fork failed\n", file);
+        return 1;
+    }
+    if (pid == 0) {
+        const int rc = fn();
+        std::fflush(stdout);
+        std::fflush(stderr);
+        _exit(rc);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    fmt::print(stderr, "hvsim: {}: crashed (signal {})\n", file, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return 1;
+}
+
+int cmd_run(const RunArgs& a) {
+    const auto files = expand(a.files);
+    if (files.empty()) {
+        fmt::print(stderr, "hvsim: run: no scenario files\n");
+        return 2;
+    }
+    if (files.size() == 1) return run_one(files[0], a, false);
+    int worst = 0;
+    for (const auto& f : files) worst = std::max(worst, run_forked(f, [&] { return run_one(f, a, true); }));
+    return worst;
+}
+
+int cmd_validate(const std::vector<std::string>& paths, const std::vector<std::string>& sets) {
+    int rc = 0;
+    const auto files = expand(paths);
+    if (files.empty()) {
+        fmt::print(stderr, "hvsim: validate: no scenario files\n");
+        return 2;
+    }
+    for (const auto& f : files) {
+        try {
+            const auto s = load_scenario_file(f);
+            resolve_params(s, parse_sets(sets));
+            fmt::print("ok: {} ({} steps, platform {})\n", f, s.steps.size(), s.platform);
+        } catch (const LoadError& e) {
+            fmt::print(stderr, "hvsim: {}\n", e.what());
+            rc = 2;
+        }
+    }
+    return rc;
+}
+
+std::string xml_escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        switch (c) {
+        case '<': o += "&lt;"; break;
+        case '>': o += "&gt;"; break;
+        case '&': o += "&amp;"; break;
+        case '"': o += "&quot;"; break;
+        default: o += c;
+        }
+    }
+    return o;
+}
+
+int cmd_check(const std::vector<std::string>& paths, const std::vector<std::string>& sets, const std::string& junit,
+              unsigned jobs) {
+    const auto files = expand(paths);
+    if (files.empty()) {
+        fmt::print(stderr, "hvsim: check: no scenario files\n");
+        return 2;
+    }
+    struct Res { int rc = 0; std::string log; double secs = 0; };
+    std::vector<Res> res(files.size());
+    // Each scenario in a child; its stderr goes to a pipe so failures print with it.
+    std::map<pid_t, std::pair<size_t, int>> running;   // pid -> (index, pipe fd)
+    std::map<pid_t, std::chrono::steady_clock::time_point> started;
+    size_t next = 0;
+    auto reap_one = [&] {
+        int status = 0;
+        const pid_t pid = wait(&status);
+        if (pid <= 0) return;
+        auto [idx, fd] = running.at(pid);
+        std::string log;
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0) log.append(buf, size_t(n));
+        close(fd);
+        res[idx].rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (WIFSIGNALED(status)) log += fmt::format("crashed (signal {})\n", WTERMSIG(status));
+        res[idx].log = log;
+        res[idx].secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[pid]).count();
+        const char* verdict = res[idx].rc == 0 ? "PASS" : res[idx].rc == 2 ? "ERROR" : "FAIL";
+        fmt::print("{:<5} {}\n", verdict, files[idx]);
+        if (res[idx].rc) std::cout << log;
+        std::cout.flush();
+        running.erase(pid);
+    };
+    while (next < files.size() || !running.empty()) {
+        while (next < files.size() && running.size() < jobs) {
+            int p[2];
+            if (pipe(p) != 0) return 1;
+            std::fflush(stdout);
+            const pid_t pid = fork();
+            if (pid == 0) {
+                close(p[0]);
+                dup2(p[1], 2);
+                if (!std::freopen("/dev/null", "w", stdout)) _exit(1);
+                RunArgs a;
+                a.files = {files[next]};
+                a.sets = sets;
+                a.quiet = true;
+                a.no_progress = true;
+                a.out_dir = (fs::temp_directory_path() / fmt::format("hvsim-check-{}", getpid())).string();
+                const int rc = run_one(files[next], a, false);
+                std::error_code ec;
+                fs::remove_all(a.out_dir, ec);
+                std::fflush(stderr);
+                _exit(rc);
+            }
+            close(p[1]);
+            running[pid] = {next, p[0]};
+            started[pid] = std::chrono::steady_clock::now();
+            ++next;
+        }
+        reap_one();
+    }
+    size_t pass = 0, fail = 0, err = 0;
+    for (const auto& r : res) (r.rc == 0 ? pass : r.rc == 2 ? err : fail)++;
+    fmt::print("{} passed, {} failed\n", pass, fail + err);
+    if (!junit.empty()) {
+        std::string x = fmt::format("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"hvsim\" "
+                                    "tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
+                                    files.size(), fail, err);
+        for (size_t i = 0; i < files.size(); ++i) {
+            x += fmt::format("  <testcase classname=\"hvsim\" name=\"{}\" time=\"{:.3f}\"", xml_escape(files[i]),
+                             res[i].secs);
+            if (res[i].rc == 0) x += "/>\n";
+            else
+                x += fmt::format("><{} message=\"{}\">{}</{}></testcase>\n", res[i].rc == 2 ? "error" : "failure",
+                                 res[i].rc == 2 ? "bad input" : "run failed", xml_escape(res[i].log),
+                                 res[i].rc == 2 ? "error" : "failure");
+        }
+        x += "</testsuite>\n";
+        try {
+            write_file(junit, x);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "hvsim: {}\n", e.what());
+            return 1;
+        }
+    }
+    return err ? 2 : fail ? 1 : 0;
+}
+
+int cmd_params(const std::string& platform) {
+    try {
+        const ParamSet p = ParamSet::preset(platform);
+        const auto d = p.describe();
+        for (auto it = d.begin(); it != d.end(); ++it) {
+            const auto& v = it.value();
+            fmt::print("{:<40} {:<14} {:<8} {}  [{}]\n", it.key(), v.at("value").dump(), v.value("unit", ""),
+                       v.value("description", ""), v.value("source", ""));
+        }
+    } catch (const ParamError& e) {
+        fmt::print(stderr, "hvsim: {}\n", e.what());
+        return 2;
+    }
+    return 0;
+}
+
+}  // namespace
+
+int sc_main(int argc, char* argv[]) {
+    CLI::App app{"hvsim: a cycle-level simulator of the hypervisor memory path (KVM, nested paging, guest_memfd)"};
+    app.set_version_flag("--version", kVersion);
+    app.require_subcommand(1);
+
+    RunArgs ra;
+    auto* run = app.add_subcommand("run", "Run scenario files; print a summary and write DIR/results.json");
+    run->add_option("files", ra.files, "Scenario files or directories")->required();
+    run->add_option("-o,--out", ra.out_dir, "Output directory (default: out/<scenario name>)");
+    run->add_option("--set", ra.sets, "Override a parameter: --set mmu.l2_tlb.entries=2048 (repeatable)");
+    run->add_flag("-q,--quiet", ra.quiet, "Print nothing but errors");
+    run->add_flag("--no-progress", ra.no_progress, "No progress line on long runs");
+    run->add_flag("--no-invariants", ra.no_check, "Skip the invariant checks after every step");
+
+    std::vector<std::string> vfiles, vsets;
+    auto* validate = app.add_subcommand("validate", "Check scenario files against the format and the parameters");
+    validate->add_option("files", vfiles, "Scenario files or directories")->required();
+    validate->add_option("--set", vsets, "Parameter overrides to check as well");
+
+    std::vector<std::string> cfiles, csets;
+    std::string junit;
+    unsigned jobs = std::max(1u, std::thread::hardware_concurrency());
+    auto* check = app.add_subcommand("check", "Run scenarios as a test suite: PASS/FAIL per file, CI exit code");
+    check->add_option("paths", cfiles, "Scenario files or directories")->required();
+    check->add_option("--set", csets, "Parameter overrides for every scenario");
+    check->add_option("--junit", junit, "Write a JUnit XML report");
+    check->add_option("-j,--jobs", jobs, "Scenarios run in parallel")->check(CLI::Range(1u, 256u));
+
+    std::vector<std::string> dfiles;
+    bool dverbose = false;
+    auto* diff = app.add_subcommand("diff-kvm", "Run the uAPI steps on the simulated and the host's real KVM, step by step");
+    diff->add_option("paths", dfiles, "Scenario files or directories")->required();
+    diff->add_flag("-v,--verbose", dverbose, "Print every step, not only differences");
+
+    std::string platform = "zen4-genoa";
+    auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
+    params->add_option("platform", platform, "Preset name");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    try {
+        if (*run) return cmd_run(ra);
+        if (*validate) return cmd_validate(vfiles, vsets);
+        if (*check) return cmd_check(cfiles, csets, junit, jobs);
+        if (*diff) return diff_kvm_main(expand(dfiles), dverbose, std::cout, std::cerr);
+        if (*params) return cmd_params(platform);
+    } catch (const LoadError& e) {
+        fmt::print(stderr, "hvsim: {}\n", e.what());
+        return 2;
+    }
+    return 2;
+}
+
+// Our own main (the executable's definition wins over libsystemc's): the SystemC banner
+// is printed when the kernel starts, before sc_main, and would land in our output.
+int main(int argc, char* argv[]) {
+    setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);
+    return sc_core::sc_elab_and_sim(argc, argv);
+}

@@ -1,0 +1,514 @@
+#include "sim/params.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "kernel/uapi.hpp"
+#include "sim/json_util.hpp"
+
+namespace hvsim {
+
+namespace {
+
+constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
+
+// Sources used by several declarations.
+const char* const kSim = "simulator setting";
+const char* const kKernelDefault =
+    "simulator default: a distribution kernel on a host with hardware virtualisation, everything on (DESIGN.md)";
+const char* const kExitSplit =
+    "measured round trip, split estimate: 1,344-1,376-cycle trivial VMRUN/#VMEXIT round trip on an AMD CPU, "
+    "LKML Dec 2020 (hw-models.md §2.5, §6.1), halved";
+
+ParamDecl make(std::string name, ParamType type, std::string unit, int64_t min, int64_t max,
+               nlohmann::json def, std::string desc, std::string source) {
+    ParamDecl d;
+    d.name = std::move(name);
+    d.type = type;
+    d.unit = std::move(unit);
+    d.min = min;
+    d.max = max;
+    d.default_value = std::move(def);
+    d.description = std::move(desc);
+    d.default_source = std::move(source);
+    // Hardware and cost values belong to a platform; the kernel configuration, the host
+    // memory layout and simulator settings do not.
+    for (const char* p : {"cpu.", "mem.", "mmu.", "cost."})
+        if (d.name.rfind(p, 0) == 0) d.platform_dependent = true;
+    return d;
+}
+
+ParamDecl cycles(std::string name, int64_t def, std::string desc, std::string source) {
+    return make(std::move(name), ParamType::integer, "cycles", 0, INT64_MAX, def, std::move(desc), std::move(source));
+}
+
+ParamDecl count(std::string name, std::string unit, int64_t min, int64_t max, int64_t def, std::string desc,
+                std::string source) {
+    return make(std::move(name), ParamType::integer, std::move(unit), min, max, def, std::move(desc), std::move(source));
+}
+
+ParamDecl bytes(std::string name, uint64_t min, uint64_t def, std::string desc, std::string source) {
+    return make(std::move(name), ParamType::size, "bytes", int64_t(min), INT64_MAX, def, std::move(desc),
+                std::move(source));
+}
+
+ParamDecl flag(std::string name, bool def, std::string desc, std::string source = kKernelDefault) {
+    return make(std::move(name), ParamType::boolean, "", 0, 0, def, std::move(desc), std::move(source));
+}
+
+std::vector<ParamDecl> build_decls() {
+    std::vector<ParamDecl> v;
+    // ---- CPU and simulation ----
+    v.push_back(count("cpu.freq_mhz", "MHz", 1, 100000, 3000, "core clock; converts cycles to time in reports",
+                      "estimate (hw-models.md §6 assumes 3.0 GHz)"));
+    v.push_back(cycles("cpu.data_access_cycles", 4,
+                       "cost of a guest data access whose translation hits the L1 TLB (an L1D hit)",
+                       "estimate (L1D hit, hw-models.md §6.1)"));
+    v.push_back(count("sim.quantum_ns", "ns", 1, 1000000000, 1000,
+                      "temporal-decoupling quantum of the SystemC quantum keeper (not a hardware value)", kSim));
+
+    // ---- memory hierarchy (models/mem CacheHierarchy) ----
+    {
+        auto d = count("mem.line_bytes", "bytes", 16, 4096, 64, "cache line size",
+                       "architecture (64-byte lines on Zen 4, Golden Cove and Neoverse N2)");
+        d.power_of_two = true;
+        v.push_back(d);
+    }
+    v.push_back(bytes("mem.l1d.size", 1, 32 * KiB, "L1 data cache capacity",
+                      "estimate (Zen 4 32 KiB L1D, recalled; not in hw-models.md)"));
+    v.push_back(count("mem.l1d.ways", "ways", 1, 1024, 8, "L1D associativity", "estimate"));
+    v.push_back(cycles("mem.l1d.hit_cycles", 4, "load-to-use latency of an L1D hit",
+                       "estimate (hw-models.md §6.1: AMD SOG value, not retrieved)"));
+    v.push_back(bytes("mem.l2.size", 1, 1 * MiB, "L2 cache capacity (per core)",
+                      "Geekbench-leak article (hw-models.md §1.1: Zen 4 1 MB L2 per core)"));
+    v.push_back(count("mem.l2.ways", "ways", 1, 1024, 8, "L2 associativity", "estimate"));
+    v.push_back(cycles("mem.l2.hit_cycles", 14, "latency of an L2 hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(bytes("mem.llc.size", 1, 32 * MiB, "last-level cache capacity",
+                      "Geekbench-leak article (hw-models.md §1.1: Zen 4 32 MB L3 per CCD)"));
+    v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
+    v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
+                       "estimate (hw-models.md §6.1: about 120 ns DDR5)"));
+
+    // ---- host physical memory (models/mem HostPageAllocator) ----
+    {
+        auto d = bytes("host.mem_base", 0, 4 * GiB, "lowest host physical address the page allocator hands out", kSim);
+        d.multiple_of = GiB;
+        v.push_back(d);
+        auto s = bytes("host.mem_size", GiB, 512 * GiB, "host physical memory the page allocator hands out", kSim);
+        s.multiple_of = GiB;
+        v.push_back(s);
+    }
+
+    // ---- translation hardware (models/mmu) ----
+    {
+        auto d = make("mmu.nested_format", ParamType::string, "", 0, 0, "npt",
+                      "nested table format: npt (AMD, x86 PTE format), ept (Intel), stage2 (arm64)",
+                      "architecture (AMD NPT on Zen 4)");
+        d.choices = {"npt", "ept", "stage2"};
+        v.push_back(d);
+    }
+    v.push_back(count("mmu.nested_levels", "levels", 2, 5, 4,
+                      "levels of the nested table (npt/ept: 4 or 5; stage2: 2..4)", "architecture (4-level NPT)"));
+    v.push_back(count("mmu.l1_tlb.entries", "entries", 1, 1 << 20, 72, "L1 DTLB entries (4K/2M/1G)",
+                      "estimate (hw-models.md §6.1: Zen 4 L1 DTLB, AMD SOG recalled)"));
+    v.push_back(count("mmu.l1_tlb.ways", "ways", 1, 1 << 20, 72,
+                      "L1 DTLB associativity (ways == entries: fully associative)",
+                      "estimate (hw-models.md §6.1: fully associative)"));
+    v.push_back(cycles("mmu.l1_tlb.hit_cycles", 0, "extra cycles of an L1 DTLB hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(count("mmu.l2_tlb.entries", "entries", 1, 1 << 20, 3072, "L2 DTLB entries (4K/2M; 1G kept as 2M)",
+                      "estimate (hw-models.md §6.1: Zen 4 L2 DTLB, AMD SOG recalled)"));
+    v.push_back(count("mmu.l2_tlb.ways", "ways", 1, 1 << 20, 12, "L2 DTLB associativity",
+                      "estimate (Zen 2 L2 DTLB is 12-way, WikiChip; hw-models.md §1.1)"));
+    v.push_back(cycles("mmu.l2_tlb.hit_cycles", 7, "extra cycles of an L1 DTLB miss that hits the L2 DTLB",
+                       "estimate (hw-models.md §6.1)"));
+    v.push_back(count("mmu.pwc.entries", "entries", 1, 1 << 20, 64,
+                      "page-walk cache entries (upper-level entries of both dimensions)",
+                      "estimate (hw-models.md §6.1; concept: Bhargava et al. 2008)"));
+    v.push_back(count("mmu.pwc.ways", "ways", 1, 1 << 20, 64, "page-walk cache associativity",
+                      "estimate (fully associative)"));
+    v.push_back(cycles("mmu.pwc.hit_cycles", 2, "latency of a page-walk cache hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(count("mmu.ntlb.entries", "entries", 1, 1 << 20, 32,
+                      "nested TLB entries (gPA->hPA of guest page-table pages)", "estimate (hw-models.md §6.1)"));
+    v.push_back(count("mmu.ntlb.ways", "ways", 1, 1 << 20, 32, "nested TLB associativity",
+                      "estimate (fully associative)"));
+    v.push_back(cycles("mmu.ntlb.hit_cycles", 2, "latency of a nested TLB hit", "estimate (hw-models.md §6.1)"));
+
+    // ---- software and transition costs (kernel/costs.hpp) ----
+    v.push_back(cycles("cost.vmexit", 680, "guest -> host world switch (#VMEXIT / VM exit), half a trivial round trip",
+                       kExitSplit));
+    v.push_back(cycles("cost.vmentry", 680, "host -> guest world switch (VMRUN / VM entry), half a trivial round trip",
+                       kExitSplit));
+    v.push_back(cycles("cost.userspace_exit", 15000, "KVM_RUN returns to the VMM and is called again",
+                       "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("cost.ioctl", 1000, "syscall entry and ioctl dispatch", "estimate"));
+    v.push_back(cycles("cost.kvm_mmu_page_fault", 400, "TDP fault handler entry (kvm_mmu_page_fault) before faultin",
+                       "estimate"));
+    v.push_back(cycles("cost.gup_fast", 300, "hva -> pfn lookup for a non-guest_memfd slot (get_user_pages_fast)",
+                       "estimate"));
+    v.push_back(cycles("cost.page_alloc", 400, "allocate a 4 KiB page", "estimate"));
+    v.push_back(cycles("cost.zero_4k", 600, "zero a 4 KiB page (about 200 ns at 20 GB/s)", "estimate"));
+    v.push_back(cycles("cost.zero_2m", 300000, "zero a 2 MiB folio",
+                       "estimate (hw-models.md §6.1: about 100 us at 20 GB/s)"));
+    v.push_back(cycles("cost.copy_4k", 700, "copy a 4 KiB page", "estimate"));
+    v.push_back(cycles("cost.gmem_get_pfn", 300,
+                       "kvm_gmem_get_pfn: find the folio in the guest_memfd page cache (allocation and zeroing extra)",
+                       "estimate"));
+    v.push_back(cycles("cost.spte_write", 40, "write one SPTE (TDP MMU atomic update)", "estimate"));
+    v.push_back(cycles("cost.sp_alloc", 500, "allocate and zero a page-table page for the TDP MMU", "estimate"));
+    v.push_back(cycles("cost.zap_spte", 30, "clear one SPTE in a zap", "estimate"));
+    v.push_back(cycles("cost.mmu_lock", 60, "take and release mmu_lock", "estimate"));
+    v.push_back(cycles("cost.tlb_flush_local", 300, "flush the VM's translations on this CPU", "estimate"));
+    v.push_back(cycles("cost.tlb_flush_remote_ipi", 3000,
+                       "per remote vCPU: IPI and forced exit to flush its TLB (kvm_flush_remote_tlbs)", "estimate"));
+    v.push_back(cycles("cost.attr_update", 400, "per range stored in a memory-attribute range map", "estimate"));
+    v.push_back(cycles("cost.memslot_update", 5000, "install a new memslot array and synchronize_srcu", "estimate"));
+    v.push_back(cycles("cost.guest_pf", 1500, "guest #PF handler installing a guest PTE", "estimate"));
+    v.push_back(cycles("cost.hypercall", 300, "kernel-side handling of a VMMCALL/VMCALL (exit not included)",
+                       "estimate"));
+    v.push_back(cycles("cost.pin_page", 250, "FOLL_LONGTERM pin of one 4 KiB page", "estimate"));
+    v.push_back(cycles("cost.clflush_4k", 600, "CLFLUSH of a 4 KiB page (SEV/SNP reclaim)",
+                       "estimate (hw-models.md §6.1)"));
+    // Host-side costs the simulated VMM process and guest_memfd charge (kernel/costs.hpp).
+    v.push_back(cycles("cost.gmem_create", 8000, "create a guest_memfd: anonymous inode, file and fd", "estimate"));
+    v.push_back(cycles("cost.page_free", 150, "return a 4 KiB page to the buddy allocator", "estimate"));
+    v.push_back(cycles("cost.fill_4k", 600, "fill a 4 KiB page with a pattern (content policy NONE on sw_protected)",
+                       "estimate (as cost.zero_4k)"));
+    v.push_back(cycles("cost.host_fault", 1500, "host page fault on a VMM mapping, zeroing not included", "estimate"));
+    v.push_back(cycles("cost.mmap", 2000, "mmap/munmap system call", "estimate"));
+    v.push_back(cycles("cost.host_unmap_page", 100, "zap one host PTE (unmap_mapping_range)", "estimate"));
+    v.push_back(cycles("cost.wbinvd", 100000, "WBINVD on all CPUs (SEV region unregister)", "estimate"));
+    v.push_back(cycles("cost.psc_fixed", 30000,
+                       "SNP page-state change request fixed cost (VMGEXIT, userspace attribute flip, resume)",
+                       "estimate (hw-models.md §6.1)"));
+
+    // ---- the simulated kernel's configuration (kernel/kvm_config.hpp) ----
+    v.push_back(flag("kvm.config.smm", true, "CONFIG_KVM_SMM: address space 1 exists for VMs without private memory"));
+    v.push_back(flag("kvm.config.sw_protected_vm", true, "CONFIG_KVM_SW_PROTECTED_VM: KVM_X86_SW_PROTECTED_VM can be created"));
+    v.push_back(flag("kvm.config.generic_memory_attributes", true,
+                     "CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: KVM_SET_MEMORY_ATTRIBUTES exists (else ENOTTY)"));
+    v.push_back(flag("kvm.config.tdp", true,
+                     "two-dimensional paging (npt/ept); false: shadow paging, KVM_PRE_FAULT_MEMORY unsupported"));
+    v.push_back(flag("kvm.config.sev", true, "KVM_X86_SEV_VM supported"));
+    v.push_back(flag("kvm.config.sev_es", true, "KVM_X86_SEV_ES_VM supported"));
+    v.push_back(flag("kvm.config.snp", true, "KVM_X86_SNP_VM supported"));
+    v.push_back(flag("kvm.config.tdx", true, "KVM_X86_TDX_VM supported"));
+    v.push_back(flag("kvm.config.pkvm", true, "arm64 pKVM protected VMs (KVM_VM_TYPE_ARM_PROTECTED) supported"));
+    v.push_back(flag("kvm.config.guest_memfd", true, "CONFIG_KVM_GUEST_MEMFD: KVM_CREATE_GUEST_MEMFD"));
+    v.push_back(flag("kvm.config.guest_memfd_mmap", true, "GUEST_MEMFD_FLAG_MMAP supported"));
+    v.push_back(flag("kvm.config.guest_memfd_init_shared", true, "GUEST_MEMFD_FLAG_INIT_SHARED supported"));
+    v.push_back(flag("kvm.config.readonly_mem", true, "KVM_MEM_READONLY supported"));
+    v.push_back(flag("kvm.config.exit_hypercall", true, "KVM_CAP_EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE exits to userspace"));
+    v.push_back(flag("kvm.config.memory_attributes2", true,
+                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, seed 003)"));
+    v.push_back(flag("kvm.config.vm_memory_attributes", false,
+                     "kvm.vm_memory_attributes module parameter: true keeps attributes per VM (Linux today), "
+                     "false per guest_memfd (in-place conversion)",
+                     "simulator choice: in-place conversion as in seed 003 (kvm-semantics.md §4.5)"));
+    v.push_back(count("kvm.config.maxphyaddr", "bits", 32, 52, 52,
+                      "guest physical address width the MMU accepts (a memslot ending above 2^bits: EINVAL)",
+                      "architecture (x86 MAXPHYADDR <= 52; kvm-semantics.md checked item 5)"));
+    v.push_back(count("kvm.config.nr_memslots", "slots", 1, int64_t(uapi::KVM_USER_MEM_SLOTS),
+                      int64_t(uapi::KVM_USER_MEM_SLOTS), "KVM_CAP_NR_MEMSLOTS (KVM_USER_MEM_SLOTS on x86)",
+                      "include/linux/kvm_host.h KVM_USER_MEM_SLOTS, 32764 on x86 (checked on Linux 6.18)"));
+    {
+        auto d = bytes("kvm.config.memlock_limit", 0, 0,
+                       "RLIMIT_MEMLOCK for SEV region pinning; 0 or \"unlimited\": no limit", kSim);
+        d.unlimited = true;
+        v.push_back(d);
+    }
+    // ---- the VMM model (sim/machine.cpp) ----
+    {
+        auto d = make("vmm.conversion_policy", ParamType::string, "", 0, 0, "auto",
+                      "content policy the VMM asks for when it converts memory for the guest (memory-fault exit, "
+                      "map_gpa_range): auto = preserve where the VM type supports it, else zero to shared, none to private",
+                      kSim);
+        d.choices = {"auto", "zero", "preserve", "none"};
+        v.push_back(d);
+    }
+    std::sort(v.begin(), v.end(), [](const ParamDecl& a, const ParamDecl& b) { return a.name < b.name; });
+    return v;
+}
+
+std::string int_what(const ParamDecl& d) {
+    std::string w = d.power_of_two ? "a power-of-two integer" : "an integer";
+    if (d.min != INT64_MIN && d.max != INT64_MAX) w += fmt::format(" {}..{}", d.min, d.max);
+    else if (d.min != INT64_MIN) w += fmt::format(" >= {}", d.min);
+    else if (d.max != INT64_MAX) w += fmt::format(" <= {}", d.max);
+    return w;
+}
+
+[[noreturn]] void value_error(const std::string& expected, const std::string& got) {
+    throw ParamError("expected " + expected + ", got " + got);
+}
+
+int64_t check_int(const ParamDecl& d, int64_t x, const std::string& got) {
+    if (x < d.min || x > d.max) value_error(int_what(d), got);
+    if (d.power_of_two && !std::has_single_bit(uint64_t(x))) value_error(int_what(d), got);
+    return x;
+}
+
+int64_t check_size(const ParamDecl& d, uint64_t x, const std::string& got) {
+    if (x > uint64_t(INT64_MAX)) value_error("a size below 2^63 bytes", got);
+    if (int64_t(x) < d.min) value_error("a size >= " + jsonu::format_size(uint64_t(d.min)), got);
+    if (d.multiple_of && x % d.multiple_of) value_error("a multiple of " + jsonu::format_size(d.multiple_of), got);
+    return int64_t(x);
+}
+
+std::string check_choice(const ParamDecl& d, const std::string& s) {
+    if (!d.choices.empty() && std::find(d.choices.begin(), d.choices.end(), s) == d.choices.end())
+        throw ParamError("expected one of " + jsonu::join_list(d.choices) + ", got " + jsonu::quote(s) +
+                         jsonu::suggestion_suffix(s, d.choices));
+    return s;
+}
+
+const ParamDecl& decl_or_throw(const std::string& key) {
+    if (const ParamDecl* d = find_param(key)) return *d;
+    throw ParamError("unknown parameter '" + key + "'" + jsonu::suggestion_suffix(key, param_names()));
+}
+
+using Variant = decltype(ParamValue::v);
+
+// A typed value from JSON (scenario "params", preset tables). Throws ParamError.
+Variant from_json(const ParamDecl& d, const nlohmann::json& j) {
+    const std::string got = jsonu::describe(j);
+    switch (d.type) {
+    case ParamType::integer:
+        // Booleans and floats are not integers here, even 1.0: a typo should not pass silently.
+        if (j.is_number_unsigned()) {
+            if (j.get<uint64_t>() > uint64_t(INT64_MAX)) value_error(int_what(d), got);
+            return check_int(d, int64_t(j.get<uint64_t>()), got);
+        }
+        if (j.is_number_integer()) return check_int(d, j.get<int64_t>(), got);
+        value_error(int_what(d), got);
+    case ParamType::real:
+        if (j.is_number()) return j.get<double>();
+        value_error("a number", got);
+    case ParamType::boolean:
+        if (j.is_boolean()) return j.get<bool>();
+        value_error("true or false", got);
+    case ParamType::string:
+        if (j.is_string()) return check_choice(d, j.get<std::string>());
+        value_error(d.choices.empty() ? std::string("a string") : "one of " + jsonu::join_list(d.choices), got);
+    case ParamType::size:
+        if (d.unlimited && j.is_string() && j.get_ref<const std::string&>() == "unlimited") return int64_t(0);
+        try {
+            return check_size(d, jsonu::parse_size(j), got);
+        } catch (const jsonu::ValueError& e) {
+            throw ParamError(e.what());
+        }
+    }
+    value_error("a value", got);
+}
+
+Variant from_text(const ParamDecl& d, const std::string& text) {
+    const std::string got = jsonu::quote(text);
+    try {
+        switch (d.type) {
+        case ParamType::integer:
+            return check_int(d, jsonu::parse_int_text(text, INT64_MIN, INT64_MAX, int_what(d)), got);
+        case ParamType::real: {
+            char* end = nullptr;
+            const double x = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+            if (text.empty() || *end != '\0' || !std::isfinite(x)) value_error("a number", got);
+            return x;
+        }
+        case ParamType::boolean: {
+            std::string t = text;
+            for (auto& c : t) c = char(std::tolower(static_cast<unsigned char>(c)));
+            if (t == "true" || t == "1" || t == "yes" || t == "on") return true;
+            if (t == "false" || t == "0" || t == "no" || t == "off") return false;
+            value_error("true or false", got);
+        }
+        case ParamType::string:
+            return check_choice(d, text);
+        case ParamType::size:
+            if (d.unlimited && text == "unlimited") return int64_t(0);
+            return check_size(d, jsonu::parse_size_text(text), got);
+        }
+    } catch (const jsonu::ValueError& e) {
+        throw ParamError(e.what());
+    }
+    value_error("a value", got);
+}
+
+nlohmann::json variant_json(const Variant& v) {
+    return std::visit([](const auto& x) { return nlohmann::json(x); }, v);
+}
+
+}  // namespace
+
+const char* param_type_name(ParamType t) {
+    switch (t) {
+    case ParamType::integer: return "int";
+    case ParamType::real: return "double";
+    case ParamType::boolean: return "bool";
+    case ParamType::string: return "string";
+    case ParamType::size: return "size";
+    }
+    return "?";
+}
+
+const std::vector<ParamDecl>& param_decls() {
+    static const std::vector<ParamDecl> decls = build_decls();
+    return decls;
+}
+
+const ParamDecl* find_param(const std::string& name) {
+    const auto& v = param_decls();
+    auto it = std::lower_bound(v.begin(), v.end(), name, [](const ParamDecl& d, const std::string& n) { return d.name < n; });
+    return it != v.end() && it->name == name ? &*it : nullptr;
+}
+
+std::vector<std::string> param_names() {
+    std::vector<std::string> r;
+    for (const auto& d : param_decls()) r.push_back(d.name);
+    return r;
+}
+
+std::vector<std::string> ParamSet::platforms() {
+    std::vector<std::string> r;
+    for (const auto& p : detail::preset_defs()) r.push_back(p.name);
+    return r;
+}
+
+std::string ParamSet::platform_description(const std::string& platform) {
+    for (const auto& p : detail::preset_defs())
+        if (p.name == platform) return p.description;
+    throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()));
+}
+
+ParamSet ParamSet::preset(const std::string& platform) {
+    const detail::PresetDef* def = nullptr;
+    for (const auto& p : detail::preset_defs())
+        if (p.name == platform) def = &p;
+    if (!def) throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()));
+    ParamSet ps;
+    ps.platform_ = platform;
+    const std::string origin = "preset " + platform;
+    const std::string& base = detail::preset_defs().front().name;   // the platform the defaults describe
+    for (const auto& d : param_decls()) {
+        ParamValue pv;
+        pv.v = from_json(d, d.default_value);
+        pv.origin = origin;
+        // A hardware value taken over from another platform is only a guess for this one.
+        pv.source = (d.platform_dependent && platform != base)
+                        ? "estimate (" + base + " value; no figure for this platform)"
+                        : d.default_source;
+        ps.values_.emplace(d.name, std::move(pv));
+    }
+    for (const auto& e : def->values) {
+        const ParamDecl& d = decl_or_throw(e.key);
+        auto& pv = ps.values_.at(d.name);
+        pv.v = from_json(d, e.value);
+        pv.source = e.source;
+    }
+    return ps;
+}
+
+void ParamSet::set(const std::string& key, const nlohmann::json& value, const std::string& origin) {
+    const ParamDecl& d = decl_or_throw(key);
+    auto& pv = values_.at(key);
+    pv.v = from_json(d, value);
+    pv.source = "override";
+    pv.origin = origin;
+}
+
+void ParamSet::set_from_string(const std::string& key, const std::string& text, const std::string& origin) {
+    const ParamDecl& d = decl_or_throw(key);
+    auto& pv = values_.at(key);
+    pv.v = from_text(d, text);
+    pv.source = "override";
+    pv.origin = origin;
+}
+
+void ParamSet::validate() const {
+    const int64_t line = get_int("mem.line_bytes");
+    for (const char* lvl : {"l1d", "l2", "llc"}) {
+        const std::string p = std::string("mem.") + lvl;
+        const int64_t size = get_int(p + ".size"), ways = get_int(p + ".ways");
+        // CacheHierarchy needs whole sets: size = sets x ways x line, sets >= 1.
+        if (size % (ways * line) != 0 || size < ways * line)
+            throw ParamError(fmt::format("expected {0}.size to be a non-zero multiple of {0}.ways x mem.line_bytes "
+                                         "({1} x {2} = {3} bytes), got {4}",
+                                         p, ways, line, ways * line, size));
+    }
+    for (const char* t : {"l1_tlb", "l2_tlb", "pwc", "ntlb"}) {
+        const std::string p = std::string("mmu.") + t;
+        const int64_t entries = get_int(p + ".entries"), ways = get_int(p + ".ways");
+        if (ways > entries || entries % ways != 0)
+            throw ParamError(fmt::format("expected {0}.entries to be a multiple of {0}.ways ({1}), got {2}", p, ways,
+                                         entries));
+    }
+    const std::string& fmt_name = get_string("mmu.nested_format");
+    const int64_t levels = get_int("mmu.nested_levels");
+    if (fmt_name == "stage2" ? (levels < 2 || levels > 4) : (levels != 4 && levels != 5))
+        throw ParamError(fmt::format("expected mmu.nested_levels {} for mmu.nested_format {}, got {}",
+                                     fmt_name == "stage2" ? "2..4" : "4 or 5", fmt_name, levels));
+    const uint64_t base = get_u64("host.mem_base"), size = get_u64("host.mem_size");
+    if (base + size > (1ull << 52))
+        throw ParamError(fmt::format("expected host.mem_base + host.mem_size <= 2^52 (x86 MAXPHYADDR), got {}",
+                                     jsonu::hex(base + size)));
+}
+
+const ParamValue& ParamSet::value(const std::string& key) const {
+    decl_or_throw(key);
+    return values_.at(key);
+}
+
+const ParamValue& ParamSet::lookup(const std::string& key, ParamType want, bool allow_int) const {
+    const ParamDecl& d = decl_or_throw(key);
+    const bool ok = d.type == want || (want == ParamType::integer && d.type == ParamType::size) ||
+                    (allow_int && d.type == ParamType::integer);
+    if (!ok)
+        throw ParamError(fmt::format("parameter '{}' has type {}, read as {}", key, param_type_name(d.type),
+                                     param_type_name(want)));
+    return values_.at(key);
+}
+
+int64_t ParamSet::get_int(const std::string& key) const {
+    return std::get<int64_t>(lookup(key, ParamType::integer, false).v);
+}
+
+uint64_t ParamSet::get_u64(const std::string& key) const {
+    const int64_t x = get_int(key);
+    if (x < 0) throw ParamError(fmt::format("parameter '{}' is negative ({}), read as unsigned", key, x));
+    return uint64_t(x);
+}
+
+double ParamSet::get_double(const std::string& key) const {
+    const auto& v = lookup(key, ParamType::real, true).v;
+    if (const auto* i = std::get_if<int64_t>(&v)) return double(*i);
+    return std::get<double>(v);
+}
+
+bool ParamSet::get_bool(const std::string& key) const {
+    return std::get<bool>(lookup(key, ParamType::boolean, false).v);
+}
+
+const std::string& ParamSet::get_string(const std::string& key) const {
+    return std::get<std::string>(lookup(key, ParamType::string, false).v);
+}
+
+nlohmann::json ParamSet::to_json() const {
+    nlohmann::json j = nlohmann::json::object();   // std::map-backed: keys come out sorted
+    for (const auto& [k, pv] : values_) j[k] = variant_json(pv.v);
+    return j;
+}
+
+nlohmann::json ParamSet::describe() const {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& d : param_decls()) {
+        const auto& pv = values_.at(d.name);
+        j[d.name] = {{"value", variant_json(pv.v)}, {"type", param_type_name(d.type)}, {"unit", d.unit},
+                     {"description", d.description}, {"source", pv.source}, {"origin", pv.origin}};
+    }
+    return j;
+}
+
+}  // namespace hvsim

@@ -1,0 +1,102 @@
+// Platform presets: named value sets over the declarations in sim/params.cpp. The first
+// preset, zen4-genoa, is the declared defaults (hw-models.md §6.1); the others list only
+// what differs, each value with its source. A hardware key a preset leaves out inherits
+// the zen4-genoa value and is reported as an estimate for that platform.
+#include "sim/params.hpp"
+
+namespace hvsim::detail {
+
+namespace {
+
+constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20;
+
+std::vector<PresetDef> build() {
+    std::vector<PresetDef> v;
+    v.push_back({"zen4-genoa", "AMD EPYC 9004 \"Genoa\" (Zen 4), SEV-SNP host (hw-models.md §6.1)", {}});
+
+    // Intel Xeon 4th gen (Golden Cove cores), TDX host.
+    v.push_back({"sapphire-rapids",
+                 "Intel Xeon 4th gen \"Sapphire Rapids\", TDX host (hw-models.md §6.2)",
+                 {
+                     {"cpu.freq_mhz", 3000, "estimate (hw-models.md §6 assumes 3.0 GHz for every preset)"},
+                     {"mem.line_bytes", 64, "architecture (64-byte lines on Golden Cove)"},
+                     {"cpu.data_access_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (hw-models.md §6.2)"},
+                     {"mem.l1d.size", 48 * KiB, "chipsandcheese Golden Cove baseline (hw-models.md §1.1)"},
+                     {"mem.l1d.ways", 12, "estimate (Golden Cove 48 KiB 12-way, recalled)"},
+                     {"mem.l1d.hit_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (hw-models.md §6.2)"},
+                     {"mem.l2.size", 2 * MiB, "hardwaretimes / computerbase Geekbench-leak reports (hw-models.md §1.1)"},
+                     {"mem.l2.ways", 16, "estimate"},
+                     {"mem.l2.hit_cycles", 16, "estimate (hw-models.md §6.2)"},
+                     {"mem.llc.size", 105 * MiB,
+                      "estimate (recalled SKU data, hw-models.md §1.1: 1.875 MB per core, 105 MB on 56 cores)"},
+                     {"mem.llc.ways", 15, "estimate (1.875 MiB 15-way slices, recalled)"},
+                     {"mem.llc.hit_cycles", 110, "estimate (hw-models.md §6.2: about 35 ns over the mesh)"},
+                     {"mem.dram_cycles", 390, "estimate (hw-models.md §6.2: about 130 ns DDR5)"},
+                     {"mmu.nested_format", "ept", "architecture (Intel EPT)"},
+                     {"mmu.nested_levels", 4, "architecture (4-level EPT)"},
+                     {"mmu.l1_tlb.entries", 96, "estimate (hw-models.md §6.2)"},
+                     {"mmu.l1_tlb.ways", 6, "estimate (Golden Cove L1 DTLB 6-way, recalled)"},
+                     {"mmu.l2_tlb.entries", 2048, "estimate (hw-models.md §6.2: STLB, 4K/2M)"},
+                     {"mmu.l2_tlb.ways", 16, "estimate"},
+                     {"mmu.l2_tlb.hit_cycles", 8, "estimate (hw-models.md §6.2)"},
+                     {"mmu.pwc.entries", 96,
+                      "estimate (hw-models.md §6.2: PML4E/PDPTE/PDE caches of 32 entries each, pooled here)"},
+                     {"mmu.pwc.ways", 96, "estimate (fully associative)"},
+                     {"mmu.pwc.hit_cycles", 2, "estimate (hw-models.md §6.2)"},
+                     {"mmu.ntlb.entries", 32, "estimate (hw-models.md §6.2: EPT guest-physical-mapping cache)"},
+                     {"mmu.ntlb.ways", 32, "estimate (fully associative)"},
+                     {"mmu.ntlb.hit_cycles", 2, "estimate (hw-models.md §6.2)"},
+                     {"cost.vmexit", 600, "estimate (hw-models.md §6.2: non-TD exit round trip 1,200, halved)"},
+                     {"cost.vmentry", 600, "estimate (hw-models.md §6.2: non-TD exit round trip 1,200, halved)"},
+                 }});
+
+    // Arm Neoverse N2, pKVM host (nVHE, protected guests). Stage-2 replaces NPT/EPT.
+    v.push_back({"neoverse-n2",
+                 "Arm Neoverse N2, pKVM host (hw-models.md §6.3)",
+                 {
+                     {"cpu.freq_mhz", 3000, "estimate (hw-models.md §6 assumes 3.0 GHz for every preset)"},
+                     {"mem.line_bytes", 64, "architecture (64-byte lines on Neoverse N2)"},
+                     {"cpu.data_access_cycles", 4, "estimate (L1D hit, hw-models.md §6.3)"},
+                     {"mem.l1d.size", 64 * KiB, "estimate (hw-models.md §6.3)"},
+                     {"mem.l1d.ways", 4, "estimate (Neoverse N2 L1D 4-way, recalled)"},
+                     {"mem.l1d.hit_cycles", 4, "estimate (hw-models.md §6.3)"},
+                     {"mem.l2.size", 1 * MiB, "estimate (hw-models.md §6.3: 1 MB private)"},
+                     {"mem.l2.ways", 8, "estimate"},
+                     {"mem.l2.hit_cycles", 11, "estimate (hw-models.md §6.3)"},
+                     {"mem.llc.size", 32 * MiB, "estimate (system-level cache size depends on the SoC)"},
+                     {"mem.llc.ways", 16, "estimate"},
+                     {"mem.llc.hit_cycles", 150, "estimate (hw-models.md §6.3: SLC over the CMN mesh, about 50 ns)"},
+                     {"mem.dram_cycles", 360, "estimate (hw-models.md §6.3: about 120 ns)"},
+                     {"mmu.nested_format", "stage2", "architecture (arm64 stage-2 translation)"},
+                     {"mmu.nested_levels", 4, "architecture (4-level stage-2, 4K granule, 48-bit IPA)"},
+                     {"mmu.l1_tlb.entries", 48, "estimate (hw-models.md §6.3; the N1/A76 TRM has 48)"},
+                     {"mmu.l1_tlb.ways", 48, "estimate (fully associative as on Cortex-A76, hw-models.md §4.1)"},
+                     {"mmu.l1_tlb.hit_cycles", 0, "estimate (hw-models.md §4.1: 1-cycle hit on Cortex-A76, in the access)"},
+                     {"mmu.l2_tlb.entries", 2048, "estimate (hw-models.md §6.3)"},
+                     {"mmu.l2_tlb.ways", 8, "estimate"},
+                     {"mmu.l2_tlb.hit_cycles", 6, "estimate (hw-models.md §6.3)"},
+                     {"mmu.pwc.entries", 64, "estimate (hw-models.md §6.3: stage-1 walk cache; Cortex-A53 has 64)"},
+                     {"mmu.pwc.ways", 64, "estimate (fully associative)"},
+                     {"mmu.pwc.hit_cycles", 2, "estimate (hw-models.md §6.3)"},
+                     {"mmu.ntlb.entries", 64, "estimate (hw-models.md §6.3: IPA (stage-2) cache; Cortex-A53 has 64)"},
+                     {"mmu.ntlb.ways", 64, "estimate (fully associative)"},
+                     {"mmu.ntlb.hit_cycles", 2, "estimate (hw-models.md §6.3)"},
+                     {"cost.vmexit", 2500,
+                      "estimate (hw-models.md §6.3: exit to host EL1 and back through the EL2 world switch 5,000, halved)"},
+                     {"cost.vmentry", 2500,
+                      "estimate (hw-models.md §6.3: exit to host EL1 and back through the EL2 world switch 5,000, halved)"},
+                     {"cost.tlb_flush_local", 300, "estimate (hw-models.md §6.3: local (NSH) TLBI variant)"},
+                     {"cost.tlb_flush_remote_ipi", 2000,
+                      "estimate (hw-models.md §6.3: broadcast TLBI IPAS2E1IS + VMALLE1IS with DSBs; no IPI on arm64)"},
+                 }});
+    return v;
+}
+
+}  // namespace
+
+const std::vector<PresetDef>& preset_defs() {
+    static const std::vector<PresetDef> defs = build();
+    return defs;
+}
+
+}  // namespace hvsim::detail

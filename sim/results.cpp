@@ -1,0 +1,270 @@
+#include "sim/results.hpp"
+
+#include <fmt/format.h>
+
+#include <bit>
+
+#include "kernel/fault_path.hpp"
+
+namespace hvsim {
+
+using nlohmann::json;
+
+namespace {
+
+const char* cause_name(kvm::InvalidateCause c) { return kvm::invalidate_cause_name(c); }
+
+// Power-of-two buckets keyed by their lower bound: {"1024": n} counts totals in [1024, 2048).
+json log2_histogram(const std::vector<Cycles>& samples) {
+    std::map<uint64_t, uint64_t> b;
+    for (Cycles c : samples) b[c ? std::bit_floor(c) : 0]++;
+    json h = json::object();
+    for (auto& [lo, n] : b) h[std::to_string(lo)] = n;
+    return h;
+}
+
+}  // namespace
+
+json build_results(const ResultInputs& in) {
+    const MachineConfig& mc = in.m.config();
+    json r;
+    r["scenario"] = in.s.name;
+    r["platform"] = in.p.platform();
+    r["params"] = in.p.to_json();
+    r["seed"] = in.s.seed;
+
+    json m = json::object();
+    m["sim.cycles"] = in.sim_cycles;
+    m["sim.time_ns"] = in.sim_cycles * mc.period_ps / 1000;
+    m["setup.cycles"] = in.setup_cycles;
+
+    cpu::VcpuStats v{};
+    for (const auto* vc : in.vcpus) {
+        const auto& s = vc->stats();
+        v.accesses += s.accesses;
+        v.reads += s.reads;
+        v.writes += s.writes;
+        v.npf_exits += s.npf_exits;
+        v.hypercall_exits += s.hypercall_exits;
+        v.mmio_accesses += s.mmio_accesses;
+        v.guest_page_faults += s.guest_page_faults;
+    }
+    m["accesses"] = v.accesses;
+    m["accesses.read"] = v.reads;
+    m["accesses.write"] = v.writes;
+    m["accesses.mmio"] = v.mmio_accesses;
+
+    mmu::MmuStats t{};
+    for (const auto& mu : in.mmus) {
+        const auto& s = mu->stats();
+        t.accesses += s.accesses;
+        t.l1_hits += s.l1_hits;
+        t.l2_hits += s.l2_hits;
+        t.misses += s.misses;
+        t.walk_mem_refs += s.walk_mem_refs;
+        t.walk_cycles += s.walk_cycles;
+        t.pwc_hits += s.pwc_hits;
+        t.ntlb_hits += s.ntlb_hits;
+        t.guest_faults += s.guest_faults;
+        t.npfs += s.npfs;
+        t.ad_writes += s.ad_writes;
+        t.flushes += s.flushes;
+        t.perm_rewalks += s.perm_rewalks;
+        t.invlpgs += s.invlpgs;
+    }
+    m["tlb.lookups"] = t.accesses;
+    m["tlb.l1.hits"] = t.l1_hits;
+    m["tlb.l2.hits"] = t.l2_hits;
+    m["tlb.misses"] = t.misses;
+    m["tlb.flushes"] = t.flushes;
+    m["walk.count"] = t.misses;
+    m["walk.mem_refs"] = t.walk_mem_refs;
+    m["walk.cycles"] = t.walk_cycles;
+    m["walk.pwc_hits"] = t.pwc_hits;
+    m["walk.ntlb_hits"] = t.ntlb_hits;
+    m["walk.ad_writes"] = t.ad_writes;
+    m["walk.perm_rewalks"] = t.perm_rewalks;
+    m["tlb.invlpgs"] = t.invlpgs;
+
+    // Page-table reads through the cache hierarchy, summed over the vCPUs.
+    if (!in.caches.empty()) {
+        const auto& cfg = in.caches.front()->config();
+        uint64_t dram = 0;
+        for (size_t l = 0; l < cfg.levels.size(); ++l) {
+            uint64_t h = 0, mi = 0;
+            for (const auto& c : in.caches) {
+                h += c->stats().levels[l].hits;
+                mi += c->stats().levels[l].misses;
+            }
+            m["cache." + cfg.levels[l].name + ".hits"] = h;
+            m["cache." + cfg.levels[l].name + ".misses"] = mi;
+        }
+        for (const auto& c : in.caches) dram += c->stats().dram;
+        m["cache.dram"] = dram;
+    }
+
+    const auto& ex = in.m.exits();
+    m["faults.npf"] = v.npf_exits;
+    m["faults.guest_pf"] = v.guest_page_faults;
+    m["exits.total"] = ex.total;
+    m["exits.npf"] = ex.npf;
+    m["exits.hypercall"] = ex.hypercall;
+    m["exits.userspace"] = ex.userspace;
+    m["exits.memory_fault"] = ex.memory_fault;
+    m["exits.mmio"] = ex.mmio;
+    m["exits.hypercall_userspace"] = ex.hypercall_user;
+
+    if (auto* x = in.m.x86()) {
+        const auto& s = x->stats();
+        m["faults.private"] = s.private_faults;
+        m["faults.shared"] = s.shared_faults;
+        m["faults.fixed"] = s.fixed;
+        m["faults.spurious"] = s.spurious;
+        m["faults.retry"] = s.retries;
+        m["faults.emulated"] = s.emulated;
+        m["faults.memory_fault"] = s.memory_fault_exits;
+        m["mmu.map.4k"] = s.map_4k;
+        m["mmu.map.2m"] = s.map_2m;
+        m["mmu.map.1g"] = s.map_1g;
+        m["mmu.remote_flushes"] = s.remote_flushes;
+        m["prefault.calls"] = s.prefault_calls;
+        m["prefault.pages"] = s.prefault_pages;
+        const auto& d = x->tdp().stats();
+        m["mmu.sptes.installed"] = d.sptes_installed;
+        m["mmu.sptes.zapped"] = d.sptes_zapped;
+        m["mmu.sp.allocated"] = d.sp_allocated;
+        m["mmu.sp.freed"] = d.sp_freed;
+        m["mmu.huge_splits"] = d.huge_splits;
+        m["mmu.leaves.4k"] = d.leaves_4k;
+        m["mmu.leaves.2m"] = d.leaves_2m;
+        m["mmu.leaves.1g"] = d.leaves_1g;
+    }
+    if (auto* k = in.m.kvm()) {
+        const auto& s = k->stats();
+        m["kvm.memslot.create"] = s.memslot_create;
+        m["kvm.memslot.delete"] = s.memslot_delete;
+        m["kvm.memslot.move"] = s.memslot_move;
+        m["kvm.memslot.flags_only"] = s.memslot_flags_only;
+        m["gmem.created"] = s.gmem_created;
+        m["gmem.released"] = s.gmem_released;
+        m["gmem.pages.allocated"] = s.gmem_pages_allocated;
+        m["gmem.pages.freed"] = s.gmem_pages_freed;
+        m["gmem.pages.zeroed"] = s.gmem_pages_zeroed;
+        m["gmem.get_pfn"] = s.gmem_get_pfn;
+        m["gmem.punch_hole"] = s.gmem_punch_hole;
+        m["attributes.set_calls"] = s.attr_set_calls;
+        m["attributes.noop"] = s.attr_noop;
+        m["attributes.pages_to_private"] = s.pages_to_private;
+        m["attributes.pages_to_shared"] = s.pages_to_shared;
+        m["attributes.eagain"] = s.conversion_eagain;
+        m["policy.pages_zeroed"] = s.policy_pages_zeroed;
+        m["policy.pages_preserved"] = s.policy_pages_preserved;
+        m["policy.pages_filled"] = s.policy_pages_filled;
+        m["sev.regions"] = s.sev_regions;
+        m["sev.pages_pinned"] = s.sev_pages_pinned;
+        m["sev.pages_pinned_peak"] = s.sev_pages_pinned_peak;
+        m["invalidations.count"] = s.invalidations.size();
+    }
+    const auto& ps = in.m.process().stats();
+    m["process.anon_pages"] = ps.anon_pages_allocated;
+    m["process.host_faults"] = ps.host_faults;
+    m["process.sigbus"] = ps.host_sigbus;
+    m["process.gup_pages"] = ps.gup_pages;
+    m["process.pins"] = ps.pins;
+    m["host.pages_resident"] = in.m.mem().pages_resident();
+    m["host.pages_used"] = in.m.allocator().used_pages();
+    if (in.guest) {
+        m["guest.page_faults"] = in.guest->stats().page_faults;
+        m["guest.pt_pages"] = in.guest->stats().pt_pages;
+    }
+
+    // Conversions as the VMM performed them.
+    json conv = json::object();
+    uint64_t np = 0, ns = 0, pp = 0, sp = 0, failed = 0;
+    Cycles cp = 0, cs = 0;
+    json list = json::array();
+    for (const auto& c : in.m.conversions()) {
+        if (c.err) ++failed;
+        if (c.to_private) { ++np; pp += c.size >> kPageShift; cp += c.cycles; }
+        else { ++ns; sp += c.size >> kPageShift; cs += c.cycles; }
+        list.push_back({{"to", c.to_private ? "private" : "shared"}, {"gpa", c.gpa}, {"size", c.size},
+                        {"trigger", c.trigger}, {"policy", c.policy}, {"errno", c.err}, {"cycles", c.cycles}});
+    }
+    conv["to_private"] = {{"count", np}, {"pages", pp}, {"cycles", cp}};
+    conv["to_shared"] = {{"count", ns}, {"pages", sp}, {"cycles", cs}};
+    conv["failed"] = failed;
+    conv["list"] = std::move(list);
+    m["conversions.count"] = np + ns;
+    m["conversions.to_private.pages"] = pp;
+    m["conversions.to_shared.pages"] = sp;
+    r["metrics"] = std::move(m);
+
+    json fps = json::array();
+    json hists = json::object();
+    for (const auto& [name, a] : in.m.fault_paths()) {
+        json f;
+        f["path"] = name;
+        f["count"] = a.count;
+        f["cycles"] = {{"total", a.total},
+                       {"mean", a.count ? a.total / a.count : 0},
+                       {"p50", kvm::percentile(a.samples, 50)},
+                       {"p99", kvm::percentile(a.samples, 99)}};
+        json steps = json::array();
+        for (const auto& [sn, c] : a.steps) steps.push_back({{"name", sn}, {"cycles", a.count ? c / a.count : 0}});
+        f["steps"] = std::move(steps);
+        fps.push_back(std::move(f));
+        hists["fault_cycles." + name] = log2_histogram(a.samples);
+    }
+    r["fault_paths"] = std::move(fps);
+    r["histograms"] = std::move(hists);
+
+    json inv = json::array();
+    if (auto* k = in.m.kvm())
+        for (const auto& i : k->stats().invalidations)
+            inv.push_back({{"start_gfn", i.start_gfn},
+                           {"end_gfn", i.end_gfn},
+                           {"cause", cause_name(i.cause)},
+                           {"attr_filter", kvm::attr_filter_name(i.attr_filter)},
+                           {"pages_zapped", i.sptes_zapped},
+                           {"flush", i.flush_remote ? "remote" : "none"},
+                           {"cycles", i.cycles}});
+    r["invalidations"] = std::move(inv);
+    r["conversions"] = std::move(conv);
+
+    json steps = json::array();
+    if (in.steps)
+        for (const auto& s : *in.steps)
+            steps.push_back({{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
+                             {"result", s.result}, {"cycles", s.cycles}, {"accesses", s.accesses}});
+    r["steps"] = std::move(steps);
+
+    const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));
+    r["host"] = {{"wall_s", in.wall_s}, {"sim_events_per_s", in.wall_s > 0 ? events / in.wall_s : 0.0}};
+    return r;
+}
+
+std::vector<std::string> check_metric_expectations(const scn::Scenario& s, const json& results,
+                                                   std::vector<std::string> failures) {
+    const json& m = results.at("metrics");
+    for (const auto& [name, b] : s.expect_metrics) {
+        if (!m.contains(name)) {
+            failures.push_back(fmt::format("/expect/metrics/{}: no such metric in the results", name));
+            continue;
+        }
+        const double v = m.at(name).get<double>();
+        if (b.eq && v != *b.eq)
+            failures.push_back(fmt::format("metric {} = {}, expected {}", name, v, *b.eq));
+        if (b.min && v < *b.min)
+            failures.push_back(fmt::format("metric {} = {}, expected at least {}", name, v, *b.min));
+        if (b.max && v > *b.max)
+            failures.push_back(fmt::format("metric {} = {}, expected at most {}", name, v, *b.max));
+    }
+    return failures;
+}
+
+json strip_host(json results) {
+    results.erase("host");
+    return results;
+}
+
+}  // namespace hvsim

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds hvsim and runs the whole test suite (unit tests, scenario tests, the real-KVM
+# comparison where /dev/kvm exists). --sanitize: the same in build-asan/ under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  export HVSIM_BUILD_DIR=build-asan
+  export HVSIM_CMAKE_ARGS="-DHVSIM_SANITIZE=ON"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+tools/setup.sh
+ctest --test-dir "${HVSIM_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"
