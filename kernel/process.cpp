@@ -357,6 +357,30 @@ std::optional<Pfn> VmmProcess::anon_page(Hva hva) const {
 VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
     auto it = anon_.find(hva_page);
     if (it != anon_.end()) return &it->second;
+    if (thp_) {
+        // do_huge_pmd_anonymous_page(): a huge folio when nothing of the 2M region is
+        // populated yet (else the region stays with small pages, as after a split).
+        const uint64_t region = hva_page & ~((2ull << 20) - 1);
+        const uint64_t region_end = region + (2ull << 20);
+        auto next = anon_.lower_bound(region);
+        if (region_end <= kTaskSizeMax && (next == anon_.end() || next->first >= region_end)) {
+            if (const std::optional<Pfn> h = alloc_.alloc(9)) {
+                ctx.charge("host_fault", costs_.host_fault);
+                ctx.charge("page_alloc", costs_.page_alloc);
+                ctx.charge("zero_2m", costs_.zero_2m);
+                ++stats_.host_faults;
+                ++stats_.thp_allocated;
+                for (uint64_t i = 0; i < 512; ++i) {
+                    mem_.discard(*h + i);
+                    anon_.emplace_hint(anon_.end(), region + (i << kPageShift), AnonPage{*h + i, 0});
+                }
+                stats_.anon_pages_allocated += 512;
+                thp_regions_.insert(region);
+                return &anon_.at(hva_page);
+            }
+            // No free 2 MiB block: fall back to a small page, as the kernel does.
+        }
+    }
     const std::optional<Pfn> p = alloc_.alloc(0);
     if (!p) return nullptr;
     ctx.charge("host_fault", costs_.host_fault);
@@ -371,6 +395,8 @@ VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx
 void VmmProcess::free_anon_page(uint64_t hva_page, ExecContext& ctx) {
     auto it = anon_.find(hva_page);
     if (it == anon_.end()) return;
+    // Freeing part of a huge page splits it (split_huge_pmd()); its pages go back one by one.
+    thp_regions_.erase(hva_page & ~((2ull << 20) - 1));
     if (it->second.pins) {
         anon_orphans_[it->second.pfn.raw()] += it->second.pins;
     } else {
@@ -420,6 +446,7 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
         return r;
     }
     r.pfn = a->pfn;
+    if (thp_regions_.count(hva_page & ~((2ull << 20) - 1))) r.level = PgLevel::k2M;
     return r;
 }
 

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "kernel/costs.hpp"
@@ -49,7 +50,7 @@ struct GupResult {
     int err = 0;                         // -EFAULT: no page can back hva
     bool sigbus = false;                 // ... because the access would raise SIGBUS
     Pfn pfn;
-    PgLevel level = PgLevel::k4K;        // host mapping size (anonymous memory and gmem: 4 KiB pages)
+    PgLevel level = PgLevel::k4K;        // host mapping size: 2M for a transparent huge page, else 4K
 };
 
 class VmmProcess {
@@ -65,6 +66,11 @@ public:
     const KvmCosts& costs() const { return costs_; }
     ProcessStats& stats() { return stats_; }
     const ProcessStats& stats() const { return stats_; }
+    // Transparent huge pages for anonymous memory (THP "always", or a VMM that madvises
+    // guest RAM MADV_HUGEPAGE as QEMU does): the first touch of a 2M-aligned region
+    // allocates and clears a 2 MiB folio, which KVM may then map with one 2M SPTE.
+    void set_thp(bool on) { thp_ = on; }
+    bool thp() const { return thp_; }
 
     // ---- file descriptors ----
     int dev_kvm_fd() const { return dev_kvm_fd_; }   // opened at start: 3
@@ -183,6 +189,8 @@ private:
     std::map<uint64_t, Mapping> maps_;            // start hva -> mapping
     uint64_t mmap_next_ = kMmapBase;
     std::map<uint64_t, AnonPage> anon_;           // hva page -> page
+    bool thp_ = false;
+    std::set<uint64_t> thp_regions_;              // 2M-aligned hvas backed by one intact huge page
     std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
     std::multimap<uint64_t, Pin> pins_;           // hva page -> pin
     std::map<int, Hva> gmem_whole_maps_;          // gmem fd -> implicit whole-file mapping

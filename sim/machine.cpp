@@ -31,7 +31,12 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
 
     c.mmu.guest_levels = s.vm.guest_paging_levels;
     c.mmu.nested_levels = unsigned(p.get_u64("mmu.nested_levels"));
-    c.mmu.nested_format = p.get_string("mmu.nested_format") == "ept" ? mmu::NestedFormat::ept : mmu::NestedFormat::npt;
+    const std::string fmt = p.get_string("mmu.nested_format");
+    if (fmt == "stage2")
+        throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() +
+                                    ") needs the arm64 stage-2 model, which hvsim does not have yet; use an x86 "
+                                    "platform (zen4-genoa, sapphire-rapids)");
+    c.mmu.nested_format = fmt == "ept" ? mmu::NestedFormat::ept : mmu::NestedFormat::npt;
     auto tlb = [&](const std::string& k) {
         return mmu::TlbConfig{unsigned(p.get_u64(k + ".entries")), unsigned(p.get_u64(k + ".ways")),
                               p.get_u64(k + ".hit_cycles")};
@@ -100,6 +105,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
 
     c.host_mem_base = p.get_u64("host.mem_base");
     c.host_mem_size = p.get_u64("host.mem_size");
+    c.host_thp = p.get_bool("host.thp");
     c.conversion_policy = p.get_string("vmm.conversion_policy");
     return c;
 }
@@ -122,6 +128,7 @@ private:
 Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     : scn_(s), cfg_(cfg), alloc_(Hpa(cfg.host_mem_base), cfg.host_mem_size) {
     proc_ = std::make_unique<kvm::VmmProcess>(mem_, alloc_, cfg_.kvm, cfg_.costs);
+    proc_->set_thp(cfg_.host_thp);
     vcpus_.resize(s.vm.vcpus);
     kvm::CycleCounter boot;
     const auto type = kvm::vm_type_from_name(s.vm.type);

@@ -39,6 +39,7 @@ struct MachineConfig {
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
+    bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy
 };
 MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s);

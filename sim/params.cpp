@@ -103,6 +103,10 @@ std::vector<ParamDecl> build_decls() {
         auto s = bytes("host.mem_size", GiB, 512 * GiB, "host physical memory the page allocator hands out", kSim);
         s.multiple_of = GiB;
         v.push_back(s);
+        v.push_back(flag("host.thp", true,
+                         "transparent huge pages back the VMM's anonymous guest RAM (2 MiB folios on first touch, "
+                         "as QEMU's MADV_HUGEPAGE gets on a distribution kernel)",
+                         kSim));
     }
 
     // ---- translation hardware (models/mmu) ----

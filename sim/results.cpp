@@ -167,6 +167,7 @@ json build_results(const ResultInputs& in) {
     }
     const auto& ps = in.m.process().stats();
     m["process.anon_pages"] = ps.anon_pages_allocated;
+    m["process.thp"] = ps.thp_allocated;
     m["process.host_faults"] = ps.host_faults;
     m["process.sigbus"] = ps.host_sigbus;
     m["process.gup_pages"] = ps.gup_pages;

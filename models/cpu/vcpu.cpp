@@ -82,6 +82,9 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
         if (tries == kMaxFaultRetries)
             throw std::runtime_error(fmt::format("vCPU {}: translation of {:#x} still faulting after {} retries",
                                                  cfg_.id, va.raw(), kMaxFaultRetries));
+        // A fault that keeps retrying (an invalidation in progress on another thread)
+        // must let simulated time reach the other thread, as a real vCPU's re-entries do.
+        if (tries && qk_.need_sync()) qk_.sync();
         mmu::TranslateResult r = gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc) : mmu_.translate(va, at, enc);
         add_cycles(r.cycles);
         switch (r.status) {

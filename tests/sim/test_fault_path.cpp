@@ -59,7 +59,7 @@ const char* kSwProtected = R"({"params": {"kvm.config.vm_memory_attributes": tru
 }  // namespace
 
 TEST_CASE("a shared fault on a default VM maps the VMM's page and the walker then hits it", "[fault]") {
-    Rig r(kDefaultVm);
+    Rig r(kDefaultVm, {{"host.thp", "false"}});
     CHECK(r.touch(0x5000, true) == cpu::NpfAction::retry);
     const auto& st = r.m->x86()->stats();
     CHECK(st.fixed == 1);
@@ -78,6 +78,32 @@ TEST_CASE("a shared fault on a default VM maps the VMM's page and the walker the
     bool has_exit = false;
     for (auto& [name, c] : fp.at("npf.shared.4K").steps) has_exit |= name == "vmexit" && c == 680;
     CHECK(has_exit);
+}
+
+TEST_CASE("THP-backed guest RAM is mapped with 2M SPTEs where gfn and hva are congruent", "[fault][thp]") {
+    Rig r(kDefaultVm);
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(0x205));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k2M);
+    CHECK(leaf->pfn == *r.m->process().anon_page(Hva(0x7f0000205000)));
+    CHECK(r.m->process().stats().thp_allocated == 1);
+    // The whole 2M frame is mapped: a neighbouring page needs no second fault.
+    CHECK(r.touch(0x3ff000, false) == cpu::NpfAction::retry);
+    CHECK(r.m->exits().npf == 1);
+    auto fp = r.m->fault_paths();
+    REQUIRE(fp.count("npf.shared.2M"));
+    bool zeroed = false;
+    for (auto& [name, c] : fp.at("npf.shared.2M").steps) zeroed |= name == "zero_2m";
+    CHECK(zeroed);
+
+    // A slot whose userspace_addr is not congruent with its gpa modulo 2M can only be
+    // mapped at 4K, huge page or not (lpage_info disallow).
+    Rig m(R"({"vm": {"vcpus": 1, "guest_paging": "none",
+        "memslots": [{"slot": 0, "gpa": 0, "size": "64MiB", "userspace_addr": "0x7f0000001000"}]}, "steps": []})");
+    CHECK(m.touch(0x205000, true) == cpu::NpfAction::retry);
+    REQUIRE(m.m->x86()->tdp().lookup(Gfn(0x205)));
+    CHECK(m.m->x86()->tdp().lookup(Gfn(0x205))->level == PgLevel::k4K);
 }
 
 TEST_CASE("an access outside every memslot is emulated MMIO", "[fault]") {
