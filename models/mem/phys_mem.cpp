@@ -6,32 +6,58 @@
 
 namespace hvsim {
 
+namespace {
+constexpr uint64_t kMaxPfn = 1ull << 40;  // 52-bit physical addresses
+
+// One read-only page per byte value, shared by every uniform page.
+struct UniformTable {
+    alignas(64) uint8_t bytes[256][kPageSize];
+    UniformTable() {
+        for (int v = 0; v < 256; ++v) std::memset(bytes[v], v, kPageSize);
+    }
+};
+const UniformTable& uniform_table() {
+    static const UniformTable t;
+    return t;
+}
+}  // namespace
+
 PhysMem::PhysMem() = default;
 PhysMem::~PhysMem() = default;
 
-namespace {
-constexpr uint64_t kMaxPfn = 1ull << 40;  // 52-bit physical addresses
+PhysMem::Leaf::~Leaf() {
+    for (Page* pg : p)
+        if (pg && !shared(pg)) delete pg;
 }
 
-uint8_t* PhysMem::page(Pfn pfn) {
+bool PhysMem::shared(const Page* pg) {
+    const auto* b = reinterpret_cast<const uint8_t*>(pg);
+    const auto* lo = &uniform_table().bytes[0][0];
+    return b >= lo && b < lo + sizeof(UniformTable::bytes);
+}
+
+PhysMem::Page** PhysMem::slot(Pfn pfn, bool create) {
     const uint64_t f = pfn.raw();
     if (f >= kMaxPfn) throw std::out_of_range("physical address beyond 52 bits");
     auto& m1 = root_[(f >> 30) & (kFan - 1)];
-    if (!m1) m1 = std::make_unique<Mid1>();
-    auto& m2 = m1->p[(f >> 20) & (kFan - 1)];
-    if (!m2) m2 = std::make_unique<Mid2>();
-    auto& lf = m2->p[(f >> 10) & (kFan - 1)];
-    if (!lf) lf = std::make_unique<Leaf>();
-    auto& pg = lf->p[f & (kFan - 1)];
-    if (!pg) {
-        pg = std::make_unique<Page>();
-        pg->b.fill(0);
-        ++resident_;
+    if (!m1) {
+        if (!create) return nullptr;
+        m1 = std::make_unique<Mid1>();
     }
-    return pg->b.data();
+    auto& m2 = m1->p[(f >> 20) & (kFan - 1)];
+    if (!m2) {
+        if (!create) return nullptr;
+        m2 = std::make_unique<Mid2>();
+    }
+    auto& lf = m2->p[(f >> 10) & (kFan - 1)];
+    if (!lf) {
+        if (!create) return nullptr;
+        lf = std::make_unique<Leaf>();
+    }
+    return &lf->p[f & (kFan - 1)];
 }
 
-const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
+PhysMem::Page* const* PhysMem::slot_if_present(Pfn pfn) const {
     const uint64_t f = pfn.raw();
     if (f >= kMaxPfn) return nullptr;
     const auto& m1 = root_[(f >> 30) & (kFan - 1)];
@@ -40,24 +66,57 @@ const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
     if (!m2) return nullptr;
     const auto& lf = m2->p[(f >> 10) & (kFan - 1)];
     if (!lf) return nullptr;
-    const auto& pg = lf->p[f & (kFan - 1)];
-    return pg ? pg->b.data() : nullptr;
+    return &lf->p[f & (kFan - 1)];
+}
+
+uint8_t* PhysMem::page(Pfn pfn) {
+    Page*& pg = *slot(pfn, true);
+    if (!pg) {
+        pg = new Page;
+        pg->b.fill(0);
+        ++resident_;
+    } else if (shared(pg)) {
+        // Copy on write from the shared uniform page.
+        Page* own = new Page;
+        std::memcpy(own->b.data(), pg->b.data(), kPageSize);
+        pg = own;
+        --uniform_;
+        ++resident_;
+    }
+    return pg->b.data();
+}
+
+const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
+    Page* const* s = slot_if_present(pfn);
+    return s && *s ? (*s)->b.data() : nullptr;
+}
+
+bool PhysMem::is_uniform(Pfn pfn) const {
+    Page* const* s = slot_if_present(pfn);
+    return s && *s && shared(*s);
+}
+
+void PhysMem::maybe_share(Page*& pg) {
+    const uint8_t v = pg->b[0];
+    const uint8_t* b = pg->b.data();
+    // Compare the page with itself shifted by one byte: equal iff every byte is v.
+    if (b[kPageSize - 1] != v || std::memcmp(b, b + 1, kPageSize - 1) != 0) return;
+    delete pg;
+    pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[v]));
+    --resident_;
+    ++uniform_;
 }
 
 void PhysMem::discard(Pfn pfn) {
-    const uint64_t f = pfn.raw();
-    if (f >= kMaxPfn) return;
-    auto& m1 = root_[(f >> 30) & (kFan - 1)];
-    if (!m1) return;
-    auto& m2 = m1->p[(f >> 20) & (kFan - 1)];
-    if (!m2) return;
-    auto& lf = m2->p[(f >> 10) & (kFan - 1)];
-    if (!lf) return;
-    auto& pg = lf->p[f & (kFan - 1)];
-    if (pg) {
-        pg.reset();
+    Page** s = pfn.raw() < kMaxPfn ? slot(pfn, false) : nullptr;
+    if (!s || !*s) return;
+    if (shared(*s)) {
+        --uniform_;
+    } else {
+        delete *s;
         --resident_;
     }
+    *s = nullptr;
 }
 
 uint64_t PhysMem::read64(Hpa a) const {
@@ -92,6 +151,7 @@ void PhysMem::write(Hpa a, const void* src, size_t n) {
         const size_t off = addr & kPageMask;
         const size_t chunk = std::min<size_t>(n, kPageSize - off);
         std::memcpy(page(Pfn(addr >> kPageShift)) + off, in, chunk);
+        if (off + chunk == kPageSize) maybe_share(*slot(Pfn(addr >> kPageShift), false));
         in += chunk; addr += chunk; n -= chunk;
     }
 }
@@ -101,9 +161,25 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
     while (n) {
         const size_t off = addr & kPageMask;
         const size_t chunk = std::min<size_t>(n, kPageSize - off);
-        // Zero-filling a page that was never touched changes nothing observable.
-        if (byte != 0 || present(Pfn(addr >> kPageShift)))
-            std::memset(page(Pfn(addr >> kPageShift)) + off, byte, chunk);
+        const Pfn pfn(addr >> kPageShift);
+        Page** s = slot(pfn, true);
+        Page*& pg = *s;
+        if (chunk == kPageSize) {
+            // A whole page of one value: share the uniform copy.
+            if (!pg || !shared(pg) || pg->b[0] != byte) {
+                if (pg && !shared(pg)) { delete pg; --resident_; }
+                else if (pg) --uniform_;
+                pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[byte]));
+                ++uniform_;
+            }
+        } else if (!pg && byte == 0) {
+            // Zero-filling a page that was never touched changes nothing observable.
+        } else if (pg && shared(pg) && pg->b[0] == byte) {
+            // Already that value everywhere.
+        } else {
+            std::memset(page(pfn) + off, byte, chunk);
+            if (off + chunk == kPageSize) maybe_share(*s);
+        }
         addr += chunk; n -= chunk;
     }
 }

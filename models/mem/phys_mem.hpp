@@ -2,6 +2,11 @@
 // (written, or read through page()); untouched pages read as zero. Lookup is a
 // four-level radix over the 40-bit PFN so a table walk's reads cost a few loads,
 // not a hash probe.
+//
+// A page whose 4096 bytes are all one value (a guest's memset, a zeroed page, the
+// 0xab of a content policy) shares one read-only copy per byte value, like the kernel's
+// zero page: a guest with gigabytes touched by such stores costs pointers, not
+// gigabytes. Any write that breaks the pattern gives the page its own copy first.
 #pragma once
 
 #include <array>
@@ -20,7 +25,8 @@ public:
     PhysMem(const PhysMem&) = delete;
     PhysMem& operator=(const PhysMem&) = delete;
 
-    // The page's bytes, allocated (zero-filled) on first use.
+    // The page's bytes for writing, allocated (zero-filled) on first use; a shared
+    // uniform page gets its own copy first.
     uint8_t* page(Pfn pfn);
     // The page's bytes or nullptr when never touched (reads as zeros).
     const uint8_t* page_if_present(Pfn pfn) const;
@@ -35,17 +41,31 @@ public:
     void write(Hpa a, const void* src, size_t n);
     void fill(Hpa a, uint8_t byte, size_t n);
 
+    // Pages holding their own 4 KiB, and pages sharing a uniform copy.
     size_t pages_resident() const { return resident_; }
+    size_t pages_uniform() const { return uniform_; }
+    // Whether the page currently shares a uniform copy (tests, diagnostics).
+    bool is_uniform(Pfn pfn) const;
 
 private:
     static constexpr unsigned kBits = 10;
     static constexpr size_t kFan = size_t(1) << kBits;
     struct Page { alignas(64) std::array<uint8_t, kPageSize> b; };
-    struct Leaf { std::array<std::unique_ptr<Page>, kFan> p; };
+    // Owned pages, or pointers into the shared uniform table (never freed per page).
+    struct Leaf {
+        std::array<Page*, kFan> p{};
+        ~Leaf();
+    };
+    Page** slot(Pfn pfn, bool create);
+    Page* const* slot_if_present(Pfn pfn) const;
+    static bool shared(const Page* pg);
+    // After a store that reached the end of a page: share it if it became uniform.
+    void maybe_share(Page*& pg);
     struct Mid2 { std::array<std::unique_ptr<Leaf>, kFan> p; };
     struct Mid1 { std::array<std::unique_ptr<Mid2>, kFan> p; };
     std::array<std::unique_ptr<Mid1>, kFan> root_;
     size_t resident_ = 0;
+    size_t uniform_ = 0;
 };
 
 }  // namespace hvsim
