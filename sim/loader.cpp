@@ -770,9 +770,10 @@ private:
         if (auto* v = opt(a, "count")) x.count = uint_value(*v, p + "/count", UINT64_MAX);
         if (auto* v = opt(a, "private")) x.is_private = bool_value(*v, p + "/private");
         if (auto* v = opt(a, "width")) {
-            // scn::Access::width: a power of two up to a cache line; absent = the runner's default.
-            const std::string what = "bytes per access: 1, 2, 4, 8, 16, 32 or 64";
-            const uint64_t w = uint_value(*v, p + "/width", 64, what);
+            // scn::Access::width: a power of two up to a page (above a cache line: a string
+            // store such as clear_page()); absent = the runner's default.
+            const std::string what = "bytes per access: a power of two from 1 to 4096";
+            const uint64_t w = uint_value(*v, p + "/width", 4096, what);
             if (!std::has_single_bit(w)) expected(p + "/width", what, describe(*v));
             x.width = unsigned(w);
         }

@@ -49,7 +49,7 @@ void Vcpu::post_hypercall(const HypercallSpec& h) {
 }
 
 Cycles Vcpu::cycles_now() const {
-    return (sc_core::sc_time_stamp() + qk_.get_local_time()).value() / cfg_.period_ps;
+    return (sc_core::sc_time_stamp() + qk_.get_local_time()).value() / cfg_.period_ps + pending_;
 }
 
 void Vcpu::thread() {
@@ -65,7 +65,7 @@ void Vcpu::thread() {
             if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
                 result_.stopped = true;
         }
-        qk_.sync();
+        sync_now();
         kind_ = Kind::none;
         busy_ = false;
         done_.notify(sc_core::SC_ZERO_TIME);
@@ -74,7 +74,7 @@ void Vcpu::thread() {
 
 void Vcpu::charge(std::string_view, Cycles c) { add_cycles(c); }
 
-void Vcpu::sync() { qk_.sync(); }
+void Vcpu::sync() { sync_now(); }
 
 std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, bool enc, bool gpa_only,
                                                     bool* emulated) {
@@ -84,7 +84,7 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
                                                  cfg_.id, va.raw(), kMaxFaultRetries));
         // A fault that keeps retrying (an invalidation in progress on another thread)
         // must let simulated time reach the other thread, as a real vCPU's re-entries do.
-        if (tries && qk_.need_sync()) qk_.sync();
+        if (tries) maybe_sync();
         mmu::TranslateResult r = gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc) : mmu_.translate(va, at, enc);
         add_cycles(r.cycles);
         switch (r.status) {
@@ -115,9 +115,16 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
 bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
     const auto at = a.write ? mmu::AccessType::write : mmu::AccessType::read;
     bool emulated = false;
-    auto tr = translate(Gva(addr), at, a.enc, false, &emulated);
-    if (!tr) return false;
-    const Hpa hpa = tr->hpa;
+    Hpa hpa;
+    Cycles tc = 0;
+    // The L1-TLB hit path needs no fault loop and no result record.
+    if (mmu_.try_hit(Gva(addr), at, &hpa, &tc)) {
+        add_cycles(tc);
+    } else {
+        auto tr = translate(Gva(addr), at, a.enc, false, &emulated);
+        if (!tr) return false;
+        hpa = tr->hpa;
+    }
     if (emulated) {
         // MMIO with no device model behind it: reads return all-ones, writes vanish.
         ++stats_.mmio_accesses;
@@ -142,9 +149,11 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
     ++stats_.accesses;
     ++result_.accesses;
     if ((stats_.accesses & 0xfff) == 0) progress_.fetch_add(0x1000, std::memory_order_relaxed);
-    add_cycles(cfg_.data_access_cycles);
-    stats_.data_cycles += cfg_.data_access_cycles;
-    if (qk_.need_sync()) qk_.sync();
+    // A store wider than a line (a string store) costs one data access per line.
+    const Cycles dc = cfg_.data_access_cycles * std::max<Cycles>(1, width / 64);
+    add_cycles(dc);
+    stats_.data_cycles += dc;
+    maybe_sync();
     return true;
 }
 

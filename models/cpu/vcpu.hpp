@@ -118,7 +118,25 @@ private:
     bool write_gpa64(Gpa a, uint64_t v, ExecContext& ctx) override;
     bool zero_gpa_page(Gpa page, ExecContext& ctx) override;
 
-    void add_cycles(Cycles c) { qk_.inc(sc_core::sc_time::from_value(c * cfg_.period_ps)); }
+    // Cycles are added to a plain counter and handed to the quantum keeper in batches:
+    // the hot loop then costs an integer add, and time is exact at every sync point.
+    void add_cycles(Cycles c) { pending_ += c; }
+    void flush_time() {
+        if (pending_) {
+            qk_.inc(sc_core::sc_time::from_value(pending_ * cfg_.period_ps));
+            pending_ = 0;
+        }
+    }
+    void sync_now() {
+        flush_time();
+        qk_.sync();
+    }
+    void maybe_sync() {
+        if (pending_ < kBatchCycles) return;
+        flush_time();
+        if (qk_.need_sync()) qk_.sync();
+    }
+    static constexpr Cycles kBatchCycles = 1024;
 
     VcpuConfig cfg_;
     mmu::Mmu& mmu_;
@@ -126,6 +144,7 @@ private:
     GuestOs* guest_;
     VcpuHost& host_;
     tlm_utils::tlm_quantumkeeper qk_;
+    Cycles pending_ = 0;
     sc_core::sc_event work_ev_, done_;
     enum class Kind : uint8_t { none, access, hypercall } kind_ = Kind::none;
     AccessSpec access_;

@@ -80,6 +80,7 @@ uint8_t* PhysMem::page(Pfn pfn) {
         Page* own = new Page;
         std::memcpy(own->b.data(), pg->b.data(), kPageSize);
         pg = own;
+        forget(pfn.raw());
         --uniform_;
         ++resident_;
     }
@@ -87,8 +88,13 @@ uint8_t* PhysMem::page(Pfn pfn) {
 }
 
 const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
+    auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
+    if (e.pfn == pfn.raw()) return e.page->b.data();
     Page* const* s = slot_if_present(pfn);
-    return s && *s ? (*s)->b.data() : nullptr;
+    if (!s || !*s) return nullptr;
+    e.pfn = pfn.raw();
+    e.page = *s;
+    return (*s)->b.data();
 }
 
 bool PhysMem::is_uniform(Pfn pfn) const {
@@ -96,13 +102,14 @@ bool PhysMem::is_uniform(Pfn pfn) const {
     return s && *s && shared(*s);
 }
 
-void PhysMem::maybe_share(Page*& pg) {
+void PhysMem::maybe_share(Page*& pg, uint64_t pfn) {
     const uint8_t v = pg->b[0];
     const uint8_t* b = pg->b.data();
     // Compare the page with itself shifted by one byte: equal iff every byte is v.
     if (b[kPageSize - 1] != v || std::memcmp(b, b + 1, kPageSize - 1) != 0) return;
     delete pg;
     pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[v]));
+    forget(pfn);
     --resident_;
     ++uniform_;
 }
@@ -117,6 +124,7 @@ void PhysMem::discard(Pfn pfn) {
         --resident_;
     }
     *s = nullptr;
+    forget(pfn.raw());
 }
 
 uint64_t PhysMem::read64(Hpa a) const {
@@ -151,7 +159,7 @@ void PhysMem::write(Hpa a, const void* src, size_t n) {
         const size_t off = addr & kPageMask;
         const size_t chunk = std::min<size_t>(n, kPageSize - off);
         std::memcpy(page(Pfn(addr >> kPageShift)) + off, in, chunk);
-        if (off + chunk == kPageSize) maybe_share(*slot(Pfn(addr >> kPageShift), false));
+        if (off + chunk == kPageSize) maybe_share(*slot(Pfn(addr >> kPageShift), false), addr >> kPageShift);
         in += chunk; addr += chunk; n -= chunk;
     }
 }
@@ -170,6 +178,7 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
                 if (pg && !shared(pg)) { delete pg; --resident_; }
                 else if (pg) --uniform_;
                 pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[byte]));
+                forget(pfn.raw());
                 ++uniform_;
             }
         } else if (!pg && byte == 0) {
@@ -178,7 +187,7 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
             // Already that value everywhere.
         } else {
             std::memset(page(pfn) + off, byte, chunk);
-            if (off + chunk == kPageSize) maybe_share(*s);
+            if (off + chunk == kPageSize) maybe_share(*s, pfn.raw());
         }
         addr += chunk; n -= chunk;
     }

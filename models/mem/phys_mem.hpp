@@ -57,10 +57,23 @@ private:
         ~Leaf();
     };
     Page** slot(Pfn pfn, bool create);
+    // A small direct-mapped cache of recent lookups in front of the radix: a walk's
+    // reads hit a handful of table pages over and over. An entry is dropped whenever
+    // its page's pointer changes (discard, copy on write, sharing).
+    struct Lookaside {
+        uint64_t pfn = ~0ull;
+        Page* page = nullptr;
+    };
+    static constexpr size_t kLookaside = 512;
+    mutable std::array<Lookaside, kLookaside> lookaside_{};
+    void forget(uint64_t pfn) {
+        auto& e = lookaside_[pfn & (kLookaside - 1)];
+        if (e.pfn == pfn) e.pfn = ~0ull;
+    }
     Page* const* slot_if_present(Pfn pfn) const;
     static bool shared(const Page* pg);
     // After a store that reached the end of a page: share it if it became uniform.
-    void maybe_share(Page*& pg);
+    void maybe_share(Page*& pg, uint64_t pfn);
     struct Mid2 { std::array<std::unique_ptr<Leaf>, kFan> p; };
     struct Mid1 { std::array<std::unique_ptr<Mid2>, kFan> p; };
     std::array<std::unique_ptr<Mid1>, kFan> root_;

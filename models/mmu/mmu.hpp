@@ -135,6 +135,9 @@ public:
     // TLB (L1, then L2), then the 2D walk. Throws std::out_of_range for a non-canonical
     // gVA or a gPA beyond the nested tables' reach (never produced by a correct guest/KVM).
     inline TranslateResult translate(Gva va, AccessType at, bool enc);
+    // The hit path alone: true (with the host address and hit latency) when the last
+    // L1 entry used covers va and allows the access; false means call translate().
+    inline bool try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles);
     // Nested dimension only, through the nested TLB (the guest kernel writing its own
     // page tables at known gPAs). Faults report GUEST_FINAL; page_size is the nested
     // TLB's 4K granule.
@@ -247,6 +250,18 @@ inline TranslateResult Mmu::hit_result(uint64_t hpa, PgLevel s, bool writable, C
 
 // Hit path: one compare against the most recently used L1 entry. It is the LRU
 // head already, so skipping the LRU update leaves the replacement order exact.
+inline bool Mmu::try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles) {
+    const uint64_t v = va.raw();
+    if ((v & mru_.vmask) == mru_.vbase && (mru_.allow >> unsigned(at)) & 1u) {
+        ++stats_.accesses;
+        ++stats_.l1_hits;
+        *hpa = Hpa(mru_.hbase | (v & ~mru_.vmask));
+        *cycles = cfg_.l1.hit_cycles;
+        return true;
+    }
+    return false;
+}
+
 inline TranslateResult Mmu::translate(Gva va, AccessType at, bool enc) {
     const uint64_t v = va.raw();
     if ((v & mru_.vmask) == mru_.vbase && (mru_.allow >> unsigned(at)) & 1u) {

@@ -344,9 +344,9 @@ TEST_CASE("wrong types", "[loader][errors]") {
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64, "private": "yes"}})")) ==
           "t.json: /steps/0/access/private: expected true or false, got \"yes\"");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64, "width": 3}})")) ==
-          "t.json: /steps/0/access/width: expected bytes per access: 1, 2, 4, 8, 16, 32 or 64, got 3");
-    CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64, "width": 128}})")) ==
-          "t.json: /steps/0/access/width: expected bytes per access: 1, 2, 4, 8, 16, 32 or 64, got 128");
+          "t.json: /steps/0/access/width: expected bytes per access: a power of two from 1 to 4096, got 3");
+    CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64, "width": 8192}})")) ==
+          "t.json: /steps/0/access/width: expected bytes per access: a power of two from 1 to 4096, got 8192");
     CHECK(error_of(with_steps(R"({"host": {"write": {"guest_memfd": "g0", "size": 1, "value": 256}}})")) ==
           "t.json: /steps/0/host/write/value: expected a byte value 0..255 (integer or \"0x..\" hex string), got 256");
     CHECK(error_of(with_steps(R"({"close": "kvm"})")) ==

@@ -5,14 +5,19 @@
 //   tlb-hit   a 64 KiB working set read over and over: every access hits the L1 TLB.
 //   walk      random reads over 4 GiB mapped with 4K pages on both dimensions: nearly
 //             every access misses both TLBs and does a two-dimensional walk.
-//   fault     first touch of 256 MiB: every 4 KiB page takes an NPF through KVM.
-//   convert   a 64 GiB shared->private->shared conversion on a sw_protected VM with a
-//             few pages touched: host time follows the pages, not the size.
+//   fault     first touch of 256 MiB with 4K host pages and no guest paging: every page
+//             takes an NPF through KVM (GUP, page allocation, TDP MMU map).
+//   convert   a 64 GiB shared->private->shared conversion (per-VM attributes) on a
+//             sw_protected VM with 16 MiB touched: host time follows the pages, not the size.
+//   scale     a 1 TiB sw_protected guest (in-place conversion) with 4 GiB of private memory
+//             touched by page-sized stores, then 64 GiB converted to shared and back:
+//             peak host memory and the conversion's host time.
 //
 // SystemC elaborates once per process, so each workload runs in a child process.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <systemc>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,7 +47,8 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read"}}}}
           ]}})", slot1g, n);
     if (w == "fault")
-        return fmt::format(R"({{"name": "bench-fault", "vm": {{"vcpus": 1, "memslots": [{}]}},
+        return fmt::format(R"({{"name": "bench-fault", "params": {{"host.thp": false}},
+          "vm": {{"vcpus": 1, "guest_paging": "none", "memslots": [{}]}},
           "steps": [
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "4KiB", "op": "read"}}}},
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "{}", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 7}}}}
@@ -58,6 +64,17 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {"ioctl": {"set_memory_attributes": {"gpa": 0, "size": "64GiB", "attributes": ["private"]}}},
             {"ioctl": {"set_memory_attributes": {"gpa": 0, "size": "64GiB", "attributes": []}}}
           ]})";
+    if (w == "scale")
+        return R"({"name": "bench-scale",
+          "vm": {"type": "sw_protected", "vcpus": 1, "guest_paging": "none",
+                 "guest_memfd": [{"id": "g0", "size": "1TiB"}],
+                 "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "1TiB",
+                               "userspace_addr": "0x10000000000", "guest_memfd": "g0"}]},
+          "steps": [
+            {"vcpu": 0, "access": {"gpa": 0, "size": "4GiB", "width": 4096, "op": "write", "value": 7, "private": true}},
+            {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": [], "content_policy": "zero"}}},
+            {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": ["private"], "content_policy": "preserve"}}}
+          ]})";
     throw std::invalid_argument("unknown workload " + w);
 }
 
@@ -72,6 +89,17 @@ int run_workload(const std::string& w, uint64_t n) {
         return 1;
     }
     const auto& steps = out.results.at("steps");
+    if (w == "scale") {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        const auto& m = out.results.at("metrics");
+        fmt::print("{:<8} 1 TiB guest, {} GiB touched ({} private faults in {:.2f} s): peak host RSS {:.0f} MiB; "
+                   "64 GiB to shared {:.1f} ms, back to private {:.1f} ms ({} SPTEs zapped)\n",
+                   w, m.at("gmem.pages.allocated").get<uint64_t>() >> 18, m.at("faults.private").get<uint64_t>(),
+                   out.step_wall_s[0], double(ru.ru_maxrss) / 1024.0, out.step_wall_s[1] * 1e3,
+                   out.step_wall_s[2] * 1e3, m.at("mmu.sptes.zapped").get<uint64_t>());
+        return 0;
+    }
     if (w == "convert") {
         const double secs = out.step_wall_s[1] + out.step_wall_s[2];
         fmt::print("{:<8} 2 conversions of 64 GiB ({} pages touched): {:.3f} ms host, {} invalidations\n", w,
@@ -91,9 +119,9 @@ int run_workload(const std::string& w, uint64_t n) {
 
 int sc_main(int argc, char* argv[]) {
     CLI::App app{"hvsim-bench: simulated accesses per host second"};
-    std::vector<std::string> workloads{"tlb-hit", "walk", "fault", "convert"};
+    std::vector<std::string> workloads{"tlb-hit", "walk", "fault", "convert", "scale"};
     uint64_t scale = 100;
-    app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert");
+    app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert, scale");
     app.add_option("--scale", scale, "Percent of the default access counts (callgrind runs use ~1)");
     CLI11_PARSE(app, argc, argv);
     int rc = 0;
@@ -102,7 +130,11 @@ int sc_main(int argc, char* argv[]) {
         n = std::max<uint64_t>(1, n * scale / 100);
         std::fflush(stdout);
         const pid_t pid = fork();
-        if (pid == 0) _exit(run_workload(w, n));
+        if (pid == 0) {
+            const int r = run_workload(w, n);
+            std::fflush(stdout);
+            _exit(r);
+        }
         int status = 0;
         waitpid(pid, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status)) rc = 1;
