@@ -283,11 +283,11 @@ void GuestMemfd::invalidate_end(MmuInvalidation& inv, uint64_t start, uint64_t e
 int GuestMemfd::kvm_gmem_fallocate(int mode, uint64_t offset, uint64_t len, ExecContext& ctx) {
     using namespace uapi;
     // Mode before alignment: only KEEP_SIZE and KEEP_SIZE|PUNCH_HOLE.
-    if (!(mode & FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
-    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return -EOPNOTSUPP;
+    if (!(mode & uapi::falloc::KEEP_SIZE)) return -EOPNOTSUPP;
+    if (mode & ~(uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE)) return -EOPNOTSUPP;
     if ((offset & kPageMask) || (len & kPageMask)) return -EINVAL;
     if (kvm_) ++kvm_->stats().gmem_fallocate;
-    if (mode & FALLOC_FL_PUNCH_HOLE) return kvm_gmem_punch_hole(offset, len, ctx);
+    if (mode & uapi::falloc::PUNCH_HOLE) return kvm_gmem_punch_hole(offset, len, ctx);
     return kvm_gmem_allocate(offset, len, ctx);
 }
 

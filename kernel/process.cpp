@@ -192,20 +192,20 @@ int VmmProcess::fallocate(int fd, int mode, uint64_t offset, uint64_t len, ExecC
     // vfs_fallocate(): argument and mode checks common to every file.
     if (int64_t(offset) < 0 || int64_t(len) <= 0) return -EINVAL;
     constexpr int kWriteZeroes = 0x80;
-    constexpr int kModeMask = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |
-                              FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | kWriteZeroes;
-    if (mode & ~(kModeMask | FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
+    constexpr int kModeMask = uapi::falloc::PUNCH_HOLE | uapi::falloc::COLLAPSE_RANGE | uapi::falloc::ZERO_RANGE |
+                              uapi::falloc::INSERT_RANGE | uapi::falloc::UNSHARE_RANGE | kWriteZeroes;
+    if (mode & ~(kModeMask | uapi::falloc::KEEP_SIZE)) return -EOPNOTSUPP;
     switch (mode & kModeMask) {
     case 0:
-    case FALLOC_FL_UNSHARE_RANGE:
-    case FALLOC_FL_ZERO_RANGE: break;
-    case FALLOC_FL_PUNCH_HOLE:
-        if (!(mode & FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;
+    case uapi::falloc::UNSHARE_RANGE:
+    case uapi::falloc::ZERO_RANGE: break;
+    case uapi::falloc::PUNCH_HOLE:
+        if (!(mode & uapi::falloc::KEEP_SIZE)) return -EOPNOTSUPP;
         break;
-    case FALLOC_FL_COLLAPSE_RANGE:
-    case FALLOC_FL_INSERT_RANGE:
+    case uapi::falloc::COLLAPSE_RANGE:
+    case uapi::falloc::INSERT_RANGE:
     case kWriteZeroes:
-        if (mode & FALLOC_FL_KEEP_SIZE) return -EOPNOTSUPP;
+        if (mode & uapi::falloc::KEEP_SIZE) return -EOPNOTSUPP;
         break;
     default: return -EOPNOTSUPP;
     }

@@ -60,13 +60,16 @@ struct kvm_create_guest_memfd {
 };
 static_assert(sizeof(kvm_create_guest_memfd) == 64);
 
-// fallocate(2) modes (include/uapi/linux/falloc.h)
-inline constexpr int FALLOC_FL_KEEP_SIZE = 0x01;
-inline constexpr int FALLOC_FL_PUNCH_HOLE = 0x02;
-inline constexpr int FALLOC_FL_COLLAPSE_RANGE = 0x08;
-inline constexpr int FALLOC_FL_ZERO_RANGE = 0x10;
-inline constexpr int FALLOC_FL_INSERT_RANGE = 0x20;
-inline constexpr int FALLOC_FL_UNSHARE_RANGE = 0x40;
+// fallocate(2) modes (include/uapi/linux/falloc.h), in a namespace of their own: the
+// libc headers define FALLOC_FL_* as macros.
+namespace falloc {
+inline constexpr int KEEP_SIZE = 0x01;
+inline constexpr int PUNCH_HOLE = 0x02;
+inline constexpr int COLLAPSE_RANGE = 0x08;
+inline constexpr int ZERO_RANGE = 0x10;
+inline constexpr int INSERT_RANGE = 0x20;
+inline constexpr int UNSHARE_RANGE = 0x40;
+}  // namespace falloc
 
 // ---- memory attributes ----
 inline constexpr uint64_t KVM_MEMORY_ATTRIBUTE_PRIVATE = 1ull << 3;

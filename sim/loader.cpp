@@ -32,12 +32,12 @@ const FlagTable kMemslotFlags = {{"log_dirty_pages", uapi::KVM_MEM_LOG_DIRTY_PAG
                                  {"readonly", uapi::KVM_MEM_READONLY},
                                  {"guest_memfd", uapi::KVM_MEM_GUEST_MEMFD}};
 const FlagTable kAttributes = {{"private", uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE}};
-const FlagTable kFallocModes = {{"keep_size", uapi::FALLOC_FL_KEEP_SIZE},
-                                {"punch_hole", uapi::FALLOC_FL_PUNCH_HOLE},
-                                {"collapse_range", uapi::FALLOC_FL_COLLAPSE_RANGE},
-                                {"zero_range", uapi::FALLOC_FL_ZERO_RANGE},
-                                {"insert_range", uapi::FALLOC_FL_INSERT_RANGE},
-                                {"unshare_range", uapi::FALLOC_FL_UNSHARE_RANGE}};
+const FlagTable kFallocModes = {{"keep_size", uapi::falloc::KEEP_SIZE},
+                                {"punch_hole", uapi::falloc::PUNCH_HOLE},
+                                {"collapse_range", uapi::falloc::COLLAPSE_RANGE},
+                                {"zero_range", uapi::falloc::ZERO_RANGE},
+                                {"insert_range", uapi::falloc::INSERT_RANGE},
+                                {"unshare_range", uapi::falloc::UNSHARE_RANGE}};
 const FlagTable kExitFlags = {{"private", uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE}};
 const FlagTable kNoFlags = {};
 
@@ -927,7 +927,8 @@ json parse_json(const std::string& text, const std::string& file) {
 const std::vector<std::string>& known_errno_names() {
     static const std::vector<std::string> v = {"EINVAL", "EEXIST", "EFAULT", "EAGAIN", "ENOMEM",    "EOPNOTSUPP", "ENOTTY",
                                                "ENODEV", "EBADF",  "ENOENT", "EIO",    "EINTR",     "ESPIPE",     "EPERM",
-                                               "E2BIG",  "ENOSPC", "EHWPOISON", "ENXIO", "EACCES", "EBUSY"};
+                                               "E2BIG",  "ENOSPC", "EHWPOISON", "ENXIO", "EACCES", "EBUSY",
+                                               "ENOSYS", "EFBIG",  "EISDIR", "ETXTBSY"};
     return v;
 }
 

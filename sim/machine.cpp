@@ -513,7 +513,7 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
                 if (fd < 0) return;
                 const Gfn cs = std::max(start, s.base_gfn), ce = std::min(end, s.end_gfn());
                 const uint64_t off = (s.gmem.pgoff + (cs - s.base_gfn)) << kPageShift;
-                proc_->fallocate(fd, uapi::FALLOC_FL_KEEP_SIZE | uapi::FALLOC_FL_PUNCH_HOLE, off,
+                proc_->fallocate(fd, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, off,
                                  (ce - cs) << kPageShift, cctx);
             });
         }

@@ -2,8 +2,6 @@
 // Runs in-process; every fd and mapping a run creates is released before it returns.
 #include "sim/realkvm.hpp"
 
-// kernel/uapi.hpp declares FALLOC_FL_* as constants; <fcntl.h> (with _GNU_SOURCE) defines
-// them as macros, so the project headers come first and this file never names them.
 #include "kernel/uapi.hpp"
 #include "sim/errno_names.hpp"
 #include "sim/kvm_linux_uapi.hpp"

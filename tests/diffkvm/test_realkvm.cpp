@@ -109,7 +109,7 @@ scn::Step check_ext(int64_t nr, bool vm_scope) {
     return step(c);
 }
 
-constexpr int KEEP = ua::FALLOC_FL_KEEP_SIZE, PUNCH = ua::FALLOC_FL_PUNCH_HOLE;
+constexpr int KEEP = ua::falloc::KEEP_SIZE, PUNCH = ua::falloc::PUNCH_HOLE;
 constexpr uint64_t MMAP = ua::GUEST_MEMFD_FLAG_MMAP, SHARED = ua::GUEST_MEMFD_FLAG_INIT_SHARED;
 constexpr uint32_t GMEM = ua::KVM_MEM_GUEST_MEMFD;
 

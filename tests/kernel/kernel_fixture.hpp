@@ -114,7 +114,7 @@ struct Env {
     }
     int fallocate(int fd, int mode, uint64_t off, uint64_t len) { return proc->fallocate(fd, mode, off, len, ctx); }
     int punch(int fd, uint64_t off, uint64_t len) {
-        return fallocate(fd, uapi::FALLOC_FL_KEEP_SIZE | uapi::FALLOC_FL_PUNCH_HOLE, off, len);
+        return fallocate(fd, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, off, len);
     }
     int set_attrs(uint64_t gpa, uint64_t size, uint64_t attrs, uint64_t flags = 0) {
         uapi::kvm_memory_attributes a{gpa, size, attrs, flags};

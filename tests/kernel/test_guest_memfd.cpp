@@ -7,7 +7,7 @@ using namespace hvsim::kvm;
 using namespace hvsim::kvm::test;
 using namespace hvsim::uapi;
 
-static constexpr int KEEP = FALLOC_FL_KEEP_SIZE, PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+static constexpr int KEEP = uapi::falloc::KEEP_SIZE, PUNCH = uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE;
 
 TEST_CASE("guest_memfd: create validates flags and size, fds are numbered in order", "[gmem]") {
     Env e;
@@ -44,11 +44,11 @@ TEST_CASE("guest_memfd: fallocate modes, alignment and bounds", "[gmem]") {
     const int g = e.gmem(4 * 4096);
     REQUIRE(e.fallocate(g, 0, 0, 4096) == -EOPNOTSUPP);                     // no KEEP_SIZE
     REQUIRE(e.fallocate(g, 0, 1, 4096) == -EOPNOTSUPP);                     // mode before alignment
-    REQUIRE(e.fallocate(g, FALLOC_FL_PUNCH_HOLE, 0, 4096) == -EOPNOTSUPP);
-    REQUIRE(e.fallocate(g, KEEP | FALLOC_FL_ZERO_RANGE, 0, 4096) == -EOPNOTSUPP);
-    REQUIRE(e.fallocate(g, KEEP | FALLOC_FL_COLLAPSE_RANGE, 0, 4096) == -EOPNOTSUPP);
-    REQUIRE(e.fallocate(g, KEEP | FALLOC_FL_INSERT_RANGE, 0, 4096) == -EOPNOTSUPP);
-    REQUIRE(e.fallocate(g, KEEP | FALLOC_FL_UNSHARE_RANGE, 0, 4096) == -EOPNOTSUPP);
+    REQUIRE(e.fallocate(g, uapi::falloc::PUNCH_HOLE, 0, 4096) == -EOPNOTSUPP);
+    REQUIRE(e.fallocate(g, KEEP | uapi::falloc::ZERO_RANGE, 0, 4096) == -EOPNOTSUPP);
+    REQUIRE(e.fallocate(g, KEEP | uapi::falloc::COLLAPSE_RANGE, 0, 4096) == -EOPNOTSUPP);
+    REQUIRE(e.fallocate(g, KEEP | uapi::falloc::INSERT_RANGE, 0, 4096) == -EOPNOTSUPP);
+    REQUIRE(e.fallocate(g, KEEP | uapi::falloc::UNSHARE_RANGE, 0, 4096) == -EOPNOTSUPP);
     REQUIRE(e.fallocate(g, KEEP | 0x100, 0, 4096) == -EOPNOTSUPP);
     REQUIRE(e.fallocate(g, KEEP, 0, 0) == -EINVAL);                         // len 0
     REQUIRE(e.fallocate(g, 0, 0, 0) == -EINVAL);                            // len 0 wins over mode

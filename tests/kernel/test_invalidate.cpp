@@ -72,7 +72,7 @@ TEST_CASE("invalidate: a fault at the punch-hole lock boundary sees the invalida
         seen.emplace_back(k.mmu_invalidate_in_progress, k.mmu_invalidate_retry_gfn(seq, Gfn(0x405)),
                           k.mmu_invalidate_retry_gfn(seq, Gfn(0x410)));
     };
-    REQUIRE(e.proc->fallocate(g, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 20 * 4096, 2 * 4096, pc) == 0);
+    REQUIRE(e.proc->fallocate(g, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, 20 * 4096, 2 * 4096, pc) == 0);
     // Two boundaries (after unmap+flush, before end), both with the invalidation running:
     // gfns [0x404, 0x406) retry, others do not.
     REQUIRE(seen.size() == 2);

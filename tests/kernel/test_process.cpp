@@ -26,7 +26,7 @@ TEST_CASE("process: deterministic fd numbers and wrong-fd answers", "[process]")
     REQUIRE(e.proc->ioctl_set_user_memory_region2(8, {}, e.ctx) == -EBADF);
     REQUIRE(e.proc->ioctl_set_user_memory_region2(-1, {}, e.ctx) == -EBADF);
     REQUIRE(e.proc->ioctl_check_extension(6, uapi::KVM_CAP_GUEST_MEMFD, e.ctx) == -ENOTTY);
-    REQUIRE(e.proc->fallocate(7, FALLOC_FL_KEEP_SIZE, 0, 4096, e.ctx) == 0);   // memfd: fine
+    REQUIRE(e.proc->fallocate(7, uapi::falloc::KEEP_SIZE, 0, 4096, e.ctx) == 0);   // memfd: fine
 }
 
 TEST_CASE("process: anonymous memory is allocated on first write and reads zero before", "[process]") {
