@@ -14,6 +14,7 @@
 #include <map>
 #include <thread>
 
+#include "kernel/page_state_graph.hpp"
 #include "sim/diff_kvm.hpp"
 #include "sim/engine.hpp"
 #include "sim/loader.hpp"
@@ -327,6 +328,12 @@ int sc_main(int argc, char* argv[]) {
     diff->add_option("paths", dfiles, "Scenario files or directories")->required();
     diff->add_flag("-v,--verbose", dverbose, "Print every step, not only differences");
 
+    std::string arch = "generic";
+    auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
+    graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core (the SNP RMP, TDX "
+                                    "secure EPT and pKVM graphs come with their models)")
+        ->check(CLI::IsMember({"generic"}));
+
     std::string platform = "zen4-genoa";
     auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
     params->add_option("platform", platform, "Preset name");
@@ -343,6 +350,10 @@ int sc_main(int argc, char* argv[]) {
         if (*check) return cmd_check(cfiles, csets, junit, jobs);
         if (*diff) return diff_kvm_main(expand(dfiles), dverbose, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
+        if (*graph) {
+            std::cout << kvm::gmem_page_state_dot();
+            return 0;
+        }
     } catch (const LoadError& e) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
         return 2;

@@ -252,3 +252,19 @@ TEST_CASE("hypercall MAP_GPA_RANGE: guest-visible errors, and conversion through
     CHECK(e->reason == "hypercall");
     CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(1)));
 }
+
+TEST_CASE("pre_fault_memory without TDP and before any memslot: ENOSPC (found on Linux 6.18)", "[fault][prefault]") {
+    // kvm_mmu_reload() runs before the TDP check; shadow paging has no page budget
+    // until the first memslot commit (diff-kvm, scenarios/diff-kvm/prefault-no-memslot.json).
+    Rig r(R"({"vm": {"vcpus": 1, "guest_paging": "none"}, "steps": []})", {{"kvm.config.tdp", "false"}});
+    uapi::kvm_pre_fault_memory a{};
+    a.gpa = 0;
+    a.size = 0x1000;
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx) == -ENOSPC);
+    kvm::CycleCounter c;
+    uapi::kvm_userspace_memory_region2 m{};
+    m.memory_size = 0x200000;
+    m.userspace_addr = 0x7f0000000000;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), m, c) == 0);
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx) == -EOPNOTSUPP);
+}
