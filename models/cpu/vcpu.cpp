@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <stdexcept>
 
 namespace hvsim::cpu {
@@ -137,12 +138,28 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
         mem_.fill(hpa, a.value, width);
         ++stats_.writes;
     } else {
+        // Reads only need to know whether every byte equals the first one seen: compare
+        // eight bytes at a time, and stop looking once they differ.
         const uint8_t* p = mem_.page_if_present(hpa_to_pfn(hpa));
         const size_t off = hpa.raw() & kPageMask;
-        for (unsigned i = 0; i < width; ++i) {
-            const uint8_t b = p ? p[off + i] : 0;
-            if (!result_.byte0) result_.byte0 = b;
-            else if (b != *result_.byte0) result_.bytes_mixed = true;
+        if (!result_.byte0) result_.byte0 = p ? p[off] : 0;
+        if (!result_.bytes_mixed) {
+            const uint8_t b0 = *result_.byte0;
+            if (!p) {
+                result_.bytes_mixed = b0 != 0;
+            } else {
+                const uint64_t pat = 0x0101010101010101ull * b0;
+                unsigned i = 0;
+                for (; i + 8 <= width; i += 8) {
+                    uint64_t v;
+                    std::memcpy(&v, p + off + i, 8);
+                    if (v != pat) {
+                        result_.bytes_mixed = true;
+                        break;
+                    }
+                }
+                for (; i < width && !result_.bytes_mixed; ++i) result_.bytes_mixed = p[off + i] != b0;
+            }
         }
         ++stats_.reads;
     }

@@ -81,6 +81,25 @@ void Mmu::set_mru(uint64_t va, PgLevel s, const TlbEntry& e) {
     mru_.size = s;
 }
 
+// An L1 hit that allows the access, without building a TranslateResult (the vCPU's
+// hot loop); anything else is left to translate_slow(), which looks again.
+bool Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
+    const unsigned abit = 1u << unsigned(at);
+    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) {
+        if (!l1_.count_code(unsigned(s))) continue;
+        if (TlbEntry* e = l1_.find(tlb_key(v, s))) {
+            if (!(e->allow & abit)) return false;
+            ++stats_.accesses;
+            ++stats_.l1_hits;
+            set_mru(v, s, *e);
+            *hpa = Hpa(e->hbase | (v & (level_size(s) - 1)));
+            *cycles = cfg_.l1.hit_cycles;
+            return true;
+        }
+    }
+    return false;
+}
+
 TranslateResult Mmu::translate_slow(Gva va, AccessType at, bool enc) {
     ++stats_.accesses;
     const uint64_t v = va.raw();

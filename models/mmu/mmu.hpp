@@ -210,6 +210,7 @@ private:
     };
 
     TranslateResult translate_slow(Gva va, AccessType at, bool enc);
+    bool try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles);
     TranslateResult walk(uint64_t va, AccessType at, bool enc);
     Nested nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w);
     bool table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
@@ -259,7 +260,7 @@ inline bool Mmu::try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles) {
         *cycles = cfg_.l1.hit_cycles;
         return true;
     }
-    return false;
+    return try_l1_hit(v, at, hpa, cycles);
 }
 
 inline TranslateResult Mmu::translate(Gva va, AccessType at, bool enc) {

@@ -106,6 +106,9 @@ int run_workload(const std::string& w, uint64_t n) {
                    4096, secs * 1e3, out.results.at("metrics").at("invalidations.count").get<uint64_t>());
         return 0;
     }
+    // For tools/bench/run --callgrind: every access of the run (warm-up included), which is
+    // what an instruction count collected inside the access loops divides by.
+    fmt::print("total_accesses {} {}\n", w, out.results.at("metrics").at("accesses").get<uint64_t>());
     const size_t last = steps.size() - 1;
     const uint64_t acc = steps[last].at("accesses").get<uint64_t>();
     const double secs = out.step_wall_s[last];
