@@ -401,6 +401,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         vc.id = i;
         vc.period_ps = mc.period_ps;
         vc.data_access_cycles = mc.data_access_cycles;
+        vc.guest_tables_enc = mc.mmu.guest_tables_encrypted;
         machine->attach_vcpu(i, *mmus.back());
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),
                                 *machine);

@@ -209,14 +209,14 @@ void Vcpu::run_access(const AccessSpec& a) {
 }
 
 std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {
-    auto tr = translate(Gva(a.raw()), mmu::AccessType::read, false, true);
+    auto tr = translate(Gva(a.raw()), mmu::AccessType::read, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
     add_cycles(cfg_.data_access_cycles);
     return mem_.read64(tr->hpa);
 }
 
 bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
-    auto tr = translate(Gva(a.raw()), mmu::AccessType::write, false, true);
+    auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
     add_cycles(cfg_.data_access_cycles);
     mem_.write64(tr->hpa, v);
@@ -224,7 +224,7 @@ bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
 }
 
 bool Vcpu::zero_gpa_page(Gpa page, ExecContext&) {
-    auto tr = translate(Gva(page.raw()), mmu::AccessType::write, false, true);
+    auto tr = translate(Gva(page.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
     // clear_page(): 64 cache-line stores.
     add_cycles(64 * cfg_.data_access_cycles);

@@ -73,6 +73,7 @@ struct VcpuConfig {
     unsigned id = 0;
     uint64_t period_ps = 333;           // one core cycle
     Cycles data_access_cycles = 4;
+    bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
 };
 
 class Vcpu : public sc_core::sc_module, private GuestPhysAccess, private ExecContext {
