@@ -279,6 +279,10 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
         old->flags |= KVM_MEMSLOT_INVALID;
         ++slots.generation;
         ctx.sync();
+        // kvm_swap_active_memslots() -> synchronize_srcu_expedited(): a fault that found
+        // the slot valid may still be faulting a page in from it; zapping before it is done
+        // would leave its SPTE behind, pointing at memory no memslot maps any more.
+        synchronize_srcu(ctx);
         CountingContext cc(ctx);
         const uint64_t before = mmu_->sptes_zapped_total();
         mmu_->kvm_arch_flush_shadow_memslot(*old, cc);
@@ -315,6 +319,9 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
     case kvm_mr_change::delete_: {
         nr_memslot_pages_ -= old->npages;
         std::unique_ptr<kvm_memory_slot> gone = slots.remove(old->id);
+        // kvm_activate_memslot() swaps the slot out and waits again: a reader that found
+        // the INVALID slot is done with it before kvm_free_memslot() frees it.
+        synchronize_srcu(ctx);
         // kvm_free_memslot(): unbind guest_memfd, free arch metadata.
         if (gone->has_gmem()) kvm_gmem_unbind(*gone);
         mmu_->kvm_arch_free_memslot(*gone);
@@ -322,6 +329,9 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
         break;
     }
     case kvm_mr_change::move: {
+        // hvsim moves the slot object in place, so readers of the INVALID slot must be
+        // done first (Linux swaps in a new object and waits before freeing the old).
+        synchronize_srcu(ctx);
         // Old metadata goes before the new is allocated (Linux allocates into the new
         // slot object first; hvsim has one object per slot id, see docs/kvm-model.md).
         kvm_memory_slot old_copy = *old;
@@ -384,6 +394,36 @@ bool Kvm::mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const {
         gfn < mmu_invalidate_range_end)
         return true;
     return mmu_invalidate_seq != seq;
+}
+
+// ---------------------------------------------------------------------------------
+// kvm->srcu (srcu_read_lock / srcu_read_unlock / synchronize_srcu)
+
+namespace {
+
+// How long a waiting synchronize_srcu() lets pass between looks at the readers. The wait
+// is simulated time passing while readers on other threads finish, not work; this is a
+// simulator setting, not a hardware cost (the grace period's own cost is in memslot_update).
+constexpr Cycles kSrcuPollCycles = 100;
+
+}  // namespace
+
+int Kvm::srcu_read_lock() {
+    ++srcu_count_[srcu_idx_];
+    return srcu_idx_;
+}
+
+void Kvm::srcu_read_unlock(int idx) { --srcu_count_[idx & 1]; }
+
+void Kvm::synchronize_srcu(ExecContext& ctx) {
+    // Flip the index new readers take, then wait for the old one to drain: readers that
+    // start meanwhile are not waited for, so a stream of faults cannot starve the writer.
+    const int old = srcu_idx_;
+    srcu_idx_ ^= 1;
+    while (srcu_count_[old]) {
+        ctx.charge("synchronize_srcu", kSrcuPollCycles);
+        ctx.sync();
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -170,6 +170,17 @@ public:
     // The lockless pre-check (tolerates a stale range; never retries on INVALID).
     bool mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const;
 
+    // ---- kvm->srcu: memslot readers (kvm_main.c, kvm_host.h) ----
+    // A fault holds the read side while it uses a memslot it looked up (Linux: vcpu_run's
+    // kvm_vcpu_srcu_read_lock around exit handling, srcu_read_lock in
+    // kvm_vcpu_pre_fault_memory). kvm_set_memslot() waits for every reader that may have
+    // seen the old slot before it zaps or frees it (kvm_swap_active_memslots ->
+    // synchronize_srcu_expedited). Readers that begin during the wait are not waited for.
+    int srcu_read_lock();
+    void srcu_read_unlock(int idx);
+    void synchronize_srcu(ExecContext& ctx);
+    uint64_t srcu_readers() const { return srcu_count_[0] + srcu_count_[1]; }
+
     // ---- legacy SEV (kernel/sev.cpp; svm/sev.c) ----
     int kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, ExecContext& ctx);
     int kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r, ExecContext& ctx);
@@ -205,6 +216,10 @@ private:
     KvmMemslots memslots_[2];        // KVM_MAX_NR_ADDRESS_SPACES
     uint64_t nr_memslot_pages_ = 0;
     RangeMap<uint64_t> mem_attr_array_;   // gfn -> attributes; absent = 0
+
+    // srcu_struct's two per-index reader counts; a grace period flips the index.
+    int srcu_idx_ = 0;
+    uint64_t srcu_count_[2] = {0, 0};
 
     struct EncRegion { uint64_t uaddr, size, npages; };
     std::vector<EncRegion> sev_regions_;

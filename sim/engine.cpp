@@ -217,6 +217,8 @@ private:
 
     void collect(StepRecord& rec) {
         rec.end = now();
+        for (unsigned v : rec.vcpus)
+            if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
             rec.accesses += res.accesses;

@@ -50,7 +50,12 @@ PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecCo
     if (!(error_code & mmu::PFERR_RSVD) && kvm_.arch().fault_is_private(kvm_, fault.gfn, error_code))
         fault.error_code |= PFERR_PRIVATE_ACCESS;
     fault.is_private = fault.error_code & PFERR_PRIVATE_ACCESS;
-    return kvm_tdp_page_fault(fault, ctx);
+    // vcpu_run() holds kvm->srcu while it handles the exit: a memslot the fault looked up
+    // is not zapped or freed under it (kvm_set_memslot() waits for the reader).
+    const int idx = kvm_.srcu_read_lock();
+    PageFaultOutcome out = kvm_tdp_page_fault(fault, ctx);
+    kvm_.srcu_read_unlock(idx);
+    return out;
 }
 
 void X86Mmu::kvm_mmu_prepare_memory_fault_exit(const kvm_page_fault& fault, PageFaultOutcome& out) {
@@ -177,6 +182,13 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     if (fault.is_private) ++stats_.private_faults;
     else ++stats_.shared_faults;
     fault.max_level = PgLevel::k1G;   // KVM_MAX_HUGEPAGE_LEVEL on the TDP MMU
+    // KVM never creates a memslot the TDP root cannot reach (kvm_mmu_max_gfn() follows
+    // the root level); a gfn beyond it can only come from a misconfigured scenario.
+    if (fault.gfn.raw() >> (9 * tdp_.levels())) {
+        out.r = -EFAULT;
+        out.why = "gfn beyond the reach of the nested page table (raise mmu.nested_levels or lower kvm.config.maxphyaddr)";
+        return out;
+    }
 
     int r = kvm_mmu_faultin_pfn(fault, out, ctx);
     if (r != RET_PF_CONTINUE) {
@@ -225,6 +237,8 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
 
     const uint64_t full = range.size;
     int r = 0;
+    // kvm_vcpu_pre_fault_memory() holds kvm->srcu across the loop.
+    const int idx = kvm_.srcu_read_lock();
     while (range.size) {
         // kvm_arch_vcpu_pre_fault_memory(): one mapping per call.
         if (!kvm_.pre_fault_allowed) { r = -EOPNOTSUPP; break; }
@@ -274,6 +288,7 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
         else r = -EIO;
         break;
     }
+    kvm_.srcu_read_unlock(idx);
     return range.size < full ? 0 : r;
 }
 

@@ -58,13 +58,20 @@ void Vcpu::thread() {
     for (;;) {
         sc_core::wait(work_ev_);
         result_ = WorkResult{};
-        if (kind_ == Kind::access) {
-            run_access(access_);
-        } else if (kind_ == Kind::hypercall) {
-            ++stats_.hypercall_exits;
-            const auto& h = hypercall_;
-            if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
-                result_.stopped = true;
+        // A model error ends this vCPU's work with a message the controller reports,
+        // instead of escaping into the SystemC kernel.
+        try {
+            if (kind_ == Kind::access) {
+                run_access(access_);
+            } else if (kind_ == Kind::hypercall) {
+                ++stats_.hypercall_exits;
+                const auto& h = hypercall_;
+                if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
+                    result_.stopped = true;
+            }
+        } catch (const std::exception& e) {
+            error_ = fmt::format("vCPU {}: {}", cfg_.id, e.what());
+            result_.stopped = true;
         }
         sync_now();
         kind_ = Kind::none;

@@ -88,6 +88,8 @@ public:
     sc_core::sc_event& done() { return done_; }
     bool busy() const { return busy_; }
     const WorkResult& result() const { return result_; }
+    // A model error raised while running the work (the run cannot continue meaningfully).
+    const std::string& error() const { return error_; }
 
     // The context KVM charges while handling this vCPU's exits.
     ExecContext& ctx() { return *this; }
@@ -152,6 +154,7 @@ private:
     HypercallSpec hypercall_;
     bool busy_ = false;
     WorkResult result_;
+    std::string error_;
     VcpuStats stats_;
     static std::atomic<uint64_t> progress_;
 };

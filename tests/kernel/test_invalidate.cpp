@@ -105,3 +105,67 @@ TEST_CASE("invalidate: memslot delete publishes INVALID before zapping", "[inval
     REQUIRE(log_at_sync == 0);   // nothing zapped yet when vCPUs can see INVALID
     REQUIRE(e.mmu.log == std::vector<std::string>{"flush_slot:3", "free:3"});
 }
+
+TEST_CASE("invalidate: memslot delete waits for SRCU readers before zapping and before freeing",
+          "[invalidate][memslot][srcu]") {
+    // Regression: the deletion used to zap right after publishing INVALID, so a fault that
+    // had found the slot valid could install its SPTE after the zap (a mapping of memory no
+    // memslot maps) and keep using the freed slot. Linux waits in kvm_swap_active_memslots().
+    Env e;
+    REQUIRE(e.slot(3, 0, 16 * 4096) == 0);
+    Kvm& k = *e.kvm;
+    const int early = k.srcu_read_lock();   // a fault that found slot 3 valid, still running
+    int late = -1;
+    int syncs = 0;
+    size_t log_at_early_exit = 99, log_at_late_exit = 99;
+    ProbeContext pc;
+    pc.at_sync = [&] {
+        ++syncs;
+        if (syncs == 2) late = k.srcu_read_lock();   // starts during the wait: sees INVALID
+        if (syncs == 3) {
+            log_at_early_exit = e.mmu.log.size();
+            k.srcu_read_unlock(early);
+        }
+        if (syncs == 4) {
+            log_at_late_exit = e.mmu.log.size();
+            k.srcu_read_unlock(late);
+        }
+    };
+    e.mmu.clear();
+    uapi::kvm_userspace_memory_region2 m{};
+    m.slot = 3;
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(e.vmfd, m, pc) == 0);
+    // sync 1 publishes INVALID; the first grace period polls (2, 3) until the early reader
+    // leaves, not waiting for the late one; the second, after the slot left the array,
+    // waits (4) for the late reader before the slot is freed.
+    REQUIRE(syncs == 4);
+    REQUIRE(log_at_early_exit == 0);   // no zap while the early reader could still map
+    REQUIRE(log_at_late_exit == 1);    // zapped, not yet freed while the late reader ran
+    REQUIRE(e.mmu.log == std::vector<std::string>{"flush_slot:3", "free:3"});
+    REQUIRE(k.srcu_readers() == 0);
+    REQUIRE(e.memslot(3) == nullptr);
+    // Three 100-cycle polls on top of the ioctl and the memslot update.
+    REQUIRE(pc.total == e.costs.ioctl + e.costs.memslot_update + 300);
+}
+
+TEST_CASE("invalidate: memslot delete and move without readers do not wait", "[invalidate][memslot][srcu]") {
+    Env e;
+    REQUIRE(e.slot(3, 0, 16 * 4096) == 0);
+    REQUIRE(e.slot(4, 0x100000, 16 * 4096) == 0);
+    int syncs = 0;
+    ProbeContext pc;
+    pc.at_sync = [&] { ++syncs; };
+    uapi::kvm_userspace_memory_region2 m{};
+    m.slot = 4;
+    m.guest_phys_addr = 0x200000;
+    m.memory_size = 16 * 4096;
+    m.userspace_addr = 0x7f0000000000ull;
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(e.vmfd, m, pc) == 0);   // MOVE
+    REQUIRE(e.memslot(4)->base_gfn == Gfn(0x200));
+    m = {};
+    m.slot = 3;
+    REQUIRE(e.proc->ioctl_set_user_memory_region2(e.vmfd, m, pc) == 0);   // DELETE
+    REQUIRE(syncs == 2);   // only the publication of INVALID, once per change
+    REQUIRE(pc.total == 2 * (e.costs.ioctl + e.costs.memslot_update));
+    REQUIRE(e.kvm->srcu_readers() == 0);
+}
