@@ -268,3 +268,27 @@ TEST_CASE("pre_fault_memory without TDP and before any memslot: ENOSPC (found on
     REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), m, c) == 0);
     CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(a, r.ctx) == -EOPNOTSUPP);
 }
+
+TEST_CASE("a huge frame with mixed attributes is mapped at 4K, a uniform one at 2M", "[fault][thp]") {
+    // sw_protected with per-VM attributes; the guest_memfd has no MMAP flag, so shared
+    // faults come from the VMM's THP-backed memory and may be huge.
+    Rig r(kSwProtected);
+    kvm::CycleCounter c;
+    uapi::kvm_memory_attributes a{0x200000, 0x1000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+    REQUIRE(r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, c) == 0);
+    CHECK(r.touch(0x300000, false) == cpu::NpfAction::retry);   // shared, in the mixed frame
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x300)));
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x300))->level == PgLevel::k4K);
+    CHECK(r.touch(0x400000, false) == cpu::NpfAction::retry);   // shared, uniform frame
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x400)));
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x400))->level == PgLevel::k2M);
+    // Making the private page shared again leaves the frame uniform: the next fault in it
+    // (after the 4K SPTE is zapped by the conversion) maps 2M.
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x1000, false, "test", c) == 0);
+    r.m->x86()->tdp().zap_leafs(Gfn(0x200), Gfn(0x400), c);
+    r.m->x86()->kvm_flush_remote_tlbs(c);
+    CHECK(r.touch(0x300000, false) == cpu::NpfAction::retry);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x300)));
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x300))->level == PgLevel::k2M);
+    CHECK_FALSE(r.m->check_invariants());
+}
