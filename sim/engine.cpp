@@ -66,6 +66,7 @@ struct StepRecord {
     std::optional<uint8_t> byte0;
     bool bytes_mixed = false;
     Cycles start = 0, end = 0;
+    uint64_t walks = 0;                       // two-dimensional walks the step's vCPUs made
 };
 
 std::string step_label(const StepRecord& r) {
@@ -187,6 +188,7 @@ private:
     void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {
         rec.step = &st;
         rec.start = now();
+        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses;
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
@@ -219,6 +221,7 @@ private:
         rec.end = now();
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
+        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses;
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
             rec.accesses += res.accesses;
@@ -436,6 +439,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         ss.op = op_name(*r.step);
         ss.cycles = r.end - r.start;
         ss.accesses = r.accesses;
+        ss.walks = r.walks;
         if (is_vcpu_step(*r.step)) {
             if (r.exit) ss.result = r.exit->reason == "error" ? errno_name(r.exit->err) : "exit " + r.exit->reason;
             else if (r.hypercall_ret && *r.hypercall_ret) ss.result = fmt::format("ret {}", *r.hypercall_ret);

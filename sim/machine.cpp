@@ -560,6 +560,21 @@ std::map<std::string, kvm::FaultPathAgg> Machine::fault_paths() const {
 
 std::optional<std::string> Machine::check_invariants() {
     if (!kvm_ || !x86_) return std::nullopt;
+    // No private guest_memfd page is mapped into the VMM (in-place conversion unmaps the
+    // host before a page turns private). Bounded: a run with millions of pages allocated
+    // skips this part rather than spending a scan per step.
+    for (const auto& [id, fd] : gmem_fds_) {
+        auto g = proc_->gmem(fd);
+        if (!g || g->nr_pages_allocated() > (1u << 16)) continue;
+        std::optional<std::string> bad;
+        g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn) {
+            for (uint64_t i = s; i < e && !bad; ++i)
+                if (g->host_map_count(i) && (g->kvm_gmem_get_attributes(i) & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
+                    !cfg_.kvm.vm_memory_attributes)
+                    bad = fmt::format("guest_memfd '{}' page {} is private and mapped by the VMM", id, i);
+        });
+        if (bad) return bad;
+    }
     // SPTEs agree with the attributes: a gfn KVM maps private must be private now, and
     // its frame must be the guest_memfd page bound at that gfn.
     std::optional<std::string> bad;

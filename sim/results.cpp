@@ -236,7 +236,8 @@ json build_results(const ResultInputs& in) {
     if (in.steps)
         for (const auto& s : *in.steps)
             steps.push_back({{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
-                             {"result", s.result}, {"cycles", s.cycles}, {"accesses", s.accesses}});
+                             {"result", s.result}, {"cycles", s.cycles}, {"accesses", s.accesses},
+                             {"walks", s.walks}});
     r["steps"] = std::move(steps);
 
     const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));

@@ -23,6 +23,7 @@ struct StepSummary {
     std::string pointer, name, op, result;
     Cycles cycles = 0;
     uint64_t accesses = 0;
+    uint64_t walks = 0;
 };
 
 struct ResultInputs {

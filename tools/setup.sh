@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hvsim needs from Debian's packages (only what is missing) and builds it
-# into build/ (Release with debug info). Safe to run again.
+# into build/ (Release with debug info). Safe to run again. Arguments name the targets to
+# build (default: the hvsim CLI and the benchmark; "all" for everything, tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,10 @@ fi
 
 build=${HVSIM_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${HVSIM_CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j"$(nproc)"
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(hvsim hvsim-bench)
+if [ "${targets[*]}" = "all" ]; then
+  cmake --build "$build" -j"$(nproc)"
+else
+  cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
+fi

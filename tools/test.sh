@@ -10,5 +10,5 @@ if [ "${1:-}" = "--sanitize" ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
-tools/setup.sh
+tools/setup.sh all
 ctest --test-dir "${HVSIM_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"

@@ -8,6 +8,7 @@ namespace hvsim {
 CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg) : cfg_(cfg) {
     if (!std::has_single_bit(cfg.line_bytes)) throw std::invalid_argument("cache line size must be a power of two");
     line_shift_ = unsigned(std::countr_zero(cfg.line_bytes));
+    if (cfg.levels.size() > 8) throw std::invalid_argument("at most 8 cache levels");
     for (const auto& lc : cfg.levels) {
         Level l;
         if (lc.ways == 0) throw std::invalid_argument("cache " + lc.name + ": ways must be > 0");
@@ -23,41 +24,46 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg) : cfg_(cfg) {
     stats_.levels.resize(levels_.size());
 }
 
-bool CacheHierarchy::lookup(Level& l, uint64_t line) {
-    const size_t base = size_t(line % l.sets) * l.ways;
-    for (unsigned w = 0; w < l.ways; ++w) {
-        if (l.tags[base + w] == line) {
-            l.age[base + w] = ++l.clock;
-            return true;
-        }
-    }
-    return false;
-}
-
-void CacheHierarchy::fill(Level& l, uint64_t line) {
-    const size_t base = size_t(line % l.sets) * l.ways;
-    size_t victim = base;
-    for (unsigned w = 0; w < l.ways; ++w) {
-        if (l.tags[base + w] == kInvalid) { victim = base + w; break; }
-        // Unsigned distance from the clock survives wrap-around.
-        if (uint32_t(l.clock - l.age[base + w]) > uint32_t(l.clock - l.age[victim])) victim = base + w;
-    }
-    l.tags[victim] = line;
-    l.age[victim] = ++l.clock;
-}
-
 Cycles CacheHierarchy::access(Hpa a) {
     const uint64_t line = a.raw() >> line_shift_;
-    for (size_t i = 0; i < levels_.size(); ++i) {
-        if (lookup(levels_[i], line)) {
-            ++stats_.levels[i].hits;
-            for (size_t j = 0; j < i; ++j) fill(levels_[j], line);
-            return levels_[i].hit;
+    // One pass over each level's set finds the hit or, on a miss, the victim the fill
+    // will replace (an empty way first, else the least recently used).
+    size_t victims[8];
+    const size_t n = std::min<size_t>(levels_.size(), 8);
+    for (size_t i = 0; i < n; ++i) {
+        Level& l = levels_[i];
+        const size_t base = size_t(line % l.sets) * l.ways;
+        size_t victim = base;
+        bool empty = false;
+        for (unsigned w = 0; w < l.ways; ++w) {
+            const uint64_t t = l.tags[base + w];
+            if (t == line) {
+                l.age[base + w] = ++l.clock;
+                ++stats_.levels[i].hits;
+                for (size_t j = 0; j < i; ++j) {
+                    Level& u = levels_[j];
+                    u.tags[victims[j]] = line;
+                    u.age[victims[j]] = ++u.clock;
+                }
+                return l.hit;
+            }
+            if (empty) continue;
+            if (t == kInvalid) {
+                victim = base + w;
+                empty = true;
+            } else if (uint32_t(l.clock - l.age[base + w]) > uint32_t(l.clock - l.age[victim])) {
+                victim = base + w;
+            }
         }
+        victims[i] = victim;
         ++stats_.levels[i].misses;
     }
     ++stats_.dram;
-    for (auto& l : levels_) fill(l, line);
+    for (size_t j = 0; j < n; ++j) {
+        Level& u = levels_[j];
+        u.tags[victims[j]] = line;
+        u.age[victims[j]] = ++u.clock;
+    }
     return cfg_.dram_cycles;
 }
 

@@ -56,8 +56,6 @@ private:
         uint32_t clock = 0;
     };
     static constexpr uint64_t kInvalid = ~0ull;
-    bool lookup(Level& l, uint64_t line);
-    void fill(Level& l, uint64_t line);
 
     MemHierarchyConfig cfg_;
     unsigned line_shift_ = 6;

@@ -113,8 +113,11 @@ int run_workload(const std::string& w, uint64_t n) {
     const uint64_t acc = steps[last].at("accesses").get<uint64_t>();
     const double secs = out.step_wall_s[last];
     const auto& m = out.results.at("metrics");
-    fmt::print("{:<8} {:>12} accesses in {:7.3f} s = {:6.2f} M accesses/s   (walks {}, NPFs {})\n", w, acc, secs,
-               double(acc) / secs / 1e6, m.at("walk.count").get<uint64_t>(), m.at("faults.npf").get<uint64_t>());
+    const uint64_t walks = steps[last].at("walks").get<uint64_t>();
+    fmt::print("{:<8} {:>10} accesses in {:6.3f} s = {:6.2f} M accesses/s, {:10} 2D walks = {:5.2f} M walks/s  "
+               "(NPFs in the run {})\n",
+               w, acc, secs, double(acc) / secs / 1e6, walks, double(walks) / secs / 1e6,
+               m.at("faults.npf").get<uint64_t>());
     return 0;
 }
 
