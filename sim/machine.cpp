@@ -195,6 +195,18 @@ int Machine::gmem_fd_of(const kvm::GuestMemfd* g) const {
     return -1;
 }
 
+uapi::kvm_userspace_memory_region2 Machine::region2_of(const scn::MemslotDecl& m) const {
+    uapi::kvm_userspace_memory_region2 r{};
+    r.slot = (m.as_id << 16) | m.slot;
+    r.flags = m.flags;
+    r.guest_phys_addr = m.gpa;
+    r.memory_size = m.size;
+    r.userspace_addr = m.userspace_addr;
+    r.guest_memfd_offset = m.guest_memfd_offset;
+    if (m.guest_memfd) r.guest_memfd = uint32_t(resolve_fd(*m.guest_memfd));
+    return r;
+}
+
 std::string Machine::setup(ExecContext& ctx) {
     if (!kvm_) return fmt::format("KVM_CREATE_VM({}) failed: {}", scn_.vm.type, errno_name(create_vm_err_));
     for (const auto& g : scn_.vm.guest_memfd) {
@@ -206,16 +218,7 @@ std::string Machine::setup(ExecContext& ctx) {
         gmem_fds_[g.id] = r;
     }
     for (size_t i = 0; i < scn_.vm.memslots.size(); ++i) {
-        const auto& m = scn_.vm.memslots[i];
-        uapi::kvm_userspace_memory_region2 r{};
-        r.slot = (m.as_id << 16) | m.slot;
-        r.flags = m.flags;
-        r.guest_phys_addr = m.gpa;
-        r.memory_size = m.size;
-        r.userspace_addr = m.userspace_addr;
-        r.guest_memfd_offset = m.guest_memfd_offset;
-        if (m.guest_memfd) r.guest_memfd = uint32_t(resolve_fd(*m.guest_memfd));
-        const int e = proc_->ioctl_set_user_memory_region2(vm_fd_, r, ctx);
+        const int e = proc_->ioctl_set_user_memory_region2(vm_fd_, region2_of(scn_.vm.memslots[i]), ctx);
         if (e < 0) return fmt::format("/vm/memslots/{}: KVM_SET_USER_MEMORY_REGION2 failed: {}", i, errno_name(-e));
     }
     for (size_t i = 0; i < scn_.vm.private_ranges.size(); ++i) {
@@ -264,16 +267,7 @@ StepOutcome Machine::exec_uapi_step(const scn::Step& step, ExecContext& ctx) {
                 set_err(o, r);
                 if (r >= 0) gmem_fds_[op.gmem.id] = r;
             } else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) {
-                const auto& m = op.region;
-                uapi::kvm_userspace_memory_region2 r{};
-                r.slot = (m.as_id << 16) | m.slot;
-                r.flags = m.flags;
-                r.guest_phys_addr = m.gpa;
-                r.memory_size = m.size;
-                r.userspace_addr = m.userspace_addr;
-                r.guest_memfd_offset = m.guest_memfd_offset;
-                if (m.guest_memfd) r.guest_memfd = uint32_t(resolve_fd(*m.guest_memfd));
-                set_err(o, P.ioctl_set_user_memory_region2(vm_fd_, r, ctx));
+                set_err(o, P.ioctl_set_user_memory_region2(vm_fd_, region2_of(op.region), ctx));
             } else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) {
                 uapi::kvm_memory_attributes a{op.gpa, op.size, op.attributes, op.flags};
                 set_err(o, P.ioctl_set_memory_attributes(vm_fd_, a, ctx));

@@ -122,6 +122,7 @@ private:
         kvm::FaultPathLog log;
     };
     int resolve_fd(const scn::FdRef& f) const;
+    uapi::kvm_userspace_memory_region2 region2_of(const scn::MemslotDecl& m) const;
     int gmem_fd_of(const kvm::GuestMemfd* g) const;
     std::string policy_for(bool to_private) const;
 
