@@ -15,6 +15,7 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg) : cfg_(cfg) {
         const uint64_t lines = lc.size_bytes >> line_shift_;
         if (lines < lc.ways || lines % lc.ways) throw std::invalid_argument("cache " + lc.name + ": size must be a multiple of ways x line");
         l.sets = unsigned(lines / lc.ways);
+        l.set_mask = std::has_single_bit(l.sets) ? l.sets - 1 : 0;
         l.ways = lc.ways;
         l.hit = lc.hit_cycles;
         l.tags.assign(size_t(l.sets) * l.ways, kInvalid);
@@ -32,7 +33,7 @@ Cycles CacheHierarchy::access(Hpa a) {
     const size_t n = std::min<size_t>(levels_.size(), 8);
     for (size_t i = 0; i < n; ++i) {
         Level& l = levels_[i];
-        const size_t base = size_t(line % l.sets) * l.ways;
+        const size_t base = l.set_of(line) * l.ways;
         size_t victim = base;
         bool empty = false;
         for (unsigned w = 0; w < l.ways; ++w) {
@@ -70,7 +71,7 @@ Cycles CacheHierarchy::access(Hpa a) {
 void CacheHierarchy::flush_line(Hpa a) {
     const uint64_t line = a.raw() >> line_shift_;
     for (auto& l : levels_) {
-        const size_t base = size_t(line % l.sets) * l.ways;
+        const size_t base = l.set_of(line) * l.ways;
         for (unsigned w = 0; w < l.ways; ++w)
             if (l.tags[base + w] == line) l.tags[base + w] = kInvalid;
     }

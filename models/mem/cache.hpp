@@ -54,6 +54,9 @@ private:
         std::vector<uint64_t> tags;   // sets*ways; kInvalid when empty
         std::vector<uint32_t> age;    // LRU stamp per way
         uint32_t clock = 0;
+        uint64_t set_mask = 0;        // sets - 1 when sets is a power of two, else 0
+        // A mask instead of a 64-bit division on the hot path whenever the geometry allows.
+        size_t set_of(uint64_t line) const { return set_mask ? size_t(line & set_mask) : size_t(line % sets); }
     };
     static constexpr uint64_t kInvalid = ~0ull;
 

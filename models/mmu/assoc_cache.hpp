@@ -32,6 +32,7 @@ public:
         entries_ = entries;
         ways_ = entries ? ways : 0;
         sets_ = entries ? entries / ways : 0;
+        set_mask_ = sets_ > 1 && std::has_single_bit(sets_) ? sets_ - 1 : 0;
         slots_.assign(entries, Slot{});
         head_.assign(sets_, 0);
         tail_.assign(sets_, 0);
@@ -86,7 +87,7 @@ public:
         if (!entries_) return;
         int s = lookup(key);
         if (s < 0) {
-            const uint32_t victim = tail_[size_t((key >> kCodeBits) % sets_)];
+            const uint32_t victim = tail_[set_of(key)];
             Slot& sl = slots_[victim];
             if (sl.key != kEmpty) {
                 ++evictions_;
@@ -189,6 +190,12 @@ private:
             if (slots_[i - 1].key == key) return int(i - 1);
         }
     }
+    // The set a key maps to; a mask when the set count is a power of two (it always is for
+    // the presets), since a 64-bit division here would cost more than the rest of a lookup.
+    size_t set_of(uint64_t key) const {
+        const uint64_t k = key >> kCodeBits;
+        return set_mask_ ? size_t(k & set_mask_) : sets_ == 1 ? 0 : size_t(k % sets_);
+    }
     void index(uint64_t key, uint32_t slot) {
         size_t h = home(key);
         while (index_[h]) h = (h + 1) & mask_;
@@ -214,6 +221,7 @@ private:
     }
 
     unsigned entries_ = 0, ways_ = 0, sets_ = 0;
+    uint64_t set_mask_ = 0;   // sets_ - 1 when sets_ is a power of two above 1, else 0
     std::vector<Slot> slots_;
     std::vector<uint32_t> index_;
     std::vector<uint32_t> head_, tail_;  // per set
