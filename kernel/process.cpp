@@ -597,46 +597,39 @@ VmmProcess::MmapResult VmmProcess::gmem_host_mapping(int fd, ExecContext& ctx) {
     return r;
 }
 
-// An access that starts at or beyond EOF faults on its first page, however far out it
-// is (the whole-file mapping only carries a 2 MiB tail of its own).
-static bool starts_beyond_eof(const FileRef* f, uint64_t offset) {
-    return f && f->kind == FileKind::guest_memfd && offset >= page_up(f->gmem->size());
+// Where a host access through the whole-file mapping of a guest_memfd goes, or the result
+// it ends with before touching memory: the mmap error, or SIGBUS for an access that starts
+// at or beyond EOF, however far out (the mapping only carries a 2 MiB tail of its own).
+std::optional<HostAccessResult> VmmProcess::gmem_access_start(int fd, uint64_t offset, uint64_t size, Hva& hva,
+                                                              ExecContext& ctx) {
+    const MmapResult m = gmem_host_mapping(fd, ctx);
+    HostAccessResult r;
+    if (m.err) {
+        r.err = m.err;
+        return r;
+    }
+    hva = m.addr + offset;
+    const FileRef* f = fget(fd);
+    if (size && f && f->kind == FileKind::guest_memfd && offset >= page_up(f->gmem->size())) {
+        ++stats_.host_sigbus;
+        r.err = -EFAULT;
+        r.sigbus = true;
+        r.fault_hva = hva;
+        return r;
+    }
+    return std::nullopt;
 }
 
 HostAccessResult VmmProcess::host_read_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx) {
-    const MmapResult m = gmem_host_mapping(fd, ctx);
-    if (m.err) {
-        HostAccessResult r;
-        r.err = m.err;
-        return r;
-    }
-    if (size && starts_beyond_eof(fget(fd), offset)) {
-        ++stats_.host_sigbus;
-        HostAccessResult r;
-        r.err = -EFAULT;
-        r.sigbus = true;
-        r.fault_hva = m.addr + offset;
-        return r;
-    }
-    return host_read(m.addr + offset, size, ctx);
+    Hva hva;
+    if (auto early = gmem_access_start(fd, offset, size, hva, ctx)) return *early;
+    return host_read(hva, size, ctx);
 }
 
 HostAccessResult VmmProcess::host_write_gmem(int fd, uint64_t offset, uint64_t size, uint8_t value, ExecContext& ctx) {
-    const MmapResult m = gmem_host_mapping(fd, ctx);
-    if (m.err) {
-        HostAccessResult r;
-        r.err = m.err;
-        return r;
-    }
-    if (size && starts_beyond_eof(fget(fd), offset)) {
-        ++stats_.host_sigbus;
-        HostAccessResult r;
-        r.err = -EFAULT;
-        r.sigbus = true;
-        r.fault_hva = m.addr + offset;
-        return r;
-    }
-    return host_write(m.addr + offset, size, value, ctx);
+    Hva hva;
+    if (auto early = gmem_access_start(fd, offset, size, hva, ctx)) return *early;
+    return host_write(hva, size, value, ctx);
 }
 
 int64_t VmmProcess::pin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx) {

@@ -133,6 +133,8 @@ public:
     int64_t unpin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
     // Where the whole-file mapping of a guest_memfd fd lives (mmap error if none possible).
     MmapResult gmem_host_mapping(int fd, ExecContext& ctx);
+    std::optional<HostAccessResult> gmem_access_start(int fd, uint64_t offset, uint64_t size, Hva& hva,
+                                                      ExecContext& ctx);
 
     // unmap_mapping_range() for guest_memfd pages [start, end): drops every host PTE of
     // those pages in every mapping (punch hole, conversion to private). Returns PTEs dropped.

@@ -196,6 +196,23 @@ TranslateResult Mmu::guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, 
 
 // One walk of the nested table for gpa. The PWC supplies the deepest cached non-leaf
 // entry, so the walk starts below it; each remaining level is one memory reference.
+// The page-walk cache in front of a walk in one dimension: the deepest cached non-leaf
+// entry (the smallest table that covers addr) lets the walk start below it.
+void Mmu::pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_t& perm, unsigned& level,
+                   WalkCtx& w) {
+    if (!pwc_.enabled()) return;
+    for (unsigned l = 2; l <= top; ++l) {
+        if (const PwcEntry* p = pwc_.find(pwc_key(dim, l, addr))) {
+            table = p->next_table;
+            perm = p->perm;
+            level = l - 1;
+            w.cycles += cfg_.pwc.hit_cycles;
+            ++stats_.pwc_hits;
+            return;
+        }
+    }
+}
+
 Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
     if (gpa >> nested_pa_bits_)
         throw std::out_of_range(fmt::format("mmu: gPA {:#x} beyond the {}-level nested tables' reach", gpa,
@@ -204,18 +221,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
     unsigned level = cfg_.nested_levels;
     uint64_t table = ncr3_;
     uint8_t perm = kR | kW | kX;
-    if (pwc_.enabled()) {
-        for (unsigned l = 2; l <= cfg_.nested_levels; ++l) {
-            if (const PwcEntry* p = pwc_.find(pwc_key(kNested, l, gpa))) {
-                table = p->next_table;
-                perm = p->perm;
-                level = l - 1;
-                w.cycles += cfg_.pwc.hit_cycles;
-                ++stats_.pwc_hits;
-                break;
-            }
-        }
-    }
+    pwc_skip(kNested, cfg_.nested_levels, gpa, table, perm, level, w);
     for (;; --level) {
         const uint64_t pte_hpa = table + table_index(gpa, level) * 8u;
         uint64_t e = mem_.read64(Hpa(pte_hpa));
@@ -338,18 +344,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
         unsigned level = cfg_.guest_levels;
         uint64_t table = cr3_;
         uint8_t perm = kR | kW | kX;
-        if (pwc_.enabled()) {
-            for (unsigned l = 2; l <= cfg_.guest_levels; ++l) {
-                if (const PwcEntry* p = pwc_.find(pwc_key(kGuest, l, va))) {
-                    table = p->next_table;
-                    perm = p->perm;
-                    level = l - 1;
-                    w.cycles += cfg_.pwc.hit_cycles;
-                    ++stats_.pwc_hits;
-                    break;
-                }
-            }
-        }
+        pwc_skip(kGuest, cfg_.guest_levels, va, table, perm, level, w);
         for (;; --level) {
             const uint64_t pte_gpa = table + table_index(va, level) * 8u;
             const uint64_t page_gpa = pte_gpa & ~kPageMask;
