@@ -177,6 +177,7 @@ json build_results(const ResultInputs& in) {
     if (in.guest) {
         m["guest.page_faults"] = in.guest->stats().page_faults;
         m["guest.pt_pages"] = in.guest->stats().pt_pages;
+        m["guest.pt_install_races"] = in.guest->stats().install_races;
     }
 
     // Conversions as the VMM performed them.

@@ -15,6 +15,12 @@ GuestOs::GuestOs(const GuestOsConfig& cfg) : cfg_(cfg) {
 }
 
 std::optional<Gpa> GuestOs::alloc_table() {
+    if (!spare_.empty()) {
+        const Gpa a = spare_.back();
+        spare_.pop_back();
+        ++stats_.pt_pages;
+        return a;
+    }
     if (next_ + kPageSize > cfg_.pt_size) return std::nullopt;
     const Gpa a = cfg_.pt_base + next_;
     next_ += kPageSize;
@@ -33,7 +39,7 @@ bool GuestOs::handle_page_fault(Gva gva, unsigned level, GuestPhysAccess& phys, 
     for (unsigned l = cfg_.levels; l > level; --l) {
         auto e = phys.read_gpa64(table + 8ull * mmu::table_index(va, l), ctx);
         if (!e) return false;
-        if (!mmu::pte::present(*e)) {   // raced with nothing: guests here are single-threaded per table
+        if (!mmu::pte::present(*e)) {   // missing higher up than the walk saw: start there
             level = l;
             break;
         }
@@ -50,6 +56,18 @@ bool GuestOs::handle_page_fault(Gva gva, unsigned level, GuestPhysAccess& phys, 
             throw std::runtime_error("guest page-table region exhausted (enlarge vm.guest_pt_region)");
         // A fresh table must read as empty whatever the page held before.
         if (!phys.zero_gpa_page(*child, ctx)) return false;
+        // Zeroing may have taken a nested fault, during which another vCPU's #PF handler
+        // can have installed this very entry (a guest kernel holds the page-table lock
+        // here): look again, and keep the table for later if it lost the race.
+        auto now = phys.read_gpa64(slot, ctx);
+        if (!now) return false;
+        if (mmu::pte::present(*now)) {
+            spare_.push_back(*child);
+            --stats_.pt_pages;
+            ++stats_.install_races;
+            table = Gpa(mmu::pte::addr(*now, l));
+            continue;
+        }
         if (!phys.write_gpa64(slot, mmu::pte::make_table(child->raw()), ctx)) return false;
         table = *child;
     }

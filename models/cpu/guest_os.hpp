@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "models/common/exec_context.hpp"
 #include "models/common/types.hpp"
@@ -34,6 +35,7 @@ struct GuestOsConfig {
 struct GuestOsStats {
     uint64_t page_faults = 0;
     uint64_t pt_pages = 0;
+    uint64_t install_races = 0;   // a table another vCPU installed first (kept as spare)
 };
 
 class GuestOs {
@@ -58,6 +60,7 @@ private:
     GuestOsConfig cfg_;
     Gpa cr3_;
     uint64_t next_ = 0;                  // bump allocator offset into the PT region
+    std::vector<Gpa> spare_;             // zeroed tables that lost an install race
     GuestOsStats stats_;
 };
 
