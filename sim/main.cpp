@@ -2,10 +2,12 @@
 // error, DIFFER), 2 bad input (the scenario, a parameter or the command line).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <systemc>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -34,7 +36,40 @@ struct RunArgs {
     bool quiet = false;
     bool no_progress = false;
     bool no_check = false;
+    // hvsim check: compare the metrics with DIR/<scenario>/results.json (relative
+    // tolerance), or write the results there as the new baseline.
+    std::string baseline_dir;
+    double tolerance = 0;
+    std::string write_baseline_dir;
 };
+
+// Metrics that moved away from the baseline by more than the relative tolerance, and
+// baseline metrics the run no longer reports; one line each.
+std::vector<std::string> compare_with_baseline(const nlohmann::json& now, const fs::path& base_file, double tol) {
+    std::vector<std::string> out;
+    std::ifstream f(base_file);
+    if (!f) return {fmt::format("no baseline at {}", base_file.string())};
+    nlohmann::json base;
+    try {
+        base = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+        return {fmt::format("{}: not a results.json: {}", base_file.string(), e.what())};
+    }
+    if (!base.contains("metrics") || !base["metrics"].is_object())
+        return {fmt::format("{}: has no metrics", base_file.string())};
+    const auto& m = now.at("metrics");
+    for (auto it = base["metrics"].begin(); it != base["metrics"].end(); ++it) {
+        if (!m.contains(it.key())) {
+            out.push_back(fmt::format("metric {} is in the baseline but no longer reported", it.key()));
+            continue;
+        }
+        const double b = it.value().get<double>(), v = m.at(it.key()).get<double>();
+        if (std::abs(v - b) > tol * std::max(std::abs(b), 1.0))
+            out.push_back(fmt::format("metric {} = {}, baseline {} ({:+.2f}%, tolerance {:.2f}%)", it.key(), v, b,
+                                      b != 0 ? 100.0 * (v - b) / b : 100.0, 100.0 * tol));
+    }
+    return out;
+}
 
 // Scenario files named directly, or found below a directory (*.json, schema excluded).
 std::vector<std::string> expand(const std::vector<std::string>& paths) {
@@ -115,6 +150,18 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
         std::cout << format_summary(out.results);
         std::cout << fmt::format("  results: {}\n", (dir / "results.json").string());
     }
+    if (!a.write_baseline_dir.empty()) {
+        try {
+            write_file(fs::path(a.write_baseline_dir) / s.name / "results.json", out.results.dump(2) + "\n");
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "hvsim: {}\n", e.what());
+            return 1;
+        }
+    }
+    if (!a.baseline_dir.empty())
+        for (auto& f : compare_with_baseline(out.results, fs::path(a.baseline_dir) / s.name / "results.json",
+                                             a.tolerance))
+            out.failures.push_back(std::move(f));
     for (const auto& f : out.failures) fmt::print(stderr, "hvsim: {}: {}\n", file, f);
     return out.failures.empty() ? 0 : 1;
 }
@@ -188,7 +235,7 @@ std::string xml_escape(const std::string& s) {
 }
 
 int cmd_check(const std::vector<std::string>& paths, const std::vector<std::string>& sets, const std::string& junit,
-              unsigned jobs) {
+              unsigned jobs, const RunArgs& base) {
     const auto files = expand(paths);
     if (files.empty()) {
         fmt::print(stderr, "hvsim: check: no scenario files\n");
@@ -230,7 +277,7 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
                 close(p[0]);
                 dup2(p[1], 2);
                 if (!std::freopen("/dev/null", "w", stdout)) _exit(1);
-                RunArgs a;
+                RunArgs a = base;
                 a.files = {files[next]};
                 a.sets = sets;
                 a.quiet = true;
@@ -321,6 +368,14 @@ int sc_main(int argc, char* argv[]) {
     check->add_option("--set", csets, "Parameter overrides for every scenario");
     check->add_option("--junit", junit, "Write a JUnit XML report");
     check->add_option("-j,--jobs", jobs, "Scenarios run in parallel")->check(CLI::Range(1u, 256u));
+    RunArgs cbase;
+    check->add_option("--baseline", cbase.baseline_dir,
+                      "Fail when a metric moves away from DIR/<scenario>/results.json by more than --tolerance")
+        ->check(CLI::ExistingDirectory);
+    check->add_option("--tolerance", cbase.tolerance, "Relative tolerance for --baseline (0.05 = 5%; default 0: exact)")
+        ->check(CLI::Range(0.0, 1e6));
+    check->add_option("--write-baseline", cbase.write_baseline_dir,
+                      "Write each run's results.json to DIR/<scenario>/ as the new baseline");
 
     std::vector<std::string> dfiles;
     bool dverbose = false;
@@ -347,7 +402,7 @@ int sc_main(int argc, char* argv[]) {
     try {
         if (*run) return cmd_run(ra);
         if (*validate) return cmd_validate(vfiles, vsets);
-        if (*check) return cmd_check(cfiles, csets, junit, jobs);
+        if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), dverbose, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
         if (*graph) {
