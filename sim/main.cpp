@@ -378,10 +378,11 @@ int sc_main(int argc, char* argv[]) {
                       "Write each run's results.json to DIR/<scenario>/ as the new baseline");
 
     std::vector<std::string> dfiles;
-    bool dverbose = false;
+    bool ddiff_only = false;
     auto* diff = app.add_subcommand("diff-kvm", "Run the uAPI steps on the simulated and the host's real KVM, step by step");
     diff->add_option("paths", dfiles, "Scenario files or directories")->required();
-    diff->add_flag("-v,--verbose", dverbose, "Print every step, not only differences");
+    diff->add_flag("-d,--differences-only", ddiff_only,
+                   "Print only the steps that differ (default: every step, with the host's configuration)");
 
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
@@ -403,7 +404,7 @@ int sc_main(int argc, char* argv[]) {
         if (*run) return cmd_run(ra);
         if (*validate) return cmd_validate(vfiles, vsets);
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
-        if (*diff) return diff_kvm_main(expand(dfiles), dverbose, std::cout, std::cerr);
+        if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
         if (*graph) {
             std::cout << kvm::gmem_page_state_dot();
