@@ -2,13 +2,16 @@
 // error, DIFFER), 2 bad input (the scenario, a parameter or the command line).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <systemc>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -323,6 +326,157 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
     return err ? 2 : fail ? 1 : 0;
 }
 
+
+// ---- hvsim sweep -----------------------------------------------------------------------
+// A sweep file names a scenario and a grid of parameter values:
+//   { "scenario": "../quickstart.json", "grid": { "mmu.l2_tlb.entries": [1024, 3072] },
+//     "metrics": ["sim.cycles", "walk.count"] }
+// Every combination runs as `hvsim run SCENARIO --set k=v ...` (one process each, -j in
+// parallel); DIR/sweep.csv gets one row per combination. --jobs-file writes the command
+// lines instead, for GNU parallel or a Slurm array.
+
+struct SweepSpec {
+    std::string scenario;
+    std::vector<std::pair<std::string, std::vector<std::string>>> grid;   // key -> values as --set text
+    std::vector<std::string> metrics;
+};
+
+SweepSpec load_sweep(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) throw LoadError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(f);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw LoadError(fmt::format("{}: {}", path, e.what()));
+    }
+    if (!j.is_object()) throw LoadError(fmt::format("{}: /: expected a sweep object, got {}", path, j.type_name()));
+    SweepSpec sp;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        if (it.key() != "scenario" && it.key() != "grid" && it.key() != "metrics" && it.key() != "description")
+            throw LoadError(fmt::format("{}: /{}: expected one of [scenario, grid, metrics, description], got '{}'", path,
+                                        it.key(), it.key()));
+    }
+    if (!j.contains("scenario") || !j["scenario"].is_string())
+        throw LoadError(fmt::format("{}: /scenario: expected the path of a scenario file (relative to the sweep file)", path));
+    fs::path sc = j["scenario"].get<std::string>();
+    sp.scenario = fs::absolute(sc.is_absolute() ? sc : fs::path(path).parent_path() / sc).lexically_normal().string();
+    if (!j.contains("grid") || !j["grid"].is_object() || j["grid"].empty())
+        throw LoadError(fmt::format("{}: /grid: expected an object of parameter -> list of values", path));
+    for (auto it = j["grid"].begin(); it != j["grid"].end(); ++it) {
+        if (!it.value().is_array() || it.value().empty())
+            throw LoadError(fmt::format("{}: /grid/{}: expected a non-empty list of values", path, it.key()));
+        std::vector<std::string> vals;
+        for (const auto& v : it.value()) vals.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+        sp.grid.emplace_back(it.key(), std::move(vals));
+    }
+    if (j.contains("metrics")) {
+        if (!j["metrics"].is_array()) throw LoadError(fmt::format("{}: /metrics: expected a list of metric names", path));
+        for (const auto& m : j["metrics"]) {
+            if (!m.is_string()) throw LoadError(fmt::format("{}: /metrics: expected metric names (strings)", path));
+            sp.metrics.push_back(m.get<std::string>());
+        }
+    } else {
+        sp.metrics = {"sim.cycles", "accesses", "tlb.misses", "walk.mem_refs", "faults.npf", "exits.total"};
+    }
+    return sp;
+}
+
+std::string shell_quote(const std::string& s) {
+    std::string o = "'";
+    for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return o + "'";
+}
+
+int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs, const std::string& jobs_file,
+              const std::string& self) {
+    const SweepSpec sp = load_sweep(file);
+    // Every combination of the grid, first key slowest.
+    std::vector<std::vector<std::pair<std::string, std::string>>> combos(1);
+    for (const auto& [key, vals] : sp.grid) {
+        std::vector<std::vector<std::pair<std::string, std::string>>> next;
+        for (const auto& c : combos)
+            for (const auto& v : vals) {
+                auto n = c;
+                n.emplace_back(key, v);
+                next.push_back(std::move(n));
+            }
+        combos = std::move(next);
+    }
+    // Check the scenario and every combination before running anything.
+    const scn::Scenario s = load_scenario_file(sp.scenario);
+    for (const auto& c : combos) resolve_params(s, c);
+    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + s.name) : fs::path(out_dir));
+    auto set_args = [](const std::vector<std::pair<std::string, std::string>>& c) {
+        std::vector<std::string> v;
+        for (const auto& [k, val] : c) v.push_back(k + "=" + val);
+        return v;
+    };
+    if (!jobs_file.empty()) {
+        std::string text;
+        for (size_t i = 0; i < combos.size(); ++i) {
+            text += shell_quote(self) + " run --quiet --no-progress -o " + shell_quote((dir / std::to_string(i)).string());
+            for (const auto& a : set_args(combos[i])) text += " --set " + shell_quote(a);
+            text += " " + shell_quote(sp.scenario) + "\n";
+        }
+        write_file(jobs_file, text);
+        fmt::print("{}: {} runs written to {}\n", file, combos.size(), jobs_file);
+        return 0;
+    }
+    std::vector<int> rcs(combos.size(), 0);
+    std::map<pid_t, size_t> running;
+    size_t next = 0, done = 0;
+    while (next < combos.size() || !running.empty()) {
+        while (next < combos.size() && running.size() < jobs) {
+            std::fflush(stdout);
+            const pid_t pid = fork();
+            if (pid == 0) {
+                RunArgs a;
+                a.quiet = true;
+                a.no_progress = true;
+                a.out_dir = (dir / std::to_string(next)).string();
+                a.sets = set_args(combos[next]);
+                const int rc = run_one(sp.scenario, a, false);
+                std::fflush(stderr);
+                _exit(rc);
+            }
+            running[pid] = next++;
+        }
+        int status = 0;
+        const pid_t pid = wait(&status);
+        if (pid <= 0) break;
+        const size_t i = running.at(pid);
+        running.erase(pid);
+        rcs[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        ++done;
+        fmt::print("[{}/{}] {} {}\n", done, combos.size(), rcs[i] == 0 ? "ok  " : "FAIL",
+                   fmt::join(set_args(combos[i]), " "));
+        std::fflush(stdout);
+    }
+    // The table: one row per combination, the grid's values then the chosen metrics.
+    std::string csv = "run";
+    for (const auto& [key, vals] : sp.grid) csv += "," + key;
+    for (const auto& m : sp.metrics) csv += "," + m;
+    csv += ",status\n";
+    for (size_t i = 0; i < combos.size(); ++i) {
+        csv += std::to_string(i);
+        for (const auto& [k, v] : combos[i]) csv += "," + v;
+        nlohmann::json r;
+        std::ifstream rf(dir / std::to_string(i) / "results.json");
+        if (rf) r = nlohmann::json::parse(rf, nullptr, false);
+        for (const auto& m : sp.metrics) {
+            csv += ",";
+            if (r.is_object() && r.contains("metrics") && r["metrics"].contains(m)) csv += r["metrics"][m].dump();
+        }
+        csv += rcs[i] == 0 ? ",ok\n" : ",failed\n";
+    }
+    write_file(dir / "sweep.csv", csv);
+    std::cout << csv;
+    fmt::print("sweep: {} runs, {} failed; table in {}\n", combos.size(),
+               std::count_if(rcs.begin(), rcs.end(), [](int rc) { return rc != 0; }), (dir / "sweep.csv").string());
+    return *std::max_element(rcs.begin(), rcs.end()) ? 1 : 0;
+}
+
 int cmd_params(const std::string& platform) {
     try {
         const ParamSet p = ParamSet::preset(platform);
@@ -384,6 +538,14 @@ int sc_main(int argc, char* argv[]) {
     diff->add_flag("-d,--differences-only", ddiff_only,
                    "Print only the steps that differ (default: every step, with the host's configuration)");
 
+    std::string sweep_file, sweep_out, jobs_file;
+    unsigned sweep_jobs = std::max(1u, std::thread::hardware_concurrency());
+    auto* sweep = app.add_subcommand("sweep", "Run a scenario over a grid of parameter values; CSV of chosen metrics");
+    sweep->add_option("file", sweep_file, "Sweep file: {\"scenario\", \"grid\": {param: [values]}, \"metrics\"}")->required();
+    sweep->add_option("-o,--out", sweep_out, "Output directory (default: out/sweep-<scenario name>)");
+    sweep->add_option("-j,--jobs", sweep_jobs, "Runs in parallel")->check(CLI::Range(1u, 256u));
+    sweep->add_option("--jobs-file", jobs_file, "Write one hvsim command line per run (GNU parallel, Slurm array) instead");
+
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
     graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core (the SNP RMP, TDX "
@@ -406,6 +568,7 @@ int sc_main(int argc, char* argv[]) {
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
+        if (*sweep) return cmd_sweep(sweep_file, sweep_out, sweep_jobs, jobs_file, fs::canonical("/proc/self/exe").string());
         if (*graph) {
             std::cout << kvm::gmem_page_state_dot();
             return 0;
@@ -413,6 +576,9 @@ int sc_main(int argc, char* argv[]) {
     } catch (const LoadError& e) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
         return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "hvsim: {}\n", e.what());
+        return 1;
     }
     return 2;
 }

@@ -131,14 +131,15 @@ std::vector<ParamDecl> build_decls() {
                       "estimate (Zen 2 L2 DTLB is 12-way, WikiChip; hw-models.md §1.1)"));
     v.push_back(cycles("mmu.l2_tlb.hit_cycles", 7, "extra cycles of an L1 DTLB miss that hits the L2 DTLB",
                        "estimate (hw-models.md §6.1)"));
-    v.push_back(count("mmu.pwc.entries", "entries", 1, 1 << 20, 64,
-                      "page-walk cache entries (upper-level entries of both dimensions)",
+    v.push_back(count("mmu.pwc.entries", "entries", 0, 1 << 20, 64,
+                      "page-walk cache entries (upper-level entries of both dimensions; 0: no page-walk cache)",
                       "estimate (hw-models.md §6.1; concept: Bhargava et al. 2008)"));
     v.push_back(count("mmu.pwc.ways", "ways", 1, 1 << 20, 64, "page-walk cache associativity",
                       "estimate (fully associative)"));
     v.push_back(cycles("mmu.pwc.hit_cycles", 2, "latency of a page-walk cache hit", "estimate (hw-models.md §6.1)"));
-    v.push_back(count("mmu.ntlb.entries", "entries", 1, 1 << 20, 32,
-                      "nested TLB entries (gPA->hPA of guest page-table pages)", "estimate (hw-models.md §6.1)"));
+    v.push_back(count("mmu.ntlb.entries", "entries", 0, 1 << 20, 32,
+                      "nested TLB entries (gPA->hPA of guest page-table pages; 0: no nested TLB)",
+                      "estimate (hw-models.md §6.1)"));
     v.push_back(count("mmu.ntlb.ways", "ways", 1, 1 << 20, 32, "nested TLB associativity",
                       "estimate (fully associative)"));
     v.push_back(cycles("mmu.ntlb.hit_cycles", 2, "latency of a nested TLB hit", "estimate (hw-models.md §6.1)"));
@@ -445,6 +446,8 @@ void ParamSet::validate() const {
     for (const char* t : {"l1_tlb", "l2_tlb", "pwc", "ntlb"}) {
         const std::string p = std::string("mmu.") + t;
         const int64_t entries = get_int(p + ".entries"), ways = get_int(p + ".ways");
+        // The walk caches may be switched off (0 entries); the TLBs may not.
+        if (entries == 0 && (std::string(t) == "pwc" || std::string(t) == "ntlb")) continue;
         if (ways > entries || entries % ways != 0)
             throw ParamError(fmt::format("expected {0}.entries to be a multiple of {0}.ways ({1}), got {2}", p, ways,
                                          entries));
