@@ -396,17 +396,19 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         guest = std::make_unique<cpu::GuestOs>(gc);
     }
 
+    // The machine completes the MMU configuration from the VM type (its arch ops).
+    const MachineConfig& vmc = machine->config();
     std::vector<std::unique_ptr<CacheHierarchy>> caches;
     std::vector<std::unique_ptr<mmu::Mmu>> mmus;
     std::vector<cpu::Vcpu*> vcpus;
     for (unsigned i = 0; i < s.vm.vcpus; ++i) {
         caches.push_back(std::make_unique<CacheHierarchy>(mc.mem));
-        mmus.push_back(std::make_unique<mmu::Mmu>(mc.mmu, machine->mem(), *caches.back()));
+        mmus.push_back(std::make_unique<mmu::Mmu>(vmc.mmu, machine->mem(), *caches.back()));
         cpu::VcpuConfig vc;
         vc.id = i;
         vc.period_ps = mc.period_ps;
         vc.data_access_cycles = mc.data_access_cycles;
-        vc.guest_tables_enc = mc.mmu.guest_tables_encrypted;
+        vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
         machine->attach_vcpu(i, *mmus.back());
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),
                                 *machine);

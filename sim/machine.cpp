@@ -41,9 +41,6 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         return mmu::TlbConfig{unsigned(p.get_u64(k + ".entries")), unsigned(p.get_u64(k + ".ways")),
                               p.get_u64(k + ".hit_cycles")};
     };
-    // SEV-family guests keep their page tables in encrypted memory (the C-bit is forced
-    // on for guest page-table walks, APM vol. 2 §15.34.5), so those walks are private.
-    c.mmu.guest_tables_encrypted = s.vm.type == "sev" || s.vm.type == "sev_es" || s.vm.type == "snp";
     c.mmu.l1 = tlb("mmu.l1_tlb");
     c.mmu.l2 = tlb("mmu.l2_tlb");
     c.mmu.pwc = tlb("mmu.pwc");
@@ -143,6 +140,9 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     }
     vm_fd_ = fd;
     kvm_ = proc_->vm(fd);
+    // SEV-family guests keep their page tables in encrypted memory (the C-bit is forced
+    // on for guest page-table walks, APM vol. 2 §15.34.5): the arch ops say which VMs.
+    cfg_.mmu.guest_tables_encrypted = kvm_->arch().sev_guest();
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
 }
 

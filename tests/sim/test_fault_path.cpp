@@ -28,8 +28,7 @@ struct Rig {
         m = std::make_unique<Machine>(s, machine_config(*p, s));
         REQUIRE(m->create_vm_err() == 0);
         REQUIRE(m->setup(ctx).empty());
-        auto mc = machine_config(*p, s).mmu;
-        hw = std::make_unique<mmu::Mmu>(mc, m->mem(), cache);
+        hw = std::make_unique<mmu::Mmu>(m->config().mmu, m->mem(), cache);
         m->attach_vcpu(0, *hw);
     }
 
