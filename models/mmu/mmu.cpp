@@ -283,6 +283,12 @@ bool Mmu::table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& faul
         }
     }
     Nested o = nested_walk(page_gpa, table_acc_, w);
+    return adopt_walk(page_gpa, o, tx, fault);
+}
+
+// A nested walk of a guest page-table page: on success it becomes the page's
+// translation for this walk and the nested TLB's; on failure it is the fault.
+bool Mmu::adopt_walk(uint64_t page_gpa, const Nested& o, TableXlate& tx, Nested& fault) {
     if (!o.ok) {
         fault = o;
         return false;
@@ -310,13 +316,7 @@ bool Mmu::table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fau
     }
     // Nested TLB entry that does not allow the write: re-walk as a write.
     Nested o = nested_walk(page_gpa, kR | kW, w);
-    if (!o.ok) {
-        fault = o;
-        return false;
-    }
-    tx = TableXlate{o.hpa & ~kPageMask, o.perm, o.dirty, true, o.leaf_pte_hpa};
-    ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, tx.dirty});
-    return true;
+    return adopt_walk(page_gpa, o, tx, fault);
 }
 
 TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {

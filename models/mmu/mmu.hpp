@@ -213,6 +213,7 @@ private:
     bool try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles);
     TranslateResult walk(uint64_t va, AccessType at, bool enc);
     Nested nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w);
+    bool adopt_walk(uint64_t page_gpa, const Nested& o, TableXlate& tx, Nested& fault);
     void pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_t& perm, unsigned& level,
                   WalkCtx& w);
     bool table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
