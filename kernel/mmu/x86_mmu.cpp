@@ -119,6 +119,14 @@ int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, Ex
         const int r = kvm_mmu_faultin_pfn_gmem(fault, out, ctx);
         if (r != RET_PF_CONTINUE) return r;
     } else {
+        fault.map_writable = !(fault.slot->flags & uapi::KVM_MEM_READONLY);
+        if (fault.write && !fault.map_writable) {
+            // __gfn_to_hva_many() gives KVM_HVA_ERR_RO_BAD for a write to a read-only slot,
+            // so kvm_follow_pfn() returns KVM_PFN_ERR_RO_FAULT before touching host memory
+            // and kvm_handle_error_pfn() emulates the access as MMIO (KVM_EXIT_MMIO).
+            out.why = "write to a read-only memslot";
+            return RET_PF_EMULATE;
+        }
         // __kvm_faultin_pfn(): get_user_pages on the slot's userspace mapping.
         const Hva hva = fault.slot->gfn_to_hva(fault.gfn);
         const GupResult g = kvm_.process().get_user_pages(hva, fault.write, ctx);
@@ -128,12 +136,6 @@ int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, Ex
             return g.err;
         }
         fault.pfn = g.pfn;
-        fault.map_writable = !(fault.slot->flags & uapi::KVM_MEM_READONLY);
-        if (fault.write && !fault.map_writable) {
-            // A write to a read-only slot is emulated as MMIO (KVM_EXIT_MMIO).
-            out.why = "write to a read-only memslot";
-            return RET_PF_EMULATE;
-        }
         fault.max_level = std::min(fault.max_level, g.level);
     }
 
@@ -283,8 +285,11 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
             range.size -= done;
             continue;
         }
+        // kvm_tdp_map_page(): a negative return passes through as it is (a guest_memfd
+        // error such as ENOMEM or EHWPOISON from kvm_mmu_faultin_pfn_gmem(), EFAULT for an
+        // attribute mismatch); emulation is ENOENT; anything else is a KVM bug (EIO).
         if (out.r == RET_PF_EMULATE) r = -ENOENT;
-        else if (out.r < 0) r = out.exit ? -EFAULT : out.r;
+        else if (out.r < 0) r = out.r;
         else r = -EIO;
         break;
     }

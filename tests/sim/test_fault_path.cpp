@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <functional>
 
 #include "kernel/guest_memfd.hpp"
 #include "sim/loader.hpp"
@@ -290,4 +291,41 @@ TEST_CASE("a huge frame with mixed attributes is mapped at 4K, a uniform one at 
     REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x300)));
     CHECK(r.m->x86()->tdp().lookup(Gfn(0x300))->level == PgLevel::k2M);
     CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("KVM_PRE_FAULT_MEMORY passes a guest_memfd errno through (kvm_tdp_map_page)", "[fault][prefault]") {
+    Rig r(kSwProtected, {{"host.mem_size", "1GiB"}});
+    kvm::CycleCounter c;
+    uapi::kvm_memory_attributes a{0, 0x200000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+    REQUIRE(r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, c) == 0);
+    // Nothing left for guest_memfd to allocate: kvm_gmem_get_pfn() fails with ENOMEM, and
+    // the ioctl reports ENOMEM (not EFAULT) with nothing done.
+    auto& alloc = r.m->allocator();
+    while (alloc.alloc(9)) {}
+    while (alloc.alloc(0)) {}
+    uapi::kvm_pre_fault_memory range{};
+    range.gpa = 0x1000;
+    range.size = 0x1000;
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(range, c) == -ENOMEM);
+    CHECK(range.size == 0x1000);
+}
+
+TEST_CASE("a guest write to a read-only memslot is emulated without faulting the backing in", "[fault][readonly]") {
+    Rig r(R"({"vm": {"vcpus": 1, "guest_paging": "none",
+        "memslots": [{"slot": 0, "flags": ["readonly"], "gpa": 0, "size": "64MiB",
+                      "userspace_addr": "0x7f0000000000"}]}, "steps": []})");
+    // kvm_follow_pfn() returns KVM_PFN_ERR_RO_FAULT before get_user_pages: no host fault,
+    // no (huge) page allocated, the access goes to userspace as MMIO.
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::emulated);
+    CHECK(r.m->exits().mmio == 1);
+    CHECK(r.m->process().stats().host_faults == 0);
+    CHECK(r.m->process().stats().gup_pages == 0);
+    CHECK(r.m->process().nr_anon_pages() == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x205)));
+    auto fp = r.m->fault_paths();
+    REQUIRE(fp.count("npf.mmio"));
+    for (auto& [name, c] : fp.at("npf.mmio").steps) {
+        CHECK(name != "zero_2m");
+        CHECK(name != "host_fault");
+    }
 }
