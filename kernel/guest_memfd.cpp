@@ -3,12 +3,23 @@
 #include "kernel/guest_memfd.hpp"
 
 #include <cerrno>
+#include <stdexcept>
 #include <vector>
 
 #include "kernel/kvm.hpp"
 #include "kernel/process.hpp"
 
 namespace hvsim::kvm {
+
+namespace {
+
+// How long a host fault waiting for filemap_invalidate_lock lets pass between looks. Like
+// the SRCU poll, simulated time passing while the holder runs, not work of its own (the
+// holder charges its work); a bound turns a model deadlock into an error.
+constexpr Cycles kInvalidateLockPollCycles = 100;
+constexpr unsigned kInvalidateLockMaxPolls = 10000000;
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------
 // Creation (kvm_gmem_create / __kvm_gmem_create)
@@ -261,14 +272,17 @@ AttrFilter GuestMemfd::kvm_gmem_get_invalidate_filter() const {
     return init_shared() ? AttrFilter::shared : AttrFilter::private_;
 }
 
-void GuestMemfd::invalidate_begin(MmuInvalidation& inv, uint64_t start, uint64_t end) {
+void GuestMemfd::invalidate_begin(MmuInvalidation& inv, uint64_t start, uint64_t end, bool set_attributes) {
     bindings_.for_each(start, end, [&](uint64_t s, uint64_t e, kvm_memory_slot* slot) {
         // The clipped run is [max(pgoff, start), min(pgoff + npages, end)): gfns are
         // base_gfn + (index - pgoff), so a slot bound at a file offset maps correctly.
         const Gfn gs = slot->base_gfn + (s - slot->gmem.pgoff);
         const Gfn ge = slot->base_gfn + (e - slot->gmem.pgoff);
         inv.begin();   // first binding: take mmu_lock, kvm_mmu_invalidate_begin()
-        inv.unmap(*slot, gs, ge);
+        // An attribute change goes through the arch hook as a per-VM change does
+        // (kvm_arch_pre_set_memory_attributes(): huge-page frames around the range).
+        if (set_attributes) inv.pre_set_attributes(*slot, gs, ge);
+        else inv.unmap(*slot, gs, ge);
     });
     if (inv.begun()) inv.flush_and_unlock();
 }
@@ -317,7 +331,9 @@ int GuestMemfd::kvm_gmem_punch_hole(uint64_t offset, uint64_t len, ExecContext& 
     const uint64_t start = offset >> kPageShift;
     const uint64_t end = (offset + len < offset) ? ~0ull : (offset + len) >> kPageShift;
     if (kvm_) ++kvm_->stats().gmem_punch_hole;
-    // filemap_invalidate_lock held across begin..end keeps the bindings stable.
+    // filemap_invalidate_lock held across begin..end keeps the bindings stable and host
+    // faults out until the pages are gone.
+    InvalidateLock lock(*this);
     ctx.charge("mmu_lock", proc_.costs().mmu_lock);
     MmuInvalidation inv(*kvm_, InvalidateCause::punch_hole, kvm_gmem_get_invalidate_filter(), ctx);
     invalidate_begin(inv, start, end);
@@ -341,6 +357,14 @@ int GuestMemfd::kvm_gmem_mmap(bool shared) const {
 
 int GuestMemfd::kvm_gmem_fault_user_mapping(uint64_t index, Pfn& pfn, ExecContext& ctx) {
     if (index >= npages()) return -EFAULT;   // VM_FAULT_SIGBUS beyond EOF
+    // filemap_invalidate_lock_shared(): a conversion or punch hole in progress finishes
+    // first, so the fault sees the attributes it left (a page gone private: SIGBUS).
+    for (unsigned polls = 0; invalidate_locked_; ++polls) {
+        if (polls == kInvalidateLockMaxPolls)
+            throw std::logic_error("host fault waits forever for the guest_memfd invalidate lock");
+        ctx.charge("filemap_invalidate_lock", kInvalidateLockPollCycles);
+        ctx.sync();
+    }
     if (proc_.config().vm_memory_attributes) {
         // 6.18: without INIT_SHARED all of the file is private to the guest.
         if (!init_shared()) return -EFAULT;

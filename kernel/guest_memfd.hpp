@@ -57,6 +57,19 @@ public:
     // kvm_gmem_fault_user_mapping(): 0 and the page, or -EFAULT where the host would get
     // SIGBUS (beyond EOF, private page, or no INIT_SHARED with per-VM attributes).
     int kvm_gmem_fault_user_mapping(uint64_t index, Pfn& pfn, ExecContext& ctx);
+    // filemap_invalidate_lock(): held exclusively across a conversion or a punch hole;
+    // host faults take it shared (kvm_gmem_fault_user_mapping()), so they wait for it.
+    class InvalidateLock {
+    public:
+        explicit InvalidateLock(GuestMemfd& f) : f_(f) { f_.invalidate_locked_ = true; }
+        ~InvalidateLock() { f_.invalidate_locked_ = false; }
+        InvalidateLock(const InvalidateLock&) = delete;
+        InvalidateLock& operator=(const InvalidateLock&) = delete;
+
+    private:
+        GuestMemfd& f_;
+    };
+    bool invalidate_locked() const { return invalidate_locked_; }
     // [PROPOSED] KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd (kernel/memory_attributes.cpp).
     int kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& args, ExecContext& ctx);
     // In-place attributes of file page `index` (default PRIVATE unless INIT_SHARED).
@@ -98,7 +111,8 @@ public:
 
 private:
     // kvm_gmem_invalidate_begin/end() over the bindings for file pages [start, end).
-    void invalidate_begin(class MmuInvalidation& inv, uint64_t start, uint64_t end);
+    // set_attributes: an attribute change (zaps through kvm_arch_pre_set_memory_attributes).
+    void invalidate_begin(class MmuInvalidation& inv, uint64_t start, uint64_t end, bool set_attributes = false);
     void invalidate_end(class MmuInvalidation& inv, uint64_t start, uint64_t end);
     AttrFilter kvm_gmem_get_invalidate_filter() const;
     int kvm_gmem_punch_hole(uint64_t offset, uint64_t len, ExecContext& ctx);
@@ -115,6 +129,7 @@ private:
     uint64_t size_, flags_, ino_;
     int file_refs_ = 0;
     bool released_ = false;
+    bool invalidate_locked_ = false;             // filemap_invalidate_lock held (exclusive)
 
     RangeMap<Pfn> page_cache_;        // index -> pfn
     uint64_t nr_pages_ = 0;

@@ -2,6 +2,7 @@
 // (virt/kvm/kvm_main.c, arch/x86/kvm/x86.c).
 #include "kernel/kvm.hpp"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "kernel/guest_memfd.hpp"
@@ -285,10 +286,23 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
         synchronize_srcu(ctx);
         CountingContext cc(ctx);
         const uint64_t before = mmu_->sptes_zapped_total();
+        const bool zap_all = mmu_->kvm_memslot_flush_zap_all();
         mmu_->kvm_arch_flush_shadow_memslot(*old, cc);
         InvalidationRecord rec;
-        rec.start_gfn = old->base_gfn.raw();
-        rec.end_gfn = old->end_gfn().raw();
+        ZapRange z;
+        if (zap_all) {   // every SPTE of the VM, whatever slot it came from
+            z.start_gfn = 0;
+            z.end_gfn = arch_->max_gfn(config()) + 1;
+        } else {
+            z.memslot = old->id;
+            z.as_id = old->as_id;
+            z.start_gfn = old->base_gfn.raw();
+            z.end_gfn = old->end_gfn().raw();
+        }
+        z.pages_zapped = mmu_->sptes_zapped_total() - before;
+        rec.ranges.push_back(z);
+        rec.start_gfn = z.start_gfn;
+        rec.end_gfn = z.end_gfn;
         rec.cause = change == kvm_mr_change::delete_ ? InvalidateCause::memslot_delete
                                                     : InvalidateCause::memslot_move;
         rec.attr_filter = AttrFilter::both;
@@ -311,6 +325,8 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
     ctx.charge("memslot_update", costs().memslot_update);
     switch (change) {
     case kvm_mr_change::create:
+        // kvm_prepare_memory_region(): a dirty-logged slot starts with a clean bitmap.
+        if (keep_new->flags & uapi::KVM_MEM_LOG_DIRTY_PAGES) keep_new->dirty_bitmap.assign((keep_new->npages + 63) / 64, 0);
         mmu_->kvm_arch_create_memslot(*keep_new);   // kvm_alloc_memslot_metadata()
         nr_memslot_pages_ += keep_new->npages;
         slots.insert(std::move(keep_new));
@@ -343,12 +359,22 @@ int Kvm::kvm_set_memslot(kvm_memory_slot* old, std::unique_ptr<kvm_memory_slot> 
         ++stats_.memslot_move;
         break;
     }
-    case kvm_mr_change::flags_only:
-        // Dirty-log toggles (kvm_mmu_slot_apply_flags) are not modelled beyond the flag.
+    case kvm_mr_change::flags_only: {
+        // Only KVM_MEM_LOG_DIRTY_PAGES can change here. kvm_prepare_memory_region() gives the
+        // slot a bitmap when logging starts (a kept one when it already had it) and
+        // kvm_commit_memory_region() frees it when logging stops; then the arch write-protects
+        // the slot or lets it map huge again (kvm_arch_commit_memory_region() ->
+        // kvm_mmu_slot_apply_flags()).
+        const uint32_t old_flags = old->flags;
         old->flags = keep_new->flags | (old->flags & ~0xffffu);
+        const bool logging = old->flags & uapi::KVM_MEM_LOG_DIRTY_PAGES;
+        if (logging && old->dirty_bitmap.empty()) old->dirty_bitmap.assign((old->npages + 63) / 64, 0);
+        if (!logging) std::vector<uint64_t>().swap(old->dirty_bitmap);
         ++slots.generation;
         ++stats_.memslot_flags_only;
+        mmu_->kvm_mmu_slot_apply_flags(*old, old_flags, ctx);
         break;
+    }
     }
     return 0;
 }
@@ -394,6 +420,94 @@ bool Kvm::mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const {
         gfn < mmu_invalidate_range_end)
         return true;
     return mmu_invalidate_seq != seq;
+}
+
+// ---------------------------------------------------------------------------------
+// Dirty logging (kvm_main.c kvm_get_dirty_log_protect / kvm_clear_dirty_log_protect)
+
+void Kvm::mark_page_dirty_in_slot(const kvm_memory_slot& slot, Gfn gfn) {
+    if (slot.dirty_bitmap.empty() || !slot.contains(gfn)) return;
+    const uint64_t rel = gfn - slot.base_gfn;
+    slot.dirty_bitmap[rel / 64] |= 1ull << (rel % 64);
+}
+
+int Kvm::kvm_vm_ioctl_get_dirty_log(const uapi::kvm_dirty_log& log, std::vector<uint64_t>& bitmap, ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    const unsigned as_id = log.slot >> 16;
+    const uint32_t id = log.slot & 0xffffu;
+    if (as_id >= kvm_arch_nr_memslot_as_ids() || id >= uapi::KVM_USER_MEM_SLOTS) return -EINVAL;
+    kvm_memory_slot* slot = memslots_[as_id].id_to_memslot(uint16_t(id));
+    if (!slot || slot->dirty_bitmap.empty()) return -ENOENT;
+    // Without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (not modelled): take each word and clear
+    // it, and write-protect what was dirty so the next write is logged again; one TLB
+    // flush for the slot at the end (kvm_flush_remote_tlbs_memslot()).
+    bitmap.assign(slot->dirty_bitmap.size(), 0);
+    ctx.charge("mmu_lock", costs().mmu_lock);
+    bool flush = false;
+    for (size_t i = 0; i < slot->dirty_bitmap.size(); ++i) {
+        const uint64_t mask = slot->dirty_bitmap[i];
+        if (!mask) continue;
+        slot->dirty_bitmap[i] = 0;
+        bitmap[i] = mask;
+        flush = true;
+        mmu_->kvm_arch_mmu_enable_log_dirty_pt_masked(*slot, i * 64, mask, ctx);
+    }
+    if (flush) mmu_->kvm_flush_remote_tlbs(ctx);
+    ++stats_.dirty_log_gets;
+    return 0;
+}
+
+int Kvm::kvm_vm_ioctl_clear_dirty_log(const uapi::kvm_clear_dirty_log& log, const std::vector<uint64_t>& bitmap,
+                                      ExecContext& ctx) {
+    ctx.charge("ioctl", costs().ioctl);
+    const unsigned as_id = log.slot >> 16;
+    const uint32_t id = log.slot & 0xffffu;
+    if (as_id >= kvm_arch_nr_memslot_as_ids() || id >= uapi::KVM_USER_MEM_SLOTS) return -EINVAL;
+    if (log.first_page & 63) return -EINVAL;
+    kvm_memory_slot* slot = memslots_[as_id].id_to_memslot(uint16_t(id));
+    if (!slot || slot->dirty_bitmap.empty()) return -ENOENT;
+    const uint64_t npages = slot->npages;
+    if (log.first_page > npages || log.num_pages > npages - log.first_page ||
+        (log.num_pages < npages - log.first_page && (log.num_pages & 63)))
+        return -EINVAL;
+    ctx.charge("mmu_lock", costs().mmu_lock);
+    bool flush = false;
+    const uint64_t words = (uint64_t(log.num_pages) + 63) / 64;
+    for (uint64_t k = 0; k < words && k < bitmap.size(); ++k) {
+        const uint64_t i = log.first_page / 64 + k;
+        // Only bits that were set are cleared and write-protected (bits past the slot's
+        // end never are: the slot's bitmap has none).
+        const uint64_t mask = bitmap[k] & slot->dirty_bitmap[i];
+        if (!mask) continue;
+        slot->dirty_bitmap[i] &= ~mask;
+        flush = true;
+        mmu_->kvm_arch_mmu_enable_log_dirty_pt_masked(*slot, i * 64, mask, ctx);
+    }
+    if (flush) mmu_->kvm_flush_remote_tlbs(ctx);
+    ++stats_.dirty_log_clears;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------
+// MMU notifier (kvm_mmu_notifier_invalidate_range_start / _end)
+
+void Kvm::kvm_mmu_notifier_invalidate_range(Hva start, Hva end, ExecContext& ctx) {
+    // kvm_handle_hva_range(): on_lock = kvm_mmu_invalidate_begin, handler =
+    // kvm_mmu_unmap_gfn_range over each overlapping slot (KVM_FILTER_SHARED: an hva
+    // never backs a private mapping); _end() runs kvm_mmu_invalidate_end.
+    MmuInvalidation inv(*this, InvalidateCause::hva_notifier, AttrFilter::shared, ctx);
+    for (unsigned as = 0; as < 2; ++as)
+        memslots_[as].for_each([&](kvm_memory_slot& slot) {
+            const uint64_t s0 = slot.userspace_addr.raw(), e0 = s0 + (slot.npages << kPageShift);
+            const uint64_t s = std::max(s0, start.raw()), e = std::min(e0, end.raw());
+            if (s >= e) return;
+            inv.begin();
+            inv.unmap(slot, slot.base_gfn + ((s - s0) >> kPageShift),
+                      slot.base_gfn + ((e - s0 + kPageMask) >> kPageShift));
+        });
+    if (!inv.begun()) return;
+    inv.flush_and_unlock();
+    inv.end();
 }
 
 // ---------------------------------------------------------------------------------
@@ -455,15 +569,38 @@ void MmuInvalidation::range_add(Gfn start, Gfn end) {
     }
 }
 
-void MmuInvalidation::unmap(const kvm_memory_slot& slot, Gfn start, Gfn end) {
-    range_add(start, end);
+kvm_gfn_range MmuInvalidation::gfn_range(const kvm_memory_slot& slot, Gfn start, Gfn end) const {
     kvm_gfn_range r;
     r.slot = &slot;
     r.start = start;
     r.end = end;
     r.attr_filter = rec_.attr_filter;
     r.may_block = true;
-    flush_ |= kvm_.mmu().kvm_unmap_gfn_range(r, ctx_);
+    return r;
+}
+
+void MmuInvalidation::record_zap(const kvm_memory_slot& slot, Gfn start, Gfn end, uint64_t zapped_before) {
+    ZapRange z;
+    z.memslot = slot.id;
+    z.as_id = slot.as_id;
+    z.start_gfn = start.raw();
+    z.end_gfn = end.raw();
+    z.pages_zapped = kvm_.mmu().sptes_zapped_total() - zapped_before;
+    rec_.ranges.push_back(z);
+}
+
+void MmuInvalidation::unmap(const kvm_memory_slot& slot, Gfn start, Gfn end) {
+    range_add(start, end);
+    const uint64_t before = kvm_.mmu().sptes_zapped_total();
+    flush_ |= kvm_.mmu().kvm_unmap_gfn_range(gfn_range(slot, start, end), ctx_);
+    record_zap(slot, start, end, before);
+}
+
+void MmuInvalidation::pre_set_attributes(const kvm_memory_slot& slot, Gfn start, Gfn end) {
+    range_add(start, end);
+    const uint64_t before = kvm_.mmu().sptes_zapped_total();
+    flush_ |= kvm_.mmu().kvm_arch_pre_set_memory_attributes(gfn_range(slot, start, end), ctx_);
+    record_zap(slot, start, end, before);
 }
 
 void MmuInvalidation::flush_and_unlock() {
@@ -478,6 +615,12 @@ void MmuInvalidation::flush_and_unlock() {
 void MmuInvalidation::end() {
     ctx_.sync();
     ctx_.charge("mmu_lock", kvm_.costs().mmu_lock);
+    // What faults were kept off: kvm's union as this invalidation ends (it includes what
+    // the arch added, e.g. huge-page frames around an attribute change).
+    if (kvm_.mmu_invalidate_range_start.raw() != kInvalidGfn && any_range_) {
+        rec_.start_gfn = std::min(rec_.start_gfn, kvm_.mmu_invalidate_range_start.raw());
+        rec_.end_gfn = std::max(rec_.end_gfn, kvm_.mmu_invalidate_range_end.raw());
+    }
     kvm_.kvm_mmu_invalidate_end();
     rec_.sptes_zapped = kvm_.mmu().sptes_zapped_total() - zapped_before_;
     rec_.cycles = ctx_.total;

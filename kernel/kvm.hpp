@@ -76,12 +76,18 @@ public:
     void range_add(Gfn start, Gfn end);
     // kvm_mmu_unmap_gfn_range(): range_add + kvm_unmap_gfn_range() with this filter.
     void unmap(const kvm_memory_slot& slot, Gfn start, Gfn end);
+    // kvm_pre_set_memory_attributes(): range_add + kvm_arch_pre_set_memory_attributes()
+    // (which may widen the protected range to the huge-page frames around it).
+    void pre_set_attributes(const kvm_memory_slot& slot, Gfn start, Gfn end);
     // kvm_flush_remote_tlbs() if any unmap asked for it, drop mmu_lock (ctx.sync()).
     void flush_and_unlock();
     // Take mmu_lock, kvm_mmu_invalidate_end(), drop it, and record the invalidation.
     void end();
 
 private:
+    kvm_gfn_range gfn_range(const kvm_memory_slot& slot, Gfn start, Gfn end) const;
+    void record_zap(const kvm_memory_slot& slot, Gfn start, Gfn end, uint64_t zapped_before);
+
     Kvm& kvm_;
     CountingContext ctx_;
     InvalidationRecord rec_;
@@ -128,6 +134,15 @@ public:
     // ---- memslots (kernel/kvm.cpp) ----
     int kvm_vm_ioctl_set_memory_region(const uapi::kvm_userspace_memory_region& mem, ExecContext& ctx);
     int kvm_vm_ioctl_set_memory_region2(const uapi::kvm_userspace_memory_region2& mem, ExecContext& ctx);
+    // KVM_GET_DIRTY_LOG (kvm_get_dirty_log_protect()): copies the slot's bitmap into
+    // `bitmap` (one bit per page), clears it and write-protects what was dirty.
+    int kvm_vm_ioctl_get_dirty_log(const uapi::kvm_dirty_log& log, std::vector<uint64_t>& bitmap, ExecContext& ctx);
+    // KVM_CLEAR_DIRTY_LOG (kvm_clear_dirty_log_protect()): clears the bits of `bitmap`
+    // (bit i = page first_page + i) and write-protects those pages.
+    int kvm_vm_ioctl_clear_dirty_log(const uapi::kvm_clear_dirty_log& log, const std::vector<uint64_t>& bitmap,
+                                     ExecContext& ctx);
+    // mark_page_dirty_in_slot(): the page was (or may now be) written by the guest.
+    static void mark_page_dirty_in_slot(const kvm_memory_slot& slot, Gfn gfn);
     unsigned kvm_arch_nr_memslot_as_ids() const { return arch_->nr_memslot_as_ids(config()); }
     const KvmMemslots& memslots(unsigned as_id) const { return memslots_[as_id]; }
     const kvm_memory_slot* id_to_memslot(unsigned as_id, uint16_t id) const;
@@ -169,6 +184,11 @@ public:
     bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
     // The lockless pre-check (tolerates a stale range; never retries on INVALID).
     bool mmu_invalidate_retry_gfn_unsafe(uint64_t seq, Gfn gfn) const;
+
+    // ---- MMU notifier (kvm_main.c kvm_mmu_notifier_invalidate_range_start/end) ----
+    // The VMM's mapping of [start, end) changes (copy-on-write, munmap): zap the gfns of
+    // every memslot whose userspace range overlaps it, shared mappings only.
+    void kvm_mmu_notifier_invalidate_range(Hva start, Hva end, ExecContext& ctx);
 
     // ---- kvm->srcu: memslot readers (kvm_main.c, kvm_host.h) ----
     // A fault holds the read side while it uses a memslot it looked up (Linux: vcpu_run's

@@ -40,6 +40,10 @@ struct KvmConfig {
     // KVM_SET_MEMORY_ATTRIBUTES); false = attributes live in each guest_memfd (in-place
     // conversion). hvsim models in-place conversion by default (seed 003): false.
     bool vm_memory_attributes = false;
+    // KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default (kvm_check_has_quirk()): deleting or moving a
+    // memslot of a default VM zaps every SPTE of the VM. Userspace turns it off with
+    // KVM_CAP_DISABLE_QUIRKS2; other VM types always zap only the slot.
+    bool quirk_slot_zap_all = true;
     // Host MAXPHYADDR in bits; kvm_mmu_max_gfn() uses it with TDP, 52 without.
     unsigned maxphyaddr = 52;
     // KVM_USER_MEM_SLOTS (KVM_CAP_NR_MEMSLOTS); x86: SHRT_MAX - 3 internal slots.

@@ -80,9 +80,10 @@ int Kvm::kvm_vm_set_mem_attributes(Gfn start, Gfn end, uint64_t attrs, ExecConte
         });
     for (const Clip& c : clips) {
         inv.begin();
-        // kvm_pre_set_memory_attributes() adds the range unconditionally, then x86 zaps.
-        inv.range_add(c.s, c.e);
-        if (has_private_mem()) inv.unmap(*c.slot, c.s, c.e);
+        // kvm_pre_set_memory_attributes() adds the range unconditionally; the x86 hook
+        // (private-memory VMs only) widens it to the huge-page frames around it and zaps.
+        if (has_private_mem()) inv.pre_set_attributes(*c.slot, c.s, c.e);
+        else inv.range_add(c.s, c.e);
     }
     if (inv.begun()) inv.flush_and_unlock();
 
@@ -182,6 +183,10 @@ int GuestMemfd::kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& a, ExecCo
     }
     KvmStats& st = kvm.stats();
 
+    // filemap_invalidate_lock first, then unmap the host: a host fault from here on waits
+    // until the attributes are stored, so it either completed before the conversion or
+    // sees the page private afterwards (SIGBUS); it can never map a page turning private.
+    InvalidateLock lock(*this);
     if (to_private) {
         // Host userspace must lose its mappings first; any page still referenced after
         // that (a GUP pin: VFIO, io_uring, ...) makes the conversion fail with EAGAIN and
@@ -200,7 +205,7 @@ int GuestMemfd::kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& a, ExecCo
     ctx.charge("mmu_lock", proc_.costs().mmu_lock);
     MmuInvalidation inv(kvm, InvalidateCause::set_attributes,
                         to_private ? AttrFilter::shared : AttrFilter::private_, ctx);
-    invalidate_begin(inv, start, end);
+    invalidate_begin(inv, start, end, /*set_attributes=*/true);
 
     // The pieces whose attribute changes, and the allocated pages in them: only those
     // are converted (never the guest size: unallocated pages have no content).

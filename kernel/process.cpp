@@ -51,6 +51,12 @@ void VmmProcess::close_all(ExecContext& ctx) {
         alloc_.free(Pfn(pfn), 0);
     }
     anon_orphans_.clear();
+    zero_pages_.clear();
+    huge_zero_regions_.clear();
+    if (zero_pfn_) alloc_.free(*zero_pfn_, 0);
+    if (huge_zero_pfn_) alloc_.free(*huge_zero_pfn_, 9);
+    zero_pfn_.reset();
+    huge_zero_pfn_.reset();
 }
 
 // ---------------------------------------------------------------------------------
@@ -173,6 +179,16 @@ int VmmProcess::ioctl_memory_encrypt_unreg_region(int vmfd, const uapi::kvm_enc_
     HVSIM_VM_IOCTL(kvm_vm_ioctl_memory_encrypt_unreg_region(r, ctx));
 }
 
+int VmmProcess::ioctl_get_dirty_log(int vmfd, const uapi::kvm_dirty_log& l, std::vector<uint64_t>& bitmap,
+                                    ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_get_dirty_log(l, bitmap, ctx));
+}
+
+int VmmProcess::ioctl_clear_dirty_log(int vmfd, const uapi::kvm_clear_dirty_log& l, const std::vector<uint64_t>& bitmap,
+                                      ExecContext& ctx) {
+    HVSIM_VM_IOCTL(kvm_vm_ioctl_clear_dirty_log(l, bitmap, ctx));
+}
+
 #undef HVSIM_VM_IOCTL
 
 int VmmProcess::ioctl_set_memory_attributes2(int fd, uapi::kvm_memory_attributes2& a, ExecContext& ctx) {
@@ -292,7 +308,21 @@ void VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_
 }
 
 void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
-    // Anonymous pages in the range go (pinned ones live on until unpinned).
+    // Zero-page mappings in the range go; KVM drops what it mapped from there (the MMU
+    // notifier of zap_page_range), then anonymous pages go (pinned ones live on until
+    // unpinned).
+    bool notify = false;
+    for (auto z = zero_pages_.lower_bound(start); z != zero_pages_.end() && *z < end;) {
+        z = zero_pages_.erase(z);
+        notify = true;
+    }
+    for (auto h = huge_zero_regions_.lower_bound(start & ~((2ull << 20) - 1));
+         h != huge_zero_regions_.end() && *h < end;) {
+        h = huge_zero_regions_.erase(h);
+        notify = true;
+    }
+    if (auto a = anon_.lower_bound(start); a != anon_.end() && a->first < end) notify = true;
+    if (notify) mmu_notifier_invalidate(start, end, ctx);
     for (auto it = anon_.lower_bound(start); it != anon_.end() && it->first < end;) {
         const uint64_t page = it->first;
         ++it;
@@ -354,10 +384,77 @@ std::optional<Pfn> VmmProcess::anon_page(Hva hva) const {
     return it->second.pfn;
 }
 
+void VmmProcess::mmu_notifier_invalidate(uint64_t start, uint64_t end, ExecContext& ctx) {
+    for (auto& w : vms_)
+        if (auto k = w.lock()) k->kvm_mmu_notifier_invalidate_range(Hva(start), Hva(end), ctx);
+}
+
+GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
+    // do_anonymous_page() / do_huge_pmd_anonymous_page() for a read: map the shared zero
+    // page (the huge zero page when the whole 2M region is empty and THP may use it)
+    // read-only; nothing is allocated until the first write.
+    GupResult r;
+    r.writable = false;
+    const uint64_t region = hva_page & ~((2ull << 20) - 1), region_end = region + (2ull << 20);
+    auto region_empty = [&] {
+        auto a = anon_.lower_bound(region);
+        if (a != anon_.end() && a->first < region_end) return false;
+        auto z = zero_pages_.lower_bound(region);
+        return z == zero_pages_.end() || *z >= region_end;
+    };
+    const bool huge = huge_zero_regions_.count(region) ||
+                      (thp_ && region_end <= kTaskSizeMax && region_empty());
+    if (huge && !huge_zero_pfn_) {
+        if ((huge_zero_pfn_ = alloc_.alloc(9)))
+            for (uint64_t i = 0; i < 512; ++i) mem_.discard(*huge_zero_pfn_ + i);
+    }
+    if (huge && huge_zero_pfn_) {
+        if (huge_zero_regions_.insert(region).second) {
+            ctx.charge("host_fault", costs_.host_fault);
+            ++stats_.host_faults;
+        }
+        r.pfn = *huge_zero_pfn_ + ((hva_page - region) >> kPageShift);
+        r.level = PgLevel::k2M;
+        return r;
+    }
+    if (!zero_pfn_) {
+        if (!(zero_pfn_ = alloc_.alloc(0))) {
+            r.err = -ENOMEM;
+            return r;
+        }
+        mem_.discard(*zero_pfn_);
+    }
+    if (zero_pages_.insert(hva_page).second) {
+        ctx.charge("host_fault", costs_.host_fault);
+        ++stats_.host_faults;
+    }
+    r.pfn = *zero_pfn_;
+    return r;
+}
+
 VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
     auto it = anon_.find(hva_page);
     if (it != anon_.end()) return &it->second;
-    if (thp_) {
+    // A write where a read mapped the zero page: copy-on-write. do_huge_pmd_wp_page()
+    // splits a huge zero PMD and copies one 4K page (no huge folio); do_wp_page() replaces
+    // a zero-page PTE. Either way the old translation goes first (the MMU notifier tells
+    // KVM, which zaps its read-only SPTE).
+    bool small_only = false;
+    const uint64_t zregion = hva_page & ~((2ull << 20) - 1);
+    if (huge_zero_regions_.erase(zregion)) {
+        mmu_notifier_invalidate(zregion, zregion + (2ull << 20), ctx);
+        small_only = true;
+    }
+    if (zero_pages_.erase(hva_page)) {
+        mmu_notifier_invalidate(hva_page, hva_page + kPageSize, ctx);
+        small_only = true;
+    }
+    if (thp_ && !small_only) {
+        // A region with zero-page PTEs has a page table under its PMD: no huge folio.
+        auto z = zero_pages_.lower_bound(zregion);
+        small_only = z != zero_pages_.end() && *z < zregion + (2ull << 20);
+    }
+    if (thp_ && !small_only) {
         // do_huge_pmd_anonymous_page(): a huge folio when nothing of the 2M region is
         // populated yet (else the region stays with small pages, as after a split).
         const uint64_t region = hva_page & ~((2ull << 20) - 1);
@@ -439,7 +536,7 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
         return r;
     }
     // Anonymous memory (implicit guest RAM, or a memfd mapping modelled the same way).
-    (void)write;
+    if (!write && !anon_.count(hva_page)) return anon_read_fault(hva_page, ctx);
     AnonPage* a = anon_fault(hva_page, ctx);
     if (!a) {
         r.err = -ENOMEM;

@@ -51,6 +51,7 @@ struct GupResult {
     bool sigbus = false;                 // ... because the access would raise SIGBUS
     Pfn pfn;
     PgLevel level = PgLevel::k4K;        // host mapping size: 2M for a transparent huge page, else 4K
+    bool writable = true;                // false: the (huge) zero page of a read fault
 };
 
 class VmmProcess {
@@ -98,6 +99,9 @@ public:
     int ioctl_create_guest_memfd(int vmfd, const uapi::kvm_create_guest_memfd& a, ExecContext& ctx);
     int ioctl_set_memory_attributes(int vmfd, const uapi::kvm_memory_attributes& a, ExecContext& ctx);
     int ioctl_set_memory_attributes2(int fd, uapi::kvm_memory_attributes2& a, ExecContext& ctx);
+    int ioctl_get_dirty_log(int vmfd, const uapi::kvm_dirty_log& l, std::vector<uint64_t>& bitmap, ExecContext& ctx);
+    int ioctl_clear_dirty_log(int vmfd, const uapi::kvm_clear_dirty_log& l, const std::vector<uint64_t>& bitmap,
+                              ExecContext& ctx);
     int ioctl_memory_encrypt_reg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx);
     int ioctl_memory_encrypt_unreg_region(int vmfd, const uapi::kvm_enc_region& r, ExecContext& ctx);
     int fallocate(int fd, int mode, uint64_t offset, uint64_t len, ExecContext& ctx);
@@ -113,8 +117,10 @@ public:
     int munmap(Hva addr, uint64_t size, ExecContext& ctx);
 
     // ---- the address space ----
-    // get_user_pages() of one page, faulting it in (FOLL_WRITE does not matter for the
-    // model: anonymous memory is private-writable, gmem mappings are shared).
+    // get_user_pages() of one page, faulting it in. A read (no FOLL_WRITE) of anonymous
+    // memory never written maps the zero page (the huge zero page for an empty 2M region
+    // with THP) and returns it read-only; a write allocates (copy-on-write from the zero
+    // page, which tells KVM through the MMU notifier).
     GupResult get_user_pages(Hva hva, bool write, ExecContext& ctx);
     // pin_user_pages(FOLL_LONGTERM) of every page in [hva, hva+size): the number of pages
     // pinned, or -errno with nothing left pinned (all or nothing, like sev_pin_memory()).
@@ -142,6 +148,9 @@ public:
 
     // State, for tests and invariants.
     size_t nr_anon_pages() const { return anon_.size(); }
+    // Anonymous pages and 2M regions a read mapped to the zero page / huge zero page.
+    size_t nr_zero_mapped_pages() const { return zero_pages_.size(); }
+    size_t nr_huge_zero_regions() const { return huge_zero_regions_.size(); }
     std::optional<Pfn> anon_page(Hva hva) const;
     size_t nr_mappings() const { return maps_.size(); }
     uint64_t nr_pins() const { return pins_.size(); }
@@ -171,6 +180,11 @@ private:
     // Resolve one page for a host access: {0, pfn} or {-EFAULT} (SIGBUS).
     GupResult fault_in(uint64_t hva_page, bool write, ExecContext& ctx);
     AnonPage* anon_fault(uint64_t hva_page, ExecContext& ctx);
+    // A read fault on anonymous memory never written: the zero page, mapped read-only.
+    GupResult anon_read_fault(uint64_t hva_page, ExecContext& ctx);
+    // mmu_notifier_invalidate_range_start/end() on [start, end): every VM of this
+    // process zaps what it maps from there.
+    void mmu_notifier_invalidate(uint64_t start, uint64_t end, ExecContext& ctx);
     void free_anon_page(uint64_t hva_page, ExecContext& ctx);
     void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
@@ -193,6 +207,9 @@ private:
     std::map<uint64_t, AnonPage> anon_;           // hva page -> page
     bool thp_ = false;
     std::set<uint64_t> thp_regions_;              // 2M-aligned hvas backed by one intact huge page
+    std::set<uint64_t> huge_zero_regions_;        // 2M-aligned hvas mapped to the huge zero page
+    std::set<uint64_t> zero_pages_;               // hva pages mapped to the 4K zero page
+    std::optional<Pfn> zero_pfn_, huge_zero_pfn_; // never written, freed at exit
     std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
     std::multimap<uint64_t, Pin> pins_;           // hva page -> pin
     std::map<int, Hva> gmem_whole_maps_;          // gmem fd -> implicit whole-file mapping

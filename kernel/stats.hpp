@@ -11,10 +11,21 @@ namespace hvsim::kvm {
 
 const char* attr_filter_name(AttrFilter f);   // "shared" / "private" / "both"
 
+// One gfn range an invalidation asked the MMU to zap, and what it zapped there.
+struct ZapRange {
+    int32_t memslot = -1;            // slot id; -1: every slot (a whole-VM zap)
+    uint16_t as_id = 0;
+    uint64_t start_gfn = 0, end_gfn = 0;   // [start, end)
+    uint64_t pages_zapped = 0;       // leaf SPTEs cleared by this range
+};
+
 // One MMU invalidation (kvm_mmu_invalidate_begin .. end) as results.json lists it.
 struct InvalidationRecord {
-    uint64_t start_gfn = 0;          // union of every range added by this invalidation
+    // The union the invalidation protected from faults (kvm->mmu_invalidate_range_start
+    // .. end when it finished: every range added, huge-page frames widened in included).
+    uint64_t start_gfn = 0;
     uint64_t end_gfn = 0;            // (exclusive)
+    std::vector<ZapRange> ranges;    // one entry per range zapped, in order
     InvalidateCause cause = InvalidateCause::other;
     AttrFilter attr_filter = AttrFilter::both;
     uint64_t sptes_zapped = 0;       // KvmMmuOps::sptes_zapped_total() after - before
@@ -36,6 +47,8 @@ struct KvmStats {
     uint64_t conversion_eagain = 0;
     uint64_t policy_pages_zeroed = 0, policy_pages_preserved = 0, policy_pages_filled = 0;
     uint64_t host_pages_unmapped = 0;    // host mmap PTEs dropped before to-private
+    // dirty logging
+    uint64_t dirty_log_gets = 0, dirty_log_clears = 0;
     // legacy SEV pinning
     uint64_t sev_regions = 0;
     uint64_t sev_pages_pinned = 0, sev_pages_pinned_peak = 0;

@@ -108,6 +108,17 @@ struct kvm_pre_fault_memory {
     uint64_t padding[5];
 };
 
+// ---- dirty logging (KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG) ----
+// The bitmap pointer of the real structs is replaced by a buffer the caller passes.
+struct kvm_dirty_log {
+    uint32_t slot;           // as_id << 16 | slot id
+};
+struct kvm_clear_dirty_log {
+    uint32_t slot;
+    uint32_t num_pages;
+    uint64_t first_page;
+};
+
 // ---- legacy SEV ----
 struct kvm_enc_region {
     uint64_t addr;

@@ -213,6 +213,10 @@ std::string describe_step(const scn::Step& st) {
                 return fmt::format("check_extension {} scope={}", cap, op.vm_scope ? "vm" : "system");
             } else if constexpr (std::is_same_v<T, scn::Close>) {
                 return op.vm ? std::string("close vm") : "close " + fd_text(op.guest_memfd);
+            } else if constexpr (std::is_same_v<T, scn::DirtyLog>) {
+                return op.clear ? fmt::format("clear_dirty_log slot={} first_page={} num_pages={}", hex(op.slot),
+                                              op.first_page, op.num_pages)
+                                : fmt::format("get_dirty_log slot={}", hex(op.slot));
             } else if constexpr (std::is_same_v<T, scn::HostAccess>) {
                 static const char* names[] = {"read", "write", "mmap", "pin", "unpin"};
                 std::string s = fmt::format("host {} ", names[static_cast<int>(op.op)]);

@@ -4,6 +4,7 @@
 #include <tlm_utils/tlm_quantumkeeper.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -34,6 +35,8 @@ public:
         work_.notify(SC_ZERO_TIME);
     }
     sc_event& done() { return done_; }
+    // A model error in the last job (empty if none); the controller names the step.
+    const std::string& error() const { return error_; }
     void charge(std::string_view, Cycles c) override { qk_.inc(sc_time::from_value(c * period_ps_)); }
     void sync() override { qk_.sync(); }
 
@@ -42,7 +45,14 @@ private:
         qk_.reset();
         for (;;) {
             wait(work_);
-            job_(*this);
+            error_.clear();
+            // A model error ends the job with a message instead of escaping into the
+            // SystemC kernel; the controller ends the run naming the step.
+            try {
+                job_(*this);
+            } catch (const std::exception& e) {
+                error_ = fmt::format("VMM thread: {}", e.what());
+            }
             qk_.sync();
             done_.notify(SC_ZERO_TIME);
         }
@@ -50,6 +60,7 @@ private:
     uint64_t period_ps_;
     tlm_utils::tlm_quantumkeeper qk_;
     std::function<void(ExecContext&)> job_;
+    std::string error_;
     sc_event work_, done_;
 };
 
@@ -58,6 +69,7 @@ struct StepRecord {
     const scn::Step* step = nullptr;
     size_t index = 0;
     StepOutcome outcome;                      // uAPI steps
+    HostThread* host = nullptr;               // the VMM thread that ran a uAPI step
     std::vector<unsigned> vcpus;              // vCPU steps
     uint64_t accesses = 0;
     bool stopped = false;
@@ -89,6 +101,7 @@ std::string op_name(const scn::Step& st) {
                 return op.reg ? "memory_encrypt_reg_region" : "memory_encrypt_unreg_region";
             else if constexpr (std::is_same_v<T, scn::CheckExtension>) return "check_extension";
             else if constexpr (std::is_same_v<T, scn::Close>) return "close";
+            else if constexpr (std::is_same_v<T, scn::DirtyLog>) return op.clear ? "clear_dirty_log" : "get_dirty_log";
             else if constexpr (std::is_same_v<T, scn::HostAccess>) {
                 const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin"};
                 return n[int(op.op)];
@@ -211,6 +224,7 @@ private:
             }
         } else {
             HostThread* worker = hosts_.at(host_idx++);
+            rec.host = worker;
             StepRecord* r = &rec;
             worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_.exec_uapi_step(st, ctx); });
             evs &= worker->done();
@@ -219,6 +233,7 @@ private:
 
     void collect(StepRecord& rec) {
         rec.end = now();
+        if (rec.host && !rec.host->error().empty()) throw std::runtime_error(step_label(rec) + ": " + rec.host->error());
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
         for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses;
@@ -299,6 +314,12 @@ private:
         if (ex.remaining && o.remaining != ex.remaining)
             fail(r, fmt::format("expected remaining {:#x}, got {}", *ex.remaining,
                                 o.remaining ? fmt::format("{:#x}", *o.remaining) : "none"));
+        if (ex.dirty_pages && (!o.dirty || o.dirty->size() != *ex.dirty_pages))
+            fail(r, fmt::format("expected {} dirty pages, got {}", *ex.dirty_pages,
+                                o.dirty ? std::to_string(o.dirty->size()) : "no dirty log"));
+        if (ex.dirty_bitmap && (!o.dirty || *o.dirty != *ex.dirty_bitmap))
+            fail(r, fmt::format("expected dirty pages [{}], got {}", fmt::join(*ex.dirty_bitmap, ", "),
+                                o.dirty ? fmt::format("[{}]", fmt::join(*o.dirty, ", ")) : "no dirty log"));
         if (ex.value && o.value != ex.value)
             fail(r, fmt::format("expected value {}, got {}", *ex.value, o.value ? std::to_string(*o.value) : "none"));
         if (ex.bytes) {

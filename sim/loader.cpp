@@ -590,7 +590,8 @@ private:
             auto [name, args] = one_of(body, bp,
                                        {"create_guest_memfd", "set_user_memory_region2", "set_memory_attributes",
                                         "set_memory_attributes2", "fallocate", "pre_fault_memory",
-                                        "memory_encrypt_reg_region", "memory_encrypt_unreg_region", "check_extension"},
+                                        "memory_encrypt_reg_region", "memory_encrypt_unreg_region", "check_extension",
+                                        "get_dirty_log", "clear_dirty_log"},
                                        "an ioctl object");
             sub = name;
             ioctl(st, name, *args, bp + "/" + name);
@@ -683,6 +684,27 @@ private:
             f.size = size_value(req(a, p, "size"), p + "/size");
             if (auto* v = opt(a, "flags")) f.flags = flags_value(*v, p + "/flags", kNoFlags);
             st.op = f;
+        } else if (name == "get_dirty_log" || name == "clear_dirty_log") {
+            scn::DirtyLog d;
+            d.clear = name == "clear_dirty_log";
+            if (d.clear)
+                object(a, p, {"slot", "as_id", "first_page", "num_pages", "dirty_bitmap"},
+                       "a clear_dirty_log object {\"slot\", \"as_id\", \"first_page\", \"num_pages\", \"dirty_bitmap\"}");
+            else
+                object(a, p, {"slot", "as_id"}, "a get_dirty_log object {\"slot\", \"as_id\"}");
+            const json& sl = req(a, p, "slot");
+            const uint64_t raw = uint_value(sl, p + "/slot", UINT32_MAX);
+            d.slot = uint32_t(raw);
+            if (auto* v = opt(a, "as_id")) {
+                if (raw > 0xffff) expected(p + "/slot", "a slot id 0..65535 when as_id is given", describe(sl));
+                d.slot |= uint32_t(uint_value(*v, p + "/as_id", 0xffff)) << 16;
+            }
+            if (d.clear) {
+                d.first_page = uint_value(req(a, p, "first_page"), p + "/first_page", UINT64_MAX);
+                d.num_pages = uint32_t(uint_value(req(a, p, "num_pages"), p + "/num_pages", UINT32_MAX));
+                if (auto* v = opt(a, "dirty_bitmap")) d.dirty_bitmap = page_list(*v, p + "/dirty_bitmap", d.num_pages);
+            }
+            st.op = d;
         } else if (name == "memory_encrypt_reg_region" || name == "memory_encrypt_unreg_region") {
             object(a, p, {"addr", "size"}, "an encrypt-region object {\"addr\", \"size\"}");
             scn::EncryptRegion r;
@@ -785,9 +807,25 @@ private:
     }
 
     // ---- expectations --------------------------------------------------------
+    // A list of page numbers below `limit` (a dirty bitmap written as the pages it has set).
+    std::vector<uint64_t> page_list(const json& j, const std::string& ptr, uint64_t limit) const {
+        if (!j.is_array()) expected(ptr, "an array of page numbers", describe(j));
+        std::vector<uint64_t> out;
+        for (size_t i = 0; i < j.size(); ++i) {
+            const std::string p = ptr + "/" + std::to_string(i);
+            const uint64_t v = uint_value(j[i], p, UINT64_MAX);
+            if (v >= limit) expected(p, "a page number below " + std::to_string(limit), describe(j[i]));
+            out.push_back(v);
+        }
+        std::sort(out.begin(), out.end());
+        out.erase(std::unique(out.begin(), out.end()), out.end());
+        return out;
+    }
+
     void step_expect(scn::Step& st, const json& j, const std::string& ptr, OpKind kind, const std::string& sub) {
         static const std::vector<std::string> kKeys = {"errno", "error_offset", "remaining", "exit",
-                                                       "signal", "bytes",       "value"};
+                                                       "signal", "bytes",       "value", "dirty_pages",
+                                                       "dirty_bitmap"};
         object(j, ptr, kKeys, "an expect object");
         // What each kind of step can report (StepOutcome, or the vCPU's exit).
         std::vector<std::string> ok = {"errno"};
@@ -796,6 +834,10 @@ private:
         if (kind == OpKind::ioctl && sub == "set_memory_attributes2") ok.push_back("error_offset");
         if (kind == OpKind::ioctl && sub == "pre_fault_memory") ok.push_back("remaining");
         if (kind == OpKind::ioctl && sub == "check_extension") ok.push_back("value");
+        if (kind == OpKind::ioctl && sub == "get_dirty_log") {
+            ok.push_back("dirty_pages");
+            ok.push_back("dirty_bitmap");
+        }
         if (kind == OpKind::access || kind == OpKind::hypercall) ok.push_back("exit");
         if (kind == OpKind::host_access) ok.push_back("signal");
         if (reads) ok.push_back("bytes");
@@ -826,6 +868,8 @@ private:
                 expected(ptr + "/value", "an integer below 2^63", describe(*v));
             e.value = v->get<int64_t>();
         }
+        if (auto* v = opt(j, "dirty_pages")) e.dirty_pages = uint_value(*v, ptr + "/dirty_pages", UINT64_MAX);
+        if (auto* v = opt(j, "dirty_bitmap")) e.dirty_bitmap = page_list(*v, ptr + "/dirty_bitmap", UINT64_MAX);
         if (auto* v = opt(j, "exit")) {
             const std::string p = ptr + "/exit";
             object(*v, p, {"reason", "gpa", "size", "flags"}, "an exit object {\"reason\", \"gpa\", \"size\", \"flags\"}");

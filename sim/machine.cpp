@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -63,6 +65,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     k.exit_hypercall = p.get_bool("kvm.config.exit_hypercall");
     k.memory_attributes2 = p.get_bool("kvm.config.memory_attributes2");
     k.vm_memory_attributes = p.get_bool("kvm.config.vm_memory_attributes");
+    k.quirk_slot_zap_all = p.get_bool("kvm.config.quirk_slot_zap_all");
     k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
     k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
     k.memlock_limit = p.get_u64("kvm.config.memlock_limit");
@@ -163,7 +166,10 @@ void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
     if (x86_) x86_->attach_vcpu(hw);
 }
 
-void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) { vcpus_.at(id).module = &module; }
+void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
+    vcpus_.at(id).module = &module;
+    if (x86_) x86_->set_vcpu_requests(id, &module);
+}
 
 std::optional<int> Machine::gmem_fd(const std::string& id) const {
     auto it = gmem_fds_.find(id);
@@ -299,6 +305,37 @@ StepOutcome Machine::exec_uapi_step(const scn::Step& step, ExecContext& ctx) {
                 host_log_.end("pre_fault_memory");
                 set_err(o, e);
                 o.remaining = r.size;
+            } else if constexpr (std::is_same_v<T, scn::DirtyLog>) {
+                if (!op.clear) {
+                    std::vector<uint64_t> bm;
+                    const int r = P.ioctl_get_dirty_log(vm_fd_, uapi::kvm_dirty_log{op.slot}, bm, ctx);
+                    set_err(o, r);
+                    if (r == 0) {
+                        std::vector<uint64_t> pages;
+                        for (size_t i = 0; i < bm.size(); ++i)
+                            for (uint64_t w = bm[i]; w; w &= w - 1) pages.push_back(i * 64 + uint64_t(std::countr_zero(w)));
+                        o.dirty = std::move(pages);
+                    }
+                } else {
+                    uapi::kvm_clear_dirty_log l{};
+                    l.slot = op.slot;
+                    l.first_page = op.first_page;
+                    l.num_pages = op.num_pages;
+                    // The caller's bitmap, at most 2^28 pages (a 1 TiB slot); KVM rejects a
+                    // longer range of a smaller slot before reading it.
+                    const uint64_t words = std::min<uint64_t>((uint64_t(op.num_pages) + 63) / 64, 1ull << 22);
+                    std::vector<uint64_t> bm(words, 0);
+                    if (op.dirty_bitmap) {
+                        for (uint64_t p : *op.dirty_bitmap)
+                            if (p / 64 < words) bm[p / 64] |= 1ull << (p % 64);
+                    } else {
+                        for (uint64_t i = 0; i < words; ++i) {
+                            const uint64_t left = uint64_t(op.num_pages) - i * 64;
+                            bm[i] = left >= 64 ? ~0ull : (1ull << left) - 1;
+                        }
+                    }
+                    set_err(o, P.ioctl_clear_dirty_log(vm_fd_, l, bm, ctx));
+                }
             } else if constexpr (std::is_same_v<T, scn::EncryptRegion>) {
                 uapi::kvm_enc_region r{op.addr, op.size};
                 set_err(o, op.reg ? P.ioctl_memory_encrypt_reg_region(vm_fd_, r, ctx)
@@ -385,7 +422,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     switch (out.r) {
     case kvm::RET_PF_FIXED:
         ctx.charge("vmentry", c.vmentry);
-        v.log.end(fmt::format("npf.{}.{}", kind, level_name(out.level)));
+        v.log.end(out.fast ? std::string("npf.fast") : fmt::format("npf.{}.{}", kind, level_name(out.level)));
         return cpu::NpfAction::retry;
     case kvm::RET_PF_SPURIOUS:
         ctx.charge("vmentry", c.vmentry);

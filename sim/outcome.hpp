@@ -16,6 +16,7 @@ struct StepOutcome {
     std::optional<std::string> signal;        // "SIGBUS" for a host access that faulted
     std::optional<uint8_t> bytes;             // host read: the byte value when all bytes are equal
     bool bytes_mixed = false;                 // host read: bytes differ from each other
+    std::optional<std::vector<uint64_t>> dirty;   // get_dirty_log: slot-relative pages that were dirty
     bool skipped = false;                     // the step could not run here
     std::string skip_reason;
 };

@@ -170,7 +170,10 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.mmu_lock", 60, "take and release mmu_lock", "estimate"));
     v.push_back(cycles("cost.tlb_flush_local", 300, "flush the VM's translations on this CPU", "estimate"));
     v.push_back(cycles("cost.tlb_flush_remote_ipi", 3000,
-                       "per remote vCPU: IPI and forced exit to flush its TLB (kvm_flush_remote_tlbs)", "estimate"));
+                       "kvm_flush_remote_tlbs(): IPI round trip the requester waits for, paid once (the IPIs to "
+                       "every vCPU in guest mode go out in parallel); kicked vCPUs pay cost.vmexit + "
+                       "cost.tlb_flush_local + cost.vmentry themselves",
+                       "estimate"));
     v.push_back(cycles("cost.attr_update", 400, "per range stored in a memory-attribute range map", "estimate"));
     v.push_back(cycles("cost.memslot_update", 5000, "install a new memslot array and synchronize_srcu", "estimate"));
     v.push_back(cycles("cost.guest_pf", 1500, "guest #PF handler installing a guest PTE", "estimate"));
@@ -215,6 +218,10 @@ std::vector<ParamDecl> build_decls() {
                      "kvm.vm_memory_attributes module parameter: true keeps attributes per VM (Linux today), "
                      "false per guest_memfd (in-place conversion)",
                      "simulator choice: in-place conversion as in seed 003 (kvm-semantics.md §4.5)"));
+    v.push_back(flag("kvm.config.quirk_slot_zap_all", true,
+                     "KVM_X86_QUIRK_SLOT_ZAP_ALL: deleting or moving a memslot of a default VM zaps every SPTE "
+                     "of the VM; false = the VMM disabled it (KVM_CAP_DISABLE_QUIRKS2), only the slot is zapped",
+                     "arch/x86/kvm/mmu/mmu.c kvm_memslot_flush_zap_all(): the quirk is on unless disabled"));
     v.push_back(count("kvm.config.maxphyaddr", "bits", 32, 52, 52,
                       "guest physical address width the MMU accepts (a memslot ending above 2^bits: EINVAL)",
                       "architecture (x86 MAXPHYADDR <= 52; kvm-semantics.md checked item 5)"));

@@ -546,6 +546,8 @@ StepOutcome HostRun::run_step(const scn::Step& st) {
                 return do_host(op);
             } else if constexpr (std::is_same_v<T, scn::Access> || std::is_same_v<T, scn::MapGpaRange>) {
                 return skipped("guest execution is not compared");
+            } else if constexpr (std::is_same_v<T, scn::DirtyLog>) {
+                return skipped("dirty logging is not compared (no guest writes run on the host)");
             } else {
                 return skipped("parallel group");   // flattened before we get here
             }

@@ -123,10 +123,12 @@ json build_results(const ResultInputs& in) {
         m["faults.retry"] = s.retries;
         m["faults.emulated"] = s.emulated;
         m["faults.memory_fault"] = s.memory_fault_exits;
+        m["faults.fast"] = s.fast_fixes;
         m["mmu.map.4k"] = s.map_4k;
         m["mmu.map.2m"] = s.map_2m;
         m["mmu.map.1g"] = s.map_1g;
         m["mmu.remote_flushes"] = s.remote_flushes;
+        m["mmu.remote_flush_ipis"] = s.remote_flush_ipis;
         m["prefault.calls"] = s.prefault_calls;
         m["prefault.pages"] = s.prefault_pages;
         const auto& d = x->tdp().stats();
@@ -145,6 +147,8 @@ json build_results(const ResultInputs& in) {
         m["kvm.memslot.delete"] = s.memslot_delete;
         m["kvm.memslot.move"] = s.memslot_move;
         m["kvm.memslot.flags_only"] = s.memslot_flags_only;
+        m["kvm.dirty_log.gets"] = s.dirty_log_gets;
+        m["kvm.dirty_log.clears"] = s.dirty_log_clears;
         m["gmem.created"] = s.gmem_created;
         m["gmem.released"] = s.gmem_released;
         m["gmem.pages.allocated"] = s.gmem_pages_allocated;
@@ -170,6 +174,8 @@ json build_results(const ResultInputs& in) {
     m["process.thp"] = ps.thp_allocated;
     m["process.host_faults"] = ps.host_faults;
     m["process.sigbus"] = ps.host_sigbus;
+    m["process.zero_mapped_pages"] = in.m.process().nr_zero_mapped_pages();
+    m["process.huge_zero_regions"] = in.m.process().nr_huge_zero_regions();
     m["process.gup_pages"] = ps.gup_pages;
     m["process.pins"] = ps.pins;
     m["host.pages_resident"] = in.m.mem().pages_resident();
@@ -222,14 +228,24 @@ json build_results(const ResultInputs& in) {
 
     json inv = json::array();
     if (auto* k = in.m.kvm())
-        for (const auto& i : k->stats().invalidations)
+        for (const auto& i : k->stats().invalidations) {
+            json ranges = json::array();
+            for (const auto& z : i.ranges)
+                ranges.push_back({{"memslot", z.memslot < 0 ? json(nullptr) : json(z.memslot)},
+                                  {"as_id", z.as_id},
+                                  {"start_gfn", z.start_gfn},
+                                  {"end_gfn", z.end_gfn},
+                                  {"pages_zapped", z.pages_zapped}});
             inv.push_back({{"start_gfn", i.start_gfn},
                            {"end_gfn", i.end_gfn},
+                           {"protected", {{"start_gfn", i.start_gfn}, {"end_gfn", i.end_gfn}}},
+                           {"ranges", std::move(ranges)},
                            {"cause", cause_name(i.cause)},
                            {"attr_filter", kvm::attr_filter_name(i.attr_filter)},
                            {"pages_zapped", i.sptes_zapped},
                            {"flush", i.flush_remote ? "remote" : "none"},
                            {"cycles", i.cycles}});
+        }
     r["invalidations"] = std::move(inv);
     r["conversions"] = std::move(conv);
 

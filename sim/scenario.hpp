@@ -70,6 +70,15 @@ struct PreFaultMemory { unsigned vcpu = 0; uint64_t gpa = 0, size = 0, flags = 0
 struct EncryptRegion { bool reg = true; uint64_t addr = 0, size = 0; };
 struct CheckExtension { std::string cap; int64_t cap_nr = -1; bool vm_scope = true; };
 struct Close { bool vm = false; FdRef guest_memfd; };
+// KVM_GET_DIRTY_LOG (struct kvm_dirty_log) / KVM_CLEAR_DIRTY_LOG (struct kvm_clear_dirty_log).
+struct DirtyLog {
+    bool clear = false;
+    uint32_t slot = 0;                       // as_id << 16 | slot id
+    uint64_t first_page = 0;                 // clear
+    uint32_t num_pages = 0;                  // clear
+    // clear: the dirty_bitmap as page numbers relative to first_page; absent = all num_pages.
+    std::optional<std::vector<uint64_t>> dirty_bitmap;
+};
 
 struct HostAccess {
     // pin/unpin: a long-term reference on the pages (an IOMMU/VFIO or io_uring pin) that
@@ -113,6 +122,8 @@ struct Expect {
     std::optional<std::string> signal;       // "SIGBUS"
     std::optional<uint8_t> bytes;            // every byte read equals this
     std::optional<int64_t> value;            // check_extension result
+    std::optional<uint64_t> dirty_pages;     // get_dirty_log: number of bits set
+    std::optional<std::vector<uint64_t>> dirty_bitmap;   // get_dirty_log: exactly these pages (slot-relative)
 };
 
 struct Step {
@@ -122,7 +133,7 @@ struct Step {
     std::vector<unsigned> vcpus;
     std::variant<std::monostate, CreateGuestMemfd, SetUserMemoryRegion2, SetMemoryAttributes,
                  SetMemoryAttributes2, Fallocate, PreFaultMemory, EncryptRegion, CheckExtension,
-                 Close, HostAccess, Access, MapGpaRange, std::vector<Step>>
+                 Close, HostAccess, Access, MapGpaRange, DirtyLog, std::vector<Step>>
         op;
     Expect expect;
 };

@@ -1,5 +1,6 @@
 #include "kernel/mmu/tdp_mmu.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace hvsim::kvm {
@@ -85,23 +86,8 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         if (fmt_.is_leaf(e, lvl)) {
             // tdp_mmu_split_huge_page(): the huge leaf becomes a table of leaves one level
             // down mapping the same frames, then the walk continues into it.
-            const uint64_t old = e;
-            const Pfn child = alloc_table(ctx);
-            uint64_t* c = table_ptr(child);
-            const uint64_t base_pa = fmt_.addr(old, lvl);
-            const PgLevel sub = PgLevel(lvl - 1);
-            for (unsigned i = 0; i < 512; ++i)
-                c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old),
-                                      fmt_.executable(old));
-            ctx.charge("tdp_mmu_split_huge_page", 512 * costs_.spte_write);
-            count_leaf(lvl, -1);
-            for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
-            // table_ptr() may not move pages, but re-fetch the parent entry for clarity.
-            uint64_t* pt = table_ptr(table);
-            pt[mmu::table_index(g << kPageShift, lvl)] = fmt_.make_table(pfn_to_hpa(child).raw());
-            ++stats_.huge_splits;
+            table = split_huge(e, lvl, ctx);
             *flush = true;
-            table = child;
             continue;
         }
         table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
@@ -127,6 +113,76 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
     ++stats_.sptes_installed;
     ctx.charge("tdp_mmu_set_spte", costs_.spte_write);
     return MapResult::fixed;
+}
+
+Pfn TdpMmu::split_huge(uint64_t& e, unsigned lvl, ExecContext& ctx) {
+    const uint64_t old = e;
+    const Pfn child = alloc_table(ctx);
+    uint64_t* c = table_ptr(child);
+    const uint64_t base_pa = fmt_.addr(old, lvl);
+    const PgLevel sub = PgLevel(lvl - 1);
+    for (unsigned i = 0; i < 512; ++i)
+        c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old), fmt_.executable(old));
+    ctx.charge("tdp_mmu_split_huge_page", 512 * costs_.spte_write);
+    count_leaf(lvl, -1);
+    for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
+    e = fmt_.make_table(pfn_to_hpa(child).raw());
+    ++stats_.huge_splits;
+    return child;
+}
+
+uint64_t TdpMmu::wrprot_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end, bool split,
+                              ExecContext& ctx) {
+    uint64_t* t = table_ptr(table);
+    const uint64_t span = pages_at(level);
+    const uint64_t first = start > base_gfn ? (start - base_gfn) / span : 0;
+    const uint64_t last_excl = std::min<uint64_t>(512, (end - base_gfn + span - 1) / span);
+    uint64_t changed = 0;
+    for (uint64_t i = first; i < last_excl; ++i) {
+        uint64_t& e = t[i];
+        if (!fmt_.present(e)) continue;
+        const uint64_t child_base = base_gfn + i * span;
+        if (fmt_.is_leaf(e, level)) {
+            if (level > 1 && split) {
+                split_huge(e, level, ctx);   // then write-protect the new leaves below
+            } else {
+                if (fmt_.writable(e)) {
+                    e = fmt_.write_protect(e);
+                    ++changed;
+                    ctx.charge("tdp_mmu_wrprot_spte", costs_.spte_write);
+                }
+                continue;
+            }
+        }
+        changed += wrprot_range(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, child_base,
+                                std::max(start, child_base), std::min(end, child_base + span), split, ctx);
+    }
+    return changed;
+}
+
+uint64_t TdpMmu::write_protect(Gfn start, Gfn end, bool split_huge, ExecContext& ctx) {
+    const uint64_t reach = 1ull << (9 * levels_);
+    const uint64_t s = start.raw(), e = std::min(end.raw(), reach);
+    if (s >= e) return 0;
+    return wrprot_range(root_, levels_, 0, s, e, split_huge, ctx);
+}
+
+bool TdpMmu::make_writable(Gfn gfn, ExecContext& ctx) {
+    const uint64_t g = gfn.raw();
+    Pfn table = root_;
+    for (unsigned lvl = levels_; lvl >= 1; --lvl) {
+        if (!mem_.present(table)) return false;
+        uint64_t& e = table_ptr(table)[mmu::table_index(g << kPageShift, lvl)];
+        if (!fmt_.present(e)) return false;
+        if (fmt_.is_leaf(e, lvl)) {
+            if (lvl != 1) return false;
+            e = fmt_.make_writable(e);
+            ctx.charge("tdp_mmu_set_spte", costs_.spte_write);
+            return true;
+        }
+        table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
+    }
+    return false;
 }
 
 uint64_t TdpMmu::zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end,

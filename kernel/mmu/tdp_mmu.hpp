@@ -61,6 +61,14 @@ public:
     // overlaps partially is zapped whole, as KVM does). Page tables stay allocated.
     uint64_t zap_leafs(Gfn start, Gfn end, ExecContext& ctx);
 
+    // kvm_tdp_mmu_wrprot_slot() / kvm_mmu_slot_try_split_huge_pages(): clear the writable
+    // bit of every leaf overlapping [start, end); with split_huge, huge leaves are first
+    // split into 4K leaves (eager page splitting). Returns the leaves changed.
+    uint64_t write_protect(Gfn start, Gfn end, bool split_huge, ExecContext& ctx);
+    // fast_pf_fix_direct_spte(): make the 4K leaf of gfn writable again; false if there is
+    // no such leaf.
+    bool make_writable(Gfn gfn, ExecContext& ctx);
+
     std::optional<SpteLeaf> lookup(Gfn gfn) const;
     // Every installed leaf, in gfn order: fn(first gfn of the leaf, leaf). Cost follows
     // the tables present, not the address space (for invariant checks).
@@ -87,6 +95,10 @@ private:
     Pfn alloc_table(ExecContext& ctx);
     void free_subtree(Pfn table, unsigned level, ExecContext& ctx);
     uint64_t zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end, ExecContext& ctx);
+    uint64_t wrprot_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end, bool split,
+                          ExecContext& ctx);
+    // Replace the huge leaf `e` at `level` by a table of 512 leaves one level down.
+    Pfn split_huge(uint64_t& e, unsigned level, ExecContext& ctx);
     void count_leaf(unsigned level, int delta);
     uint64_t* table_ptr(Pfn table) { return reinterpret_cast<uint64_t*>(mem_.page(table)); }
 

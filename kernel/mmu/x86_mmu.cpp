@@ -27,9 +27,9 @@ X86Mmu::X86Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels
 
 X86Mmu::~X86Mmu() { kvm_.set_mmu_ops(nullptr); }
 
-void X86Mmu::attach_vcpu(mmu::Mmu& hw) {
+void X86Mmu::attach_vcpu(mmu::Mmu& hw, VcpuRequestTarget* requests) {
     hw.set_nested_root(tdp_.root_hpa());
-    vcpus_.push_back(&hw);
+    vcpus_.push_back(VcpuRef{&hw, requests});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,6 +136,9 @@ int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, Ex
             return g.err;
         }
         fault.pfn = g.pfn;
+        // hva_to_pfn(): a read of memory never written gets the zero page, and KVM maps
+        // it read-only; the first write faults again and copies (kvm_follow_pfn).
+        if (!g.writable) fault.map_writable = false;
         fault.max_level = std::min(fault.max_level, g.level);
     }
 
@@ -148,12 +151,30 @@ int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, Ex
     return RET_PF_CONTINUE;
 }
 
+bool X86Mmu::fast_page_fault(const kvm_page_fault& fault, ExecContext& ctx) {
+    const std::optional<SpteLeaf> leaf = tdp_.lookup(fault.gfn);
+    if (!leaf || leaf->writable || leaf->level != PgLevel::k4K) return false;
+    // is_mmu_writable_spte(): KVM could have made it writable at fault time. hvsim asks
+    // the sources instead of keeping a software bit: a writable slot backed by a page the
+    // VMM has written (not the zero page, not guest_memfd).
+    const kvm_memory_slot* slot = kvm_.gfn_to_memslot(0, fault.gfn);
+    if (!slot || (slot->flags & (uapi::KVM_MEM_READONLY | KVM_MEMSLOT_INVALID)) || slot->has_gmem()) return false;
+    const std::optional<Pfn> host = kvm_.process().anon_page(slot->gfn_to_hva(fault.gfn));
+    if (!host || *host != leaf->pfn) return false;
+    if (!tdp_.make_writable(fault.gfn, ctx)) return false;
+    Kvm::mark_page_dirty_in_slot(*slot, fault.gfn);
+    return true;
+}
+
 bool X86Mmu::is_page_fault_stale(const kvm_page_fault& fault) const {
     return kvm_.mmu_invalidate_retry_gfn(fault.mmu_seq, fault.gfn);
 }
 
 PgLevel X86Mmu::max_mapping_level(const kvm_page_fault& fault, PgLevel backing) const {
     const kvm_memory_slot& slot = *fault.slot;
+    // kvm_mmu_hugepage_adjust(): a dirty-logged slot (kvm_slot_dirty_track_enabled())
+    // is mapped at 4K only, so every write can be logged per page.
+    if (slot.flags & uapi::KVM_MEM_LOG_DIRTY_PAGES) return PgLevel::k4K;
     PgLevel level = std::min(fault.max_level, backing);
     for (; level > PgLevel::k4K; level = PgLevel(unsigned(level) - 1)) {
         const uint64_t n = frame_pages(level);
@@ -192,6 +213,17 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
         return out;
     }
 
+    // fast_page_fault(): a write to a present 4K SPTE that is write-protected only for
+    // dirty logging (the host page is writable) is fixed without mmu_lock: the SPTE is
+    // made writable and the page marked dirty (fast_pf_fix_direct_spte()).
+    if (fault.write && !fault.is_private && fast_page_fault(fault, ctx)) {
+        ++stats_.fast_fixes;
+        ++stats_.fixed;
+        out.r = RET_PF_FIXED;
+        out.fast = true;
+        return out;
+    }
+
     int r = kvm_mmu_faultin_pfn(fault, out, ctx);
     if (r != RET_PF_CONTINUE) {
         out.r = r;
@@ -215,6 +247,9 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     bool flush = false;
     const MapResult m = tdp_.map(gfn, pfn, level, fault.map_writable, &flush, ctx);
     if (flush) kvm_flush_remote_tlbs(ctx);
+    // make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty (at 4K,
+    // enforced by the hugepage adjust above), even when the fault was a read.
+    if (fault.map_writable) Kvm::mark_page_dirty_in_slot(*fault.slot, fault.gfn);
     out.level = level;
     if (m == MapResult::spurious) {
         ++stats_.spurious;
@@ -308,15 +343,100 @@ bool X86Mmu::kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) {
 
 void X86Mmu::kvm_flush_remote_tlbs(ExecContext& ctx) {
     ++stats_.remote_flushes;
-    // The requester flushes its own TLB and IPIs every other vCPU, waiting for them.
+    // kvm_make_all_cpus_request(KVM_REQ_TLB_FLUSH): every vCPU gets the request and
+    // flushes before it next enters the guest (kvm_vcpu_flush_tlb_all()). Only vCPUs in
+    // guest mode are sent an IPI (kvm_request_needs_ipi()); the IPIs go out together
+    // (smp_call_function_many with wait) and the requester waits for the slowest, so it
+    // pays one round trip however many vCPUs it kicks. A kicked vCPU pays its exit, the
+    // flush and the entry; one outside guest mode (the requester itself among them) only
+    // the flush.
     const auto& c = kvm_.costs();
-    ctx.charge("tlb_flush_local", c.tlb_flush_local);
-    if (vcpus_.size() > 1) ctx.charge("tlb_flush_remote_ipi", c.tlb_flush_remote_ipi * (vcpus_.size() - 1));
-    for (mmu::Mmu* hw : vcpus_) hw->flush_all();
+    unsigned ipis = 0;
+    for (VcpuRef& v : vcpus_) {
+        v.hw->flush_all();
+        if (!v.requests) continue;
+        if (v.requests->in_guest_mode()) {
+            ++ipis;
+            v.requests->charge_before_guest(c.vmexit + c.tlb_flush_local + c.vmentry);
+        } else {
+            v.requests->charge_before_guest(c.tlb_flush_local);
+        }
+    }
+    stats_.remote_flush_ipis += ipis;
+    if (ipis) ctx.charge("tlb_flush_remote_ipi", c.tlb_flush_remote_ipi);
+}
+
+// kvm_memslot_flush_zap_all(): a default VM with KVM_X86_QUIRK_SLOT_ZAP_ALL (on unless
+// userspace disables it with KVM_CAP_DISABLE_QUIRKS2) zaps the whole VM when a memslot is
+// deleted or moved; every other VM type zaps only that slot.
+bool X86Mmu::kvm_memslot_flush_zap_all() const {
+    return kvm_.type() == VmType::default_vm && kvm_.config().quirk_slot_zap_all;
 }
 
 void X86Mmu::kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecContext& ctx) {
+    if (kvm_memslot_flush_zap_all()) {
+        // kvm_mmu_zap_all_fast(): every root is invalidated and its SPTEs zapped, so every
+        // vCPU faults everything in again.
+        if (tdp_.zap_leafs(Gfn(0), Gfn(~0ull), ctx)) kvm_flush_remote_tlbs(ctx);
+        return;
+    }
+    // kvm_mmu_zap_memslot(): only the slot's gfns.
     if (tdp_.zap_leafs(slot.base_gfn, slot.end_gfn(), ctx)) kvm_flush_remote_tlbs(ctx);
+}
+
+bool X86Mmu::kvm_arch_pre_set_memory_attributes(const kvm_gfn_range& range, ExecContext& ctx) {
+    if (!kvm_.has_private_mem() || range.end <= range.start) return false;
+    const kvm_memory_slot& slot = *range.slot;
+    // The head and tail huge-page frames of the range join the invalidation while they
+    // could be mapped huge (inside the slot, attributes not mixed): a fault on a gfn of
+    // such a frame outside the range would otherwise install a huge SPTE from the old
+    // attributes while they change. Only the range itself is zapped (that removes any
+    // huge SPTE over it).
+    auto uniform = [&](Gfn s, uint64_t n) {
+        const uint64_t a = kvm_.kvm_get_memory_attributes(s) & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE;
+        return kvm_.kvm_range_has_memory_attributes(s, s + n, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, a);
+    };
+    for (PgLevel level : {PgLevel::k2M, PgLevel::k1G}) {
+        const uint64_t n = frame_pages(level);
+        const Gfn start(range.start.raw() & ~(n - 1));
+        const Gfn end((range.end.raw() - 1) & ~(n - 1));
+        if ((start != range.start || start + n > range.end) && start >= slot.base_gfn &&
+            start + n <= slot.end_gfn() && uniform(start, n))
+            kvm_.kvm_mmu_invalidate_range_add(start, start + n);
+        if (end == start) continue;
+        if (end + n > range.end && end + n <= slot.end_gfn() && uniform(end, n))
+            kvm_.kvm_mmu_invalidate_range_add(end, end + n);
+    }
+    return kvm_unmap_gfn_range(range, ctx);
+}
+
+void X86Mmu::kvm_mmu_slot_apply_flags(const kvm_memory_slot& slot, uint32_t old_flags, ExecContext& ctx) {
+    // Nothing to do for a read-only slot (it is never written) or without a toggle.
+    if (slot.flags & uapi::KVM_MEM_READONLY) return;
+    const bool on = slot.flags & uapi::KVM_MEM_LOG_DIRTY_PAGES;
+    if (on == bool(old_flags & uapi::KVM_MEM_LOG_DIRTY_PAGES)) return;
+    if (!on) {
+        // Dirty logging stopped: the slot may map huge again. Modelled as the zap of
+        // kvm_mmu_zap_collapsible_sptes() (kernels since 6.13 rebuild the huge SPTEs in
+        // place, kvm_mmu_recover_huge_pages()): the next faults map huge.
+        if (tdp_.zap_leafs(slot.base_gfn, slot.end_gfn(), ctx)) kvm_flush_remote_tlbs(ctx);
+        return;
+    }
+    // Dirty logging started: eager_page_split (on by default) splits huge SPTEs down to
+    // 4K, and kvm_mmu_slot_remove_write_access(PG_LEVEL_4K) write-protects every SPTE so
+    // each first write faults and is logged. (Intel with PML clears dirty bits instead of
+    // write-protecting 4K SPTEs; not modelled.)
+    if (tdp_.write_protect(slot.base_gfn, slot.end_gfn(), /*split_huge=*/true, ctx)) kvm_flush_remote_tlbs(ctx);
+}
+
+void X86Mmu::kvm_arch_mmu_enable_log_dirty_pt_masked(const kvm_memory_slot& slot, uint64_t gfn_offset,
+                                                     uint64_t mask, ExecContext& ctx) {
+    // kvm_mmu_write_protect_pt_masked() -> kvm_tdp_mmu_clear_dirty_pt_masked(wrprot).
+    for (unsigned b = 0; b < 64; ++b)
+        if (mask & (1ull << b)) {
+            const Gfn g = slot.base_gfn + (gfn_offset + b);
+            tdp_.write_protect(g, g + 1, /*split_huge=*/true, ctx);
+        }
 }
 
 // Mixed-attribute hugepage tracking needs no state of its own here: the fault path asks

@@ -10,6 +10,7 @@
 
 #include "kernel/kvm.hpp"
 #include "kernel/mmu/tdp_mmu.hpp"
+#include "models/common/vcpu_requests.hpp"
 #include "models/mmu/mmu.hpp"
 
 namespace hvsim::kvm {
@@ -52,6 +53,7 @@ struct PageFaultOutcome {
     std::optional<MemoryFaultExit> exit;   // set with r = -EFAULT (or the gmem errno)
     bool is_private = false;
     PgLevel level = PgLevel::k4K;          // mapping level installed (FIXED/SPURIOUS)
+    bool fast = false;                     // fixed by fast_page_fault() (no mmu_lock, no faultin)
     const char* why = "";                  // short reason for retries and errors
 };
 
@@ -60,6 +62,8 @@ struct X86MmuStats {
     uint64_t private_faults = 0, shared_faults = 0;
     uint64_t map_4k = 0, map_2m = 0, map_1g = 0;
     uint64_t remote_flushes = 0;
+    uint64_t remote_flush_ipis = 0;
+    uint64_t fast_fixes = 0;              // write-protected SPTEs made writable by fast_page_fault()       // vCPUs kicked out of guest mode by those flushes
     uint64_t prefault_calls = 0, prefault_pages = 0;
 };
 
@@ -69,7 +73,11 @@ public:
     ~X86Mmu() override;
 
     // A vCPU's hardware MMU: gets the nested root and is flushed on remote flushes.
-    void attach_vcpu(mmu::Mmu& hw);
+    // `requests` (optional) says whether the vCPU is in guest mode and takes what a
+    // request costs it; without it the vCPU is flushed for free.
+    void attach_vcpu(mmu::Mmu& hw, VcpuRequestTarget* requests = nullptr);
+    // Give the vCPU attached as number `index` its request target (attached later).
+    void set_vcpu_requests(size_t index, VcpuRequestTarget* requests) { vcpus_.at(index).requests = requests; }
     void detach_vcpus() { vcpus_.clear(); }
 
     // kvm_mmu_page_fault() for an #NPF / EPT violation at gpa with the hardware error code.
@@ -82,6 +90,11 @@ public:
     bool kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) override;
     void kvm_flush_remote_tlbs(ExecContext& ctx) override;
     void kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecContext& ctx) override;
+    bool kvm_memslot_flush_zap_all() const override;
+    bool kvm_arch_pre_set_memory_attributes(const kvm_gfn_range& range, ExecContext& ctx) override;
+    void kvm_mmu_slot_apply_flags(const kvm_memory_slot& slot, uint32_t old_flags, ExecContext& ctx) override;
+    void kvm_arch_mmu_enable_log_dirty_pt_masked(const kvm_memory_slot& slot, uint64_t gfn_offset, uint64_t mask,
+                                                 ExecContext& ctx) override;
     void kvm_arch_post_set_memory_attributes(const kvm_memory_slot& slot, Gfn start, Gfn end) override;
     void kvm_arch_create_memslot(const kvm_memory_slot& slot) override;
     void kvm_arch_free_memslot(const kvm_memory_slot& slot) override;
@@ -102,10 +115,15 @@ private:
     // (for VMs with private memory) has uniform attributes.
     PgLevel max_mapping_level(const kvm_page_fault& fault, PgLevel backing) const;
     bool is_page_fault_stale(const kvm_page_fault& fault) const;
+    bool fast_page_fault(const kvm_page_fault& fault, ExecContext& ctx);
 
     Kvm& kvm_;
     TdpMmu tdp_;
-    std::vector<mmu::Mmu*> vcpus_;
+    struct VcpuRef {
+        mmu::Mmu* hw = nullptr;
+        VcpuRequestTarget* requests = nullptr;
+    };
+    std::vector<VcpuRef> vcpus_;
     X86MmuStats stats_;
 };
 

@@ -58,8 +58,9 @@ bool GuestOs::handle_page_fault(Gva gva, unsigned level, GuestPhysAccess& phys, 
         if (!phys.zero_gpa_page(*child, ctx)) return false;
         // Zeroing may have taken a nested fault, during which another vCPU's #PF handler
         // can have installed this very entry (a guest kernel holds the page-table lock
-        // here): look again, and keep the table for later if it lost the race.
-        auto now = phys.read_gpa64(slot, ctx);
+        // here): look again, and keep the table for later if it lost the race. The look
+        // is made for writing, so the write below cannot fault in between.
+        auto now = phys.read_gpa64_for_update(slot, ctx);
         if (!now) return false;
         if (mmu::pte::present(*now)) {
             spare_.push_back(*child);

@@ -20,6 +20,10 @@ class GuestPhysAccess {
 public:
     virtual ~GuestPhysAccess() = default;
     virtual std::optional<uint64_t> read_gpa64(Gpa a, ExecContext& ctx) = 0;
+    // Read an entry the caller is about to write, translated for writing first: the guest
+    // kernel holds the page-table lock from this read to the write, so no nested fault
+    // (a copy-on-write of a page only ever read) may come between them.
+    virtual std::optional<uint64_t> read_gpa64_for_update(Gpa a, ExecContext& ctx) = 0;
     virtual bool write_gpa64(Gpa a, uint64_t v, ExecContext& ctx) = 0;   // false: the vCPU stopped
     virtual bool zero_gpa_page(Gpa page, ExecContext& ctx) = 0;          // clear_page() of a new table
 };

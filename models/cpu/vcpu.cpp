@@ -58,6 +58,7 @@ void Vcpu::thread() {
     for (;;) {
         sc_core::wait(work_ev_);
         result_ = WorkResult{};
+        in_host_ = false;
         // A model error ends this vCPU's work with a message the controller reports,
         // instead of escaping into the SystemC kernel.
         try {
@@ -93,6 +94,11 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
         // A fault that keeps retrying (an invalidation in progress on another thread)
         // must let simulated time reach the other thread, as a real vCPU's re-entries do.
         if (tries) maybe_sync();
+        if (before_guest_) {   // a request (remote TLB flush) made while it ran or waited
+            add_cycles(before_guest_);
+            request_cycles_ += before_guest_;
+            before_guest_ = 0;
+        }
         mmu::TranslateResult r = gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc) : mmu_.translate(va, at, enc);
         add_cycles(r.cycles);
         switch (r.status) {
@@ -105,7 +111,10 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             break;
         case mmu::TranslateResult::Status::npf:
             ++stats_.npf_exits;
-            switch (host_.handle_npf(cfg_.id, r.fault_gpa, r.error_code, *this)) {
+            in_host_ = true;
+            const NpfAction act = host_.handle_npf(cfg_.id, r.fault_gpa, r.error_code, *this);
+            in_host_ = false;
+            switch (act) {
             case NpfAction::retry: break;
             case NpfAction::stop: return std::nullopt;
             case NpfAction::emulated:
@@ -217,6 +226,13 @@ void Vcpu::run_access(const AccessSpec& a) {
 
 std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::read, cfg_.guest_tables_enc, true);
+    if (!tr) return std::nullopt;
+    add_cycles(cfg_.data_access_cycles);
+    return mem_.read64(tr->hpa);
+}
+
+std::optional<uint64_t> Vcpu::read_gpa64_for_update(Gpa a, ExecContext&) {
+    auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
     add_cycles(cfg_.data_access_cycles);
     return mem_.read64(tr->hpa);

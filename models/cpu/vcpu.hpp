@@ -14,6 +14,7 @@
 #include <string>
 
 #include "models/common/exec_context.hpp"
+#include "models/common/vcpu_requests.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
@@ -76,7 +77,7 @@ struct VcpuConfig {
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
 };
 
-class Vcpu : public sc_core::sc_module, private GuestPhysAccess, private ExecContext {
+class Vcpu : public sc_core::sc_module, public VcpuRequestTarget, private GuestPhysAccess, private ExecContext {
 public:
     SC_HAS_PROCESS(Vcpu);
     Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
@@ -103,6 +104,13 @@ public:
     // Cycles this vCPU has consumed (its local time, quantum offset included).
     Cycles cycles_now() const;
 
+    // VcpuRequestTarget: in guest mode while it runs an access step outside an exit.
+    bool in_guest_mode() const override { return busy_ && kind_ == Kind::access && !in_host_; }
+    // Paid on the next translation that misses the L1 TLB, which is the next access
+    // after the flush that comes with such a request (no work on the TLB-hit path).
+    void charge_before_guest(Cycles c) override { before_guest_ += c; }
+    Cycles request_cycles() const { return request_cycles_; }
+
 private:
     void thread();
     void run_access(const AccessSpec& a);
@@ -118,6 +126,7 @@ private:
     void sync() override;
     // GuestPhysAccess
     std::optional<uint64_t> read_gpa64(Gpa a, ExecContext& ctx) override;
+    std::optional<uint64_t> read_gpa64_for_update(Gpa a, ExecContext& ctx) override;
     bool write_gpa64(Gpa a, uint64_t v, ExecContext& ctx) override;
     bool zero_gpa_page(Gpa page, ExecContext& ctx) override;
 
@@ -153,6 +162,9 @@ private:
     AccessSpec access_;
     HypercallSpec hypercall_;
     bool busy_ = false;
+    bool in_host_ = false;              // handling an exit (handle_npf / handle_hypercall)
+    Cycles before_guest_ = 0;           // requests to pay before running guest code again
+    Cycles request_cycles_ = 0;         // total paid for requests from other threads
     WorkResult result_;
     std::string error_;
     VcpuStats stats_;

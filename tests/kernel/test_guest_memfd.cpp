@@ -272,3 +272,30 @@ TEST_CASE("guest_memfd: pinned pages survive a punch hole until unpinned", "[gme
     REQUIRE(e.proc->unpin_gmem(g, 4096, 4096, e.ctx) == 1);
     REQUIRE(e.alloc.used_pages() == 0);
 }
+
+TEST_CASE("guest_memfd: an invalidation records one entry per zapped gfn range and the protected union apart",
+          "[gmem][invalidate]") {
+    Env e(VmType::sw_protected, legacy_attrs());
+    const int g = e.gmem(4 * MiB);
+    // slot 0: file [0, 2M) at 4 GiB; slot 1: file [2M, 4M) at gpa 0. A punch over both is
+    // two small ranges a million gfns apart.
+    REQUIRE(e.gslot(0, 4 * GiB, 2 * MiB, g, 0) == 0);
+    REQUIRE(e.gslot(1, 0, 2 * MiB, g, 2 * MiB) == 0);
+    e.mmu.clear();
+    e.mmu.zaps_per_unmap = 3;
+    REQUIRE(e.punch(g, 1 * MiB, 2 * MiB) == 0);
+    const InvalidationRecord& rec = e.kvm->stats().invalidations.back();
+    REQUIRE(rec.ranges.size() == 2);
+    CHECK(rec.ranges[0].memslot == 0);
+    CHECK(rec.ranges[0].start_gfn == 0x100100);
+    CHECK(rec.ranges[0].end_gfn == 0x100200);
+    CHECK(rec.ranges[0].pages_zapped == 3);
+    CHECK(rec.ranges[1].memslot == 1);
+    CHECK(rec.ranges[1].start_gfn == 0);
+    CHECK(rec.ranges[1].end_gfn == 0x100);
+    CHECK(rec.ranges[1].pages_zapped == 3);
+    CHECK(rec.sptes_zapped == 6);
+    // The union faults were kept off, as before.
+    CHECK(rec.start_gfn == 0);
+    CHECK(rec.end_gfn == 0x100200);
+}

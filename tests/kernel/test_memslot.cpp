@@ -215,3 +215,15 @@ TEST_CASE("memslot: gfn_to_memslot over many slots", "[memslot]") {
                                              [&](kvm_memory_slot& s) { ids.push_back(s.id); });
     REQUIRE(ids == std::vector<uint16_t>{11, 12, 13});
 }
+
+TEST_CASE("memslot: a delete records the zapped slot range", "[memslot][invalidate]") {
+    Env e;
+    REQUIRE(e.slot(0, 2 * MiB, 2 * MiB) == 0);
+    REQUIRE(e.slot(0, 0, 0) == 0);
+    const InvalidationRecord& rec = e.kvm->stats().invalidations.back();
+    REQUIRE(rec.ranges.size() == 1);
+    CHECK(rec.ranges[0].memslot == 0);
+    CHECK(rec.ranges[0].start_gfn == 512);
+    CHECK(rec.ranges[0].end_gfn == 1024);
+    CHECK(rec.ranges[0].pages_zapped == 7);
+}

@@ -488,14 +488,15 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
     CHECK(error_of(with_steps(R"({"ioctl": {"set_memory_atributes": {}}})")) ==
           "t.json: /steps/0/ioctl/set_memory_atributes: expected one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension], got 'set_memory_atributes' (did you mean "
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log], got 'set_memory_atributes' "
+          "(did you mean "
           "'set_memory_attributes'?)");
     CHECK(error_of(with_steps(R"({"ioctl": {"fallocate": {"guest_memfd": {"fd": "vm"}, "lenn": 1}}})")) ==
           "t.json: /steps/0/ioctl/fallocate/lenn: expected one of [guest_memfd, mode, offset, len], got 'lenn' "
           "(did you mean 'len'?)");
     CHECK(error_of(with_steps(R"({"close": "vm", "expect": {"erno": "EBADF"}})")) ==
-          "t.json: /steps/0/expect/erno: expected one of [errno, error_offset, remaining, exit, signal, bytes, value], "
-          "got 'erno' (did you mean 'errno'?)");
+          "t.json: /steps/0/expect/erno: expected one of [errno, error_offset, remaining, exit, signal, bytes, value, "
+          "dirty_pages, dirty_bitmap], got 'erno' (did you mean 'errno'?)");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64}, "expect": {"exit": {"reasn": "mmio"}}})")) ==
           "t.json: /steps/0/expect/exit/reasn: expected one of [reason, gpa, size, flags], got 'reasn' (did you mean "
           "'reason'?)");
@@ -573,6 +574,17 @@ TEST_CASE("errno names, expectations per step kind, signals", "[loader][errors]"
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64},
                                  "expect": {"exit": {"reason": "memory_fault", "flags": ["shared"]}}})")) ==
           "t.json: /steps/0/expect/exit/flags/0: expected one of [private], got \"shared\"");
+    // Dirty logging: the bitmap expectations belong to get_dirty_log; a cleared page must
+    // lie in the range.
+    CHECK(error_of(with_steps(R"({"ioctl": {"clear_dirty_log": {"slot": 0, "first_page": 0, "num_pages": 64}},
+                                 "expect": {"dirty_pages": 1}})")) ==
+          "t.json: /steps/0/expect/dirty_pages: expected an expectation an ioctl clear_dirty_log step reports [errno], "
+          "got 'dirty_pages'");
+    CHECK(error_of(with_steps(R"({"ioctl": {"clear_dirty_log": {"slot": 0, "first_page": 0, "num_pages": 64,
+                                 "dirty_bitmap": [64]}}})")) ==
+          "t.json: /steps/0/ioctl/clear_dirty_log/dirty_bitmap/0: expected a page number below 64, got 64");
+    CHECK(error_of(with_steps(R"({"ioctl": {"get_dirty_log": {"slot": 0, "first_page": 0}}})")) ==
+          "t.json: /steps/0/ioctl/get_dirty_log/first_page: expected one of [slot, as_id], got 'first_page'");
 }
 
 TEST_CASE("vCPU indices are checked against vm.vcpus", "[loader][errors]") {
@@ -601,7 +613,7 @@ TEST_CASE("step shape: one operation, vcpu only where it runs on a vCPU, paralle
     CHECK(error_of(with_steps(R"({"ioctl": {}})")) ==
           "t.json: /steps/0/ioctl: expected exactly one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension], got an empty object");
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log], got an empty object");
     CHECK(error_of(with_steps(R"({"parallel": [{"close": "vm"}, {"parallel": []}]})")) ==
           "t.json: /steps/0/parallel/1/parallel: expected a step that is not itself parallel inside a parallel group, "
           "got a nested parallel");

@@ -70,14 +70,14 @@ TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "
     }
     for (const char* k : {"smm", "sw_protected_vm", "generic_memory_attributes", "tdp", "sev", "sev_es", "snp", "tdx",
                           "guest_memfd", "guest_memfd_mmap", "guest_memfd_init_shared", "readonly_mem",
-                          "exit_hypercall", "memory_attributes2", "pkvm"}) {
+                          "exit_hypercall", "memory_attributes2", "pkvm", "quirk_slot_zap_all"}) {
         INFO(k);
         CHECK(ps.get_bool(std::string("kvm.config.") + k));
     }
     CHECK_FALSE(ps.get_bool("kvm.config.vm_memory_attributes"));
     CHECK(ps.get_string("mmu.nested_format") == "npt");
     CHECK(ps.get_string("vmm.conversion_policy") == "auto");
-    CHECK(param_decls().size() == 82);
+    CHECK(param_decls().size() == 83);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
     CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (hw-models.md §6.1)");

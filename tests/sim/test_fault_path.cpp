@@ -142,9 +142,17 @@ TEST_CASE("converting to shared zaps the private SPTE and the next fault maps sh
     CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3)));
     CHECK(r.m->kvm()->stats().invalidations.size() >= 1);
     CHECK(r.m->x86()->stats().remote_flushes >= 1);
+    // A shared read of VMM memory never written maps the zero page read-only ...
     r.touch(0x3000, false);
     auto leaf = r.m->x86()->tdp().lookup(Gfn(3));
     REQUIRE(leaf);
+    CHECK_FALSE(leaf->writable);
+    CHECK_FALSE(r.m->process().anon_page(Hva(0x7f0000003000)));
+    // ... and a write maps the VMM's own page.
+    r.touch(0x3000, true);
+    leaf = r.m->x86()->tdp().lookup(Gfn(3));
+    REQUIRE(leaf);
+    REQUIRE(r.m->process().anon_page(Hva(0x7f0000003000)));
     CHECK(leaf->pfn == *r.m->process().anon_page(Hva(0x7f0000003000)));
     CHECK_FALSE(r.m->check_invariants());
 }
@@ -328,4 +336,251 @@ TEST_CASE("a guest write to a read-only memslot is emulated without faulting the
         CHECK(name != "zero_2m");
         CHECK(name != "host_fault");
     }
+}
+
+namespace {
+
+// A context whose first sync() (a lock dropped: other threads run) runs `on_sync`, so a
+// test can place a fault exactly inside another operation's window.
+struct InterleaveContext final : ExecContext {
+    std::function<void()> on_sync;
+    void charge(std::string_view, Cycles) override {}
+    void sync() override {
+        if (!on_sync) return;
+        auto f = std::move(on_sync);
+        on_sync = nullptr;
+        f();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("an attribute change protects the huge-page frames around it from a racing fault", "[fault][thp][race]") {
+    // A fault on gfn 0x201 (shared, THP-backed) runs while 0x205 turns private: it must
+    // retry, not install a shared 2M SPTE that the new private page then sits under
+    // (kvm_arch_pre_set_memory_attributes() adds the head/tail 2M/1G frames).
+    const bool per_vm = GENERATE(true, false);
+    const std::string cfg = per_vm ? "true" : "false";
+    Rig r(kSwProtected, {{"kvm.config.vm_memory_attributes", cfg}});
+    auto* k = r.m->kvm();
+    if (!per_vm) {   // guest_memfd pages start private in-place; make all of it shared
+        kvm::CycleCounter c;
+        REQUIRE(r.m->kvm_convert_memory(0, 64ull << 20, false, "test", c) == 0);
+    }
+    int fault_r = -1;
+    InterleaveContext ictx;
+    ictx.on_sync = [&] {
+        kvm::CycleCounter c;
+        fault_r = r.m->x86()->kvm_mmu_page_fault(Gpa(0x201000), mmu::PFERR_USER, c).r;
+    };
+    int e;
+    if (per_vm) {
+        uapi::kvm_memory_attributes a{0x205000, 0x1000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+        e = r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, ictx);
+    } else {
+        uapi::kvm_memory_attributes2 a{};
+        a.offset = 0x205000;
+        a.size = 0x1000;
+        a.attributes = uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE;
+        a.flags = uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_NONE;
+        e = r.m->process().ioctl_set_memory_attributes2(*r.m->gmem_fd("g0"), a, ictx);
+    }
+    REQUIRE(e == 0);
+    CHECK(fault_r == kvm::RET_PF_RETRY);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x201)));
+    const auto& rec = k->stats().invalidations.back();
+    // The 2M frame joined the invalidation; the 1G frame reaches past the 64 MiB slot.
+    CHECK(rec.start_gfn == 0x200);
+    CHECK(rec.end_gfn == 0x400);
+    CHECK_FALSE(r.m->check_invariants());
+    // Afterwards the frame is mixed: the fault maps 4K.
+    CHECK(r.touch(0x201000, false) == cpu::NpfAction::retry);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x201)));
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x201))->level == PgLevel::k4K);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("deleting a memslot of a default VM zaps every SPTE (KVM_X86_QUIRK_SLOT_ZAP_ALL)", "[fault][memslot]") {
+    const char* two_slots = R"({"vm": {"vcpus": 1, "guest_paging": "none",
+        "memslots": [{"slot": 0, "gpa": 0, "size": "64MiB", "userspace_addr": "0x7f0000000000"},
+                     {"slot": 1, "gpa": "1GiB", "size": "64MiB", "userspace_addr": "0x7f0040000000"}]},
+        "steps": []})";
+    const bool quirk = GENERATE(true, false);
+    Rig r(two_slots, {{"kvm.config.quirk_slot_zap_all", quirk ? "true" : "false"}});
+    CHECK(r.touch(0x5000, true) == cpu::NpfAction::retry);
+    CHECK(r.touch(0x40005000, true) == cpu::NpfAction::retry);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(5)));
+    uapi::kvm_userspace_memory_region2 del{};
+    del.slot = 1;
+    del.guest_phys_addr = 1ull << 30;
+    del.userspace_addr = 0x7f0040000000ull;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), del, r.ctx) == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x40005)));
+    // With the quirk, slot 0's SPTE went too (kvm_mmu_zap_all_fast()); without, it stays.
+    CHECK(bool(r.m->x86()->tdp().lookup(Gfn(5))) == !quirk);
+    const auto& rec = r.m->kvm()->stats().invalidations.back();
+    REQUIRE(rec.ranges.size() == 1);
+    CHECK(rec.ranges[0].memslot == (quirk ? -1 : 1));
+    CHECK(rec.ranges[0].pages_zapped == 2 - (quirk ? 0 : 1));
+}
+
+TEST_CASE("a sw_protected VM zaps only the deleted slot, whatever the quirk", "[fault][memslot]") {
+    Rig r(R"({"vm": {"type": "sw_protected", "vcpus": 1, "guest_paging": "none",
+        "memslots": [{"slot": 0, "gpa": 0, "size": "64MiB", "userspace_addr": "0x7f0000000000"},
+                     {"slot": 1, "gpa": "1GiB", "size": "64MiB", "userspace_addr": "0x7f0040000000"}]},
+        "steps": []})");
+    CHECK(r.touch(0x5000, true) == cpu::NpfAction::retry);
+    uapi::kvm_userspace_memory_region2 del{};
+    del.slot = 1;
+    del.guest_phys_addr = 1ull << 30;
+    del.userspace_addr = 0x7f0040000000ull;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), del, r.ctx) == 0);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(5)));
+}
+
+namespace {
+
+struct FakeVcpu final : VcpuRequestTarget {
+    bool guest_mode = false;
+    Cycles charged = 0;
+    bool in_guest_mode() const override { return guest_mode; }
+    void charge_before_guest(Cycles c) override { charged += c; }
+};
+
+}  // namespace
+
+TEST_CASE("a remote TLB flush kicks only vCPUs in guest mode, in parallel; each pays its own exit and flush",
+          "[fault][flush]") {
+    Rig r(kDefaultVm);
+    // Three more vCPUs: two running guest code, one outside guest mode (halted, or in the VMM).
+    CacheHierarchy cache(machine_config(*r.p, r.s).mem);
+    std::vector<std::unique_ptr<mmu::Mmu>> hws;
+    FakeVcpu self, run1, run2, idle;
+    r.m->x86()->set_vcpu_requests(0, &self);
+    run1.guest_mode = run2.guest_mode = true;
+    for (FakeVcpu* v : {&run1, &run2, &idle}) {
+        hws.push_back(std::make_unique<mmu::Mmu>(r.m->config().mmu, r.m->mem(), cache));
+        r.m->x86()->attach_vcpu(*hws.back(), v);
+    }
+    const auto& c = machine_config(*r.p, r.s).costs;
+    kvm::CycleCounter init;
+    r.m->x86()->kvm_flush_remote_tlbs(init);
+    // The requester waits for one IPI round trip, not one per vCPU (kvm_make_all_cpus_request()).
+    CHECK(init.total == c.tlb_flush_remote_ipi);
+    CHECK(r.m->x86()->stats().remote_flush_ipis == 2);
+    CHECK(run1.charged == c.vmexit + c.tlb_flush_local + c.vmentry);
+    CHECK(run2.charged == c.vmexit + c.tlb_flush_local + c.vmentry);
+    CHECK(idle.charged == c.tlb_flush_local);   // flushes at its next entry, no IPI
+    CHECK(self.charged == c.tlb_flush_local);
+    for (auto& hw : hws) CHECK(hw->stats().flushes == 1);
+    // Nobody in guest mode: no IPI at all.
+    run1.guest_mode = run2.guest_mode = false;
+    kvm::CycleCounter quiet;
+    r.m->x86()->kvm_flush_remote_tlbs(quiet);
+    CHECK(quiet.total == 0);
+    CHECK(r.m->x86()->stats().remote_flush_ipis == 2);
+    r.m->x86()->detach_vcpus();
+}
+
+TEST_CASE("a read of never-written guest RAM maps the huge zero page read-only; the first write copies",
+          "[fault][thp][zero]") {
+    Rig r(kDefaultVm);
+    auto& proc = r.m->process();
+    CHECK(r.touch(0x205000, false) == cpu::NpfAction::retry);
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(0x205));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k2M);
+    CHECK_FALSE(leaf->writable);
+    CHECK(proc.nr_anon_pages() == 0);          // nothing allocated for a read
+    CHECK(proc.stats().thp_allocated == 0);
+    CHECK(proc.nr_huge_zero_regions() == 1);
+    // The whole frame reads as zeros without another fault.
+    CHECK(r.touch(0x3ff000, false) == cpu::NpfAction::retry);
+    CHECK(r.m->exits().npf == 1);
+
+    // A write: the read-only SPTE faults, the host copies one 4K page (the huge zero PMD is
+    // split), the MMU notifier zaps the 2M SPTE, and KVM maps the new page writable at 4K.
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
+    leaf = r.m->x86()->tdp().lookup(Gfn(0x205));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k4K);
+    CHECK(leaf->writable);
+    CHECK(leaf->pfn == *proc.anon_page(Hva(0x7f0000205000)));
+    CHECK(proc.nr_anon_pages() == 1);
+    CHECK(proc.stats().thp_allocated == 0);
+    CHECK(proc.nr_huge_zero_regions() == 0);
+    bool notified = false;
+    for (const auto& i : r.m->kvm()->stats().invalidations) notified |= i.cause == kvm::InvalidateCause::hva_notifier;
+    CHECK(notified);
+    // The rest of the frame still reads zeros, now through the 4K zero page.
+    CHECK(r.touch(0x206000, false) == cpu::NpfAction::retry);
+    leaf = r.m->x86()->tdp().lookup(Gfn(0x206));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k4K);
+    CHECK_FALSE(leaf->writable);
+    CHECK(proc.nr_zero_mapped_pages() == 1);
+    CHECK(proc.nr_anon_pages() == 1);
+    CHECK_FALSE(r.m->check_invariants());
+
+    // A write to a region never read still gets a huge page.
+    CHECK(r.touch(0x405000, true) == cpu::NpfAction::retry);
+    CHECK(proc.stats().thp_allocated == 1);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x405))->level == PgLevel::k2M);
+}
+
+TEST_CASE("without THP a read maps the 4K zero page read-only", "[fault][zero]") {
+    Rig r(kDefaultVm, {{"host.thp", "false"}});
+    CHECK(r.touch(0x5000, false) == cpu::NpfAction::retry);
+    CHECK(r.touch(0x6000, false) == cpu::NpfAction::retry);
+    auto a = r.m->x86()->tdp().lookup(Gfn(5)), b = r.m->x86()->tdp().lookup(Gfn(6));
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(a->pfn == b->pfn);   // one shared zero page
+    CHECK_FALSE(a->writable);
+    CHECK(r.m->process().nr_anon_pages() == 0);
+    CHECK(r.touch(0x5000, true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(5))->writable);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(5))->pfn != b->pfn);
+    CHECK(r.m->process().nr_anon_pages() == 1);
+}
+
+TEST_CASE("dirty logging: 4K mappings only, write protection, the fast path marks pages dirty", "[fault][dirty]") {
+    Rig r(kDefaultVm);
+    auto set_flags = [&](uint32_t flags) {
+        uapi::kvm_userspace_memory_region2 m{};
+        m.slot = 0;
+        m.flags = flags;
+        m.memory_size = 64ull << 20;
+        m.userspace_addr = 0x7f0000000000ull;
+        return r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), m, r.ctx);
+    };
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(0x205))->level == PgLevel::k2M);
+    REQUIRE(set_flags(uapi::KVM_MEM_LOG_DIRTY_PAGES) == 0);
+    // kvm_mmu_slot_apply_flags(): the 2M SPTE is split and every 4K SPTE write-protected.
+    auto leaf = r.m->x86()->tdp().lookup(Gfn(0x205));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k4K);
+    CHECK_FALSE(leaf->writable);
+    const uint64_t npf = r.m->exits().npf;
+    // A write: fast_page_fault() makes it writable and marks it dirty.
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
+    CHECK(r.m->exits().npf == npf + 1);
+    CHECK(r.m->x86()->stats().fast_fixes == 1);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x205))->writable);
+    // A new fault in the slot maps 4K although the backing is a huge page.
+    CHECK(r.touch(0x405000, true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x405))->level == PgLevel::k4K);
+    std::vector<uint64_t> bm;
+    REQUIRE(r.m->process().ioctl_get_dirty_log(r.m->vm_fd(), uapi::kvm_dirty_log{0}, bm, r.ctx) == 0);
+    CHECK(bm[0x205 / 64] == 1ull << (0x205 % 64));
+    CHECK(bm[0x405 / 64] == 1ull << (0x405 % 64));
+    // Taken: write-protected again.
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x205))->writable);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x405))->writable);
+    // Logging off: the slot's SPTEs go and the next fault maps 2M again.
+    REQUIRE(set_flags(0) == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(0x205)));
+    CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(0x205))->level == PgLevel::k2M);
 }
