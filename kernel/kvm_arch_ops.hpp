@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
@@ -14,6 +16,10 @@
 namespace hvsim::kvm {
 
 class Kvm;
+
+// The host's translation hardware as the platform preset describes it: which vendor's
+// nested paging the simulated MMU walks (AMD NPT, Intel EPT; arm64 stage-2 when it exists).
+enum class HostPaging : uint8_t { amd_npt, intel_ept, arm64_stage2 };
 
 enum class VmType : uint8_t { default_vm, sw_protected, sev, sev_es, snp, tdx, pkvm };
 inline constexpr VmType kAllVmTypes[] = {VmType::default_vm, VmType::sw_protected, VmType::sev,
@@ -80,6 +86,12 @@ public:
     // NONE: the byte every converted page is filled with, if the backend scribbles
     // (sw_protected: 0xab, seed 003); nullopt leaves the bytes as they are.
     virtual std::optional<uint8_t> none_policy_fill() const { return std::nullopt; }
+
+    // What a run of this VM type rests on that hvsim does not model (yet), one sentence
+    // each, for the summary's and results.json's "warnings": the hardware a real host
+    // of this type needs beyond nested paging, and a host of the wrong vendor. A backend
+    // that gains its hardware model (RMP, secure EPT, stage-2) drops its sentence.
+    virtual std::vector<std::string> unmodelled(HostPaging host) const;
 
     // Hooks for the hardware models (no-ops in the generic backends):
     // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE

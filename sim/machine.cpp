@@ -146,6 +146,14 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
 }
 
+std::vector<std::string> Machine::warnings() const {
+    const auto type = kvm::vm_type_from_name(scn_.vm.type);
+    const kvm::KvmArchOps& ops = kvm_ ? kvm_->arch() : kvm::kvm_default_arch_ops(*type);
+    const auto host = cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
+                                                                       : kvm::HostPaging::amd_npt;
+    return ops.unmodelled(host);
+}
+
 Machine::~Machine() {
     // The vCPUs' hardware MMUs may already be gone: forget them before the teardown
     // flushes TLBs. Then in kernel order: the process closes its files, the MMU goes.

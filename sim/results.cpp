@@ -12,6 +12,13 @@ using nlohmann::json;
 
 namespace {
 
+// RFC 6901: "~" -> "~0", "/" -> "~1".
+std::string json_pointer_escape(const std::string& key) {
+    std::string o;
+    for (char c : key) o += c == '~' ? std::string("~0") : c == '/' ? std::string("~1") : std::string(1, c);
+    return o;
+}
+
 const char* cause_name(kvm::InvalidateCause c) { return kvm::invalidate_cause_name(c); }
 
 // Power-of-two buckets keyed by their lower bound: {"1024": n} counts totals in [1024, 2048).
@@ -28,9 +35,26 @@ json log2_histogram(const std::vector<Cycles>& samples) {
 json build_results(const ResultInputs& in) {
     const MachineConfig& mc = in.m.config();
     json r;
+    r["hvsim_version"] = kHvsimVersion;
     r["scenario"] = in.s.name;
+    r["status"] = run_status_name(in.status);
+    if (!in.error.empty()) r["error"] = in.error;
+    r["failures"] = failures_json(in.failures ? *in.failures : std::vector<Failure>{});
+    r["warnings"] = in.warnings;
     r["platform"] = in.p.platform();
-    r["params"] = in.p.to_json();
+    // The preset the run started from and every value the scenario or --set changed.
+    json overrides = json::object();
+    const json values = in.p.to_json();
+    const json preset_values = ParamSet::preset(in.p.platform()).to_json();
+    for (auto it = values.begin(); it != values.end(); ++it) {
+        const ParamValue& pv = in.p.value(it.key());
+        if (pv.origin.rfind("preset", 0) != 0)
+            overrides[it.key()] = {{"value", it.value()}, {"preset_value", preset_values.at(it.key())},
+                                   {"origin", pv.origin}};
+    }
+    r["preset"] = {{"name", in.p.platform()}, {"description", ParamSet::platform_description(in.p.platform())},
+                   {"overrides", std::move(overrides)}};
+    r["params"] = values;
     r["seed"] = in.s.seed;
 
     json m = json::object();
@@ -236,9 +260,14 @@ json build_results(const ResultInputs& in) {
     json steps = json::array();
     if (in.steps)
         for (const auto& s : *in.steps)
-            steps.push_back({{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
-                             {"result", s.result}, {"cycles", s.cycles}, {"accesses", s.accesses},
-                             {"walks", s.walks}});
+        {
+            json j = {{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
+                      {"result", s.result}, {"passed", s.passed}, {"cycles", s.cycles}, {"accesses", s.accesses},
+                      {"walks", s.walks}};
+            if (!s.expected.empty()) j["expected"] = s.expected;
+            if (!s.bytes.empty()) j["bytes"] = s.bytes;
+            steps.push_back(std::move(j));
+        }
     r["steps"] = std::move(steps);
 
     const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));
@@ -246,23 +275,38 @@ json build_results(const ResultInputs& in) {
     return r;
 }
 
-std::vector<std::string> check_metric_expectations(const scn::Scenario& s, const json& results,
-                                                   std::vector<std::string> failures) {
+std::vector<Failure> check_metric_expectations(const scn::Scenario& s, const json& results,
+                                               std::vector<Failure> failures) {
     const json& m = results.at("metrics");
     for (const auto& [name, b] : s.expect_metrics) {
+        const std::string ptr = "/expect/metrics/" + json_pointer_escape(name);
+        auto add = [&](std::string msg, std::string text) {
+            failures.push_back(Failure{"metric", ptr, std::nullopt, std::move(msg), std::move(text)});
+        };
         if (!m.contains(name)) {
-            failures.push_back(fmt::format("/expect/metrics/{}: no such metric in the results", name));
+            add("no such metric in the results", fmt::format("{}: no such metric in the results", ptr));
             continue;
         }
         const double v = m.at(name).get<double>();
-        if (b.eq && v != *b.eq)
-            failures.push_back(fmt::format("metric {} = {}, expected {}", name, v, *b.eq));
-        if (b.min && v < *b.min)
-            failures.push_back(fmt::format("metric {} = {}, expected at least {}", name, v, *b.min));
-        if (b.max && v > *b.max)
-            failures.push_back(fmt::format("metric {} = {}, expected at most {}", name, v, *b.max));
+        auto bound = [&](const char* what, double want) {
+            const std::string msg = fmt::format("{} = {}, expected {}{}", name, v, what, want);
+            add(msg, "metric " + msg);
+        };
+        if (b.eq && v != *b.eq) bound("", *b.eq);
+        if (b.min && v < *b.min) bound("at least ", *b.min);
+        if (b.max && v > *b.max) bound("at most ", *b.max);
     }
     return failures;
+}
+
+json failures_json(const std::vector<Failure>& failures) {
+    json a = json::array();
+    for (const auto& f : failures) {
+        json j = {{"kind", f.kind}, {"pointer", f.pointer}, {"message", f.message}};
+        if (f.step) j["step"] = *f.step;
+        a.push_back(std::move(j));
+    }
+    return a;
 }
 
 json strip_host(json results) {

@@ -86,6 +86,16 @@ std::string format_summary(const json& r) {
                                  grouped(s.at("cycles").get<uint64_t>()));
         }
     }
+    if (r.contains("warnings") && !r.at("warnings").empty()) {
+        o += "\n  not modelled (the figures above rest on these):\n";
+        for (const auto& w : r.at("warnings")) o += fmt::format("    warning: {}\n", w.get<std::string>());
+    }
+    if (r.contains("status")) {
+        const std::string st = r.at("status").get<std::string>();
+        const size_t nf = r.contains("failures") ? r.at("failures").size() : 0;
+        o += fmt::format("\n  status: {}{}\n", st,
+                         nf ? fmt::format(" ({} failed expectation{})", nf, nf == 1 ? "" : "s") : "");
+    }
     if (r.contains("host"))
         o += fmt::format("\n  host: {:.2f} s wall, {} simulated events/s\n", r.at("host").at("wall_s").get<double>(),
                          grouped(uint64_t(r.at("host").at("sim_events_per_s").get<double>())));
