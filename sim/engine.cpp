@@ -191,7 +191,7 @@ private:
     void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {
         rec.step = &st;
         rec.start = now();
-        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses;
+        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
@@ -224,7 +224,7 @@ private:
         rec.end = now();
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
-        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses;
+        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
             rec.accesses += res.accesses;

@@ -61,6 +61,7 @@ struct X86MmuStats {
     uint64_t map_4k = 0, map_2m = 0, map_1g = 0;
     uint64_t remote_flushes = 0;
     uint64_t prefault_calls = 0, prefault_pages = 0;
+    uint64_t prefault_faults = 0;   // kvm_tdp_page_fault() calls made by pre-faulting (retries included)
 };
 
 class X86Mmu final : public KvmMmuOps {

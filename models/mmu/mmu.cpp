@@ -418,12 +418,12 @@ void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
 }
 
 TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
-    ++stats_.accesses;
+    ++stats_.gpa_lookups;
     const uint64_t g = gpa.raw();
     const uint8_t acc = uint8_t(1u << unsigned(at));
     if (const NtlbEntry* t = ntlb_.find(ntlb_key(g))) {
         if ((acc & ~t->perm) == 0 && (!(acc & kW) || t->dirty)) {
-            ++stats_.ntlb_hits;
+            ++stats_.gpa_ntlb_hits;
             TranslateResult r;
             r.hpa = Hpa(t->hpa | (g & kPageMask));
             r.writable = (t->perm & kW) != 0;
@@ -433,7 +433,7 @@ TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
         }
         ++stats_.perm_rewalks;
     }
-    ++stats_.misses;
+    ++stats_.gpa_walks;
     WalkCtx w;
     const Nested o = nested_walk(g, acc, w);
     stats_.walk_mem_refs += w.refs;
