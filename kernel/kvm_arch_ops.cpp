@@ -89,7 +89,7 @@ public:
 };
 
 // KVM_X86_SW_PROTECTED_VM: the testing vehicle. Private memory without encryption, so it
-// honours every content policy and scribbles 0xab for NONE (seed 003).
+// honours every content policy and scribbles 0xab for NONE (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series).
 class SwProtectedVmOps final : public KvmArchOps {
 public:
     VmType type() const override { return VmType::sw_protected; }
@@ -177,7 +177,7 @@ public:
 };
 
 // arm64 pKVM protected VM: one hypervisor-owned stage-2, conversion is an ownership /
-// permission change without encryption, so contents can be preserved (seed 002).
+// permission change without encryption, so contents can be preserved (the pKVM in-place conversion discussion on the KVM list).
 class PkvmVmOps final : public KvmArchOps {
 public:
     VmType type() const override { return VmType::pkvm; }

@@ -38,7 +38,7 @@ struct KvmConfig {
     bool memory_attributes2 = true;
     // [PROPOSED] module param kvm.vm_memory_attributes. true = Linux today (per-VM attributes,
     // KVM_SET_MEMORY_ATTRIBUTES); false = attributes live in each guest_memfd (in-place
-    // conversion). hvsim models in-place conversion by default (seed 003): false.
+    // conversion). hvsim models in-place conversion by default (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): false.
     bool vm_memory_attributes = false;
     // Host MAXPHYADDR in bits; kvm_mmu_max_gfn() uses it with TDP, 52 without.
     unsigned maxphyaddr = 52;

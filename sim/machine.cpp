@@ -483,8 +483,8 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
 std::string Machine::policy_for(bool to_private) const {
     if (cfg_.conversion_policy != "auto") return cfg_.conversion_policy;
     // Keep the data where the platform can (pKVM and the software-protected VM share
-    // pages in place, seed 002/003); otherwise ZERO towards the host, NONE towards the
-    // guest (ZERO to private is refused, seed 003).
+    // pages in place, the pKVM in-place conversion discussion and the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series); otherwise ZERO towards the host, NONE towards the
+    // guest (ZERO to private is refused, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series).
     if (kvm_ && kvm_->arch().supports_content_policy(kvm::ContentPolicy::preserve, to_private)) return "preserve";
     return to_private ? "none" : "zero";
 }

@@ -1,4 +1,4 @@
-// results.json (the contract in DESIGN.md "Results"): assembled from each model's own
+// results.json (the contract in docs/design.md "Results"): assembled from each model's own
 // counters after the run. Models keep plain structs; only this file formats them.
 #pragma once
 

@@ -404,7 +404,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
 }
 
 // Walks fill both TLB levels. The L2 holds 4K and 2M only: a 1G translation goes in
-// as the 2M piece that covers va (Zen's "smashing", hw-models.md §1.1).
+// as the 2M piece that covers va (Zen's "smashing", docs/sources.md §5).
 void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
     const PgLevel s = r.page_size;
     const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable};

@@ -98,7 +98,7 @@ TEST_CASE("check_extension: system scope, default configuration", "[caps]") {
     REQUIRE(Kvm::kvm_dev_check_extension(l, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 0);
 }
 
-TEST_CASE("check_extension: the host configuration of reference/README.md", "[caps]") {
+TEST_CASE("check_extension: the host configuration of docs/ground-truth.md", "[caps]") {
     // kvm_pvm host: no SMM, no SW_PROTECTED/SEV/TDX, no generic attributes, no TDP.
     KvmConfig h = legacy_attrs();
     h.smm = false;
