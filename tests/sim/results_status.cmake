@@ -97,3 +97,31 @@ file(WRITE ${WORK}/tdx-spr.json "${scn}")
 run_to(tdx-spr ${WORK}/tdx-spr.json 0)
 string(JSON nw LENGTH "${json}" warnings)
 want("tdx on sapphire-rapids: warnings" "${nw}" "1")
+
+# The summary's numbers say what they are: the guest kernel's guest-physical lookups apart
+# from the TLB's, fault outcomes, the per-vCPU table, the step table.
+run_to(race ${SCENARIOS}/examples/guest-page-table-race.json 0)
+foreach(re "TLB +[0-9,]+ lookups: L1 hits [0-9.]+%, L2 hits [0-9.]+%, misses [0-9.]+%"
+           "\\+ [0-9,]+ guest-physical lookups by the guest kernel"
+           "walks +[0-9,]+ walks \\([0-9,]+ two-dimensional = TLB misses, [0-9,]+ nested-only\\)"
+           "PWC hits [0-9,]+ \\(upper levels skipped, no memory ref\\)"
+           "outcomes: mapped [0-9,]+, spurious [0-9,]+"
+           "vCPU +accesses +TLB misses" "step +op +result +cycles")
+  if(NOT out MATCHES "${re}")
+    message(FATAL_ERROR "guest-page-table-race summary lacks '${re}': ${out}")
+  endif()
+endforeach()
+string(JSON v0 GET "${json}" metrics vcpu.0.accesses)
+string(JSON v1 GET "${json}" metrics vcpu.1.accesses)
+string(JSON all GET "${json}" metrics accesses)
+math(EXPR sum "${v0} + ${v1}")
+want("vcpu.0.accesses + vcpu.1.accesses" "${sum}" "${all}")
+
+# vm.private is how the VM starts, not a conversion.
+run_to(setup-private ${SCENARIOS}/examples/design-example-snp-convert-2m.json 0)
+string(JSON n GET "${json}" conversions setup count)
+string(JSON np GET "${json}" conversions to_private count)
+string(JSON pages GET "${json}" metrics setup.private.pages)
+want("vm.private: conversions.setup.count" "${n}" "1")
+want("vm.private: conversions.to_private.count" "${np}" "0")
+want("vm.private: setup.private.pages" "${pages}" "262144")
