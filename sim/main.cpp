@@ -35,9 +35,25 @@ const std::string kVersion = std::string("hvsim ") + kHvsimVersion;
 
 // The signal that interrupted `hvsim run` (0: none).
 volatile std::sig_atomic_t g_signal = 0;
+// The child running a scenario while `hvsim run` has several (0: none): a signal sent to
+// the parent alone (a scheduler's SIGTERM) is passed on, so the child writes its results.
+volatile std::sig_atomic_t g_child = 0;
 extern "C" void on_stop_signal(int sig) {
     g_signal = sig;
+    if (g_child > 0) kill(pid_t(g_child), sig);
     request_interrupt();
+}
+
+// once: the first signal restores the default action, so a second one kills. A child of
+// several runs keeps the handler: Ctrl-C reaches it twice (from the terminal and passed on
+// by the parent), and the duplicate must not kill it before it writes its results.
+void install_stop_handler(bool once) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART | (once ? SA_RESETHAND : 0);   // the parent keeps waiting for its child
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
 }
 
 struct RunArgs {
@@ -173,10 +189,15 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     }
     if (out.status == RunStatus::interrupted) {
         const int sig = g_signal ? int(g_signal) : SIGINT;
-        fmt::print(stderr, "hvsim: {}: interrupted by {} after {} of {} steps; results so far in {}\n", file,
-                   sig == SIGTERM ? "SIGTERM" : "SIGINT", out.results.at("steps").empty() ? 0 :
-                   out.results.at("steps").back().at("index").get<size_t>() + 1, s.steps.size(),
-                   (dir / "results.json").string());
+        const auto& steps = out.results.at("steps");
+        std::string where = "before the first step";
+        if (!steps.empty()) {
+            const auto& last = steps.back();
+            where = fmt::format("{} step {} of {}", last.at("result") == "interrupted" ? "in" : "after",
+                                last.at("index").get<size_t>(), s.steps.size());
+        }
+        fmt::print(stderr, "hvsim: {}: interrupted by {} {}; results so far in {}\n", file,
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", where, (dir / "results.json").string());
         return 128 + sig;
     }
     if (!a.write_baseline_dir.empty()) {
@@ -201,13 +222,16 @@ int run_forked(const std::string& file, const std::function<int()>& fn) {
         return 1;
     }
     if (pid == 0) {
+        install_stop_handler(false);
         const int rc = fn();
         std::fflush(stdout);
         std::fflush(stderr);
         _exit(rc);
     }
+    g_child = pid;
     int status = 0;
     waitpid(pid, &status, 0);
+    g_child = 0;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     fmt::print(stderr, "hvsim: {}: crashed (signal {})\n", file, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     return 1;
@@ -221,12 +245,7 @@ int cmd_run(const RunArgs& a) {
     }
     // SIGINT/SIGTERM: the run in progress stops early and writes what it has (status
     // interrupted); with several files no further file starts. A second signal kills.
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    install_stop_handler(true);
     if (files.size() == 1) return run_one(files[0], a, false);
     int worst = 0;
     for (const auto& f : files) {

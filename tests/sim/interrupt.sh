@@ -23,7 +23,7 @@ for sig in INT TERM; do
   rc=$?
   want=$((128 + $(kill -l "$sig")))
   [ "$rc" -eq "$want" ] || fail "SIG$sig: exit $rc, expected $want; stderr: $(cat "$work/$sig.stderr")"
-  grep -q "interrupted by SIG$sig" "$work/$sig.stderr" || fail "SIG$sig: no message: $(cat "$work/$sig.stderr")"
+  grep -q "interrupted by SIG$sig in step 1 of 3; results so far in" "$work/$sig.stderr" || fail "SIG$sig: no message: $(cat "$work/$sig.stderr")"
   [ -f "$out/results.json" ] || fail "SIG$sig: no results.json"
   [ ! -e "$out/results.json.tmp" ] || fail "SIG$sig: a temporary file was left behind"
   python3 - "$out/results.json" <<'PY' || fail "SIG$sig: results.json is not what an interrupted run writes"
@@ -40,4 +40,19 @@ assert r["failures"] == [], r["failures"]        # a cut-short step is not a fai
 assert r["metrics"]["accesses"] > 0
 PY
 done
+# Several files: the signal reaches only the parent (as a scheduler's SIGTERM may); it is
+# passed on to the child running the first file, which writes its results, and the second
+# file never starts.
+out=$work/multi
+"$hvsim" run --no-progress -q -o "$out" "$scenario" "$(dirname "$scenario")/passing.json" 2>"$work/multi.stderr" &
+pid=$!
+sleep 2
+kill -s TERM "$pid"
+for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fail "several files: still running 30 s after SIGTERM"; fi
+wait "$pid"
+rc=$?
+[ "$rc" -eq 143 ] || fail "several files: exit $rc, expected 143; stderr: $(cat "$work/multi.stderr")"
+grep -q '"status": "interrupted"' "$out/long_running/results.json" || fail "several files: first run not interrupted"
+[ ! -e "$out/passing" ] || fail "several files: the second file ran after the signal"
 echo "interrupt: SIGINT and SIGTERM both wrote interrupted results"
