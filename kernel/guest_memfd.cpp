@@ -1,5 +1,5 @@
 // guest_memfd: creation, bindings, the page cache, fallocate, invalidation and release
-// (virt/kvm/guest_memfd.c; kvm-semantics.md §3).
+// (virt/kvm/guest_memfd.c).
 #include "kernel/guest_memfd.hpp"
 
 #include <cerrno>
@@ -263,7 +263,7 @@ uint32_t GuestMemfd::host_map_count(uint64_t index) const {
 }
 
 // ---------------------------------------------------------------------------------
-// Invalidation over the bindings (kvm_gmem_invalidate_begin/end, seed 004)
+// Invalidation over the bindings (kvm_gmem_invalidate_begin/end, the guest_memfd invalidation patch)
 
 AttrFilter GuestMemfd::kvm_gmem_get_invalidate_filter() const {
     // 6.18: an INIT_SHARED file backs shared mappings, any other private ones. With

@@ -176,7 +176,7 @@ bool access_ok(uint64_t addr, uint64_t size) {
 }  // namespace
 
 // kvm_set_memory_region(): validation in Linux's order, first failure wins
-// (kvm-semantics.md §2.2 and the checked list).
+// (docs/kvm-model.md; docs/ground-truth.md).
 int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, ExecContext& ctx) {
     const KvmConfig& cfg = config();
     using namespace uapi;

@@ -61,7 +61,22 @@ bool KvmArchOps::supports_content_policy(ContentPolicy p, bool to_private) const
     return false;
 }
 
+std::vector<std::string> KvmArchOps::unmodelled(HostPaging host) const {
+    if (host == HostPaging::arm64_stage2)
+        return {std::string("an x86 VM type on an arm64 preset: runs on x86 nested paging")};
+    return {};
+}
+
 namespace {
+
+// One sentence for a VM type that needs one vendor's hardware on a preset of another.
+std::string wrong_vendor(const char* type, const char* needs, HostPaging host) {
+    const char* has = host == HostPaging::amd_npt ? "an AMD preset (NPT)"
+                      : host == HostPaging::intel_ept ? "an Intel preset (EPT)"
+                                                      : "an arm64 preset";
+    return std::string("a ") + type + " VM on " + has + ": real " + type + " needs " + needs +
+           "; the run uses the preset's nested paging and costs";
+}
 
 // KVM_X86_DEFAULT_VM: everything shared; gmem-only slots served from guest_memfd.
 class DefaultVmOps final : public KvmArchOps {
@@ -74,7 +89,7 @@ public:
 };
 
 // KVM_X86_SW_PROTECTED_VM: the testing vehicle. Private memory without encryption, so it
-// honours every content policy and scribbles 0xab for NONE (seed 003).
+// honours every content policy and scribbles 0xab for NONE (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series).
 class SwProtectedVmOps final : public KvmArchOps {
 public:
     VmType type() const override { return VmType::sw_protected; }
@@ -103,6 +118,15 @@ public:
         return c.tdp && c.sev && (!es_ || c.sev_es);
     }
     bool sev_guest() const override { return true; }
+    std::vector<std::string> unmodelled(HostPaging host) const override {
+        std::vector<std::string> w;
+        w.emplace_back("memory encryption not modelled: encrypted accesses cost as plain ones");
+        if (es_)
+            w.emplace_back("SEV-ES exits not modelled: no #VC / VMGEXIT through the GHCB, exits cost as for a "
+                           "plain VM");
+        if (host != HostPaging::amd_npt) w.push_back(wrong_vendor(es_ ? "SEV-ES" : "SEV", "AMD NPT", host));
+        return w;
+    }
 
 private:
     bool es_;
@@ -121,6 +145,13 @@ public:
     }
     bool sev_guest() const override { return true; }
     bool fault_is_private(const Kvm&, Gfn, uint64_t ec) const override { return ec & PFERR_GUEST_ENC_MASK; }
+    std::vector<std::string> unmodelled(HostPaging host) const override {
+        std::vector<std::string> w;
+        w.emplace_back("RMP not modelled: SNP runs on plain nested paging (no RMP check, RMPUPDATE, PSMASH or "
+                       "PVALIDATE) with plain-VM exit costs (no #VC / VMGEXIT)");
+        if (host != HostPaging::amd_npt) w.push_back(wrong_vendor("SNP", "AMD NPT and the RMP", host));
+        return w;
+    }
 };
 
 // KVM_X86_TDX_VM: private memory in the secure EPT; GPA bit (MAXPHYADDR-1) is the shared
@@ -136,10 +167,17 @@ public:
         return (g.raw() >> (c.maxphyaddr - 1 - kPageShift)) & 1;
     }
     bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return !is_gfn_alias(g, k.config()); }
+    std::vector<std::string> unmodelled(HostPaging host) const override {
+        std::vector<std::string> w;
+        w.emplace_back("TDX module and secure EPT not modelled: private memory is mapped in the shared nested "
+                       "table (no TDH.MEM.* SEAMCALLs, no PAMT) with plain-VM exit costs (no #VE / TDCALL)");
+        if (host != HostPaging::intel_ept) w.push_back(wrong_vendor("TDX", "Intel EPT and the TDX module", host));
+        return w;
+    }
 };
 
 // arm64 pKVM protected VM: one hypervisor-owned stage-2, conversion is an ownership /
-// permission change without encryption, so contents can be preserved (seed 002).
+// permission change without encryption, so contents can be preserved (the pKVM in-place conversion discussion on the KVM list).
 class PkvmVmOps final : public KvmArchOps {
 public:
     VmType type() const override { return VmType::pkvm; }
@@ -154,6 +192,13 @@ public:
     bool supports_content_policy(ContentPolicy p, bool to_private) const override {
         if (p == ContentPolicy::preserve) return true;
         return KvmArchOps::supports_content_policy(p, to_private);
+    }
+    std::vector<std::string> unmodelled(HostPaging host) const override {
+        std::vector<std::string> w;
+        w.emplace_back("arm64 stage-2 and the pKVM EL2 hypervisor not modelled: a pKVM VM runs on x86 nested "
+                       "paging with x86 exit costs (no EL2 page ownership, no hypercalls to the hypervisor)");
+        if (host != HostPaging::arm64_stage2) w.push_back(wrong_vendor("pKVM", "arm64 stage-2 under pKVM", host));
+        return w;
     }
 };
 

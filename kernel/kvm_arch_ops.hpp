@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
@@ -15,12 +17,16 @@ namespace hvsim::kvm {
 
 class Kvm;
 
+// The host's translation hardware as the platform preset describes it: which vendor's
+// nested paging the simulated MMU walks (AMD NPT, Intel EPT; arm64 stage-2 when it exists).
+enum class HostPaging : uint8_t { amd_npt, intel_ept, arm64_stage2 };
+
 enum class VmType : uint8_t { default_vm, sw_protected, sev, sev_es, snp, tdx, pkvm };
 inline constexpr VmType kAllVmTypes[] = {VmType::default_vm, VmType::sw_protected, VmType::sev,
                                          VmType::sev_es, VmType::snp, VmType::tdx, VmType::pkvm};
 
-// pKVM protected-VM type flag of the Android/pKVM trees (kvm-semantics.md §1, [UNVERIFIED]
-// upstream); the x86 types are 0..5 (kernel/uapi.hpp).
+// pKVM protected-VM type flag of the Android/pKVM trees (not upstream, unverified); the
+// x86 types are 0..5 (kernel/uapi.hpp).
 inline constexpr uint64_t KVM_VM_TYPE_ARM_PROTECTED = 1ull << 31;
 // AMD NPF error code: the guest accessed the page encrypted (arch/x86/include/asm/kvm_host.h).
 inline constexpr uint64_t PFERR_GUEST_ENC_MASK = 1ull << 34;
@@ -30,7 +36,7 @@ std::optional<VmType> vm_type_from_name(std::string_view name);
 uint64_t vm_type_uapi(VmType t);                               // KVM_CREATE_VM argument
 std::optional<VmType> vm_type_from_uapi(uint64_t type);
 
-// KVM_SET_MEMORY_ATTRIBUTES2 content policies as seed 003 defines them (ZERO is the default).
+// KVM_SET_MEMORY_ATTRIBUTES2 content policies as the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series defines them (ZERO is the default).
 enum class ContentPolicy : uint8_t { zero, preserve, none };
 const char* content_policy_name(ContentPolicy p);
 
@@ -74,12 +80,18 @@ public:
     virtual bool fault_is_private(const Kvm&, Gfn, uint64_t /*error_code*/) const { return false; }
 
     // Which KVM_SET_MEMORY_ATTRIBUTES2 content policies this VM type honours per
-    // direction (seed 003): ZERO to shared everywhere, to private only on sw_protected;
+    // direction (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): ZERO to shared everywhere, to private only on sw_protected;
     // PRESERVE only where memory is not encrypted (sw_protected, pKVM); NONE everywhere.
     virtual bool supports_content_policy(ContentPolicy p, bool to_private) const;
     // NONE: the byte every converted page is filled with, if the backend scribbles
-    // (sw_protected: 0xab, seed 003); nullopt leaves the bytes as they are.
+    // (sw_protected: 0xab, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series); nullopt leaves the bytes as they are.
     virtual std::optional<uint8_t> none_policy_fill() const { return std::nullopt; }
+
+    // What a run of this VM type rests on that hvsim does not model (yet), one sentence
+    // each, for the summary's and results.json's "warnings": the hardware a real host
+    // of this type needs beyond nested paging, and a host of the wrong vendor. A backend
+    // that gains its hardware model (RMP, secure EPT, stage-2) drops its sentence.
+    virtual std::vector<std::string> unmodelled(HostPaging host) const;
 
     // Hooks for the hardware models (no-ops in the generic backends):
     // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE

@@ -38,7 +38,7 @@ struct KvmConfig {
     bool memory_attributes2 = true;
     // [PROPOSED] module param kvm.vm_memory_attributes. true = Linux today (per-VM attributes,
     // KVM_SET_MEMORY_ATTRIBUTES); false = attributes live in each guest_memfd (in-place
-    // conversion). hvsim models in-place conversion by default (seed 003): false.
+    // conversion). hvsim models in-place conversion by default (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): false.
     bool vm_memory_attributes = false;
     // KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default (kvm_check_has_quirk()): deleting or moving a
     // memslot of a default VM zaps every SPTE of the VM. Userspace turns it off with

@@ -1,7 +1,7 @@
 // Memory attributes in both stores (virt/kvm/kvm_main.c kvm_vm_ioctl_set_mem_attributes,
 // kvm_vm_set_mem_attributes, kvm_range_has_memory_attributes; arch/x86/kvm/mmu/mmu.c
 // kvm_arch_pre/post_set_memory_attributes; the in-place conversion series for the
-// guest_memfd store; kvm-semantics.md §4).
+// guest_memfd store).
 #include "kernel/memory_attributes.hpp"
 
 #include <cerrno>

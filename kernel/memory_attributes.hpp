@@ -1,6 +1,6 @@
 // Memory attributes: the per-VM store of KVM_SET_MEMORY_ATTRIBUTES (Linux today,
 // kvm.vm_memory_attributes = true) and the per-guest_memfd store of the in-place
-// conversion proposal (KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd, seed 003, §4.5).
+// conversion proposal (KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series, §4.5).
 // The entry points are members of Kvm and GuestMemfd; this header holds the uAPI
 // decoding they share.
 #pragma once

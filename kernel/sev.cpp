@@ -1,6 +1,6 @@
 // Legacy SEV/SEV-ES memory registration: KVM_MEMORY_ENCRYPT_REG_REGION pins every page
 // of a VMM range up front (arch/x86/kvm/svm/sev.c sev_mem_enc_register_region,
-// sev_pin_memory, sev_mem_enc_unregister_region; kvm-semantics.md §7).
+// sev_pin_memory, sev_mem_enc_unregister_region).
 #include <algorithm>
 #include <cerrno>
 

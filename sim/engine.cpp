@@ -79,6 +79,8 @@ struct StepRecord {
     bool bytes_mixed = false;
     Cycles start = 0, end = 0;
     uint64_t walks = 0;                       // two-dimensional walks the step's vCPUs made
+    bool interrupted = false;                 // request_stop() ended its vCPU work early
+    bool failed = false;                      // an expectation of the step did not hold
 };
 
 std::string step_label(const StepRecord& r) {
@@ -169,8 +171,9 @@ public:
 
     std::vector<StepRecord> records;
     std::vector<double> step_wall;
-    std::vector<std::string> failures;
+    std::vector<Failure> failures;
     std::string fatal;
+    bool interrupted = false;
 
 private:
     Cycles now() const { return sc_time_stamp().value() / m_.config().period_ps; }
@@ -201,7 +204,7 @@ private:
     void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {
         rec.step = &st;
         rec.start = now();
-        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses;
+        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
@@ -236,7 +239,7 @@ private:
         if (rec.host && !rec.host->error().empty()) throw std::runtime_error(step_label(rec) + ": " + rec.host->error());
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
-        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses;
+        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
             rec.accesses += res.accesses;
@@ -246,6 +249,7 @@ private:
                 else if (*rec.byte0 != *res.byte0) rec.bytes_mixed = true;
             }
             rec.bytes_mixed |= res.bytes_mixed;
+            rec.interrupted |= res.interrupted;
             if (std::holds_alternative<scn::MapGpaRange>(rec.step->op) && !res.stopped)
                 rec.hypercall_ret = int64_t(res.hypercall_ret);
             auto e = m_.take_exit(v);
@@ -253,12 +257,15 @@ private:
         }
     }
 
-    void fail(const StepRecord& r, const std::string& what) { failures.push_back(step_label(r) + ": " + what); }
+    void fail(StepRecord& r, const std::string& what) {
+        r.failed = true;
+        failures.push_back(Failure{"expectation", r.step->pointer, r.index, what, step_label(r) + ": " + what});
+    }
 
-    void check(const StepRecord& r) {
+    void check(StepRecord& r) {
         const scn::Step& st = *r.step;
         const scn::Expect& ex = st.expect;
-        if (r.outcome.skipped) return;
+        if (r.outcome.skipped || r.interrupted) return;
         if (is_vcpu_step(st)) {
             // KVM_RUN's errno: an exit that ended the step, else ok.
             int err = r.exit ? r.exit->err : 0;
@@ -333,6 +340,10 @@ private:
     void controller() {
         try {
             for (size_t i = 0; i < s_.steps.size(); ++i) {
+                if (cpu::Vcpu::stop_requested()) {
+                    interrupted = true;
+                    break;
+                }
                 prog_.step = i;
                 const auto w0 = std::chrono::steady_clock::now();
                 const scn::Step& st = s_.steps[i];
@@ -361,11 +372,14 @@ private:
                 step_wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
                 if (opt_.check_invariants)
                     if (auto bad = m_.check_invariants())
-                        failures.push_back(fmt::format("invariant violated after step {} ({}): {}", i, st.pointer, *bad));
+                        failures.push_back(Failure{"invariant", st.pointer, i, *bad,
+                                                   fmt::format("invariant violated after step {} ({}): {}", i,
+                                                               st.pointer, *bad)});
             }
         } catch (const std::exception& e) {
             fatal = e.what();
         }
+        for (const auto& r : records) interrupted |= r.interrupted;
         // Returning leaves every other thread waiting on events nobody will notify:
         // sc_start() returns by starvation, without sc_stop()'s report.
     }
@@ -389,7 +403,36 @@ std::pair<Gpa, uint64_t> guest_pt_region(const scn::Scenario& s) {
     return {Gpa(m.gpa + m.size - size), size};
 }
 
+// What a step expected, as one short line (results.json steps[].expected).
+std::string expect_text(const scn::Expect& e) {
+    std::vector<std::string> parts;
+    if (e.err) parts.push_back("errno " + *e.err);
+    if (e.exit) {
+        std::string x = "exit " + e.exit->reason;
+        if (e.exit->gpa) x += fmt::format(" gpa {:#x}", *e.exit->gpa);
+        if (e.exit->size) x += fmt::format(" size {:#x}", *e.exit->size);
+        if (e.exit->flags) x += fmt::format(" flags {:#x}", *e.exit->flags);
+        parts.push_back(x);
+    }
+    if (e.signal) parts.push_back(*e.signal);
+    if (e.error_offset) parts.push_back(fmt::format("error_offset {:#x}", *e.error_offset));
+    if (e.remaining) parts.push_back(fmt::format("remaining {:#x}", *e.remaining));
+    if (e.value) parts.push_back(fmt::format("value {}", *e.value));
+    if (e.bytes) parts.push_back(fmt::format("bytes {:#04x}", *e.bytes));
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
+    return out;
+}
+
 }  // namespace
+
+void request_interrupt() noexcept { cpu::Vcpu::request_stop(); }
+
+RunStatus run_status(const RunOutput& out, bool interrupted) {
+    if (!out.fatal.empty()) return RunStatus::error;
+    if (interrupted) return RunStatus::interrupted;
+    return out.failures.empty() ? RunStatus::passed : RunStatus::failed;
+}
 
 RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptions& opt) {
     RunOutput out;
@@ -401,7 +444,18 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     auto machine = std::make_unique<Machine>(s, mc);
     kvm::CycleCounter boot;
     if (std::string err = machine->setup(boot); !err.empty()) {
+        // The VM could not be built: a results document that says so, no simulation.
         out.fatal = "VM setup: " + err;
+        const std::vector<cpu::Vcpu*> no_vcpus;
+        const std::vector<std::unique_ptr<mmu::Mmu>> no_mmus;
+        const std::vector<std::unique_ptr<CacheHierarchy>> no_caches;
+        ResultInputs in{s, p, *machine, nullptr, no_vcpus, no_mmus, no_caches, boot.total, 0,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                        nullptr, RunStatus::error, {}, nullptr, {}};
+        in.status = out.status = RunStatus::error;
+        in.error = out.fatal;
+        in.warnings = machine->warnings();
+        out.results = build_results(in);
         return out;
     }
 
@@ -449,10 +503,10 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
 
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!top->fatal.empty()) out.fatal = top->fatal;
-    out.failures = top->failures;
+    out.failures = std::move(top->failures);
     out.step_wall_s = top->step_wall;
     ResultInputs in{s, p, *machine, guest.get(), vcpus, mmus, caches, boot.total,
-                    sc_time_stamp().value() / mc.period_ps, wall};
+                    sc_time_stamp().value() / mc.period_ps, wall, nullptr, RunStatus::passed, {}, nullptr, {}};
     std::vector<StepSummary> steps;
     for (const auto& r : top->records) {
         StepSummary ss;
@@ -463,7 +517,15 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         ss.cycles = r.end - r.start;
         ss.accesses = r.accesses;
         ss.walks = r.walks;
-        if (is_vcpu_step(*r.step)) {
+        ss.passed = !r.failed;
+        if (const bool vstep = is_vcpu_step(*r.step); vstep ? r.byte0.has_value() : r.outcome.bytes.has_value()) {
+            const bool mixed = vstep ? r.bytes_mixed : r.outcome.bytes_mixed;
+            ss.bytes = mixed ? "mixed" : fmt::format("{:#04x}", vstep ? *r.byte0 : *r.outcome.bytes);
+        }
+        ss.expected = expect_text(r.step->expect);
+        if (r.interrupted) {
+            ss.result = "interrupted";
+        } else if (is_vcpu_step(*r.step)) {
             if (r.exit) ss.result = r.exit->reason == "error" ? errno_name(r.exit->err) : "exit " + r.exit->reason;
             else if (r.hypercall_ret && *r.hypercall_ret) ss.result = fmt::format("ret {}", *r.hypercall_ret);
             else ss.result = "ok";
@@ -473,8 +535,17 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         steps.push_back(ss);
     }
     in.steps = &steps;
+    in.warnings = machine->warnings();
+    // Metric bounds are checked on the metrics (a first pass), then the document is built
+    // with the status they give. An interrupted run does not check them (it is partial).
     out.results = build_results(in);
-    out.failures = check_metric_expectations(s, out.results, std::move(out.failures));
+    if (!top->interrupted && top->fatal.empty())
+        out.failures = check_metric_expectations(s, out.results, std::move(out.failures));
+    out.status = run_status(out, top->interrupted);
+    in.status = out.status;
+    in.error = out.fatal;
+    in.failures = &out.failures;
+    out.results = build_results(in);
     // SystemC objects are torn down with the process; the machine first (it holds
     // references into the MMUs only through the vCPU slots, which die with it).
     return out;

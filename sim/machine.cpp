@@ -149,6 +149,14 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
 }
 
+std::vector<std::string> Machine::warnings() const {
+    const auto type = kvm::vm_type_from_name(scn_.vm.type);
+    const kvm::KvmArchOps& ops = kvm_ ? kvm_->arch() : kvm::kvm_default_arch_ops(*type);
+    const auto host = cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
+                                                                       : kvm::HostPaging::amd_npt;
+    return ops.unmodelled(host);
+}
+
 Machine::~Machine() {
     // The vCPUs' hardware MMUs may already be gone: forget them before the teardown
     // flushes TLBs. Then in kernel order: the process closes its files, the MMU goes.
@@ -512,8 +520,8 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
 std::string Machine::policy_for(bool to_private) const {
     if (cfg_.conversion_policy != "auto") return cfg_.conversion_policy;
     // Keep the data where the platform can (pKVM and the software-protected VM share
-    // pages in place, seed 002/003); otherwise ZERO towards the host, NONE towards the
-    // guest (ZERO to private is refused, seed 003).
+    // pages in place, the pKVM in-place conversion discussion and the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series); otherwise ZERO towards the host, NONE towards the
+    // guest (ZERO to private is refused, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series).
     if (kvm_ && kvm_->arch().supports_content_policy(kvm::ContentPolicy::preserve, to_private)) return "preserve";
     return to_private ? "none" : "zero";
 }

@@ -102,6 +102,9 @@ public:
     kvm::Kvm* kvm() { return kvm_.get(); }
     kvm::X86Mmu* x86() { return x86_.get(); }
     const std::vector<ConversionRecord>& conversions() const { return conversions_; }
+    // What this run rests on that is not modelled, as the VM type's backend (its arch
+    // ops) says for the platform's nested paging: results.json "warnings".
+    std::vector<std::string> warnings() const;
     std::map<std::string, kvm::FaultPathAgg> fault_paths() const;
     struct ExitCounts {
         uint64_t total = 0, npf = 0, hypercall = 0, userspace = 0, memory_fault = 0, mmio = 0, hypercall_user = 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -30,7 +31,30 @@ using namespace hvsim;
 
 namespace {
 
-constexpr const char* kVersion = "hvsim 0.1.0";
+const std::string kVersion = std::string("hvsim ") + kHvsimVersion;
+
+// The signal that interrupted `hvsim run` (0: none).
+volatile std::sig_atomic_t g_signal = 0;
+// The child running a scenario while `hvsim run` has several (0: none): a signal sent to
+// the parent alone (a scheduler's SIGTERM) is passed on, so the child writes its results.
+volatile std::sig_atomic_t g_child = 0;
+extern "C" void on_stop_signal(int sig) {
+    g_signal = sig;
+    if (g_child > 0) kill(pid_t(g_child), sig);
+    request_interrupt();
+}
+
+// once: the first signal restores the default action, so a second one kills. A child of
+// several runs keeps the handler: Ctrl-C reaches it twice (from the terminal and passed on
+// by the parent), and the duplicate must not kill it before it writes its results.
+void install_stop_handler(bool once) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART | (once ? SA_RESETHAND : 0);   // the parent keeps waiting for its child
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
 
 struct RunArgs {
     std::vector<std::string> files;
@@ -137,21 +161,44 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
         fmt::print(stderr, "hvsim: {}: simulation error: {}\n", file, e.what());
         return 1;
     }
-    if (!out.fatal.empty()) {
-        fmt::print(stderr, "hvsim: {}: {}\n", file, out.fatal);
-        return 1;
+    // Baseline comparisons are failures of the run like its own expectations.
+    if (!a.baseline_dir.empty() && out.status == RunStatus::passed) {
+        for (auto& f : compare_with_baseline(out.results, fs::path(a.baseline_dir) / s.name / "results.json",
+                                             a.tolerance))
+            out.failures.push_back(Failure{"baseline", "", std::nullopt, f, f});
+        out.status = run_status(out, false);
+        out.results["status"] = run_status_name(out.status);
+        out.results["failures"] = failures_json(out.failures);
     }
     fs::path dir = a.out_dir.empty() ? fs::path("out") / s.name : fs::path(a.out_dir);
     if (multi && !a.out_dir.empty()) dir /= s.name;
+    // Written whatever the status: a failed, broken or interrupted run says so inside.
     try {
         write_file(dir / "results.json", out.results.dump(2) + "\n");
     } catch (const std::exception& e) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
         return 1;
     }
+    if (out.status == RunStatus::error) {
+        fmt::print(stderr, "hvsim: {}: {}\n", file, out.fatal);
+        return 1;
+    }
     if (!a.quiet) {
         std::cout << format_summary(out.results);
         std::cout << fmt::format("  results: {}\n", (dir / "results.json").string());
+    }
+    if (out.status == RunStatus::interrupted) {
+        const int sig = g_signal ? int(g_signal) : SIGINT;
+        const auto& steps = out.results.at("steps");
+        std::string where = "before the first step";
+        if (!steps.empty()) {
+            const auto& last = steps.back();
+            where = fmt::format("{} step {} of {}", last.at("result") == "interrupted" ? "in" : "after",
+                                last.at("index").get<size_t>(), s.steps.size());
+        }
+        fmt::print(stderr, "hvsim: {}: interrupted by {} {}; results so far in {}\n", file,
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", where, (dir / "results.json").string());
+        return 128 + sig;
     }
     if (!a.write_baseline_dir.empty()) {
         try {
@@ -161,11 +208,7 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
             return 1;
         }
     }
-    if (!a.baseline_dir.empty())
-        for (auto& f : compare_with_baseline(out.results, fs::path(a.baseline_dir) / s.name / "results.json",
-                                             a.tolerance))
-            out.failures.push_back(std::move(f));
-    for (const auto& f : out.failures) fmt::print(stderr, "hvsim: {}: {}\n", file, f);
+    for (const auto& f : out.failures) fmt::print(stderr, "hvsim: {}: {}\n", file, f.text);
     return out.failures.empty() ? 0 : 1;
 }
 
@@ -179,13 +222,16 @@ int run_forked(const std::string& file, const std::function<int()>& fn) {
         return 1;
     }
     if (pid == 0) {
+        install_stop_handler(false);
         const int rc = fn();
         std::fflush(stdout);
         std::fflush(stderr);
         _exit(rc);
     }
+    g_child = pid;
     int status = 0;
     waitpid(pid, &status, 0);
+    g_child = 0;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     fmt::print(stderr, "hvsim: {}: crashed (signal {})\n", file, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     return 1;
@@ -197,9 +243,15 @@ int cmd_run(const RunArgs& a) {
         fmt::print(stderr, "hvsim: run: no scenario files\n");
         return 2;
     }
+    // SIGINT/SIGTERM: the run in progress stops early and writes what it has (status
+    // interrupted); with several files no further file starts. A second signal kills.
+    install_stop_handler(true);
     if (files.size() == 1) return run_one(files[0], a, false);
     int worst = 0;
-    for (const auto& f : files) worst = std::max(worst, run_forked(f, [&] { return run_one(f, a, true); }));
+    for (const auto& f : files) {
+        worst = std::max(worst, run_forked(f, [&] { return run_one(f, a, true); }));
+        if (g_signal) return 128 + int(g_signal);
+    }
     return worst;
 }
 

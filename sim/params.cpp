@@ -20,10 +20,10 @@ constexpr uint64_t KiB = 1ull << 10, MiB = 1ull << 20, GiB = 1ull << 30;
 // Sources used by several declarations.
 const char* const kSim = "simulator setting";
 const char* const kKernelDefault =
-    "simulator default: a distribution kernel on a host with hardware virtualisation, everything on (DESIGN.md)";
+    "simulator default: a distribution kernel on a host with hardware virtualisation, everything on (docs/design.md)";
 const char* const kExitSplit =
     "measured round trip, split estimate: 1,344-1,376-cycle trivial VMRUN/#VMEXIT round trip on an AMD CPU, "
-    "LKML Dec 2020 (hw-models.md §2.5, §6.1), halved";
+    "LKML Dec 2020 (docs/sources.md §6, §2), halved";
 
 ParamDecl make(std::string name, ParamType type, std::string unit, int64_t min, int64_t max,
                nlohmann::json def, std::string desc, std::string source) {
@@ -65,10 +65,10 @@ std::vector<ParamDecl> build_decls() {
     std::vector<ParamDecl> v;
     // ---- CPU and simulation ----
     v.push_back(count("cpu.freq_mhz", "MHz", 1, 100000, 3000, "core clock; converts cycles to time in reports",
-                      "estimate (hw-models.md §6 assumes 3.0 GHz)"));
+                      "estimate (docs/sources.md §1 assumes 3.0 GHz)"));
     v.push_back(cycles("cpu.data_access_cycles", 4,
                        "cost of a guest data access whose translation hits the L1 TLB (an L1D hit)",
-                       "estimate (L1D hit, hw-models.md §6.1)"));
+                       "estimate (L1D hit, docs/sources.md §2)"));
     v.push_back(count("sim.quantum_ns", "ns", 1, 1000000000, 1000,
                       "temporal-decoupling quantum of the SystemC quantum keeper (not a hardware value)", kSim));
 
@@ -80,20 +80,20 @@ std::vector<ParamDecl> build_decls() {
         v.push_back(d);
     }
     v.push_back(bytes("mem.l1d.size", 1, 32 * KiB, "L1 data cache capacity",
-                      "estimate (Zen 4 32 KiB L1D, recalled; not in hw-models.md)"));
+                      "estimate (Zen 4 32 KiB L1D, recalled)"));
     v.push_back(count("mem.l1d.ways", "ways", 1, 1024, 8, "L1D associativity", "estimate"));
     v.push_back(cycles("mem.l1d.hit_cycles", 4, "load-to-use latency of an L1D hit",
-                       "estimate (hw-models.md §6.1: AMD SOG value, not retrieved)"));
+                       "estimate (docs/sources.md §2: AMD SOG value, not retrieved)"));
     v.push_back(bytes("mem.l2.size", 1, 1 * MiB, "L2 cache capacity (per core)",
-                      "Geekbench-leak article (hw-models.md §1.1: Zen 4 1 MB L2 per core)"));
+                      "Geekbench-leak article (docs/sources.md §5: Zen 4 1 MB L2 per core)"));
     v.push_back(count("mem.l2.ways", "ways", 1, 1024, 8, "L2 associativity", "estimate"));
-    v.push_back(cycles("mem.l2.hit_cycles", 14, "latency of an L2 hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("mem.l2.hit_cycles", 14, "latency of an L2 hit", "estimate (docs/sources.md §2)"));
     v.push_back(bytes("mem.llc.size", 1, 32 * MiB, "last-level cache capacity",
-                      "Geekbench-leak article (hw-models.md §1.1: Zen 4 32 MB L3 per CCD)"));
+                      "Geekbench-leak article (docs/sources.md §5: Zen 4 32 MB L3 per CCD)"));
     v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
-    v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
-                       "estimate (hw-models.md §6.1: about 120 ns DDR5)"));
+                       "estimate (docs/sources.md §2: about 120 ns DDR5)"));
 
     // ---- host physical memory (models/mem HostPageAllocator) ----
     {
@@ -120,29 +120,29 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(count("mmu.nested_levels", "levels", 2, 5, 4,
                       "levels of the nested table (npt/ept: 4 or 5; stage2: 2..4)", "architecture (4-level NPT)"));
     v.push_back(count("mmu.l1_tlb.entries", "entries", 1, 1 << 20, 72, "L1 DTLB entries (4K/2M/1G)",
-                      "estimate (hw-models.md §6.1: Zen 4 L1 DTLB, AMD SOG recalled)"));
+                      "estimate (docs/sources.md §2: Zen 4 L1 DTLB, AMD SOG recalled)"));
     v.push_back(count("mmu.l1_tlb.ways", "ways", 1, 1 << 20, 72,
                       "L1 DTLB associativity (ways == entries: fully associative)",
-                      "estimate (hw-models.md §6.1: fully associative)"));
-    v.push_back(cycles("mmu.l1_tlb.hit_cycles", 0, "extra cycles of an L1 DTLB hit", "estimate (hw-models.md §6.1)"));
+                      "estimate (docs/sources.md §2: fully associative)"));
+    v.push_back(cycles("mmu.l1_tlb.hit_cycles", 0, "extra cycles of an L1 DTLB hit", "estimate (docs/sources.md §2)"));
     v.push_back(count("mmu.l2_tlb.entries", "entries", 1, 1 << 20, 3072, "L2 DTLB entries (4K/2M; 1G kept as 2M)",
-                      "estimate (hw-models.md §6.1: Zen 4 L2 DTLB, AMD SOG recalled)"));
+                      "estimate (docs/sources.md §2: Zen 4 L2 DTLB, AMD SOG recalled)"));
     v.push_back(count("mmu.l2_tlb.ways", "ways", 1, 1 << 20, 12, "L2 DTLB associativity",
-                      "estimate (Zen 2 L2 DTLB is 12-way, WikiChip; hw-models.md §1.1)"));
+                      "estimate (Zen 2 L2 DTLB is 12-way, WikiChip; docs/sources.md §5)"));
     v.push_back(cycles("mmu.l2_tlb.hit_cycles", 7, "extra cycles of an L1 DTLB miss that hits the L2 DTLB",
-                       "estimate (hw-models.md §6.1)"));
+                       "estimate (docs/sources.md §2)"));
     v.push_back(count("mmu.pwc.entries", "entries", 0, 1 << 20, 64,
                       "page-walk cache entries (upper-level entries of both dimensions; 0: no page-walk cache)",
-                      "estimate (hw-models.md §6.1; concept: Bhargava et al. 2008)"));
+                      "estimate (docs/sources.md §2; concept: Bhargava et al. 2008)"));
     v.push_back(count("mmu.pwc.ways", "ways", 1, 1 << 20, 64, "page-walk cache associativity",
                       "estimate (fully associative)"));
-    v.push_back(cycles("mmu.pwc.hit_cycles", 2, "latency of a page-walk cache hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("mmu.pwc.hit_cycles", 2, "latency of a page-walk cache hit", "estimate (docs/sources.md §2)"));
     v.push_back(count("mmu.ntlb.entries", "entries", 0, 1 << 20, 32,
                       "nested TLB entries (gPA->hPA of guest page-table pages; 0: no nested TLB)",
-                      "estimate (hw-models.md §6.1)"));
+                      "estimate (docs/sources.md §2)"));
     v.push_back(count("mmu.ntlb.ways", "ways", 1, 1 << 20, 32, "nested TLB associativity",
                       "estimate (fully associative)"));
-    v.push_back(cycles("mmu.ntlb.hit_cycles", 2, "latency of a nested TLB hit", "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("mmu.ntlb.hit_cycles", 2, "latency of a nested TLB hit", "estimate (docs/sources.md §2)"));
 
     // ---- software and transition costs (kernel/costs.hpp) ----
     v.push_back(cycles("cost.vmexit", 680, "guest -> host world switch (#VMEXIT / VM exit), half a trivial round trip",
@@ -150,7 +150,7 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.vmentry", 680, "host -> guest world switch (VMRUN / VM entry), half a trivial round trip",
                        kExitSplit));
     v.push_back(cycles("cost.userspace_exit", 15000, "KVM_RUN returns to the VMM and is called again",
-                       "estimate (hw-models.md §6.1)"));
+                       "estimate (docs/sources.md §2)"));
     v.push_back(cycles("cost.ioctl", 1000, "syscall entry and ioctl dispatch", "estimate"));
     v.push_back(cycles("cost.kvm_mmu_page_fault", 400, "TDP fault handler entry (kvm_mmu_page_fault) before faultin",
                        "estimate"));
@@ -159,7 +159,7 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.page_alloc", 400, "allocate a 4 KiB page", "estimate"));
     v.push_back(cycles("cost.zero_4k", 600, "zero a 4 KiB page (about 200 ns at 20 GB/s)", "estimate"));
     v.push_back(cycles("cost.zero_2m", 300000, "zero a 2 MiB folio",
-                       "estimate (hw-models.md §6.1: about 100 us at 20 GB/s)"));
+                       "estimate (docs/sources.md §2: about 100 us at 20 GB/s)"));
     v.push_back(cycles("cost.copy_4k", 700, "copy a 4 KiB page", "estimate"));
     v.push_back(cycles("cost.gmem_get_pfn", 300,
                        "kvm_gmem_get_pfn: find the folio in the guest_memfd page cache (allocation and zeroing extra)",
@@ -181,7 +181,7 @@ std::vector<ParamDecl> build_decls() {
                        "estimate"));
     v.push_back(cycles("cost.pin_page", 250, "FOLL_LONGTERM pin of one 4 KiB page", "estimate"));
     v.push_back(cycles("cost.clflush_4k", 600, "CLFLUSH of a 4 KiB page (SEV/SNP reclaim)",
-                       "estimate (hw-models.md §6.1)"));
+                       "estimate (docs/sources.md §2)"));
     // Host-side costs the simulated VMM process and guest_memfd charge (kernel/costs.hpp).
     v.push_back(cycles("cost.gmem_create", 8000, "create a guest_memfd: anonymous inode, file and fd", "estimate"));
     v.push_back(cycles("cost.page_free", 150, "return a 4 KiB page to the buddy allocator", "estimate"));
@@ -193,7 +193,7 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.wbinvd", 100000, "WBINVD on all CPUs (SEV region unregister)", "estimate"));
     v.push_back(cycles("cost.psc_fixed", 30000,
                        "SNP page-state change request fixed cost (VMGEXIT, userspace attribute flip, resume)",
-                       "estimate (hw-models.md §6.1)"));
+                       "estimate (docs/sources.md §2)"));
 
     // ---- the simulated kernel's configuration (kernel/kvm_config.hpp) ----
     v.push_back(flag("kvm.config.smm", true, "CONFIG_KVM_SMM: address space 1 exists for VMs without private memory"));
@@ -213,18 +213,18 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(flag("kvm.config.readonly_mem", true, "KVM_MEM_READONLY supported"));
     v.push_back(flag("kvm.config.exit_hypercall", true, "KVM_CAP_EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE exits to userspace"));
     v.push_back(flag("kvm.config.memory_attributes2", true,
-                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, seed 003)"));
+                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series)"));
     v.push_back(flag("kvm.config.vm_memory_attributes", false,
                      "kvm.vm_memory_attributes module parameter: true keeps attributes per VM (Linux today), "
                      "false per guest_memfd (in-place conversion)",
-                     "simulator choice: in-place conversion as in seed 003 (kvm-semantics.md §4.5)"));
+                     "simulator choice: in-place conversion as in the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series"));
     v.push_back(flag("kvm.config.quirk_slot_zap_all", true,
                      "KVM_X86_QUIRK_SLOT_ZAP_ALL: deleting or moving a memslot of a default VM zaps every SPTE "
                      "of the VM; false = the VMM disabled it (KVM_CAP_DISABLE_QUIRKS2), only the slot is zapped",
                      "arch/x86/kvm/mmu/mmu.c kvm_memslot_flush_zap_all(): the quirk is on unless disabled"));
     v.push_back(count("kvm.config.maxphyaddr", "bits", 32, 52, 52,
                       "guest physical address width the MMU accepts (a memslot ending above 2^bits: EINVAL)",
-                      "architecture (x86 MAXPHYADDR <= 52; kvm-semantics.md checked item 5)"));
+                      "architecture (x86 MAXPHYADDR <= 52; checked against a real 6.18 kernel, docs/ground-truth.md)"));
     v.push_back(count("kvm.config.nr_memslots", "slots", 1, int64_t(uapi::KVM_USER_MEM_SLOTS),
                       int64_t(uapi::KVM_USER_MEM_SLOTS), "KVM_CAP_NR_MEMSLOTS (KVM_USER_MEM_SLOTS on x86)",
                       "include/linux/kvm_host.h KVM_USER_MEM_SLOTS, 32764 on x86 (checked on Linux 6.18)"));

@@ -12,6 +12,13 @@ using nlohmann::json;
 
 namespace {
 
+// RFC 6901: "~" -> "~0", "/" -> "~1".
+std::string json_pointer_escape(const std::string& key) {
+    std::string o;
+    for (char c : key) o += c == '~' ? std::string("~0") : c == '/' ? std::string("~1") : std::string(1, c);
+    return o;
+}
+
 const char* cause_name(kvm::InvalidateCause c) { return kvm::invalidate_cause_name(c); }
 
 // Power-of-two buckets keyed by their lower bound: {"1024": n} counts totals in [1024, 2048).
@@ -28,9 +35,26 @@ json log2_histogram(const std::vector<Cycles>& samples) {
 json build_results(const ResultInputs& in) {
     const MachineConfig& mc = in.m.config();
     json r;
+    r["hvsim_version"] = kHvsimVersion;
     r["scenario"] = in.s.name;
+    r["status"] = run_status_name(in.status);
+    if (!in.error.empty()) r["error"] = in.error;
+    r["failures"] = failures_json(in.failures ? *in.failures : std::vector<Failure>{});
+    r["warnings"] = in.warnings;
     r["platform"] = in.p.platform();
-    r["params"] = in.p.to_json();
+    // The preset the run started from and every value the scenario or --set changed.
+    json overrides = json::object();
+    const json values = in.p.to_json();
+    const json preset_values = ParamSet::preset(in.p.platform()).to_json();
+    for (auto it = values.begin(); it != values.end(); ++it) {
+        const ParamValue& pv = in.p.value(it.key());
+        if (pv.origin.rfind("preset", 0) != 0)
+            overrides[it.key()] = {{"value", it.value()}, {"preset_value", preset_values.at(it.key())},
+                                   {"origin", pv.origin}};
+    }
+    r["preset"] = {{"name", in.p.platform()}, {"description", ParamSet::platform_description(in.p.platform())},
+                   {"overrides", std::move(overrides)}};
+    r["params"] = values;
     r["seed"] = in.s.seed;
 
     json m = json::object();
@@ -48,11 +72,13 @@ json build_results(const ResultInputs& in) {
         v.hypercall_exits += s.hypercall_exits;
         v.mmio_accesses += s.mmio_accesses;
         v.guest_page_faults += s.guest_page_faults;
+        v.data_cycles += s.data_cycles;
     }
     m["accesses"] = v.accesses;
     m["accesses.read"] = v.reads;
     m["accesses.write"] = v.writes;
     m["accesses.mmio"] = v.mmio_accesses;
+    m["data.cycles"] = v.data_cycles;
 
     mmu::MmuStats t{};
     for (const auto& mu : in.mmus) {
@@ -65,6 +91,9 @@ json build_results(const ResultInputs& in) {
         t.walk_cycles += s.walk_cycles;
         t.pwc_hits += s.pwc_hits;
         t.ntlb_hits += s.ntlb_hits;
+        t.gpa_lookups += s.gpa_lookups;
+        t.gpa_ntlb_hits += s.gpa_ntlb_hits;
+        t.gpa_walks += s.gpa_walks;
         t.guest_faults += s.guest_faults;
         t.npfs += s.npfs;
         t.ad_writes += s.ad_writes;
@@ -77,7 +106,10 @@ json build_results(const ResultInputs& in) {
     m["tlb.l2.hits"] = t.l2_hits;
     m["tlb.misses"] = t.misses;
     m["tlb.flushes"] = t.flushes;
-    m["walk.count"] = t.misses;
+    m["tlb.gpa.lookups"] = t.gpa_lookups;
+    m["tlb.gpa.ntlb_hits"] = t.gpa_ntlb_hits;
+    m["tlb.gpa.walks"] = t.gpa_walks;
+    m["walk.count"] = t.misses + t.gpa_walks;
     m["walk.mem_refs"] = t.walk_mem_refs;
     m["walk.cycles"] = t.walk_cycles;
     m["walk.pwc_hits"] = t.pwc_hits;
@@ -85,6 +117,29 @@ json build_results(const ResultInputs& in) {
     m["walk.ad_writes"] = t.ad_writes;
     m["walk.perm_rewalks"] = t.perm_rewalks;
     m["tlb.invlpgs"] = t.invlpgs;
+
+    // The same per vCPU (vcpu.N.*): the sums above are these added up.
+    for (size_t i = 0; i < in.vcpus.size(); ++i) {
+        const auto& s = in.vcpus[i]->stats();
+        const auto& ms = in.mmus.at(i)->stats();
+        const std::string pre = fmt::format("vcpu.{}.", i);
+        m[pre + "accesses"] = s.accesses;
+        m[pre + "accesses.read"] = s.reads;
+        m[pre + "accesses.write"] = s.writes;
+        m[pre + "accesses.mmio"] = s.mmio_accesses;
+        m[pre + "data.cycles"] = s.data_cycles;
+        m[pre + "faults.npf"] = s.npf_exits;
+        m[pre + "faults.guest_pf"] = s.guest_page_faults;
+        m[pre + "exits.hypercall"] = s.hypercall_exits;
+        m[pre + "tlb.lookups"] = ms.accesses;
+        m[pre + "tlb.l1.hits"] = ms.l1_hits;
+        m[pre + "tlb.l2.hits"] = ms.l2_hits;
+        m[pre + "tlb.misses"] = ms.misses;
+        m[pre + "tlb.gpa.lookups"] = ms.gpa_lookups;
+        m[pre + "walk.count"] = ms.misses + ms.gpa_walks;
+        m[pre + "walk.mem_refs"] = ms.walk_mem_refs;
+        m[pre + "walk.cycles"] = ms.walk_cycles;
+    }
 
     // Page-table reads through the cache hierarchy, summed over the vCPUs.
     if (!in.caches.empty()) {
@@ -131,6 +186,7 @@ json build_results(const ResultInputs& in) {
         m["mmu.remote_flush_ipis"] = s.remote_flush_ipis;
         m["prefault.calls"] = s.prefault_calls;
         m["prefault.pages"] = s.prefault_pages;
+        m["faults.prefault"] = s.prefault_faults;
         const auto& d = x->tdp().stats();
         m["mmu.sptes.installed"] = d.sptes_installed;
         m["mmu.sptes.zapped"] = d.sptes_zapped;
@@ -191,9 +247,15 @@ json build_results(const ResultInputs& in) {
     uint64_t np = 0, ns = 0, pp = 0, sp = 0, failed = 0;
     Cycles cp = 0, cs = 0;
     json list = json::array();
+    uint64_t setup_n = 0, setup_pages = 0;
+    Cycles setup_c = 0;
     for (const auto& c : in.m.conversions()) {
-        if (c.err) ++failed;
-        if (c.to_private) { ++np; pp += c.size >> kPageShift; cp += c.cycles; }
+        // vm.private is how the VM starts, not a conversion the guest asked for: it is
+        // listed (trigger "vm.private") but counted apart, in conversions.setup.
+        const bool at_setup = c.trigger == std::string("vm.private");
+        if (at_setup) { ++setup_n; setup_pages += c.size >> kPageShift; setup_c += c.cycles; }
+        else if (c.err) ++failed;
+        else if (c.to_private) { ++np; pp += c.size >> kPageShift; cp += c.cycles; }
         else { ++ns; sp += c.size >> kPageShift; cs += c.cycles; }
         list.push_back({{"to", c.to_private ? "private" : "shared"}, {"gpa", c.gpa}, {"size", c.size},
                         {"trigger", c.trigger}, {"policy", c.policy}, {"errno", c.err}, {"cycles", c.cycles}});
@@ -201,10 +263,13 @@ json build_results(const ResultInputs& in) {
     conv["to_private"] = {{"count", np}, {"pages", pp}, {"cycles", cp}};
     conv["to_shared"] = {{"count", ns}, {"pages", sp}, {"cycles", cs}};
     conv["failed"] = failed;
+    conv["setup"] = {{"count", setup_n}, {"pages", setup_pages}, {"cycles", setup_c}};
     conv["list"] = std::move(list);
     m["conversions.count"] = np + ns;
     m["conversions.to_private.pages"] = pp;
     m["conversions.to_shared.pages"] = sp;
+    m["conversions.failed"] = failed;
+    m["setup.private.pages"] = setup_pages;
     r["metrics"] = std::move(m);
 
     json fps = json::array();
@@ -252,9 +317,14 @@ json build_results(const ResultInputs& in) {
     json steps = json::array();
     if (in.steps)
         for (const auto& s : *in.steps)
-            steps.push_back({{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
-                             {"result", s.result}, {"cycles", s.cycles}, {"accesses", s.accesses},
-                             {"walks", s.walks}});
+        {
+            json j = {{"index", s.index}, {"pointer", s.pointer}, {"name", s.name}, {"op", s.op},
+                      {"result", s.result}, {"passed", s.passed}, {"cycles", s.cycles}, {"accesses", s.accesses},
+                      {"walks", s.walks}};
+            if (!s.expected.empty()) j["expected"] = s.expected;
+            if (!s.bytes.empty()) j["bytes"] = s.bytes;
+            steps.push_back(std::move(j));
+        }
     r["steps"] = std::move(steps);
 
     const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));
@@ -262,23 +332,38 @@ json build_results(const ResultInputs& in) {
     return r;
 }
 
-std::vector<std::string> check_metric_expectations(const scn::Scenario& s, const json& results,
-                                                   std::vector<std::string> failures) {
+std::vector<Failure> check_metric_expectations(const scn::Scenario& s, const json& results,
+                                               std::vector<Failure> failures) {
     const json& m = results.at("metrics");
     for (const auto& [name, b] : s.expect_metrics) {
+        const std::string ptr = "/expect/metrics/" + json_pointer_escape(name);
+        auto add = [&](std::string msg, std::string text) {
+            failures.push_back(Failure{"metric", ptr, std::nullopt, std::move(msg), std::move(text)});
+        };
         if (!m.contains(name)) {
-            failures.push_back(fmt::format("/expect/metrics/{}: no such metric in the results", name));
+            add("no such metric in the results", fmt::format("{}: no such metric in the results", ptr));
             continue;
         }
         const double v = m.at(name).get<double>();
-        if (b.eq && v != *b.eq)
-            failures.push_back(fmt::format("metric {} = {}, expected {}", name, v, *b.eq));
-        if (b.min && v < *b.min)
-            failures.push_back(fmt::format("metric {} = {}, expected at least {}", name, v, *b.min));
-        if (b.max && v > *b.max)
-            failures.push_back(fmt::format("metric {} = {}, expected at most {}", name, v, *b.max));
+        auto bound = [&](const char* what, double want) {
+            const std::string msg = fmt::format("{} = {}, expected {}{}", name, v, what, want);
+            add(msg, "metric " + msg);
+        };
+        if (b.eq && v != *b.eq) bound("", *b.eq);
+        if (b.min && v < *b.min) bound("at least ", *b.min);
+        if (b.max && v > *b.max) bound("at most ", *b.max);
     }
     return failures;
+}
+
+json failures_json(const std::vector<Failure>& failures) {
+    json a = json::array();
+    for (const auto& f : failures) {
+        json j = {{"kind", f.kind}, {"pointer", f.pointer}, {"message", f.message}};
+        if (f.step) j["step"] = *f.step;
+        a.push_back(std::move(j));
+    }
+    return a;
 }
 
 json strip_host(json results) {

@@ -6,7 +6,7 @@ Every step carries an `expect` that is true for the SIMULATOR'S DEFAULT CONFIGUR
 distribution kernel with everything on (SMM, TDP, SEV/SNP/TDX, SW_PROTECTED VMs, generic memory
 attributes, guest_memfd MMAP and INIT_SHARED, the proposed KVM_SET_MEMORY_ATTRIBUTES2 with
 in-place conversion, i.e. kvm.config.vm_memory_attributes = false). The rules come from
-/work/shared/reference/kvm-semantics.md (its "checked against a real 6.18 kernel" list wins) and
+docs/kvm-model.md and docs/ground-truth.md (what a real 6.18 kernel was checked to do wins) and
 the Linux sources it cites. `hvsim diff-kvm` ignores these expectations: it compares the
 simulated KVM, narrowed to the host's configuration, with the host's real KVM.
 
@@ -196,14 +196,14 @@ def slot_decl(slot, gpa, size, gmem=None, offset=0, flags=None):
 def gmem_supported_flags(vm_type="default"):
     # kvm_gmem_get_supported_flags(): MMAP, plus INIT_SHARED where the arch allows it (x86:
     # no private memory) -- with in-place conversion (vm_memory_attributes=false) INIT_SHARED
-    # is allowed for every VM type (kvm-semantics.md 4.5).
+    # is allowed for every VM type.
     if vm_type in PRIVATE_MEM_TYPES and OPTS.vm_memory_attributes:
         return GMEM_MMAP
     return GMEM_MMAP | GMEM_INIT_SHARED
 
 
 def memslot_flags_errno(flags, vm_type="default"):
-    # check_memory_region_flags(), kvm-semantics.md 2.2 item 1.
+    # check_memory_region_flags() (virt/kvm/kvm_main.c).
     valid = MEM_LOG_DIRTY | MEM_GUEST_MEMFD
     if flags & MEM_GUEST_MEMFD:
         valid &= ~MEM_LOG_DIRTY
@@ -347,7 +347,7 @@ def gen_host_access():
         [host_read(PAGE, uaddr=UADDR, byte=0), host_write(2 * PAGE, 0x5a, uaddr=UADDR + PAGE),
          host_read(PAGE, uaddr=UADDR + PAGE, byte=0x5a), host_read(PAGE, uaddr=UADDR + 3 * PAGE, byte=0)])
     add("host-rw-uaddr-and-gmem-diverge",
-        "a gmem slot's userspace_addr and its guest_memfd are separate memory (kvm-semantics.md checked item 8)",
+        "a gmem slot's userspace_addr and its guest_memfd are separate memory (checked against a real 6.18 kernel, docs/ground-truth.md)",
         [create_gmem("g", hx(M2), MS), region(0, M2, flags=["guest_memfd"], gmem="g", offset=0),
          host_write(PAGE, 0x11, uaddr=UADDR), host_read(PAGE, gmem="g", byte=0),
          host_write(PAGE, 0x22, gmem="g"), host_read(PAGE, uaddr=UADDR, byte=0x11)])
@@ -629,7 +629,7 @@ def gen_attributes():
     e = attrs_errno("sw_protected", 0, M2, ATTR_PRIVATE, 0)
     add("attrs-sw-protected-private", f"KVM_SET_MEMORY_ATTRIBUTES PRIVATE on a SW_PROTECTED VM: {e}",
         [set_attrs(0, M2, attributes=["private"], errno=e)], vm={"type": "sw_protected"})
-    # KVM_SET_MEMORY_ATTRIBUTES2 (proposed, seed 003): a guest_memfd ioctl.
+    # KVM_SET_MEMORY_ATTRIBUTES2 (proposed: the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): a guest_memfd ioctl.
     add("attrs2-size-0", "KVM_SET_MEMORY_ATTRIBUTES2 with size 0: EINVAL",
         [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 0, 0, ["private"], errno="EINVAL")],
         vm={"type": "sw_protected"})

@@ -302,6 +302,7 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
         for (unsigned tries = 0;; ++tries) {
             if (tries == kMaxPrefaultRetries) { out.r = -EIO; break; }
             kvm_page_fault f = fault;
+            ++stats_.prefault_faults;
             out = kvm_tdp_page_fault(f, ctx);
             if (out.r == RET_PF_RETRY) {
                 // A memslot being deleted is -EAGAIN for pre-fault rather than a retry.

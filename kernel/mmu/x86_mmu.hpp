@@ -65,6 +65,7 @@ struct X86MmuStats {
     uint64_t remote_flush_ipis = 0;
     uint64_t fast_fixes = 0;              // write-protected SPTEs made writable by fast_page_fault()       // vCPUs kicked out of guest mode by those flushes
     uint64_t prefault_calls = 0, prefault_pages = 0;
+    uint64_t prefault_faults = 0;   // kvm_tdp_page_fault() calls made by pre-faulting (retries included)
 };
 
 class X86Mmu final : public KvmMmuOps {

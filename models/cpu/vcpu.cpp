@@ -25,6 +25,7 @@ constexpr unsigned kMaxFaultRetries = 10000;
 }  // namespace
 
 std::atomic<uint64_t> Vcpu::progress_{0};
+std::atomic<bool> Vcpu::stop_{false};
 
 Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
            VcpuHost& host)
@@ -181,13 +182,20 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
     }
     ++stats_.accesses;
     ++result_.accesses;
-    if ((stats_.accesses & 0xfff) == 0) progress_.fetch_add(0x1000, std::memory_order_relaxed);
+    bool go_on = true;
+    if ((stats_.accesses & 0xfff) == 0) {
+        progress_.fetch_add(0x1000, std::memory_order_relaxed);
+        if (stop_requested()) {
+            result_.interrupted = true;
+            go_on = false;
+        }
+    }
     // A store wider than a line (a string store) costs one data access per line.
     const Cycles dc = cfg_.data_access_cycles * std::max<Cycles>(1, width / 64);
     add_cycles(dc);
     stats_.data_cycles += dc;
     maybe_sync();
-    return true;
+    return go_on;
 }
 
 void Vcpu::run_access(const AccessSpec& a) {

@@ -58,6 +58,7 @@ struct HypercallSpec {
 struct WorkResult {
     uint64_t accesses = 0;
     bool stopped = false;              // an exit ended the work early
+    bool interrupted = false;          // request_stop() ended it early
     std::optional<uint8_t> byte0;      // reads: first byte value seen
     bool bytes_mixed = false;          // reads: not every byte equal to byte0
     uint64_t hypercall_ret = 0;
@@ -101,6 +102,10 @@ public:
     // Guest accesses done by every vCPU so far, published for a progress display that
     // samples it from another host thread.
     static uint64_t progress_accesses() { return progress_.load(std::memory_order_relaxed); }
+    // Ends every vCPU's current work early (within 4096 accesses), for a run that was
+    // interrupted; async-signal-safe. The flag stays set for the rest of the process.
+    static void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
+    static bool stop_requested() noexcept { return stop_.load(std::memory_order_relaxed); }
     // Cycles this vCPU has consumed (its local time, quantum offset included).
     Cycles cycles_now() const;
 
@@ -169,6 +174,7 @@ private:
     std::string error_;
     VcpuStats stats_;
     static std::atomic<uint64_t> progress_;
+    static std::atomic<bool> stop_;
 };
 
 }  // namespace hvsim::cpu

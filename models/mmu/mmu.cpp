@@ -404,7 +404,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
 }
 
 // Walks fill both TLB levels. The L2 holds 4K and 2M only: a 1G translation goes in
-// as the 2M piece that covers va (Zen's "smashing", hw-models.md §1.1).
+// as the 2M piece that covers va (Zen's "smashing", docs/sources.md §5).
 void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
     const PgLevel s = r.page_size;
     const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable};
@@ -418,12 +418,12 @@ void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
 }
 
 TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
-    ++stats_.accesses;
+    ++stats_.gpa_lookups;
     const uint64_t g = gpa.raw();
     const uint8_t acc = uint8_t(1u << unsigned(at));
     if (const NtlbEntry* t = ntlb_.find(ntlb_key(g))) {
         if ((acc & ~t->perm) == 0 && (!(acc & kW) || t->dirty)) {
-            ++stats_.ntlb_hits;
+            ++stats_.gpa_ntlb_hits;
             TranslateResult r;
             r.hpa = Hpa(t->hpa | (g & kPageMask));
             r.writable = (t->perm & kW) != 0;
@@ -433,7 +433,7 @@ TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
         }
         ++stats_.perm_rewalks;
     }
-    ++stats_.misses;
+    ++stats_.gpa_walks;
     WalkCtx w;
     const Nested o = nested_walk(g, acc, w);
     stats_.walk_mem_refs += w.refs;

@@ -75,14 +75,19 @@ struct MmuConfig {
 };
 
 struct MmuStats {
-    uint64_t accesses = 0;       // translate() + translate_gpa() calls
+    uint64_t accesses = 0;       // translate() calls: l1_hits + l2_hits + misses
     uint64_t l1_hits = 0;
     uint64_t l2_hits = 0;
-    uint64_t misses = 0;         // = walks started (including ones that fault)
-    uint64_t walk_mem_refs = 0;  // paging-structure entries read from memory
+    uint64_t misses = 0;         // = two-dimensional walks started (including ones that fault)
+    // translate_gpa() (a guest-physical address, nested dimension only): served by the
+    // nested TLB or by a nested walk; gpa_ntlb_hits + gpa_walks = gpa_lookups.
+    uint64_t gpa_lookups = 0;
+    uint64_t gpa_ntlb_hits = 0;
+    uint64_t gpa_walks = 0;
+    uint64_t walk_mem_refs = 0;  // paging-structure entries read from memory (both kinds of walk)
     uint64_t walk_cycles = 0;    // walk latency (references + PWC/NTLB hit cycles)
-    uint64_t pwc_hits = 0;
-    uint64_t ntlb_hits = 0;
+    uint64_t pwc_hits = 0;       // walk dimensions started below a cached upper-level entry
+    uint64_t ntlb_hits = 0;      // guest-table gPAs of a 2D walk found in the nested TLB
     uint64_t guest_faults = 0;
     uint64_t npfs = 0;
     uint64_t ad_writes = 0;      // A/D bits written back into guest or nested entries

@@ -1,5 +1,5 @@
 // The real-KVM executor against the host's /dev/kvm: known answers of Linux 6.18
-// (kvm-semantics.md, "Checked against a real 6.18 kernel"), skip semantics, and that a
+// (checked against a real 6.18 kernel, docs/ground-truth.md), skip semantics, and that a
 // run leaves no descriptor or mapping behind. KVM tests skip with a warning without KVM.
 #include <catch2/catch.hpp>
 

@@ -119,7 +119,7 @@ std::vector<std::tuple<uint16_t, uint64_t, uint64_t>> unmaps(const RecordingMmu&
 }
 }  // namespace
 
-TEST_CASE("guest_memfd: punch hole invalidates exactly the bound gfns (seed 004 arithmetic)", "[gmem][invalidate]") {
+TEST_CASE("guest_memfd: punch hole invalidates exactly the bound gfns (guest_memfd invalidation patch arithmetic)", "[gmem][invalidate]") {
     Env e(VmType::sw_protected, legacy_attrs());
     const int g = e.gmem(64 * 4096);
     // slot 0: file pages [0, 16) at gfn 0x100; slot 1: file pages [32, 48) at gfn 0x1000.

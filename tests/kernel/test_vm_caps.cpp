@@ -98,7 +98,7 @@ TEST_CASE("check_extension: system scope, default configuration", "[caps]") {
     REQUIRE(Kvm::kvm_dev_check_extension(l, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 0);
 }
 
-TEST_CASE("check_extension: the host configuration of reference/README.md", "[caps]") {
+TEST_CASE("check_extension: the host configuration of docs/ground-truth.md", "[caps]") {
     // kvm_pvm host: no SMM, no SW_PROTECTED/SEV/TDX, no generic attributes, no TDP.
     KvmConfig h = legacy_attrs();
     h.smm = false;
@@ -169,4 +169,41 @@ TEST_CASE("vm types: who says a fault is private", "[vm]") {
         Env e(VmType::default_vm);
         REQUIRE_FALSE(e.kvm->arch().fault_is_private(*e.kvm, Gfn(1), PFERR_GUEST_ENC_MASK));
     }
+}
+
+namespace {
+bool mentions(const std::vector<std::string>& ws, const std::string& what) {
+    for (const auto& w : ws)
+        if (w.find(what) != std::string::npos) return true;
+    return false;
+}
+}  // namespace
+
+TEST_CASE("vm types: each backend names the hardware it runs without", "[vm][warnings]") {
+    const auto amd = HostPaging::amd_npt, intel = HostPaging::intel_ept;
+    // Plain and software-protected VMs need nothing beyond nested paging.
+    CHECK(kvm_default_arch_ops(VmType::default_vm).unmodelled(amd).empty());
+    CHECK(kvm_default_arch_ops(VmType::default_vm).unmodelled(intel).empty());
+    CHECK(kvm_default_arch_ops(VmType::sw_protected).unmodelled(amd).empty());
+
+    const auto snp = kvm_default_arch_ops(VmType::snp).unmodelled(amd);
+    REQUIRE(snp.size() == 1);
+    CHECK(mentions(snp, "RMP not modelled"));
+    CHECK(mentions(snp, "plain-VM exit costs"));
+    // SNP on an Intel preset: the vendor mismatch is a warning of its own.
+    CHECK(kvm_default_arch_ops(VmType::snp).unmodelled(intel).size() == 2);
+
+    const auto tdx_intel = kvm_default_arch_ops(VmType::tdx).unmodelled(intel);
+    REQUIRE(tdx_intel.size() == 1);
+    CHECK(mentions(tdx_intel, "secure EPT"));
+    const auto tdx_amd = kvm_default_arch_ops(VmType::tdx).unmodelled(amd);
+    REQUIRE(tdx_amd.size() == 2);
+    CHECK(mentions(tdx_amd, "a TDX VM on an AMD preset"));
+
+    CHECK(mentions(kvm_default_arch_ops(VmType::pkvm).unmodelled(amd), "stage-2"));
+    CHECK(mentions(kvm_default_arch_ops(VmType::sev).unmodelled(amd), "exits cost") == false);
+    CHECK(mentions(kvm_default_arch_ops(VmType::sev).unmodelled(amd), "encryption not modelled"));
+    CHECK(mentions(kvm_default_arch_ops(VmType::sev_es).unmodelled(amd), "no #VC / VMGEXIT"));
+    // An x86 type on an arm64 preset says so.
+    CHECK(mentions(kvm_default_arch_ops(VmType::default_vm).unmodelled(HostPaging::arm64_stage2), "arm64 preset"));
 }

@@ -38,10 +38,10 @@ constexpr int64_t KiB = 1 << 10, MiB = 1 << 20, GiB = int64_t(1) << 30;
 TEST_CASE("platforms are the three presets", "[params]") {
     CHECK(ParamSet::platforms() == std::vector<std::string>{"zen4-genoa", "sapphire-rapids", "neoverse-n2"});
     CHECK(ParamSet::platform_description("zen4-genoa") ==
-          "AMD EPYC 9004 \"Genoa\" (Zen 4), SEV-SNP host (hw-models.md §6.1)");
+          "AMD EPYC 9004 \"Genoa\" (Zen 4), SEV-SNP host (docs/sources.md §2)");
 }
 
-TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "[params]") {
+TEST_CASE("zen4-genoa carries the values of docs/sources.md §2 and the brief", "[params]") {
     const ParamSet ps = ParamSet::preset("zen4-genoa");
     const std::vector<std::pair<std::string, int64_t>> ints = {
         {"cpu.freq_mhz", 3000}, {"cpu.data_access_cycles", 4}, {"sim.quantum_ns", 1000},
@@ -80,7 +80,7 @@ TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "
     CHECK(param_decls().size() == 83);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
-    CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (hw-models.md §6.1)");
+    CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (docs/sources.md §2)");
     CHECK(ps.value("cost.ioctl").source == "estimate");
     CHECK(validate_error(ps) == "<no error>");
 }
@@ -117,7 +117,7 @@ TEST_CASE("sapphire-rapids and neoverse-n2 take their own values, inherit the re
     CHECK(spr.get_int("mmu.l2_tlb.hit_cycles") == 8);
     CHECK(spr.get_int("cost.vmexit") + spr.get_int("cost.vmentry") == 1200);
     CHECK(spr.value("mem.l1d.hit_cycles").source ==
-          "measured-by-proxy: chipsandcheese Golden Cove L1D (hw-models.md §6.2)");
+          "measured-by-proxy: chipsandcheese Golden Cove L1D (docs/sources.md §3)");
     // Not given for SPR: the zen4 value, labelled as an estimate for this platform.
     CHECK(spr.get_int("cost.zero_2m") == 300000);
     CHECK(spr.value("cost.zero_2m").source == "estimate (zen4-genoa value; no figure for this platform)");
@@ -255,7 +255,7 @@ TEST_CASE("to_json is sorted and stable; describe has every field", "[params]") 
     CHECK(e["type"] == "int");
     CHECK(e["unit"] == "entries");
     CHECK(e["description"] == "L2 DTLB entries (4K/2M; 1G kept as 2M)");
-    CHECK(e["source"] == "estimate (hw-models.md §6.1: Zen 4 L2 DTLB, AMD SOG recalled)");
+    CHECK(e["source"] == "estimate (docs/sources.md §2: Zen 4 L2 DTLB, AMD SOG recalled)");
     CHECK(e["origin"] == "preset zen4-genoa");
     CHECK(d["cost.ioctl"]["origin"] == "y");
     CHECK(d["mem.l1d.size"]["type"] == "size");

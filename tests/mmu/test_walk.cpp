@@ -1,4 +1,4 @@
-// The two-dimensional walk: reference counts (hw-models.md §1.1 oracles), addresses,
+// The two-dimensional walk: reference counts (docs/sources.md §5 oracles), addresses,
 // timing through CacheHierarchy, effective page size, accessed/dirty write-back.
 #include <catch2/catch.hpp>
 

@@ -85,7 +85,7 @@ int run_workload(const std::string& w, uint64_t n) {
     opt.check_invariants = false;
     const auto out = run_scenario(s, p, opt);
     if (!out.fatal.empty() || !out.failures.empty()) {
-        fmt::print(stderr, "bench {}: {}\n", w, out.fatal.empty() ? out.failures.front() : out.fatal);
+        fmt::print(stderr, "bench {}: {}\n", w, out.fatal.empty() ? out.failures.front().text : out.fatal);
         return 1;
     }
     const auto& steps = out.results.at("steps");

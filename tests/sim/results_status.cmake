@@ -1,0 +1,127 @@
+# results.json says what the run was: status, failures with pointers, per-step results,
+# warnings from the VM type's backend, the version and the preset.
+file(REMOVE_RECURSE ${WORK})
+function(run_to dir file want_rc)
+  execute_process(COMMAND ${HVSIM} run --no-progress -o ${WORK}/${dir} ${ARGN} ${file}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL want_rc)
+    message(FATAL_ERROR "${file}: exit ${rc}, expected ${want_rc}: ${err}")
+  endif()
+  if(NOT EXISTS ${WORK}/${dir}/results.json)
+    message(FATAL_ERROR "${file}: no results.json (exit ${rc})")
+  endif()
+  file(READ ${WORK}/${dir}/results.json json)
+  set(json "${json}" PARENT_SCOPE)
+  set(out "${out}" PARENT_SCOPE)
+  set(err "${err}" PARENT_SCOPE)
+endfunction()
+function(want what got expected)
+  if(NOT "${got}" STREQUAL "${expected}")
+    message(FATAL_ERROR "${what}: got '${got}', expected '${expected}'")
+  endif()
+endfunction()
+
+# A passing run.
+run_to(pass ${DATA}/passing.json 0)
+string(JSON st GET "${json}" status)
+want("passing: status" "${st}" "passed")
+string(JSON nf LENGTH "${json}" failures)
+want("passing: failures" "${nf}" "0")
+string(JSON nw LENGTH "${json}" warnings)
+want("passing: warnings of a default VM" "${nw}" "0")
+string(JSON ver GET "${json}" hvsim_version)
+execute_process(COMMAND ${HVSIM} --version OUTPUT_VARIABLE v)
+if(NOT v MATCHES "hvsim ${ver}")
+  message(FATAL_ERROR "results.json hvsim_version ${ver}, --version says ${v}")
+endif()
+string(JSON preset GET "${json}" preset name)
+want("passing: preset" "${preset}" "zen4-genoa")
+if(NOT out MATCHES "status: passed")
+  message(FATAL_ERROR "passing: the summary has no status line: ${out}")
+endif()
+
+# An override is recorded against the preset's value.
+run_to(override ${DATA}/passing.json 0 --set mmu.l2_tlb.entries=1536)
+string(JSON ov GET "${json}" preset overrides mmu.l2_tlb.entries value)
+string(JSON pv GET "${json}" preset overrides mmu.l2_tlb.entries preset_value)
+string(JSON origin GET "${json}" preset overrides mmu.l2_tlb.entries origin)
+want("override value" "${ov}" "1536")
+want("override preset value" "${pv}" "3072")
+want("override origin" "${origin}" "--set")
+
+# A failed expectation: status failed, the failure with its pointer, the step as it was.
+run_to(fail ${DATA}/failing_expect.json 1)
+string(JSON st GET "${json}" status)
+want("failing: status" "${st}" "failed")
+string(JSON ptr GET "${json}" failures 0 pointer)
+string(JSON kind GET "${json}" failures 0 kind)
+string(JSON msg GET "${json}" failures 0 message)
+want("failing: pointer" "${ptr}" "/steps/0")
+want("failing: kind" "${kind}" "expectation")
+if(NOT msg MATCHES "expected every byte read to be 0x11, got 0x00")
+  message(FATAL_ERROR "failing: message ${msg}")
+endif()
+string(JSON passed GET "${json}" steps 0 passed)
+string(JSON bytes GET "${json}" steps 0 bytes)
+string(JSON expected GET "${json}" steps 0 expected)
+want("failing: step passed" "${passed}" "OFF")
+want("failing: step bytes" "${bytes}" "0x00")
+want("failing: step expected" "${expected}" "bytes 0x11")
+
+# A VM that cannot be built: status error, the reason, still a results document.
+run_to(error ${DATA}/setup_error.json 1)
+string(JSON st GET "${json}" status)
+string(JSON why GET "${json}" error)
+want("setup error: status" "${st}" "error")
+if(NOT why MATCHES "/vm/private/0: making the range private failed: EINVAL")
+  message(FATAL_ERROR "setup error: ${why}")
+endif()
+
+# A TDX VM on an AMD preset runs on plain nested paging: the warnings say so, from the
+# VM type's backend, in the results and in the summary.
+run_to(tdx ${SCENARIOS}/kvm-selftests/guest_memfd-test_create_guest_memfd-tdx.json 0)
+string(JSON nw LENGTH "${json}" warnings)
+want("tdx on zen4-genoa: warnings" "${nw}" "2")
+string(JSON w0 GET "${json}" warnings 0)
+string(JSON w1 GET "${json}" warnings 1)
+if(NOT w0 MATCHES "TDX module and secure EPT not modelled" OR NOT w1 MATCHES "a TDX VM on an AMD preset")
+  message(FATAL_ERROR "tdx warnings: ${w0} / ${w1}")
+endif()
+if(NOT out MATCHES "warning: a TDX VM on an AMD preset")
+  message(FATAL_ERROR "tdx: the summary does not print the warnings: ${out}")
+endif()
+# ... and on the Intel preset only the missing TDX module remains.
+file(READ ${SCENARIOS}/kvm-selftests/guest_memfd-test_create_guest_memfd-tdx.json scn)
+string(JSON scn SET "${scn}" platform "\"sapphire-rapids\"")
+file(WRITE ${WORK}/tdx-spr.json "${scn}")
+run_to(tdx-spr ${WORK}/tdx-spr.json 0)
+string(JSON nw LENGTH "${json}" warnings)
+want("tdx on sapphire-rapids: warnings" "${nw}" "1")
+
+# The summary's numbers say what they are: the guest kernel's guest-physical lookups apart
+# from the TLB's, fault outcomes, the per-vCPU table, the step table.
+run_to(race ${SCENARIOS}/examples/guest-page-table-race.json 0)
+foreach(re "TLB +[0-9,]+ lookups: L1 hits [0-9.]+%, L2 hits [0-9.]+%, misses [0-9.]+%"
+           "\\+ [0-9,]+ guest-physical lookups by the guest kernel"
+           "walks +[0-9,]+ walks \\([0-9,]+ two-dimensional = TLB misses, [0-9,]+ nested-only\\)"
+           "PWC hits [0-9,]+ \\(upper levels skipped, no memory ref\\)"
+           "outcomes: mapped [0-9,]+, spurious [0-9,]+"
+           "vCPU +accesses +TLB misses" "step +op +result +cycles")
+  if(NOT out MATCHES "${re}")
+    message(FATAL_ERROR "guest-page-table-race summary lacks '${re}': ${out}")
+  endif()
+endforeach()
+string(JSON v0 GET "${json}" metrics vcpu.0.accesses)
+string(JSON v1 GET "${json}" metrics vcpu.1.accesses)
+string(JSON all GET "${json}" metrics accesses)
+math(EXPR sum "${v0} + ${v1}")
+want("vcpu.0.accesses + vcpu.1.accesses" "${sum}" "${all}")
+
+# vm.private is how the VM starts, not a conversion.
+run_to(setup-private ${SCENARIOS}/examples/design-example-snp-convert-2m.json 0)
+string(JSON n GET "${json}" conversions setup count)
+string(JSON np GET "${json}" conversions to_private count)
+string(JSON pages GET "${json}" metrics setup.private.pages)
+want("vm.private: conversions.setup.count" "${n}" "1")
+want("vm.private: conversions.to_private.count" "${np}" "0")
+want("vm.private: setup.private.pages" "${pages}" "262144")
