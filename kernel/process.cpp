@@ -235,8 +235,16 @@ VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, 
     if (size == 0 || (offset & kPageMask)) return {-EINVAL, Hva()};
     if (fixed && (fixed->raw() & kPageMask)) return {-EINVAL, Hva()};
     const uint64_t len = page_up(size);
-    if (len < size || (fixed && (fixed->raw() + len < fixed->raw() || fixed->raw() + len > kTaskSizeMax)))
+    // do_mmap(): a length beyond the address space is ENOMEM, and an offset whose last page
+    // index wraps, or that ends beyond the largest file size, is EOVERFLOW.
+    if (len < size || len > kTaskSizeMax ||
+        (fixed && (fixed->raw() + len < fixed->raw() || fixed->raw() + len > kTaskSizeMax)))
         return {-ENOMEM, Hva()};
+    if ((offset >> kPageShift) + (len >> kPageShift) < (offset >> kPageShift)) return {-EOVERFLOW, Hva()};
+    // file_mmap_ok(): the mapping must end within MAX_LFS_FILESIZE (LLONG_MAX on 64-bit).
+    constexpr uint64_t kMaxLfsFileSize = uint64_t(INT64_MAX);
+    if (len > kMaxLfsFileSize || (offset >> kPageShift) > ((kMaxLfsFileSize - len) >> kPageShift))
+        return {-EOVERFLOW, Hva()};
     switch (f->kind) {
     case FileKind::dev_kvm:
     case FileKind::vm: return {-ENODEV, Hva()};   // no .mmap in kvm_chardev_ops / kvm_vm_fops
@@ -259,6 +267,7 @@ VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, 
             if (it != maps_.end() && it->first < at + len) { at = it->second.end; continue; }
             break;
         }
+        if (at + len < at || at + len > kTaskSizeMax) return {-ENOMEM, Hva()};   // no room left
         mmap_next_ = at + len;
     }
     Mapping m;
@@ -557,14 +566,24 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
 }
 
 HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
-    std::vector<uint8_t> buf(size, 0);
-    HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
-        if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, buf.data() + at, n);
+    std::vector<uint8_t> keep;
+    std::optional<uint8_t> first;
+    bool mixed = false;
+    uint64_t total = 0;
+    uint8_t page[kPageSize];
+    HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
+        if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, page, n);
+        else std::fill(page, page + n, uint8_t(0));   // the zero page
+        if (!first) first = page[0];
+        for (uint64_t i = 0; i < n && !mixed; ++i) mixed = page[i] != *first;
+        if (keep.size() < HostAccessResult::kHostReadKeep)
+            keep.insert(keep.end(), page, page + std::min<uint64_t>(n, HostAccessResult::kHostReadKeep - keep.size()));
+        total += n;
     });
-    if (r.err) {
-        buf.resize(r.fault_hva.raw() > hva.raw() ? r.fault_hva.raw() - hva.raw() : 0);
-    }
-    r.bytes = std::move(buf);
+    r.bytes = std::move(keep);
+    r.bytes_read = total;
+    r.first_byte = first;
+    r.bytes_mixed = mixed;
     return r;
 }
 

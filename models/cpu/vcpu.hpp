@@ -100,6 +100,9 @@ public:
     // Guest accesses done by every vCPU so far, published for a progress display that
     // samples it from another host thread.
     static uint64_t progress_accesses() { return progress_.load(std::memory_order_relaxed); }
+    // How many accesses run_access makes for `a` (a misaligned one that crosses a page
+    // counts once here, twice in the stats): the progress line's total.
+    static uint64_t planned_accesses(const AccessSpec& a);
     // Cycles this vCPU has consumed (its local time, quantum offset included).
     Cycles cycles_now() const;
 

@@ -96,3 +96,27 @@ TEST_CASE("process: exit gives every page back", "[process]") {
     REQUIRE(e.alloc.used_pages() == 0);
     REQUIRE(e.mem.pages_resident() == 0);
 }
+
+TEST_CASE("process: a host read streams: 1 GiB read keeps a bounded prefix and a summary", "[process][scale]") {
+    Env e;
+    const Hva a(0x100000000ull);
+    REQUIRE(e.proc->host_write(a + (512ull << 20), 4096, 0x7, e.ctx).err == 0);
+    const HostAccessResult r = e.proc->host_read(a, 1ull << 30, e.ctx);
+    REQUIRE(r.err == 0);
+    CHECK(r.bytes_read == (1ull << 30));
+    CHECK(r.bytes.size() == HostAccessResult::kHostReadKeep);
+    CHECK(r.first_byte == std::optional<uint8_t>(0));
+    CHECK(r.bytes_mixed);
+    const HostAccessResult z = e.proc->host_read(a, 256ull << 20, e.ctx);
+    CHECK(z.first_byte == std::optional<uint8_t>(0));
+    CHECK_FALSE(z.bytes_mixed);
+}
+
+TEST_CASE("process: mmap refuses a length beyond the address space and an offset that wraps", "[process]") {
+    Env e;
+    const int g = e.gmem(2u << 20, uapi::GUEST_MEMFD_FLAG_MMAP);
+    REQUIRE(g >= 0);
+    CHECK(e.proc->mmap(g, 0xffffffffffff0000ull, 0x20000, true, e.ctx).err == -EOVERFLOW);
+    CHECK(e.proc->mmap(g, 0, 0xfffffffffffff000ull, true, e.ctx).err == -ENOMEM);
+    CHECK(e.proc->mmap(g, 0, 4096, true, e.ctx).err == 0);
+}
