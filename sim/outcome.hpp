@@ -18,6 +18,7 @@ struct StepOutcome {
     bool bytes_mixed = false;                 // host read: bytes differ from each other
     bool skipped = false;                     // the step could not run here
     std::string skip_reason;
+    std::string why;                          // the rule that failed, when the simulated KVM names one
 };
 
 }  // namespace hvsim
