@@ -192,6 +192,7 @@ private:
     ProcessStats stats_;
 
     std::map<int, FileRef> fds_;
+    int next_fd_ = 3;   // files->next_fd: no free number below it
     int dev_kvm_fd_ = -1;
     uint64_t next_ino_ = 1;
     std::map<uint64_t, Mapping> maps_;            // start hva -> mapping
