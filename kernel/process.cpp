@@ -577,12 +577,17 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
     uint64_t total = 0;
     uint8_t page[kPageSize];
     HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
-        if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, page, n);
-        else std::fill(page, page + n, uint8_t(0));   // the zero page
-        if (!first) first = page[0];
-        for (uint64_t i = 0; i < n && !mixed; ++i) mixed = page[i] != *first;
-        if (keep.size() < HostAccessResult::kHostReadKeep)
-            keep.insert(keep.end(), page, page + std::min<uint64_t>(n, HostAccessResult::kHostReadKeep - keep.size()));
+        const uint64_t kept = std::min<uint64_t>(n, HostAccessResult::kHostReadKeep - keep.size());
+        if (!pfn) {   // the zero page: nothing to copy or compare byte by byte
+            if (!first) first = 0;
+            mixed |= *first != 0;
+            keep.insert(keep.end(), kept, uint8_t(0));
+        } else {
+            mem_.read(pfn_to_hpa(*pfn) + off, page, n);
+            if (!first) first = page[0];
+            for (uint64_t i = 0; i < n && !mixed; ++i) mixed = page[i] != *first;
+            keep.insert(keep.end(), page, page + kept);
+        }
         total += n;
     });
     r.bytes = std::move(keep);
