@@ -1,5 +1,6 @@
 // guest_memfd: creation, bindings, the page cache, fallocate, invalidation and release
 // (virt/kvm/guest_memfd.c).
+#include "kernel/error_rule.hpp"
 #include "kernel/guest_memfd.hpp"
 
 #include <cerrno>
@@ -39,8 +40,11 @@ uint64_t Kvm::kvm_gmem_get_supported_flags() const {
 
 int Kvm::kvm_gmem_create(const uapi::kvm_create_guest_memfd& args, ExecContext& ctx) {
     ctx.charge("ioctl", costs().ioctl);
-    if (!config().guest_memfd) return -ENOTTY;   // no KVM_CREATE_GUEST_MEMFD in this kernel
-    if (args.flags & ~kvm_gmem_get_supported_flags()) return -EINVAL;
+    if (!config().guest_memfd)   // no KVM_CREATE_GUEST_MEMFD in this kernel
+        return error_rule(-ENOTTY, "KVM_CREATE_GUEST_MEMFD needs CONFIG_KVM_GUEST_MEMFD (kvm.config.guest_memfd=true)");
+    if (args.flags & ~kvm_gmem_get_supported_flags())
+        return error_rule(-EINVAL, "kvm_gmem_create: a flag this kernel or VM type does not support (mmap needs "
+                                   "kvm.config.guest_memfd_mmap, init_shared kvm.config.guest_memfd_init_shared)");
     // size is a loff_t: <= 0 (so also >= 2^63) or unaligned is EINVAL. reserved[] unchecked.
     if (int64_t(args.size) <= 0 || (args.size & kPageMask)) return -EINVAL;
     ctx.charge("gmem_create", costs().gmem_create);

@@ -1,5 +1,6 @@
 // VM creation, capabilities, memslot updates and the MMU invalidation state
 // (virt/kvm/kvm_main.c, arch/x86/kvm/x86.c).
+#include "kernel/error_rule.hpp"
 #include "kernel/kvm.hpp"
 
 #include <algorithm>
@@ -50,7 +51,10 @@ int Kvm::create(uint64_t type, VmmProcess& proc, ExecContext& ctx, std::shared_p
     ctx.charge("ioctl", proc.costs().ioctl);
     // kvm_arch_init_vm(): !kvm_is_vm_type_supported(type) -> EINVAL.
     const std::optional<VmType> t = vm_type_from_uapi(type);
-    if (!t || !kvm_default_arch_ops(*t).supported_by(proc.config())) return -EINVAL;
+    if (!t) return error_rule(-EINVAL, "kvm_arch_init_vm: unknown VM type");
+    if (!kvm_default_arch_ops(*t).supported_by(proc.config()))
+        return error_rule(-EINVAL, "kvm_is_vm_type_supported: this VM type is off in the kernel configuration "
+                                   "(kvm.config.sev, sev_es, snp, tdx, pkvm or sw_protected_vm)");
     out = std::make_shared<Kvm>(Private{}, *t, proc);
     proc.vms_.push_back(out);
     return 0;
@@ -161,7 +165,8 @@ int Kvm::kvm_vm_ioctl_set_memory_region(const uapi::kvm_userspace_memory_region&
 int Kvm::kvm_vm_ioctl_set_memory_region2(const uapi::kvm_userspace_memory_region2& m, ExecContext& ctx) {
     ctx.charge("ioctl", costs().ioctl);
     // kvm_vm_ioctl_set_memory_region(): user ioctls cannot touch internal slots.
-    if (uint16_t(m.slot) >= config().nr_memslots) return -EINVAL;
+    if (uint16_t(m.slot) >= config().nr_memslots)
+        return error_rule(-EINVAL, "kvm_vm_ioctl_set_memory_region: slot id >= KVM_USER_MEM_SLOTS (kvm.config.nr_memslots)");
     return kvm_set_memory_region(m, ctx);
 }
 
@@ -189,29 +194,40 @@ int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, Ex
     if (cfg.guest_memfd) valid |= KVM_MEM_GUEST_MEMFD;
     if (mem.flags & KVM_MEM_GUEST_MEMFD) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
     if (kvm_arch_has_readonly_mem() && !(mem.flags & KVM_MEM_GUEST_MEMFD)) valid |= KVM_MEM_READONLY;
-    if (mem.flags & ~valid) return -EINVAL;
+    if (mem.flags & ~valid)
+        return error_rule(-EINVAL, "check_memory_region_flags: a flag this slot cannot have (guest_memfd needs "
+                                   "kvm.config.guest_memfd, readonly needs kvm.config.readonly_mem and no guest_memfd)");
 
     const unsigned as_id = mem.slot >> 16;
     const uint16_t id = uint16_t(mem.slot);
 
     // General sanity checks.
-    if (mem.memory_size & kPageMask) return -EINVAL;
-    if (mem.guest_phys_addr & kPageMask) return -EINVAL;
-    if ((mem.userspace_addr & kPageMask) || !access_ok(mem.userspace_addr, mem.memory_size))
-        return -EINVAL;
+    if (mem.memory_size & kPageMask) return error_rule(-EINVAL, "kvm_set_memory_region: memory_size not page aligned");
+    if (mem.guest_phys_addr & kPageMask)
+        return error_rule(-EINVAL, "kvm_set_memory_region: guest_phys_addr not page aligned");
+    if (mem.userspace_addr & kPageMask)
+        return error_rule(-EINVAL, "kvm_set_memory_region: userspace_addr not page aligned");
+    if (!access_ok(mem.userspace_addr, mem.memory_size))
+        return error_rule(-EINVAL, "kvm_set_memory_region: access_ok: userspace_addr + memory_size beyond the user "
+                                   "address space (TASK_SIZE_MAX, 128 TiB - 4 KiB)");
     if ((mem.flags & KVM_MEM_GUEST_MEMFD) &&
         ((mem.guest_memfd_offset & kPageMask) ||
          mem.guest_memfd_offset + mem.memory_size < mem.guest_memfd_offset))
-        return -EINVAL;
-    if (as_id >= kvm_arch_nr_memslot_as_ids() || id >= KVM_MEM_SLOTS_NUM) return -EINVAL;
-    if (mem.guest_phys_addr + mem.memory_size < mem.guest_phys_addr) return -EINVAL;
-    if ((mem.memory_size >> kPageShift) > KVM_MEM_MAX_NR_PAGES) return -EINVAL;
+        return error_rule(-EINVAL, "kvm_set_memory_region: guest_memfd_offset not page aligned or offset + size wraps");
+    if (as_id >= kvm_arch_nr_memslot_as_ids())
+        return error_rule(-EINVAL, "kvm_set_memory_region: address space id >= KVM_ADDRESS_SPACE_NUM (1 without "
+                                   "kvm.config.smm, 2 with it)");
+    if (id >= KVM_MEM_SLOTS_NUM) return error_rule(-EINVAL, "kvm_set_memory_region: slot id >= KVM_MEM_SLOTS_NUM");
+    if (mem.guest_phys_addr + mem.memory_size < mem.guest_phys_addr)
+        return error_rule(-EINVAL, "kvm_set_memory_region: guest_phys_addr + memory_size wraps");
+    if ((mem.memory_size >> kPageShift) > KVM_MEM_MAX_NR_PAGES)
+        return error_rule(-EINVAL, "kvm_set_memory_region: more than KVM_MEM_MAX_NR_PAGES (2^31 - 1) pages");
 
     KvmMemslots& slots = memslots_[as_id];
     kvm_memory_slot* old = slots.id_to_memslot(id);
 
     if (mem.memory_size == 0) {
-        if (!old) return -EINVAL;   // deleting an absent slot
+        if (!old) return error_rule(-EINVAL, "kvm_set_memory_region: deleting a slot that does not exist");
         return kvm_set_memslot(old, nullptr, kvm_mr_change::delete_, ctx);
     }
 
@@ -221,15 +237,19 @@ int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, Ex
     if (!old) {
         change = kvm_mr_change::create;
         // The total number of pages across all memslots must fit in an unsigned long.
-        if (nr_memslot_pages_ + npages < nr_memslot_pages_) return -EINVAL;
+        if (nr_memslot_pages_ + npages < nr_memslot_pages_)
+            return error_rule(-EINVAL, "kvm_set_memory_region: total memslot pages overflow");
     } else {
         // guest_memfd memslots are immutable, they can only be deleted; and a normal slot
         // can never gain GUEST_MEMFD (6.18 + the Dec 2025 stable fix: the modify check
         // covers (new ^ old) & (READONLY | GUEST_MEMFD)).
         const uint32_t old_user_flags = old->flags & 0xffffu;
-        if (mem.flags & KVM_MEM_GUEST_MEMFD) return -EINVAL;
-        if ((mem.flags ^ old_user_flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)) return -EINVAL;
-        if (mem.userspace_addr != old->userspace_addr.raw() || npages != old->npages) return -EINVAL;
+        if (mem.flags & KVM_MEM_GUEST_MEMFD)
+            return error_rule(-EINVAL, "kvm_set_memory_region: guest_memfd memslots cannot be modified, only deleted");
+        if ((mem.flags ^ old_user_flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD))
+            return error_rule(-EINVAL, "kvm_set_memory_region: readonly cannot change on an existing slot");
+        if (mem.userspace_addr != old->userspace_addr.raw() || npages != old->npages)
+            return error_rule(-EINVAL, "kvm_set_memory_region: an existing slot cannot change userspace_addr or size");
         if (base_gfn != old->base_gfn)
             change = kvm_mr_change::move;
         else if (mem.flags != old_user_flags)
@@ -240,7 +260,7 @@ int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, Ex
 
     if ((change == kvm_mr_change::create || change == kvm_mr_change::move) &&
         slots.check_overlap(id, base_gfn, base_gfn + npages))
-        return -EEXIST;
+        return error_rule(-EEXIST, "kvm_set_memory_region: the gpa range overlaps another memslot");
 
     auto new_slot = std::make_unique<kvm_memory_slot>();
     new_slot->as_id = uint16_t(as_id);
@@ -262,8 +282,11 @@ int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, Ex
 int Kvm::kvm_arch_prepare_memory_region(const kvm_memory_slot* s, kvm_mr_change change) const {
     if (change == kvm_mr_change::create || change == kvm_mr_change::move) {
         const Gfn last = s->base_gfn + (s->npages - 1);
-        if (last.raw() > arch_->max_gfn(config())) return -EINVAL;
-        if (arch_->is_gfn_alias(last, config())) return -EINVAL;
+        if (last.raw() > arch_->max_gfn(config()))
+            return error_rule(-EINVAL, "kvm_arch_prepare_memory_region: the slot ends above kvm_mmu_max_gfn() "
+                                       "(kvm.config.maxphyaddr)");
+        if (arch_->is_gfn_alias(last, config()))
+            return error_rule(-EINVAL, "kvm_arch_prepare_memory_region: the slot reaches the TDX shared-bit alias");
     }
     return 0;
 }

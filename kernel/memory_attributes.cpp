@@ -2,6 +2,7 @@
 // kvm_vm_set_mem_attributes, kvm_range_has_memory_attributes; arch/x86/kvm/mmu/mmu.c
 // kvm_arch_pre/post_set_memory_attributes; the in-place conversion series for the
 // guest_memfd store).
+#include "kernel/error_rule.hpp"
 #include "kernel/memory_attributes.hpp"
 
 #include <cerrno>
@@ -51,11 +52,21 @@ int Kvm::kvm_vm_ioctl_set_mem_attributes(const uapi::kvm_memory_attributes& a, E
     ctx.charge("ioctl", costs().ioctl);
     // The ioctl exists only with CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES, and the in-place
     // conversion series removes it when attributes live in guest_memfd.
-    if (!config().generic_memory_attributes || !config().vm_memory_attributes) return -ENOTTY;
-    if (a.flags) return -EINVAL;
-    if (a.attributes & ~kvm_supported_mem_attributes()) return -EINVAL;
-    if (a.size == 0 || a.address + a.size < a.address) return -EINVAL;
-    if ((a.address & kPageMask) || (a.size & kPageMask)) return -EINVAL;
+    if (!config().generic_memory_attributes)
+        return error_rule(-ENOTTY, "KVM_SET_MEMORY_ATTRIBUTES needs CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES "
+                                   "(kvm.config.generic_memory_attributes=true)");
+    if (!config().vm_memory_attributes)
+        return error_rule(-ENOTTY, "KVM_SET_MEMORY_ATTRIBUTES is gone when attributes live in guest_memfd "
+                                   "(kvm.config.vm_memory_attributes=false; use set_memory_attributes2, or set it true)");
+    if (a.flags) return error_rule(-EINVAL, "kvm_vm_ioctl_set_mem_attributes: flags must be 0");
+    if (a.attributes & ~kvm_supported_mem_attributes())
+        return error_rule(-EINVAL, "kvm_vm_ioctl_set_mem_attributes: an attribute this VM type does not support "
+                                   "(kvm_supported_mem_attributes: PRIVATE only for VMs with private memory, "
+                                   "kvm_arch_has_private_mem; not default or sev/sev_es VMs)");
+    if (a.size == 0 || a.address + a.size < a.address)
+        return error_rule(-EINVAL, "kvm_vm_ioctl_set_mem_attributes: size 0 or address + size wraps");
+    if ((a.address & kPageMask) || (a.size & kPageMask))
+        return error_rule(-EINVAL, "kvm_vm_ioctl_set_mem_attributes: address or size not page aligned");
     return kvm_vm_set_mem_attributes(Gfn(a.address >> kPageShift), Gfn((a.address + a.size) >> kPageShift),
                                      a.attributes, ctx);
 }
@@ -160,7 +171,13 @@ int GuestMemfd::kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& a, ExecCo
     ctx.charge("ioctl", proc_.costs().ioctl);
     // The guest_memfd ioctl exists only with in-place conversion (per-VM attributes: the
     // file has no such ioctl).
-    if (!cfg.memory_attributes2 || cfg.vm_memory_attributes || !kvm_) return -ENOTTY;
+    if (!cfg.memory_attributes2)
+        return error_rule(-ENOTTY, "the guest_memfd KVM_SET_MEMORY_ATTRIBUTES2 ioctl needs the in-place conversion "
+                                   "series (kvm.config.memory_attributes2=true)");
+    if (cfg.vm_memory_attributes)
+        return error_rule(-ENOTTY, "the guest_memfd KVM_SET_MEMORY_ATTRIBUTES2 ioctl exists only when attributes "
+                                   "live in guest_memfd (kvm.config.vm_memory_attributes=false)");
+    if (!kvm_) return error_rule(-ENOTTY, "kvm_gmem_set_attributes2: the guest_memfd's VM is gone");
     Kvm& kvm = *kvm_;
 
     ContentPolicy policy;
@@ -168,13 +185,17 @@ int GuestMemfd::kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& a, ExecCo
     if (a.error_offset != 0) return -EINVAL;   // output field must come in as 0
     for (uint64_t r : a.reserved)
         if (r) return -EINVAL;
-    if (a.attributes & ~kvm.kvm_supported_mem_attributes()) return -EINVAL;
+    if (a.attributes & ~kvm.kvm_supported_mem_attributes())
+        return error_rule(-EINVAL, "kvm_gmem_set_attributes2: an attribute this VM type does not support "
+                                   "(kvm_supported_mem_attributes: PRIVATE only for VMs with private memory)");
     if (a.size == 0 || a.offset + a.size < a.offset) return -EINVAL;
     if ((a.offset & kPageMask) || (a.size & kPageMask)) return -EINVAL;
     if (a.offset >= size_ || a.offset + a.size > size_) return -EINVAL;
 
     const bool to_private = a.attributes & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE;
-    if (!kvm.arch().supports_content_policy(policy, to_private)) return -EOPNOTSUPP;
+    if (!kvm.arch().supports_content_policy(policy, to_private))
+        return error_rule(-EOPNOTSUPP, "kvm_gmem_set_attributes2: this VM type does not support the content policy "
+                                       "for this direction (kvm_arch_gmem_supports_content_policy)");
 
     const uint64_t start = a.offset >> kPageShift, end = (a.offset + a.size) >> kPageShift;
     if (range_has(attributes_, start, end, ~0ull, a.attributes)) {

@@ -62,9 +62,12 @@ void VmmProcess::close_all(ExecContext& ctx) {
 // ---------------------------------------------------------------------------------
 // File descriptors
 
+// alloc_fd(): the lowest free number, searched from files->next_fd (every number below it
+// is in use), so opening n files costs n steps, not n^2.
 int VmmProcess::install_fd(FileRef f) {
-    int fd = 3;
-    for (auto it = fds_.lower_bound(3); it != fds_.end() && it->first == fd; ++it) ++fd;
+    int fd = std::max(3, next_fd_);
+    for (auto it = fds_.lower_bound(fd); it != fds_.end() && it->first == fd; ++it) ++fd;
+    next_fd_ = fd + 1;
     fds_.emplace(fd, std::move(f));
     return fd;
 }
@@ -82,8 +85,8 @@ int VmmProcess::memfd_create() {
 }
 
 int VmmProcess::invalid_fd() const {
-    int fd = 3;
-    for (auto it = fds_.lower_bound(3); it != fds_.end() && it->first == fd; ++it) ++fd;
+    int fd = std::max(3, next_fd_);
+    for (auto it = fds_.lower_bound(fd); it != fds_.end() && it->first == fd; ++it) ++fd;
     return fd;
 }
 
@@ -91,6 +94,8 @@ int VmmProcess::close(int fd, ExecContext& ctx) {
     auto it = fds_.find(fd);
     if (it == fds_.end()) return -EBADF;
     FileRef f = std::move(it->second);
+    // __put_unused_fd(): a freed number below the hint becomes the next candidate.
+    if (it->first < next_fd_) next_fd_ = it->first;
     fds_.erase(it);
     // The implicit whole-file mapping made for host accesses by fd goes with the fd, so
     // closing a guest_memfd releases it as a selftest's close() would.
@@ -251,8 +256,16 @@ VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, 
     if (size == 0 || (offset & kPageMask)) return {-EINVAL, Hva()};
     if (fixed && (fixed->raw() & kPageMask)) return {-EINVAL, Hva()};
     const uint64_t len = page_up(size);
-    if (len < size || (fixed && (fixed->raw() + len < fixed->raw() || fixed->raw() + len > kTaskSizeMax)))
+    // do_mmap(): a length beyond the address space is ENOMEM, and an offset whose last page
+    // index wraps, or that ends beyond the largest file size, is EOVERFLOW.
+    if (len < size || len > kTaskSizeMax ||
+        (fixed && (fixed->raw() + len < fixed->raw() || fixed->raw() + len > kTaskSizeMax)))
         return {-ENOMEM, Hva()};
+    if ((offset >> kPageShift) + (len >> kPageShift) < (offset >> kPageShift)) return {-EOVERFLOW, Hva()};
+    // file_mmap_ok(): the mapping must end within MAX_LFS_FILESIZE (LLONG_MAX on 64-bit).
+    constexpr uint64_t kMaxLfsFileSize = uint64_t(INT64_MAX);
+    if (len > kMaxLfsFileSize || (offset >> kPageShift) > ((kMaxLfsFileSize - len) >> kPageShift))
+        return {-EOVERFLOW, Hva()};
     switch (f->kind) {
     case FileKind::dev_kvm:
     case FileKind::vm: return {-ENODEV, Hva()};   // no .mmap in kvm_chardev_ops / kvm_vm_fops
@@ -275,6 +288,7 @@ VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, 
             if (it != maps_.end() && it->first < at + len) { at = it->second.end; continue; }
             break;
         }
+        if (at + len < at || at + len > kTaskSizeMax) return {-ENOMEM, Hva()};   // no room left
         mmap_next_ = at + len;
     }
     Mapping m;
@@ -654,14 +668,29 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
 }
 
 HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
-    std::vector<uint8_t> buf(size, 0);
-    HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
-        if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, buf.data() + at, n);
+    std::vector<uint8_t> keep;
+    std::optional<uint8_t> first;
+    bool mixed = false;
+    uint64_t total = 0;
+    uint8_t page[kPageSize];
+    HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
+        const uint64_t kept = std::min<uint64_t>(n, HostAccessResult::kHostReadKeep - keep.size());
+        if (!pfn) {   // the zero page: nothing to copy or compare byte by byte
+            if (!first) first = 0;
+            mixed |= *first != 0;
+            keep.insert(keep.end(), kept, uint8_t(0));
+        } else {
+            mem_.read(pfn_to_hpa(*pfn) + off, page, n);
+            if (!first) first = page[0];
+            for (uint64_t i = 0; i < n && !mixed; ++i) mixed = page[i] != *first;
+            keep.insert(keep.end(), page, page + kept);
+        }
+        total += n;
     });
-    if (r.err) {
-        buf.resize(r.fault_hva.raw() > hva.raw() ? r.fault_hva.raw() - hva.raw() : 0);
-    }
-    r.bytes = std::move(buf);
+    r.bytes = std::move(keep);
+    r.bytes_read = total;
+    r.first_byte = first;
+    r.bytes_mixed = mixed;
     return r;
 }
 

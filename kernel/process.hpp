@@ -43,7 +43,13 @@ struct HostAccessResult {
     int err = 0;                         // -EFAULT when the access raised SIGBUS
     bool sigbus = false;
     Hva fault_hva;                       // first page that faulted (sigbus)
-    std::vector<uint8_t> bytes;          // read: the bytes (up to the fault)
+    // A read streams: it keeps the first kHostReadKeep bytes (tests look at them) and a
+    // summary of all of them, so reading N bytes does not cost N bytes of host memory.
+    static constexpr uint64_t kHostReadKeep = 64 * 1024;
+    std::vector<uint8_t> bytes;          // read: the first bytes, up to kHostReadKeep (and the fault)
+    uint64_t bytes_read = 0;             // read: bytes read before the end or the fault
+    std::optional<uint8_t> first_byte;   // read: the first byte read
+    bool bytes_mixed = false;            // read: not every byte read equals first_byte
 };
 
 struct GupResult {
@@ -200,6 +206,7 @@ private:
     ProcessStats stats_;
 
     std::map<int, FileRef> fds_;
+    int next_fd_ = 3;   // files->next_fd: no free number below it
     int dev_kvm_fd_ = -1;
     uint64_t next_ino_ = 1;
     std::map<uint64_t, Mapping> maps_;            // start hva -> mapping

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "kernel/error_rule.hpp"
 #include "kernel/kvm.hpp"
 #include "kernel/process.hpp"
 
@@ -13,7 +14,8 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, E
     ctx.charge("ioctl", costs().ioctl);
     // No vendor hook / not an SEV guest -> ENOTTY (size 0 included). sev_guest() is also
     // true for SNP VMs, which KVM does not refuse here. Mirror VMs are not modelled.
-    if (!config().sev || !arch_->sev_guest()) return -ENOTTY;
+    if (!config().sev) return error_rule(-ENOTTY, "KVM_MEMORY_ENCRYPT_*_REGION needs CONFIG_KVM_AMD_SEV (kvm.config.sev=true)");
+    if (!arch_->sev_guest()) return error_rule(-ENOTTY, "KVM_MEMORY_ENCRYPT_*_REGION: not an SEV VM (vm.type sev or sev_es)");
 
     // sev_pin_memory(): size 0 or a wrapping range is EINVAL; the pages spanned by
     // [addr, addr+size) (addr need not be aligned) count against RLIMIT_MEMLOCK.
@@ -41,7 +43,8 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, E
 
 int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r, ExecContext& ctx) {
     ctx.charge("ioctl", costs().ioctl);
-    if (!config().sev || !arch_->sev_guest()) return -ENOTTY;
+    if (!config().sev) return error_rule(-ENOTTY, "KVM_MEMORY_ENCRYPT_*_REGION needs CONFIG_KVM_AMD_SEV (kvm.config.sev=true)");
+    if (!arch_->sev_guest()) return error_rule(-ENOTTY, "KVM_MEMORY_ENCRYPT_*_REGION: not an SEV VM (vm.type sev or sev_es)");
     // find_enc_region(): an exact {addr, size} match, the first registered one.
     auto it = std::find_if(sev_regions_.begin(), sev_regions_.end(),
                            [&](const EncRegion& e) { return e.uaddr == r.addr && e.size == r.size; });

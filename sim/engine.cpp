@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "sim/errno_names.hpp"
+#include "sim/json_util.hpp"
 #include "sim/machine.hpp"
 #include "sim/results.hpp"
 
@@ -119,6 +120,19 @@ bool is_vcpu_step(const scn::Step& st) {
     return std::holds_alternative<scn::Access>(st.op) || std::holds_alternative<scn::MapGpaRange>(st.op);
 }
 
+// Guest accesses one vCPU makes for an access step (as cpu::Vcpu::run_access counts them).
+uint64_t planned_accesses(const scn::Access& a) {
+    cpu::AccessSpec sp;
+    sp.pattern = a.pattern == scn::Access::Pattern::seq      ? cpu::AccessSpec::Pattern::seq
+                 : a.pattern == scn::Access::Pattern::stride ? cpu::AccessSpec::Pattern::stride
+                                                             : cpu::AccessSpec::Pattern::random;
+    sp.size = a.size;
+    sp.stride = a.stride;
+    sp.count = a.count;
+    sp.width = a.width;
+    return cpu::Vcpu::planned_accesses(sp);
+}
+
 unsigned host_threads_needed(const std::vector<scn::Step>& steps) {
     unsigned most = 1;
     for (const auto& st : steps)
@@ -131,10 +145,27 @@ unsigned host_threads_needed(const std::vector<scn::Step>& steps) {
     return most;
 }
 
+}  // namespace
+
+std::string format_progress_line(const std::string& name, uint64_t step, uint64_t steps, uint64_t accesses,
+                                 uint64_t planned, double secs) {
+    const uint64_t done = std::min(accesses, planned);
+    std::string line = fmt::format("{}: step {}/{}, {}/{} guest accesses", name, step, steps, done, planned);
+    if (planned) line += fmt::format(" ({:.0f}%)", 100.0 * double(done) / double(planned));
+    line += fmt::format(", {:.1f} s", secs);
+    if (done && planned) line += fmt::format(", ETA {:.0f} s", secs * double(planned - done) / double(done));
+    return line;
+}
+
+namespace {
+
 // Progress for long runs: a host thread samples counters the simulation publishes.
+// The line shows the step, the guest accesses done of those planned (the total of every
+// access step), the elapsed time and an estimate of the time left from the access rate.
 struct Progress {
     std::atomic<uint64_t> step{0};
     uint64_t steps = 0;
+    uint64_t planned = 0;   // guest accesses the whole scenario makes
     std::atomic<bool> stop{false};
     std::thread th;
     void start(bool enabled, const std::string& name) {
@@ -146,8 +177,8 @@ struct Progress {
                 std::this_thread::sleep_for(std::chrono::milliseconds(200));
                 const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
                 if (s < 2.0 || stop.load()) continue;
-                fmt::print(stderr, "\r{}: step {}/{}, {} guest accesses, {:.1f} s   ", name,
-                           std::min(step.load() + 1, steps), steps, cpu::Vcpu::progress_accesses(), s);
+                fmt::print(stderr, "\r{}   ", format_progress_line(name, std::min(step.load() + 1, steps), steps,
+                                                                  cpu::Vcpu::progress_accesses(), planned, s));
                 std::fflush(stderr);
                 shown = true;
             }
@@ -262,6 +293,47 @@ private:
         failures.push_back(Failure{"expectation", r.step->pointer, r.index, what, step_label(r) + ": " + what});
     }
 
+    // What a content policy does to the bytes of a converted page.
+    static std::string policy_effect(const std::string& policy) {
+        if (policy == "zero") return "zero: the pages read as 0x00 afterwards";
+        if (policy == "preserve") return "preserve: the pages keep their bytes";
+        if (policy == "none") return "none: the contents are unspecified afterwards (filled with a pattern here)";
+        return policy;
+    }
+
+    // For a byte mismatch: the last conversion of the bytes read, and its content policy
+    // (the usual cause of a surprise). vCPU reads look at the VMM's conversions by gpa,
+    // host reads of a guest_memfd at earlier set_memory_attributes2 steps on that file.
+    std::string conversion_hint(const StepRecord& r) const {
+        if (auto* a = std::get_if<scn::Access>(&r.step->op)) {
+            const auto& cs = m_.conversions();
+            for (auto it = cs.rbegin(); it != cs.rend(); ++it)
+                if (!it->err && it->gpa < a->gpa + a->size && a->gpa < it->gpa + it->size)
+                    return fmt::format("; the range was last converted to {} ({}, gpa {:#x} size {:#x}) with content policy {}",
+                                       it->to_private ? "private" : "shared", it->trigger, it->gpa, it->size,
+                                       policy_effect(it->policy));
+            return "";
+        }
+        auto* h = std::get_if<scn::HostAccess>(&r.step->op);
+        if (!h || !h->guest_memfd) return "";
+        for (auto it = records.rbegin(); it != records.rend(); ++it) {
+            if (&*it == &r || !it->step || it->outcome.err || it->outcome.skipped) continue;
+            auto* c = std::get_if<scn::SetMemoryAttributes2>(&it->step->op);
+            if (!c || c->guest_memfd.kind != scn::FdRef::Kind::gmem || h->guest_memfd->kind != scn::FdRef::Kind::gmem ||
+                c->guest_memfd.id != h->guest_memfd->id)
+                continue;
+            if (c->offset < h->offset + h->size && h->offset < c->offset + c->size) {
+                const char* policy = c->flags & uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_PRESERVE ? "preserve"
+                                     : c->flags & uapi::KVM_SET_MEMORY_ATTRIBUTES2_CONTENT_POLICY_NONE  ? "none"
+                                                                                                         : "zero";
+                return fmt::format("; the range was last converted to {} by {} with content policy {}",
+                                   c->attributes & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE ? "private" : "shared",
+                                   step_label(*it), policy_effect(policy));
+            }
+        }
+        return "";
+    }
+
     void check(StepRecord& r) {
         const scn::Step& st = *r.step;
         const scn::Expect& ex = st.expect;
@@ -296,8 +368,9 @@ private:
             if (ex.bytes) {
                 if (!r.byte0) fail(r, "expected bytes, but nothing was read");
                 else if (r.bytes_mixed || *r.byte0 != *ex.bytes)
-                    fail(r, fmt::format("expected every byte read to be {:#04x}, got {}", *ex.bytes,
-                                        r.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *r.byte0)));
+                    fail(r, fmt::format("expected every byte read to be {:#04x}, got {}{}", *ex.bytes,
+                                        r.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *r.byte0),
+                                        conversion_hint(r)));
             }
             return;
         }
@@ -310,10 +383,12 @@ private:
         }
         if (ex.err) {
             auto want = errno_from_name(*ex.err);
-            if (want && *want != o.err) fail(r, fmt::format("expected errno {}, got {}", *ex.err, errno_name(o.err)));
+            if (want && *want != o.err)
+                fail(r, fmt::format("expected errno {}, got {}{}", *ex.err, errno_name(o.err),
+                                    o.err && !o.why.empty() ? " (" + o.why + ")" : ""));
         } else if (o.err && !ex.signal) {
-            fail(r, fmt::format("{} failed: {} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)", op_name(st),
-                                errno_name(o.err), errno_name(o.err)));
+            fail(r, fmt::format("{} failed: {}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)", op_name(st),
+                                errno_name(o.err), o.why.empty() ? "" : ": " + o.why, errno_name(o.err)));
         }
         if (ex.error_offset && o.error_offset != ex.error_offset)
             fail(r, fmt::format("expected error_offset {:#x}, got {}", *ex.error_offset,
@@ -332,8 +407,9 @@ private:
         if (ex.bytes) {
             if (!o.bytes) fail(r, "expected bytes, but nothing was read");
             else if (o.bytes_mixed || *o.bytes != *ex.bytes)
-                fail(r, fmt::format("expected every byte read to be {:#04x}, got {}", *ex.bytes,
-                                    o.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *o.bytes)));
+                fail(r, fmt::format("expected every byte read to be {:#04x}, got {}{}", *ex.bytes,
+                                    o.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *o.bytes),
+                                    conversion_hint(r)));
         }
     }
 
@@ -434,33 +510,104 @@ RunStatus run_status(const RunOutput& out, bool interrupted) {
     return out.failures.empty() ? RunStatus::passed : RunStatus::failed;
 }
 
+// Work the scenario asks for that the model cannot do in reasonable time or memory,
+// refused before anything runs with an estimate of the cost and the limit it exceeds.
+static std::string check_step_costs(const scn::Scenario& s, const ParamSet& p) {
+    const uint64_t max_accesses = p.get_u64("sim.max_accesses");
+    const uint64_t host_mem = p.get_u64("host.mem_size");
+    const uint64_t max_pages = p.get_u64("sim.max_host_pages");
+    // Writes and pins back every page with its own host page and bookkeeping.
+    auto too_many_pages = [&](const std::string& ptr, uint64_t size) {
+        const uint64_t pages = (size + kPageMask) >> kPageShift;
+        if (pages <= max_pages) return std::string();
+        return fmt::format("{}: expected at most sim.max_host_pages = {} pages backed one by one, got {} ({}, an "
+                           "estimated {:.1f} GB of host memory); lower the size or raise sim.max_host_pages",
+                           ptr, max_pages, pages, jsonu::format_size(size), double(pages) * 200 / 1e9);
+    };
+    uint64_t total = 0;
+    std::string first_big;   // the step that contributes most, for the pointer
+    uint64_t biggest = 0;
+    std::string err;
+    std::function<void(const scn::Step&)> visit = [&](const scn::Step& st) {
+        if (!err.empty()) return;
+        if (auto* a = std::get_if<scn::Access>(&st.op)) {
+            const uint64_t one = planned_accesses(*a);
+            const uint64_t n = one > UINT64_MAX / std::max<size_t>(1, st.vcpus.size()) ? UINT64_MAX : one * st.vcpus.size();
+            total = n > UINT64_MAX - total ? UINT64_MAX : total + n;
+            if (n > biggest) {
+                biggest = n;
+                first_big = st.pointer + (a->count ? "/access/count" : "/access/size");
+            }
+        } else if (auto* h = std::get_if<scn::HostAccess>(&st.op)) {
+            // Every page of a host access is visited (and a write or pin backs it with a
+            // host page): more than the simulated host memory cannot be meant.
+            if (h->op != scn::HostAccess::Op::mmap && h->op != scn::HostAccess::Op::unpin && h->size > host_mem) {
+                const char* n[] = {"read", "write", "mmap", "pin", "unpin"};
+                err = fmt::format("{}/host/{}/size: expected at most the simulated host memory (host.mem_size = {}), "
+                                  "got {} ({} pages to visit)",
+                                  st.pointer, n[int(h->op)], jsonu::format_size(host_mem), jsonu::format_size(h->size),
+                                  h->size >> kPageShift);
+            } else if (h->op == scn::HostAccess::Op::write || h->op == scn::HostAccess::Op::pin) {
+                err = too_many_pages(st.pointer + (h->op == scn::HostAccess::Op::write ? "/host/write/size" : "/host/pin/size"),
+                                     h->size);
+            }
+        } else if (auto* r = std::get_if<scn::EncryptRegion>(&st.op)) {
+            if (r->reg && r->size > host_mem)
+                err = fmt::format("{}/ioctl/memory_encrypt_reg_region/size: expected at most the simulated host memory "
+                                  "(host.mem_size = {}) to pin, got {}",
+                                  st.pointer, jsonu::format_size(host_mem), jsonu::format_size(r->size));
+            else if (r->reg)
+                err = too_many_pages(st.pointer + "/ioctl/memory_encrypt_reg_region/size", r->size);
+        } else if (auto* g = std::get_if<std::vector<scn::Step>>(&st.op)) {
+            for (const auto& m : *g) visit(m);
+        }
+    };
+    for (const auto& st : s.steps) visit(st);
+    if (!err.empty()) return err;
+    if (total > max_accesses) {
+        // About 20 M accesses per host second when the TLB hits (tools/bench/run), fewer on walks.
+        const double secs = double(total) / 20e6;
+        return fmt::format("{}: expected at most sim.max_accesses = {} guest accesses in all, got {} (an estimated {} of "
+                           "host time at 20 M accesses/s); lower the count or raise sim.max_accesses",
+                           first_big, max_accesses, total,
+                           secs < 3600 ? fmt::format("{:.0f} s", secs)
+                           : secs < 86400 * 365.0 ? fmt::format("{:.1f} h", secs / 3600)
+                                                  : fmt::format("{:.1e} years", secs / (86400 * 365.0)));
+    }
+    return "";
+}
+
 RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptions& opt) {
     RunOutput out;
+    if (std::string err = check_step_costs(s, p); !err.empty()) {
+        out.refused = err;
+        return out;
+    }
     const auto t0 = std::chrono::steady_clock::now();
-    const MachineConfig mc = machine_config(p, s);
+    MachineConfig mc;
+    try {
+        mc = machine_config(p, s);
+    } catch (const std::invalid_argument& e) {
+        out.refused = fmt::format("/platform: {}", e.what());
+        return out;
+    }
     sc_set_time_resolution(1, SC_PS);
     tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_time(double(mc.quantum_ns), SC_NS));
 
     auto machine = std::make_unique<Machine>(s, mc);
     kvm::CycleCounter boot;
     if (std::string err = machine->setup(boot); !err.empty()) {
-        // The VM could not be built: a results document that says so, no simulation.
-        out.fatal = "VM setup: " + err;
-        const std::vector<cpu::Vcpu*> no_vcpus;
-        const std::vector<std::unique_ptr<mmu::Mmu>> no_mmus;
-        const std::vector<std::unique_ptr<CacheHierarchy>> no_caches;
-        ResultInputs in{s, p, *machine, nullptr, no_vcpus, no_mmus, no_caches, boot.total, 0,
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                        nullptr, RunStatus::error, {}, nullptr, {}};
-        in.status = out.status = RunStatus::error;
-        in.error = out.fatal;
-        in.warnings = machine->warnings();
-        out.results = build_results(in);
+        out.refused = err;
         return out;
     }
 
     std::unique_ptr<cpu::GuestOs> guest;
     if (s.vm.guest_paging_levels) {
+        if (!s.vm.guest_pt_region && s.vm.memslots.empty()) {
+            out.refused = "/vm/guest_paging: guest paging needs a memslot for its page tables (vm.memslots is empty; "
+                          "set vm.guest_paging to \"none\" or vm.guest_pt_region)";
+            return out;
+        }
         auto [base, size] = guest_pt_region(s);
         cpu::GuestOsConfig gc;
         gc.levels = s.vm.guest_paging_levels;
@@ -494,8 +641,33 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
         hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
 
+    // Every metric named in expect.metrics must be one this run reports: the names are
+    // known once the machine is elaborated (they depend on the VM and the cache levels).
+    {
+        ResultInputs pre{s, p, *machine, guest.get(), vcpus, mmus, caches, 0, 0, 0.0, nullptr, RunStatus::passed, {}, nullptr, {}};
+        const nlohmann::json m = build_results(pre).at("metrics");
+        std::vector<std::string> names;
+        for (auto it = m.begin(); it != m.end(); ++it) names.push_back(it.key());
+        for (const auto& [name, b] : s.expect_metrics)
+            if (!m.contains(name)) {
+                out.refused = fmt::format("/expect/metrics/{}: expected a metric this run reports, got '{}'{}",
+                                          jsonu::pointer_token(name), name, jsonu::suggestion_suffix(name, names));
+                return out;
+            }
+    }
+    if (opt.setup_only) return out;
+
     Progress prog;
     prog.steps = s.steps.size();
+    std::function<void(const scn::Step&)> plan = [&](const scn::Step& st) {
+        if (auto* a = std::get_if<scn::Access>(&st.op)) {
+            const uint64_t n = planned_accesses(*a) * st.vcpus.size();
+            prog.planned = n > UINT64_MAX - prog.planned ? UINT64_MAX : prog.planned + n;
+        } else if (auto* g = std::get_if<std::vector<scn::Step>>(&st.op)) {
+            for (const auto& m : *g) plan(m);
+        }
+    };
+    for (const auto& st : s.steps) plan(st);
     auto* top = new Top("top", s, *machine, vcpus, hosts, opt, prog);
     prog.start(opt.progress && isatty(2), s.name);
     sc_start();

@@ -14,7 +14,7 @@ constexpr std::pair<int, std::string_view> kNames[] = {
     {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"},   {EFAULT, "EFAULT"},     {EBUSY, "EBUSY"},
     {EEXIST, "EEXIST"}, {ENODEV, "ENODEV"},   {EINVAL, "EINVAL"},     {ENOTTY, "ENOTTY"},
     {ENOSPC, "ENOSPC"}, {ESPIPE, "ESPIPE"},   {ENOSYS, "ENOSYS"},     {EOPNOTSUPP, "EOPNOTSUPP"},
-    {EHWPOISON, "EHWPOISON"}, {EFBIG, "EFBIG"},   {EISDIR, "EISDIR"},   {ETXTBSY, "ETXTBSY"},
+    {EHWPOISON, "EHWPOISON"}, {EFBIG, "EFBIG"},   {EISDIR, "EISDIR"},   {ETXTBSY, "ETXTBSY"}, {EOVERFLOW, "EOVERFLOW"},
 };
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -70,10 +71,17 @@ std::vector<std::string> names_of(const FlagTable& t) {
     return r;
 }
 
-std::string sanitize_line(std::string s) {
-    for (auto& c : s)
-        if (c == '\n' || c == '\r') c = ' ';
-    return s;
+// One line of text whatever the input held: line breaks become spaces, other control
+// characters (a NUL would cut the message short) are shown as \xNN.
+std::string sanitize_line(const std::string& s) {
+    std::string r;
+    r.reserve(s.size());
+    for (char c : s) {
+        if (c == '\n' || c == '\r') r += ' ';
+        else if ((unsigned char)c < 0x20 || c == 0x7f) r += fmt::format("\\x{:02x}", (unsigned char)c);
+        else r += c;
+    }
+    return r;
 }
 
 std::string range_text(uint64_t start, uint64_t size) {
@@ -116,6 +124,9 @@ public:
         if (auto* v = opt(root, "name")) {
             s_.name = string_value(*v, "/name");
             if (s_.name.empty()) expected("/name", "a non-empty name", describe(*v));
+            for (char c : s_.name)
+                if ((unsigned char)c < 0x20 || c == 0x7f)
+                    expected("/name", "a name without control characters", describe(*v));
         }
         if (auto* v = opt(root, "description")) string_value(*v, "/description");
         if (auto* v = opt(root, "platform")) {
@@ -581,7 +592,18 @@ private:
             if (in_parallel) expected(bp, "a step that is not itself parallel inside a parallel group", "a nested parallel");
             if (!body.is_array() || body.size() < 2) expected(bp, "an array of at least two steps", describe(body));
             std::vector<scn::Step> members;
-            for (size_t i = 0; i < body.size(); ++i) members.push_back(step(body[i], bp + "/" + std::to_string(i), true));
+            // A vCPU runs one thing at a time: two members on one vCPU cannot run in parallel.
+            std::map<unsigned, std::string> busy;
+            for (size_t i = 0; i < body.size(); ++i) {
+                const std::string mp = bp + "/" + std::to_string(i);
+                members.push_back(step(body[i], mp, true));
+                for (unsigned v : members.back().vcpus) {
+                    auto [it, fresh] = busy.emplace(v, mp);
+                    if (!fresh)
+                        expected(mp + "/vcpu", "a vCPU no other member of the parallel group uses",
+                                 fmt::format("vCPU {}", v), " (also used by " + it->second + ")");
+                }
+            }
             st.op = std::move(members);
             if (auto* e = opt(j, "expect"))
                 expected(ptr + "/expect", "expectations on the members of a parallel group", describe(*e));
@@ -910,46 +932,88 @@ private:
     }
 };
 
+// JSON has one number type: 2.0 and 2 are the same number (RFC 8259, and JSON Schema's
+// "integer" accepts both). Integral floats become integers before the loader looks, so the
+// loader and scenario.schema.json agree; 2.5 stays a float and is refused where an integer
+// is expected.
+void integral_floats_to_integers(json& j) {
+    if (j.is_number_float()) {
+        const double d = j.get<double>();
+        if (std::isfinite(d) && d == std::floor(d)) {
+            if (d >= 0 && d < 18446744073709551616.0) j = uint64_t(d);
+            else if (d < 0 && d >= -9223372036854775808.0) j = int64_t(d);
+        }
+    } else if (j.is_structured()) {
+        for (auto& e : j) integral_floats_to_integers(e);
+    }
+}
+
 // Parses JSON (comments allowed), rejecting duplicate keys, which nlohmann would
 // otherwise resolve silently by keeping the last one.
-json parse_json(const std::string& text, const std::string& file) {
+// Finds the first key given twice in one object, as a SAX pass over the text (no DOM).
+// nlohmann's callback parser would do the same, but it rescans the parent container at
+// every object's end, which makes loading quadratic in the number of steps.
+class DuplicateKeySax {
+public:
+    std::optional<std::pair<std::string, std::string>> dup;   // pointer, key
+
+    bool null() { return value(); }
+    bool boolean(bool) { return value(); }
+    bool number_integer(json::number_integer_t) { return value(); }
+    bool number_unsigned(json::number_unsigned_t) { return value(); }
+    bool number_float(json::number_float_t, const json::string_t&) { return value(); }
+    bool string(json::string_t&) { return value(); }
+    bool binary(json::binary_t&) { return value(); }
+    bool start_object(std::size_t) {
+        stack_.push_back(Frame{});
+        return true;
+    }
+    bool key(json::string_t& k) {
+        Frame& f = stack_.back();
+        f.key = k;
+        if (!f.keys.insert(k).second && !dup) {
+            std::string ptr;
+            for (const auto& fr : stack_) ptr += "/" + (fr.array ? std::to_string(fr.index) : jsonu::pointer_token(fr.key));
+            dup = std::make_pair(ptr, k);
+        }
+        return true;
+    }
+    bool end_object() { return end(); }
+    bool start_array(std::size_t) {
+        stack_.push_back(Frame{true, 0, {}, {}});
+        return true;
+    }
+    bool end_array() { return end(); }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+private:
     struct Frame {
         bool array = false;
         size_t index = 0;
         std::string key;
         std::set<std::string> keys;
     };
-    std::vector<Frame> stack;
-    std::optional<std::pair<std::string, std::string>> dup;   // pointer, key
-    auto cb = [&](int, json::parse_event_t ev, json& parsed) -> bool {
-        switch (ev) {
-        case json::parse_event_t::object_start: stack.push_back(Frame{}); break;
-        case json::parse_event_t::array_start: stack.push_back(Frame{true, 0, {}, {}}); break;
-        case json::parse_event_t::key: {
-            Frame& f = stack.back();
-            f.key = parsed.get<std::string>();
-            if (!f.keys.insert(f.key).second && !dup) {
-                std::string ptr;
-                for (const auto& fr : stack)
-                    ptr += "/" + (fr.array ? std::to_string(fr.index) : jsonu::pointer_token(fr.key));
-                dup = std::make_pair(ptr, f.key);
-            }
-            break;
-        }
-        case json::parse_event_t::value:
-            if (!stack.empty() && stack.back().array) ++stack.back().index;
-            break;
-        case json::parse_event_t::object_end:
-        case json::parse_event_t::array_end:
-            stack.pop_back();
-            if (!stack.empty() && stack.back().array) ++stack.back().index;
-            break;
-        }
+    std::vector<Frame> stack_;
+    bool value() {
+        if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
         return true;
-    };
+    }
+    bool end() {
+        stack_.pop_back();
+        return value();
+    }
+};
+
+json parse_json(const std::string& text, const std::string& file) {
     json root;
     try {
-        root = json::parse(text, cb, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+        root = json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    } catch (const json::out_of_range& e) {
+        // nlohmann: "[json.exception.out_of_range.406] number overflow parsing '1e400'".
+        const std::string what = e.what();
+        const auto q = what.find('\'');
+        throw LoadError(sanitize_line(file + ": expected numbers within the range of a double (about 1.8e308), got " +
+                                      (q == std::string::npos ? what : what.substr(q))));
     } catch (const json::parse_error& e) {
         // nlohmann: "[json.exception.parse_error.101] parse error at line L, column C: MESSAGE".
         const std::string what = e.what();
@@ -961,8 +1025,11 @@ json parse_json(const std::string& text, const std::string& file) {
                                           what.substr(col + 9, msg - col - 9) + ": " + what.substr(msg + 2)));
         throw LoadError(sanitize_line(file + ": " + what));
     }
-    if (dup)
+    DuplicateKeySax sax;
+    json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true, /*ignore_comments=*/true);
+    if (const auto& dup = sax.dup)
         throw LoadError(sanitize_line(file + ": " + dup->first + ": expected each key once, got '" + dup->second + "' twice"));
+    integral_floats_to_integers(root);
     return root;
 }
 
@@ -972,7 +1039,7 @@ const std::vector<std::string>& known_errno_names() {
     static const std::vector<std::string> v = {"EINVAL", "EEXIST", "EFAULT", "EAGAIN", "ENOMEM",    "EOPNOTSUPP", "ENOTTY",
                                                "ENODEV", "EBADF",  "ENOENT", "EIO",    "EINTR",     "ESPIPE",     "EPERM",
                                                "E2BIG",  "ENOSPC", "EHWPOISON", "ENXIO", "EACCES", "EBUSY",
-                                               "ENOSYS", "EFBIG",  "EISDIR", "ETXTBSY"};
+                                               "ENOSYS", "EFBIG",  "EISDIR", "ETXTBSY", "EOVERFLOW"};
     return v;
 }
 
@@ -993,10 +1060,19 @@ scn::Scenario load_scenario_text(const std::string& text, const std::string& fil
 scn::Scenario load_scenario_file(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw LoadError(sanitize_line(path + ": cannot open: " + std::strerror(errno)));
+    // A scenario is a small text file: reading stops at a limit, so `hvsim run /dev/zero`
+    // (or a mistyped path to a disk image) is refused instead of filling memory.
+    constexpr size_t kMaxScenarioBytes = 64u << 20;
     std::string text;
     char buf[65536];
     size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+        text.append(buf, n);
+        if (text.size() > kMaxScenarioBytes) {
+            std::fclose(f);
+            throw LoadError(sanitize_line(path + ": expected a scenario file of at most 64 MiB, got more (not a scenario?)"));
+        }
+    }
     const bool bad = std::ferror(f);
     const int err = errno;
     std::fclose(f);

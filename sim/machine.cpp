@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernel/error_rule.hpp"
 #include "kernel/guest_memfd.hpp"
 #include "sim/errno_names.hpp"
 
@@ -136,9 +137,11 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     kvm::CycleCounter boot;
     const auto type = kvm::vm_type_from_name(s.vm.type);
     if (!type) throw std::invalid_argument("unknown VM type " + s.vm.type);
+    kvm::clear_error_rule();
     const int fd = proc_->ioctl_create_vm(kvm::vm_type_uapi(*type), boot);
     if (fd < 0) {
         create_vm_err_ = -fd;
+        create_vm_why_ = kvm::take_error_rule();
         return;
     }
     vm_fd_ = fd;
@@ -222,23 +225,31 @@ uapi::kvm_userspace_memory_region2 Machine::region2_of(const scn::MemslotDecl& m
 }
 
 std::string Machine::setup(ExecContext& ctx) {
-    if (!kvm_) return fmt::format("KVM_CREATE_VM({}) failed: {}", scn_.vm.type, errno_name(create_vm_err_));
+    // Each failure names the rule the simulated KVM applied.
+    auto why = [] {
+        const std::string r = kvm::take_error_rule();
+        return r.empty() ? std::string() : " (" + r + ")";
+    };
+    if (!kvm_) return fmt::format("/vm/type: KVM_CREATE_VM({}) failed: {}{}", scn_.vm.type, errno_name(create_vm_err_),
+                                  create_vm_why_.empty() ? "" : " (" + create_vm_why_ + ")");
+    kvm::clear_error_rule();
     for (const auto& g : scn_.vm.guest_memfd) {
         uapi::kvm_create_guest_memfd a{};
         a.size = g.size;
         a.flags = g.flags;
         const int r = proc_->ioctl_create_guest_memfd(vm_fd_, a, ctx);
-        if (r < 0) return fmt::format("/vm/guest_memfd: creating '{}' failed: {}", g.id, errno_name(-r));
+        if (r < 0) return fmt::format("/vm/guest_memfd: creating '{}' failed: {}{}", g.id, errno_name(-r), why());
         gmem_fds_[g.id] = r;
     }
     for (size_t i = 0; i < scn_.vm.memslots.size(); ++i) {
         const int e = proc_->ioctl_set_user_memory_region2(vm_fd_, region2_of(scn_.vm.memslots[i]), ctx);
-        if (e < 0) return fmt::format("/vm/memslots/{}: KVM_SET_USER_MEMORY_REGION2 failed: {}", i, errno_name(-e));
+        if (e < 0) return fmt::format("/vm/memslots/{}: KVM_SET_USER_MEMORY_REGION2 failed: {}{}", i, errno_name(-e), why());
     }
     for (size_t i = 0; i < scn_.vm.private_ranges.size(); ++i) {
         const auto& pr = scn_.vm.private_ranges[i];
         const int e = kvm_convert_memory(pr.gpa, pr.size, true, "vm.private", ctx);
-        if (e < 0) return fmt::format("/vm/private/{}: making the range private failed: {}", i, errno_name(-e));
+        if (e < 0)
+            return fmt::format("/vm/private/{}: making the range private failed: {}{}", i, errno_name(-e), why());
     }
     return {};
 }
@@ -250,19 +261,17 @@ namespace {
 
 void set_err(StepOutcome& o, int64_t r) { o.err = r < 0 ? int(-r) : 0; }
 
-void fill_bytes(StepOutcome& o, const std::vector<uint8_t>& bytes) {
-    if (bytes.empty()) return;
-    o.bytes = bytes[0];
-    for (uint8_t b : bytes)
-        if (b != bytes[0]) {
-            o.bytes_mixed = true;
-            break;
-        }
-}
 
 }  // namespace
 
 StepOutcome Machine::exec_uapi_step(const scn::Step& step, ExecContext& ctx) {
+    StepOutcome o = exec_uapi_step_inner(step, ctx);
+    if (o.err) o.why = kvm::take_error_rule();
+    return o;
+}
+
+StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ctx) {
+    kvm::clear_error_rule();
     StepOutcome o;
     if (!proc_) {
         o.skipped = true;
@@ -391,7 +400,10 @@ StepOutcome Machine::exec_uapi_step(const scn::Step& step, ExecContext& ctx) {
                 }
                 if (h.sigbus) o.signal = "SIGBUS";
                 else set_err(o, h.err);
-                fill_bytes(o, h.bytes);
+                if (h.first_byte) {
+                    o.bytes = h.first_byte;
+                    o.bytes_mixed = h.bytes_mixed;
+                }
             } else {
                 o.skipped = true;
                 o.skip_reason = "guest execution is not a uAPI step";
@@ -586,7 +598,13 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
     });
     if (err) return done(err);
     // Part of the range has no guest_memfd behind it: nothing can hold its state.
-    if (covered != end - start) return done(-EINVAL);
+    if (covered != end - start)
+        return done(kvm::error_rule(
+            -EINVAL, kvm_->has_private_mem()
+                         ? "the VMM converts in place (kvm.config.vm_memory_attributes=false): part of the range has "
+                           "no guest_memfd memslot to hold its private state"
+                         : "this VM type has no private memory (kvm_supported_mem_attributes is 0 unless "
+                           "kvm_arch_has_private_mem: sw_protected, snp, tdx and pkvm VMs; not default, sev, sev_es)"));
     return done(0);
 }
 

@@ -80,6 +80,7 @@ public:
 
     // A host-side uAPI step (ioctl, host access, close, pre-fault). Steps that are not
     // uAPI calls come back skipped.
+    // Runs one uAPI step; a failure carries the rule that failed (StepOutcome::why).
     StepOutcome exec_uapi_step(const scn::Step& step, ExecContext& ctx);
 
     // Before a vCPU step: whether it expects an exit (then the vCPU stops there).
@@ -139,6 +140,8 @@ private:
     int vm_fd_ = -1;
     mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
     int create_vm_err_ = 0;
+    std::string create_vm_why_;
+    StepOutcome exec_uapi_step_inner(const scn::Step& step, ExecContext& ctx);
     std::map<std::string, int> gmem_fds_;
     std::vector<VcpuSlot> vcpus_;
     std::vector<ConversionRecord> conversions_;

@@ -23,7 +23,9 @@
 #include "kernel/page_state_graph.hpp"
 #include "sim/diff_kvm.hpp"
 #include "sim/engine.hpp"
+#include "sim/json_util.hpp"
 #include "sim/loader.hpp"
+#include "sim/paths.hpp"
 #include "sim/results.hpp"
 
 namespace fs = std::filesystem;
@@ -91,14 +93,17 @@ std::vector<std::string> compare_with_baseline(const nlohmann::json& now, const 
             continue;
         }
         const double b = it.value().get<double>(), v = m.at(it.key()).get<double>();
+        // A change from 0 has no relative size: say "from 0" rather than a made-up percentage.
         if (std::abs(v - b) > tol * std::max(std::abs(b), 1.0))
-            out.push_back(fmt::format("metric {} = {}, baseline {} ({:+.2f}%, tolerance {:.2f}%)", it.key(), v, b,
-                                      b != 0 ? 100.0 * (v - b) / b : 100.0, 100.0 * tol));
+            out.push_back(fmt::format("metric {} = {}, baseline {} ({}, tolerance {:.2f}%)", it.key(), v, b,
+                                      b != 0 ? fmt::format("{:+.2f}%", 100.0 * (v - b) / b) : std::string("up from 0"),
+                                      100.0 * tol));
     }
     return out;
 }
 
-// Scenario files named directly, or found below a directory (*.json, schema excluded).
+// Scenario files named directly, or found below a directory (*.json; schemas and the
+// results.json files of earlier runs excluded).
 std::vector<std::string> expand(const std::vector<std::string>& paths) {
     std::vector<std::string> out;
     for (const auto& p : paths) {
@@ -107,7 +112,8 @@ std::vector<std::string> expand(const std::vector<std::string>& paths) {
             std::vector<std::string> found;
             for (const auto& e : fs::recursive_directory_iterator(p))
                 if (e.is_regular_file() && e.path().extension() == ".json" &&
-                    e.path().filename().string().find(".schema.") == std::string::npos)
+                    e.path().filename().string().find(".schema.") == std::string::npos &&
+                    e.path().filename() != "results.json")
                     found.push_back(e.path().string());
             std::sort(found.begin(), found.end());
             out.insert(out.end(), found.begin(), found.end());
@@ -120,7 +126,8 @@ std::vector<std::string> expand(const std::vector<std::string>& paths) {
 
 // Writes atomically: a reader never sees a half-written results.json.
 void write_file(const fs::path& path, const std::string& text) {
-    fs::create_directories(path.parent_path());
+    // A bare file name ("report.xml") has no parent to create.
+    if (!path.parent_path().empty()) fs::create_directories(path.parent_path());
     const fs::path tmp = path.string() + ".tmp";
     {
         std::ofstream f(tmp);
@@ -148,6 +155,18 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
         return 2;
     }
+    // Where the results go, checked before the run: the scenario name is made a safe file
+    // name, so nothing lands outside the folder the user chose.
+    const std::string leaf = safe_file_name(s.name);
+    fs::path dir = a.out_dir.empty() ? fs::path("out") / leaf : fs::path(a.out_dir);
+    if (multi && !a.out_dir.empty()) dir /= leaf;
+    for (const auto& d : {dir, a.write_baseline_dir.empty() ? fs::path() : fs::path(a.write_baseline_dir) / leaf}) {
+        if (d.empty()) continue;
+        if (std::string err = prepare_output_dir(d); !err.empty()) {
+            fmt::print(stderr, "hvsim: {}\n", err);
+            return 2;
+        }
+    }
     RunOptions opt;
     opt.progress = !a.no_progress && !a.quiet;
     opt.check_invariants = !a.no_check;
@@ -161,17 +180,19 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
         fmt::print(stderr, "hvsim: {}: simulation error: {}\n", file, e.what());
         return 1;
     }
+    if (!out.refused.empty()) {
+        fmt::print(stderr, "hvsim: {}: {}\n", file, out.refused);
+        return 2;
+    }
     // Baseline comparisons are failures of the run like its own expectations.
     if (!a.baseline_dir.empty() && out.status == RunStatus::passed) {
-        for (auto& f : compare_with_baseline(out.results, fs::path(a.baseline_dir) / s.name / "results.json",
+        for (auto& f : compare_with_baseline(out.results, fs::path(a.baseline_dir) / leaf / "results.json",
                                              a.tolerance))
             out.failures.push_back(Failure{"baseline", "", std::nullopt, f, f});
         out.status = run_status(out, false);
         out.results["status"] = run_status_name(out.status);
         out.results["failures"] = failures_json(out.failures);
     }
-    fs::path dir = a.out_dir.empty() ? fs::path("out") / s.name : fs::path(a.out_dir);
-    if (multi && !a.out_dir.empty()) dir /= s.name;
     // Written whatever the status: a failed, broken or interrupted run says so inside.
     try {
         write_file(dir / "results.json", out.results.dump(2) + "\n");
@@ -202,7 +223,7 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     }
     if (!a.write_baseline_dir.empty()) {
         try {
-            write_file(fs::path(a.write_baseline_dir) / s.name / "results.json", out.results.dump(2) + "\n");
+            write_file(fs::path(a.write_baseline_dir) / leaf / "results.json", out.results.dump(2) + "\n");
         } catch (const std::exception& e) {
             fmt::print(stderr, "hvsim: {}\n", e.what());
             return 1;
@@ -262,15 +283,31 @@ int cmd_validate(const std::vector<std::string>& paths, const std::vector<std::s
         fmt::print(stderr, "hvsim: validate: no scenario files\n");
         return 2;
     }
+    // What run refuses before simulating, validate refuses: the file and parameters, then
+    // the VM setup and the elaboration (in a child: SystemC elaborates once per process).
     for (const auto& f : files) {
-        try {
-            const auto s = load_scenario_file(f);
-            resolve_params(s, parse_sets(sets));
-            fmt::print("ok: {} ({} steps, platform {})\n", f, s.steps.size(), s.platform);
-        } catch (const LoadError& e) {
-            fmt::print(stderr, "hvsim: {}\n", e.what());
-            rc = 2;
-        }
+        const int r = run_forked(f, [&] {
+            try {
+                const auto s = load_scenario_file(f);
+                const ParamSet p = resolve_params(s, parse_sets(sets));
+                RunOptions opt;
+                opt.setup_only = true;
+                const RunOutput out = run_scenario(s, p, opt);
+                if (!out.refused.empty()) {
+                    fmt::print(stderr, "hvsim: {}: {}\n", f, out.refused);
+                    return 2;
+                }
+                fmt::print("ok: {} ({} steps, platform {})\n", f, s.steps.size(), s.platform);
+                return 0;
+            } catch (const LoadError& e) {
+                fmt::print(stderr, "hvsim: {}\n", e.what());
+                return 2;
+            } catch (const std::invalid_argument& e) {
+                fmt::print(stderr, "hvsim: {}: {}\n", f, e.what());
+                return 2;
+            }
+        });
+        rc = std::max(rc, r);
     }
     return rc;
 }
@@ -294,6 +331,21 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
     const auto files = expand(paths);
     if (files.empty()) {
         fmt::print(stderr, "hvsim: check: no scenario files\n");
+        return 2;
+    }
+    // Every destination is checked before anything runs.
+    if (!junit.empty())
+        if (std::string err = prepare_output_file(junit); !err.empty()) {
+            fmt::print(stderr, "hvsim: --junit {}\n", err);
+            return 2;
+        }
+    if (!base.write_baseline_dir.empty())
+        if (std::string err = prepare_output_dir(base.write_baseline_dir); !err.empty()) {
+            fmt::print(stderr, "hvsim: --write-baseline {}\n", err);
+            return 2;
+        }
+    if (!std::isfinite(base.tolerance) || base.tolerance < 0) {
+        fmt::print(stderr, "hvsim: --tolerance: expected a finite number >= 0, got {}\n", base.tolerance);
         return 2;
     }
     struct Res { int rc = 0; std::string log; double secs = 0; };
@@ -458,7 +510,7 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
     // Check the scenario and every combination before running anything.
     const scn::Scenario s = load_scenario_file(sp.scenario);
     for (const auto& c : combos) resolve_params(s, c);
-    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + s.name) : fs::path(out_dir));
+    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + safe_file_name(s.name)) : fs::path(out_dir));
     auto set_args = [](const std::vector<std::pair<std::string, std::string>>& c) {
         std::vector<std::string> v;
         for (const auto& [k, val] : c) v.push_back(k + "=" + val);
@@ -608,6 +660,16 @@ int sc_main(int argc, char* argv[]) {
     auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
     params->add_option("platform", platform, "Preset name");
 
+    // An unknown subcommand is named as such (CLI11 would call it an unexpected argument).
+    if (argc > 1 && argv[1][0] != '-') {
+        std::vector<std::string> subs;
+        for (const auto* sc : app.get_subcommands([](const CLI::App*) { return true; })) subs.push_back(sc->get_name());
+        if (std::find(subs.begin(), subs.end(), argv[1]) == subs.end()) {
+            fmt::print(stderr, "hvsim: unknown subcommand '{}'{}, expected one of {} (hvsim --help)\n", argv[1],
+                       jsonu::suggestion_suffix(argv[1], subs), jsonu::join_list(subs));
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -622,7 +684,8 @@ int sc_main(int argc, char* argv[]) {
         if (*params) return cmd_params(platform);
         if (*sweep) return cmd_sweep(sweep_file, sweep_out, sweep_jobs, jobs_file, fs::canonical("/proc/self/exe").string());
         if (*graph) {
-            std::cout << kvm::gmem_page_state_dot();
+            const std::string dot = kvm::gmem_page_state_dot();
+            std::cout << dot << (dot.empty() || dot.back() != '\n' ? "\n" : "");
             return 0;
         }
     } catch (const LoadError& e) {

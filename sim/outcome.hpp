@@ -19,6 +19,7 @@ struct StepOutcome {
     std::optional<std::vector<uint64_t>> dirty;   // get_dirty_log: slot-relative pages that were dirty
     bool skipped = false;                     // the step could not run here
     std::string skip_reason;
+    std::string why;                          // the rule that failed, when the simulated KVM names one
 };
 
 }  // namespace hvsim

@@ -43,8 +43,13 @@ ParamDecl make(std::string name, ParamType type, std::string unit, int64_t min, 
     return d;
 }
 
+// A cost is at most 2^32 - 1 cycles (1.4 s at 3 GHz for one event): simulated time is a
+// 64-bit count of picoseconds, and a run must not be able to overflow it.
+constexpr int64_t kMaxCostCycles = (int64_t(1) << 32) - 1;
+
 ParamDecl cycles(std::string name, int64_t def, std::string desc, std::string source) {
-    return make(std::move(name), ParamType::integer, "cycles", 0, INT64_MAX, def, std::move(desc), std::move(source));
+    return make(std::move(name), ParamType::integer, "cycles", 0, kMaxCostCycles, def, std::move(desc),
+                std::move(source));
 }
 
 ParamDecl count(std::string name, std::string unit, int64_t min, int64_t max, int64_t def, std::string desc,
@@ -52,10 +57,14 @@ ParamDecl count(std::string name, std::string unit, int64_t min, int64_t max, in
     return make(std::move(name), ParamType::integer, std::move(unit), min, max, def, std::move(desc), std::move(source));
 }
 
-ParamDecl bytes(std::string name, uint64_t min, uint64_t def, std::string desc, std::string source) {
-    return make(std::move(name), ParamType::size, "bytes", int64_t(min), INT64_MAX, def, std::move(desc),
-                std::move(source));
+ParamDecl bytes(std::string name, uint64_t min, uint64_t def, std::string desc, std::string source,
+                int64_t max = INT64_MAX) {
+    return make(std::move(name), ParamType::size, "bytes", int64_t(min), max, def, std::move(desc), std::move(source));
 }
+
+// The largest cache level the model holds: 4 Mi lines of 64 bytes, 48 MiB of tags and LRU
+// state per vCPU (mapped as sets are touched).
+constexpr int64_t kMaxCacheBytes = int64_t(256) << 20;
 
 ParamDecl flag(std::string name, bool def, std::string desc, std::string source = kKernelDefault) {
     return make(std::move(name), ParamType::boolean, "", 0, 0, def, std::move(desc), std::move(source));
@@ -71,6 +80,16 @@ std::vector<ParamDecl> build_decls() {
                        "estimate (L1D hit, docs/sources.md §2)"));
     v.push_back(count("sim.quantum_ns", "ns", 1, 1000000000, 1000,
                       "temporal-decoupling quantum of the SystemC quantum keeper (not a hardware value)", kSim));
+    v.push_back(count("sim.max_accesses", "accesses", 1, INT64_MAX, int64_t(1) << 34,
+                      "a scenario whose access steps make more guest accesses than this in all is refused before "
+                      "it runs, with an estimate of its host time (2^34: a few minutes at 20-50 M accesses per "
+                      "host second); raise it to run longer",
+                      kSim));
+    v.push_back(count("sim.max_host_pages", "pages", 1, INT64_MAX, int64_t(1) << 22,
+                      "a host write or pin (host step or SEV region registration) that backs more 4 KiB pages than "
+                      "this one by one is refused before the run, with an estimate of its host memory (about 200 "
+                      "bytes of bookkeeping per page; 2^22 pages = 16 GiB simulated, under 1 GB of host memory)",
+                      kSim));
 
     // ---- memory hierarchy (models/mem CacheHierarchy) ----
     {
@@ -80,16 +99,16 @@ std::vector<ParamDecl> build_decls() {
         v.push_back(d);
     }
     v.push_back(bytes("mem.l1d.size", 1, 32 * KiB, "L1 data cache capacity",
-                      "estimate (Zen 4 32 KiB L1D, recalled)"));
+                      "estimate (Zen 4 32 KiB L1D, recalled)", kMaxCacheBytes));
     v.push_back(count("mem.l1d.ways", "ways", 1, 1024, 8, "L1D associativity", "estimate"));
     v.push_back(cycles("mem.l1d.hit_cycles", 4, "load-to-use latency of an L1D hit",
                        "estimate (docs/sources.md §2: AMD SOG value, not retrieved)"));
     v.push_back(bytes("mem.l2.size", 1, 1 * MiB, "L2 cache capacity (per core)",
-                      "Geekbench-leak article (docs/sources.md §5: Zen 4 1 MB L2 per core)"));
+                      "Geekbench-leak article (docs/sources.md §5: Zen 4 1 MB L2 per core)", kMaxCacheBytes));
     v.push_back(count("mem.l2.ways", "ways", 1, 1024, 8, "L2 associativity", "estimate"));
     v.push_back(cycles("mem.l2.hit_cycles", 14, "latency of an L2 hit", "estimate (docs/sources.md §2)"));
     v.push_back(bytes("mem.llc.size", 1, 32 * MiB, "last-level cache capacity",
-                      "Geekbench-leak article (docs/sources.md §5: Zen 4 32 MB L3 per CCD)"));
+                      "Geekbench-leak article (docs/sources.md §5: Zen 4 32 MB L3 per CCD)", kMaxCacheBytes));
     v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
     v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
@@ -268,6 +287,8 @@ int64_t check_int(const ParamDecl& d, int64_t x, const std::string& got) {
 int64_t check_size(const ParamDecl& d, uint64_t x, const std::string& got) {
     if (x > uint64_t(INT64_MAX)) value_error("a size below 2^63 bytes", got);
     if (int64_t(x) < d.min) value_error("a size >= " + jsonu::format_size(uint64_t(d.min)), got);
+    if (int64_t(x) > d.max)
+        value_error("a size <= " + jsonu::format_size(uint64_t(d.max)) + " (the largest the model holds)", got);
     if (d.multiple_of && x % d.multiple_of) value_error("a multiple of " + jsonu::format_size(d.multiple_of), got);
     return int64_t(x);
 }
@@ -392,14 +413,16 @@ std::vector<std::string> ParamSet::platforms() {
 std::string ParamSet::platform_description(const std::string& platform) {
     for (const auto& p : detail::preset_defs())
         if (p.name == platform) return p.description;
-    throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()));
+    throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()) +
+                     ", expected one of " + jsonu::join_list(platforms()));
 }
 
 ParamSet ParamSet::preset(const std::string& platform) {
     const detail::PresetDef* def = nullptr;
     for (const auto& p : detail::preset_defs())
         if (p.name == platform) def = &p;
-    if (!def) throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()));
+    if (!def) throw ParamError("unknown platform '" + platform + "'" + jsonu::suggestion_suffix(platform, platforms()) +
+                     ", expected one of " + jsonu::join_list(platforms()));
     ParamSet ps;
     ps.platform_ = platform;
     const std::string origin = "preset " + platform;

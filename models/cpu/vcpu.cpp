@@ -198,14 +198,23 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
     return go_on;
 }
 
+uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
+    if (a.size == 0) return 0;
+    using P = AccessSpec::Pattern;
+    const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
+    uint64_t step = a.pattern == P::stride ? a.stride : w;
+    if (step == 0) step = w;
+    if (a.count) return a.count;
+    return a.pattern == P::random ? std::max<uint64_t>(1, a.size / 64) : std::max<uint64_t>(1, a.size / step);
+}
+
 void Vcpu::run_access(const AccessSpec& a) {
     if (a.size == 0) return;
     using P = AccessSpec::Pattern;
     const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
     uint64_t step = a.pattern == P::stride ? a.stride : w;
     if (step == 0) step = w;
-    uint64_t n = a.count;
-    if (n == 0) n = a.pattern == P::random ? std::max<uint64_t>(1, a.size / 64) : std::max<uint64_t>(1, a.size / step);
+    const uint64_t n = planned_accesses(a);
     const uint64_t slots = std::max<uint64_t>(1, a.size / w);
     uint64_t rng = a.seed;
     uint64_t off = 0;

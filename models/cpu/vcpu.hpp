@@ -106,6 +106,9 @@ public:
     // interrupted; async-signal-safe. The flag stays set for the rest of the process.
     static void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
     static bool stop_requested() noexcept { return stop_.load(std::memory_order_relaxed); }
+    // How many accesses run_access makes for `a` (a misaligned one that crosses a page
+    // counts once here, twice in the stats): the progress line's total.
+    static uint64_t planned_accesses(const AccessSpec& a);
     // Cycles this vCPU has consumed (its local time, quantum offset included).
     Cycles cycles_now() const;
 

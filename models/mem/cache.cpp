@@ -1,9 +1,17 @@
 #include "models/mem/cache.hpp"
 
 #include <bit>
+#include <new>
 #include <stdexcept>
 
 namespace hvsim {
+
+template <class T>
+CacheHierarchy::LazyArray<T> CacheHierarchy::lazy_zeroed(size_t n) {
+    void* p = std::calloc(n, sizeof(T));
+    if (!p) throw std::bad_alloc();
+    return LazyArray<T>(static_cast<T*>(p));
+}
 
 CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg) : cfg_(cfg) {
     if (!std::has_single_bit(cfg.line_bytes)) throw std::invalid_argument("cache line size must be a power of two");
@@ -18,22 +26,24 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg) : cfg_(cfg) {
         l.set_mask = std::has_single_bit(l.sets) ? l.sets - 1 : 0;
         l.ways = lc.ways;
         l.hit = lc.hit_cycles;
-        l.tags.assign(size_t(l.sets) * l.ways, kInvalid);
-        l.age.assign(size_t(l.sets) * l.ways, 0);
+        l.slots = size_t(l.sets) * l.ways;
+        l.tags = lazy_zeroed<uint64_t>(l.slots);
+        l.age = lazy_zeroed<uint32_t>(l.slots);
         levels_.push_back(std::move(l));
     }
     stats_.levels.resize(levels_.size());
 }
 
 Cycles CacheHierarchy::access(Hpa a) {
-    const uint64_t line = a.raw() >> line_shift_;
+    const uint64_t raw = a.raw() >> line_shift_;
+    const uint64_t line = raw + 1;   // stored tag: line + 1 (0 is empty)
     // One pass over each level's set finds the hit or, on a miss, the victim the fill
     // will replace (an empty way first, else the least recently used).
     size_t victims[8];
     const size_t n = std::min<size_t>(levels_.size(), 8);
     for (size_t i = 0; i < n; ++i) {
         Level& l = levels_[i];
-        const size_t base = l.set_of(line) * l.ways;
+        const size_t base = l.set_of(raw) * l.ways;
         size_t victim = base;
         bool empty = false;
         for (unsigned w = 0; w < l.ways; ++w) {
@@ -69,16 +79,22 @@ Cycles CacheHierarchy::access(Hpa a) {
 }
 
 void CacheHierarchy::flush_line(Hpa a) {
-    const uint64_t line = a.raw() >> line_shift_;
+    const uint64_t raw = a.raw() >> line_shift_;
+    const uint64_t line = raw + 1;
     for (auto& l : levels_) {
-        const size_t base = l.set_of(line) * l.ways;
+        const size_t base = l.set_of(raw) * l.ways;
         for (unsigned w = 0; w < l.ways; ++w)
             if (l.tags[base + w] == line) l.tags[base + w] = kInvalid;
     }
 }
 
 void CacheHierarchy::invalidate_all() {
-    for (auto& l : levels_) std::fill(l.tags.begin(), l.tags.end(), kInvalid);
+    // Fresh zeroed arrays: the host gets the old pages back and maps new ones lazily.
+    for (auto& l : levels_) {
+        l.tags = lazy_zeroed<uint64_t>(l.slots);
+        l.age = lazy_zeroed<uint32_t>(l.slots);
+        l.clock = 0;
+    }
 }
 
 }  // namespace hvsim

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,17 +50,29 @@ public:
     const MemHierarchyStats& stats() const { return stats_; }
 
 private:
+    // Zero-filled arrays from calloc: the host maps their pages only when a set is first
+    // used, so a large cache costs the host memory its touched sets need (1024 vCPUs
+    // with a 32 MiB LLC each would otherwise commit 6 GiB before the first access).
+    struct FreeDeleter {
+        void operator()(void* p) const { std::free(p); }
+    };
+    template <class T>
+    using LazyArray = std::unique_ptr<T[], FreeDeleter>;
+    template <class T>
+    static LazyArray<T> lazy_zeroed(size_t n);
+
     struct Level {
         unsigned sets = 0, ways = 0;
         Cycles hit = 0;
-        std::vector<uint64_t> tags;   // sets*ways; kInvalid when empty
-        std::vector<uint32_t> age;    // LRU stamp per way
+        size_t slots = 0;             // sets*ways
+        LazyArray<uint64_t> tags;     // line + 1 per way; 0 when empty (so calloc's zeros are empty)
+        LazyArray<uint32_t> age;      // LRU stamp per way
         uint32_t clock = 0;
         uint64_t set_mask = 0;        // sets - 1 when sets is a power of two, else 0
         // A mask instead of a 64-bit division on the hot path whenever the geometry allows.
         size_t set_of(uint64_t line) const { return set_mask ? size_t(line & set_mask) : size_t(line % sets); }
     };
-    static constexpr uint64_t kInvalid = ~0ull;
+    static constexpr uint64_t kInvalid = 0;
 
     MemHierarchyConfig cfg_;
     unsigned line_shift_ = 6;
