@@ -3,7 +3,7 @@
 repository (design notes, reference files, mailing-list seeds by number), every link and
 docs/ path mentioned resolves, and docs/sources.md lists every parameter of every preset
 with the value and source `hvsim params` prints.
-Usage: check_docs.py REPO HVSIM"""
+Usage: check_docs.py REPO HVSIM [--write-sources]   (the last rewrites the preset tables)"""
 import pathlib
 import re
 import subprocess
@@ -35,8 +35,35 @@ def preset_rows(hvsim, platform):
         yield name, value, unit, m.group(2) if m else ""
 
 
+def write_sources(repo, hvsim):
+    """Rewrites the parameter table of each preset's section of docs/sources.md from
+    `hvsim params` (after a parameter is added or a source changes)."""
+    path = repo / "docs" / "sources.md"
+    lines = path.read_text().split("\n")
+    out, platform, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("## "):
+            words = line.split(" ")
+            platform = words[2].rstrip(":") if len(words) > 2 else None
+        if line.startswith("| parameter | value | unit | source |") and platform:
+            out += [line, lines[i + 1]]
+            i += 2
+            while i < len(lines) and lines[i].startswith("| `"):
+                i += 1
+            for name, value, unit, source in preset_rows(hvsim, platform):
+                out.append(f"| `{name}` | {value.replace('|', '/')} | {unit} | {source.replace('|', '/')} |")
+            continue
+        out.append(line)
+        i += 1
+    path.write_text("\n".join(out))
+
+
 def main():
     repo, hvsim = pathlib.Path(sys.argv[1]), sys.argv[2]
+    if len(sys.argv) > 3 and sys.argv[3] == "--write-sources":
+        write_sources(repo, hvsim)
+        return 0
     me = pathlib.Path(__file__).resolve()
     bad = []
     for f in files(repo):

@@ -68,13 +68,24 @@ want("failing: step passed" "${passed}" "OFF")
 want("failing: step bytes" "${bytes}" "0x00")
 want("failing: step expected" "${expected}" "bytes 0x11")
 
-# A VM that cannot be built: status error, the reason, still a results document.
-run_to(error ${DATA}/setup_error.json 1)
+# A VM that cannot be built is bad input: exit 2, one line naming the rule, no results.
+execute_process(COMMAND ${HVSIM} run --no-progress -o ${WORK}/setup ${DATA}/setup_error.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+want("setup error: exit" "${rc}" "2")
+if(NOT err MATCHES "/vm/private/0: making the range private failed: EINVAL")
+  message(FATAL_ERROR "setup error: ${err}")
+endif()
+if(EXISTS ${WORK}/setup/results.json)
+  message(FATAL_ERROR "setup error: a results.json was written for bad input")
+endif()
+
+# A model error part-way through the run: status error, the reason, still a results document.
+run_to(error ${DATA}/model_error.json 1)
 string(JSON st GET "${json}" status)
 string(JSON why GET "${json}" error)
-want("setup error: status" "${st}" "error")
-if(NOT why MATCHES "/vm/private/0: making the range private failed: EINVAL")
-  message(FATAL_ERROR "setup error: ${why}")
+want("model error: status" "${st}" "error")
+if(NOT why MATCHES "step 0 \\(/steps/0\\): vCPU 0: guest page-table region exhausted")
+  message(FATAL_ERROR "model error: ${why}")
 endif()
 
 # A TDX VM on an AMD preset runs on plain nested paging: the warnings say so, from the
