@@ -100,6 +100,27 @@ std::string op_name(const scn::Step& st) {
         st.op);
 }
 
+// An ENOTTY that the kernel profile decides: the parameter that changes it.
+std::string enotty_hint(const scn::Step& st, int err, const kvm::KvmConfig& k) {
+    if (err != ENOTTY) return {};
+    if (std::holds_alternative<scn::SetMemoryAttributes2>(st.op)) {
+        if (!k.vm_memory_attributes && k.memory_attributes2) return {};
+        return " (KVM_SET_MEMORY_ATTRIBUTES2 exists only with in-place conversion: \"params\": {\"kvm.profile\": "
+               "\"inplace\"}, or kvm.config.vm_memory_attributes=false and kvm.config.memory_attributes2=true)";
+    }
+    if (std::holds_alternative<scn::SetMemoryAttributes>(st.op)) {
+        if (!k.generic_memory_attributes)
+            return " (KVM_SET_MEMORY_ATTRIBUTES needs kvm.config.generic_memory_attributes=true)";
+        if (!k.vm_memory_attributes)
+            return " (attributes live in each guest_memfd with kvm.config.vm_memory_attributes=false, as in "
+                   "kvm.profile inplace; KVM_SET_MEMORY_ATTRIBUTES needs kvm.profile linux-6.18 or linux-7.2, or "
+                   "kvm.config.vm_memory_attributes=true)";
+    }
+    if (std::holds_alternative<scn::CreateGuestMemfd>(st.op) && !k.guest_memfd)
+        return " (KVM_CREATE_GUEST_MEMFD needs kvm.config.guest_memfd=true)";
+    return {};
+}
+
 bool is_vcpu_step(const scn::Step& st) {
     return std::holds_alternative<scn::Access>(st.op) || std::holds_alternative<scn::MapGpaRange>(st.op);
 }
@@ -288,10 +309,13 @@ private:
         }
         if (ex.err) {
             auto want = errno_from_name(*ex.err);
-            if (want && *want != o.err) fail(r, fmt::format("expected errno {}, got {}", *ex.err, errno_name(o.err)));
+            if (want && *want != o.err)
+                fail(r, fmt::format("expected errno {}, got {}{}", *ex.err, errno_name(o.err),
+                                    enotty_hint(st, o.err, m_.config().kvm)));
         } else if (o.err && !ex.signal) {
-            fail(r, fmt::format("{} failed: {} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)", op_name(st),
-                                errno_name(o.err), errno_name(o.err)));
+            fail(r, fmt::format("{} failed: {}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)",
+                                op_name(st), errno_name(o.err), enotty_hint(st, o.err, m_.config().kvm),
+                                errno_name(o.err)));
         }
         if (ex.error_offset && o.error_offset != ex.error_offset)
             fail(r, fmt::format("expected error_offset {:#x}, got {}", *ex.error_offset,

@@ -63,6 +63,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     k.exit_hypercall = p.get_bool("kvm.config.exit_hypercall");
     k.memory_attributes2 = p.get_bool("kvm.config.memory_attributes2");
     k.vm_memory_attributes = p.get_bool("kvm.config.vm_memory_attributes");
+    k.gmem_bind_eexist = p.get_bool("kvm.config.gmem_bind_eexist");
     k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
     k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
     k.memlock_limit = p.get_u64("kvm.config.memlock_limit");

@@ -25,6 +25,8 @@ const char* const kExitSplit =
     "measured round trip, split estimate: 1,344-1,376-cycle trivial VMRUN/#VMEXIT round trip on an AMD CPU, "
     "LKML Dec 2020 (hw-models.md §2.5, §6.1), halved";
 
+const char* const kLinux618 = "kvm.profile linux-6.18 (upstream Linux 6.18, the project's host kernel)";
+
 ParamDecl make(std::string name, ParamType type, std::string unit, int64_t min, int64_t max,
                nlohmann::json def, std::string desc, std::string source) {
     ParamDecl d;
@@ -209,12 +211,29 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(flag("kvm.config.guest_memfd_init_shared", true, "GUEST_MEMFD_FLAG_INIT_SHARED supported"));
     v.push_back(flag("kvm.config.readonly_mem", true, "KVM_MEM_READONLY supported"));
     v.push_back(flag("kvm.config.exit_hypercall", true, "KVM_CAP_EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE exits to userspace"));
-    v.push_back(flag("kvm.config.memory_attributes2", true,
-                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, seed 003)"));
-    v.push_back(flag("kvm.config.vm_memory_attributes", false,
+    // The keys a kernel profile sets (kvm.profile) default to the linux-6.18 profile.
+    v.push_back(flag("kvm.config.memory_attributes2", false,
+                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, seed 003; "
+                     "kvm.profile inplace)",
+                     kLinux618));
+    v.push_back(flag("kvm.config.vm_memory_attributes", true,
                      "kvm.vm_memory_attributes module parameter: true keeps attributes per VM (Linux today), "
-                     "false per guest_memfd (in-place conversion)",
-                     "simulator choice: in-place conversion as in seed 003 (kvm-semantics.md §4.5)"));
+                     "false per guest_memfd (in-place conversion; kvm.profile inplace)",
+                     kLinux618));
+    v.push_back(flag("kvm.config.gmem_bind_eexist", false,
+                     "a second binding of a guest_memfd range fails with EEXIST (Linux 7.2) instead of EINVAL "
+                     "(kvm_gmem_bind)",
+                     kLinux618));
+    {
+        std::vector<std::string> names;
+        for (const auto& p : kernel_profiles()) names.push_back(p.name);
+        auto d = make("kvm.profile", ParamType::string, "", 0, 0, names.front(),
+                      "kernel profile: a named set of kvm.config.* values (hvsim params lists them); explicit "
+                      "kvm.config.* parameters override it",
+                      "the host kernel of the project's machines (Linux 6.18.44; published-numbers.md §3)");
+        d.choices = names;
+        v.push_back(d);
+    }
     v.push_back(count("kvm.config.maxphyaddr", "bits", 32, 52, 52,
                       "guest physical address width the MMU accepts (a memslot ending above 2^bits: EINVAL)",
                       "architecture (x86 MAXPHYADDR <= 52; kvm-semantics.md checked item 5)"));
@@ -416,12 +435,31 @@ ParamSet ParamSet::preset(const std::string& platform) {
     return ps;
 }
 
+const KernelProfile* find_kernel_profile(const std::string& name) {
+    for (const auto& p : kernel_profiles())
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+void ParamSet::apply_kernel_profile(const std::string& name, const std::string& origin) {
+    const KernelProfile* prof = find_kernel_profile(name);
+    if (!prof) throw ParamError("unknown kernel profile '" + name + "'");   // kvm.profile's choices prevent this
+    for (const auto& e : prof->values) {
+        const ParamDecl& d = decl_or_throw(e.key);
+        auto& pv = values_.at(d.name);
+        pv.v = from_json(d, e.value);
+        pv.source = "kvm.profile " + name;
+        pv.origin = origin;
+    }
+}
+
 void ParamSet::set(const std::string& key, const nlohmann::json& value, const std::string& origin) {
     const ParamDecl& d = decl_or_throw(key);
     auto& pv = values_.at(key);
     pv.v = from_json(d, value);
     pv.source = "override";
     pv.origin = origin;
+    if (key == "kvm.profile") apply_kernel_profile(std::get<std::string>(pv.v), origin);
 }
 
 void ParamSet::set_from_string(const std::string& key, const std::string& text, const std::string& origin) {
@@ -430,6 +468,21 @@ void ParamSet::set_from_string(const std::string& key, const std::string& text, 
     pv.v = from_text(d, text);
     pv.source = "override";
     pv.origin = origin;
+    if (key == "kvm.profile") apply_kernel_profile(std::get<std::string>(pv.v), origin);
+}
+
+nlohmann::json ParamSet::kernel_profile_json() const {
+    const std::string& name = get_string("kvm.profile");
+    nlohmann::json config = nlohmann::json::object();
+    for (const auto& [k, pv] : values_)
+        if (k.rfind("kvm.config.", 0) == 0) config[k] = variant_json(pv.v);
+    nlohmann::json overrides = nlohmann::json::array();
+    if (const KernelProfile* prof = find_kernel_profile(name))
+        for (const auto& e : prof->values) {
+            const ParamDecl& d = decl_or_throw(e.key);
+            if (variant_json(from_json(d, e.value)) != config.at(e.key)) overrides.push_back(e.key);
+        }
+    return {{"name", name}, {"config", config}, {"overrides", overrides}};
 }
 
 void ParamSet::validate() const {

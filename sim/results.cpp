@@ -31,6 +31,7 @@ json build_results(const ResultInputs& in) {
     r["scenario"] = in.s.name;
     r["platform"] = in.p.platform();
     r["params"] = in.p.to_json();
+    r["kernel_profile"] = in.p.kernel_profile_json();
     r["seed"] = in.s.seed;
 
     json m = json::object();
@@ -48,7 +49,9 @@ json build_results(const ResultInputs& in) {
         v.hypercall_exits += s.hypercall_exits;
         v.mmio_accesses += s.mmio_accesses;
         v.guest_page_faults += s.guest_page_faults;
+        v.quantum_syncs += s.quantum_syncs;
     }
+    m["sim.quantum_syncs"] = v.quantum_syncs;
     m["accesses"] = v.accesses;
     m["accesses.read"] = v.reads;
     m["accesses.write"] = v.writes;

@@ -1,5 +1,7 @@
 #include "models/cpu/vcpu.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -55,6 +57,8 @@ Cycles Vcpu::cycles_now() const {
 
 void Vcpu::thread() {
     qk_.reset();
+    const Cycles quantum = tlm_utils::tlm_quantumkeeper::get_global_quantum().value() / cfg_.period_ps;
+    batch_cycles_ = std::clamp<Cycles>(quantum, 1, kMaxBatchCycles);
     for (;;) {
         sc_core::wait(work_ev_);
         result_ = WorkResult{};
