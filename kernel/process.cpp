@@ -556,10 +556,16 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
     return res;
 }
 
+namespace {
+// The VMM's own copy or memset of n bytes, at a 4 KiB page's cost pro rata (rounded up).
+Cycles per_bytes(Cycles per_4k, uint64_t n) { return (per_4k * n + kPageSize - 1) / kPageSize; }
+}  // namespace
+
 HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
     std::vector<uint8_t> buf(size, 0);
     HostAccessResult r = access(hva, size, false, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
         if (pfn) mem_.read(pfn_to_hpa(*pfn) + off, buf.data() + at, n);
+        ctx.charge("copy", per_bytes(costs_.copy_4k, n));   // memcpy out of the mapping
     });
     if (r.err) {
         buf.resize(r.fault_hva.raw() > hva.raw() ? r.fault_hva.raw() - hva.raw() : 0);
@@ -571,12 +577,14 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
 HostAccessResult VmmProcess::host_write(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx) {
     return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
         mem_.fill(pfn_to_hpa(*pfn) + off, value, n);
+        ctx.charge("fill", per_bytes(costs_.fill_4k, n));   // memset through the mapping
     });
 }
 
 HostAccessResult VmmProcess::host_write_bytes(Hva hva, const uint8_t* src, uint64_t size, ExecContext& ctx) {
     return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
         mem_.write(pfn_to_hpa(*pfn) + off, src + at, n);
+        ctx.charge("copy", per_bytes(costs_.copy_4k, n));   // memcpy into the mapping
     });
 }
 

@@ -432,6 +432,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         vc.id = i;
         vc.period_ps = mc.period_ps;
         vc.data_access_cycles = mc.data_access_cycles;
+        vc.wide_store_line_cycles = mc.wide_store_line;
+        vc.clear_page_cycles = mc.guest_clear_page;
         vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
         machine->attach_vcpu(i, *mmus.back());
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),

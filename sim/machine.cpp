@@ -20,6 +20,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.period_ps = (1000000 + c.freq_mhz / 2) / c.freq_mhz;
     c.quantum_ns = p.get_u64("sim.quantum_ns");
     c.data_access_cycles = p.get_u64("cpu.data_access_cycles");
+    c.wide_store_line = p.get_u64("cost.wide_store_line");
+    c.guest_clear_page = p.get_u64("cost.guest_clear_page");
 
     c.mem.line_bytes = unsigned(p.get_u64("mem.line_bytes"));
     c.mem.dram_cycles = p.get_u64("mem.dram_cycles");
@@ -101,6 +103,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&cost.hypercall, "cost.hypercall"},
         {&cost.guest_pf, "cost.guest_pf"},
         {&cost.zero_2m, "cost.zero_2m"},
+        {&cost.split_huge_page, "cost.split_huge_page"},
+        {&cost.srcu_poll, "cost.srcu_poll"},
     };
     for (auto& [field, key] : costs) *field = p.get_u64(key);
 

@@ -190,9 +190,20 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.mmap", 2000, "mmap/munmap system call", "estimate"));
     v.push_back(cycles("cost.host_unmap_page", 100, "zap one host PTE (unmap_mapping_range)", "estimate"));
     v.push_back(cycles("cost.wbinvd", 100000, "WBINVD on all CPUs (SEV region unregister)", "estimate"));
-    v.push_back(cycles("cost.psc_fixed", 30000,
-                       "SNP page-state change request fixed cost (VMGEXIT, userspace attribute flip, resume)",
-                       "estimate (hw-models.md §6.1)"));
+    v.push_back(cycles("cost.split_huge_page", 20480,
+                       "tdp_mmu_split_huge_page(): fill a new table with the 512 SPTEs of a split huge leaf "
+                       "(the table page itself is cost.sp_alloc)",
+                       "estimate (512 SPTE stores at cost.spte_write)"));
+    v.push_back(cycles("cost.srcu_poll", 100,
+                       "simulated time a waiting synchronize_srcu() lets pass between looks at the readers "
+                       "(the grace period's own cost is cost.memslot_update)",
+                       "estimate"));
+    v.push_back(cycles("cost.guest_clear_page", 256,
+                       "the guest kernel's clear_page() of a new guest page-table page (64 line stores)",
+                       "estimate (64 L1D-hit stores of cpu.data_access_cycles)"));
+    v.push_back(cycles("cost.wide_store_line", 4,
+                       "each 64-byte line after the first of a guest store wider than a line (a string store)",
+                       "estimate (one L1D-hit store, as cpu.data_access_cycles)"));
 
     // ---- the simulated kernel's configuration (kernel/kvm_config.hpp) ----
     v.push_back(flag("kvm.config.smm", true, "CONFIG_KVM_SMM: address space 1 exists for VMs without private memory"));

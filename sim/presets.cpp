@@ -21,6 +21,8 @@ std::vector<PresetDef> build() {
                      {"cpu.freq_mhz", 3000, "estimate (hw-models.md §6 assumes 3.0 GHz for every preset)"},
                      {"mem.line_bytes", 64, "architecture (64-byte lines on Golden Cove)"},
                      {"cpu.data_access_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (hw-models.md §6.2)"},
+                     {"cost.wide_store_line", 5, "estimate (one L1D-hit store, as cpu.data_access_cycles)"},
+                     {"cost.guest_clear_page", 320, "estimate (64 L1D-hit stores of cpu.data_access_cycles)"},
                      {"mem.l1d.size", 48 * KiB, "chipsandcheese Golden Cove baseline (hw-models.md §1.1)"},
                      {"mem.l1d.ways", 12, "estimate (Golden Cove 48 KiB 12-way, recalled)"},
                      {"mem.l1d.hit_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (hw-models.md §6.2)"},

@@ -93,7 +93,7 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
             for (unsigned i = 0; i < 512; ++i)
                 c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old),
                                       fmt_.executable(old));
-            ctx.charge("tdp_mmu_split_huge_page", 512 * costs_.spte_write);
+            ctx.charge("tdp_mmu_split_huge_page", costs_.split_huge_page);
             count_leaf(lvl, -1);
             for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
             // table_ptr() may not move pages, but re-fetch the parent entry for clarity.

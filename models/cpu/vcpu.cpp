@@ -177,8 +177,9 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
     ++stats_.accesses;
     ++result_.accesses;
     if ((stats_.accesses & 0xfff) == 0) progress_.fetch_add(0x1000, std::memory_order_relaxed);
-    // A store wider than a line (a string store) costs one data access per line.
-    const Cycles dc = cfg_.data_access_cycles * std::max<Cycles>(1, width / 64);
+    // A store wider than a line (a string store): the first line as any access, each
+    // further line at cost.wide_store_line.
+    const Cycles dc = cfg_.data_access_cycles + cfg_.wide_store_line_cycles * (std::max<Cycles>(1, width / 64) - 1);
     add_cycles(dc);
     stats_.data_cycles += dc;
     maybe_sync();
@@ -237,8 +238,8 @@ bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
 bool Vcpu::zero_gpa_page(Gpa page, ExecContext&) {
     auto tr = translate(Gva(page.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
-    // clear_page(): 64 cache-line stores.
-    add_cycles(64 * cfg_.data_access_cycles);
+    // clear_page() of a new guest page-table page (cost.guest_clear_page).
+    add_cycles(cfg_.clear_page_cycles);
     mem_.fill(Hpa(tr->hpa.raw() & ~kPageMask), 0, kPageSize);
     return true;
 }

@@ -74,6 +74,8 @@ struct VcpuConfig {
     unsigned id = 0;
     uint64_t period_ps = 333;           // one core cycle
     Cycles data_access_cycles = 4;
+    Cycles wide_store_line_cycles = 4;   // each further line of a store wider than a line (cost.wide_store_line)
+    Cycles clear_page_cycles = 256;      // the guest kernel's clear_page() of a page-table page (cost.guest_clear_page)
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
 };
 

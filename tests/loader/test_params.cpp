@@ -58,7 +58,7 @@ TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "
         {"cost.sp_alloc", 500}, {"cost.zap_spte", 30}, {"cost.mmu_lock", 60}, {"cost.tlb_flush_local", 300},
         {"cost.tlb_flush_remote_ipi", 3000}, {"cost.attr_update", 400}, {"cost.memslot_update", 5000},
         {"cost.guest_pf", 1500}, {"cost.hypercall", 300}, {"cost.pin_page", 250}, {"cost.clflush_4k", 600},
-        {"cost.psc_fixed", 30000}, {"cost.gmem_create", 8000}, {"cost.page_free", 150}, {"cost.fill_4k", 600},
+        {"cost.split_huge_page", 20480}, {"cost.srcu_poll", 100}, {"cost.guest_clear_page", 256}, {"cost.wide_store_line", 4}, {"cost.gmem_create", 8000}, {"cost.page_free", 150}, {"cost.fill_4k", 600},
         {"cost.host_fault", 1500}, {"cost.mmap", 2000}, {"cost.host_unmap_page", 100}, {"cost.wbinvd", 100000},
         {"mmu.pwc.ways", 64}, {"mmu.ntlb.ways", 32}, {"kvm.config.maxphyaddr", 52}, {"kvm.config.nr_memslots", 32764},
         {"kvm.config.memlock_limit", 0},
@@ -81,7 +81,7 @@ TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "
     CHECK_FALSE(ps.get_bool("kvm.config.gmem_bind_eexist"));
     CHECK(ps.get_string("mmu.nested_format") == "npt");
     CHECK(ps.get_string("vmm.conversion_policy") == "auto");
-    CHECK(param_decls().size() == 84);
+    CHECK(param_decls().size() == 87);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
     CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (hw-models.md §6.1)");
