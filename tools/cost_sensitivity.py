@@ -45,6 +45,7 @@ SCENARIOS = {
     "cost.pin_page": "scenarios/diff-kvm/sev-reg-region-sev-vm.json",
     "cost.sp_alloc": "scenarios/quickstart.json",
     "cost.spte_write": "scenarios/quickstart.json",
+    "cost.srcu_poll": "tests/sim/data/srcu_wait.json",
     "cost.tlb_flush_local": "scenarios/examples/design-example-snp-convert-2m.json",
     "cost.tlb_flush_remote_ipi": "scenarios/examples/design-example-snp-convert-2m.json",
     "cost.userspace_exit": "scenarios/examples/design-example-snp-convert-2m.json",
@@ -62,7 +63,6 @@ SCENARIOS = {
 KNOWN_GAPS = {
     "cost.split_huge_page": "no scenario makes the TDP MMU install a smaller leaf under a huge one "
                             "(an attribute change zaps the huge SPTE instead)",
-    "cost.srcu_poll": "no scenario has a synchronize_srcu() wait on a fault still inside its SRCU read side",
 }
 
 
