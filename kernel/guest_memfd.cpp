@@ -93,8 +93,9 @@ int GuestMemfd::bind(kvm_memory_slot& slot, uint64_t offset) {
     const uint64_t bytes = slot.npages << kPageShift;
     if (offset + bytes > size_ || offset + bytes < offset) return -EINVAL;
     const uint64_t start = offset >> kPageShift, end = start + slot.npages;
-    // One binding per file page: overlap with another slot's binding is EINVAL (not EEXIST).
-    if (bindings_.any_in(start, end)) return -EINVAL;
+    // One binding per file page: overlap with another slot's binding is EINVAL up to Linux
+    // 7.1, EEXIST from 7.2 (kvm.config.gmem_bind_eexist).
+    if (bindings_.any_in(start, end)) return proc_.config().gmem_bind_eexist ? -EEXIST : -EINVAL;
     slot.gmem.file = this;
     slot.gmem.pgoff = start;
     if (supports_mmap()) slot.flags |= KVM_MEMSLOT_GMEM_ONLY;

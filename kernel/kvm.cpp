@@ -536,15 +536,6 @@ void Kvm::kvm_mmu_notifier_invalidate_range(Hva start, Hva end, ExecContext& ctx
 // ---------------------------------------------------------------------------------
 // kvm->srcu (srcu_read_lock / srcu_read_unlock / synchronize_srcu)
 
-namespace {
-
-// How long a waiting synchronize_srcu() lets pass between looks at the readers. The wait
-// is simulated time passing while readers on other threads finish, not work; this is a
-// simulator setting, not a hardware cost (the grace period's own cost is in memslot_update).
-constexpr Cycles kSrcuPollCycles = 100;
-
-}  // namespace
-
 int Kvm::srcu_read_lock() {
     ++srcu_count_[srcu_idx_];
     return srcu_idx_;
@@ -558,7 +549,9 @@ void Kvm::synchronize_srcu(ExecContext& ctx) {
     const int old = srcu_idx_;
     srcu_idx_ ^= 1;
     while (srcu_count_[old]) {
-        ctx.charge("synchronize_srcu", kSrcuPollCycles);
+        // Simulated time passing while readers on other threads finish (cost.srcu_poll);
+        // the grace period's own cost is in memslot_update.
+        ctx.charge("synchronize_srcu", costs().srcu_poll);
         ctx.sync();
     }
 }

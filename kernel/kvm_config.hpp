@@ -34,12 +34,17 @@ struct KvmConfig {
     bool readonly_mem = true;
     // KVM_CAP_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE exits).
     bool exit_hypercall = true;
+    // The defaults below are the linux-6.18 kernel profile (sim: kvm.profile); the inplace
+    // profile flips the first two, linux-7.2 the third.
     // [PROPOSED] KVM_SET_MEMORY_ATTRIBUTES2 on guest_memfd (in-place conversion series).
-    bool memory_attributes2 = true;
+    bool memory_attributes2 = false;
     // [PROPOSED] module param kvm.vm_memory_attributes. true = Linux today (per-VM attributes,
     // KVM_SET_MEMORY_ATTRIBUTES); false = attributes live in each guest_memfd (in-place
-    // conversion). hvsim models in-place conversion by default (the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): false.
-    bool vm_memory_attributes = false;
+    // conversion, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series; kvm.profile inplace).
+    bool vm_memory_attributes = true;
+    // kvm_gmem_bind(): a range already bound to another memslot is EEXIST from Linux 7.2,
+    // EINVAL before.
+    bool gmem_bind_eexist = false;
     // KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default (kvm_check_has_quirk()): deleting or moving a
     // memslot of a default VM zaps every SPTE of the VM. Userspace turns it off with
     // KVM_CAP_DISABLE_QUIRKS2; other VM types always zap only the slot.

@@ -667,6 +667,11 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
     return res;
 }
 
+namespace {
+// The VMM's own copy or memset of n bytes, at a 4 KiB page's cost pro rata (rounded up).
+Cycles per_bytes(Cycles per_4k, uint64_t n) { return (per_4k * n + kPageSize - 1) / kPageSize; }
+}  // namespace
+
 HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
     std::vector<uint8_t> keep;
     std::optional<uint8_t> first;
@@ -681,6 +686,7 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
             keep.insert(keep.end(), kept, uint8_t(0));
         } else {
             mem_.read(pfn_to_hpa(*pfn) + off, page, n);
+            ctx.charge("copy", per_bytes(costs_.copy_4k, n));   // memcpy out of the mapping
             if (!first) first = page[0];
             for (uint64_t i = 0; i < n && !mixed; ++i) mixed = page[i] != *first;
             keep.insert(keep.end(), page, page + kept);
@@ -697,12 +703,14 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
 HostAccessResult VmmProcess::host_write(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx) {
     return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
         mem_.fill(pfn_to_hpa(*pfn) + off, value, n);
+        ctx.charge("fill", per_bytes(costs_.fill_4k, n));   // memset through the mapping
     });
 }
 
 HostAccessResult VmmProcess::host_write_bytes(Hva hva, const uint8_t* src, uint64_t size, ExecContext& ctx) {
     return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t at) {
         mem_.write(pfn_to_hpa(*pfn) + off, src + at, n);
+        ctx.charge("copy", per_bytes(costs_.copy_4k, n));   // memcpy into the mapping
     });
 }
 

@@ -295,7 +295,11 @@ int diff_kvm_run(const std::vector<std::string>& paths, bool verbose, const Host
         try {
             s = load_scenario_file(file);
             params = ParamSet::preset(s.platform);
-            for (const auto& [k, v] : s.params) params->set_from_string(k, v, "scenario params");
+            // The kernel profile first, so that the scenario's explicit kvm.config.* keys win.
+            if (auto it = s.params.find("kvm.profile"); it != s.params.end())
+                params->set_from_string(it->first, it->second, "scenario params");
+            for (const auto& [k, v] : s.params)
+                if (k != "kvm.profile") params->set_from_string(k, v, "scenario params");
             for (const auto& [k, v] : host_config) params->set_from_string(k, v, "diff-kvm host");
             params->validate();
         } catch (const LoadError& e) {

@@ -116,6 +116,27 @@ std::string op_name(const scn::Step& st) {
         st.op);
 }
 
+// An ENOTTY that the kernel profile decides: the parameter that changes it.
+std::string enotty_hint(const scn::Step& st, int err, const kvm::KvmConfig& k) {
+    if (err != ENOTTY) return {};
+    if (std::holds_alternative<scn::SetMemoryAttributes2>(st.op)) {
+        if (!k.vm_memory_attributes && k.memory_attributes2) return {};
+        return " (KVM_SET_MEMORY_ATTRIBUTES2 exists only with in-place conversion: \"params\": {\"kvm.profile\": "
+               "\"inplace\"}, or kvm.config.vm_memory_attributes=false and kvm.config.memory_attributes2=true)";
+    }
+    if (std::holds_alternative<scn::SetMemoryAttributes>(st.op)) {
+        if (!k.generic_memory_attributes)
+            return " (KVM_SET_MEMORY_ATTRIBUTES needs kvm.config.generic_memory_attributes=true)";
+        if (!k.vm_memory_attributes)
+            return " (attributes live in each guest_memfd with kvm.config.vm_memory_attributes=false, as in "
+                   "kvm.profile inplace; KVM_SET_MEMORY_ATTRIBUTES needs kvm.profile linux-6.18 or linux-7.2, or "
+                   "kvm.config.vm_memory_attributes=true)";
+    }
+    if (std::holds_alternative<scn::CreateGuestMemfd>(st.op) && !k.guest_memfd)
+        return " (KVM_CREATE_GUEST_MEMFD needs kvm.config.guest_memfd=true)";
+    return {};
+}
+
 bool is_vcpu_step(const scn::Step& st) {
     return std::holds_alternative<scn::Access>(st.op) || std::holds_alternative<scn::MapGpaRange>(st.op);
 }
@@ -385,10 +406,12 @@ private:
             auto want = errno_from_name(*ex.err);
             if (want && *want != o.err)
                 fail(r, fmt::format("expected errno {}, got {}{}", *ex.err, errno_name(o.err),
-                                    o.err && !o.why.empty() ? " (" + o.why + ")" : ""));
+                                    (o.err && !o.why.empty() ? " (" + o.why + ")" : "") +
+                                        enotty_hint(st, o.err, m_.config().kvm)));
         } else if (o.err && !ex.signal) {
-            fail(r, fmt::format("{} failed: {}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)", op_name(st),
-                                errno_name(o.err), o.why.empty() ? "" : ": " + o.why, errno_name(o.err)));
+            fail(r, fmt::format("{} failed: {}{}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)",
+                                op_name(st), errno_name(o.err), o.why.empty() ? "" : ": " + o.why,
+                                enotty_hint(st, o.err, m_.config().kvm), errno_name(o.err)));
         }
         if (ex.error_offset && o.error_offset != ex.error_offset)
             fail(r, fmt::format("expected error_offset {:#x}, got {}", *ex.error_offset,
@@ -630,6 +653,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         vc.id = i;
         vc.period_ps = mc.period_ps;
         vc.data_access_cycles = mc.data_access_cycles;
+        vc.wide_store_line_cycles = mc.wide_store_line;
+        vc.clear_page_cycles = mc.guest_clear_page;
         vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
         machine->attach_vcpu(i, *mmus.back());
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),

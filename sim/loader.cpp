@@ -1088,7 +1088,24 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
     } catch (const ParamError& e) {
         throw LoadError(sanitize_line(file + ": /platform: " + e.what()));
     }
+    // The kernel profile first (--set wins over the scenario), so that explicit kvm.config.*
+    // keys of the scenario or --set override the profile's values.
+    const std::string kProfile = "kvm.profile";
+    std::optional<std::pair<std::string, std::string>> profile;   // value, origin
+    if (auto it = s.params.find(kProfile); it != s.params.end()) profile = {it->second, "scenario params"};
+    for (const auto& [k, v] : cli_sets)
+        if (k == kProfile) profile = {v, "--set"};
+    if (profile) {
+        try {
+            ps->set_from_string(kProfile, profile->first, profile->second);
+        } catch (const ParamError& e) {
+            throw LoadError(sanitize_line(profile->second == "--set"
+                                              ? "--set " + kProfile + "=" + profile->first + ": " + e.what()
+                                              : file + ": /params/" + kProfile + ": " + e.what()));
+        }
+    }
     for (const auto& [k, v] : s.params) {
+        if (k == kProfile) continue;
         try {
             ps->set_from_string(k, v, "scenario params");
         } catch (const ParamError& e) {
@@ -1096,6 +1113,7 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
         }
     }
     for (const auto& [k, v] : cli_sets) {
+        if (k == kProfile) continue;
         try {
             ps->set_from_string(k, v, "--set");
         } catch (const ParamError& e) {

@@ -23,6 +23,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.period_ps = (1000000 + c.freq_mhz / 2) / c.freq_mhz;
     c.quantum_ns = p.get_u64("sim.quantum_ns");
     c.data_access_cycles = p.get_u64("cpu.data_access_cycles");
+    c.wide_store_line = p.get_u64("cost.wide_store_line");
+    c.guest_clear_page = p.get_u64("cost.guest_clear_page");
 
     c.mem.line_bytes = unsigned(p.get_u64("mem.line_bytes"));
     c.mem.dram_cycles = p.get_u64("mem.dram_cycles");
@@ -67,6 +69,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     k.memory_attributes2 = p.get_bool("kvm.config.memory_attributes2");
     k.vm_memory_attributes = p.get_bool("kvm.config.vm_memory_attributes");
     k.quirk_slot_zap_all = p.get_bool("kvm.config.quirk_slot_zap_all");
+    k.gmem_bind_eexist = p.get_bool("kvm.config.gmem_bind_eexist");
     k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
     k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
     k.memlock_limit = p.get_u64("kvm.config.memlock_limit");
@@ -104,6 +107,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&cost.hypercall, "cost.hypercall"},
         {&cost.guest_pf, "cost.guest_pf"},
         {&cost.zero_2m, "cost.zero_2m"},
+        {&cost.split_huge_page, "cost.split_huge_page"},
+        {&cost.srcu_poll, "cost.srcu_poll"},
     };
     for (auto& [field, key] : costs) *field = p.get_u64(key);
 

@@ -25,6 +25,8 @@ const char* const kExitSplit =
     "measured round trip, split estimate: 1,344-1,376-cycle trivial VMRUN/#VMEXIT round trip on an AMD CPU, "
     "LKML Dec 2020 (docs/sources.md §6, §2), halved";
 
+const char* const kLinux618 = "kvm.profile linux-6.18 (upstream Linux 6.18, the project's host kernel)";
+
 ParamDecl make(std::string name, ParamType type, std::string unit, int64_t min, int64_t max,
                nlohmann::json def, std::string desc, std::string source) {
     ParamDecl d;
@@ -210,9 +212,20 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.mmap", 2000, "mmap/munmap system call", "estimate"));
     v.push_back(cycles("cost.host_unmap_page", 100, "zap one host PTE (unmap_mapping_range)", "estimate"));
     v.push_back(cycles("cost.wbinvd", 100000, "WBINVD on all CPUs (SEV region unregister)", "estimate"));
-    v.push_back(cycles("cost.psc_fixed", 30000,
-                       "SNP page-state change request fixed cost (VMGEXIT, userspace attribute flip, resume)",
-                       "estimate (docs/sources.md §2)"));
+    v.push_back(cycles("cost.split_huge_page", 20480,
+                       "tdp_mmu_split_huge_page(): fill a new table with the 512 SPTEs of a split huge leaf "
+                       "(the table page itself is cost.sp_alloc)",
+                       "estimate (512 SPTE stores at cost.spte_write)"));
+    v.push_back(cycles("cost.srcu_poll", 100,
+                       "simulated time a waiting synchronize_srcu() lets pass between looks at the readers "
+                       "(the grace period's own cost is cost.memslot_update)",
+                       "estimate"));
+    v.push_back(cycles("cost.guest_clear_page", 256,
+                       "the guest kernel's clear_page() of a new guest page-table page (64 line stores)",
+                       "estimate (64 L1D-hit stores of cpu.data_access_cycles)"));
+    v.push_back(cycles("cost.wide_store_line", 4,
+                       "each 64-byte line after the first of a guest store wider than a line (a string store)",
+                       "estimate (one L1D-hit store, as cpu.data_access_cycles)"));
 
     // ---- the simulated kernel's configuration (kernel/kvm_config.hpp) ----
     v.push_back(flag("kvm.config.smm", true, "CONFIG_KVM_SMM: address space 1 exists for VMs without private memory"));
@@ -231,12 +244,29 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(flag("kvm.config.guest_memfd_init_shared", true, "GUEST_MEMFD_FLAG_INIT_SHARED supported"));
     v.push_back(flag("kvm.config.readonly_mem", true, "KVM_MEM_READONLY supported"));
     v.push_back(flag("kvm.config.exit_hypercall", true, "KVM_CAP_EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE exits to userspace"));
-    v.push_back(flag("kvm.config.memory_attributes2", true,
-                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series)"));
-    v.push_back(flag("kvm.config.vm_memory_attributes", false,
+    // The keys a kernel profile sets (kvm.profile) default to the linux-6.18 profile.
+    v.push_back(flag("kvm.config.memory_attributes2", false,
+                     "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (in-place conversion proposal, the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series; "
+                     "kvm.profile inplace)",
+                     kLinux618));
+    v.push_back(flag("kvm.config.vm_memory_attributes", true,
                      "kvm.vm_memory_attributes module parameter: true keeps attributes per VM (Linux today), "
-                     "false per guest_memfd (in-place conversion)",
-                     "simulator choice: in-place conversion as in the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series"));
+                     "false per guest_memfd (in-place conversion; kvm.profile inplace)",
+                     kLinux618));
+    v.push_back(flag("kvm.config.gmem_bind_eexist", false,
+                     "a second binding of a guest_memfd range fails with EEXIST (Linux 7.2) instead of EINVAL "
+                     "(kvm_gmem_bind)",
+                     kLinux618));
+    {
+        std::vector<std::string> names;
+        for (const auto& p : kernel_profiles()) names.push_back(p.name);
+        auto d = make("kvm.profile", ParamType::string, "", 0, 0, names.front(),
+                      "kernel profile: a named set of kvm.config.* values (hvsim params lists them); explicit "
+                      "kvm.config.* parameters override it",
+                      "the host kernel of the project's machines (Linux 6.18.44; docs/ground-truth.md)");
+        d.choices = names;
+        v.push_back(d);
+    }
     v.push_back(flag("kvm.config.quirk_slot_zap_all", true,
                      "KVM_X86_QUIRK_SLOT_ZAP_ALL: deleting or moving a memslot of a default VM zaps every SPTE "
                      "of the VM; false = the VMM disabled it (KVM_CAP_DISABLE_QUIRKS2), only the slot is zapped",
@@ -446,12 +476,31 @@ ParamSet ParamSet::preset(const std::string& platform) {
     return ps;
 }
 
+const KernelProfile* find_kernel_profile(const std::string& name) {
+    for (const auto& p : kernel_profiles())
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+void ParamSet::apply_kernel_profile(const std::string& name, const std::string& origin) {
+    const KernelProfile* prof = find_kernel_profile(name);
+    if (!prof) throw ParamError("unknown kernel profile '" + name + "'");   // kvm.profile's choices prevent this
+    for (const auto& e : prof->values) {
+        const ParamDecl& d = decl_or_throw(e.key);
+        auto& pv = values_.at(d.name);
+        pv.v = from_json(d, e.value);
+        pv.source = "kvm.profile " + name;
+        pv.origin = origin;
+    }
+}
+
 void ParamSet::set(const std::string& key, const nlohmann::json& value, const std::string& origin) {
     const ParamDecl& d = decl_or_throw(key);
     auto& pv = values_.at(key);
     pv.v = from_json(d, value);
     pv.source = "override";
     pv.origin = origin;
+    if (key == "kvm.profile") apply_kernel_profile(std::get<std::string>(pv.v), origin);
 }
 
 void ParamSet::set_from_string(const std::string& key, const std::string& text, const std::string& origin) {
@@ -460,6 +509,21 @@ void ParamSet::set_from_string(const std::string& key, const std::string& text, 
     pv.v = from_text(d, text);
     pv.source = "override";
     pv.origin = origin;
+    if (key == "kvm.profile") apply_kernel_profile(std::get<std::string>(pv.v), origin);
+}
+
+nlohmann::json ParamSet::kernel_profile_json() const {
+    const std::string& name = get_string("kvm.profile");
+    nlohmann::json config = nlohmann::json::object();
+    for (const auto& [k, pv] : values_)
+        if (k.rfind("kvm.config.", 0) == 0) config[k] = variant_json(pv.v);
+    nlohmann::json overrides = nlohmann::json::array();
+    if (const KernelProfile* prof = find_kernel_profile(name))
+        for (const auto& e : prof->values) {
+            const ParamDecl& d = decl_or_throw(e.key);
+            if (variant_json(from_json(d, e.value)) != config.at(e.key)) overrides.push_back(e.key);
+        }
+    return {{"name", name}, {"config", config}, {"overrides", overrides}};
 }
 
 void ParamSet::validate() const {

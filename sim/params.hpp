@@ -81,14 +81,33 @@ public:
     const std::string& platform() const { return platform_; }
 
     nlohmann::json to_json() const;    // { key: value }, sorted keys (results.json "params")
+    // results.json "kernel_profile": {"name", "config": {kvm.config.* resolved}, "overrides":
+    // [kvm.config.* keys whose value differs from the profile's]}.
+    nlohmann::json kernel_profile_json() const;
     nlohmann::json describe() const;   // key -> {value, type, unit, description, source, origin}
 
 private:
     ParamSet() = default;
     const ParamValue& lookup(const std::string& key, ParamType want, bool allow_int) const;
+    void apply_kernel_profile(const std::string& name, const std::string& origin);
     std::string platform_;
     std::map<std::string, ParamValue> values_;
 };
+
+// A kernel profile (kvm.profile): a named set of kvm.config.* values describing one kernel
+// (sim/presets.cpp). Setting kvm.profile writes every value of the profile; resolve_params()
+// sets the profile before the other overrides, so an explicit kvm.config.* key wins.
+struct KernelProfileValue {
+    std::string key;
+    nlohmann::json value;
+};
+struct KernelProfile {
+    std::string name;
+    std::string description;   // what kernel, with its source
+    std::vector<KernelProfileValue> values;
+};
+const std::vector<KernelProfile>& kernel_profiles();
+const KernelProfile* find_kernel_profile(const std::string& name);
 
 namespace detail {
 // Preset tables (sim/presets.cpp). A preset lists the values that differ from the

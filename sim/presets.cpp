@@ -21,6 +21,8 @@ std::vector<PresetDef> build() {
                      {"cpu.freq_mhz", 3000, "estimate (docs/sources.md §1 assumes 3.0 GHz for every preset)"},
                      {"mem.line_bytes", 64, "architecture (64-byte lines on Golden Cove)"},
                      {"cpu.data_access_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (docs/sources.md §3)"},
+                     {"cost.wide_store_line", 5, "estimate (one L1D-hit store, as cpu.data_access_cycles)"},
+                     {"cost.guest_clear_page", 320, "estimate (64 L1D-hit stores of cpu.data_access_cycles)"},
                      {"mem.l1d.size", 48 * KiB, "chipsandcheese Golden Cove baseline (docs/sources.md §5)"},
                      {"mem.l1d.ways", 12, "estimate (Golden Cove 48 KiB 12-way, recalled)"},
                      {"mem.l1d.hit_cycles", 5, "measured-by-proxy: chipsandcheese Golden Cove L1D (docs/sources.md §3)"},
@@ -100,3 +102,35 @@ const std::vector<PresetDef>& preset_defs() {
 }
 
 }  // namespace hvsim::detail
+
+namespace hvsim {
+
+// Kernel profiles (kvm.profile). Each lists every key any profile sets, so switching the
+// profile never leaves a value of another behind. Sources: published-numbers.md §3 and
+// kvm-semantics.md §4.5 (upstream status as of Linux 7.2).
+const std::vector<KernelProfile>& kernel_profiles() {
+    static const std::vector<KernelProfile> profiles = {
+        {"linux-6.18",
+         "upstream Linux 6.18 (the project's host kernel, 6.18.44): per-VM memory attributes "
+         "(KVM_SET_MEMORY_ATTRIBUTES), no KVM_SET_MEMORY_ATTRIBUTES2, a second guest_memfd binding is EINVAL",
+         {{"kvm.config.vm_memory_attributes", true},
+          {"kvm.config.memory_attributes2", false},
+          {"kvm.config.gmem_bind_eexist", false}}},
+        {"linux-7.2",
+         "upstream Linux 7.2: as linux-6.18, but a second binding of a guest_memfd range is EEXIST "
+         "(\"KVM guest_memfd changes for 7.2\", published-numbers.md §3)",
+         {{"kvm.config.vm_memory_attributes", true},
+          {"kvm.config.memory_attributes2", false},
+          {"kvm.config.gmem_bind_eexist", true}}},
+        {"inplace",
+         "the guest_memfd in-place conversion proposal (v7, May 2026, not merged as of 7.2; seed 003): "
+         "kvm.vm_memory_attributes=0, attributes live in each guest_memfd, KVM_SET_MEMORY_ATTRIBUTES2 with "
+         "content policies, INIT_SHARED on CoCo VMs; KVM_SET_MEMORY_ATTRIBUTES is ENOTTY",
+         {{"kvm.config.vm_memory_attributes", false},
+          {"kvm.config.memory_attributes2", true},
+          {"kvm.config.gmem_bind_eexist", false}}},
+    };
+    return profiles;
+}
+
+}  // namespace hvsim

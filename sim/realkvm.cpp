@@ -645,6 +645,20 @@ HostKvmCaps probe_host_kvm() {
             a2.flags = ~0ull;
             c.set_memory_attributes2_ioctl =
                 !(sys_ioctl(gfd, lu::KVM_SET_MEMORY_ATTRIBUTES2, &a2) < 0 && errno == ENOTTY);
+            // Two memslots bound to the same guest_memfd page: the second is EINVAL before
+            // Linux 7.2, EEXIST from 7.2 (kvm_gmem_bind()). The VM is closed right after.
+            if (c.user_memory2) {
+                ua::kvm_userspace_memory_region2 r {};
+                r.flags = ua::KVM_MEM_GUEST_MEMFD;
+                r.memory_size = kPage;
+                r.userspace_addr = 0x400000000000ull;
+                r.guest_memfd = uint32_t(gfd);
+                if (sys_ioctl(vm, lu::KVM_SET_USER_MEMORY_REGION2, &r) == 0) {
+                    r.slot = 1;
+                    r.guest_phys_addr = kPage;
+                    c.gmem_bind_eexist = sys_ioctl(vm, lu::KVM_SET_USER_MEMORY_REGION2, &r) < 0 && errno == EEXIST;
+                }
+            }
             ::close(gfd);
         }
     }
@@ -680,6 +694,7 @@ std::vector<std::pair<std::string, std::string>> sim_config_for_host(const HostK
     out.emplace_back("kvm.config.memory_attributes2", b(c.set_memory_attributes2_ioctl));
     // Without the in-place conversion ioctl, attributes are per VM as in Linux today.
     out.emplace_back("kvm.config.vm_memory_attributes", b(!c.set_memory_attributes2_ioctl));
+    out.emplace_back("kvm.config.gmem_bind_eexist", b(c.gmem_bind_eexist));
     out.emplace_back("kvm.config.tdp", b(tdp));
     out.emplace_back("kvm.config.guest_memfd", b(c.guest_memfd != 0));
     out.emplace_back("kvm.config.guest_memfd_mmap", b((c.guest_memfd_flags & ua::GUEST_MEMFD_FLAG_MMAP) != 0));

@@ -30,6 +30,7 @@ struct HostKvmCaps {
     // ioctls probed by calling them with arguments every implementation rejects.
     bool set_memory_attributes_ioctl = false;    // KVM_SET_MEMORY_ATTRIBUTES is not ENOTTY
     bool set_memory_attributes2_ioctl = false;   // guest_memfd KVM_SET_MEMORY_ATTRIBUTES2 is not ENOTTY
+    bool gmem_bind_eexist = false;               // a second binding of a guest_memfd page is EEXIST (7.2+)
     bool vcpu_create = false;                    // KVM_CREATE_VCPU works (pre-fault is a vCPU ioctl)
     unsigned host_phys_bits = 0;                 // CPUID 0x80000008 EAX[7:0]
     uint64_t memlock_limit = 0;                  // RLIMIT_MEMLOCK in bytes, 0 = unlimited

@@ -55,6 +55,7 @@ json build_results(const ResultInputs& in) {
     r["preset"] = {{"name", in.p.platform()}, {"description", ParamSet::platform_description(in.p.platform())},
                    {"overrides", std::move(overrides)}};
     r["params"] = values;
+    r["kernel_profile"] = in.p.kernel_profile_json();
     r["seed"] = in.s.seed;
 
     json m = json::object();
@@ -73,7 +74,9 @@ json build_results(const ResultInputs& in) {
         v.mmio_accesses += s.mmio_accesses;
         v.guest_page_faults += s.guest_page_faults;
         v.data_cycles += s.data_cycles;
+        v.quantum_syncs += s.quantum_syncs;
     }
+    m["sim.quantum_syncs"] = v.quantum_syncs;
     m["accesses"] = v.accesses;
     m["accesses.read"] = v.reads;
     m["accesses.write"] = v.writes;

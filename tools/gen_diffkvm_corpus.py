@@ -4,8 +4,10 @@
 One scenario file per sequence, named after what it checks (e.g. gmem-create-size-4095.json).
 Every step carries an `expect` that is true for the SIMULATOR'S DEFAULT CONFIGURATION: a
 distribution kernel with everything on (SMM, TDP, SEV/SNP/TDX, SW_PROTECTED VMs, generic memory
-attributes, guest_memfd MMAP and INIT_SHARED, the proposed KVM_SET_MEMORY_ATTRIBUTES2 with
-in-place conversion, i.e. kvm.config.vm_memory_attributes = false). The rules come from
+attributes, guest_memfd MMAP and INIT_SHARED) on the default kernel profile, kvm.profile
+linux-6.18 (per-VM KVM_SET_MEMORY_ATTRIBUTES, no KVM_SET_MEMORY_ATTRIBUTES2, a second guest_memfd
+binding is EINVAL). Sequences about another profile name it in their "params" (the
+KVM_SET_MEMORY_ATTRIBUTES2 ones: kvm.profile inplace). The rules come from
 docs/kvm-model.md and docs/ground-truth.md (what a real 6.18 kernel was checked to do wins) and
 the Linux sources it cites. `hvsim diff-kvm` ignores these expectations: it compares the
 simulated KVM, narrowed to the host's configuration, with the host's real KVM.
@@ -13,8 +15,8 @@ simulated KVM, narrowed to the host's configuration, with the host's real KVM.
 Usage:
   tools/gen_diffkvm_corpus.py [--out DIR]            write the corpus (removes stale files)
   tools/gen_diffkvm_corpus.py --check [--out DIR]    exit 1 if DIR differs from what would be written
-  --vm-memory-attributes                             expectations for kvm.config.vm_memory_attributes=true
-                                                     (per-VM KVM_SET_MEMORY_ATTRIBUTES, Linux today)
+  --profile NAME                                     expectations for another kernel profile
+                                                     (linux-6.18 default, linux-7.2, inplace)
 """
 
 import argparse
@@ -47,12 +49,15 @@ def hx(v):
     return hex(v)
 
 
-def add(name, description, steps, vm=None):
+def add(name, description, steps, vm=None, profile=None):
     assert name not in corpus, name
     vm = dict(vm) if vm is not None else {"type": "default"}
     # uAPI sequences: no guest page tables, so `hvsim run/check` need no memslot for them.
     vm.setdefault("guest_paging", "none")
-    sc = {"name": name, "description": description, "vm": vm, "steps": steps}
+    sc = {"name": name, "description": description}
+    if profile is not None:
+        sc["params"] = {"kvm.profile": profile}
+    sc.update({"vm": vm, "steps": steps})
     corpus[name] = sc
 
 
@@ -131,8 +136,8 @@ def set_attrs(gpa, size, attributes=None, flags=None, errno="ok"):
     return {"ioctl": {"set_memory_attributes": a}, "expect": ex(errno)}
 
 
-def set_attrs2(gmem, offset, size, attributes, errno="ok", policy=None):
-    if OPTS.vm_memory_attributes:
+def set_attrs2(gmem, offset, size, attributes, errno="ok", policy=None, inplace=False):
+    if OPTS.vm_memory_attributes and not inplace:
         errno = "ENOTTY"   # per-VM attributes: the guest_memfd ioctl does not exist
     a = {"guest_memfd": gmem, "offset": hx(offset), "size": hx(size), "attributes": attributes}
     if policy is not None:
@@ -573,12 +578,17 @@ def gen_memslot_overlap():
         [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, flags=G, gmem="g", offset=M2, errno="EEXIST")], vm=vm)
     add("memslot-overlap-gmem-and-binding", "gpa and binding both overlap: EEXIST wins",
         [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, flags=G, gmem="g", offset=0, errno="EEXIST")], vm=vm)
-    add("memslot-gmem-binding-overlap", "same file range bound twice at different gpas: EINVAL, not EEXIST",
-        [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, gpa=M2, flags=G, gmem="g", offset=0, errno="EINVAL")],
+    # kvm_gmem_bind(): EINVAL up to Linux 7.1, EEXIST from 7.2 (kvm.profile linux-7.2).
+    bind_errno = "EEXIST" if OPTS.gmem_bind_eexist else "EINVAL"
+    add("memslot-gmem-binding-overlap", f"same file range bound twice at different gpas: {bind_errno}",
+        [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, gpa=M2, flags=G, gmem="g", offset=0, errno=bind_errno)],
         vm=vm)
-    add("memslot-gmem-binding-overlap-partial", "file ranges overlapping by one page: EINVAL",
+    add("memslot-gmem-binding-overlap-partial", f"file ranges overlapping by one page: {bind_errno}",
         [region(0, M2, flags=G, gmem="g", offset=0),
-         region(1, M2, gpa=M2, flags=G, gmem="g", offset=M2 - PAGE, errno="EINVAL")], vm=vm)
+         region(1, M2, gpa=M2, flags=G, gmem="g", offset=M2 - PAGE, errno=bind_errno)], vm=vm)
+    add("memslot-gmem-binding-overlap-linux-7-2", "same file range bound twice on Linux 7.2: EEXIST",
+        [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, gpa=M2, flags=G, gmem="g", offset=0, errno="EEXIST")],
+        vm=vm, profile="linux-7.2")
     add("memslot-gmem-two-slots-disjoint-offsets", "one guest_memfd bound by two slots at disjoint offsets",
         [region(0, M2, flags=G, gmem="g", offset=0), region(1, M2, gpa=4 * M2, flags=G, gmem="g", offset=M2)], vm=vm)
     add("memslot-gmem-four-slots-whole-file", "four slots binding the whole file in reverse gpa order",
@@ -629,19 +639,27 @@ def gen_attributes():
     e = attrs_errno("sw_protected", 0, M2, ATTR_PRIVATE, 0)
     add("attrs-sw-protected-private", f"KVM_SET_MEMORY_ATTRIBUTES PRIVATE on a SW_PROTECTED VM: {e}",
         [set_attrs(0, M2, attributes=["private"], errno=e)], vm={"type": "sw_protected"})
-    # KVM_SET_MEMORY_ATTRIBUTES2 (proposed: the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): a guest_memfd ioctl.
-    add("attrs2-size-0", "KVM_SET_MEMORY_ATTRIBUTES2 with size 0: EINVAL",
-        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 0, 0, ["private"], errno="EINVAL")],
-        vm={"type": "sw_protected"})
-    add("attrs2-beyond-file", "KVM_SET_MEMORY_ATTRIBUTES2 past i_size: EINVAL",
-        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", M2, PAGE, ["private"], errno="EINVAL")],
-        vm={"type": "sw_protected"})
-    add("attrs2-unaligned", "KVM_SET_MEMORY_ATTRIBUTES2 with an unaligned offset: EINVAL",
-        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 1, PAGE, ["private"], errno="EINVAL")],
-        vm={"type": "sw_protected"})
-    add("attrs2-to-shared-and-back", "convert a range to shared and back to private on a SW_PROTECTED VM",
-        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 0, M2, 0), set_attrs2("g", 0, M2, ["private"])],
-        vm={"type": "sw_protected"})
+    # KVM_SET_MEMORY_ATTRIBUTES2 (proposed: the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): a guest_memfd ioctl of the in-place
+    # conversion model, so these sequences name kvm.profile inplace.
+    ip = "(in-place conversion: kvm.profile inplace)"
+    sw = {"type": "sw_protected"}
+    add("attrs2-size-0", f"KVM_SET_MEMORY_ATTRIBUTES2 with size 0: EINVAL {ip}",
+        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 0, 0, ["private"], errno="EINVAL", inplace=True)],
+        vm=sw, profile="inplace")
+    add("attrs2-beyond-file", f"KVM_SET_MEMORY_ATTRIBUTES2 past i_size: EINVAL {ip}",
+        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", M2, PAGE, ["private"], errno="EINVAL", inplace=True)],
+        vm=sw, profile="inplace")
+    add("attrs2-unaligned", f"KVM_SET_MEMORY_ATTRIBUTES2 with an unaligned offset: EINVAL {ip}",
+        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 1, PAGE, ["private"], errno="EINVAL", inplace=True)],
+        vm=sw, profile="inplace")
+    add("attrs2-to-shared-and-back", f"convert a range to shared and back to private on a SW_PROTECTED VM {ip}",
+        [create_gmem("g", hx(M2), ["mmap"]), set_attrs2("g", 0, M2, 0, inplace=True),
+         set_attrs2("g", 0, M2, ["private"], inplace=True)], vm=sw, profile="inplace")
+    add("attrs2-default-profile-enotty", "KVM_SET_MEMORY_ATTRIBUTES2 on Linux 6.18: ENOTTY (no such ioctl)",
+        [create_gmem("g", hx(M2), ["mmap"]),
+         {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g", "offset": "0x0", "size": hx(M2),
+                                               "attributes": ["private"]}}, "expect": ex("ENOTTY")}],
+        vm=sw, profile="linux-6.18")
 
 
 def gen_prefault():
@@ -802,9 +820,11 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "scenarios", "diff-kvm"))
     ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
-    ap.add_argument("--vm-memory-attributes", action="store_true",
-                    help="expectations for kvm.config.vm_memory_attributes=true (per-VM attributes)")
+    ap.add_argument("--profile", default="linux-6.18", choices=["linux-6.18", "linux-7.2", "inplace"],
+                    help="expectations for this kernel profile (kvm.profile)")
     OPTS = ap.parse_args()
+    OPTS.vm_memory_attributes = OPTS.profile != "inplace"
+    OPTS.gmem_bind_eexist = OPTS.profile == "linux-7.2"
     for g in GENERATORS:
         g()
     files = {f"{name}.json": render(sc) for name, sc in sorted(corpus.items())}

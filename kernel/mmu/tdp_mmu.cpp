@@ -123,7 +123,7 @@ Pfn TdpMmu::split_huge(uint64_t& e, unsigned lvl, ExecContext& ctx) {
     const PgLevel sub = PgLevel(lvl - 1);
     for (unsigned i = 0; i < 512; ++i)
         c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old), fmt_.executable(old));
-    ctx.charge("tdp_mmu_split_huge_page", 512 * costs_.spte_write);
+    ctx.charge("tdp_mmu_split_huge_page", costs_.split_huge_page);
     count_leaf(lvl, -1);
     for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
     e = fmt_.make_table(pfn_to_hpa(child).raw());

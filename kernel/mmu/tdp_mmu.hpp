@@ -18,6 +18,7 @@ struct TdpMmuCosts {
     Cycles spte_write = 0;   // make_spte + atomic store of one entry
     Cycles sp_alloc = 0;     // allocate and zero one page-table page
     Cycles zap_spte = 0;     // clear one leaf and do its bookkeeping
+    Cycles split_huge_page = 0;   // fill a new table with the 512 entries of a split huge leaf
 };
 
 struct TdpMmuStats {

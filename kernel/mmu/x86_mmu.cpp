@@ -9,7 +9,9 @@ namespace hvsim::kvm {
 
 namespace {
 
-TdpMmuCosts tdp_costs(const KvmCosts& c) { return TdpMmuCosts{c.spte_write, c.sp_alloc, c.zap_spte}; }
+TdpMmuCosts tdp_costs(const KvmCosts& c) {
+    return TdpMmuCosts{c.spte_write, c.sp_alloc, c.zap_spte, c.split_huge_page};
+}
 
 // Frames of `level` are this many gfns.
 constexpr uint64_t frame_pages(PgLevel l) { return level_pages(l); }

@@ -1,5 +1,7 @@
 #include "models/cpu/vcpu.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -56,6 +58,8 @@ Cycles Vcpu::cycles_now() const {
 
 void Vcpu::thread() {
     qk_.reset();
+    const Cycles quantum = tlm_utils::tlm_quantumkeeper::get_global_quantum().value() / cfg_.period_ps;
+    batch_cycles_ = std::clamp<Cycles>(quantum, 1, kMaxBatchCycles);
     for (;;) {
         sc_core::wait(work_ev_);
         result_ = WorkResult{};
@@ -190,8 +194,9 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
             go_on = false;
         }
     }
-    // A store wider than a line (a string store) costs one data access per line.
-    const Cycles dc = cfg_.data_access_cycles * std::max<Cycles>(1, width / 64);
+    // A store wider than a line (a string store): the first line as any access, each
+    // further line at cost.wide_store_line.
+    const Cycles dc = cfg_.data_access_cycles + cfg_.wide_store_line_cycles * (std::max<Cycles>(1, width / 64) - 1);
     add_cycles(dc);
     stats_.data_cycles += dc;
     maybe_sync();
@@ -266,8 +271,8 @@ bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
 bool Vcpu::zero_gpa_page(Gpa page, ExecContext&) {
     auto tr = translate(Gva(page.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
-    // clear_page(): 64 cache-line stores.
-    add_cycles(64 * cfg_.data_access_cycles);
+    // clear_page() of a new guest page-table page (cost.guest_clear_page).
+    add_cycles(cfg_.clear_page_cycles);
     mem_.fill(Hpa(tr->hpa.raw() & ~kPageMask), 0, kPageSize);
     return true;
 }

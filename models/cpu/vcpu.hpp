@@ -69,12 +69,15 @@ struct VcpuStats {
     uint64_t npf_exits = 0, hypercall_exits = 0, mmio_accesses = 0;
     uint64_t guest_page_faults = 0;
     Cycles data_cycles = 0;
+    uint64_t quantum_syncs = 0;   // yields to the SystemC kernel because the quantum was used up
 };
 
 struct VcpuConfig {
     unsigned id = 0;
     uint64_t period_ps = 333;           // one core cycle
     Cycles data_access_cycles = 4;
+    Cycles wide_store_line_cycles = 4;   // each further line of a store wider than a line (cost.wide_store_line)
+    Cycles clear_page_cycles = 256;      // the guest kernel's clear_page() of a page-table page (cost.guest_clear_page)
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
 };
 
@@ -152,11 +155,17 @@ private:
         qk_.sync();
     }
     void maybe_sync() {
-        if (pending_ < kBatchCycles) return;
+        if (pending_ < batch_cycles_) return;
         flush_time();
-        if (qk_.need_sync()) qk_.sync();
+        if (qk_.need_sync()) {
+            ++stats_.quantum_syncs;
+            qk_.sync();
+        }
     }
-    static constexpr Cycles kBatchCycles = 1024;
+    // Cycles gathered before the quantum keeper is asked: at most kMaxBatchCycles, and never
+    // more than the global quantum, so that a short sim.quantum_ns is honoured.
+    static constexpr Cycles kMaxBatchCycles = 1024;
+    Cycles batch_cycles_ = kMaxBatchCycles;
 
     VcpuConfig cfg_;
     mmu::Mmu& mmu_;

@@ -189,6 +189,7 @@ TEST_CASE("sim_config_for_host maps a hand-made host to kvm.config overrides", "
         {"kvm.config.generic_memory_attributes", "false"},
         {"kvm.config.memory_attributes2", "false"},
         {"kvm.config.vm_memory_attributes", "true"},
+        {"kvm.config.gmem_bind_eexist", "false"},
         {"kvm.config.tdp", "false"},
         {"kvm.config.guest_memfd", "true"},
         {"kvm.config.guest_memfd_mmap", "true"},

@@ -65,6 +65,23 @@ struct RecordingMmu final : KvmMmuOps {
     }
 };
 
+// Per-VM attributes, Linux today: the default configuration (kvm.profile linux-6.18).
+inline KvmConfig legacy_attrs() {
+    KvmConfig c;
+    c.vm_memory_attributes = true;
+    c.memory_attributes2 = false;
+    return c;
+}
+
+// The in-place conversion model (kvm.profile inplace): attributes in each guest_memfd,
+// KVM_SET_MEMORY_ATTRIBUTES2. The kernel tests use it unless they ask for legacy_attrs().
+inline KvmConfig inplace_attrs() {
+    KvmConfig c;
+    c.vm_memory_attributes = false;
+    c.memory_attributes2 = true;
+    return c;
+}
+
 struct Env {
     PhysMem mem;
     HostPageAllocator alloc{Hpa(0), 8 * GiB};
@@ -76,7 +93,7 @@ struct Env {
     int vmfd = -1;
     std::shared_ptr<Kvm> kvm;
 
-    explicit Env(VmType t = VmType::default_vm, KvmConfig c = KvmConfig{}) : cfg(c) {
+    explicit Env(VmType t = VmType::default_vm, KvmConfig c = inplace_attrs()) : cfg(c) {
         proc = std::make_unique<VmmProcess>(mem, alloc, cfg, costs);
         vmfd = proc->ioctl_create_vm(vm_type_uapi(t), ctx);
         if (vmfd >= 0) {
@@ -134,12 +151,6 @@ struct Env {
     GuestMemfd& file(int fd) { return *proc->gmem(fd); }
     const kvm_memory_slot* memslot(uint16_t id, unsigned as = 0) { return kvm->id_to_memslot(as, id); }
 };
-
-inline KvmConfig legacy_attrs() {
-    KvmConfig c;
-    c.vm_memory_attributes = true;
-    return c;
-}
 
 inline constexpr uint64_t PRIV = uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE;
 

@@ -16,7 +16,7 @@ TEST_CASE("attributes2: ENOTTY with per-VM attributes or without the ioctl", "[a
     Env a(VmType::sw_protected, legacy_attrs());
     const int g = a.gmem(16 * 4096);
     REQUIRE(a.set_attrs2(g, 0, 4096, PRIV) == -ENOTTY);
-    KvmConfig c;
+    KvmConfig c = inplace_attrs();
     c.memory_attributes2 = false;
     Env b(VmType::sw_protected, c);
     const int h = b.gmem(16 * 4096);

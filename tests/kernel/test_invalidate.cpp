@@ -144,8 +144,8 @@ TEST_CASE("invalidate: memslot delete waits for SRCU readers before zapping and 
     REQUIRE(e.mmu.log == std::vector<std::string>{"flush_slot:3", "free:3"});
     REQUIRE(k.srcu_readers() == 0);
     REQUIRE(e.memslot(3) == nullptr);
-    // Three 100-cycle polls on top of the ioctl and the memslot update.
-    REQUIRE(pc.total == e.costs.ioctl + e.costs.memslot_update + 300);
+    // Three polls on top of the ioctl and the memslot update.
+    REQUIRE(pc.total == e.costs.ioctl + e.costs.memslot_update + 3 * e.costs.srcu_poll);
 }
 
 TEST_CASE("invalidate: memslot delete and move without readers do not wait", "[invalidate][memslot][srcu]") {

@@ -89,13 +89,14 @@ TEST_CASE("check_extension: system scope, default configuration", "[caps]") {
     REQUIRE(Kvm::kvm_dev_check_extension(c, uapi::KVM_CAP_EXIT_HYPERCALL) == 0x1000);
     REQUIRE(Kvm::kvm_dev_check_extension(c, uapi::KVM_CAP_PRE_FAULT_MEMORY) == 1);
     REQUIRE(Kvm::kvm_dev_check_extension(c, uapi::KVM_CAP_READONLY_MEM) == 1);
-    // In-place conversion (the default): no per-VM attributes, attributes on guest_memfd.
-    REQUIRE(Kvm::kvm_dev_check_extension(c, uapi::KVM_CAP_MEMORY_ATTRIBUTES) == 0);
-    REQUIRE(Kvm::kvm_dev_check_extension(c, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 8);
+    // Linux 6.18 (the default): per-VM attributes, none on guest_memfd.
+    REQUIRE(Kvm::kvm_dev_check_extension(c, uapi::KVM_CAP_MEMORY_ATTRIBUTES) == 8);
+    REQUIRE(Kvm::kvm_dev_check_extension(c, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 0);
     REQUIRE(Kvm::kvm_dev_check_extension(c, 9999) == 0);
-    KvmConfig l = legacy_attrs();
-    REQUIRE(Kvm::kvm_dev_check_extension(l, uapi::KVM_CAP_MEMORY_ATTRIBUTES) == 8);
-    REQUIRE(Kvm::kvm_dev_check_extension(l, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 0);
+    // In-place conversion: no per-VM attributes, attributes on guest_memfd.
+    const KvmConfig ip = inplace_attrs();
+    REQUIRE(Kvm::kvm_dev_check_extension(ip, uapi::KVM_CAP_MEMORY_ATTRIBUTES) == 0);
+    REQUIRE(Kvm::kvm_dev_check_extension(ip, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) == 8);
 }
 
 TEST_CASE("check_extension: the host configuration of docs/ground-truth.md", "[caps]") {

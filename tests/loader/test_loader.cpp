@@ -686,6 +686,29 @@ TEST_CASE("resolve_params: preset < scenario params < --set, with origins", "[lo
     CHECK(plain.value("cost.ioctl").origin == "scenario params");
 }
 
+TEST_CASE("resolve_params: the kernel profile first, explicit kvm.config keys override it", "[loader][params][profile]") {
+    // kvm.config.* sorts before kvm.profile: the order of application must not follow the keys.
+    const scn::Scenario s = load_scenario_text(
+        R"({"params": {"kvm.profile": "inplace", "kvm.config.memory_attributes2": false}})", "t.json");
+    const ParamSet ps = resolve_params(s, {});
+    CHECK(ps.get_string("kvm.profile") == "inplace");
+    CHECK_FALSE(ps.get_bool("kvm.config.vm_memory_attributes"));   // from the profile
+    CHECK_FALSE(ps.get_bool("kvm.config.memory_attributes2"));     // explicit, wins
+    CHECK(ps.value("kvm.config.memory_attributes2").origin == "scenario params");
+    CHECK(ps.kernel_profile_json()["overrides"] == nlohmann::json::array({"kvm.config.memory_attributes2"}));
+
+    // --set kvm.profile replaces the scenario's profile; the scenario's explicit key still wins.
+    const ParamSet cli = resolve_params(s, {{"kvm.profile", "linux-7.2"}});
+    CHECK(cli.get_string("kvm.profile") == "linux-7.2");
+    CHECK(cli.value("kvm.profile").origin == "--set");
+    CHECK(cli.get_bool("kvm.config.vm_memory_attributes"));
+    CHECK(cli.get_bool("kvm.config.gmem_bind_eexist"));
+
+    const scn::Scenario bad = load_scenario_text(R"({"params": {"cost.ioctl": 5}})", "t.json");
+    CHECK_THROWS_WITH(resolve_params(bad, {{"kvm.profile", "inplace2"}}),
+                      Catch::StartsWith("--set kvm.profile=inplace2: expected one of [linux-6.18, linux-7.2, inplace]"));
+}
+
 TEST_CASE("resolve_params and --set errors", "[loader][params][errors]") {
     const scn::Scenario s = load_scenario_text(R"({"params": {"cost.ioctl": 5}})", "t.json");
     CHECK_THROWS_WITH(resolve_params(s, {{"mmu.l2_tlb.entries", "lots"}}),

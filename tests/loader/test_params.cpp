@@ -59,7 +59,7 @@ TEST_CASE("zen4-genoa carries the values of docs/sources.md §2 and the brief", 
         {"cost.sp_alloc", 500}, {"cost.zap_spte", 30}, {"cost.mmu_lock", 60}, {"cost.tlb_flush_local", 300},
         {"cost.tlb_flush_remote_ipi", 3000}, {"cost.attr_update", 400}, {"cost.memslot_update", 5000},
         {"cost.guest_pf", 1500}, {"cost.hypercall", 300}, {"cost.pin_page", 250}, {"cost.clflush_4k", 600},
-        {"cost.psc_fixed", 30000}, {"cost.gmem_create", 8000}, {"cost.page_free", 150}, {"cost.fill_4k", 600},
+        {"cost.split_huge_page", 20480}, {"cost.srcu_poll", 100}, {"cost.guest_clear_page", 256}, {"cost.wide_store_line", 4}, {"cost.gmem_create", 8000}, {"cost.page_free", 150}, {"cost.fill_4k", 600},
         {"cost.host_fault", 1500}, {"cost.mmap", 2000}, {"cost.host_unmap_page", 100}, {"cost.wbinvd", 100000},
         {"mmu.pwc.ways", 64}, {"mmu.ntlb.ways", 32}, {"kvm.config.maxphyaddr", 52}, {"kvm.config.nr_memslots", 32764},
         {"kvm.config.memlock_limit", 0},
@@ -71,14 +71,18 @@ TEST_CASE("zen4-genoa carries the values of docs/sources.md §2 and the brief", 
     }
     for (const char* k : {"smm", "sw_protected_vm", "generic_memory_attributes", "tdp", "sev", "sev_es", "snp", "tdx",
                           "guest_memfd", "guest_memfd_mmap", "guest_memfd_init_shared", "readonly_mem",
-                          "exit_hypercall", "memory_attributes2", "pkvm", "quirk_slot_zap_all"}) {
+                          "exit_hypercall", "vm_memory_attributes", "pkvm", "quirk_slot_zap_all"}) {
         INFO(k);
         CHECK(ps.get_bool(std::string("kvm.config.") + k));
     }
-    CHECK_FALSE(ps.get_bool("kvm.config.vm_memory_attributes"));
+    // Linux 6.18 by default: per-VM attributes, no KVM_SET_MEMORY_ATTRIBUTES2, EINVAL on a
+    // second guest_memfd binding.
+    CHECK(ps.get_string("kvm.profile") == "linux-6.18");
+    CHECK_FALSE(ps.get_bool("kvm.config.memory_attributes2"));
+    CHECK_FALSE(ps.get_bool("kvm.config.gmem_bind_eexist"));
     CHECK(ps.get_string("mmu.nested_format") == "npt");
     CHECK(ps.get_string("vmm.conversion_policy") == "auto");
-    CHECK(param_decls().size() == 85);
+    CHECK(param_decls().size() == 90);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
     CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (docs/sources.md §2)");
@@ -263,4 +267,43 @@ TEST_CASE("to_json is sorted and stable; describe has every field", "[params]") 
     CHECK(e["origin"] == "preset zen4-genoa");
     CHECK(d["cost.ioctl"]["origin"] == "y");
     CHECK(d["mem.l1d.size"]["type"] == "size");
+}
+
+TEST_CASE("kernel profiles: kvm.profile sets its kvm.config values, later keys override them", "[params][profile]") {
+    ParamSet ps = ParamSet::preset("zen4-genoa");
+    REQUIRE(kernel_profiles().front().name == "linux-6.18");
+    // The defaults are the linux-6.18 profile: setting it changes nothing.
+    const json before = ps.to_json();
+    ps.set("kvm.profile", "linux-6.18", "test");
+    CHECK(ps.to_json() == before);
+    CHECK(ps.kernel_profile_json()["overrides"].empty());
+
+    ps.set("kvm.profile", "inplace", "test");
+    CHECK_FALSE(ps.get_bool("kvm.config.vm_memory_attributes"));
+    CHECK(ps.get_bool("kvm.config.memory_attributes2"));
+    CHECK(ps.value("kvm.config.vm_memory_attributes").source == "kvm.profile inplace");
+    ps.set_from_string("kvm.profile", "linux-7.2", "--set");
+    CHECK(ps.get_bool("kvm.config.vm_memory_attributes"));
+    CHECK_FALSE(ps.get_bool("kvm.config.memory_attributes2"));
+    CHECK(ps.get_bool("kvm.config.gmem_bind_eexist"));
+
+    // An explicit key after the profile wins and is listed as an override.
+    ps.set("kvm.config.gmem_bind_eexist", false, "test");
+    const json kp = ps.kernel_profile_json();
+    CHECK(kp["name"] == "linux-7.2");
+    CHECK(kp["config"]["kvm.config.gmem_bind_eexist"] == false);
+    CHECK(kp["overrides"] == json::array({"kvm.config.gmem_bind_eexist"}));
+
+    CHECK(set_error(ps, "kvm.profile", "linux-6.1") ==
+          "expected one of [linux-6.18, linux-7.2, inplace], got \"linux-6.1\" (did you mean 'linux-6.18'?)");
+    // Every profile names only kvm.config.* keys, and every profile names the same keys.
+    for (const auto& p : kernel_profiles()) {
+        INFO(p.name);
+        REQUIRE(p.values.size() == kernel_profiles().front().values.size());
+        for (size_t i = 0; i < p.values.size(); ++i) {
+            CHECK(p.values[i].key.rfind("kvm.config.", 0) == 0);
+            CHECK(p.values[i].key == kernel_profiles().front().values[i].key);
+            CHECK(find_param(p.values[i].key) != nullptr);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 // KVM installed. Split, collapse and range zaps are checked entry by entry.
 #include <catch2/catch.hpp>
 
+#include "kernel/costs.hpp"
 #include "kernel/mmu/tdp_mmu.hpp"
 #include "models/mem/cache.hpp"
 #include "models/mmu/mmu.hpp"
@@ -16,7 +17,12 @@ struct Rig {
     HostPageAllocator alloc{Hpa(1ull << 30), 4ull << 30};
     CycleCounter ctx;
     TdpMmu tdp;
-    explicit Rig(mmu::NestedFormat f = mmu::NestedFormat::npt) : tdp(mem, alloc, 4, f, TdpMmuCosts{40, 500, 30}) {}
+    // The preset's costs (KvmCosts defaults are the zen4-genoa values, tests/sim/test_costs.cpp).
+    static TdpMmuCosts costs() {
+        const KvmCosts c{};
+        return TdpMmuCosts{c.spte_write, c.sp_alloc, c.zap_spte, c.split_huge_page};
+    }
+    explicit Rig(mmu::NestedFormat f = mmu::NestedFormat::npt) : tdp(mem, alloc, 4, f, costs()) {}
 };
 
 MemHierarchyConfig hier() {

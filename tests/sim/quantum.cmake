@@ -1,0 +1,21 @@
+# sim.quantum_ns is honoured below the vCPU's cycle batch (1024 cycles): a shorter quantum
+# makes the vCPUs yield more often (sim.quantum_syncs), whatever its size.
+file(REMOVE_RECURSE ${WORK})
+set(prev "")
+foreach(q 1000 200 50)
+  execute_process(COMMAND ${HVSIM} run --quiet --no-progress -o ${WORK}/q${q} --set sim.quantum_ns=${q} ${SCENARIO}
+                  RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "run with sim.quantum_ns=${q} failed with ${rc}")
+  endif()
+  file(READ ${WORK}/q${q}/results.json text)
+  string(JSON syncs GET "${text}" metrics sim.quantum_syncs)
+  message(STATUS "sim.quantum_ns=${q}: sim.quantum_syncs=${syncs}")
+  if(syncs EQUAL 0)
+    message(FATAL_ERROR "sim.quantum_ns=${q}: no quantum syncs at all")
+  endif()
+  if(NOT prev STREQUAL "" AND NOT syncs GREATER prev)
+    message(FATAL_ERROR "sim.quantum_ns=${q}: ${syncs} quantum syncs, not more than the ${prev} of the longer quantum")
+  endif()
+  set(prev ${syncs})
+endforeach()
