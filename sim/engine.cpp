@@ -406,12 +406,13 @@ private:
             auto want = errno_from_name(*ex.err);
             if (want && *want != o.err)
                 fail(r, fmt::format("expected errno {}, got {}{}", *ex.err, errno_name(o.err),
-                                    (o.err && !o.why.empty() ? " (" + o.why + ")" : "") +
-                                        enotty_hint(st, o.err, m_.config().kvm)));
+                                    o.err && !o.why.empty() ? " (" + o.why + ")"
+                                                            : enotty_hint(st, o.err, m_.config().kvm)));
         } else if (o.err && !ex.signal) {
-            fail(r, fmt::format("{} failed: {}{}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)",
-                                op_name(st), errno_name(o.err), o.why.empty() ? "" : ": " + o.why,
-                                enotty_hint(st, o.err, m_.config().kvm), errno_name(o.err)));
+            fail(r, fmt::format("{} failed: {}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)",
+                                op_name(st), errno_name(o.err),
+                                o.why.empty() ? enotty_hint(st, o.err, m_.config().kvm) : ": " + o.why,
+                                errno_name(o.err)));
         }
         if (ex.error_offset && o.error_offset != ex.error_offset)
             fail(r, fmt::format("expected error_offset {:#x}, got {}", *ex.error_offset,

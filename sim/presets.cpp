@@ -106,8 +106,8 @@ const std::vector<PresetDef>& preset_defs() {
 namespace hvsim {
 
 // Kernel profiles (kvm.profile). Each lists every key any profile sets, so switching the
-// profile never leaves a value of another behind. Sources: published-numbers.md §3 and
-// kvm-semantics.md §4.5 (upstream status as of Linux 7.2).
+// profile never leaves a value of another behind. Sources: the upstream pull requests and
+// the in-place conversion series (upstream status as of Linux 7.2; docs/kvm-model.md).
 const std::vector<KernelProfile>& kernel_profiles() {
     static const std::vector<KernelProfile> profiles = {
         {"linux-6.18",
@@ -118,12 +118,12 @@ const std::vector<KernelProfile>& kernel_profiles() {
           {"kvm.config.gmem_bind_eexist", false}}},
         {"linux-7.2",
          "upstream Linux 7.2: as linux-6.18, but a second binding of a guest_memfd range is EEXIST "
-         "(\"KVM guest_memfd changes for 7.2\", published-numbers.md §3)",
+         "(the \"KVM guest_memfd changes for 7.2\" pull request)",
          {{"kvm.config.vm_memory_attributes", true},
           {"kvm.config.memory_attributes2", false},
           {"kvm.config.gmem_bind_eexist", true}}},
         {"inplace",
-         "the guest_memfd in-place conversion proposal (v7, May 2026, not merged as of 7.2; seed 003): "
+         "the guest_memfd in-place conversion proposal (v7, May 2026, not merged as of 7.2; the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): "
          "kvm.vm_memory_attributes=0, attributes live in each guest_memfd, KVM_SET_MEMORY_ATTRIBUTES2 with "
          "content policies, INIT_SHARED on CoCo VMs; KVM_SET_MEMORY_ATTRIBUTES is ENOTTY",
          {{"kvm.config.vm_memory_attributes", false},

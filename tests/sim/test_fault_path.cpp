@@ -360,8 +360,8 @@ TEST_CASE("an attribute change protects the huge-page frames around it from a ra
     // retry, not install a shared 2M SPTE that the new private page then sits under
     // (kvm_arch_pre_set_memory_attributes() adds the head/tail 2M/1G frames).
     const bool per_vm = GENERATE(true, false);
-    const std::string cfg = per_vm ? "true" : "false";
-    Rig r(kSwProtected, {{"kvm.config.vm_memory_attributes", cfg}});
+    Rig r(kSwProtected, {{"kvm.profile", per_vm ? "linux-6.18" : "inplace"},
+                         {"kvm.config.vm_memory_attributes", per_vm ? "true" : "false"}});
     auto* k = r.m->kvm();
     if (!per_vm) {   // guest_memfd pages start private in-place; make all of it shared
         kvm::CycleCounter c;
