@@ -19,6 +19,7 @@
 #include "models/cpu/guest_os.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
+#include "models/mem/dram.hpp"
 #include "models/mem/page_alloc.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
@@ -35,6 +36,7 @@ struct MachineConfig {
     uint64_t quantum_ns = 1000;
     Cycles data_access_cycles = 4;
     MemHierarchyConfig mem;
+    DramConfig dram;
     mmu::MmuConfig mmu;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;

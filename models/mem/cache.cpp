@@ -65,7 +65,7 @@ Cycles CacheHierarchy::access(Hpa a) {
         u.tags[victims[j]] = line;
         u.age[victims[j]] = ++u.clock;
     }
-    return cfg_.dram_cycles;
+    return fill_ ? fill_->fill(line << line_shift_) : cfg_.dram_cycles;
 }
 
 void CacheHierarchy::flush_line(Hpa a) {

@@ -77,7 +77,7 @@ TEST_CASE("zen4-genoa carries the values of hw-models.md §6.1 and the brief", "
     CHECK_FALSE(ps.get_bool("kvm.config.vm_memory_attributes"));
     CHECK(ps.get_string("mmu.nested_format") == "npt");
     CHECK(ps.get_string("vmm.conversion_policy") == "auto");
-    CHECK(param_decls().size() == 82);
+    CHECK(param_decls().size() == 88);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
     CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (hw-models.md §6.1)");
