@@ -32,7 +32,11 @@ void Mmu::init() {
     ntlb_.configure(cfg.ntlb.entries, cfg.ntlb.ways, "mmu.ntlb");
     const bool ept = cfg.nested_format == NestedFormat::ept;
     nested_ad_ = !ept || cfg.ept_ad;
-    table_acc_ = (ept && cfg.ept_ad) ? uint8_t(kR | kW) : kR;
+    // The nested access of a guest paging-structure reference: a user write on AMD NPT
+    // (the walker may set A/D in any guest entry) and on EPT with A/D; a read on EPT
+    // without A/D. KVM's emulated walker does the same: FNAME(walk_addr_generic) uses
+    // nested_access = WRITE|USER whenever the guest tables have A/D bits.
+    table_acc_ = (ept && !cfg.ept_ad) ? kR : uint8_t(kR | kW);
     guest_va_bits_ = cfg.guest_levels ? table_shift(cfg.guest_levels) + 9 : 64;
     nested_pa_bits_ = table_shift(cfg.nested_levels) + 9;
 }

@@ -24,10 +24,11 @@
 //    walkers, no speculative walks).
 //
 // Rules the walker follows, as the brief and the manuals give them:
-//  - Reading a guest entry is a read in the nested dimension; setting A/D in a guest
-//    entry writes its table page, which needs nested write permission and sets the
-//    nested D bit of that page. With EPT A/D enabled every guest paging-structure
-//    access is an EPT write (MmuConfig::ept_ad).
+//  - Every guest paging-structure access is a nested user write on AMD NPT and on
+//    EPT with A/D enabled (MmuConfig::ept_ad): the table page needs nested write
+//    permission, gets its nested D bit set, and a fault reports WRITE|USER|GUEST_PAGE.
+//    With EPT without A/D it is a read; setting A/D in a guest entry then still
+//    writes its table page, which needs nested write permission.
 //  - A TLB entry caches the AND of both dimensions' permissions and whether both
 //    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
 #pragma once
