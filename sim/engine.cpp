@@ -524,6 +524,46 @@ std::string expect_text(const scn::Expect& e) {
     return out;
 }
 
+// The SystemC module hierarchy and each hardware module's counters (results.json
+// "modules"; docs/systemc.md). Names are the modules' hierarchical names.
+nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const std::vector<cpu::Vcpu*>& vcpus) {
+    nlohmann::json m = nlohmann::json::object();
+    for (cpu::Vcpu* v : vcpus) {
+        cpu::Vcpu& vc = *v;
+        const auto& st = vc.mmu().stats();
+        m[vc.mmu_module().name()] = {{"kind", "x86 mmu"},
+                                     {"socket", "mem -> " + std::string(vc.caches().name()) + ".in"},
+                                     {"l1_hits", st.l1_hits},
+                                     {"l2_hits", st.l2_hits},
+                                     {"walks", st.misses},
+                                     {"walk_mem_refs", st.walk_mem_refs},
+                                     {"pwc_hits", st.pwc_hits},
+                                     {"ntlb_hits", st.ntlb_hits}};
+        nlohmann::json c = {{"kind", "cache hierarchy"}, {"sockets", "in; dram -> dram.socket; phys -> phys.socket"}};
+        const auto& cs = vc.caches().caches().stats();
+        const auto& cc = vc.caches().caches().config();
+        for (size_t l = 0; l < cc.levels.size(); ++l)
+            c[cc.levels[l].name] = {{"hits", cs.levels[l].hits}, {"misses", cs.levels[l].misses}};
+        c["line_fills"] = cs.dram;
+        m[vc.caches().name()] = c;
+    }
+    const auto& ds = dram.timing().stats();
+    nlohmann::json d = {{"kind", "dram"},
+                        {"model", dram.timing().config().model == DramConfig::Model::ddr5 ? "ddr5" : "fixed"},
+                        {"reads", ds.reads},
+                        {"writes", ds.writes}};
+    if (dram.timing().config().model == DramConfig::Model::ddr5) {
+        d["row_hits"] = ds.row_hits;
+        d["row_empty"] = ds.row_empty;
+        d["row_conflicts"] = ds.row_conflicts;
+    }
+    m[dram.name()] = d;
+    m[phys.name()] = {{"kind", "physical memory"},
+                      {"pages_resident", phys.mem().pages_resident()},
+                      {"pages_uniform", phys.mem().pages_uniform()}};
+    return m;
+}
+
 }  // namespace
 
 void request_interrupt() noexcept { cpu::Vcpu::request_stop(); }
@@ -644,23 +684,31 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
 
     // The machine completes the MMU configuration from the VM type (its arch ops).
     const MachineConfig& vmc = machine->config();
-    std::vector<std::unique_ptr<CacheHierarchy>> caches;
-    std::vector<std::unique_ptr<mmu::Mmu>> mmus;
+    // The platform: physical memory and DRAM shared by the cores; each vCPU module
+    // brings its MMU and caches (docs/systemc.md).
+    auto* phys = new PhysMemTarget("phys", machine->mem());
+    auto* dram = new DramTarget("dram", mc.dram, mc.period_ps);
+    std::vector<const CacheHierarchy*> caches;
+    std::vector<const mmu::Mmu*> mmus;
     std::vector<cpu::Vcpu*> vcpus;
     for (unsigned i = 0; i < s.vm.vcpus; ++i) {
-        caches.push_back(std::make_unique<CacheHierarchy>(mc.mem));
-        mmus.push_back(std::make_unique<mmu::Mmu>(vmc.mmu, machine->mem(), *caches.back()));
         cpu::VcpuConfig vc;
         vc.id = i;
+        vc.mmu = vmc.mmu;
+        vc.mem = mc.mem;
         vc.period_ps = mc.period_ps;
         vc.data_access_cycles = mc.data_access_cycles;
         vc.wide_store_line_cycles = mc.wide_store_line;
         vc.clear_page_cycles = mc.guest_clear_page;
         vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
-        machine->attach_vcpu(i, *mmus.back());
-        auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, *mmus.back(), machine->mem(), guest.get(),
-                                *machine);
+        auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
+        v->data.bind(phys->socket);
+        v->caches().phys.bind(phys->socket);
+        v->caches().dram.bind(dram->socket);
+        machine->attach_vcpu(i, v->mmu());
         machine->attach_vcpu_module(i, *v);
+        caches.push_back(&v->caches().caches());
+        mmus.push_back(&v->mmu());
         vcpus.push_back(v);
     }
     std::vector<HostThread*> hosts;
@@ -744,6 +792,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     in.error = out.fatal;
     in.failures = &out.failures;
     out.results = build_results(in);
+    out.results["modules"] = module_tree(*phys, *dram, vcpus);
     // SystemC objects are torn down with the process; the machine first (it holds
     // references into the MMUs only through the vCPU slots, which die with it).
     return out;

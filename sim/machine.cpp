@@ -33,6 +33,15 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         c.mem.levels.push_back(CacheLevelConfig{lvl, p.get_u64(k + ".size"), unsigned(p.get_u64(k + ".ways")),
                                                 p.get_u64(k + ".hit_cycles")});
     }
+    c.dram.model = p.get_string("mem.dram.model") == "ddr5" ? DramConfig::Model::ddr5 : DramConfig::Model::fixed;
+    c.dram.fixed_cycles = c.mem.dram_cycles;
+    // DDR5 timings are given in picoseconds; a fill costs whole core cycles.
+    auto ps_to_cycles = [&](const char* k) { return (p.get_u64(k) + c.period_ps - 1) / c.period_ps; };
+    c.dram.t_cl = ps_to_cycles("mem.dram.t_cl_ps");
+    c.dram.t_rcd = ps_to_cycles("mem.dram.t_rcd_ps");
+    c.dram.t_rp = ps_to_cycles("mem.dram.t_rp_ps");
+    c.dram.banks = unsigned(p.get_u64("mem.dram.banks"));
+    c.dram.page_bytes = p.get_u64("mem.dram.page_bytes");
 
     c.mmu.guest_levels = s.vm.guest_paging_levels;
     c.mmu.nested_levels = unsigned(p.get_u64("mmu.nested_levels"));

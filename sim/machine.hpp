@@ -19,6 +19,7 @@
 #include "models/cpu/guest_os.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
+#include "models/mem/dram.hpp"
 #include "models/mem/page_alloc.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
@@ -37,6 +38,7 @@ struct MachineConfig {
     Cycles wide_store_line = 4;     // cost.wide_store_line
     Cycles guest_clear_page = 256;  // cost.guest_clear_page
     MemHierarchyConfig mem;
+    DramConfig dram;
     mmu::MmuConfig mmu;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;

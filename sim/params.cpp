@@ -115,6 +115,34 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
                        "estimate (docs/sources.md §2: about 120 ns DDR5)"));
+    {
+        auto d = make("mem.dram.model", ParamType::string, "", 0, 0, "fixed",
+                      "DRAM behind the LLC: fixed (every line fill costs mem.dram_cycles) or ddr5 (open-page "
+                      "bank/row-buffer model from mem.dram.t_rcd_ps, t_rp_ps, t_cl_ps, banks, page_bytes)",
+                      kSim);
+        d.choices = {"fixed", "ddr5"};
+        v.push_back(d);
+    }
+    // DDR5-4800B, speed bin 40-39-39 (JEDEC JESD79-5), tCK = 416.67 ps.
+    v.push_back(make("mem.dram.t_cl_ps", ParamType::integer, "ps", 1, 1000000, 16667,
+                     "ddr5: CAS latency (read to data), row already open",
+                     "estimate (JESD79-5 DDR5-4800B CL 40 x 416.67 ps, recalled)"));
+    v.push_back(make("mem.dram.t_rcd_ps", ParamType::integer, "ps", 1, 1000000, 16250,
+                     "ddr5: activate to read (opening a row)",
+                     "estimate (JESD79-5 DDR5-4800B tRCD 39 x 416.67 ps, recalled)"));
+    v.push_back(make("mem.dram.t_rp_ps", ParamType::integer, "ps", 1, 1000000, 16250,
+                     "ddr5: precharge (closing the open row of a bank)",
+                     "estimate (JESD79-5 DDR5-4800B tRP 39 x 416.67 ps, recalled)"));
+    {
+        auto d = count("mem.dram.banks", "banks", 1, 4096, 32, "ddr5: banks the rows are interleaved over",
+                       "estimate (JESD79-5: 32 banks in 8 bank groups per DDR5 device, one rank)");
+        d.power_of_two = true;
+        v.push_back(d);
+        auto pg = count("mem.dram.page_bytes", "bytes", 64, 1 << 20, 4096, "ddr5: row (page) size of one bank",
+                        "estimate (JESD79-5: 1 KiB page per x8 device, 4 devices on a 32-bit subchannel)");
+        pg.power_of_two = true;
+        v.push_back(pg);
+    }
 
     // ---- host physical memory (models/mem HostPageAllocator) ----
     {

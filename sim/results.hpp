@@ -37,8 +37,8 @@ struct ResultInputs {
     Machine& m;
     const cpu::GuestOs* guest;
     const std::vector<cpu::Vcpu*>& vcpus;
-    const std::vector<std::unique_ptr<mmu::Mmu>>& mmus;
-    const std::vector<std::unique_ptr<CacheHierarchy>>& caches;
+    const std::vector<const mmu::Mmu*>& mmus;
+    const std::vector<const CacheHierarchy*>& caches;
     Cycles setup_cycles = 0;
     Cycles sim_cycles = 0;
     double wall_s = 0;

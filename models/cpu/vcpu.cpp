@@ -29,11 +29,87 @@ constexpr unsigned kMaxFaultRetries = 10000;
 std::atomic<uint64_t> Vcpu::progress_{0};
 std::atomic<bool> Vcpu::stop_{false};
 
-Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
-           VcpuHost& host)
-    : sc_module(name), cfg_(cfg), mmu_(mmu), mem_(mem), guest_(guest), host_(host) {
+Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, VcpuHost& host)
+    : sc_module(name),
+      data("data"),
+      cfg_(cfg),
+      mmu_mod_("mmu", cfg.mmu, cfg.period_ps),
+      caches_("caches", cfg.mem, cfg.period_ps),
+      mmu_(mmu_mod_.mmu()),
+      guest_(guest),
+      host_(host) {
+    data.bind(*this);
+    mmu_mod_.mem.bind(caches_.in);
     SC_THREAD(thread);
     if (guest_ && guest_->config().levels) mmu_.set_guest_root(guest_->cr3());
+}
+
+void Vcpu::end_of_elaboration() {
+    if (auto* t = dynamic_cast<PhysMemTarget*>(data.operator->())) mem_ = &t->mem();
+}
+
+tlm::tlm_sync_enum Vcpu::nb_transport_bw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) {
+    return tlm::TLM_COMPLETED;
+}
+
+void Vcpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
+    if (dmi_valid_ && start <= dmi_.get_end_address() && end >= dmi_.get_start_address()) dmi_valid_ = false;
+}
+
+void Vcpu::data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill) {
+    ++data_tr_count_;
+    data_tr_.set_command(cmd);
+    data_tr_.set_address(a);
+    data_tr_.set_data_ptr(p);
+    data_tr_.set_data_length(n);
+    data_tr_.set_streaming_width(n);
+    data_tr_.set_byte_enable_ptr(nullptr);
+    data_tr_.set_dmi_allowed(false);
+    data_tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    if (fill) data_tr_.set_extension(&fill_ext_);
+    // Physical memory annotates no delay; data_access_cycles is the access's cost.
+    sc_core::sc_time d = sc_core::SC_ZERO_TIME;
+    data->b_transport(data_tr_, d);
+    if (fill) data_tr_.clear_extension(&fill_ext_);
+    if (data_tr_.is_response_error())
+        throw std::runtime_error(fmt::format("vCPU {}: data access at {:#x} failed: {}", cfg_.id, a,
+                                            data_tr_.get_response_string()));
+    if (cmd == tlm::TLM_READ_COMMAND && data_tr_.is_dmi_allowed()) {
+        // Ask for direct access to what was just read: the next reads of it skip the socket.
+        data_tr_.set_address(a);
+        dmi_valid_ = data->get_direct_mem_ptr(data_tr_, dmi_) && dmi_.is_read_allowed();
+    }
+}
+
+const uint8_t* Vcpu::load_page(Hpa a, unsigned width) {
+    if (mem_) return mem_->page_if_present(hpa_to_pfn(a));
+    const uint64_t base = a.raw() & ~kPageMask;
+    if (dmi_valid_ && base >= dmi_.get_start_address() && base + kPageSize - 1 <= dmi_.get_end_address()) {
+        ++dmi_reads_;
+        return dmi_.get_dmi_ptr() + (base - dmi_.get_start_address());
+    }
+    // buf_ stands for the page; only [off, off + width) is read.
+    const uint64_t off = a.raw() & kPageMask;
+    data_transport(tlm::TLM_READ_COMMAND, a.raw(), buf_ + off, width, false);
+    return buf_;
+}
+
+void Vcpu::store_fill(Hpa a, uint8_t value, size_t n) {
+    if (mem_) return mem_->fill(a, value, n);
+    std::memset(buf_, value, n);
+    data_transport(tlm::TLM_WRITE_COMMAND, a.raw(), buf_, unsigned(n), true);
+}
+
+uint64_t Vcpu::load64(Hpa a) {
+    if (mem_) return mem_->read64(a);
+    uint64_t v = 0;
+    data_transport(tlm::TLM_READ_COMMAND, a.raw() & ~7ull, reinterpret_cast<uint8_t*>(&v), 8, false);
+    return v;
+}
+
+void Vcpu::store64(Hpa a, uint64_t v) {
+    if (mem_) return mem_->write64(a, v);
+    data_transport(tlm::TLM_WRITE_COMMAND, a.raw() & ~7ull, reinterpret_cast<uint8_t*>(&v), 8, false);
 }
 
 void Vcpu::post_access(const AccessSpec& a) {
@@ -156,12 +232,12 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
                 else if (*result_.byte0 != 0xff) result_.bytes_mixed = true;
             }
     } else if (a.write) {
-        mem_.fill(hpa, a.value, width);
+        store_fill(hpa, a.value, width);
         ++stats_.writes;
     } else {
         // Reads only need to know whether every byte equals the first one seen: compare
         // eight bytes at a time, and stop looking once they differ.
-        const uint8_t* p = mem_.page_if_present(hpa_to_pfn(hpa));
+        const uint8_t* p = load_page(hpa, width);
         const size_t off = hpa.raw() & kPageMask;
         if (!result_.byte0) result_.byte0 = p ? p[off] : 0;
         if (!result_.bytes_mixed) {
@@ -250,21 +326,21 @@ std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::read, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
     add_cycles(cfg_.data_access_cycles);
-    return mem_.read64(tr->hpa);
+    return load64(tr->hpa);
 }
 
 std::optional<uint64_t> Vcpu::read_gpa64_for_update(Gpa a, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
     add_cycles(cfg_.data_access_cycles);
-    return mem_.read64(tr->hpa);
+    return load64(tr->hpa);
 }
 
 bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
     add_cycles(cfg_.data_access_cycles);
-    mem_.write64(tr->hpa, v);
+    store64(tr->hpa, v);
     return true;
 }
 
@@ -273,7 +349,7 @@ bool Vcpu::zero_gpa_page(Gpa page, ExecContext&) {
     if (!tr) return false;
     // clear_page() of a new guest page-table page (cost.guest_clear_page).
     add_cycles(cfg_.clear_page_cycles);
-    mem_.fill(Hpa(tr->hpa.raw() & ~kPageMask), 0, kPageSize);
+    store_fill(Hpa(tr->hpa.raw() & ~kPageMask), 0, kPageSize);
     return true;
 }
 

@@ -3,6 +3,12 @@
 // takes exits into the hypervisor (VcpuHost) on nested faults and hypercalls.
 // Loosely timed: cycles accumulate in a tlm_quantumkeeper and the thread only
 // yields to the kernel when the quantum is used up or at a lock boundary.
+//
+// Its hardware are child modules: `mmu` (mmu::MmuModule, TLBs and walker) whose socket
+// is bound to `caches` (MemHierarchy, this core's L1D/L2/LLC). The platform binds
+// `caches.dram` to a DRAM target, and `caches.phys` and the vCPU's own `data` socket
+// (its loads and stores) to physical memory. Data accesses cost data_access_cycles
+// (an L1D hit) and annotate no further delay; they do not go through the caches.
 #pragma once
 
 #include <systemc>
@@ -17,7 +23,9 @@
 #include "models/common/vcpu_requests.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/mem/phys_mem.hpp"
+#include "models/mem/tlm_mem.hpp"
 #include "models/mmu/mmu.hpp"
+#include "models/mmu/mmu_module.hpp"
 
 namespace hvsim::cpu {
 
@@ -74,6 +82,8 @@ struct VcpuStats {
 
 struct VcpuConfig {
     unsigned id = 0;
+    mmu::MmuConfig mmu;
+    MemHierarchyConfig mem;
     uint64_t period_ps = 333;           // one core cycle
     Cycles data_access_cycles = 4;
     Cycles wide_store_line_cycles = 4;   // each further line of a store wider than a line (cost.wide_store_line)
@@ -81,11 +91,19 @@ struct VcpuConfig {
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
 };
 
-class Vcpu : public sc_core::sc_module, public VcpuRequestTarget, private GuestPhysAccess, private ExecContext {
+class Vcpu : public sc_core::sc_module,
+             public VcpuRequestTarget,
+             public tlm::tlm_bw_transport_if<>,
+             private GuestPhysAccess,
+             private ExecContext {
 public:
     SC_HAS_PROCESS(Vcpu);
-    Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, mmu::Mmu& mmu, PhysMem& mem, GuestOs* guest,
-         VcpuHost& host);
+    Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, VcpuHost& host);
+
+    // Loads and stores (guest data and the guest kernel's page-table writes).
+    tlm::tlm_initiator_socket<> data;
+    mmu::MmuModule& mmu_module() { return mmu_mod_; }
+    MemHierarchy& caches() { return caches_; }
 
     // Hand the vCPU its next piece of work; `done` fires when it has finished.
     void post_access(const AccessSpec& a);
@@ -100,6 +118,15 @@ public:
     ExecContext& ctx() { return *this; }
 
     mmu::Mmu& mmu() { return mmu_; }
+    const MemHierarchy& caches() const { return caches_; }
+    // Transactions the data socket sent, DMI grants it used (0 on the direct path).
+    uint64_t data_transactions() const { return data_tr_count_; }
+    uint64_t dmi_reads() const { return dmi_reads_; }
+
+    // tlm_bw_transport_if
+    tlm::tlm_sync_enum nb_transport_bw(tlm::tlm_generic_payload& tr, tlm::tlm_phase& ph,
+                                       sc_core::sc_time& t) override;
+    void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) override;
     const VcpuStats& stats() const { return stats_; }
     unsigned id() const { return cfg_.id; }
     // Guest accesses done by every vCPU so far, published for a progress display that
@@ -123,7 +150,15 @@ public:
     Cycles request_cycles() const { return request_cycles_; }
 
 private:
+    void end_of_elaboration() override;
     void thread();
+    // The data path: PhysMem directly when `data` is bound to hvsim's PhysMemTarget,
+    // else the socket (DMI for reads when granted, b_transport otherwise).
+    const uint8_t* load_page(Hpa a, unsigned width);   // bytes at a (nullptr: zeros)
+    void store_fill(Hpa a, uint8_t value, size_t n);
+    uint64_t load64(Hpa a);
+    void store64(Hpa a, uint64_t v);
+    void data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill);
     void run_access(const AccessSpec& a);
     bool one_access(uint64_t gpa, unsigned width, const AccessSpec& a);
     // Translate with the fault loop: guest #PF handled in the guest, nested faults
@@ -168,8 +203,16 @@ private:
     Cycles batch_cycles_ = kMaxBatchCycles;
 
     VcpuConfig cfg_;
+    mmu::MmuModule mmu_mod_;
+    MemHierarchy caches_;
     mmu::Mmu& mmu_;
-    PhysMem& mem_;
+    PhysMem* mem_ = nullptr;
+    tlm::tlm_generic_payload data_tr_;
+    FillExtension fill_ext_;
+    tlm::tlm_dmi dmi_;
+    bool dmi_valid_ = false;
+    uint64_t data_tr_count_ = 0, dmi_reads_ = 0;
+    alignas(8) uint8_t buf_[kPageSize];
     GuestOs* guest_;
     VcpuHost& host_;
     tlm_utils::tlm_quantumkeeper qk_;

@@ -75,7 +75,7 @@ Cycles CacheHierarchy::access(Hpa a) {
         u.tags[victims[j]] = line;
         u.age[victims[j]] = ++u.clock;
     }
-    return cfg_.dram_cycles;
+    return fill_ ? fill_->fill(raw << line_shift_) : cfg_.dram_cycles;
 }
 
 void CacheHierarchy::flush_line(Hpa a) {

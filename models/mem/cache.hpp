@@ -36,6 +36,13 @@ struct MemHierarchyStats {
     uint64_t dram = 0;       // references served by DRAM
 };
 
+// Where a miss in every level goes (the DRAM behind the LLC): returns the fill's latency.
+class LineFill {
+public:
+    virtual ~LineFill() = default;
+    virtual Cycles fill(uint64_t line_addr) = 0;
+};
+
 class CacheHierarchy {
 public:
     explicit CacheHierarchy(const MemHierarchyConfig& cfg);
@@ -45,6 +52,8 @@ public:
     // Drops a line from every level (CLFLUSH).
     void flush_line(Hpa a);
     void invalidate_all();
+    // Misses go to `f` (nullptr: a fixed config().dram_cycles, the plain C++ default).
+    void set_line_fill(LineFill* f) { fill_ = f; }
 
     const MemHierarchyConfig& config() const { return cfg_; }
     const MemHierarchyStats& stats() const { return stats_; }
@@ -78,6 +87,7 @@ private:
     unsigned line_shift_ = 6;
     std::vector<Level> levels_;
     MemHierarchyStats stats_;
+    LineFill* fill_ = nullptr;
 };
 
 }  // namespace hvsim

@@ -22,6 +22,8 @@ const UniformTable& uniform_table() {
 }
 }  // namespace
 
+const uint8_t* PhysMem::zero_page() { return uniform_table().bytes[0]; }
+
 PhysMem::PhysMem() = default;
 PhysMem::~PhysMem() = default;
 
@@ -75,6 +77,7 @@ uint8_t* PhysMem::page(Pfn pfn) {
         pg = new Page;
         pg->b.fill(0);
         ++resident_;
+        forget(pfn.raw());
     } else if (shared(pg)) {
         // Copy on write from the shared uniform page.
         Page* own = new Page;

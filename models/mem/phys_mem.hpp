@@ -31,6 +31,8 @@ public:
     // The page's bytes or nullptr when never touched (reads as zeros).
     const uint8_t* page_if_present(Pfn pfn) const;
     bool present(Pfn pfn) const { return page_if_present(pfn) != nullptr; }
+    // 4 KiB of zeros that live as long as the program (what an untouched page reads as).
+    static const uint8_t* zero_page();
     // Drops the page's contents: it reads as zeros again and frees host memory.
     void discard(Pfn pfn);
 
@@ -46,6 +48,13 @@ public:
     size_t pages_uniform() const { return uniform_; }
     // Whether the page currently shares a uniform copy (tests, diagnostics).
     bool is_uniform(Pfn pfn) const;
+    // Called whenever a page's backing pointer changes (first touch, copy on write,
+    // sharing, discard): a pointer handed out for direct access to it is stale.
+    using PageListener = void (*)(void* ctx, uint64_t pfn);
+    void set_page_listener(PageListener f, void* ctx) {
+        listener_ = f;
+        listener_ctx_ = ctx;
+    }
 
 private:
     static constexpr unsigned kBits = 10;
@@ -69,7 +78,10 @@ private:
     void forget(uint64_t pfn) {
         auto& e = lookaside_[pfn & (kLookaside - 1)];
         if (e.pfn == pfn) e.pfn = ~0ull;
+        if (listener_) listener_(listener_ctx_, pfn);
     }
+    PageListener listener_ = nullptr;
+    void* listener_ctx_ = nullptr;
     Page* const* slot_if_present(Pfn pfn) const;
     static bool shared(const Page* pg);
     // After a store that reached the end of a page: share it if it became uniform.

@@ -12,8 +12,16 @@ namespace {
 constexpr PgLevel to_pglevel(unsigned level) { return PgLevel(uint8_t(level)); }
 }  // namespace
 
-Mmu::Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache)
-    : cfg_(cfg), mem_(mem), cache_(cache), npte_{cfg.nested_format} {
+Mmu::Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache) : cfg_(cfg), port_(&direct_), npte_{cfg.nested_format} {
+    direct_.mem = &mem;
+    direct_.cache = &cache;
+    init();
+}
+
+Mmu::Mmu(const MmuConfig& cfg, WalkMemory& port) : cfg_(cfg), port_(&port), npte_{cfg.nested_format} { init(); }
+
+void Mmu::init() {
+    const MmuConfig& cfg = cfg_;
     if (cfg.guest_levels != 0 && cfg.guest_levels != 4 && cfg.guest_levels != 5)
         throw std::invalid_argument("mmu: guest_levels must be 0, 4 or 5");
     if (cfg.nested_levels != 4 && cfg.nested_levels != 5)
@@ -24,7 +32,11 @@ Mmu::Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache)
     ntlb_.configure(cfg.ntlb.entries, cfg.ntlb.ways, "mmu.ntlb");
     const bool ept = cfg.nested_format == NestedFormat::ept;
     nested_ad_ = !ept || cfg.ept_ad;
-    table_acc_ = (ept && cfg.ept_ad) ? uint8_t(kR | kW) : kR;
+    // The nested access of a guest paging-structure reference: a user write on AMD NPT
+    // (the walker may set A/D in any guest entry) and on EPT with A/D; a read on EPT
+    // without A/D. KVM's emulated walker does the same: FNAME(walk_addr_generic) uses
+    // nested_access = WRITE|USER whenever the guest tables have A/D bits.
+    table_acc_ = (ept && !cfg.ept_ad) ? kR : uint8_t(kR | kW);
     guest_va_bits_ = cfg.guest_levels ? table_shift(cfg.guest_levels) + 9 : 64;
     nested_pa_bits_ = table_shift(cfg.nested_levels) + 9;
 }
@@ -224,8 +236,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
     pwc_skip(kNested, cfg_.nested_levels, gpa, table, perm, level, w);
     for (;; --level) {
         const uint64_t pte_hpa = table + table_index(gpa, level) * 8u;
-        uint64_t e = mem_.read64(Hpa(pte_hpa));
-        w.cycles += cache_.access(Hpa(pte_hpa));
+        uint64_t e = port_->read64(pte_hpa, w.cycles);
         ++w.refs;
         if (!npte_.present(e)) {
             o.err = npf_code(acc, false);
@@ -240,7 +251,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
         if (!leaf) {
             if (nested_ad_ && !npte_.accessed(e)) {
                 e |= npte_.accessed_bit();
-                mem_.write64(Hpa(pte_hpa), e);
+                port_->write64(pte_hpa, e);
                 ++stats_.ad_writes;
             }
             table = npte_.addr(e, level);
@@ -255,7 +266,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
             uint64_t want = e | npte_.accessed_bit();
             if (acc & kW) want |= npte_.dirty_bit();
             if (want != e) {
-                mem_.write64(Hpa(pte_hpa), want);
+                port_->write64(pte_hpa, want);
                 ++stats_.ad_writes;
                 e = want;
             }
@@ -308,7 +319,7 @@ bool Mmu::table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fau
             fault.err = npf_code(kR | kW, true);
             return false;
         }
-        mem_.write64(Hpa(tx.leaf_pte_hpa), mem_.read64(Hpa(tx.leaf_pte_hpa)) | npte_.dirty_bit());
+        port_->write64(tx.leaf_pte_hpa, port_->load64(tx.leaf_pte_hpa) | npte_.dirty_bit());
         ++stats_.ad_writes;
         tx.dirty = true;
         ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, true});
@@ -353,8 +364,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             if (!table_read(page_gpa, w, tx, nf))
                 return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
             const uint64_t pte_hpa = tx.hpa | (pte_gpa & kPageMask);
-            uint64_t e = mem_.read64(Hpa(pte_hpa));
-            w.cycles += cache_.access(Hpa(pte_hpa));
+            uint64_t e = port_->read64(pte_hpa, w.cycles);
             ++w.refs;
             // Guest #PF error code: ring 0, so U stays clear (see mmu.hpp).
             const uint64_t pf = ((acc & kW) ? PFERR_WRITE : 0) | ((acc & kX) ? PFERR_FETCH : 0);
@@ -370,7 +380,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             if (want != e) {
                 if (!table_write(page_gpa, w, tx, nf))
                     return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
-                mem_.write64(Hpa(tx.hpa | (pte_gpa & kPageMask)), want);
+                port_->write64(tx.hpa | (pte_gpa & kPageMask), want);
                 ++stats_.ad_writes;
                 e = want;
             }

@@ -2,9 +2,10 @@
 // the upper levels of both dimensions, a nested TLB for guest page-table pages, and
 // the two-dimensional walker (AMD NPT, APM vol. 2 §15.25; Intel EPT, SDM vol. 3C §29.3).
 //
-// The walker is functional and timed: every paging-structure entry is read from
-// PhysMem and each read is one reference through CacheHierarchy, whose latencies add
-// up (the references of a walk are dependent). Accessed/dirty bits are written back
+// The walker is functional and timed: every paging-structure entry is read through a
+// WalkMemory (PhysMem timed by a CacheHierarchy in plain C++; a TLM-2.0 socket in
+// MmuModule) and each read is one reference whose latencies add up (the references of
+// a walk are dependent). Accessed/dirty bits are written back
 // into memory as hardware does. Structure after Bhargava et al., ASPLOS 2008
 // ("Accelerating two-dimensional page walks for virtualized systems").
 //
@@ -23,10 +24,11 @@
 //    walkers, no speculative walks).
 //
 // Rules the walker follows, as the brief and the manuals give them:
-//  - Reading a guest entry is a read in the nested dimension; setting A/D in a guest
-//    entry writes its table page, which needs nested write permission and sets the
-//    nested D bit of that page. With EPT A/D enabled every guest paging-structure
-//    access is an EPT write (MmuConfig::ept_ad).
+//  - Every guest paging-structure access is a nested user write on AMD NPT and on
+//    EPT with A/D enabled (MmuConfig::ept_ad): the table page needs nested write
+//    permission, gets its nested D bit set, and a fault reports WRITE|USER|GUEST_PAGE.
+//    With EPT without A/D it is a read; setting A/D in a guest entry then still
+//    writes its table page, which needs nested write permission.
 //  - A TLB entry caches the AND of both dimensions' permissions and whether both
 //    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
 #pragma once
@@ -123,9 +125,26 @@ struct TranslateResult {
     bool ok() const { return status == Status::ok; }
 };
 
+// Where the walker's paging-structure references go. read64 is a timed load (its
+// latency is added to `cycles`); write64 is a posted store (the A/D update of an entry
+// the walker just read: no latency); load64 is the read half of a locked update of such
+// an entry (no latency). MmuModule sends them through a TLM-2.0 socket.
+class WalkMemory {
+public:
+    virtual ~WalkMemory() = default;
+    virtual uint64_t read64(uint64_t hpa, Cycles& cycles) = 0;
+    virtual void write64(uint64_t hpa, uint64_t v) = 0;
+    virtual uint64_t load64(uint64_t hpa) = 0;
+};
+
 class Mmu {
 public:
+    // Plain C++: the walker reads PhysMem and times its references with `cache`.
     Mmu(const MmuConfig& cfg, PhysMem& mem, CacheHierarchy& cache);
+    // The walker's references go to `port`.
+    Mmu(const MmuConfig& cfg, WalkMemory& port);
+    Mmu(const Mmu&) = delete;
+    Mmu& operator=(const Mmu&) = delete;
 
     // Guest CR3 (ignored when guest_levels == 0). A new value drops the TLBs and the
     // guest half of the PWC: MOV CR3 without PCID (SDM vol. 3A §4.10.4.1).
@@ -232,9 +251,21 @@ private:
     void drop_mru() { mru_ = Mru{}; }
     static TranslateResult hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c);
 
+    struct DirectMemory final : WalkMemory {
+        PhysMem* mem = nullptr;
+        CacheHierarchy* cache = nullptr;
+        uint64_t read64(uint64_t hpa, Cycles& cycles) override {
+            cycles += cache->access(Hpa(hpa));
+            return mem->read64(Hpa(hpa));
+        }
+        void write64(uint64_t hpa, uint64_t v) override { mem->write64(Hpa(hpa), v); }
+        uint64_t load64(uint64_t hpa) override { return mem->read64(Hpa(hpa)); }
+    };
+    void init();
+
     MmuConfig cfg_;
-    PhysMem& mem_;
-    CacheHierarchy& cache_;
+    DirectMemory direct_;
+    WalkMemory* port_;
     NestedPte npte_;
     bool nested_ad_ = true;        // nested dimension maintains A/D
     uint8_t table_acc_ = kR;       // nested access of a guest paging-structure read

@@ -584,3 +584,20 @@ TEST_CASE("dirty logging: 4K mappings only, write protection, the fast path mark
     CHECK(r.touch(0x205000, true) == cpu::NpfAction::retry);
     CHECK(r.m->x86()->tdp().lookup(Gfn(0x205))->level == PgLevel::k2M);
 }
+
+TEST_CASE("mem.dram.model selects the DRAM model, DDR5 timings become whole core cycles", "[sim][dram]") {
+    const scn::Scenario s = load_scenario_text(kDefaultVm, "test.json");
+    const MachineConfig fixed = machine_config(resolve_params(s, {}), s);
+    CHECK(fixed.dram.model == DramConfig::Model::fixed);
+    CHECK(fixed.dram.fixed_cycles == fixed.mem.dram_cycles);
+    const MachineConfig d = machine_config(resolve_params(s, {{"mem.dram.model", "ddr5"}}), s);
+    CHECK(d.dram.model == DramConfig::Model::ddr5);
+    // 3000 MHz = 333 ps per cycle: 16667 ps -> 51 cycles, 16250 ps -> 49 cycles (rounded up).
+    CHECK(d.period_ps == 333);
+    CHECK(d.dram.t_cl == 51);
+    CHECK(d.dram.t_rcd == 49);
+    CHECK(d.dram.t_rp == 49);
+    CHECK(d.dram.banks == 32);
+    CHECK(d.dram.page_bytes == 4096);
+    CHECK_THROWS(resolve_params(s, {{"mem.dram.model", "hbm"}}));
+}

@@ -1,0 +1,113 @@
+// The memory side of the platform as SystemC modules with TLM-2.0 sockets:
+//
+//   PhysMemTarget  physical memory (the bytes): a target any number of initiators bind.
+//                  b_transport and transport_dbg read and write PhysMem; DMI is granted
+//                  a 4 KiB page at a time (read-only for a page that is untouched or
+//                  shares a uniform copy, read-write for a page with bytes of its own)
+//                  and invalidated whenever the page's backing changes.
+//   MemHierarchy   one core's caches (L1D, L2, LLC): a target for the walker's table
+//                  reads and writes. A read's annotated delay is the latency of the
+//                  level that hits; a miss sends a line fill out of its `dram` socket
+//                  and adds that target's annotated delay. The bytes come from its
+//                  `phys` socket. Stores are posted: no latency, no cache state change
+//                  (the walker's A/D updates are locked writes to the line just read).
+//
+// Zero delay is annotated by PhysMemTarget: it is a store, not a timing model.
+// A FillExtension on a write marks it as "these bytes are all one value" (the vCPU's
+// stores); PhysMemTarget then keeps uniform pages shared. Other targets may ignore it.
+#pragma once
+
+#include <systemc>
+#include <tlm>
+
+#include <cstdint>
+
+#include "models/mem/cache.hpp"
+#include "models/mem/phys_mem.hpp"
+
+namespace hvsim {
+
+struct FillExtension : tlm::tlm_extension<FillExtension> {
+    tlm::tlm_extension_base* clone() const override { return new FillExtension(*this); }
+    void copy_from(const tlm::tlm_extension_base&) override {}
+};
+
+class PhysMemTarget : public sc_core::sc_module, public tlm::tlm_fw_transport_if<> {
+public:
+    tlm::tlm_target_socket<32, tlm::tlm_base_protocol_types, 0> socket;
+
+    PhysMemTarget(sc_core::sc_module_name name, PhysMem& mem);
+    ~PhysMemTarget() override;
+
+    PhysMem& mem() { return mem_; }
+    uint64_t transactions() const { return transactions_; }
+    uint64_t dmi_grants() const { return dmi_grants_; }
+    uint64_t dmi_invalidations() const { return dmi_invalidations_; }
+
+    void b_transport(tlm::tlm_generic_payload& tr, sc_core::sc_time& delay) override;
+    tlm::tlm_sync_enum nb_transport_fw(tlm::tlm_generic_payload& tr, tlm::tlm_phase& ph,
+                                       sc_core::sc_time& t) override;
+    bool get_direct_mem_ptr(tlm::tlm_generic_payload& tr, tlm::tlm_dmi& dmi) override;
+    unsigned transport_dbg(tlm::tlm_generic_payload& tr) override;
+
+private:
+    bool access(tlm::tlm_generic_payload& tr);
+    static void page_changed(void* self, uint64_t pfn);
+
+    PhysMem& mem_;
+    uint64_t transactions_ = 0, dmi_grants_ = 0, dmi_invalidations_ = 0;
+    bool dmi_out_ = false;   // a grant was handed out since the last elaboration
+};
+
+class MemHierarchy : public sc_core::sc_module,
+                     public tlm::tlm_fw_transport_if<>,
+                     public tlm::tlm_bw_transport_if<>,
+                     private LineFill {
+public:
+    tlm::tlm_target_socket<> in;         // the walker's table reads and writes
+    tlm::tlm_initiator_socket<> dram;    // line fills of misses in every level
+    tlm::tlm_initiator_socket<> phys;    // the bytes
+
+    MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps);
+
+    CacheHierarchy& caches() { return cache_; }
+    const CacheHierarchy& caches() const { return cache_; }
+
+    // What b_transport does, as direct calls for an initiator that knows this class
+    // (hvsim's MMU: the socket would add nothing but a virtual call and a payload).
+    uint64_t read64(uint64_t addr, Cycles& cycles) {
+        cycles += cache_.access(Hpa(addr));
+        return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr);
+    }
+    void write64(uint64_t addr, uint64_t v) {
+        if (phys_mem_) phys_mem_->write64(Hpa(addr), v);
+        else write_phys(addr, v);
+    }
+    // A read that is part of a locked update of a line the walker holds: no latency.
+    uint64_t load64(uint64_t addr) { return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr); }
+
+    // tlm_fw_transport_if
+    void b_transport(tlm::tlm_generic_payload& tr, sc_core::sc_time& delay) override;
+    tlm::tlm_sync_enum nb_transport_fw(tlm::tlm_generic_payload& tr, tlm::tlm_phase& ph,
+                                       sc_core::sc_time& t) override;
+    bool get_direct_mem_ptr(tlm::tlm_generic_payload& tr, tlm::tlm_dmi& dmi) override;
+    unsigned transport_dbg(tlm::tlm_generic_payload& tr) override;
+    // tlm_bw_transport_if (from dram and phys)
+    tlm::tlm_sync_enum nb_transport_bw(tlm::tlm_generic_payload& tr, tlm::tlm_phase& ph,
+                                       sc_core::sc_time& t) override;
+    void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) override;
+
+private:
+    void end_of_elaboration() override;
+    Cycles fill(uint64_t line_addr) override;
+    uint64_t read_phys(uint64_t addr);
+    void write_phys(uint64_t addr, uint64_t v);
+
+    CacheHierarchy cache_;
+    uint64_t period_ps_;
+    PhysMem* phys_mem_ = nullptr;   // set when `phys` is bound to a PhysMemTarget
+    tlm::tlm_generic_payload fill_tr_, phys_tr_;
+    uint8_t line_buf_[4096];
+};
+
+}  // namespace hvsim
