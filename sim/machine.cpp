@@ -497,6 +497,18 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
     if (!kvm_) return done(-ENODEV);
     if (size == 0 || !is_aligned(gpa, kPageSize) || !is_aligned(size, kPageSize)) return done(-EINVAL);
     const Gfn start = gpa_to_gfn(Gpa(gpa)), end = start + (size >> kPageShift);
+    // QEMU kvm_convert_memory(): a range no memslot backs is ignored when it goes to
+    // shared (a guest may convert MMIO) and an error when it goes to private; memory
+    // without a guest_memfd behind it cannot convert at all. Without this the VMM would
+    // "convert" a private fault outside guest_memfd and re-enter into the same fault.
+    uint64_t backed = 0;
+    bool without_gmem = false;
+    kvm_->memslots(0).for_each_in_gfn_range(start, end, [&](const kvm::kvm_memory_slot& s) {
+        backed += std::min(end, s.end_gfn()) - std::max(start, s.base_gfn);
+        without_gmem |= !s.has_gmem();
+    });
+    if (backed == 0 && !to_private) return done(0);
+    if (without_gmem || backed != end - start) return done(-EINVAL);
     if (cfg_.kvm.vm_memory_attributes) {
         // KVM_SET_MEMORY_ATTRIBUTES on the VM, then discard the copy no longer in use:
         // converting to shared frees the private pages (PUNCH_HOLE on the guest_memfd).
@@ -540,7 +552,7 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
         covered += ce - cs;
     });
     if (err) return done(err);
-    // Part of the range has no guest_memfd behind it: nothing can hold its state.
+    // A guest_memfd that was closed holds no state the VMM can reach.
     if (covered != end - start) return done(-EINVAL);
     return done(0);
 }
