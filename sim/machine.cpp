@@ -569,8 +569,9 @@ std::optional<std::string> Machine::check_invariants() {
     // No private guest_memfd page is mapped into the VMM (in-place conversion unmaps the
     // host before a page turns private). Bounded: a run with millions of pages allocated
     // skips this part rather than spending a scan per step.
-    for (const auto& [id, fd] : gmem_fds_) {
-        auto g = proc_->gmem(fd);
+    for (const auto& gfd : gmem_fds_) {
+        const std::string& id = gfd.first;
+        auto g = proc_->gmem(gfd.second);
         if (!g || g->nr_pages_allocated() > (1u << 16)) continue;
         std::optional<std::string> bad;
         g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn) {

@@ -51,6 +51,10 @@ std::string decode_uapi_scenario(const uint8_t* data, size_t size) {
     const uint8_t shape = c.byte();
     json params = json::object();
     params["host.thp"] = bool(shape & 0x10);
+    // Small caches: the uAPI does not depend on them, and building a 32 MiB LLC model per
+    // vCPU for every input would cost more than running it.
+    params["mem.l2.size"] = 32 * KiB;
+    params["mem.llc.size"] = 64 * KiB;
     json vm;
     vm["vcpus"] = 2;
     vm["guest_paging"] = "none";
