@@ -47,10 +47,10 @@ public:
         ++a.count;
         a.total += cur_total_;
         a.samples.push_back(cur_total_);
-        for (auto& [name, c] : cur_steps_) {
-            auto it = std::find_if(a.steps.begin(), a.steps.end(), [&](auto& s) { return s.first == name; });
-            if (it == a.steps.end()) a.steps.emplace_back(name, c);
-            else it->second += c;
+        for (auto& step : cur_steps_) {
+            auto it = std::find_if(a.steps.begin(), a.steps.end(), [&](auto& s) { return s.first == step.first; });
+            if (it == a.steps.end()) a.steps.emplace_back(step);
+            else it->second += step.second;
         }
     }
     bool active() const { return active_; }
@@ -61,10 +61,10 @@ public:
             o.count += a.count;
             o.total += a.total;
             o.samples.insert(o.samples.end(), a.samples.begin(), a.samples.end());
-            for (auto& [s, c] : a.steps) {
-                auto it = std::find_if(o.steps.begin(), o.steps.end(), [&](auto& x) { return x.first == s; });
-                if (it == o.steps.end()) o.steps.emplace_back(s, c);
-                else it->second += c;
+            for (auto& step : a.steps) {
+                auto it = std::find_if(o.steps.begin(), o.steps.end(), [&](auto& x) { return x.first == step.first; });
+                if (it == o.steps.end()) o.steps.emplace_back(step);
+                else it->second += step.second;
             }
         }
     }

@@ -568,6 +568,23 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
     if (!kvm_) return done(-ENODEV);
     if (size == 0 || !is_aligned(gpa, kPageSize) || !is_aligned(size, kPageSize)) return done(-EINVAL);
     const Gfn start = gpa_to_gfn(Gpa(gpa)), end = start + (size >> kPageShift);
+    // QEMU kvm_convert_memory(): a range no memslot backs is ignored when it goes to
+    // shared (a guest may convert MMIO) and an error when it goes to private; memory
+    // without a guest_memfd behind it cannot convert at all. Without this the VMM would
+    // "convert" a private fault outside guest_memfd and re-enter into the same fault.
+    // (A VM type without private memory is left to KVM, whose refusal names its rule.)
+    if (kvm_->has_private_mem()) {
+        uint64_t backed = 0;
+        bool without_gmem = false;
+        kvm_->memslots(0).for_each_in_gfn_range(start, end, [&](const kvm::kvm_memory_slot& s) {
+            backed += std::min(end, s.end_gfn()) - std::max(start, s.base_gfn);
+            without_gmem |= !s.has_gmem();
+        });
+        if (backed == 0 && !to_private) return done(0);
+        if (without_gmem || backed != end - start)
+            return done(kvm::error_rule(-EINVAL, "the VMM converts only memory a guest_memfd memslot backs (QEMU "
+                                                 "kvm_convert_memory()): part of the range has no such memslot"));
+    }
     if (cfg_.kvm.vm_memory_attributes) {
         // KVM_SET_MEMORY_ATTRIBUTES on the VM, then discard the copy no longer in use:
         // converting to shared frees the private pages (PUNCH_HOLE on the guest_memfd).
@@ -611,7 +628,8 @@ int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, co
         covered += ce - cs;
     });
     if (err) return done(err);
-    // Part of the range has no guest_memfd behind it: nothing can hold its state.
+    // Part of the range has no guest_memfd behind it (one was closed, or the VM has no
+    // private memory): nothing can hold its state.
     if (covered != end - start)
         return done(kvm::error_rule(
             -EINVAL, kvm_->has_private_mem()
@@ -634,8 +652,9 @@ std::optional<std::string> Machine::check_invariants() {
     // No private guest_memfd page is mapped into the VMM (in-place conversion unmaps the
     // host before a page turns private). Bounded: a run with millions of pages allocated
     // skips this part rather than spending a scan per step.
-    for (const auto& [id, fd] : gmem_fds_) {
-        auto g = proc_->gmem(fd);
+    for (const auto& gfd : gmem_fds_) {
+        const std::string& id = gfd.first;
+        auto g = proc_->gmem(gfd.second);
         if (!g || g->nr_pages_allocated() > (1u << 16)) continue;
         std::optional<std::string> bad;
         g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn) {

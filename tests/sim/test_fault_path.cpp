@@ -181,6 +181,28 @@ TEST_CASE("an SNP-style mismatch exits to userspace; armed, the vCPU stops with 
     CHECK(r.m->conversions().back().trigger == "memory_fault");
 }
 
+TEST_CASE("the VMM cannot convert memory without a guest_memfd: the vCPU stops instead of re-faulting", "[fault]") {
+    // Found by the uapi fuzzer: a private access to a gfn marked private but outside every
+    // memslot exits with KVM_EXIT_MEMORY_FAULT; the VMM used to set the (unchanged)
+    // attribute and re-enter into the same fault forever. QEMU's kvm_convert_memory()
+    // refuses memory that no guest_memfd backs, and ignores shared conversions of
+    // unbacked ranges.
+    Rig r(kSwProtected);
+    kvm::CycleCounter c;
+    uapi::kvm_memory_attributes a{0x8000000, 0x1000, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+    REQUIRE(r.m->process().ioctl_set_memory_attributes(r.m->vm_fd(), a, c) == 0);
+    CHECK(r.touch(0x8000000, true, true) == cpu::NpfAction::stop);
+    auto e = r.m->take_exit(0);
+    REQUIRE(e);
+    CHECK(e->reason == "error");
+    CHECK(e->err == EINVAL);
+    CHECK(r.m->kvm_convert_memory(0x8000000, 0x1000, true, "test", c) == -EINVAL);
+    CHECK(r.m->kvm_convert_memory(0x8000000, 0x1000, false, "test", c) == 0);
+    CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(0x8000)));   // ignored: nothing changed
+    // Half inside the slot: refused as a whole.
+    CHECK(r.m->kvm_convert_memory(0x4000000 - 0x1000, 0x2000, true, "test", c) == -EINVAL);
+}
+
 TEST_CASE("a fault inside an invalidation retries, and maps once it ends", "[fault]") {
     Rig r(kDefaultVm);
     auto* k = r.m->kvm();
