@@ -338,7 +338,9 @@ json build_results(const ResultInputs& in) {
 std::vector<Failure> check_metric_expectations(const scn::Scenario& s, const json& results,
                                                std::vector<Failure> failures) {
     const json& m = results.at("metrics");
-    for (const auto& [name, b] : s.expect_metrics) {
+    for (const auto& entry : s.expect_metrics) {
+        const std::string& name = entry.first;   // named, not a structured binding: lambdas below use it
+        const auto& b = entry.second;
         const std::string ptr = "/expect/metrics/" + json_pointer_escape(name);
         auto add = [&](std::string msg, std::string text) {
             failures.push_back(Failure{"metric", ptr, std::nullopt, std::move(msg), std::move(text)});
