@@ -65,7 +65,7 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {"ioctl": {"set_memory_attributes": {"gpa": 0, "size": "64GiB", "attributes": []}}}
           ]})";
     if (w == "scale")
-        return R"({"name": "bench-scale",
+        return R"({"name": "bench-scale", "params": {"kvm.profile": "inplace"},
           "vm": {"type": "sw_protected", "vcpus": 1, "guest_paging": "none",
                  "guest_memfd": [{"id": "g0", "size": "1TiB"}],
                  "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "1TiB",
