@@ -128,11 +128,12 @@ Cycles MemHierarchy::fill(uint64_t line_addr) {
     return (d.value() + period_ps_ - 1) / period_ps_;
 }
 
-uint64_t MemHierarchy::read_phys(uint64_t addr) {
-    uint64_t v = 0;
-    phys_tr_.set_command(tlm::TLM_READ_COMMAND);
+// One 8-byte transaction to physical memory (the bytes behind a line; untimed: the
+// caches' latency is the delay).
+void MemHierarchy::phys_transport(tlm::tlm_command cmd, uint64_t addr, uint64_t* v) {
+    phys_tr_.set_command(cmd);
     phys_tr_.set_address(addr);
-    phys_tr_.set_data_ptr(reinterpret_cast<uint8_t*>(&v));
+    phys_tr_.set_data_ptr(reinterpret_cast<uint8_t*>(v));
     phys_tr_.set_data_length(8);
     phys_tr_.set_streaming_width(8);
     phys_tr_.set_byte_enable_ptr(nullptr);
@@ -140,23 +141,17 @@ uint64_t MemHierarchy::read_phys(uint64_t addr) {
     sc_core::sc_time d = sc_core::SC_ZERO_TIME;
     phys->b_transport(phys_tr_, d);
     if (phys_tr_.is_response_error())
-        SC_REPORT_ERROR(name(), ("read failed: " + phys_tr_.get_response_string()).c_str());
+        SC_REPORT_ERROR(name(), (std::string(cmd == tlm::TLM_READ_COMMAND ? "read" : "write") +
+                                 " failed: " + phys_tr_.get_response_string()).c_str());
+}
+
+uint64_t MemHierarchy::read_phys(uint64_t addr) {
+    uint64_t v = 0;
+    phys_transport(tlm::TLM_READ_COMMAND, addr, &v);
     return v;
 }
 
-void MemHierarchy::write_phys(uint64_t addr, uint64_t v) {
-    phys_tr_.set_command(tlm::TLM_WRITE_COMMAND);
-    phys_tr_.set_address(addr);
-    phys_tr_.set_data_ptr(reinterpret_cast<uint8_t*>(&v));
-    phys_tr_.set_data_length(8);
-    phys_tr_.set_streaming_width(8);
-    phys_tr_.set_byte_enable_ptr(nullptr);
-    phys_tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-    sc_core::sc_time d = sc_core::SC_ZERO_TIME;
-    phys->b_transport(phys_tr_, d);
-    if (phys_tr_.is_response_error())
-        SC_REPORT_ERROR(name(), ("write failed: " + phys_tr_.get_response_string()).c_str());
-}
+void MemHierarchy::write_phys(uint64_t addr, uint64_t v) { phys_transport(tlm::TLM_WRITE_COMMAND, addr, &v); }
 
 // Reads of 8 aligned bytes (page-table entries) are timed; anything else is passed to
 // physical memory untimed.

@@ -100,6 +100,7 @@ public:
 private:
     void end_of_elaboration() override;
     Cycles fill(uint64_t line_addr) override;
+    void phys_transport(tlm::tlm_command cmd, uint64_t addr, uint64_t* v);
     uint64_t read_phys(uint64_t addr);
     void write_phys(uint64_t addr, uint64_t v);
 
