@@ -2,11 +2,12 @@
 # Installs what hvsim needs from Debian's packages (only what is missing) and builds it
 # into build/ (Release with debug info). Safe to run again. Arguments name the targets to
 # build (default: the hvsim CLI and the benchmark; "all" for everything, tests included).
+# HVSIM_EXTRA_PKGS names further Debian packages to install (tools/fuzz.sh: clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config libsystemc-dev libboost-graph-dev catch2
-      nlohmann-json3-dev libcli11-dev libfmt-dev python3)
+      nlohmann-json3-dev libcli11-dev libfmt-dev python3 ${HVSIM_EXTRA_PKGS:-})
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
