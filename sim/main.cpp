@@ -22,11 +22,13 @@
 
 #include "kernel/page_state_graph.hpp"
 #include "sim/diff_kvm.hpp"
+#include "sim/gem5_stats.hpp"
 #include "sim/engine.hpp"
 #include "sim/json_util.hpp"
 #include "sim/loader.hpp"
 #include "sim/paths.hpp"
 #include "sim/results.hpp"
+#include "sim/sweep.hpp"
 
 namespace fs = std::filesystem;
 using namespace hvsim;
@@ -70,6 +72,7 @@ struct RunArgs {
     std::string baseline_dir;
     double tolerance = 0;
     std::string write_baseline_dir;
+    std::string stats;   // "gem5": DIR/stats.gem5.json beside results.json
 };
 
 // Metrics that moved away from the baseline by more than the relative tolerance, and
@@ -125,20 +128,6 @@ std::vector<std::string> expand(const std::vector<std::string>& paths) {
         }
     }
     return out;
-}
-
-// Writes atomically: a reader never sees a half-written results.json.
-void write_file(const fs::path& path, const std::string& text) {
-    // A bare file name ("report.xml") has no parent to create.
-    if (!path.parent_path().empty()) fs::create_directories(path.parent_path());
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp);
-        if (!f) throw std::runtime_error(fmt::format("{}: cannot write", tmp.string()));
-        f << text;
-        if (!f) throw std::runtime_error(fmt::format("{}: write failed", tmp.string()));
-    }
-    fs::rename(tmp, path);
 }
 
 std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<std::string>& sets) {
@@ -199,6 +188,7 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     // Written whatever the status: a failed, broken or interrupted run says so inside.
     try {
         write_file(dir / "results.json", out.results.dump(2) + "\n");
+        if (a.stats == "gem5") write_file(dir / "stats.gem5.json", gem5_stats(out.results).dump(2) + "\n");
     } catch (const std::exception& e) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
         return 1;
@@ -434,107 +424,39 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
 }
 
 
-// ---- hvsim sweep -----------------------------------------------------------------------
-// A sweep file names a scenario and a grid of parameter values:
-//   { "scenario": "../quickstart.json", "grid": { "mmu.l2_tlb.entries": [1024, 3072] },
-//     "metrics": ["sim.cycles", "walk.count"] }
-// Every combination runs as `hvsim run SCENARIO --set k=v ...` (one process each, -j in
-// parallel); DIR/sweep.csv gets one row per combination. --jobs-file writes the command
-// lines instead, for GNU parallel or a Slurm array.
-
-struct SweepSpec {
-    std::string scenario;
-    std::vector<std::pair<std::string, std::vector<std::string>>> grid;   // key -> values as --set text
-    std::vector<std::string> metrics;
-};
-
-SweepSpec load_sweep(const std::string& path) {
-    std::ifstream f(path);
-    if (!f) throw LoadError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::parse_error& e) {
-        throw LoadError(fmt::format("{}: {}", path, e.what()));
-    }
-    if (!j.is_object()) throw LoadError(fmt::format("{}: /: expected a sweep object, got {}", path, j.type_name()));
-    SweepSpec sp;
-    for (auto it = j.begin(); it != j.end(); ++it) {
-        if (it.key() != "scenario" && it.key() != "grid" && it.key() != "metrics" && it.key() != "description")
-            throw LoadError(fmt::format("{}: /{}: expected one of [scenario, grid, metrics, description], got '{}'", path,
-                                        it.key(), it.key()));
-    }
-    if (!j.contains("scenario") || !j["scenario"].is_string())
-        throw LoadError(fmt::format("{}: /scenario: expected the path of a scenario file (relative to the sweep file)", path));
-    fs::path sc = j["scenario"].get<std::string>();
-    sp.scenario = fs::absolute(sc.is_absolute() ? sc : fs::path(path).parent_path() / sc).lexically_normal().string();
-    if (!j.contains("grid") || !j["grid"].is_object() || j["grid"].empty())
-        throw LoadError(fmt::format("{}: /grid: expected an object of parameter -> list of values", path));
-    for (auto it = j["grid"].begin(); it != j["grid"].end(); ++it) {
-        if (!it.value().is_array() || it.value().empty())
-            throw LoadError(fmt::format("{}: /grid/{}: expected a non-empty list of values", path, it.key()));
-        std::vector<std::string> vals;
-        for (const auto& v : it.value()) vals.push_back(v.is_string() ? v.get<std::string>() : v.dump());
-        sp.grid.emplace_back(it.key(), std::move(vals));
-    }
-    if (j.contains("metrics")) {
-        if (!j["metrics"].is_array()) throw LoadError(fmt::format("{}: /metrics: expected a list of metric names", path));
-        for (const auto& m : j["metrics"]) {
-            if (!m.is_string()) throw LoadError(fmt::format("{}: /metrics: expected metric names (strings)", path));
-            sp.metrics.push_back(m.get<std::string>());
-        }
-    } else {
-        sp.metrics = {"sim.cycles", "accesses", "tlb.misses", "walk.mem_refs", "faults.npf", "exits.total"};
-    }
-    return sp;
-}
-
-std::string shell_quote(const std::string& s) {
-    std::string o = "'";
-    for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return o + "'";
-}
+// ---- hvsim sweep (sim/sweep.hpp) -------------------------------------------------------
+// Runs every point here (-j in parallel, one process each), or writes the points for a
+// cluster (--emit slurm|parallel DIR, --jobs-file FILE), or gathers what ran (--collect DIR).
 
 int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs, const std::string& jobs_file,
-              const std::string& self) {
+              const std::vector<std::string>& emit, const std::string& self) {
     const SweepSpec sp = load_sweep(file);
-    // Every combination of the grid, first key slowest.
-    std::vector<std::vector<std::pair<std::string, std::string>>> combos(1);
-    for (const auto& [key, vals] : sp.grid) {
-        std::vector<std::vector<std::pair<std::string, std::string>>> next;
-        for (const auto& c : combos)
-            for (const auto& v : vals) {
-                auto n = c;
-                n.emplace_back(key, v);
-                next.push_back(std::move(n));
-            }
-        combos = std::move(next);
-    }
-    // Check the scenario and every combination before running anything.
+    const std::vector<SweepPoint> pts = sweep_points(sp);
+    // Check the scenario and every point before running anything.
     const scn::Scenario s = load_scenario_file(sp.scenario);
-    for (const auto& c : combos) resolve_params(s, c);
-    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + safe_file_name(s.name)) : fs::path(out_dir));
-    auto set_args = [](const std::vector<std::pair<std::string, std::string>>& c) {
-        std::vector<std::string> v;
-        for (const auto& [k, val] : c) v.push_back(k + "=" + val);
-        return v;
-    };
-    if (!jobs_file.empty()) {
-        std::string text;
-        for (size_t i = 0; i < combos.size(); ++i) {
-            text += shell_quote(self) + " run --quiet --no-progress -o " + shell_quote((dir / std::to_string(i)).string());
-            for (const auto& a : set_args(combos[i])) text += " --set " + shell_quote(a);
-            text += " " + shell_quote(sp.scenario) + "\n";
-        }
-        write_file(jobs_file, text);
-        fmt::print("{}: {} runs written to {}\n", file, combos.size(), jobs_file);
+    for (const auto& p : pts) resolve_params(s, p);
+    fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + safe_file_name(s.name)) : fs::path(out_dir));
+    if (!emit.empty()) {
+        dir = fs::absolute(emit.at(1));
+        if (std::string err = prepare_output_dir(dir); !err.empty()) throw LoadError(err);
+        fmt::print("{}: {} points written to {}\n{}", file, pts.size(), dir.string(), emit_sweep(emit[0], dir, sp, pts, self));
         return 0;
     }
-    std::vector<int> rcs(combos.size(), 0);
+    if (!jobs_file.empty()) {
+        std::string text;
+        for (size_t i = 0; i < pts.size(); ++i) text += sweep_command(self, sp, dir, i, pts[i]) + "\n";
+        write_file(jobs_file, text);
+        write_sweep_manifest(dir, sp, pts, self);
+        fmt::print("{}: {} runs written to {}\n", file, pts.size(), jobs_file);
+        return 0;
+    }
+    if (std::string err = prepare_output_dir(dir); !err.empty()) throw LoadError(err);
+    write_sweep_manifest(dir, sp, pts, self);
+    std::vector<int> rcs(pts.size(), 0);
     std::map<pid_t, size_t> running;
     size_t next = 0, done = 0;
-    while (next < combos.size() || !running.empty()) {
-        while (next < combos.size() && running.size() < jobs) {
+    while (next < pts.size() || !running.empty()) {
+        while (next < pts.size() && running.size() < jobs) {
             std::fflush(stdout);
             const pid_t pid = fork();
             if (pid == 0) {
@@ -542,7 +464,7 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
                 a.quiet = true;
                 a.no_progress = true;
                 a.out_dir = (dir / std::to_string(next)).string();
-                a.sets = set_args(combos[next]);
+                a.sets = sweep_set_args(pts[next]);
                 const int rc = run_one(sp.scenario, a, false);
                 std::fflush(stderr);
                 _exit(rc);
@@ -556,30 +478,14 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
         running.erase(pid);
         rcs[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
         ++done;
-        fmt::print("[{}/{}] {} {}\n", done, combos.size(), rcs[i] == 0 ? "ok  " : "FAIL",
-                   fmt::join(set_args(combos[i]), " "));
+        fmt::print("[{}/{}] {} {}\n", done, pts.size(), rcs[i] == 0 ? "ok  " : "FAIL",
+                   fmt::join(sweep_set_args(pts[i]), " "));
         std::fflush(stdout);
     }
-    // The table: one row per combination, the grid's values then the chosen metrics.
-    std::string csv = "run";
-    for (const auto& [key, vals] : sp.grid) csv += "," + key;
-    for (const auto& m : sp.metrics) csv += "," + m;
-    csv += ",status\n";
-    for (size_t i = 0; i < combos.size(); ++i) {
-        csv += std::to_string(i);
-        for (const auto& [k, v] : combos[i]) csv += "," + v;
-        nlohmann::json r;
-        std::ifstream rf(dir / std::to_string(i) / "results.json");
-        if (rf) r = nlohmann::json::parse(rf, nullptr, false);
-        for (const auto& m : sp.metrics) {
-            csv += ",";
-            if (r.is_object() && r.contains("metrics") && r["metrics"].contains(m)) csv += r["metrics"][m].dump();
-        }
-        csv += rcs[i] == 0 ? ",ok\n" : ",failed\n";
-    }
-    write_file(dir / "sweep.csv", csv);
-    std::cout << csv;
-    fmt::print("sweep: {} runs, {} failed; table in {}\n", combos.size(),
+    const SweepTable t = sweep_table(dir, sp, pts, &rcs);
+    write_file(dir / "sweep.csv", t.csv);
+    std::cout << t.csv;
+    fmt::print("sweep: {} runs, {} failed; table in {}\n", pts.size(),
                std::count_if(rcs.begin(), rcs.end(), [](int rc) { return rc != 0; }), (dir / "sweep.csv").string());
     return *std::max_element(rcs.begin(), rcs.end()) ? 1 : 0;
 }
@@ -621,6 +527,8 @@ int sc_main(int argc, char* argv[]) {
     run->add_flag("-q,--quiet", ra.quiet, "Print nothing but errors");
     run->add_flag("--no-progress", ra.no_progress, "No progress line on long runs");
     run->add_flag("--no-invariants", ra.no_check, "Skip the invariant checks after every step");
+    run->add_option("--stats", ra.stats, "Also write the metrics as DIR/stats.gem5.json in gem5's JSON statistics shape")
+        ->check(CLI::IsMember({"gem5"}));
 
     std::vector<std::string> vfiles, vsets;
     auto* validate = app.add_subcommand("validate", "Check scenario files against the format and the parameters");
@@ -654,10 +562,22 @@ int sc_main(int argc, char* argv[]) {
     std::string sweep_file, sweep_out, jobs_file;
     unsigned sweep_jobs = std::max(1u, std::thread::hardware_concurrency());
     auto* sweep = app.add_subcommand("sweep", "Run a scenario over a grid of parameter values; CSV of chosen metrics");
-    sweep->add_option("file", sweep_file, "Sweep file: {\"scenario\", \"grid\": {param: [values]}, \"metrics\"}")->required();
+    std::vector<std::string> sweep_emit;
+    std::string sweep_collect;
+    auto* sweep_file_opt =
+        sweep->add_option("file", sweep_file, "Sweep file: {\"scenario\", \"grid\": {param: [values]}, \"metrics\"}");
     sweep->add_option("-o,--out", sweep_out, "Output directory (default: out/sweep-<scenario name>)");
     sweep->add_option("-j,--jobs", sweep_jobs, "Runs in parallel")->check(CLI::Range(1u, 256u));
     sweep->add_option("--jobs-file", jobs_file, "Write one hvsim command line per run (GNU parallel, Slurm array) instead");
+    auto* emit_opt = sweep->add_option("--emit", sweep_emit,
+                                       "slurm DIR: an array job (DIR/sweep.sbatch); parallel DIR: a GNU parallel job "
+                                       "list (DIR/jobs.txt); the runs write DIR/<i>/, --collect DIR gathers them")
+                         ->expected(2)
+                         ->type_name("KIND DIR");
+    auto* collect_opt = sweep->add_option("--collect", sweep_collect,
+                                          "Gather DIR/<i>/results.json of an emitted sweep into DIR/sweep.csv; list "
+                                          "the missing points in DIR/rerun.txt");
+    collect_opt->excludes(sweep_file_opt)->excludes(emit_opt);
 
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
@@ -691,7 +611,20 @@ int sc_main(int argc, char* argv[]) {
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
-        if (*sweep) return cmd_sweep(sweep_file, sweep_out, sweep_jobs, jobs_file, fs::canonical("/proc/self/exe").string());
+        if (*sweep) {
+            if (!sweep_collect.empty()) return collect_sweep(fs::absolute(sweep_collect));
+            if (sweep_file.empty()) {
+                fmt::print(stderr, "hvsim: sweep: expected a sweep file (or --collect DIR)\n");
+                return 2;
+            }
+            if (!sweep_emit.empty() && sweep_emit[0] != "slurm" && sweep_emit[0] != "parallel") {
+                fmt::print(stderr, "hvsim: sweep: --emit: expected slurm or parallel, got '{}'{}\n", sweep_emit[0],
+                           jsonu::suggestion_suffix(sweep_emit[0], {"slurm", "parallel"}));
+                return 2;
+            }
+            return cmd_sweep(sweep_file, sweep_out, sweep_jobs, jobs_file, sweep_emit,
+                             fs::canonical("/proc/self/exe").string());
+        }
         if (*graph) {
             const std::string dot = kvm::gmem_page_state_dot();
             std::cout << dot << (dot.empty() || dot.back() != '\n' ? "\n" : "");

@@ -1,5 +1,8 @@
 #include "sim/paths.hpp"
 
+#include <fstream>
+#include <stdexcept>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -44,6 +47,19 @@ std::string prepare_output_file(const std::filesystem::path& file) {
     if (std::filesystem::is_directory(file, ec)) return fmt::format("{}: is a directory, expected a file name", file.string());
     if (std::string e = prepare_output_dir(file.parent_path()); !e.empty()) return file.string() + ": " + e;
     return "";
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+    // A bare file name ("report.xml") has no parent to create.
+    if (!path.parent_path().empty()) std::filesystem::create_directories(path.parent_path());
+    const std::filesystem::path tmp = path.string() + ".tmp";
+    {
+        std::ofstream f(tmp);
+        if (!f) throw std::runtime_error(tmp.string() + ": cannot write");
+        f << text;
+        if (!f) throw std::runtime_error(tmp.string() + ": write failed");
+    }
+    std::filesystem::rename(tmp, path);
 }
 
 }  // namespace hvsim

@@ -22,4 +22,8 @@ std::string prepare_output_dir(const std::filesystem::path& dir);
 // directory) must exist or be creatable, and be writable.
 std::string prepare_output_file(const std::filesystem::path& file);
 
+// Writes atomically (a temporary beside it, then rename): a reader never sees a half-written
+// file. Creates the folder. Throws std::runtime_error naming the file.
+void write_file(const std::filesystem::path& path, const std::string& text);
+
 }  // namespace hvsim
