@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -27,7 +28,9 @@
 #include "sim/json_util.hpp"
 #include "sim/loader.hpp"
 #include "sim/paths.hpp"
+#include "sim/metric_catalog.hpp"
 #include "sim/results.hpp"
+#include "sim/sensitivity.hpp"
 #include "sim/sweep.hpp"
 
 namespace fs = std::filesystem;
@@ -424,6 +427,43 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
 }
 
 
+// Runs `scenario` once per entry of `sets` (its --set list) into dirs[i], at most `jobs` at a
+// time, one process each (SystemC elaborates once per process); on_done(i, exit code) as each
+// ends. Returns the exit codes.
+std::vector<int> run_pool(const std::string& scenario, const std::vector<std::vector<std::string>>& sets,
+                          const std::vector<fs::path>& dirs, unsigned jobs,
+                          const std::function<void(size_t, int)>& on_done) {
+    std::vector<int> rcs(sets.size(), 0);
+    std::map<pid_t, size_t> running;
+    size_t next = 0;
+    while (next < sets.size() || !running.empty()) {
+        while (next < sets.size() && running.size() < jobs) {
+            std::fflush(stdout);
+            const pid_t pid = fork();
+            if (pid == 0) {
+                RunArgs a;
+                a.quiet = true;
+                a.no_progress = true;
+                a.out_dir = dirs[next].string();
+                a.sets = sets[next];
+                const int rc = run_one(scenario, a, false);
+                std::fflush(stderr);
+                _exit(rc);
+            }
+            running[pid] = next++;
+        }
+        int status = 0;
+        const pid_t pid = wait(&status);
+        if (pid <= 0) break;
+        const size_t i = running.at(pid);
+        running.erase(pid);
+        rcs[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        on_done(i, rcs[i]);
+        std::fflush(stdout);
+    }
+    return rcs;
+}
+
 // ---- hvsim sweep (sim/sweep.hpp) -------------------------------------------------------
 // Runs every point here (-j in parallel, one process each), or writes the points for a
 // cluster (--emit slurm|parallel DIR, --jobs-file FILE), or gathers what ran (--collect DIR).
@@ -452,42 +492,82 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
     }
     if (std::string err = prepare_output_dir(dir); !err.empty()) throw LoadError(err);
     write_sweep_manifest(dir, sp, pts, self);
-    std::vector<int> rcs(pts.size(), 0);
-    std::map<pid_t, size_t> running;
-    size_t next = 0, done = 0;
-    while (next < pts.size() || !running.empty()) {
-        while (next < pts.size() && running.size() < jobs) {
-            std::fflush(stdout);
-            const pid_t pid = fork();
-            if (pid == 0) {
-                RunArgs a;
-                a.quiet = true;
-                a.no_progress = true;
-                a.out_dir = (dir / std::to_string(next)).string();
-                a.sets = sweep_set_args(pts[next]);
-                const int rc = run_one(sp.scenario, a, false);
-                std::fflush(stderr);
-                _exit(rc);
-            }
-            running[pid] = next++;
-        }
-        int status = 0;
-        const pid_t pid = wait(&status);
-        if (pid <= 0) break;
-        const size_t i = running.at(pid);
-        running.erase(pid);
-        rcs[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-        ++done;
-        fmt::print("[{}/{}] {} {}\n", done, pts.size(), rcs[i] == 0 ? "ok  " : "FAIL",
-                   fmt::join(sweep_set_args(pts[i]), " "));
-        std::fflush(stdout);
+    std::vector<std::vector<std::string>> sets;
+    std::vector<fs::path> dirs;
+    for (size_t i = 0; i < pts.size(); ++i) {
+        sets.push_back(sweep_set_args(pts[i]));
+        dirs.push_back(dir / std::to_string(i));
     }
+    size_t done = 0;
+    const std::vector<int> rcs = run_pool(sp.scenario, sets, dirs, jobs, [&](size_t i, int rc) {
+        fmt::print("[{}/{}] {} {}\n", ++done, pts.size(), rc == 0 ? "ok  " : "FAIL", fmt::join(sets[i], " "));
+    });
     const SweepTable t = sweep_table(dir, sp, pts, &rcs);
     write_file(dir / "sweep.csv", t.csv);
     std::cout << t.csv;
     fmt::print("sweep: {} runs, {} failed; table in {}\n", pts.size(),
                std::count_if(rcs.begin(), rcs.end(), [](int rc) { return rc != 0; }), (dir / "sweep.csv").string());
     return *std::max_element(rcs.begin(), rcs.end()) ? 1 : 0;
+}
+
+// ---- hvsim sensitivity (sim/sensitivity.hpp) ------------------------------------------
+
+int cmd_sensitivity(const std::string& file, std::vector<std::string> metrics, const std::vector<std::string>& sets,
+                    const std::string& out_dir, unsigned jobs, double low, double high) {
+    const scn::Scenario s = load_scenario_file(file);
+    const auto base_sets = parse_sets(sets);
+    const ParamSet base = resolve_params(s, base_sets);
+    if (metrics.empty()) metrics = {"sim.cycles"};
+    for (const auto& m : metrics)
+        if (!metric_info(m))
+            throw LoadError(fmt::format("sensitivity: --metric: expected a metric of the results (docs/results.md), "
+                                        "got '{}'{}",
+                                        m, jsonu::suggestion_suffix(m, metric_names())));
+    SensitivityPlan plan = plan_sensitivity(base, low, high);
+    // A scaled value the parameter's range refuses is reported, not run.
+    std::vector<std::string> refused;
+    std::erase_if(plan.params, [&](const SensitivityParam& p) {
+        for (const auto& v : {p.low, p.high}) {
+            auto with = base_sets;
+            with.emplace_back(p.key, v);
+            try {
+                resolve_params(s, with);
+            } catch (const LoadError& e) {
+                refused.push_back(e.what());
+                return true;
+            }
+        }
+        return false;
+    });
+    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sensitivity-" + safe_file_name(s.name))
+                                                      : fs::path(out_dir));
+    if (std::string err = prepare_output_dir(dir); !err.empty()) throw LoadError(err);
+    std::vector<std::vector<std::string>> run_sets{sets};
+    std::vector<fs::path> dirs{dir / "base"};
+    for (const auto& p : plan.params)
+        for (bool hi : {false, true}) {
+            auto v = sets;
+            v.push_back(p.key + "=" + (hi ? p.high : p.low));
+            run_sets.push_back(std::move(v));
+            dirs.push_back(dir / sensitivity_run_name(p.key, hi));
+        }
+    fmt::print("sensitivity: {} parameters x{} and x{}: {} runs, {} at a time\n", plan.params.size(), low, high,
+               run_sets.size(), jobs);
+    size_t done = 0;
+    const auto rcs = run_pool(fs::absolute(file).string(), run_sets, dirs, jobs, [&](size_t, int) {
+        if (++done % 10 == 0 || done == run_sets.size()) fmt::print("  {}/{} runs\n", done, run_sets.size());
+    });
+    if (!fs::exists(dir / "base" / "results.json"))
+        throw std::runtime_error(fmt::format("{}: the run at the preset values failed (exit {})", file, rcs[0]));
+    const SensitivityReport rep = sensitivity_report(dir, s.name, plan, metrics, low, high);
+    for (const auto& r : refused) fmt::print(stderr, "hvsim: sensitivity: not scaled: {}\n", r);
+    write_file(dir / "sensitivity.txt", rep.table);
+    write_file(dir / "sensitivity.csv", rep.csv);
+    write_file(dir / "sensitivity.json", rep.json.dump(2) + "\n");
+    std::cout << "\n" << rep.table;
+    fmt::print("  tables: {}  (plot: hvsim plot {})\n", (dir / "sensitivity.csv").string(),
+               (dir / "sensitivity.json").string());
+    return 0;
 }
 
 int cmd_params(const std::string& platform) {
@@ -579,6 +659,19 @@ int sc_main(int argc, char* argv[]) {
                                           "the missing points in DIR/rerun.txt");
     collect_opt->excludes(sweep_file_opt)->excludes(emit_opt);
 
+    std::string sens_file, sens_out;
+    std::vector<std::string> sens_metrics, sens_sets;
+    unsigned sens_jobs = std::max(1u, std::thread::hardware_concurrency());
+    double sens_low = 0.5, sens_high = 2.0;
+    auto* sens = app.add_subcommand("sensitivity", "Rank the cost and latency parameters by how much each moves a run's metrics");
+    sens->add_option("file", sens_file, "Scenario file")->required();
+    sens->add_option("-m,--metric", sens_metrics, "Metric to watch (repeatable; default sim.cycles)");
+    sens->add_option("--set", sens_sets, "Parameter overrides for every run (the base point)");
+    sens->add_option("-o,--out", sens_out, "Output directory (default: out/sensitivity-<scenario name>)");
+    sens->add_option("-j,--jobs", sens_jobs, "Runs in parallel")->check(CLI::Range(1u, 256u));
+    sens->add_option("--low", sens_low, "Scale factor down (default 0.5)")->check(CLI::Range(0.0, 1.0));
+    sens->add_option("--high", sens_high, "Scale factor up (default 2)")->check(CLI::Range(1.0, 1e6));
+
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
     graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core (the SNP RMP, TDX "
@@ -611,6 +704,7 @@ int sc_main(int argc, char* argv[]) {
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
+        if (*sens) return cmd_sensitivity(sens_file, sens_metrics, sens_sets, sens_out, sens_jobs, sens_low, sens_high);
         if (*sweep) {
             if (!sweep_collect.empty()) return collect_sweep(fs::absolute(sweep_collect));
             if (sweep_file.empty()) {
