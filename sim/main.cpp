@@ -570,6 +570,29 @@ int cmd_sensitivity(const std::string& file, std::vector<std::string> metrics, c
     return 0;
 }
 
+// ---- hvsim plot ----------------------------------------------------------------------
+// The pictures are drawn by tools/plot/hvsim_plot.py (matplotlib from Debian's
+// python3-matplotlib, which tools/setup.sh installs): the Python that has it is Debian's
+// /usr/bin/python3, not whichever python3 is first on PATH. HVSIM_PYTHON overrides.
+int cmd_plot(const std::vector<std::string>& args) {
+    const char* env = std::getenv("HVSIM_PYTHON");
+    const std::string py = env && *env ? env : (fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+    const std::string script = std::string(HVSIM_SOURCE_DIR) + "/tools/plot/hvsim_plot.py";
+    if (!fs::exists(script)) {
+        fmt::print(stderr, "hvsim: plot: {} not found (the plotting script lives in the source tree)\n", script);
+        return 2;
+    }
+    std::vector<std::string> argv_s{py, script};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    execvp(argv[0], argv.data());
+    fmt::print(stderr, "hvsim: plot: cannot run {}: {}\n", py, std::strerror(errno));
+    return 2;
+}
+
 int cmd_params(const std::string& platform) {
     try {
         const ParamSet p = ParamSet::preset(platform);
@@ -672,6 +695,10 @@ int sc_main(int argc, char* argv[]) {
     sens->add_option("--low", sens_low, "Scale factor down (default 0.5)")->check(CLI::Range(0.0, 1.0));
     sens->add_option("--high", sens_high, "Scale factor up (default 2)")->check(CLI::Range(1.0, 1e6));
 
+    auto* plot = app.add_subcommand("plot", "Draw results.json, sweep.csv, sensitivity.json or compare.json (PNG/SVG)");
+    plot->prefix_command();   // everything after `plot` goes to the plotting script
+    plot->set_help_flag();    // ... --help included
+
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
     graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core (the SNP RMP, TDX "
@@ -704,6 +731,7 @@ int sc_main(int argc, char* argv[]) {
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
+        if (*plot) return cmd_plot(plot->remaining());
         if (*sens) return cmd_sensitivity(sens_file, sens_metrics, sens_sets, sens_out, sens_jobs, sens_low, sens_high);
         if (*sweep) {
             if (!sweep_collect.empty()) return collect_sweep(fs::absolute(sweep_collect));
