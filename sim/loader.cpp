@@ -1083,10 +1083,14 @@ scn::Scenario load_scenario_file(const std::string& path) {
 ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets) {
     const std::string file = s.file.empty() ? std::string("<scenario>") : s.file;
     std::optional<ParamSet> ps;
+    std::optional<std::string> cli_platform;
+    for (const auto& [k, v] : cli_sets)
+        if (k == "platform") cli_platform = v;
     try {
-        ps = ParamSet::preset(s.platform);
+        ps = ParamSet::preset(cli_platform.value_or(s.platform));
     } catch (const ParamError& e) {
-        throw LoadError(sanitize_line(file + ": /platform: " + e.what()));
+        throw LoadError(sanitize_line(cli_platform ? "--set platform=" + *cli_platform + ": " + e.what()
+                                                   : file + ": /platform: " + e.what()));
     }
     // The kernel profile first (--set wins over the scenario), so that explicit kvm.config.*
     // keys of the scenario or --set override the profile's values.
@@ -1113,7 +1117,7 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
         }
     }
     for (const auto& [k, v] : cli_sets) {
-        if (k == kProfile) continue;
+        if (k == kProfile || k == "platform" || k == "vm.type") continue;   // see apply_scenario_sets
         try {
             ps->set_from_string(k, v, "--set");
         } catch (const ParamError& e) {
@@ -1126,6 +1130,18 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
         throw LoadError(sanitize_line(file + (cli_sets.empty() ? ": /params: " : " with --set overrides: ") + e.what()));
     }
     return std::move(*ps);
+}
+
+void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets) {
+    for (const auto& [k, v] : cli_sets) {
+        if (k == "platform") s.platform = v;   // checked against the presets by resolve_params
+        if (k == "vm.type") {
+            if (std::find(kVmTypes.begin(), kVmTypes.end(), v) == kVmTypes.end())
+                throw LoadError(sanitize_line("--set vm.type=" + v + ": expected one of " + jsonu::join_list(kVmTypes) +
+                                              ", got '" + v + "'" + jsonu::suggestion_suffix(v, kVmTypes)));
+            s.vm.type = v;
+        }
+    }
 }
 
 std::pair<std::string, std::string> parse_set_option(const std::string& text) {

@@ -33,6 +33,12 @@ scn::Scenario load_scenario_text(const std::string& text, const std::string& fil
 //   "FILE: /params: ..." or "FILE with --set overrides: ...".
 ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets);
 
+// --set platform=NAME and --set vm.type=TYPE change the scenario itself (they are not
+// parameters; hvsim compare and sweeps over platforms or VM types use them). Applies them to
+// s (LoadError "--set vm.type=X: expected one of [...]" for an unknown type); resolve_params
+// takes the platform from --set as well and ignores vm.type.
+void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets);
+
 // Splits a --set argument "key=value" (the value may contain '='). LoadError
 // "--set TEXT: expected KEY=VALUE, ..." when there is no '=' or the key is empty.
 std::pair<std::string, std::string> parse_set_option(const std::string& text);

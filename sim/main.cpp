@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <systemc>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <thread>
 
 #include "kernel/page_state_graph.hpp"
+#include "sim/compare.hpp"
 #include "sim/diff_kvm.hpp"
 #include "sim/gem5_stats.hpp"
 #include "sim/engine.hpp"
@@ -145,6 +147,7 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     std::optional<ParamSet> params;
     try {
         s = load_scenario_file(file);
+        apply_scenario_sets(s, parse_sets(a.sets));
         params = resolve_params(s, parse_sets(a.sets));
     } catch (const LoadError& e) {
         fmt::print(stderr, "hvsim: {}\n", e.what());
@@ -284,7 +287,8 @@ int cmd_validate(const std::vector<std::string>& paths, const std::vector<std::s
     for (const auto& f : files) {
         const int r = run_forked(f, [&] {
             try {
-                const auto s = load_scenario_file(f);
+                auto s = load_scenario_file(f);
+                apply_scenario_sets(s, parse_sets(sets));
                 const ParamSet p = resolve_params(s, parse_sets(sets));
                 RunOptions opt;
                 opt.setup_only = true;
@@ -430,17 +434,23 @@ int cmd_check(const std::vector<std::string>& paths, const std::vector<std::stri
 // Runs `scenario` once per entry of `sets` (its --set list) into dirs[i], at most `jobs` at a
 // time, one process each (SystemC elaborates once per process); on_done(i, exit code) as each
 // ends. Returns the exit codes.
+// capture_stderr: each run's stderr goes to dirs[i]/stderr.txt (what a refused run said).
 std::vector<int> run_pool(const std::string& scenario, const std::vector<std::vector<std::string>>& sets,
                           const std::vector<fs::path>& dirs, unsigned jobs,
-                          const std::function<void(size_t, int)>& on_done) {
+                          const std::function<void(size_t, int)>& on_done, bool capture_stderr = false) {
     std::vector<int> rcs(sets.size(), 0);
     std::map<pid_t, size_t> running;
     size_t next = 0;
     while (next < sets.size() || !running.empty()) {
         while (next < sets.size() && running.size() < jobs) {
             std::fflush(stdout);
+            if (capture_stderr) fs::create_directories(dirs[next]);
             const pid_t pid = fork();
             if (pid == 0) {
+                if (capture_stderr) {
+                    const int fd = open((dirs[next] / "stderr.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                    if (fd >= 0) dup2(fd, STDERR_FILENO);
+                }
                 RunArgs a;
                 a.quiet = true;
                 a.no_progress = true;
@@ -474,7 +484,11 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
     const std::vector<SweepPoint> pts = sweep_points(sp);
     // Check the scenario and every point before running anything.
     const scn::Scenario s = load_scenario_file(sp.scenario);
-    for (const auto& p : pts) resolve_params(s, p);
+    for (const auto& p : pts) {
+        scn::Scenario sp_s = s;
+        apply_scenario_sets(sp_s, p);
+        resolve_params(sp_s, p);
+    }
     fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("sweep-" + safe_file_name(s.name)) : fs::path(out_dir));
     if (!emit.empty()) {
         dir = fs::absolute(emit.at(1));
@@ -514,8 +528,9 @@ int cmd_sweep(const std::string& file, const std::string& out_dir, unsigned jobs
 
 int cmd_sensitivity(const std::string& file, std::vector<std::string> metrics, const std::vector<std::string>& sets,
                     const std::string& out_dir, unsigned jobs, double low, double high) {
-    const scn::Scenario s = load_scenario_file(file);
+    scn::Scenario s = load_scenario_file(file);
     const auto base_sets = parse_sets(sets);
+    apply_scenario_sets(s, base_sets);
     const ParamSet base = resolve_params(s, base_sets);
     if (metrics.empty()) metrics = {"sim.cycles"};
     for (const auto& m : metrics)
@@ -591,6 +606,47 @@ int cmd_plot(const std::vector<std::string>& args) {
     execvp(argv[0], argv.data());
     fmt::print(stderr, "hvsim: plot: cannot run {}: {}\n", py, std::strerror(errno));
     return 2;
+}
+
+// ---- hvsim compare (sim/compare.hpp) --------------------------------------------------
+
+int cmd_compare(const std::string& file, const std::vector<std::string>& platforms,
+                const std::vector<std::string>& vm_types, const std::vector<std::string>& metrics,
+                const std::vector<std::string>& sets, const std::string& out_dir, unsigned jobs) {
+    if (platforms.empty() && vm_types.empty())
+        throw LoadError("compare: expected --platform and/or --vm-type (comma-separated lists)");
+    scn::Scenario s = load_scenario_file(file);
+    for (const auto& m : metrics)
+        if (!metric_info(m))
+            throw LoadError(fmt::format("compare: --metric: expected a metric of the results (docs/results.md), got '{}'{}",
+                                        m, jsonu::suggestion_suffix(m, metric_names())));
+    const auto cols = compare_columns(platforms, vm_types, sets);
+    // Names and values are checked up front; what a platform or VM type cannot run is found
+    // by running it, and reported in its column.
+    for (const auto& c : cols) {
+        scn::Scenario cs = s;
+        const auto cset = parse_sets(c.sets);
+        apply_scenario_sets(cs, cset);
+        resolve_params(cs, cset);
+    }
+    const fs::path dir = fs::absolute(out_dir.empty() ? fs::path("out") / ("compare-" + safe_file_name(s.name))
+                                                      : fs::path(out_dir));
+    if (std::string err = prepare_output_dir(dir); !err.empty()) throw LoadError(err);
+    std::vector<std::vector<std::string>> run_sets;
+    std::vector<fs::path> dirs;
+    for (const auto& c : cols) {
+        run_sets.push_back(c.sets);
+        dirs.push_back(dir / safe_file_name(c.name));
+    }
+    const auto rcs = run_pool(fs::absolute(file).string(), run_sets, dirs, jobs, [](size_t, int) {}, true);
+    const CompareReport rep = compare_report(dir, s.name, cols, rcs, metrics);
+    write_file(dir / "compare.txt", rep.table);
+    write_file(dir / "compare.csv", rep.csv);
+    write_file(dir / "compare.json", rep.json.dump(2) + "\n");
+    std::cout << rep.table;
+    fmt::print("  tables: {}  (plot: hvsim plot {} --metric sim.cycles)\n", (dir / "compare.csv").string(),
+               (dir / "compare.json").string());
+    return 0;
 }
 
 int cmd_params(const std::string& platform) {
@@ -695,6 +751,19 @@ int sc_main(int argc, char* argv[]) {
     sens->add_option("--low", sens_low, "Scale factor down (default 0.5)")->check(CLI::Range(0.0, 1.0));
     sens->add_option("--high", sens_high, "Scale factor up (default 2)")->check(CLI::Range(1.0, 1e6));
 
+    std::string cmp_file, cmp_out;
+    std::vector<std::string> cmp_platforms, cmp_types, cmp_metrics, cmp_sets;
+    unsigned cmp_jobs = std::max(1u, std::thread::hardware_concurrency());
+    auto* compare = app.add_subcommand("compare", "One workload on several platforms / VM types, figures side by side");
+    compare->add_option("file", cmp_file, "Scenario file")->required();
+    compare->add_option("--platform", cmp_platforms, "Platforms, comma-separated (zen4-genoa,sapphire-rapids,neoverse-n2)")
+        ->delimiter(',');
+    compare->add_option("--vm-type", cmp_types, "VM types, comma-separated (snp,tdx,pkvm,sw_protected,...)")->delimiter(',');
+    compare->add_option("-m,--metric", cmp_metrics, "Further metrics to show (repeatable)");
+    compare->add_option("--set", cmp_sets, "Parameter overrides for every column");
+    compare->add_option("-o,--out", cmp_out, "Output directory (default: out/compare-<scenario name>)");
+    compare->add_option("-j,--jobs", cmp_jobs, "Runs in parallel")->check(CLI::Range(1u, 256u));
+
     auto* plot = app.add_subcommand("plot", "Draw results.json, sweep.csv, sensitivity.json or compare.json (PNG/SVG)");
     plot->prefix_command();   // everything after `plot` goes to the plotting script
     plot->set_help_flag();    // ... --help included
@@ -732,6 +801,7 @@ int sc_main(int argc, char* argv[]) {
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
         if (*params) return cmd_params(platform);
         if (*plot) return cmd_plot(plot->remaining());
+        if (*compare) return cmd_compare(cmp_file, cmp_platforms, cmp_types, cmp_metrics, cmp_sets, cmp_out, cmp_jobs);
         if (*sens) return cmd_sensitivity(sens_file, sens_metrics, sens_sets, sens_out, sens_jobs, sens_low, sens_high);
         if (*sweep) {
             if (!sweep_collect.empty()) return collect_sweep(fs::absolute(sweep_collect));

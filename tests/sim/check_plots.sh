@@ -13,6 +13,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$hvsim" run "$src/scenarios/examples/design-example-snp-convert-2m.json" -o "$work/snp" --quiet --no-progress
 "$hvsim" sweep "$src/tests/sim/data/sweep.json" -o "$work/sweep" -j 2 >/dev/null
 "$hvsim" sensitivity "$src/tests/sim/data/passing.json" -o "$work/sens" -j 2 >/dev/null
+"$hvsim" compare "$src/tests/sim/data/passing.json" --platform zen4-genoa,sapphire-rapids -o "$work/cmp" -j 2 >/dev/null
 
 check() {   # check NAME "label expected in the SVG" ARGS...
   local name=$1 label=$2; shift 2
@@ -28,6 +29,7 @@ check cdf "fraction of faults" --kind cdf "$work/qs/results.json"
 check conversion "cycles per page" --kind conversion "$work/snp/results.json"
 check sweep "cpu.data_access_cycles" "$work/sweep/sweep.csv" --metric sim.cycles
 check tornado "change of sim.cycles" "$work/sens/sensitivity.json"
+check compare "sapphire-rapids" "$work/cmp/compare.json" --metric sim.cycles
 
 set +e
 bad() {   # bad "expected message" ARGS...

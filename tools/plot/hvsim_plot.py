@@ -282,6 +282,9 @@ def plot_compare(ax, paths, args):
     ax.bar(range(len(vals)), vals, color=[plt.get_cmap("tab10")(i % 10) for i in range(len(vals))])
     ax.set_xticks(range(len(vals)))
     ax.set_xticklabels(labels, fontsize=8)
+    for i, v in enumerate(vals):
+        ax.annotate(f"{v:,.0f}" if v >= 100 else f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
+    ax.yaxis.set_major_formatter(EngFormatter())
     ax.set_ylabel(metric + unit_suffix(metric))
     title = args.title or f"{metric}: {rep.get('scenario', '')}"
     if missing:
