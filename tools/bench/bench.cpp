@@ -3,6 +3,7 @@
 // accesses per host second over the measured step only (setup and warm-up excluded).
 //
 //   tlb-hit   a 64 KiB working set read over and over: every access hits the L1 TLB.
+//             (tlb-hit and walk access shared memory, so every VM type runs them: --set vm.type=snp)
 //   walk      random reads over 4 GiB mapped with 4K pages on both dimensions: nearly
 //             every access misses both TLBs and does a two-dimensional walk.
 //   fault     first touch of 256 MiB with 4K host pages and no guest paging: every page
@@ -36,15 +37,15 @@ std::string scenario_text(const std::string& w, uint64_t n) {
     if (w == "tlb-hit")
         return fmt::format(R"({{"name": "bench-tlb-hit", "vm": {{"vcpus": 1, "memslots": [{}]}},
           "steps": [
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1}}}},
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read"}}}}
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1, "private": false}}}},
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": false}}}}
           ]}})", slot1g, n);
     if (w == "walk")
         return fmt::format(R"({{"name": "bench-walk", "vm": {{"vcpus": 1, "memslots": [{}]}},
           "steps": [
             {{"ioctl": {{"pre_fault_memory": {{"vcpu": 0, "gpa": 0, "size": "4GiB"}}}}}},
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "read"}}}},
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read"}}}}
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "read", "private": false}}}},
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": false}}}}
           ]}})", slot1g, n);
     if (w == "fault")
         return fmt::format(R"({{"name": "bench-fault", "params": {{"host.thp": false}},
@@ -78,12 +79,17 @@ std::string scenario_text(const std::string& w, uint64_t n) {
     throw std::invalid_argument("unknown workload " + w);
 }
 
-int run_workload(const std::string& w, uint64_t n) {
-    const auto s = load_scenario_text(scenario_text(w, n), "bench-" + w);
-    const auto p = resolve_params(s, {});
+int run_workload(const std::string& w, uint64_t n, const std::vector<std::pair<std::string, std::string>>& sets) {
+    auto s = load_scenario_text(scenario_text(w, n), "bench-" + w);
+    apply_scenario_sets(s, sets);   // --set vm.type=snp, platform=...: the same workload on another VM
+    const auto p = resolve_params(s, sets);
     RunOptions opt;
     opt.check_invariants = false;
     const auto out = run_scenario(s, p, opt);
+    if (!out.refused.empty()) {
+        fmt::print(stderr, "bench {}: refused: {}\n", w, out.refused);
+        return 2;
+    }
     if (!out.fatal.empty() || !out.failures.empty()) {
         fmt::print(stderr, "bench {}: {}\n", w, out.fatal.empty() ? out.failures.front().text : out.fatal);
         return 1;
@@ -114,6 +120,8 @@ int run_workload(const std::string& w, uint64_t n) {
     const double secs = out.step_wall_s[last];
     const auto& m = out.results.at("metrics");
     const uint64_t walks = steps[last].at("walks").get<uint64_t>();
+    // For tools/bench/run: M accesses/s and M walks/s of the measured step.
+    fmt::print("rate {} {:.4f} {:.4f}\n", w, double(acc) / secs / 1e6, double(walks) / secs / 1e6);
     fmt::print("{:<8} {:>10} accesses in {:6.3f} s = {:6.2f} M accesses/s, {:10} 2D walks = {:5.2f} M walks/s  "
                "(NPFs in the run {})\n",
                w, acc, secs, double(acc) / secs / 1e6, walks, double(walks) / secs / 1e6,
@@ -129,7 +137,16 @@ int sc_main(int argc, char* argv[]) {
     uint64_t scale = 100;
     app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert, scale");
     app.add_option("--scale", scale, "Percent of the default access counts (callgrind runs use ~1)");
+    std::vector<std::string> set_args;
+    app.add_option("--set", set_args, "Scenario/parameter override for every workload (vm.type=snp, platform=...)");
     CLI11_PARSE(app, argc, argv);
+    std::vector<std::pair<std::string, std::string>> sets;
+    try {
+        for (const auto& a : set_args) sets.push_back(parse_set_option(a));
+    } catch (const LoadError& e) {
+        fmt::print(stderr, "hvsim-bench: {}\n", e.what());
+        return 2;
+    }
     int rc = 0;
     for (const auto& w : workloads) {
         uint64_t n = w == "tlb-hit" ? 20000000 : w == "walk" ? 4000000 : w == "fault" ? 65536 : 0;
@@ -137,13 +154,19 @@ int sc_main(int argc, char* argv[]) {
         std::fflush(stdout);
         const pid_t pid = fork();
         if (pid == 0) {
-            const int r = run_workload(w, n);
+            int r = 1;
+            try {
+                r = run_workload(w, n, sets);
+            } catch (const std::exception& e) {
+                fmt::print(stderr, "bench {}: {}\n", w, e.what());
+                r = 2;
+            }
             std::fflush(stdout);
             _exit(r);
         }
         int status = 0;
         waitpid(pid, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status)) rc = 1;
+        if (!WIFEXITED(status) || WEXITSTATUS(status)) rc = std::max(rc, WIFEXITED(status) ? WEXITSTATUS(status) : 1);
     }
     return rc;
 }
