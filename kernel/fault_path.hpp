@@ -22,16 +22,28 @@ struct FaultPathAgg {
     std::vector<std::pair<std::string, Cycles>> steps;   // summed cycles per step, first-seen order
 };
 
+// Sees each fault as it is recorded (the run's trace); optional.
+class FaultPathObserver {
+public:
+    virtual ~FaultPathObserver() = default;
+    virtual void fault_begin() = 0;
+    virtual void fault_charge(std::string_view step, Cycles c) = 0;
+    virtual void fault_end(const std::string& path) = 0;
+};
+
 class FaultPathLog {
 public:
+    void set_observer(FaultPathObserver* o) { obs_ = o; }
     // One fault in flight per recorder; begin() discards a fault that was never ended.
     void begin() {
         cur_steps_.clear();
         cur_total_ = 0;
         active_ = true;
+        if (obs_) obs_->fault_begin();
     }
     void on_charge(std::string_view step, Cycles c) {
         if (!active_) return;
+        if (obs_) obs_->fault_charge(step, c);
         cur_total_ += c;
         for (auto& s : cur_steps_)
             if (s.first == step) {
@@ -43,6 +55,7 @@ public:
     void end(const std::string& path) {
         if (!active_) return;
         active_ = false;
+        if (obs_) obs_->fault_end(path);
         auto& a = paths_[path];
         ++a.count;
         a.total += cur_total_;
@@ -70,6 +83,7 @@ public:
     }
 
 private:
+    FaultPathObserver* obs_ = nullptr;
     bool active_ = false;
     Cycles cur_total_ = 0;
     std::vector<std::pair<std::string, Cycles>> cur_steps_;

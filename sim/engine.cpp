@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kernel/guest_memfd.hpp"
 #include "sim/errno_names.hpp"
 #include "sim/json_util.hpp"
 #include "sim/machine.hpp"
@@ -31,17 +32,40 @@ class HostThread : public sc_module, public ExecContext {
 public:
     SC_HAS_PROCESS(HostThread);
     HostThread(sc_module_name n, uint64_t period_ps) : sc_module(n), period_ps_(period_ps) { SC_THREAD(thread); }
-    void post(std::function<void(ExecContext&)> job) {
+    void post(std::function<void(ExecContext&)> job, std::string label = {}) {
         job_ = std::move(job);
+        label_ = std::move(label);
         work_.notify(SC_ZERO_TIME);
+    }
+    // Trace the jobs (a slice each) and their charges (nested) on `track`.
+    void set_trace(Trace* t, uint32_t track, Machine* m) {
+        trace_ = t;
+        track_ = track;
+        machine_ = m;
     }
     sc_event& done() { return done_; }
     // A model error in the last job (empty if none); the controller names the step.
     const std::string& error() const { return error_; }
-    void charge(std::string_view, Cycles c) override { qk_.inc(sc_time::from_value(c * period_ps_)); }
+    void charge(std::string_view step, Cycles c) override {
+        if (trace_) trace_charge(step, c);
+        qk_.inc(sc_time::from_value(c * period_ps_));
+    }
     void sync() override { qk_.sync(); }
 
 private:
+    Cycles local_now() const { return (sc_time_stamp() + qk_.get_local_time()).value() / period_ps_; }
+    void trace_charge(std::string_view step, Cycles c) {
+        const Cycles t = local_now();
+        trace_->slice(track_, step, t, c);
+        for (const auto* r : machine_->take_new_invalidations()) {
+            if (!inv_track_) inv_track_ = trace_->thread_track(std::string(name()) + ": MMU invalidations");
+            trace_->slice(*inv_track_, fmt::format("invalidate {}", kvm::invalidate_cause_name(r->cause)),
+                          t + c - std::min(t + c, r->cycles), r->cycles,
+                          {TraceArg::num("start_gfn", r->start_gfn), TraceArg::num("end_gfn", r->end_gfn),
+                           TraceArg::num("sptes_zapped", r->sptes_zapped),
+                           TraceArg::flag("remote_flush", r->flush_remote)});
+        }
+    }
     void thread() {
         qk_.reset();
         for (;;) {
@@ -49,11 +73,13 @@ private:
             error_.clear();
             // A model error ends the job with a message instead of escaping into the
             // SystemC kernel; the controller ends the run naming the step.
+            const Cycles start = local_now();
             try {
                 job_(*this);
             } catch (const std::exception& e) {
                 error_ = fmt::format("VMM thread: {}", e.what());
             }
+            if (trace_) trace_->slice(track_, label_.empty() ? "host step" : label_, start, local_now() - start);
             qk_.sync();
             done_.notify(SC_ZERO_TIME);
         }
@@ -61,6 +87,11 @@ private:
     uint64_t period_ps_;
     tlm_utils::tlm_quantumkeeper qk_;
     std::function<void(ExecContext&)> job_;
+    std::string label_;
+    Trace* trace_ = nullptr;
+    uint32_t track_ = 0;
+    Machine* machine_ = nullptr;
+    std::optional<uint32_t> inv_track_;
     std::string error_;
     sc_event work_, done_;
 };
@@ -281,7 +312,8 @@ private:
             HostThread* worker = hosts_.at(host_idx++);
             rec.host = worker;
             StepRecord* r = &rec;
-            worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_.exec_uapi_step(st, ctx); });
+            worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_.exec_uapi_step(st, ctx); },
+                         trace ? step_label(rec) + ": " + op_name(st) : std::string());
             evs &= worker->done();
         }
     }
@@ -292,6 +324,7 @@ private:
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
         for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
+        if (trace) trace_step(rec);
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
             rec.accesses += res.accesses;
@@ -307,6 +340,58 @@ private:
             auto e = m_.take_exit(v);
             if (e && !rec.exit) rec.exit = std::move(e);
         }
+    }
+
+public:
+    // The run's trace (nullptr: none): the tracks the controller writes to.
+    Trace* trace = nullptr;
+    std::vector<uint32_t> vcpu_tracks;
+    uint32_t private_pages_track = 0;
+    std::vector<uint32_t> hit_rate_tracks, walk_tracks;
+
+private:
+    struct TlbSnap {
+        uint64_t lookups = 0, hits = 0, walks = 0;
+    };
+    std::vector<TlbSnap> tlb_prev_;
+
+    // A vCPU step's slice on each of its vCPUs (exits nest inside), and the counters at its end.
+    void trace_step(const StepRecord& rec) {
+        for (unsigned v : rec.vcpus)
+            trace->slice(vcpu_tracks.at(v), step_label(rec) + ": " + op_name(*rec.step), rec.start, rec.end - rec.start,
+                         {TraceArg::num("accesses", vcpus_[v]->result().accesses)});
+        if (tlb_prev_.size() != vcpus_.size()) tlb_prev_.assign(vcpus_.size(), TlbSnap{});
+        for (size_t v = 0; v < vcpus_.size(); ++v) {
+            const auto& st = vcpus_[v]->mmu().stats();
+            TlbSnap now{st.accesses, st.l1_hits + st.l2_hits, st.misses + st.gpa_walks};
+            const uint64_t dl = now.lookups - tlb_prev_[v].lookups;
+            if (dl) trace->counter(hit_rate_tracks.at(v), rec.end, 100.0 * double(now.hits - tlb_prev_[v].hits) / double(dl));
+            trace->counter(walk_tracks.at(v), rec.end, double(now.walks - tlb_prev_[v].walks));
+            tlb_prev_[v] = now;
+        }
+        if (const kvm::Kvm* k = m_.kvm()) trace->counter(private_pages_track, rec.end, double(private_pages(*k)));
+    }
+
+    // Pages whose attributes say private, in whichever store the kernel profile uses (the
+    // per-VM array, or each guest_memfd's own for in-place conversion), by ranges.
+    static uint64_t private_pages(const kvm::Kvm& k) {
+        uint64_t priv = 0;
+        auto count = [&](const kvm::RangeMap<uint64_t>& m, uint64_t lo, uint64_t hi) {
+            for (const auto& [start, run] : m.runs())
+                if (run.value & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) {
+                    const uint64_t a = std::max(start, lo), b = std::min(run.end, hi);
+                    if (a < b) priv += b - a;
+                }
+        };
+        if (k.config().vm_memory_attributes) {
+            count(k.mem_attr_array(), 0, UINT64_MAX);
+            return priv;
+        }
+        k.memslots(0).for_each_in_gfn_range(Gfn(0), Gfn(UINT64_MAX), [&](const kvm::kvm_memory_slot& slot) {
+            if (slot.has_gmem() && slot.gmem.file)
+                count(slot.gmem.file->attributes(), slot.gmem.pgoff, slot.gmem.pgoff + slot.npages);
+        });
+        return priv;
     }
 
     void fail(StepRecord& r, const std::string& what) {
@@ -714,6 +799,15 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     std::vector<HostThread*> hosts;
     for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
         hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
+    std::unique_ptr<Trace> trace;
+    std::vector<uint32_t> vcpu_tracks;
+    if (opt.trace && !opt.setup_only) {
+        trace = std::make_unique<Trace>(*opt.trace, mc.period_ps, s.name);
+        for (unsigned i = 0; i < s.vm.vcpus; ++i) vcpu_tracks.push_back(trace->thread_track(fmt::format("vCPU {}", i)));
+        for (unsigned i = 0; i < hosts.size(); ++i)
+            hosts[i]->set_trace(trace.get(), trace->thread_track(fmt::format("VMM thread {}", i)), machine.get());
+        machine->set_trace(trace.get(), vcpu_tracks);
+    }
 
     // Every metric named in expect.metrics must be one this run reports: the names are
     // known once the machine is elaborated (they depend on the VM and the cache levels).
@@ -743,6 +837,15 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     };
     for (const auto& st : s.steps) plan(st);
     auto* top = new Top("top", s, *machine, vcpus, hosts, opt, prog);
+    if (trace) {
+        top->trace = trace.get();
+        top->vcpu_tracks = vcpu_tracks;
+        top->private_pages_track = trace->counter_track("private pages", "pages");
+        for (unsigned i = 0; i < s.vm.vcpus; ++i) {
+            top->hit_rate_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: TLB hit rate", i), "%"));
+            top->walk_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: 2D walks per step", i), "walks"));
+        }
+    }
     prog.start(opt.progress && isatty(2), s.name);
     sc_start();
     prog.finish();
@@ -793,6 +896,14 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     in.failures = &out.failures;
     out.results = build_results(in);
     out.results["modules"] = module_tree(*phys, *dram, vcpus);
+    if (trace) {
+        machine->set_trace(nullptr, {});
+        trace->write();
+        out.trace_summary = fmt::format("{} events{}", trace->events(),
+                                        trace->dropped_exits() ? fmt::format(", {} exits not recorded (--trace-max-events)",
+                                                                             trace->dropped_exits())
+                                                               : std::string());
+    }
     // SystemC objects are torn down with the process; the machine first (it holds
     // references into the MMUs only through the vCPU slots, which die with it).
     return out;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sim/params.hpp"
+#include "sim/trace.hpp"
 #include "sim/run_status.hpp"
 #include "sim/scenario.hpp"
 
@@ -18,6 +19,7 @@ struct RunOptions {
     bool progress = false;          // print a progress line on stderr after ~2 s
     bool check_invariants = true;   // cross-model invariants after every step
     bool setup_only = false;        // stop after the VM setup and elaboration (hvsim validate)
+    const TraceOptions* trace = nullptr;   // write the run's timeline (sim/trace.hpp)
 };
 
 struct RunOutput {
@@ -25,6 +27,7 @@ struct RunOutput {
     RunStatus status = RunStatus::passed;
     std::vector<Failure> failures;      // failed expectations, invariants
     std::string fatal;                  // the run could not complete (model error)
+    std::string trace_summary;          // RunOptions::trace: "N events, ..." once written
     // The scenario cannot run on this configuration, found before the simulation starts
     // (an unsupported platform, a VM setup KVM refuses, an unknown metric in
     // expect.metrics): bad input, exit 2, no results file. Starts with the JSON pointer

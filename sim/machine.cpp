@@ -11,6 +11,7 @@
 #include "kernel/error_rule.hpp"
 #include "kernel/guest_memfd.hpp"
 #include "sim/errno_names.hpp"
+#include "sim/trace.hpp"
 
 namespace hvsim {
 
@@ -449,6 +450,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     const auto& c = cfg_.costs;
     ++exits_.total;
     ++exits_.npf;
+    note_exit(vcpu, gpa.raw(), error_code, false);
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
     const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
@@ -516,6 +518,7 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     const auto& c = cfg_.costs;
     ++exits_.total;
     ++exits_.hypercall;
+    note_exit(vcpu, a0, nr, true);
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
     ctx.charge("kvm_emulate_hypercall", c.hypercall);
@@ -699,6 +702,102 @@ std::optional<std::string> Machine::check_invariants() {
         }
     });
     return bad;
+}
+
+// ---------------------------------------------------------------------------------------
+// Trace (sim/trace.hpp)
+
+namespace {
+
+// One vCPU's exits on its trace track: a slice per exit named by its fault path, the KVM
+// steps nested in it as they are charged, a flow from the vmexit to the vmentry, and the
+// MMU invalidations the exit finished on the vCPU's invalidation track.
+class ExitTracer final : public kvm::FaultPathObserver {
+public:
+    ExitTracer(Trace& t, Machine& m, const cpu::Vcpu& module, uint32_t track, std::string name,
+               const uint64_t& gpa, const uint64_t& code, const bool& hypercall)
+        : t_(t), m_(m), module_(module), track_(track), name_(std::move(name)), gpa_(gpa), code_(code),
+          hypercall_(hypercall) {}
+    void fault_begin() override {
+        on_ = t_.want_exit();
+        t0_ = module_.cycles_now();
+        acc_ = 0;
+        flow_ = on_ ? t_.new_flow_id() : 0;
+    }
+    void fault_charge(std::string_view step, Cycles c) override {
+        if (!on_) return;
+        t_.slice(track_, step, t0_ + acc_, c, {}, step == "vmexit" ? flow_ : 0, step == "vmentry" ? flow_ : 0);
+        acc_ += c;
+        for (const auto* r : m_.take_new_invalidations()) {
+            if (!inv_track_) inv_track_ = t_.thread_track(name_ + ": MMU invalidations");
+            const Cycles end = t0_ + acc_;
+            t_.slice(*inv_track_, fmt::format("invalidate {}", kvm::invalidate_cause_name(r->cause)),
+                     end - std::min(end, r->cycles), r->cycles,
+                     {TraceArg::num("start_gfn", r->start_gfn), TraceArg::num("end_gfn", r->end_gfn),
+                      TraceArg::num("sptes_zapped", r->sptes_zapped), TraceArg::flag("remote_flush", r->flush_remote)});
+        }
+    }
+    void fault_end(const std::string& path) override {
+        if (!on_) return;
+        on_ = false;
+        std::vector<TraceArg> args;
+        if (hypercall_) {
+            args = {TraceArg::num("nr", code_), TraceArg::num("gpa", gpa_)};
+        } else {
+            args = {TraceArg::num("gpa", gpa_), TraceArg::num("gfn", gpa_ >> kPageShift),
+                    TraceArg::num("error_code", code_),
+                    TraceArg::flag("private", path.find("private") != std::string::npos)};
+            if (const auto lv = path.rfind('.'); lv != std::string::npos && path.size() - lv <= 3)
+                args.push_back(TraceArg::text("level", path.substr(lv + 1)));
+        }
+        t_.slice(track_, path, t0_, acc_, std::move(args));
+    }
+
+private:
+    Trace& t_;
+    Machine& m_;
+    const cpu::Vcpu& module_;
+    uint32_t track_;
+    std::string name_;
+    const uint64_t& gpa_;
+    const uint64_t& code_;
+    const bool& hypercall_;
+    std::optional<uint32_t> inv_track_;
+    bool on_ = false;
+    Cycles t0_ = 0, acc_ = 0;
+    uint64_t flow_ = 0;
+};
+
+}  // namespace
+
+void Machine::set_trace(Trace* t, const std::vector<uint32_t>& vcpu_tracks) {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        auto& v = vcpus_[i];
+        if (!t || !v.module) {
+            v.log.set_observer(nullptr);
+            v.tracer.reset();
+            continue;
+        }
+        v.tracer = std::make_unique<ExitTracer>(*t, *this, *v.module, vcpu_tracks.at(i), fmt::format("vCPU {}", i),
+                                                v.exit_gpa, v.exit_code, v.exit_is_hypercall);
+        v.log.set_observer(v.tracer.get());
+    }
+    invalidations_seen_ = kvm_ ? kvm_->stats().invalidations.size() : 0;
+}
+
+void Machine::note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall) {
+    auto& v = vcpus_[vcpu];
+    v.exit_gpa = gpa;
+    v.exit_code = code;
+    v.exit_is_hypercall = hypercall;
+}
+
+std::vector<const kvm::InvalidationRecord*> Machine::take_new_invalidations() {
+    std::vector<const kvm::InvalidationRecord*> out;
+    if (!kvm_) return out;
+    const auto& all = kvm_->stats().invalidations;
+    for (; invalidations_seen_ < all.size(); ++invalidations_seen_) out.push_back(&all[invalidations_seen_]);
+    return out;
 }
 
 }  // namespace hvsim

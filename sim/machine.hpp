@@ -29,6 +29,8 @@
 
 namespace hvsim {
 
+class Trace;
+
 // Everything a run reads from the resolved parameters.
 struct MachineConfig {
     uint64_t freq_mhz = 3000;
@@ -117,6 +119,13 @@ public:
     const ExitCounts& exits() const { return exits_; }
     int vm_fd() const { return vm_fd_; }
     std::optional<int> gmem_fd(const std::string& id) const;
+    // Record each vCPU exit (its fault path step by step) and the MMU invalidations it made
+    // into `t` on the vCPUs' tracks (sim/trace.hpp); call after the vCPUs are attached.
+    void set_trace(Trace* t, const std::vector<uint32_t>& vcpu_tracks);
+    // The MMU invalidations finished since the last call, for the thread that asks
+    // (its trace track): records appended to kvm stats in between.
+    std::vector<const kvm::InvalidationRecord*> take_new_invalidations();
+
     // Checks cross-model invariants (test builds): no private page mapped for the host,
     // SPTEs agree with attributes. Returns a description of the first violation.
     std::optional<std::string> check_invariants();
@@ -128,6 +137,9 @@ private:
         bool expect_exit = false;
         std::optional<VcpuExitRecord> exit;
         kvm::FaultPathLog log;
+        std::unique_ptr<kvm::FaultPathObserver> tracer;   // set_trace
+        uint64_t exit_gpa = 0, exit_code = 0;             // the exit in flight, for its trace slice
+        bool exit_is_hypercall = false;
     };
     int resolve_fd(const scn::FdRef& f) const;
     uapi::kvm_userspace_memory_region2 region2_of(const scn::MemslotDecl& m) const;
@@ -151,6 +163,8 @@ private:
     std::vector<ConversionRecord> conversions_;
     kvm::FaultPathLog host_log_;   // pre-fault and other host-thread paths
     ExitCounts exits_;
+    size_t invalidations_seen_ = 0;
+    void note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall);
 };
 
 }  // namespace hvsim

@@ -78,6 +78,7 @@ struct RunArgs {
     double tolerance = 0;
     std::string write_baseline_dir;
     std::string stats;   // "gem5": DIR/stats.gem5.json beside results.json
+    TraceOptions trace;  // --trace FILE (path empty: none)
 };
 
 // Metrics that moved away from the baseline by more than the relative tolerance, and
@@ -141,6 +142,31 @@ std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<st
     return out;
 }
 
+// "0:2ms", "1.5us:40us", "100:200" (ns) -> [start, end] in ns; nullopt when malformed.
+std::optional<std::pair<uint64_t, uint64_t>> parse_time_window(const std::string& w) {
+    auto one = [](std::string t) -> std::optional<uint64_t> {
+        double scale = 1;
+        for (const auto& [suf, mul] : {std::pair<const char*, double>{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}}) {
+            const std::string sx = suf;
+            if (t.size() > sx.size() && t.compare(t.size() - sx.size(), sx.size(), sx) == 0) {
+                scale = mul;
+                t.resize(t.size() - sx.size());
+                break;
+            }
+        }
+        if (t.empty() || t.find_first_not_of("0123456789.") != std::string::npos) return std::nullopt;
+        char* end = nullptr;
+        const double v = std::strtod(t.c_str(), &end);
+        if (*end || v < 0 || v * scale > 1.8e19) return std::nullopt;
+        return uint64_t(v * scale);
+    };
+    const auto colon = w.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    const auto a = one(w.substr(0, colon)), b = one(w.substr(colon + 1));
+    if (!a || !b || *a >= *b) return std::nullopt;
+    return std::make_pair(*a, *b);
+}
+
 // One scenario in this process. Returns the exit code.
 int run_one(const std::string& file, const RunArgs& a, bool multi) {
     scn::Scenario s;
@@ -168,6 +194,13 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     RunOptions opt;
     opt.progress = !a.no_progress && !a.quiet;
     opt.check_invariants = !a.no_check;
+    if (!a.trace.path.empty()) {
+        if (std::string err = prepare_output_file(a.trace.path); !err.empty()) {
+            fmt::print(stderr, "hvsim: {}\n", err);
+            return 2;
+        }
+        opt.trace = &a.trace;
+    }
     RunOutput out;
     try {
         out = run_scenario(s, *params, opt);
@@ -206,6 +239,7 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
     if (!a.quiet) {
         std::cout << format_summary(out.results);
         std::cout << fmt::format("  results: {}\n", (dir / "results.json").string());
+        if (!out.trace_summary.empty()) std::cout << fmt::format("  trace: {} ({})\n", a.trace.path, out.trace_summary);
     }
     if (out.status == RunStatus::interrupted) {
         const int sig = g_signal ? int(g_signal) : SIGINT;
@@ -686,6 +720,14 @@ int sc_main(int argc, char* argv[]) {
     run->add_flag("-q,--quiet", ra.quiet, "Print nothing but errors");
     run->add_flag("--no-progress", ra.no_progress, "No progress line on long runs");
     run->add_flag("--no-invariants", ra.no_check, "Skip the invariant checks after every step");
+    std::string trace_window;
+    run->add_option("--trace", ra.trace.path,
+                    "Write the run's timeline: FILE.pftrace (Perfetto protobuf) or FILE.json (Chrome trace events)");
+    run->add_option("--trace-window", trace_window, "Only events in START:END of simulated time (e.g. 0:2ms, 1.5us:40us)");
+    run->add_option("--trace-sample", ra.trace.sample, "Record one vCPU exit in N (default 1: every exit)")
+        ->check(CLI::Range(1u, 1000000000u));
+    run->add_option("--trace-max-events", ra.trace.max_events, "Stop recording exits after N events (default 2000000)")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
     run->add_option("--stats", ra.stats, "Also write the metrics as DIR/stats.gem5.json in gem5's JSON statistics shape")
         ->check(CLI::IsMember({"gem5"}));
 
@@ -795,7 +837,34 @@ int sc_main(int argc, char* argv[]) {
         return rc == 0 ? 0 : 2;
     }
     try {
-        if (*run) return cmd_run(ra);
+        if (*run) {
+            if (!ra.trace.path.empty()) {
+                if (!Trace::known_extension(ra.trace.path)) {
+                    fmt::print(stderr, "hvsim: --trace {}: expected a file name ending in .pftrace, .perfetto-trace or .json\n",
+                               ra.trace.path);
+                    return 2;
+                }
+                if (expand(ra.files).size() != 1) {
+                    fmt::print(stderr, "hvsim: --trace: expected one scenario file, got {}\n", expand(ra.files).size());
+                    return 2;
+                }
+            }
+            if (!trace_window.empty()) {
+                if (ra.trace.path.empty()) {
+                    fmt::print(stderr, "hvsim: --trace-window: needs --trace FILE\n");
+                    return 2;
+                }
+                const auto w = parse_time_window(trace_window);
+                if (!w) {
+                    fmt::print(stderr, "hvsim: --trace-window {}: expected START:END in simulated time "
+                                       "(ns, us, ms or s; e.g. 0:2ms), START < END\n", trace_window);
+                    return 2;
+                }
+                ra.trace.window_start_ns = w->first;
+                ra.trace.window_end_ns = w->second;
+            }
+            return cmd_run(ra);
+        }
         if (*validate) return cmd_validate(vfiles, vsets);
         if (*check) return cmd_check(cfiles, csets, junit, jobs, cbase);
         if (*diff) return diff_kvm_main(expand(dfiles), !ddiff_only, std::cout, std::cerr);
