@@ -397,6 +397,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
         }
     }
 
+    if (cfg_.shared_gpa_bit && !enc) gpa |= 1ull << cfg_.shared_gpa_bit;
     const Nested o = nested_walk(gpa, acc, w);
     if (!o.ok) return account(npf(gpa, o.err | PFERR_GUEST_FINAL | enc_final));
 
@@ -429,7 +430,7 @@ void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
 
 TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
     ++stats_.gpa_lookups;
-    const uint64_t g = gpa.raw();
+    const uint64_t g = gpa.raw() | (cfg_.shared_gpa_bit && !enc ? 1ull << cfg_.shared_gpa_bit : 0);
     const uint8_t acc = uint8_t(1u << unsigned(at));
     if (const NtlbEntry* t = ntlb_.find(ntlb_key(g))) {
         if ((acc & ~t->perm) == 0 && (!(acc & kW) || t->dirty)) {

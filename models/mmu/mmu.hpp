@@ -74,6 +74,10 @@ struct MmuConfig {
     // fault on a guest page-table page reports GUEST_ENC whatever the data access was.
     // When false, GUEST_PAGE faults carry GUEST_ENC only if the access had `enc`.
     bool guest_tables_encrypted = false;
+    // TDX: the shared GPA bit (47 with GPAW 48, 51 with GPAW 52; 0 = none). A guest maps
+    // shared memory with the bit in its PTE's address (arch/x86/coco/tdx/tdx.c cc_mask), so
+    // an access that is not `enc` reaches the nested walk at gpa | bit: the shared alias.
+    unsigned shared_gpa_bit = 0;
 };
 
 struct MmuStats {
