@@ -1,6 +1,9 @@
 #include "models/tdx/tdx_module.hpp"
 
 #include <stdexcept>
+#include <string>
+
+#include "models/tdx/sept_state_graph.hpp"
 
 namespace hvsim::tdx {
 
@@ -94,6 +97,14 @@ uint64_t arch_view(uint64_t e) {
 }  // namespace septe
 
 TdxModule::TdxModule(PhysMem& mem) : mem_(mem) {}
+
+void TdxModule::write_entry(const Walk& w, uint64_t v) {
+    const SeptState from = septe::state(w.entry), to = septe::state(v);
+    if (!sept_check_transition(from, to))
+        throw std::logic_error(std::string("tdx: S-EPT transition ") + sept_state_name(from) + " -> " +
+                               sept_state_name(to) + " is not an edge of the S-EPT page-state graph");
+    mem_.write64(Hpa(w.entry_hpa), v);
+}
 
 TdxModule::Td* TdxModule::td(Hpa tdr) {
     auto it = tds_.find(tdr.raw());

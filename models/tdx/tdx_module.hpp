@@ -219,7 +219,9 @@ private:
                                                    uint64_t tracking_operand) const;
     bool page_nda_4k(uint64_t pa) const;           // 4K PAMT NDA and not inside a 2M private page
     bool range_nda(uint64_t pa, uint64_t pages) const;
-    void write_entry(const Walk& w, uint64_t v) { mem_.write64(Hpa(w.entry_hpa), v); }
+    // Every S-EPT entry change goes through here and must be an edge of the S-EPT
+    // page-state graph (sept_state_graph.hpp); std::logic_error otherwise.
+    void write_entry(const Walk& w, uint64_t v);
     void set_pamt(uint64_t pa, unsigned level, PamtEntry e);
     void clear_pamt(uint64_t pa, unsigned level);
     void fill_free_table(uint64_t table_pa);

@@ -2,6 +2,7 @@
 // (TDX module 1.5.01 source, tdh_mem_*.c / tdg_mem_page_accept.c; case ids "C<n>").
 #include <catch2/catch.hpp>
 
+#include "models/tdx/sept_state_graph.hpp"
 #include "models/tdx/tdx_module.hpp"
 
 using namespace hvsim;
@@ -530,4 +531,24 @@ TEST_CASE("tdx: a re-entering vCPU flushes its TLB when TD_EPOCH moved (TDH.VP.E
     REQUIRE(r.m.tdh_mem_track(r.tdr).rax == 0);
     REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
     CHECK(r.m.stats().epoch_flushes == 1);
+}
+
+TEST_CASE("tdx: the S-EPT page-state graph has the leaves' edges and refuses the others", "[tdx][graph]") {
+    CHECK(sept_check_transition(SeptState::free, SeptState::pending));
+    CHECK(sept_check_transition(SeptState::pending, SeptState::mapped));
+    CHECK(sept_check_transition(SeptState::blocked, SeptState::free));
+    CHECK(sept_check_transition(SeptState::mapped, SeptState::mapped));
+    CHECK_FALSE(sept_check_transition(SeptState::mapped, SeptState::pending));
+    CHECK_FALSE(sept_check_transition(SeptState::free, SeptState::blocked));
+    CHECK_FALSE(sept_check_transition(SeptState::pending_blocked, SeptState::mapped));
+    CHECK_FALSE(sept_check_transition(SeptState::nl_mapped, SeptState::blocked));
+    const std::string dot = sept_state_dot();
+    CHECK(dot.find("TDH.MEM.PAGE.AUG") != std::string::npos);
+    // Every transition a sequence of leaves makes is an edge (the module throws otherwise).
+    Rig r;
+    r.tables(G, 0);
+    r.mapped(G);
+    CHECK_NOTHROW(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr));
+    CHECK_NOTHROW(r.m.tdh_mem_track(r.tdr));
+    CHECK_NOTHROW(r.m.tdh_mem_page_remove(gpa_level(G, 0), r.tdr));
 }
