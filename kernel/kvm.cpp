@@ -39,6 +39,8 @@ const char* attr_filter_name(AttrFilter f) {
 Kvm::Kvm(Private, VmType type, VmmProcess& proc)
     : type_(type), arch_(&kvm_default_arch_ops(type)), mmu_(&null_mmu_), proc_(proc) {
     pre_fault_allowed = arch_->pre_fault_allowed_initially();
+    // Until a TDP MMU says its root level: 5-level when the host's MAXPHYADDR exceeds 48.
+    kvm_set_shared_gpa_bit_for(config().maxphyaddr > 48 ? 5 : 4);
 }
 
 Kvm::~Kvm() {
@@ -285,7 +287,7 @@ int Kvm::kvm_arch_prepare_memory_region(const kvm_memory_slot* s, kvm_mr_change 
         if (last.raw() > arch_->max_gfn(config()))
             return error_rule(-EINVAL, "kvm_arch_prepare_memory_region: the slot ends above kvm_mmu_max_gfn() "
                                        "(kvm.config.maxphyaddr)");
-        if (arch_->is_gfn_alias(last, config()))
+        if (kvm_is_gfn_alias(last))
             return error_rule(-EINVAL, "kvm_arch_prepare_memory_region: the slot reaches the TDX shared-bit alias");
     }
     return 0;

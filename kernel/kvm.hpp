@@ -123,6 +123,19 @@ public:
     bool has_private_mem() const { return arch_->has_private_mem(); }
     // kvm->arch.pre_fault_allowed: SNP/TDX backends set it at launch finish / finalize.
     bool pre_fault_allowed = true;
+    // kvm->arch.gfn_direct_bits (kvm_gfn_direct_bits()): gfn bits that name KVM's direct
+    // (shared) root; 0 on every VM without a shared GPA bit. Set from the arch ops'
+    // shared_gpa_bit() at creation and again by the TDP MMU for its root level.
+    uint64_t gfn_direct_bits = 0;
+    void kvm_set_shared_gpa_bit_for(unsigned tdp_levels) {
+        const unsigned b = arch_->shared_gpa_bit(tdp_levels);
+        gfn_direct_bits = b ? 1ull << (b - kPageShift) : 0;
+    }
+    // kvm_is_gfn_alias(): the gfn has a direct bit set (a TDX shared alias).
+    bool kvm_is_gfn_alias(Gfn g) const { return g.raw() & gfn_direct_bits; }
+    // The gfn memslots and guest_memfd know (kvm_mmu_do_page_fault(): "memslots don't
+    // understand the concept of a shared bit").
+    Gfn kvm_gfn_strip_direct_bits(Gfn g) const { return Gfn(g.raw() & ~gfn_direct_bits); }
 
     // ---- capabilities (kvm_vm_ioctl_check_extension_generic + x86) ----
     // System scope (/dev/kvm, kvm == NULL).

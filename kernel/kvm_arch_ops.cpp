@@ -154,8 +154,8 @@ public:
     }
 };
 
-// KVM_X86_TDX_VM: private memory in the secure EPT; GPA bit (MAXPHYADDR-1) is the shared
-// bit, so gfns with it set alias private gfns (kvm_is_gfn_alias()).
+// KVM_X86_TDX_VM: private memory in the secure EPT; GPA bit GPAW-1 is the shared bit, so
+// gfns with it set alias private gfns (kvm_is_gfn_alias()).
 class TdxVmOps final : public KvmArchOps {
 public:
     VmType type() const override { return VmType::tdx; }
@@ -163,17 +163,16 @@ public:
     bool has_protected_state() const override { return true; }
     bool pre_fault_allowed_initially() const override { return false; }
     bool supported_by(const KvmConfig& c) const override { return c.tdp && c.tdx; }
-    bool is_gfn_alias(Gfn g, const KvmConfig& c) const override {
-        return (g.raw() >> (c.maxphyaddr - 1 - kPageShift)) & 1;
+    unsigned shared_gpa_bit(unsigned tdp_levels) const override { return tdp_levels >= 5 ? 51 : 47; }
+    bool guest_tables_private() const override { return true; }
+    // tdx_handle_ept_violation(): PFERR_PRIVATE_ACCESS iff the GPA's shared bit is clear.
+    bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return !k.kvm_is_gfn_alias(g); }
+    std::vector<std::string> unmodelled(HostPaging) const override {
+        return {"TDX module and secure EPT not modelled: private GPAs are mapped by KVM's own EPT below the shared "
+                "bit (no secure EPT walk, no TDH.MEM.* SEAMCALLs, no PAMT) with plain-VM exit costs (no #VE / "
+                "TDCALL)"};
     }
-    bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return !is_gfn_alias(g, k.config()); }
-    std::vector<std::string> unmodelled(HostPaging host) const override {
-        std::vector<std::string> w;
-        w.emplace_back("TDX module and secure EPT not modelled: private memory is mapped in the shared nested "
-                       "table (no TDH.MEM.* SEAMCALLs, no PAMT) with plain-VM exit costs (no #VE / TDCALL)");
-        if (host != HostPaging::intel_ept) w.push_back(wrong_vendor("TDX", "Intel EPT and the TDX module", host));
-        return w;
-    }
+    std::optional<HostPaging> requires_host() const override { return HostPaging::intel_ept; }
 };
 
 // arm64 pKVM protected VM: one hypervisor-owned stage-2, conversion is an ownership /

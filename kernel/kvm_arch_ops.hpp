@@ -72,11 +72,18 @@ public:
         const unsigned bits = cfg.tdp ? cfg.maxphyaddr : 52u;
         return (1ull << (bits - kPageShift)) - 1;
     }
-    // kvm_is_gfn_alias(): a gfn with the TDX shared bit set names another gfn.
-    virtual bool is_gfn_alias(Gfn, const KvmConfig&) const { return false; }
+    // tdx_td_init(): the GPA bit that selects KVM's direct (shared) root, whose gfn bit
+    // becomes kvm->arch.gfn_direct_bits; 0 = none. TDX: bit GPAW-1, and the GPAW follows the
+    // EPT level the TD is built with (setup_tdparams_eptp_controls(): 52 with 5-level EPT,
+    // 48 with 4-level), so bit 51 or 47 (TDX_SHARED_BIT_PWL_5/4).
+    virtual unsigned shared_gpa_bit(unsigned /*tdp_levels*/) const { return 0; }
+    // The guest keeps its page tables in private memory (SEV family: the C-bit is forced
+    // on for table walks, APM vol. 2 §15.34.5; TDX: page tables live in private memory).
+    virtual bool guest_tables_private() const { return sev_guest(); }
     // kvm_mmu_page_fault(): does this fault set PFERR_PRIVATE_ACCESS? SW_PROTECTED: the
     // memory attributes; SNP: the NPF error code's C-bit (PFERR_GUEST_ENC_MASK); TDX: the
-    // GPA's shared bit is clear; VMs without private memory: never.
+    // GPA's shared bit is clear; VMs without private memory: never. `gfn` is the faulting
+    // gfn as the hardware reported it (shared bit not yet stripped).
     virtual bool fault_is_private(const Kvm&, Gfn, uint64_t /*error_code*/) const { return false; }
 
     // Which KVM_SET_MEMORY_ATTRIBUTES2 content policies this VM type honours per
@@ -92,6 +99,9 @@ public:
     // of this type needs beyond nested paging, and a host of the wrong vendor. A backend
     // that gains its hardware model (RMP, secure EPT, stage-2) drops its sentence.
     virtual std::vector<std::string> unmodelled(HostPaging host) const;
+    // The host hardware without which this VM type cannot run at all (TDX: Intel EPT and the
+    // TDX module; a run on another preset is refused rather than warned about).
+    virtual std::optional<HostPaging> requires_host() const { return std::nullopt; }
 
     // Hooks for the hardware models (no-ops in the generic backends):
     // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE

@@ -740,6 +740,18 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         out.refused = fmt::format("/platform: {}", e.what());
         return out;
     }
+    // A VM type that needs one vendor's hardware (TDX: Intel EPT and the TDX module) does
+    // not run on another preset: refused, not approximated.
+    if (const auto t = kvm::vm_type_from_name(s.vm.type)) {
+        const auto need = kvm::kvm_default_arch_ops(*t).requires_host();
+        const auto have = mc.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
+                                                                          : kvm::HostPaging::amd_npt;
+        if (need && *need != have) {
+            out.refused = fmt::format("/platform: a {} VM needs an Intel host with EPT and the TDX module, such as "
+                                      "\"sapphire-rapids\"; preset {} is not one", s.vm.type, s.platform);
+            return out;
+        }
+    }
     sc_set_time_resolution(1, SC_PS);
     tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_time(double(mc.quantum_ns), SC_NS));
 

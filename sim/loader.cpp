@@ -135,6 +135,10 @@ public:
             if (std::find(plats.begin(), plats.end(), s_.platform) == plats.end())
                 expected("/platform", "one of " + join_list(plats), describe(*v),
                          jsonu::suggestion_suffix(s_.platform, plats));
+        } else if (const json* vm = opt(root, "vm"); vm && vm->is_object()) {
+            // A TDX VM needs an Intel host: without a platform it gets the preset made for it.
+            if (const json* t = opt(*vm, "type"); t && t->is_string() && t->get<std::string>() == "tdx")
+                s_.platform = "sapphire-rapids";
         }
         if (auto* v = opt(root, "params")) params(*v, "/params");
         else params(json::object(), "/params");

@@ -163,8 +163,10 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     kvm_ = proc_->vm(fd);
     // SEV-family guests keep their page tables in encrypted memory (the C-bit is forced
     // on for guest page-table walks, APM vol. 2 §15.34.5): the arch ops say which VMs.
-    cfg_.mmu.guest_tables_encrypted = kvm_->arch().sev_guest();
+    cfg_.mmu.guest_tables_encrypted = kvm_->arch().guest_tables_private();
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
+    // The TDX shared bit the TDP MMU settled on is the one the guest puts in its PTEs.
+    cfg_.mmu.shared_gpa_bit = kvm_->arch().shared_gpa_bit(cfg_.mmu.nested_levels);
 }
 
 std::vector<std::string> Machine::warnings() const {
@@ -671,8 +673,22 @@ std::optional<std::string> Machine::check_invariants() {
     // SPTEs agree with the attributes: a gfn KVM maps private must be private now, and
     // its frame must be the guest_memfd page bound at that gfn.
     std::optional<std::string> bad;
-    x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+    // With a shared GPA bit (TDX) a leaf at an aliased gfn is a shared mapping and must map
+    // a shared gfn; one below the bit is a private mapping and must map a private gfn.
+    const bool direct_bits = kvm_->gfn_direct_bits != 0;
+    x86_->tdp().for_each_leaf([&](Gfn root_gfn, const kvm::SpteLeaf& leaf) {
         if (bad) return;
+        const Gfn gfn = kvm_->kvm_gfn_strip_direct_bits(root_gfn);
+        if (direct_bits) {
+            const bool alias = kvm_->kvm_is_gfn_alias(root_gfn);
+            const uint64_t want = alias ? 0 : uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE;
+            if (!kvm_->kvm_range_has_memory_attributes(gfn, gfn + level_pages(leaf.level),
+                                                       uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, want)) {
+                bad = fmt::format("{} SPTE at gfn {:#x} ({} alias) maps {} gfns", level_name(leaf.level),
+                                  root_gfn.raw(), alias ? "shared" : "private", alias ? "private" : "shared");
+                return;
+            }
+        }
         const kvm::kvm_memory_slot* slot = kvm_->gfn_to_memslot(0, gfn);
         if (!slot) {
             bad = fmt::format("SPTE for gfn {:#x} outside every memslot", gfn.raw());

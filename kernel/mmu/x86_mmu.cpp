@@ -25,6 +25,15 @@ constexpr unsigned kMaxPrefaultRetries = 100000;
 X86Mmu::X86Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt)
     : kvm_(kvm), tdp_(mem, alloc, levels, fmt, tdp_costs(kvm.costs())) {
     kvm_.set_mmu_ops(this);
+    // tdx_td_init(): the shared bit follows the level of the EPT the TD is built with.
+    kvm_.kvm_set_shared_gpa_bit_for(levels);
+}
+
+// The gfn a fault's mapping lives at in the TDP root: private faults at the gfn, shared
+// ones with the direct bits added back (the TDP iterator adds the root's gfn_direct_bits,
+// tdp_iter.c), so a TD's shared mappings sit in the upper half of the root.
+Gfn X86Mmu::root_gfn(const kvm_page_fault& fault) const {
+    return fault.is_private ? fault.gfn : Gfn(fault.gfn.raw() | kvm_.gfn_direct_bits);
 }
 
 X86Mmu::~X86Mmu() { kvm_.set_mmu_ops(nullptr); }
@@ -42,14 +51,15 @@ PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecCo
     ctx.charge("kvm_mmu_page_fault", kvm_.costs().kvm_mmu_page_fault);
     kvm_page_fault fault;
     fault.addr = gpa;
-    fault.gfn = gpa_to_gfn(gpa);
+    // kvm_mmu_do_page_fault(): the shared bit is stripped from the gfn; fault.addr keeps it.
+    fault.gfn = kvm_.kvm_gfn_strip_direct_bits(gpa_to_gfn(gpa));
     fault.error_code = error_code;
     fault.write = error_code & mmu::PFERR_WRITE;
     fault.exec = error_code & mmu::PFERR_FETCH;
     // Who says a fault is private differs per VM type (SW_PROTECTED: the attributes;
     // SNP: the C-bit in the NPF error code; TDX: the shared GPA bit); the arch ops answer.
     // Emulated MMIO (PFERR_RSVD) is always shared.
-    if (!(error_code & mmu::PFERR_RSVD) && kvm_.arch().fault_is_private(kvm_, fault.gfn, error_code))
+    if (!(error_code & mmu::PFERR_RSVD) && kvm_.arch().fault_is_private(kvm_, gpa_to_gfn(gpa), error_code))
         fault.error_code |= PFERR_PRIVATE_ACCESS;
     fault.is_private = fault.error_code & PFERR_PRIVATE_ACCESS;
     // vcpu_run() holds kvm->srcu while it handles the exit: a memslot the fault looked up
@@ -154,7 +164,7 @@ int X86Mmu::kvm_mmu_faultin_pfn(kvm_page_fault& fault, PageFaultOutcome& out, Ex
 }
 
 bool X86Mmu::fast_page_fault(const kvm_page_fault& fault, ExecContext& ctx) {
-    const std::optional<SpteLeaf> leaf = tdp_.lookup(fault.gfn);
+    const std::optional<SpteLeaf> leaf = tdp_.lookup(root_gfn(fault));
     if (!leaf || leaf->writable || leaf->level != PgLevel::k4K) return false;
     // is_mmu_writable_spte(): KVM could have made it writable at fault time. hvsim asks
     // the sources instead of keeping a software bit: a writable slot backed by a page the
@@ -163,7 +173,7 @@ bool X86Mmu::fast_page_fault(const kvm_page_fault& fault, ExecContext& ctx) {
     if (!slot || (slot->flags & (uapi::KVM_MEM_READONLY | KVM_MEMSLOT_INVALID)) || slot->has_gmem()) return false;
     const std::optional<Pfn> host = kvm_.process().anon_page(slot->gfn_to_hva(fault.gfn));
     if (!host || *host != leaf->pfn) return false;
-    if (!tdp_.make_writable(fault.gfn, ctx)) return false;
+    if (!tdp_.make_writable(root_gfn(fault), ctx)) return false;
     Kvm::mark_page_dirty_in_slot(*slot, fault.gfn);
     return true;
 }
@@ -209,7 +219,7 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     fault.max_level = PgLevel::k1G;   // KVM_MAX_HUGEPAGE_LEVEL on the TDP MMU
     // KVM never creates a memslot the TDP root cannot reach (kvm_mmu_max_gfn() follows
     // the root level); a gfn beyond it can only come from a misconfigured scenario.
-    if (fault.gfn.raw() >> (9 * tdp_.levels())) {
+    if (root_gfn(fault).raw() >> (9 * tdp_.levels())) {
         out.r = -EFAULT;
         out.why = "gfn beyond the reach of the nested page table (raise mmu.nested_levels or lower kvm.config.maxphyaddr)";
         return out;
@@ -244,7 +254,7 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     const PgLevel level = max_mapping_level(fault, fault.max_level);
     fault.goal_level = level;
     const uint64_t n = frame_pages(level);
-    const Gfn gfn(fault.gfn.raw() & ~(n - 1));
+    const Gfn gfn(root_gfn(fault).raw() & ~(n - 1));
     const Pfn pfn(fault.pfn.raw() & ~(n - 1));
     bool flush = false;
     const MapResult m = tdp_.map(gfn, pfn, level, fault.map_writable, &flush, ctx);
@@ -281,7 +291,7 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
     while (range.size) {
         // kvm_arch_vcpu_pre_fault_memory(): one mapping per call.
         if (!kvm_.pre_fault_allowed) { r = -EOPNOTSUPP; break; }
-        if (kvm_.arch().is_gfn_alias(gpa_to_gfn(Gpa(range.gpa)), kvm_.config())) { r = -EINVAL; break; }
+        if (kvm_.kvm_is_gfn_alias(gpa_to_gfn(Gpa(range.gpa)))) { r = -EINVAL; break; }
         if (!kvm_.config().tdp) {
             // kvm_mmu_reload() comes first: shadow paging cannot allocate a root while
             // n_max_mmu_pages is 0, i.e. before the first memslot was committed (measured
@@ -339,9 +349,21 @@ int X86Mmu::kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecCon
 // KvmMmuOps
 
 bool X86Mmu::kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) {
-    // One direct root serves private and shared mappings on every non-TDX VM type, so
-    // the attribute filter selects nothing here (kvm_gfn_range_filter_to_root_types()).
-    return tdp_.zap_leafs(range.start, range.end, ctx) != 0;
+    // One direct root serves private and shared mappings on every VM type without direct
+    // bits, so the attribute filter selects nothing there. With direct bits (TDX) private
+    // mappings live at the gfn and shared ones at the aliased gfn, and the filter picks
+    // which (kvm_gfn_range_filter_to_root_types(): PRIVATE -> mirror, SHARED -> direct).
+    return zap_gfn_range(range.start, range.end, range.attr_filter, ctx);
+}
+
+bool X86Mmu::zap_gfn_range(Gfn start, Gfn end, AttrFilter filter, ExecContext& ctx) {
+    const uint64_t bits = kvm_.gfn_direct_bits;
+    if (!bits) return tdp_.zap_leafs(start, end, ctx) != 0;
+    uint64_t n = 0;
+    if (uint8_t(filter) & uint8_t(AttrFilter::private_)) n += tdp_.zap_leafs(start, end, ctx);
+    if (uint8_t(filter) & uint8_t(AttrFilter::shared))
+        n += tdp_.zap_leafs(Gfn(start.raw() | bits), Gfn(end.raw() | bits), ctx);
+    return n != 0;
 }
 
 void X86Mmu::kvm_flush_remote_tlbs(ExecContext& ctx) {
@@ -383,8 +405,8 @@ void X86Mmu::kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecCont
         if (tdp_.zap_leafs(Gfn(0), Gfn(~0ull), ctx)) kvm_flush_remote_tlbs(ctx);
         return;
     }
-    // kvm_mmu_zap_memslot(): only the slot's gfns.
-    if (tdp_.zap_leafs(slot.base_gfn, slot.end_gfn(), ctx)) kvm_flush_remote_tlbs(ctx);
+    // kvm_mmu_zap_memslot(): only the slot's gfns (and their shared aliases).
+    if (zap_gfn_range(slot.base_gfn, slot.end_gfn(), AttrFilter::both, ctx)) kvm_flush_remote_tlbs(ctx);
 }
 
 bool X86Mmu::kvm_arch_pre_set_memory_attributes(const kvm_gfn_range& range, ExecContext& ctx) {
@@ -422,14 +444,17 @@ void X86Mmu::kvm_mmu_slot_apply_flags(const kvm_memory_slot& slot, uint32_t old_
         // Dirty logging stopped: the slot may map huge again. Modelled as the zap of
         // kvm_mmu_zap_collapsible_sptes() (kernels since 6.13 rebuild the huge SPTEs in
         // place, kvm_mmu_recover_huge_pages()): the next faults map huge.
-        if (tdp_.zap_leafs(slot.base_gfn, slot.end_gfn(), ctx)) kvm_flush_remote_tlbs(ctx);
+        if (zap_gfn_range(slot.base_gfn, slot.end_gfn(), AttrFilter::both, ctx)) kvm_flush_remote_tlbs(ctx);
         return;
     }
     // Dirty logging started: eager_page_split (on by default) splits huge SPTEs down to
     // 4K, and kvm_mmu_slot_remove_write_access(PG_LEVEL_4K) write-protects every SPTE so
     // each first write faults and is logged. (Intel with PML clears dirty bits instead of
     // write-protecting 4K SPTEs; not modelled.)
-    if (tdp_.write_protect(slot.base_gfn, slot.end_gfn(), /*split_huge=*/true, ctx)) kvm_flush_remote_tlbs(ctx);
+    // Only shared mappings are logged: with direct bits they sit at the aliased gfns.
+    const uint64_t bits = kvm_.gfn_direct_bits;
+    if (tdp_.write_protect(Gfn(slot.base_gfn.raw() | bits), Gfn(slot.end_gfn().raw() | bits), /*split_huge=*/true, ctx))
+        kvm_flush_remote_tlbs(ctx);
 }
 
 void X86Mmu::kvm_arch_mmu_enable_log_dirty_pt_masked(const kvm_memory_slot& slot, uint64_t gfn_offset,
@@ -437,7 +462,7 @@ void X86Mmu::kvm_arch_mmu_enable_log_dirty_pt_masked(const kvm_memory_slot& slot
     // kvm_mmu_write_protect_pt_masked() -> kvm_tdp_mmu_clear_dirty_pt_masked(wrprot).
     for (unsigned b = 0; b < 64; ++b)
         if (mask & (1ull << b)) {
-            const Gfn g = slot.base_gfn + (gfn_offset + b);
+            const Gfn g((slot.base_gfn + (gfn_offset + b)).raw() | kvm_.gfn_direct_bits);
             tdp_.write_protect(g, g + 1, /*split_huge=*/true, ctx);
         }
 }

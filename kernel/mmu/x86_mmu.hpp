@@ -117,6 +117,9 @@ private:
     PgLevel max_mapping_level(const kvm_page_fault& fault, PgLevel backing) const;
     bool is_page_fault_stale(const kvm_page_fault& fault) const;
     bool fast_page_fault(const kvm_page_fault& fault, ExecContext& ctx);
+    Gfn root_gfn(const kvm_page_fault& fault) const;
+    // Zap [start, end) in the roots `filter` selects (both on VMs without direct bits).
+    bool zap_gfn_range(Gfn start, Gfn end, AttrFilter filter, ExecContext& ctx);
 
     Kvm& kvm_;
     TdpMmu tdp_;

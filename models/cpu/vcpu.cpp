@@ -291,6 +291,14 @@ uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
 
 void Vcpu::run_access(const AccessSpec& a) {
     if (a.size == 0) return;
+    // A TD guest that starts addressing its memory through the other alias (shared bit
+    // set or clear) has rewritten its PTEs and flushed (set_memory_decrypted() /
+    // set_memory_encrypted() -> flush_tlb_kernel_range()); TLB entries carry no shared bit.
+    if (cfg_.mmu.shared_gpa_bit) {
+        const int enc = a.enc ? 1 : 0;
+        if (last_enc_ >= 0 && last_enc_ != enc) mmu_.flush_all();
+        last_enc_ = enc;
+    }
     using P = AccessSpec::Pattern;
     const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
     uint64_t step = a.pattern == P::stride ? a.stride : w;

@@ -223,6 +223,7 @@ private:
     HypercallSpec hypercall_;
     bool busy_ = false;
     bool in_host_ = false;              // handling an exit (handle_npf / handle_hypercall)
+    int last_enc_ = -1;                 // shared-bit VMs: alias of the last access step (-1: none yet)
     Cycles before_guest_ = 0;           // requests to pay before running guest code again
     Cycles request_cycles_ = 0;         // total paid for requests from other threads
     WorkResult result_;

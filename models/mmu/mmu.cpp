@@ -51,6 +51,17 @@ void Mmu::set_guest_root(Gpa cr3) {
     drop_mru();
 }
 
+void Mmu::set_secure_nested_root(Hpa root) {
+    const uint64_t r = root.raw() & pte::ADDR_MASK;
+    if (r == sept_root_) return;
+    sept_root_ = r;
+    l1_.clear();
+    l2_.clear();
+    pwc_.clear();
+    ntlb_.clear();
+    drop_mru();
+}
+
 void Mmu::set_nested_root(Hpa ncr3) {
     const uint64_t root = ncr3.raw() & pte::ADDR_MASK;
     if (root == ncr3_) return;
@@ -231,7 +242,10 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
                                             cfg_.nested_levels));
     Nested o;
     unsigned level = cfg_.nested_levels;
-    uint64_t table = ncr3_;
+    // A TD's private GPAs (shared bit clear) translate through the secure EPT.
+    const bool secure = sept_root_ && cfg_.shared_gpa_bit && !((gpa >> cfg_.shared_gpa_bit) & 1);
+    const bool nested_ad = nested_ad_ && !secure;
+    uint64_t table = secure ? sept_root_ : ncr3_;
     uint8_t perm = kR | kW | kX;
     pwc_skip(kNested, cfg_.nested_levels, gpa, table, perm, level, w);
     for (;; --level) {
@@ -249,7 +263,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
         perm &= nested_perm(e);
         const bool leaf = npte_.is_leaf(e, level);
         if (!leaf) {
-            if (nested_ad_ && !npte_.accessed(e)) {
+            if (nested_ad && !npte_.accessed(e)) {
                 e |= npte_.accessed_bit();
                 port_->write64(pte_hpa, e);
                 ++stats_.ad_writes;
@@ -262,7 +276,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
             o.err = npf_code(acc, true);
             return o;
         }
-        if (nested_ad_) {
+        if (nested_ad) {
             uint64_t want = e | npte_.accessed_bit();
             if (acc & kW) want |= npte_.dirty_bit();
             if (want != e) {
@@ -274,7 +288,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
         o.ok = true;
         o.level = level;
         o.perm = perm;
-        o.dirty = !nested_ad_ || npte_.dirty(e);
+        o.dirty = !nested_ad || npte_.dirty(e);
         o.leaf_pte_hpa = pte_hpa;
         o.hpa = npte_.addr(e, level) | (gpa & ((1ull << table_shift(level)) - 1));
         return o;
@@ -397,6 +411,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
         }
     }
 
+    if (cfg_.shared_gpa_bit && !enc) gpa |= 1ull << cfg_.shared_gpa_bit;
     const Nested o = nested_walk(gpa, acc, w);
     if (!o.ok) return account(npf(gpa, o.err | PFERR_GUEST_FINAL | enc_final));
 
@@ -429,7 +444,7 @@ void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
 
 TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
     ++stats_.gpa_lookups;
-    const uint64_t g = gpa.raw();
+    const uint64_t g = gpa.raw() | (cfg_.shared_gpa_bit && !enc ? 1ull << cfg_.shared_gpa_bit : 0);
     const uint8_t acc = uint8_t(1u << unsigned(at));
     if (const NtlbEntry* t = ntlb_.find(ntlb_key(g))) {
         if ((acc & ~t->perm) == 0 && (!(acc & kW) || t->dirty)) {

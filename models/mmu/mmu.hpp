@@ -74,6 +74,10 @@ struct MmuConfig {
     // fault on a guest page-table page reports GUEST_ENC whatever the data access was.
     // When false, GUEST_PAGE faults carry GUEST_ENC only if the access had `enc`.
     bool guest_tables_encrypted = false;
+    // TDX: the shared GPA bit (47 with GPAW 48, 51 with GPAW 52; 0 = none). A guest maps
+    // shared memory with the bit in its PTE's address (arch/x86/coco/tdx/tdx.c cc_mask), so
+    // an access that is not `enc` reaches the nested walk at gpa | bit: the shared alias.
+    unsigned shared_gpa_bit = 0;
 };
 
 struct MmuStats {
@@ -155,6 +159,12 @@ public:
     void set_nested_root(Hpa ncr3);
     Gpa guest_root() const { return Gpa(cr3_); }
     Hpa nested_root() const { return Hpa(ncr3_); }
+    // TD vCPU: the secure EPTP the TDX module programs (its S-EPT root). With a shared GPA
+    // bit configured, GPAs without the bit are walked from here, GPAs with it from the
+    // shared EPTP (set_nested_root(), KVM's direct root). 0 = none. The secure EPT runs
+    // without A/D bits: its D bit holds S-EPT state. Changing it drops cached translations.
+    void set_secure_nested_root(Hpa root);
+    Hpa secure_nested_root() const { return Hpa(sept_root_); }
 
     // TLB (L1, then L2), then the 2D walk. Throws std::out_of_range for a non-canonical
     // gVA or a gPA beyond the nested tables' reach (never produced by a correct guest/KVM).
@@ -269,7 +279,7 @@ private:
     NestedPte npte_;
     bool nested_ad_ = true;        // nested dimension maintains A/D
     uint8_t table_acc_ = kR;       // nested access of a guest paging-structure read
-    uint64_t cr3_ = 0, ncr3_ = 0;
+    uint64_t cr3_ = 0, ncr3_ = 0, sept_root_ = 0;
     uint64_t guest_va_bits_ = 48, nested_pa_bits_ = 48;
     AssocCache<TlbEntry> l1_, l2_;
     AssocCache<PwcEntry> pwc_;

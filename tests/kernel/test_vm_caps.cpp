@@ -197,9 +197,10 @@ TEST_CASE("vm types: each backend names the hardware it runs without", "[vm][war
     const auto tdx_intel = kvm_default_arch_ops(VmType::tdx).unmodelled(intel);
     REQUIRE(tdx_intel.size() == 1);
     CHECK(mentions(tdx_intel, "secure EPT"));
-    const auto tdx_amd = kvm_default_arch_ops(VmType::tdx).unmodelled(amd);
-    REQUIRE(tdx_amd.size() == 2);
-    CHECK(mentions(tdx_amd, "a TDX VM on an AMD preset"));
+    // TDX does not run on an AMD preset at all: refused (requires_host), not warned about.
+    CHECK(kvm_default_arch_ops(VmType::tdx).requires_host() == HostPaging::intel_ept);
+    CHECK_FALSE(kvm_default_arch_ops(VmType::snp).requires_host());
+    CHECK_FALSE(kvm_default_arch_ops(VmType::default_vm).requires_host());
 
     CHECK(mentions(kvm_default_arch_ops(VmType::pkvm).unmodelled(amd), "stage-2"));
     CHECK(mentions(kvm_default_arch_ops(VmType::sev).unmodelled(amd), "exits cost") == false);

@@ -48,6 +48,12 @@ execute_process(COMMAND ${HVSIM} graph generic RESULT_VARIABLE rc OUTPUT_VARIABL
 if(NOT rc EQUAL 0 OR NOT out MATCHES "digraph" OR NOT out MATCHES "->")
   message(FATAL_ERROR "graph: ${rc} ${out}")
 endif()
+# The TDX secure-EPT entry graph: AUG and ACCEPT are edges.
+execute_process(COMMAND ${HVSIM} graph tdx RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "digraph tdx_sept_entry" OR NOT out MATCHES "TDH.MEM.PAGE.AUG"
+   OR NOT out MATCHES "TDG.MEM.PAGE.ACCEPT")
+  message(FATAL_ERROR "graph tdx: ${rc} ${out}")
+endif()
 execute_process(COMMAND ${HVSIM} graph snp RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 2)
   message(FATAL_ERROR "graph snp: expected exit 2 (not modelled yet), got ${rc}")

@@ -623,3 +623,76 @@ TEST_CASE("mem.dram.model selects the DRAM model, DDR5 timings become whole core
     CHECK(d.dram.page_bytes == 4096);
     CHECK_THROWS(resolve_params(s, {{"mem.dram.model", "hbm"}}));
 }
+
+namespace {
+const char* kTdx = R"({"platform": "sapphire-rapids",
+  "vm": {"type": "tdx", "vcpus": 1, "guest_paging": "none",
+    "guest_memfd": [{"id": "g0", "size": "64MiB"}],
+    "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "64MiB",
+                  "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}],
+    "private": [{"gpa": 0, "size": "2MiB"}]}, "steps": []})";
+}  // namespace
+
+TEST_CASE("tdx: the shared GPA bit is 47 with 4-level EPT and 51 with 5-level (kvm_gfn_direct_bits)", "[fault][tdx]") {
+    {
+        Rig r(kTdx);
+        CHECK(r.m->config().mmu.shared_gpa_bit == 47);
+        CHECK(r.m->kvm()->gfn_direct_bits == (1ull << (47 - kPageShift)));
+    }
+    {
+        Rig r(kTdx, {{"mmu.nested_levels", "5"}});
+        CHECK(r.m->config().mmu.shared_gpa_bit == 51);
+        CHECK(r.m->kvm()->gfn_direct_bits == (1ull << (51 - kPageShift)));
+    }
+}
+
+TEST_CASE("tdx: a shared access walks the alias, the fault path strips the bit, and no conversion follows",
+          "[fault][tdx]") {
+    Rig r(kTdx);
+    const uint64_t alias = 1ull << (47 - kPageShift);
+    kvm::CycleCounter c;
+    // Private write: mapped at the gfn itself (private half of the root).
+    CHECK(r.touch(0x3000, true, /*enc=*/true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->stats().private_faults == 1);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(3)));
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3 | alias)));
+    // MapGPA to shared zaps the private mapping only.
+    REQUIRE(r.m->kvm_convert_memory(0x3000, 0x1000, false, "test", c) == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3)));
+    // A shared access (shared bit set by the guest) faults at gpa | BIT(47): KVM strips the
+    // bit for the memslot and attribute lookups, sees a shared fault on a shared gfn, and
+    // maps the alias. No KVM_EXIT_MEMORY_FAULT, no conversion back to private.
+    const auto exits_before = r.m->exits().total;
+    auto t = r.hw->translate(Gva(0x3000), mmu::AccessType::read, false);
+    REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+    CHECK(t.fault_gpa.raw() == (0x3000 | (1ull << 47)));
+    auto out = r.m->x86()->kvm_mmu_page_fault(t.fault_gpa, t.error_code, c);
+    CHECK(out.r == kvm::RET_PF_FIXED);
+    CHECK_FALSE(out.is_private);
+    CHECK_FALSE(out.exit);
+    CHECK(r.m->x86()->stats().memory_fault_exits == 0);
+    CHECK(r.m->exits().total == exits_before);
+    REQUIRE(r.m->x86()->tdp().lookup(Gfn(3 | alias)));
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3)));
+    CHECK_FALSE(r.m->kvm()->kvm_mem_is_private(Gfn(3)));
+    CHECK(r.hw->translate(Gva(0x3000), mmu::AccessType::read, false).ok());
+    CHECK_FALSE(r.m->check_invariants());
+    // Converting back to private zaps the shared alias (KVM_FILTER_SHARED: the direct root).
+    REQUIRE(r.m->kvm_convert_memory(0x3000, 0x1000, true, "test", c) == 0);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(3 | alias)));
+    // A private access to a page the attributes call private needs no conversion either.
+    CHECK(r.touch(0x4000, false, /*enc=*/true) == cpu::NpfAction::retry);
+    CHECK(r.m->x86()->stats().memory_fault_exits == 0);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx: pre-fault refuses a GPA with the shared bit (EINVAL) once allowed", "[fault][tdx][prefault]") {
+    Rig r(kTdx);
+    kvm::CycleCounter c;
+    uapi::kvm_pre_fault_memory pf{1ull << 47, 0x1000, 0, {}};
+    r.m->kvm()->pre_fault_allowed = true;
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(pf, c) == -EINVAL);
+    uapi::kvm_pre_fault_memory ok{0x5000, 0x1000, 0, {}};
+    CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(ok, c) == 0);
+    CHECK(r.m->x86()->tdp().lookup(Gfn(5)));
+}

@@ -1,0 +1,107 @@
+#include "kernel/vmx/tdx.hpp"
+
+#include <cerrno>
+
+namespace hvsim::kvm {
+
+namespace {
+// pg_level_to_tdx_sept_level(): KVM's pg_level is the module's level + 1.
+unsigned tdx_sept_level(PgLevel l) { return unsigned(l) - 1; }
+uint64_t gpa_of(Gfn gfn) { return gfn_to_gpa(gfn).raw(); }
+}  // namespace
+
+KvmTdx::KvmTdx(Kvm& kvm, tdx::TdxModule& module, Hpa tdr, TdxVcpuKicker& vcpus)
+    : kvm_(kvm), module_(module), tdr_(tdr), vcpus_(vcpus) {}
+
+// TDX_BUG_ON(): any status KVM does not expect makes the VM dead (kvm_vm_bugged()).
+int KvmTdx::bug(uint64_t) {
+    bugged_ = true;
+    return -EIO;
+}
+
+int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext&) {
+    const uint64_t err =
+        module_.tdh_mem_sept_add(tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level)), tdr_, pfn_to_hpa(table)).rax;
+    if (tdx::is_operand_busy(err)) {
+        ++stats_.busy_retries;
+        return -EBUSY;
+    }
+    return err ? bug(err) : 0;
+}
+
+int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext&) {
+    // KVM maps private memory at 4K only (tdx_gmem_private_max_mapping_level()).
+    if (level != PgLevel::k4K) return bug(0);
+    uint64_t err;
+    if (state_ == TdState::runnable) {
+        err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn)).rax;
+    } else {
+        // Building the TD: only KVM_TDX_INIT_MEM_REGION maps private memory, with its source.
+        if (!page_add_src_) return bug(0);
+        err = module_.tdh_mem_page_add(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn), *page_add_src_).rax;
+    }
+    if (tdx::is_operand_busy(err)) {
+        ++stats_.busy_retries;
+        return -EBUSY;
+    }
+    return err ? bug(err) : 0;
+}
+
+template <class F>
+uint64_t KvmTdx::tdh_do_no_vcpus(F&& seamcall, ExecContext& ctx) {
+    ++stats_.busy_retries;
+    wait_for_sept_zap_ = true;
+    ++stats_.kicks;
+    vcpus_.kick_all_outside_guest_mode(ctx);
+    const uint64_t err = seamcall();
+    wait_for_sept_zap_ = false;
+    return err;
+}
+
+void KvmTdx::tdx_track(ExecContext& ctx) {
+    if (state_ != TdState::runnable) return;
+    ++stats_.tracks;
+    // Serialized by the write mmu_lock; a busy epoch lock (a vCPU entering) is retried.
+    uint64_t err;
+    unsigned spins = 0;
+    do {
+        err = module_.tdh_mem_track(tdr_).rax;
+        if (tdx::is_operand_busy(err)) ++stats_.busy_retries;
+    } while (tdx::is_operand_busy(err) && ++spins < 1000);
+    if (err) {
+        bug(err);
+        return;
+    }
+    ++stats_.kicks;
+    vcpus_.kick_all_outside_guest_mode(ctx);
+}
+
+int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
+    if (level != PgLevel::k4K) return bug(0);
+    const uint64_t gl = tdx::gpa_level(gpa_of(gfn), 0);
+    // tdx_sept_zap_private_spte(): BLOCK, retried once with every vCPU held out.
+    uint64_t err = module_.tdh_mem_range_block(gl, tdr_).rax;
+    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gl, tdr_).rax; }, ctx);
+    if (err) return bug(err);
+    tdx_track(ctx);
+    if (bugged_) return -EIO;
+    err = module_.tdh_mem_page_remove(gl, tdr_).rax;
+    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gl, tdr_).rax; }, ctx);
+    if (err) return bug(err);
+    // The page goes back to the host: write back and invalidate its lines under the TD key.
+    err = module_.tdh_phymem_page_wbinvd(pfn_to_hpa(pfn)).rax;
+    if (err) return bug(err);
+    return 0;
+}
+
+int KvmTdx::tdx_td_finalize(ExecContext&) {
+    const uint64_t err = module_.tdh_mr_finalize(tdr_).rax;
+    if (tdx::is_operand_busy(err)) return -EBUSY;
+    if (err == tdx::status::NO_VCPUS) return -EINVAL;
+    if (err) return bug(err);
+    state_ = TdState::runnable;
+    kvm_.pre_fault_allowed = true;
+    return 0;
+}
+
+}  // namespace hvsim::kvm

@@ -1,0 +1,237 @@
+// The Intel TDX module as firmware: it alone changes a TD's secure EPT (S-EPT) and the
+// PAMT, through the SEAMCALL leaves the host calls and the TDCALL leaf the guest accepts
+// pages with. Semantics follow the TDX module 1.5.01 source (intel/tdx-module, the
+// tdh_mem_*.c handlers, sept_manager, pamt_manager, helpers.c) and the TDX module ABI
+// specification. The module knows physical memory and its own interface, never KVM.
+//
+// State kept where the module keeps it:
+//  - S-EPT entries are 64-bit EPT entries in simulated memory (the root is a TDCS page
+//    the TD owns, lower tables are pages the host hands to TDH.MEM.SEPT.ADD). The state of
+//    an entry sits in otherwise-ignored bits (sept_manager.h: D, TDEX, TDBW, TDB, TDP,
+//    IPAT, PS); present (RWX != 0) only in NL_MAPPED and MAPPED, so the CPU's EPT walk
+//    faults on every other state.
+//  - The PAMT: page type, owner TDR and BEPOCH per 4K page and per 2M page.
+//  - Per TD (TDR/TDCS): OP_STATE, lifecycle, TD_EPOCH and REFCOUNT[2], child count, MRTD.
+//
+// Simplifications (documented):
+//  - One key domain: contents are copied and zeroed as they are, not encrypted.
+//  - The MRTD is an order-sensitive 64-bit digest standing in for SHA-384 (it changes on
+//    every PAGE.ADD and MR.EXTEND, which is what a model can check).
+//  - Locks: leaves run to completion one at a time. "Another logical processor inside a
+//    leaf" is expressed with hold()/release() so contention (OPERAND_BUSY and its operand
+//    id) can be produced and tested; the guest side holds S-EPT entry locks through
+//    guest_lock_entry().
+//  - 1G private pages and migration states are not modelled (the module accepts only 4K
+//    and 2M in ACCEPT; KVM maps private memory at 4K).
+//  - A 2M ACCEPT runs to completion (no interruption, accept_counter not kept).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "models/common/types.hpp"
+#include "models/mem/phys_mem.hpp"
+#include "models/tdx/tdx_status.hpp"
+
+namespace hvsim::tdx {
+
+// S-EPT entry states of a TD that is not migrating (sept_state_lookup.h).
+enum class SeptState : uint8_t { free, removed, nl_mapped, nl_blocked, mapped, blocked, pending, pending_blocked };
+const char* sept_state_name(SeptState s);
+// The state code the module reports in RDX bits 15:8 and through TDH.MEM.SEPT.RD.
+uint8_t sept_public_state(SeptState s);
+bool sept_is_leaf(SeptState s);
+
+// S-EPT entry encoding (module level 0 = 4K PTE, 1 = 2M PDE, 2 = 1G PDPTE, 3 = PML4E, 4 = PML5E).
+namespace septe {
+inline constexpr uint64_t R = 1ull << 0, W = 1ull << 1, X = 1ull << 2, RWX = 7;
+inline constexpr uint64_t MT_WB = 6ull << 3;
+inline constexpr uint64_t IPAT = 1ull << 6, PS = 1ull << 7, D = 1ull << 9, TDEL = 1ull << 11;
+inline constexpr uint64_t TDHP = 1ull << 52, TDEX = 1ull << 53, TDBW = 1ull << 54, TDB = 1ull << 55, TDP = 1ull << 56;
+inline constexpr uint64_t SVE = 1ull << 63;
+inline constexpr uint64_t ADDR = 0x000FFFFFFFFFF000ull;
+uint64_t make(SeptState s, uint64_t hpa);
+SeptState state(uint64_t e);
+// What the module reports in RCX on S-EPT errors: a FREE entry reads as SVE only.
+uint64_t arch_view(uint64_t e);
+constexpr bool present(uint64_t e) { return (e & RWX) != 0; }
+}  // namespace septe
+
+enum class PageType : uint8_t { nda = 0, rsvd = 1, reg = 3, tdr = 4, tdcx = 5, tdvpr = 6, ept = 8 };
+struct PamtEntry {
+    PageType pt = PageType::nda;
+    uint64_t owner = 0;    // TDR HPA
+    uint64_t bepoch = 0;   // TD_EPOCH when the page (or child table) was blocked
+};
+
+enum class OpState : uint8_t { uninitialized, initialized, runnable };
+enum class Lifecycle : uint8_t { hkid_assigned, keys_configured, blocked, teardown };
+
+// Register outputs of a SEAMCALL.
+struct SeamRet {
+    uint64_t rax = 0, rcx = 0, rdx = 0, r8 = 0;
+};
+
+// GPA operand (RCX): bits 2:0 level, 51:12 GPA.
+constexpr uint64_t gpa_level(uint64_t gpa, unsigned level) { return gpa | level; }
+
+// The guest's view of an ACCEPT or of an access: either a completion status in RAX, or a
+// TD exit (EPT violation, basic reason 48) with the extended exit qualification the module
+// reports (type 1 = ACCEPT: requested level, reached level, public state, leaf; type 6 =
+// access to a PENDING page with PENDING_VE_DISABLE), or a #VE injected into the guest.
+struct GuestRet {
+    enum class Kind : uint8_t { status, td_exit, ve } kind = Kind::status;
+    uint64_t rax = 0;
+    unsigned eeq_type = 0;          // td_exit: 0 plain EPT violation, 1 ACCEPT, 6 PENDING access
+    unsigned req_level = 0, reached_level = 0;
+    uint8_t public_state = 0;
+    bool leaf = false;
+    uint64_t gpa = 0;               // td_exit / ve: the faulting GPA (R8 / VE info)
+};
+
+struct TdxStats {
+    uint64_t seamcalls = 0;          // every host leaf call, failures included
+    uint64_t busy = 0;               // calls answered OPERAND_BUSY (any operand)
+    uint64_t sept_add = 0, sept_remove = 0, page_add = 0, aug = 0, block = 0, unblock = 0, track = 0, remove = 0,
+             demote = 0, promote = 0, wbinvd = 0, mr_extend = 0, reclaim = 0;   // successful calls
+    uint64_t accept = 0;             // successful TDG.MEM.PAGE.ACCEPT (4K or 2M)
+    uint64_t accept_4k_pages = 0;    // pages zeroed by accepts
+    uint64_t accept_exits = 0;       // ACCEPTs that became TD exits (A4/A9)
+    uint64_t ve = 0;                 // #VE injected for a PENDING access
+    uint64_t vp_enters = 0, td_exits = 0, epoch_flushes = 0;
+    uint64_t sept_pages = 0;         // S-EPT pages (PT_EPT) in use, root excluded
+};
+
+class TdxModule {
+public:
+    explicit TdxModule(PhysMem& mem);
+
+    // TD build (TDH.MNG.CREATE, KEY.CONFIG, ADDCX, MNG.INIT collapsed): the TDR page, the
+    // page that becomes the S-EPT root (a TDCS page), the S-EPT levels (4 or 5; GPAW 48 or
+    // 52) and PENDING_VE_DISABLE (from the SEPT_VE_DISABLE attribute). The TD starts in
+    // OP_STATE INITIALIZED, lifecycle KEYS_CONFIGURED, TD_EPOCH 1.
+    void create_td(Hpa tdr, Hpa sept_root, unsigned levels, bool pending_ve_disable = true);
+    // TDH.VP.CREATE (+ VP.INIT): returns the vCPU index.
+    unsigned vp_create(Hpa tdr);
+
+    // ---- SEAMCALLs (host) ----
+    SeamRet tdh_mem_sept_add(uint64_t gpa_lvl, Hpa tdr, Hpa page, bool allow_existing = false);
+    SeamRet tdh_mem_page_add(uint64_t gpa_lvl, Hpa tdr, Hpa target, Hpa source);
+    SeamRet tdh_mr_extend(uint64_t gpa, Hpa tdr);
+    SeamRet tdh_mr_finalize(Hpa tdr);
+    SeamRet tdh_mem_page_aug(uint64_t gpa_lvl, Hpa tdr, Hpa page);
+    SeamRet tdh_mem_range_block(uint64_t gpa_lvl, Hpa tdr);
+    SeamRet tdh_mem_range_unblock(uint64_t gpa_lvl, Hpa tdr);
+    SeamRet tdh_mem_track(Hpa tdr);
+    SeamRet tdh_mem_page_remove(uint64_t gpa_lvl, Hpa tdr);
+    SeamRet tdh_mem_sept_remove(uint64_t gpa_lvl, Hpa tdr);
+    SeamRet tdh_mem_page_demote(uint64_t gpa_lvl, Hpa tdr, Hpa new_table);
+    SeamRet tdh_mem_page_promote(uint64_t gpa_lvl, Hpa tdr);
+    SeamRet tdh_phymem_page_wbinvd(Hpa page);
+    // TD entry and exit of a vCPU (the TLB-epoch side of TDH.VP.ENTER and of any TD exit).
+    SeamRet tdh_vp_enter(Hpa tdr, unsigned vcpu);
+    void td_exit(Hpa tdr, unsigned vcpu);
+
+    // ---- TDCALL (guest) ----
+    GuestRet tdg_mem_page_accept(Hpa tdr, unsigned vcpu, uint64_t gpa_lvl);
+    // The module's EPT-violation handler for a guest access the CPU's S-EPT walk faulted on
+    // (td_ept_violation.c): a PENDING leaf gives #VE or a type-6 exit, anything else a
+    // plain EPT-violation TD exit.
+    GuestRet td_ept_violation(Hpa tdr, unsigned vcpu, uint64_t gpa);
+
+    // ---- contention: another logical processor inside a leaf ----
+    enum class Hold : uint8_t { sept_tree_exclusive, sept_tree_shared, tdr_exclusive, epoch_exclusive };
+    void hold(Hpa tdr, Hold h);
+    void release(Hpa tdr, Hold h);
+    // The guest holds / releases the S-EPT entry lock of gpa (inside an ACCEPT on another vCPU).
+    void guest_lock_entry(Hpa tdr, uint64_t gpa);
+    void guest_unlock_entry(Hpa tdr, uint64_t gpa);
+
+    // ---- inspection (TDH.MEM.SEPT.RD-like; for checks, printers and tests) ----
+    struct SeptView {
+        unsigned level = 0;        // level the walk stopped at
+        SeptState state = SeptState::free;
+        uint64_t entry = 0;
+        Hpa entry_hpa;
+    };
+    // Walks the S-EPT of tdr to `level` (or stops above it at a leaf or a non-present table).
+    SeptView sept_read(Hpa tdr, uint64_t gpa, unsigned level) const;
+    // Every leaf entry (state mapped/blocked/pending/pending_blocked), in GPA order.
+    struct Leaf4 { uint64_t gpa; unsigned level; SeptState state; Hpa hpa; };
+    std::vector<Leaf4> sept_leaves(Hpa tdr) const;
+    PamtEntry pamt(Hpa page) const;            // the 4K entry (or the covering 2M one)
+    OpState op_state(Hpa tdr) const;
+    uint64_t td_epoch(Hpa tdr) const;
+    uint64_t child_count(Hpa tdr) const;
+    uint64_t mrtd(Hpa tdr) const;
+    Hpa sept_root(Hpa tdr) const;
+    unsigned sept_levels(Hpa tdr) const;
+    bool vcpu_inside(Hpa tdr, unsigned vcpu) const;
+    const TdxStats& stats() const { return stats_; }
+
+private:
+    struct Vcpu {
+        uint64_t epoch = 0;
+        bool inside = false;
+        bool associated = false;
+    };
+    struct Td {
+        uint64_t tdr = 0, root = 0;
+        unsigned levels = 4;
+        OpState op = OpState::initialized;
+        Lifecycle life = Lifecycle::keys_configured;
+        bool fatal = false, pending_ve_disable = true;
+        uint64_t epoch = 1;
+        uint32_t refcount[2] = {0, 0};
+        uint64_t chldcnt = 0;
+        uint64_t mrtd = 0xcbf29ce484222325ull;
+        std::vector<Vcpu> vcpus;
+        // Locks held by other logical processors (hold()) and by vCPUs inside the TD.
+        unsigned tdr_shared = 0, sept_shared = 0;
+        bool tdr_excl = false, sept_excl = false, epoch_excl = false;
+        std::set<uint64_t> guest_locked;   // S-EPT entry locks held by a guest ACCEPT (GPA|level-free)
+    };
+    struct Walk {
+        bool ok = false;           // reached the requested level
+        unsigned level = 0;        // level of `entry`
+        uint64_t entry = 0;
+        uint64_t entry_hpa = 0;
+    };
+    Td* td(Hpa tdr);
+    const Td* td(Hpa tdr) const;
+    // Walk to `level` through NL_MAPPED (and, for host leaves, NL_BLOCKED) entries.
+    Walk walk(const Td& t, uint64_t gpa, unsigned level, bool through_blocked) const;
+    // Common prologue of the memory leaves (check_any_td_state_map_tdcs_and_lock()).
+    std::optional<SeamRet> prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t tdr_busy_operand);
+    std::optional<SeamRet> check_gpa(const Td& t, uint64_t gpa_lvl, unsigned min_level, unsigned max_level) const;
+    std::optional<SeamRet> sept_lock(const Td& t, bool exclusive) const;
+    // Host entry lock on a guest-locked entry: sets TDHP (host priority) and answers BUSY|RCX.
+    std::optional<SeamRet> host_entry_lock(Td& t, const Walk& w, uint64_t gpa);
+    SeamRet walk_error(const Walk& w) const;
+    SeamRet state_error(const Walk& w) const;
+    bool is_tlb_tracked(const Td& t, uint64_t bepoch) const;
+    // The second-level rule of REMOVE/SEPT.REMOVE/DEMOTE/PROMOTE/UNBLOCK in RUNNABLE.
+    std::optional<SeamRet> require_blocked_tracked(const Td& t, const Walk& w, uint64_t page_pa,
+                                                   uint64_t tracking_operand) const;
+    bool page_nda_4k(uint64_t pa) const;           // 4K PAMT NDA and not inside a 2M private page
+    bool range_nda(uint64_t pa, uint64_t pages) const;
+    // Every S-EPT entry change goes through here and must be an edge of the S-EPT
+    // page-state graph (sept_state_graph.hpp); std::logic_error otherwise.
+    void write_entry(const Walk& w, uint64_t v);
+    void set_pamt(uint64_t pa, unsigned level, PamtEntry e);
+    void clear_pamt(uint64_t pa, unsigned level);
+    void fill_free_table(uint64_t table_pa);
+    void mix(Td& t, uint64_t v);
+    SeamRet done(SeamRet r);
+
+    PhysMem& mem_;
+    std::map<uint64_t, Td> tds_;
+    std::unordered_map<uint64_t, PamtEntry> pamt4k_, pamt2m_;   // keyed by page PA
+    TdxStats stats_;
+};
+
+}  // namespace hvsim::tdx

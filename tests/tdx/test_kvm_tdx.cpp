@@ -1,0 +1,172 @@
+// KVM's TDX backend (kernel/vmx/tdx.cpp) against the TDX module model: the SEAMCALL
+// sequences of arch/x86/kvm/vmx/tdx.c and KVM's answers to BUSY (cases C42-C44).
+#include <catch2/catch.hpp>
+
+#include <functional>
+
+#include "kernel/vmx/tdx.hpp"
+#include "tests/kernel/kernel_fixture.hpp"
+
+using namespace hvsim;
+using namespace hvsim::kvm;
+using hvsim::kvm::test::Env;
+
+namespace {
+
+constexpr uint64_t G = 0x40000000;
+
+struct Kicker final : TdxVcpuKicker {
+    std::function<void()> on_kick;
+    unsigned kicks = 0;
+    void kick_all_outside_guest_mode(ExecContext&) override {
+        ++kicks;
+        if (on_kick) on_kick();
+    }
+};
+
+struct TdRig {
+    Env env{VmType::tdx};
+    tdx::TdxModule m{env.mem};
+    Hpa tdr{0x210000000};
+    Kicker kick;
+    KvmTdx tdx{*env.kvm, m, tdr, kick};
+    uint64_t next = 0x210100000;
+    CycleCounter ctx;
+
+    TdRig() {
+        m.create_td(tdr, Hpa(0x210001000), 4);
+        m.vp_create(tdr);
+        m.vp_create(tdr);
+    }
+    Pfn page() {
+        const Pfn p(next >> kPageShift);
+        next += kPageSize;
+        return p;
+    }
+    // The mirror's missing levels above the 4K leaf of G, as the TDP MMU links them.
+    void link_tables() {
+        for (PgLevel l : {PgLevel(4), PgLevel::k1G, PgLevel::k2M}) {
+            const uint64_t span = 1ull << (kPageShift + 9 * (unsigned(l) - 1));   // what the entry maps
+            REQUIRE(tdx.link_external_spt(Gfn((G & ~(span - 1)) >> kPageShift), l, page(), ctx) == 0);
+        }
+    }
+    void all_exit() {
+        for (unsigned v = 0; v < 2; ++v) m.td_exit(tdr, v);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("C44: finalize makes the TD RUNNABLE and allows pre-fault; INIT_MEM_REGION is then EINVAL",
+          "[tdx][kvm]") {
+    TdRig r;
+    CHECK_FALSE(r.env.kvm->pre_fault_allowed);   // KVM_PRE_FAULT_MEMORY -> EOPNOTSUPP until finalize
+    CHECK(r.tdx.tdx_vcpu_init_mem_region_check() == 0);
+    CHECK(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    CHECK(r.tdx.state() == TdState::runnable);
+    CHECK(r.env.kvm->pre_fault_allowed);
+    CHECK(r.tdx.tdx_vcpu_init_mem_region_check() == -EINVAL);
+}
+
+TEST_CASE("tdx kvm: before finalize the leaf hook is TDH.MEM.PAGE.ADD from the INIT_MEM_REGION source",
+          "[tdx][kvm]") {
+    TdRig r;
+    r.link_tables();
+    const Pfn dst = r.page();
+    // Without a source the hook has nothing to add: KVM_BUG_ON, VM dead.
+    const Hpa src = pfn_to_hpa(r.page());
+    r.env.mem.fill(src, 0x42, kPageSize);
+    r.tdx.set_page_add_src(src);
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, dst, r.ctx) == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::mapped);
+    CHECK(r.env.mem.read64(Hpa(pfn_to_hpa(dst).raw() + 16)) == 0x4242424242424242ull);
+    CHECK(r.m.stats().page_add == 1);
+    CHECK(r.m.stats().sept_add == 3);
+    r.tdx.set_page_add_src(std::nullopt);
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G + kPageSize)), PgLevel::k4K, r.page(), r.ctx) == -EIO);
+    CHECK(r.tdx.bugged());
+}
+
+TEST_CASE("C43: an AUG answered OPERAND_BUSY is -EBUSY (the fault retries), a later try succeeds",
+          "[tdx][kvm][busy]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    r.m.hold(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);   // another LP inside BLOCK
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == -EBUSY);
+    CHECK_FALSE(r.tdx.bugged());
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::free);
+    r.m.release(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::pending);
+    CHECK(r.tdx.stats().busy_retries == 1);
+    // A 2M private mapping is a KVM bug in the 4K-only backend.
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G + (2ull << 20))), PgLevel::k2M, r.page(), r.ctx) == -EIO);
+}
+
+TEST_CASE("tdx kvm: a zap with vCPUs running is BLOCK, TRACK, kick, REMOVE, WBINVD", "[tdx][kvm][zap]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    REQUIRE(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 0)).rax == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 1).rax == 0);
+    r.kick.on_kick = [&] { r.all_exit(); };
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::free);
+    CHECK(r.m.pamt(pfn_to_hpa(p)).pt == tdx::PageType::nda);
+    CHECK(r.m.stats().block == 1);
+    CHECK(r.m.stats().track == 1);
+    CHECK(r.m.stats().remove == 1);
+    CHECK(r.m.stats().wbinvd == 1);
+    CHECK(r.kick.kicks == 1);
+    CHECK(r.tdx.stats().busy_retries == 0);
+    // Without the kick the vCPUs would still be inside from the blocking epoch: the kick
+    // is what lets REMOVE pass (C20).
+    CHECK_FALSE(r.m.vcpu_inside(r.tdr, 0));
+}
+
+TEST_CASE("C42: a REMOVE answered BUSY|SEPT_TREE is retried once with every vCPU held out; a second BUSY bugs "
+          "the VM",
+          "[tdx][kvm][zap][busy]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    REQUIRE(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 0)).rax == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    // The TRACK kick makes vCPU 0 exit; it re-enters at once and its zero-step check takes
+    // the S-EPT tree exclusively (VP.ENTER), so REMOVE is busy. The no-vCPU kick ends that.
+    bool may_enter_seen_false = false;
+    r.kick.on_kick = [&] {
+        r.all_exit();
+        if (r.kick.kicks == 1) {
+            r.m.hold(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+        } else {
+            may_enter_seen_false = !r.tdx.vcpu_may_enter();
+            r.m.release(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+        }
+    };
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    CHECK(may_enter_seen_false);     // wait_for_sept_zap held every vCPU out during the retry
+    CHECK(r.tdx.vcpu_may_enter());   // ... and is cleared afterwards
+    CHECK(r.tdx.stats().busy_retries == 1);
+    CHECK(r.kick.kicks == 2);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::free);
+    CHECK_FALSE(r.tdx.bugged());
+
+    // A second BUSY (the contention does not end) makes the VM bugged.
+    const uint64_t g2 = G + kPageSize;
+    const Pfn p2 = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(g2)), PgLevel::k4K, p2, r.ctx) == 0);
+    r.kick.kicks = 0;
+    r.kick.on_kick = [&] {
+        if (r.kick.kicks == 1) r.m.hold(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+    };
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(g2)), PgLevel::k4K, p2, r.ctx) == -EIO);
+    CHECK(r.tdx.bugged());
+}
