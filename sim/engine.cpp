@@ -19,6 +19,7 @@
 #include "sim/errno_names.hpp"
 #include "sim/json_util.hpp"
 #include "sim/machine.hpp"
+#include "sim/replay.hpp"
 #include "sim/results.hpp"
 
 namespace hvsim {
@@ -174,6 +175,7 @@ bool is_vcpu_step(const scn::Step& st) {
 
 // Guest accesses one vCPU makes for an access step (as cpu::Vcpu::run_access counts them).
 uint64_t planned_accesses(const scn::Access& a) {
+    if (a.replay) return a.count;   // a trace's length is known once it has run
     cpu::AccessSpec sp;
     sp.pattern = a.pattern == scn::Access::Pattern::seq      ? cpu::AccessSpec::Pattern::seq
                  : a.pattern == scn::Access::Pattern::stride ? cpu::AccessSpec::Pattern::stride
@@ -280,8 +282,17 @@ private:
                                        m_.kvm()->kvm_mem_is_private(gpa_to_gfn(Gpa(a.gpa))));
         // A different stream per step and per vCPU, all derived from the scenario seed.
         sp.seed = s_.seed * 0x9e3779b97f4a7c15ull + step_index * 0x100000001b3ull + vcpu;
+        if (a.replay) {
+            // Each vCPU streams the trace from its start (sim/replay.hpp).
+            replays_.push_back(open_trace(a.replay->file,
+                                          a.replay->format == "champsim" ? TraceFormat::champsim : TraceFormat::lackey,
+                                          a.size));
+            sp.source = replays_.back().get();
+            sp.cycles_per_instruction = a.replay->cycles_per_instruction;
+        }
         return sp;
     }
+    mutable std::vector<std::unique_ptr<cpu::AddressSource>> replays_;
 
     // Start one step (or group member); returns the events to wait for.
     void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {

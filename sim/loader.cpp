@@ -131,6 +131,7 @@ public:
         if (auto* v = opt(root, "description")) string_value(*v, "/description");
         if (auto* v = opt(root, "platform")) {
             s_.platform = string_value(*v, "/platform");
+            s_.platform_named = true;
             const auto plats = ParamSet::platforms();
             if (std::find(plats.begin(), plats.end(), s_.platform) == plats.end())
                 expected("/platform", "one of " + join_list(plats), describe(*v),
@@ -798,15 +799,27 @@ private:
     }
 
     void access(scn::Step& st, const json& a, const std::string& p) {
-        object(a, p, {"gpa", "size", "pattern", "op", "value", "count", "private", "width", "stride"},
+        object(a, p, {"gpa", "size", "pattern", "op", "value", "count", "private", "width", "stride", "trace"},
                "an access object");
         scn::Access x;
         x.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
         x.size = size_value(req(a, p, "size"), p + "/size");
         if (auto* v = opt(a, "pattern")) {
-            const std::string s = choice(*v, p + "/pattern", {"seq", "stride", "random"});
-            x.pattern = s == "seq" ? scn::Access::Pattern::seq : s == "stride" ? scn::Access::Pattern::stride
-                                                                                : scn::Access::Pattern::random;
+            const std::string s = choice(*v, p + "/pattern", {"seq", "stride", "random", "replay"});
+            x.pattern = s == "seq"      ? scn::Access::Pattern::seq
+                        : s == "stride" ? scn::Access::Pattern::stride
+                        : s == "random" ? scn::Access::Pattern::random
+                                        : scn::Access::Pattern::replay;
+        }
+        if (x.pattern == scn::Access::Pattern::replay) {
+            // The trace decides addresses, widths and reads vs writes.
+            for (const char* k : {"op", "width", "stride"})
+                if (auto* v = opt(a, k))
+                    expected(p + "/" + k, std::string("no ") + k + " with pattern replay (the trace gives it)", describe(*v));
+            x.replay = replay(req(a, p, "trace"), p + "/trace");
+            if (x.size < kPageSize) expected(p + "/size", "at least one page for a replay", describe(a["size"]));
+        } else if (auto* v = opt(a, "trace")) {
+            expected(p + "/trace", "a trace only with \"pattern\": \"replay\"", describe(*v));
         }
         if (auto* v = opt(a, "op"))
             x.op = choice(*v, p + "/op", {"read", "write"}) == "write" ? scn::Access::Op::write : scn::Access::Op::read;
@@ -830,6 +843,25 @@ private:
             if (x.stride == 0) expected(p + "/stride", "a non-zero stride", describe(*v));
         }
         st.op = x;
+    }
+
+    scn::Replay replay(const json& j, const std::string& p) {
+        object(j, p, {"file", "format", "cycles_per_instruction"}, "a trace object {file, format, cycles_per_instruction}");
+        scn::Replay r;
+        const std::string f = string_value(req(j, p, "file"), p + "/file");
+        std::filesystem::path fp(f);
+        if (fp.is_relative()) fp = std::filesystem::path(file_).parent_path() / fp;
+        r.file = std::filesystem::absolute(fp).lexically_normal().string();
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(r.file, ec))
+            expected(p + "/file", "a trace file (relative to the scenario)", jsonu::quote(f) + " (" + r.file + " not found)");
+        r.format = choice(req(j, p, "format"), p + "/format", {"lackey", "champsim"});
+        if (auto* v = opt(j, "cycles_per_instruction")) {
+            if (!v->is_number() || v->get<double>() < 0 || v->get<double>() > 1000)
+                expected(p + "/cycles_per_instruction", "a number 0..1000", describe(*v));
+            r.cycles_per_instruction = v->get<double>();
+        }
+        return r;
     }
 
     // ---- expectations --------------------------------------------------------
@@ -1137,8 +1169,12 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
 }
 
 void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets) {
+    bool platform_set = false;
     for (const auto& [k, v] : cli_sets) {
-        if (k == "platform") s.platform = v;   // checked against the presets by resolve_params
+        if (k == "platform") {
+            s.platform = v;   // checked against the presets by resolve_params
+            platform_set = true;
+        }
         if (k == "vm.type") {
             if (std::find(kVmTypes.begin(), kVmTypes.end(), v) == kVmTypes.end())
                 throw LoadError(sanitize_line("--set vm.type=" + v + ": expected one of " + jsonu::join_list(kVmTypes) +
@@ -1146,6 +1182,8 @@ void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::stri
             s.vm.type = v;
         }
     }
+    // As in the file: a TDX VM without a platform gets the preset made for it.
+    if (!platform_set && !s.platform_named) s.platform = s.vm.type == "tdx" ? "sapphire-rapids" : "zen4-genoa";
 }
 
 std::pair<std::string, std::string> parse_set_option(const std::string& text) {

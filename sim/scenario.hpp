@@ -92,8 +92,15 @@ struct HostAccess {
     bool map_shared = true;            // mmap: MAP_SHARED (false: MAP_PRIVATE)
 };
 
+// pattern "replay": a real program's memory trace drives the accesses (sim/replay.hpp).
+struct Replay {
+    std::string file;                  // absolute path (the scenario gives it relative to itself)
+    std::string format;                // "lackey" | "champsim"
+    double cycles_per_instruction = 0; // instructions between accesses, charged as core cycles
+};
+
 struct Access {
-    enum class Pattern { seq, stride, random } pattern = Pattern::seq;
+    enum class Pattern { seq, stride, random, replay } pattern = Pattern::seq;
     enum class Op { read, write } op = Op::read;
     uint64_t gpa = 0;
     uint64_t size = 0;
@@ -103,6 +110,7 @@ struct Access {
                                        // (cache-line stores cover every byte), 8 otherwise
     uint8_t value = 0;                 // write: the byte pattern stored
     std::optional<bool> is_private;    // how the guest addresses it (C-bit / shared bit / pKVM)
+    std::optional<Replay> replay;      // pattern replay
 };
 
 struct MapGpaRange { uint64_t gpa = 0, size = 0; bool to_private = false; };
@@ -146,6 +154,7 @@ struct Scenario {
     std::string file;                         // path it was loaded from
     std::string name;
     std::string platform = "zen4-genoa";
+    bool platform_named = false;              // the file gives "platform" (else the VM type's default)
     std::map<std::string, std::string> params;   // dotted overrides as written (resolved by sim/params)
     uint64_t seed = 1;
     VmDecl vm;

@@ -281,6 +281,7 @@ bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
 
 uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
     if (a.size == 0) return 0;
+    if (a.source) return a.count;   // a replay's length is the trace's (or count)
     using P = AccessSpec::Pattern;
     const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
     uint64_t step = a.pattern == P::stride ? a.stride : w;
@@ -291,6 +292,7 @@ uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
 
 void Vcpu::run_access(const AccessSpec& a) {
     if (a.size == 0) return;
+    if (a.source) return run_replay(a);
     // A TD guest that starts addressing its memory through the other alias (shared bit
     // set or clear) has rewritten its PTEs and flushed (set_memory_decrypted() /
     // set_memory_encrypted() -> flush_tlb_kernel_range()); TLB entries carry no shared bit.

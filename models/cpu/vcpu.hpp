@@ -21,6 +21,7 @@
 
 #include "models/common/exec_context.hpp"
 #include "models/common/vcpu_requests.hpp"
+#include "models/cpu/address_source.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mem/tlm_mem.hpp"
@@ -57,6 +58,10 @@ struct AccessSpec {
     uint8_t value = 0;
     bool enc = false;          // the guest addresses it as private (C-bit / shared bit clear)
     uint64_t seed = 1;
+    // Replay: the accesses come from a trace (pattern, stride, width and write are the
+    // trace's); instructions between accesses cost cycles_per_instruction each.
+    AddressSource* source = nullptr;
+    double cycles_per_instruction = 0;
 };
 
 struct HypercallSpec {
@@ -160,6 +165,7 @@ private:
     void store64(Hpa a, uint64_t v);
     void data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill);
     void run_access(const AccessSpec& a);
+    void run_replay(const AccessSpec& a);   // models/cpu/vcpu_replay.cpp
     bool one_access(uint64_t gpa, unsigned width, const AccessSpec& a);
     // Translate with the fault loop: guest #PF handled in the guest, nested faults
     // handed to the hypervisor. Returns nullopt when the vCPU stopped; *emulated is set
