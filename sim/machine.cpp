@@ -125,6 +125,21 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.host_mem_size = p.get_u64("host.mem_size");
     c.host_thp = p.get_bool("host.thp");
     c.conversion_policy = p.get_string("vmm.conversion_policy");
+
+    c.rmp_enabled = p.get_bool("rmp.enabled");
+    c.rmp_cache_entries = unsigned(p.get_u64("rmp.cache.entries"));
+    c.rmp_cache_hit_cycles = p.get_u64("rmp.cache.hit_cycles");
+    c.snp.rmpupdate = p.get_u64("cost.rmpupdate");
+    c.snp.psmash = p.get_u64("cost.psmash");
+    c.snp.clflush_4k = cost.clflush_4k;
+    c.snp.ae_exit = p.get_u64("cost.snp_ae_exit");
+    c.snp_guest.accept = p.get_string("snp.accept") == "eager" ? cpu::SnpGuestConfig::Accept::eager
+                                                               : cpu::SnpGuestConfig::Accept::lazy;
+    c.snp_guest.validate_2m = p.get_bool("snp.validate_2m");
+    c.snp_guest.vc_cycles = p.get_u64("cost.snp_vc");
+    c.snp_guest.vmgexit_cycles = p.get_u64("cost.snp_vmgexit");
+    c.snp_guest.pvalidate_4k = p.get_u64("cost.pvalidate_4k");
+    c.snp_guest.pvalidate_2m = p.get_u64("cost.pvalidate_2m");
     return c;
 }
 
@@ -164,6 +179,20 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     // on for guest page-table walks, APM vol. 2 §15.34.5): the arch ops say which VMs.
     cfg_.mmu.guest_tables_encrypted = kvm_->arch().sev_guest();
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
+    // SEV-SNP needs AMD hardware: an snp VM on an AMD preset gets the RMP (covering host
+    // memory, the table placed above it 1 MiB aligned, as firmware places it past the
+    // memory it describes) and KVM's SNP backend; each vCPU gets the RMP check and the
+    // guest its SNP side (attach_vcpu*).
+    if (kvm_->type() == kvm::VmType::snp && cfg_.mmu.nested_format == mmu::NestedFormat::npt && cfg_.rmp_enabled) {
+        const uint64_t top = cfg_.host_mem_base + cfg_.host_mem_size;
+        constexpr uint64_t kMiB = 1ull << 20;
+        rmp_ = std::make_unique<rmp::Rmp>(
+            rmp::RmpConfig{Hpa((top + kMiB - 1) & ~(kMiB - 1)), top >> kPageShift, cfg_.rmp_cache_entries,
+                           cfg_.rmp_cache_hit_cycles},
+            mem_);
+        snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
+        kvm_->set_arch_ops(*snp_ops_);
+    }
 }
 
 std::vector<std::string> Machine::warnings() const {
@@ -189,11 +218,25 @@ void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
     auto& v = vcpus_.at(id);
     v.hw = &hw;
     if (x86_) x86_->attach_vcpu(hw);
+    if (rmp_) {
+        rmp_checkers_.push_back(std::make_unique<rmp::RmpChecker>(*rmp_, rmp::GuestCtx{kSnpAsid, 0, true}));
+        hw.set_phys_checker(rmp_checkers_.back().get());
+    }
 }
 
 void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
     vcpus_.at(id).module = &module;
     if (x86_) x86_->set_vcpu_requests(id, &module);
+    if (rmp_) {
+        if (!snp_guest_) {
+            // The guest's RAM as its memory map gives it: the scenario's memslots.
+            cpu::SnpGuestConfig g = cfg_.snp_guest;
+            for (const auto& m : scn_.vm.memslots)
+                if (m.as_id == 0 && m.size) g.ram.emplace_back(Gpa(m.gpa), m.size);
+            snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true}, *this);
+        }
+        module.set_vc_handler(snp_guest_.get());
+    }
 }
 
 std::optional<int> Machine::gmem_fd(const std::string& id) const {
@@ -451,8 +494,15 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     ++exits_.npf;
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
+    // SEV-ES/SNP: an NPF is an automatic exit, which saves and restores the encrypted VMSA.
+    if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
     const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
     const char* kind = out.is_private ? "private" : "shared";
+    // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
+    // the backend repairs the RMP (sev_handle_rmp_fault()).
+    if ((out.r == kvm::RET_PF_FIXED || out.r == kvm::RET_PF_SPURIOUS || out.r == kvm::RET_PF_RETRY) &&
+        (error_code & mmu::PFERR_GUEST_RMP))
+        kvm_->arch().handle_rmp_fault(*kvm_, gpa, error_code, ctx);
     switch (out.r) {
     case kvm::RET_PF_FIXED:
         ctx.charge("vmentry", c.vmentry);
