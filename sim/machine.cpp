@@ -707,11 +707,16 @@ std::optional<std::string> Machine::check_invariants() {
         auto g = proc_->gmem(gfd.second);
         if (!g || g->nr_pages_allocated() > (1u << 16)) continue;
         std::optional<std::string> bad;
-        g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn) {
-            for (uint64_t i = s; i < e && !bad; ++i)
+        g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn first) {
+            for (uint64_t i = s; i < e && !bad; ++i) {
                 if (g->host_map_count(i) && (g->kvm_gmem_get_attributes(i) & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
                     !cfg_.kvm.vm_memory_attributes)
                     bad = fmt::format("guest_memfd '{}' page {} is private and mapped by the VMM", id, i);
+                // SEV-SNP: a page the VMM maps must be hypervisor-owned (a host write to a
+                // guest-owned page is an RMP #PF).
+                else if (rmp_ && g->host_map_count(i) && rmp_->lookup(first + (i - s)).assigned)
+                    bad = fmt::format("guest_memfd '{}' page {} is guest-owned in the RMP and mapped by the VMM", id, i);
+            }
         });
         if (bad) return bad;
     }
@@ -746,6 +751,26 @@ std::optional<std::string> Machine::check_invariants() {
             // No private page is mapped for the host.
             else if (slot->gmem.file->host_map_count(index))
                 bad = fmt::format("private gfn {:#x} (guest_memfd page {}) is mapped by the host", gfn.raw(), index);
+        }
+    });
+    if (bad || !rmp_) return bad;
+    // SEV-SNP: the RMP agrees with the NPT and the attributes. A private SPTE maps a page
+    // this guest owns at that gfn (sev_gmem_prepare ran before the mapping), never a
+    // hypervisor-owned one; a shared SPTE maps hypervisor-owned pages only.
+    x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+        if (bad) return;
+        PgLevel rl;
+        const rmp::RmpEntry e = rmp_->lookup(leaf.pfn, &rl);
+        if (kvm_->kvm_mem_is_private(gfn) && leaf.level == PgLevel::k4K) {
+            const uint64_t off = rl == PgLevel::k2M ? (leaf.pfn.raw() & 511) * kPageSize : 0;
+            if (!e.assigned || e.asid != kSnpAsid || e.gpa.raw() + off != gfn_to_gpa(gfn).raw())
+                bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
+                                  "at that gfn",
+                                  gfn.raw(), leaf.pfn.raw());
+        } else if (!kvm_->kvm_mem_is_private(gfn)) {
+            const bool big = leaf.level != PgLevel::k4K;
+            if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))
+                bad = fmt::format("shared SPTE at gfn {:#x} maps guest-owned pfn {:#x}", gfn.raw(), leaf.pfn.raw());
         }
     });
     return bad;

@@ -77,6 +77,9 @@ bool SevSnpOps::is_large_rmp_possible(Kvm&, Pfn pfn, Gfn gfn, int order) const {
 // sev_gmem_prepare(): make the page guest-owned (Guest-Invalid) before KVM maps it
 // private; the guest validates it with PVALIDATE. Idempotent for an assigned page.
 int SevSnpOps::gmem_prepare(Kvm& kvm, Pfn pfn, Gfn gfn, int order, ExecContext& ctx) {
+    // A guest_memfd page mapped shared (in-place conversion: the file backs both kinds)
+    // stays hypervisor-owned; the in-place conversion series prepares private pages only.
+    if (!kvm.kvm_mem_is_private(gfn)) return 0;
     if (!rmp_.covered(pfn)) return -ENOENT;   // snp_lookup_rmpentry() failed
     if (rmp_.lookup(pfn).assigned) return 0;
     PgLevel level = PgLevel::k4K;

@@ -1,5 +1,7 @@
 #include "models/rmp/rmp.hpp"
 
+#include "models/rmp/rmp_state_graph.hpp"
+
 #include <stdexcept>
 
 namespace hvsim::rmp {
@@ -76,6 +78,17 @@ void Rmp::add_asid(uint16_t asid, int64_t d) {
     mem_.write64(a, mem_.read64(a) + uint64_t(d));
 }
 
+std::vector<uint8_t> Rmp::snapshot(uint64_t first, uint64_t n) const {
+    std::vector<uint8_t> v(n);
+    for (uint64_t i = 0; i < n; ++i) v[i] = uint8_t(rmp_page_state(lookup(Pfn(first + i))));
+    return v;
+}
+
+void Rmp::verify(uint64_t first, uint64_t n, const std::vector<uint8_t>& before, const char* op) const {
+    for (uint64_t i = 0; i < n; ++i)
+        rmp_assert_transition(RmpPageState(before[i]), rmp_page_state(lookup(Pfn(first + i))), op);
+}
+
 void Rmp::set_in_use(Pfn p, bool in_use) {
     if (in_use) in_use_.insert(p.raw());
     else in_use_.erase(p.raw());
@@ -109,6 +122,10 @@ int Rmp::rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid) {
         return RMP_FAIL_OVERLAP;   // a 4K change inside a 2M page: PSMASH first
     }
 
+#ifdef HVSIM_CHECKED
+    const uint64_t span = big ? kPagesPer2M : 1;
+    const std::vector<uint8_t> before = snapshot(pfn, span);
+#endif
     const RmpEntry old = big ? head : cur;
     RmpEntry e;
     e.assigned = st.assigned;
@@ -141,6 +158,9 @@ int Rmp::rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid) {
         head.subpage_count = uint16_t(head.subpage_count + (e.assigned ? 1 : -1));
         write_entry(Pfn(h), head);
     }
+#ifdef HVSIM_CHECKED
+    verify(pfn, span, before, "RMPUPDATE");
+#endif
     return RMP_SUCCESS;
 }
 
@@ -155,6 +175,9 @@ int Rmp::psmash(Hpa spa, uint16_t cur_asid) {
     if (in_use_.count(pfn)) return RMP_FAIL_INUSE;
     const RmpEntry head = read_entry(Pfn(pfn));
     if (!head.assigned || !head.size_2m) return PSMASH_FAIL_BADPAGE;
+#ifdef HVSIM_CHECKED
+    const std::vector<uint8_t> before = snapshot(pfn, kPagesPer2M);
+#endif
     for (uint64_t i = 0; i < kPagesPer2M; ++i) {
         RmpEntry e = head;
         e.size_2m = false;
@@ -162,6 +185,9 @@ int Rmp::psmash(Hpa spa, uint16_t cur_asid) {
         e.subpage_count = i == 0 ? uint16_t(kPagesPer2M - 1) : 0;
         write_entry(Pfn(pfn + i), e);
     }
+#ifdef HVSIM_CHECKED
+    verify(pfn, kPagesPer2M, before, "PSMASH");
+#endif
     return RMP_SUCCESS;
 }
 
@@ -276,7 +302,14 @@ RmpResult Rmp::pvalidate(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel nested_lev
     }
     RmpEntry n = e;
     n.validated = validate;
-    write_entry(rmp2m ? Pfn(head_of(p.raw())) : p, n);
+    const uint64_t first = rmp2m ? head_of(p.raw()) : p.raw();
+#ifdef HVSIM_CHECKED
+    const std::vector<uint8_t> before = snapshot(first, rmp2m ? kPagesPer2M : 1);
+#endif
+    write_entry(Pfn(first), n);
+#ifdef HVSIM_CHECKED
+    verify(first, rmp2m ? kPagesPer2M : 1, before, "PVALIDATE");
+#endif
     return RmpResult{};
 }
 

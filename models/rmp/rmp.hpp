@@ -29,6 +29,7 @@
 #include <array>
 #include <cstdint>
 #include <set>
+#include <vector>
 
 #include "models/common/types.hpp"
 #include "models/mem/phys_mem.hpp"
@@ -203,6 +204,10 @@ private:
         r.eax = eax;
         return r;
     }
+    // Checked builds: the page states of [first, first + n) before an instruction, and the
+    // assertion that each page moved along an edge of the SNP page-state graph.
+    std::vector<uint8_t> snapshot(uint64_t first, uint64_t n) const;
+    void verify(uint64_t first, uint64_t n, const std::vector<uint8_t>& before, const char* op) const;
     RmpResult count_fault(RmpResult r) {
         if (!r.ok()) ++stats_.faults;
         return r;

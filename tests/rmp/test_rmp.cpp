@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "models/rmp/rmp.hpp"
+#include "models/rmp/rmp_state_graph.hpp"
 
 using namespace hvsim;
 using namespace hvsim::rmp;
@@ -434,4 +435,30 @@ TEST_CASE("the what-if RMP cache serves repeated checks and stays coherent with 
     REQUIRE(rmp.rmpupdate(pfn_to_hpa(Pfn(512)), RmpState{Gpa(0x30'0000), true, PgLevel::k4K, false, kAsid}) == 0);
     CHECK(rmp.check_guest(g, Gpa(0x30'0000), pfn_to_hpa(Pfn(512)), PgLevel::k4K, Access::read, true, false, nullptr, c)
               .kind == RmpResult::Kind::vc);
+}
+
+TEST_CASE("the SNP page-state graph accepts the instructions' transitions and rejects illegal ones") {
+    using S = RmpPageState;
+    CHECK(rmp_check_transition(S::hypervisor, S::guest_invalid));
+    CHECK(rmp_check_transition(S::guest_invalid, S::guest_valid));
+    CHECK(rmp_check_transition(S::guest_valid, S::hypervisor));
+    CHECK(rmp_check_transition(S::pre_guest, S::guest_valid));
+    CHECK(!rmp_check_transition(S::hypervisor, S::guest_valid));   // validated without being assigned
+    CHECK(!rmp_check_transition(S::pre_guest, S::hypervisor));     // immutable: needs SNP_PAGE_RECLAIM
+    CHECK(!rmp_check_transition(S::firmware, S::guest_valid));
+    CHECK_THROWS_WITH(rmp_assert_transition(S::hypervisor, S::guest_valid, "test"),
+                      Catch::Contains("hypervisor -> guest_valid is not an edge"));
+    CHECK(rmp_page_state(RmpEntry{}) == S::hypervisor);
+    RmpEntry e;
+    e.assigned = true;
+    e.asid = 5;
+    CHECK(rmp_page_state(e) == S::guest_invalid);
+    e.validated = true;
+    CHECK(rmp_page_state(e) == S::guest_valid);
+    e.immutable = true;
+    e.validated = false;
+    CHECK(rmp_page_state(e) == S::pre_guest);
+    const std::string dot = rmp_page_state_dot();
+    CHECK_THAT(dot, Catch::Contains("digraph snp_page"));
+    CHECK_THAT(dot, Catch::Contains("rmpupdate_shared"));
 }

@@ -48,9 +48,14 @@ execute_process(COMMAND ${HVSIM} graph generic RESULT_VARIABLE rc OUTPUT_VARIABL
 if(NOT rc EQUAL 0 OR NOT out MATCHES "digraph" OR NOT out MATCHES "->")
   message(FATAL_ERROR "graph: ${rc} ${out}")
 endif()
-execute_process(COMMAND ${HVSIM} graph snp RESULT_VARIABLE rc ERROR_VARIABLE err)
+execute_process(COMMAND ${HVSIM} graph snp RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "digraph snp_page" OR NOT out MATCHES "guest_invalid\"\\];"
+   OR NOT out MATCHES "label=\"pvalidate_1\"")
+  message(FATAL_ERROR "graph snp: ${rc} ${out} ${err}")
+endif()
+execute_process(COMMAND ${HVSIM} graph tdx RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 2)
-  message(FATAL_ERROR "graph snp: expected exit 2 (not modelled yet), got ${rc}")
+  message(FATAL_ERROR "graph tdx: expected exit 2 (not modelled yet), got ${rc}")
 endif()
 # hvsim check: PASS/FAIL per file, the plain closing line, exit 1 on a failure, JUnit XML.
 execute_process(COMMAND ${HVSIM} check ${DATA}/failing_expect.json ${DATA}/passing.json --junit ${WORK}/junit.xml
