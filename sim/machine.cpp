@@ -136,6 +136,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.snp_guest.accept = p.get_string("snp.accept") == "eager" ? cpu::SnpGuestConfig::Accept::eager
                                                                : cpu::SnpGuestConfig::Accept::lazy;
     c.snp_guest.validate_2m = p.get_bool("snp.validate_2m");
+    c.snp_guest.psc_msr = p.get_string("snp.psc_protocol") == "msr";
     c.snp_guest.vc_cycles = p.get_u64("cost.snp_vc");
     c.snp_guest.vmgexit_cycles = p.get_u64("cost.snp_vmgexit");
     c.snp_guest.pvalidate_4k = p.get_u64("cost.pvalidate_4k");

@@ -335,6 +335,15 @@ std::vector<ParamDecl> build_decls() {
                      "the SNP guest validates 2 MiB-aligned ranges with PVALIDATE 2M first and redoes them as "
                      "512 x 4K on FAIL_SIZEMISMATCH; false: 4K PVALIDATEs only",
                      "arch/x86/coco/sev/core.c pval_pages() / set_pages_state()"));
+    {
+        auto d = make("snp.psc_protocol", ParamType::string, "", 0, 0, "ghcb",
+                      "how the SNP guest asks for page-state changes: ghcb (one VMGEXIT per range of up to 2 MiB, "
+                      "the GHCB page-state-change request) or msr (one VMGEXIT per 4K page over the GHCB MSR, as "
+                      "early boot code does; each page then validated with PVALIDATE 4K)",
+                      "arch/x86/coco/sev/core.c set_pages_state() / early_set_pages_state(); GHCB spec MSR protocol");
+        d.choices = {"ghcb", "msr"};
+        v.push_back(d);
+    }
     v.push_back(cycles("cost.rmpupdate", 1500, "RMPUPDATE of one 4K or 2M RMP entry (host)",
                        "estimate (no published latency)"));
     v.push_back(cycles("cost.psmash", 6000, "PSMASH: split a 2M RMP entry into 512 4K entries (host)",

@@ -75,6 +75,13 @@ bool SnpGuest::psc(Vcpu& v, Gpa start, uint64_t npages) {
 
 bool SnpGuest::accept(Vcpu& v, Gpa start, Gpa end) {
     const uint64_t npages = (end.raw() - start.raw()) >> kPageShift;
+    if (cfg_.psc_msr) {
+        // early_set_pages_state(): per 4K page, PSC over the GHCB MSR (KVM forwards each as
+        // a one-page KVM_HC_MAP_GPA_RANGE), then PVALIDATE 4K.
+        for (uint64_t a = start.raw(); a < end.raw(); a += kPageSize)
+            if (!psc(v, Gpa(a), 1) || !pvalidate(v, Gpa(a), PgLevel::k4K)) return false;
+        return true;
+    }
     if (!psc(v, start, npages)) return false;
     for (uint64_t a = start.raw(); a < end.raw();) {
         const bool big = cfg_.validate_2m && is_aligned(a, k2M) && end.raw() - a >= k2M;

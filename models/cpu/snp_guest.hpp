@@ -35,6 +35,9 @@ namespace hvsim::cpu {
 struct SnpGuestConfig {
     enum class Accept : uint8_t { lazy, eager } accept = Accept::lazy;
     bool validate_2m = true;                       // try PVALIDATE 2M first (Linux does when aligned)
+    // Page-state changes through the GHCB MSR protocol (one 4K page per VMGEXIT, what the
+    // early boot code uses: early_set_pages_state()) instead of a GHCB request per range.
+    bool psc_msr = false;
     std::vector<std::pair<Gpa, uint64_t>> ram;     // the guest's RAM (its e820 map: the memslots)
     Cycles vc_cycles = 0;                          // cost.snp_vc: #VC handled in the guest
     Cycles vmgexit_cycles = 0;                     // cost.snp_vmgexit: GHCB protocol over a plain exit
