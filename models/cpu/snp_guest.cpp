@@ -46,6 +46,12 @@ bool SnpGuest::handle_vc(Vcpu& v, Gva, Gpa gpa, uint64_t code) {
     return pvalidate(v, Gpa(gpa.raw() & ~kPageMask), PgLevel::k4K);
 }
 
+void SnpGuest::before_hypercall(Vcpu& v) {
+    ++stats_.vmmcall_vc;
+    v.ctx().charge("vc", cfg_.vc_cycles);
+    v.ctx().charge("vmgexit", cfg_.vmgexit_cycles);
+}
+
 bool SnpGuest::accept_unit(Vcpu& v, uint64_t unit) {
     accepted_.insert(unit);   // first: another vCPU's #VC in this unit validates its page only
     ++stats_.units_accepted;

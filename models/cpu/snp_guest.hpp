@@ -46,6 +46,7 @@ struct SnpGuestConfig {
 
 struct SnpGuestStats {
     uint64_t vc = 0;               // #VC taken (PAGE_NOT_VALIDATED)
+    uint64_t vmmcall_vc = 0;       // #VC taken for a VMMCALL (hypercall through the GHCB)
     uint64_t psc_requests = 0;     // page-state-change VMGEXITs
     uint64_t pvalidate = 0;        // PVALIDATE executed
     uint64_t pvalidate_2m = 0;
@@ -60,6 +61,8 @@ class SnpGuest final : public VcHandler {
 public:
     SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g, VcpuHost& host);
     bool handle_vc(Vcpu& v, Gva gva, Gpa gpa, uint64_t code) override;
+    // vc_handle_vmmcall(): #VC then a VMGEXIT carrying the hypercall in the GHCB.
+    void before_hypercall(Vcpu& v) override;
     const SnpGuestStats& stats() const { return stats_; }
 
 private:

@@ -148,6 +148,7 @@ void Vcpu::thread() {
             } else if (kind_ == Kind::hypercall) {
                 ++stats_.hypercall_exits;
                 const auto& h = hypercall_;
+                if (vc_) vc_->before_hypercall(*this);
                 if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
                     result_.stopped = true;
             }

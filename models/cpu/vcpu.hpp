@@ -54,6 +54,9 @@ class VcHandler {
 public:
     virtual ~VcHandler() = default;
     virtual bool handle_vc(Vcpu& v, Gva gva, Gpa gpa, uint64_t code) = 0;
+    // A VMMCALL of guest code: in an SEV-ES/SNP guest it raises #VC (SVM_EXIT_VMMCALL) and
+    // the handler turns it into a VMGEXIT through the GHCB (charges, before the exit).
+    virtual void before_hypercall(Vcpu&) {}
 };
 
 struct AccessSpec {
