@@ -129,6 +129,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.rmp_enabled = p.get_bool("rmp.enabled");
     c.rmp_cache_entries = unsigned(p.get_u64("rmp.cache.entries"));
     c.rmp_cache_hit_cycles = p.get_u64("rmp.cache.hit_cycles");
+    c.mem_encrypt_fill = p.get_u64("mem.encrypt_fill_cycles");
     c.snp.rmpupdate = p.get_u64("cost.rmpupdate");
     c.snp.psmash = p.get_u64("cost.psmash");
     c.snp.clflush_4k = cost.clflush_4k;
@@ -237,6 +238,8 @@ void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
             snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true}, *this);
         }
         module.set_vc_handler(snp_guest_.get());
+        // The guest's private pages are encrypted: their DRAM fills pay the AES engine.
+        module.caches().set_encryption(rmp_.get(), cfg_.mem_encrypt_fill);
     }
 }
 

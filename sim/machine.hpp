@@ -52,6 +52,7 @@ struct MachineConfig {
     bool rmp_enabled = true;
     unsigned rmp_cache_entries = 0;
     Cycles rmp_cache_hit_cycles = 2;
+    Cycles mem_encrypt_fill = 0;     // mem.encrypt_fill_cycles
     kvm::SnpCosts snp;
     cpu::SnpGuestConfig snp_guest;   // ram: filled from the scenario's memslots
 };
@@ -133,6 +134,13 @@ public:
     const rmp::Rmp* rmp() const { return rmp_.get(); }
     const kvm::SevSnpOps* snp_ops() const { return snp_ops_.get(); }
     const cpu::SnpGuest* snp_guest() const { return snp_guest_.get(); }
+    // DRAM fills of encrypted lines over all vCPUs (SNP runs).
+    uint64_t encrypted_fills() const {
+        uint64_t n = 0;
+        for (const auto& v : vcpus_)
+            if (v.module) n += v.module->caches().encrypted_fills();
+        return n;
+    }
 
 private:
     struct VcpuSlot {

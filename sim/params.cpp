@@ -113,6 +113,10 @@ std::vector<ParamDecl> build_decls() {
                       "Geekbench-leak article (docs/sources.md §5: Zen 4 32 MB L3 per CCD)", kMaxCacheBytes));
     v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
     v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
+    v.push_back(cycles("mem.encrypt_fill_cycles", 10,
+                       "extra latency of a DRAM fill of a line encrypted with a guest's key (SEV-SNP runs: pages "
+                       "the RMP assigns to the guest; the memory controller's AES engine)",
+                       "estimate"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
                        "estimate (docs/sources.md §2: about 120 ns DDR5)"));
     {

@@ -186,6 +186,7 @@ json build_results(const ResultInputs& in) {
         m["snp.vc"] = g.vc;
         m["snp.psc_requests"] = g.psc_requests;
         m["snp.size_mismatch"] = g.size_mismatch;
+        m["snp.encrypted_fills"] = in.m.encrypted_fills();
     }
 
     if (auto* x = in.m.x86()) {

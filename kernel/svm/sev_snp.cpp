@@ -25,9 +25,8 @@ std::vector<std::string> SevSnpOps::unmodelled(HostPaging) const {   // installe
     // are modelled; what is not:
     w.emplace_back("SNP launch not modelled: no SNP_LAUNCH_START/UPDATE/FINISH (kvm_gmem_populate) or "
                    "measurement; KVM_PRE_FAULT_MEMORY stays refused as before launch finish");
-    w.emplace_back("memory encryption not modelled: DRAM fills of encrypted pages cost as plain ones");
-    w.emplace_back("SNP gaps: no 2M guest_memfd folios (so no 2M RMP entries or PSMASH), no MSR-protocol page-state "
-                   "change, no PVALIDATE rescind before a conversion to shared, no RMP check of host (VMM) writes "
+    w.emplace_back("SNP gaps: no 2M guest_memfd folios (so no 2M RMP entries or PSMASH), no PVALIDATE rescind before a "
+                   "conversion to shared, no RMP check of host (VMM) writes "
                    "or device DMA");
     return w;
 }

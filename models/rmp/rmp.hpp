@@ -33,6 +33,7 @@
 
 #include "models/common/types.hpp"
 #include "models/mem/phys_mem.hpp"
+#include "models/mem/tlm_mem.hpp"
 #include "models/mmu/assoc_cache.hpp"
 
 namespace hvsim::rmp {
@@ -137,7 +138,7 @@ public:
     virtual uint64_t load64(uint64_t hpa) = 0;
 };
 
-class Rmp {
+class Rmp final : public EncryptedPages {
 public:
     Rmp(const RmpConfig& cfg, PhysMem& mem);
     Rmp(const Rmp&) = delete;
@@ -155,6 +156,13 @@ public:
     RmpEntry read_entry(Pfn p) const;
     RmpEntry lookup(Pfn p, PgLevel* level = nullptr) const;
     uint64_t asid_pages(uint16_t asid) const;
+    // EncryptedPages: a page assigned to a guest ASID is only ever accessed with that
+    // guest's key (the RMP refuses other accesses), so its lines are encrypted.
+    bool encrypted(Pfn p) const override {
+        if (!covered(p)) return false;
+        const RmpEntry e = lookup(p);
+        return e.assigned && e.asid != 0;
+    }
 
     // --- host instructions (ASID 0; cur_asid != 0 models execution inside a guest) ---
     int rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid = 0);
