@@ -110,6 +110,12 @@ public:
     // kvm_arch_gmem_invalidate(): pages [start, end) leave private use (freed, or
     // converted to shared in place): SNP makes the RMP entries shared again.
     virtual void gmem_invalidate(Kvm&, Pfn /*start*/, Pfn /*end*/, ExecContext&) {}
+    // npf_interception() -> sev_handle_rmp_fault(): an NPF with PFERR_GUEST_RMP after the
+    // fault path let the guest re-enter (SNP: PSMASH a 2M RMP entry, zap the 2 MB).
+    virtual void handle_rmp_fault(Kvm&, Gpa, uint64_t /*error_code*/, ExecContext&) {}
+    // Cycles every VM exit costs on top of cost.vmexit + cost.vmentry (SEV-ES/SNP: the
+    // automatic exit saves and restores the encrypted VMSA). 0 for plain VMs.
+    virtual Cycles exit_extra_cycles() const { return 0; }
 };
 
 // The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).

@@ -126,6 +126,23 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.host_mem_size = p.get_u64("host.mem_size");
     c.host_thp = p.get_bool("host.thp");
     c.conversion_policy = p.get_string("vmm.conversion_policy");
+
+    c.rmp_enabled = p.get_bool("rmp.enabled");
+    c.rmp_cache_entries = unsigned(p.get_u64("rmp.cache.entries"));
+    c.rmp_cache_hit_cycles = p.get_u64("rmp.cache.hit_cycles");
+    c.mem_encrypt_fill = p.get_u64("mem.encrypt_fill_cycles");
+    c.snp.rmpupdate = p.get_u64("cost.rmpupdate");
+    c.snp.psmash = p.get_u64("cost.psmash");
+    c.snp.clflush_4k = cost.clflush_4k;
+    c.snp.ae_exit = p.get_u64("cost.snp_ae_exit");
+    c.snp_guest.accept = p.get_string("snp.accept") == "eager" ? cpu::SnpGuestConfig::Accept::eager
+                                                               : cpu::SnpGuestConfig::Accept::lazy;
+    c.snp_guest.validate_2m = p.get_bool("snp.validate_2m");
+    c.snp_guest.psc_msr = p.get_string("snp.psc_protocol") == "msr";
+    c.snp_guest.vc_cycles = p.get_u64("cost.snp_vc");
+    c.snp_guest.vmgexit_cycles = p.get_u64("cost.snp_vmgexit");
+    c.snp_guest.pvalidate_4k = p.get_u64("cost.pvalidate_4k");
+    c.snp_guest.pvalidate_2m = p.get_u64("cost.pvalidate_2m");
     return c;
 }
 
@@ -167,6 +184,20 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
     // The TDX shared bit the TDP MMU settled on is the one the guest puts in its PTEs.
     cfg_.mmu.shared_gpa_bit = kvm_->arch().shared_gpa_bit(cfg_.mmu.nested_levels);
+    // SEV-SNP needs AMD hardware: an snp VM on an AMD preset gets the RMP (covering host
+    // memory, the table placed above it 1 MiB aligned, as firmware places it past the
+    // memory it describes) and KVM's SNP backend; each vCPU gets the RMP check and the
+    // guest its SNP side (attach_vcpu*).
+    if (kvm_->type() == kvm::VmType::snp && cfg_.mmu.nested_format == mmu::NestedFormat::npt && cfg_.rmp_enabled) {
+        const uint64_t top = cfg_.host_mem_base + cfg_.host_mem_size;
+        constexpr uint64_t kMiB = 1ull << 20;
+        rmp_ = std::make_unique<rmp::Rmp>(
+            rmp::RmpConfig{Hpa((top + kMiB - 1) & ~(kMiB - 1)), top >> kPageShift, cfg_.rmp_cache_entries,
+                           cfg_.rmp_cache_hit_cycles},
+            mem_);
+        snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
+        kvm_->set_arch_ops(*snp_ops_);
+    }
 }
 
 std::vector<std::string> Machine::warnings() const {
@@ -192,11 +223,27 @@ void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
     auto& v = vcpus_.at(id);
     v.hw = &hw;
     if (x86_) x86_->attach_vcpu(hw);
+    if (rmp_) {
+        rmp_checkers_.push_back(std::make_unique<rmp::RmpChecker>(*rmp_, rmp::GuestCtx{kSnpAsid, 0, true}));
+        hw.set_phys_checker(rmp_checkers_.back().get());
+    }
 }
 
 void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
     vcpus_.at(id).module = &module;
     if (x86_) x86_->set_vcpu_requests(id, &module);
+    if (rmp_) {
+        if (!snp_guest_) {
+            // The guest's RAM as its memory map gives it: the scenario's memslots.
+            cpu::SnpGuestConfig g = cfg_.snp_guest;
+            for (const auto& m : scn_.vm.memslots)
+                if (m.as_id == 0 && m.size) g.ram.emplace_back(Gpa(m.gpa), m.size);
+            snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true}, *this);
+        }
+        module.set_vc_handler(snp_guest_.get());
+        // The guest's private pages are encrypted: their DRAM fills pay the AES engine.
+        module.caches().set_encryption(rmp_.get(), cfg_.mem_encrypt_fill);
+    }
 }
 
 std::optional<int> Machine::gmem_fd(const std::string& id) const {
@@ -455,8 +502,15 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     note_exit(vcpu, gpa.raw(), error_code, false);
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
+    // SEV-ES/SNP: an NPF is an automatic exit, which saves and restores the encrypted VMSA.
+    if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
     const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
     const char* kind = out.is_private ? "private" : "shared";
+    // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
+    // the backend repairs the RMP (sev_handle_rmp_fault()).
+    if ((out.r == kvm::RET_PF_FIXED || out.r == kvm::RET_PF_SPURIOUS || out.r == kvm::RET_PF_RETRY) &&
+        (error_code & mmu::PFERR_GUEST_RMP))
+        kvm_->arch().handle_rmp_fault(*kvm_, gpa, error_code, ctx);
     switch (out.r) {
     case kvm::RET_PF_FIXED:
         ctx.charge("vmentry", c.vmentry);
@@ -662,11 +716,16 @@ std::optional<std::string> Machine::check_invariants() {
         auto g = proc_->gmem(gfd.second);
         if (!g || g->nr_pages_allocated() > (1u << 16)) continue;
         std::optional<std::string> bad;
-        g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn) {
-            for (uint64_t i = s; i < e && !bad; ++i)
+        g->page_cache().for_each(0, g->npages(), [&](uint64_t s, uint64_t e, Pfn first) {
+            for (uint64_t i = s; i < e && !bad; ++i) {
                 if (g->host_map_count(i) && (g->kvm_gmem_get_attributes(i) & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
                     !cfg_.kvm.vm_memory_attributes)
                     bad = fmt::format("guest_memfd '{}' page {} is private and mapped by the VMM", id, i);
+                // SEV-SNP: a page the VMM maps must be hypervisor-owned (a host write to a
+                // guest-owned page is an RMP #PF).
+                else if (rmp_ && g->host_map_count(i) && rmp_->lookup(first + (i - s)).assigned)
+                    bad = fmt::format("guest_memfd '{}' page {} is guest-owned in the RMP and mapped by the VMM", id, i);
+            }
         });
         if (bad) return bad;
     }
@@ -717,6 +776,26 @@ std::optional<std::string> Machine::check_invariants() {
                 bad = fmt::format("private gfn {:#x} (guest_memfd page {}) is mapped by the host", gfn.raw(), index);
         }
     });
+    if (bad || !rmp_) return bad;
+    // SEV-SNP: the RMP agrees with the NPT and the attributes. A private SPTE maps a page
+    // this guest owns at that gfn (sev_gmem_prepare ran before the mapping), never a
+    // hypervisor-owned one; a shared SPTE maps hypervisor-owned pages only.
+    x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+        if (bad) return;
+        PgLevel rl;
+        const rmp::RmpEntry e = rmp_->lookup(leaf.pfn, &rl);
+        if (kvm_->kvm_mem_is_private(gfn) && leaf.level == PgLevel::k4K) {
+            const uint64_t off = rl == PgLevel::k2M ? (leaf.pfn.raw() & 511) * kPageSize : 0;
+            if (!e.assigned || e.asid != kSnpAsid || e.gpa.raw() + off != gfn_to_gpa(gfn).raw())
+                bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
+                                  "at that gfn",
+                                  gfn.raw(), leaf.pfn.raw());
+        } else if (!kvm_->kvm_mem_is_private(gfn)) {
+            const bool big = leaf.level != PgLevel::k4K;
+            if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))
+                bad = fmt::format("shared SPTE at gfn {:#x} maps guest-owned pfn {:#x}", gfn.raw(), leaf.pfn.raw());
+        }
+    });
     return bad;
 }
 
@@ -738,11 +817,14 @@ public:
         on_ = t_.want_exit();
         t0_ = module_.cycles_now();
         acc_ = 0;
+        started_ = false;
         flow_ = on_ ? t_.new_flow_id() : 0;
     }
     void fault_charge(std::string_view step, Cycles c) override {
         if (!on_) return;
-        t_.slice(track_, step, t0_ + acc_, c, {}, step == "vmexit" ? flow_ : 0, step == "vmentry" ? flow_ : 0);
+        // The flow starts at the exit's first charge and ends at the resume (fault_end).
+        t_.slice(track_, step, t0_ + acc_, c, {}, acc_ == 0 && !started_ ? flow_ : 0, 0);
+        started_ = true;
         acc_ += c;
         for (const auto* r : m_.take_new_invalidations()) {
             if (!inv_track_) inv_track_ = t_.thread_track(name_ + ": MMU invalidations");
@@ -767,6 +849,7 @@ public:
                 args.push_back(TraceArg::text("level", path.substr(lv + 1)));
         }
         t_.slice(track_, path, t0_, acc_, std::move(args));
+        if (started_) t_.slice(track_, "resume", t0_ + acc_, 0, {}, 0, flow_);
     }
 
 private:
@@ -779,7 +862,7 @@ private:
     const uint64_t& code_;
     const bool& hypercall_;
     std::optional<uint32_t> inv_track_;
-    bool on_ = false;
+    bool on_ = false, started_ = false;
     Cycles t0_ = 0, acc_ = 0;
     uint64_t flow_ = 0;
 };

@@ -16,13 +16,16 @@
 #include "kernel/kvm_config.hpp"
 #include "kernel/mmu/x86_mmu.hpp"
 #include "kernel/process.hpp"
+#include "kernel/svm/sev_snp.hpp"
 #include "models/cpu/guest_os.hpp"
+#include "models/cpu/snp_guest.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
 #include "models/mem/dram.hpp"
 #include "models/mem/page_alloc.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
+#include "models/rmp/rmp_checker.hpp"
 #include "sim/outcome.hpp"
 #include "sim/params.hpp"
 #include "sim/scenario.hpp"
@@ -47,6 +50,13 @@ struct MachineConfig {
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
     bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy
+    // SEV-SNP (an snp VM on an AMD preset, rmp.enabled): the RMP and both sides of it.
+    bool rmp_enabled = true;
+    unsigned rmp_cache_entries = 0;
+    Cycles rmp_cache_hit_cycles = 2;
+    Cycles mem_encrypt_fill = 0;     // mem.encrypt_fill_cycles
+    kvm::SnpCosts snp;
+    cpu::SnpGuestConfig snp_guest;   // ram: filled from the scenario's memslots
 };
 MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s);
 
@@ -129,6 +139,17 @@ public:
     // Checks cross-model invariants (test builds): no private page mapped for the host,
     // SPTEs agree with attributes. Returns a description of the first violation.
     std::optional<std::string> check_invariants();
+    // SEV-SNP runs: the RMP, KVM's SNP backend and the guest's SNP side (nullptr otherwise).
+    const rmp::Rmp* rmp() const { return rmp_.get(); }
+    const kvm::SevSnpOps* snp_ops() const { return snp_ops_.get(); }
+    const cpu::SnpGuest* snp_guest() const { return snp_guest_.get(); }
+    // DRAM fills of encrypted lines over all vCPUs (SNP runs).
+    uint64_t encrypted_fills() const {
+        uint64_t n = 0;
+        for (const auto& v : vcpus_)
+            if (v.module) n += v.module->caches().encrypted_fills();
+        return n;
+    }
 
 private:
     struct VcpuSlot {
@@ -165,6 +186,12 @@ private:
     ExitCounts exits_;
     size_t invalidations_seen_ = 0;
     void note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall);
+    // SEV-SNP: the RMP lives in mem_; the backend is the VM's arch ops (set_arch_ops).
+    static constexpr uint16_t kSnpAsid = 1;
+    std::unique_ptr<rmp::Rmp> rmp_;
+    std::unique_ptr<kvm::SevSnpOps> snp_ops_;
+    std::vector<std::unique_ptr<rmp::RmpChecker>> rmp_checkers_;
+    std::unique_ptr<cpu::SnpGuest> snp_guest_;
 };
 
 }  // namespace hvsim

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "kernel/page_state_graph.hpp"
+#include "models/rmp/rmp_state_graph.hpp"
 #include "models/tdx/sept_state_graph.hpp"
 #include "sim/compare.hpp"
 #include "sim/diff_kvm.hpp"
@@ -813,9 +814,10 @@ int sc_main(int argc, char* argv[]) {
 
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
-    graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core; tdx: one secure-EPT "
-                                    "entry under the TDX module (the SNP RMP and pKVM graphs come with their models)")
-        ->check(CLI::IsMember({"generic", "tdx"}));
+    graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core; snp: a system page's "
+                                    "RMP states under SEV-SNP; tdx: one secure-EPT entry under the TDX module (the "
+                                    "pKVM graph comes with its model)")
+        ->check(CLI::IsMember({"generic", "snp", "tdx"}));
 
     std::string platform = "zen4-genoa";
     auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
@@ -888,7 +890,9 @@ int sc_main(int argc, char* argv[]) {
                              fs::canonical("/proc/self/exe").string());
         }
         if (*graph) {
-            const std::string dot = arch == "tdx" ? tdx::sept_state_dot() : kvm::gmem_page_state_dot();
+            const std::string dot = arch == "tdx"   ? tdx::sept_state_dot()
+                                    : arch == "snp" ? rmp::rmp_page_state_dot()
+                                                    : kvm::gmem_page_state_dot();
             std::cout << dot << (dot.empty() || dot.back() != '\n' ? "\n" : "");
             return 0;
         }

@@ -113,6 +113,10 @@ std::vector<ParamDecl> build_decls() {
                       "Geekbench-leak article (docs/sources.md §5: Zen 4 32 MB L3 per CCD)", kMaxCacheBytes));
     v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
     v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
+    v.push_back(cycles("mem.encrypt_fill_cycles", 10,
+                       "extra latency of a DRAM fill of a line encrypted with a guest's key (SEV-SNP runs: pages "
+                       "the RMP assigns to the guest; the memory controller's AES engine)",
+                       "estimate"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
                        "estimate (docs/sources.md §2: about 120 ns DDR5)"));
     {
@@ -311,6 +315,58 @@ std::vector<ParamDecl> build_decls() {
         d.unlimited = true;
         v.push_back(d);
     }
+    // ---- SEV-SNP: the RMP (models/rmp), KVM's SNP backend (kernel/svm), the guest's side ----
+    v.push_back(flag("rmp.enabled", true,
+                     "an snp VM on an AMD preset runs with the Reverse Map Table: RMP checks on TLB fills, "
+                     "RMPUPDATE/PSMASH from KVM, PVALIDATE from the guest; false: plain nested paging (no RMP)",
+                     "architecture (AMD APM vol. 2 §15.36: SEV-SNP is enforced by the RMP)"));
+    v.push_back(count("rmp.cache.entries", "entries", 0, 1 << 20, 0,
+                      "what-if RMP entry cache in front of the table, fully associative (0: none, as on Zen 4, "
+                      "where an RMP check reads the table through the data caches)",
+                      "estimate (no RMP-specific cache is documented for Zen 3/Zen 4)"));
+    v.push_back(cycles("rmp.cache.hit_cycles", 2, "latency of an RMP cache hit (rmp.cache.entries > 0)",
+                       "estimate (as a page-walk cache hit)"));
+    {
+        auto d = make("snp.accept", ParamType::string, "", 0, 0, "lazy",
+                      "how the SNP guest accepts private memory: lazy (on first touch, per 2 MiB unit: #VC, "
+                      "page-state change, PVALIDATE) or eager (all RAM at the first touch, as accepting "
+                      "everything at boot)",
+                      "Linux unaccepted-memory support (mm/page_alloc.c accept_memory, EFI 2 MiB units)");
+        d.choices = {"lazy", "eager"};
+        v.push_back(d);
+    }
+    v.push_back(flag("snp.validate_2m", true,
+                     "the SNP guest validates 2 MiB-aligned ranges with PVALIDATE 2M first and redoes them as "
+                     "512 x 4K on FAIL_SIZEMISMATCH; false: 4K PVALIDATEs only",
+                     "arch/x86/coco/sev/core.c pval_pages() / set_pages_state()"));
+    {
+        auto d = make("snp.psc_protocol", ParamType::string, "", 0, 0, "ghcb",
+                      "how the SNP guest asks for page-state changes: ghcb (one VMGEXIT per range of up to 2 MiB, "
+                      "the GHCB page-state-change request) or msr (one VMGEXIT per 4K page over the GHCB MSR, as "
+                      "early boot code does; each page then validated with PVALIDATE 4K)",
+                      "arch/x86/coco/sev/core.c set_pages_state() / early_set_pages_state(); GHCB spec MSR protocol");
+        d.choices = {"ghcb", "msr"};
+        v.push_back(d);
+    }
+    v.push_back(cycles("cost.rmpupdate", 1500, "RMPUPDATE of one 4K or 2M RMP entry (host)",
+                       "estimate (no published latency)"));
+    v.push_back(cycles("cost.psmash", 6000, "PSMASH: split a 2M RMP entry into 512 4K entries (host)",
+                       "estimate (no published latency)"));
+    v.push_back(cycles("cost.pvalidate_4k", 1200, "PVALIDATE of a 4K page in the guest (translation not included)",
+                       "estimate (no published latency)"));
+    v.push_back(cycles("cost.pvalidate_2m", 2500, "PVALIDATE of a 2M page in the guest (translation not included)",
+                       "estimate (no published latency)"));
+    v.push_back(cycles("cost.snp_vc", 1750, "#VC exception handled inside an SNP guest without a VM exit",
+                       "measured: TUM-DSE CVM_eval vmexit benchmark, CPUID from the SNP CPUID table, "
+                       "1,745-1,815 cycles"));
+    v.push_back(cycles("cost.snp_vmgexit", 7300,
+                       "GHCB protocol of a VMGEXIT (non-automatic exit) on top of a plain exit round trip "
+                       "(cost.vmexit + cost.vmentry) and the #VC that issues it",
+                       "derived: CVM_eval #VC + VMGEXIT + KVM 10,400 cycles - #VC 1,750 - plain round trip 1,360"));
+    v.push_back(cycles("cost.snp_ae_exit", 1140,
+                       "extra of an SEV-ES/SNP automatic exit (NPF) over a plain one: encrypted VMSA save/restore",
+                       "estimate (2,500-cycle AE round trip - 1,360 plain round trip)"));
+
     // ---- the VMM model (sim/machine.cpp) ----
     {
         auto d = make("vmm.conversion_policy", ParamType::string, "", 0, 0, "auto",

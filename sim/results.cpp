@@ -172,6 +172,23 @@ json build_results(const ResultInputs& in) {
     m["exits.mmio"] = ex.mmio;
     m["exits.hypercall_userspace"] = ex.hypercall_user;
 
+    // SEV-SNP runs: the RMP hardware and the guest's validation.
+    if (const rmp::Rmp* r = in.m.rmp()) {
+        const auto& s = r->stats();
+        m["rmp.checks"] = s.checks;
+        m["rmp.faults"] = s.faults;
+        m["rmp.updates"] = s.updates;
+        m["rmp.psmash"] = s.psmash;
+        m["rmp.cache.hits"] = s.cache_hits;
+        m["rmp.entry_reads"] = s.entry_reads;
+        const cpu::SnpGuestStats g = in.m.snp_guest() ? in.m.snp_guest()->stats() : cpu::SnpGuestStats{};
+        m["snp.pvalidate"] = g.pvalidate;
+        m["snp.vc"] = g.vc;
+        m["snp.psc_requests"] = g.psc_requests;
+        m["snp.size_mismatch"] = g.size_mismatch;
+        m["snp.encrypted_fills"] = in.m.encrypted_fills();
+    }
+
     if (auto* x = in.m.x86()) {
         const auto& s = x->stats();
         m["faults.private"] = s.private_faults;

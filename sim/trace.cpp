@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -144,6 +145,11 @@ std::string Trace::chrome_json() const {
         if (!tracks_[t].counter)
             o += fmt::format(",\n{{\"ph\": \"M\", \"pid\": 1, \"tid\": {}, \"name\": \"thread_name\", \"args\": {{\"name\": {}}}}}",
                              t + 1, jstr(tracks_[t].name));
+    std::set<uint64_t> outs, ins;   // flows with both ends kept
+    for (const auto& e : evs_) {
+        if (e.flow_out) outs.insert(e.flow_out);
+        if (e.flow_in) ins.insert(e.flow_in);
+    }
     for (const auto& e : evs_) {
         const double ts = double(e.ts_ps) / 1e6;
         if (e.type == Ev::Type::counter) {
@@ -161,10 +167,10 @@ std::string Trace::chrome_json() const {
         }
         o += fmt::format(",\n{{\"ph\": \"X\", \"pid\": 1, \"tid\": {}, \"ts\": {:.6f}, \"dur\": {:.6f}, \"name\": {}, \"args\": {{{}}}}}",
                          e.track + 1, ts, double(e.dur_ps) / 1e6, jstr(names_[e.name]), args);
-        if (e.flow_out)
+        if (e.flow_out && ins.count(e.flow_out))
             o += fmt::format(",\n{{\"ph\": \"s\", \"pid\": 1, \"tid\": {}, \"ts\": {:.6f}, \"id\": {}, \"name\": \"exit\", \"cat\": \"flow\"}}",
                              e.track + 1, ts, e.flow_out);
-        if (e.flow_in)
+        if (e.flow_in && outs.count(e.flow_in))
             o += fmt::format(",\n{{\"ph\": \"f\", \"bp\": \"e\", \"pid\": 1, \"tid\": {}, \"ts\": {:.6f}, \"id\": {}, \"name\": \"exit\", \"cat\": \"flow\"}}",
                              e.track + 1, ts, e.flow_in);
     }
@@ -232,8 +238,18 @@ std::string Trace::perfetto_proto() const {
             continue;
         }
         const uint64_t en = (e.ts_ps + e.dur_ps) / 1000;
+        if (en == b) {   // zero length: one item, written as BEGIN and END back to back
+            items.push_back({b, 2, 0, i});
+            continue;
+        }
         items.push_back({b, 1, ~(en - b), i});
         items.push_back({en, 0, ~b, i});
+    }
+    // Flows whose two ends both survived the window and the cap.
+    std::set<uint64_t> outs, ins;
+    for (const auto& e : evs_) {
+        if (e.flow_out) outs.insert(e.flow_out);
+        if (e.flow_in) ins.insert(e.flow_in);
     }
     std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) {
         if (x.ts_ns != y.ts_ns) return x.ts_ns < y.ts_ns;
@@ -247,7 +263,7 @@ std::string Trace::perfetto_proto() const {
         if (e.type == Ev::Type::counter) {
             te.u64(kTeType, kCounterType);
             te.f64(kTeDoubleCounter, e.value);
-        } else if (it.kind == 1) {
+        } else if (it.kind >= 1) {
             te.u64(kTeType, kSliceBegin);
             te.bytes(kTeName, names_[e.name]);
             for (const auto& a : e.args) {
@@ -258,13 +274,20 @@ std::string Trace::perfetto_proto() const {
                 else da.u64(kDaUint, a.u);
                 te.bytes(kTeDebug, da.b);
             }
-            if (e.flow_out) te.fixed64(kTeFlow, e.flow_out);
-            if (e.flow_in) te.fixed64(kTeTermFlow, e.flow_in);
+            if (e.flow_out && ins.count(e.flow_out)) te.fixed64(kTeFlow, e.flow_out);
+            if (e.flow_in && outs.count(e.flow_in)) te.fixed64(kTeTermFlow, e.flow_in);
         } else {
             te.u64(kTeType, kSliceEnd);
         }
         body.bytes(kTrackEvent, te.b);
         packet(body, it.ts_ns);
+        if (it.kind == 2) {   // the END of a zero-length slice
+            Pb end_te, end_body;
+            end_te.u64(kTeTrack, uuid(e.track));
+            end_te.u64(kTeType, kSliceEnd);
+            end_body.bytes(kTrackEvent, end_te.b);
+            packet(end_body, it.ts_ns);
+        }
     }
     (void)kTeCounter;
     return trace.b;

@@ -148,6 +148,7 @@ void Vcpu::thread() {
             } else if (kind_ == Kind::hypercall) {
                 ++stats_.hypercall_exits;
                 const auto& h = hypercall_;
+                if (vc_) vc_->before_hypercall(*this);
                 if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
                     result_.stopped = true;
             }
@@ -180,7 +181,8 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             request_cycles_ += before_guest_;
             before_guest_ = 0;
         }
-        mmu::TranslateResult r = gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc) : mmu_.translate(va, at, enc);
+        mmu::TranslateResult r =
+            gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc, !insn_xlate_) : mmu_.translate(va, at, enc);
         add_cycles(r.cycles);
         switch (r.status) {
         case mmu::TranslateResult::Status::ok:
@@ -189,6 +191,12 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             ++stats_.guest_page_faults;
             if (!guest_) throw std::logic_error("guest page fault without a guest kernel model");
             if (!guest_->handle_page_fault(r.fault_gva, r.fault_level, *this, *this)) return std::nullopt;
+            break;
+        case mmu::TranslateResult::Status::vc:
+            ++stats_.vc_exceptions;
+            if (!vc_) throw std::logic_error(fmt::format("vCPU {}: #VC {:#x} at {:#x} without a guest #VC handler",
+                                                         cfg_.id, r.error_code, r.fault_gpa.raw()));
+            if (!vc_->handle_vc(*this, r.fault_gva, r.fault_gpa, r.error_code)) return std::nullopt;
             break;
         case mmu::TranslateResult::Status::npf:
             ++stats_.npf_exits;
@@ -208,6 +216,30 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             break;
         }
     }
+}
+
+std::optional<mmu::TranslateResult> Vcpu::translate_for_insn(Gpa gpa) {
+    const bool outer = insn_xlate_;
+    insn_xlate_ = true;
+    auto r = translate(Gva(gpa.raw()), mmu::AccessType::read, true, true);
+    insn_xlate_ = outer;
+    return r;
+}
+
+bool Vcpu::insn_npf(Gpa gpa, uint64_t error_code) {
+    ++stats_.npf_exits;
+    in_host_ = true;
+    const NpfAction act = host_.handle_npf(cfg_.id, gpa, error_code, *this);
+    in_host_ = false;
+    return act == NpfAction::retry;
+}
+
+bool Vcpu::guest_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret) {
+    ++stats_.hypercall_exits;
+    in_host_ = true;
+    const bool ok = host_.handle_hypercall(cfg_.id, nr, a0, a1, a2, ret, *this);
+    in_host_ = false;
+    return ok;
 }
 
 bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {

@@ -47,6 +47,19 @@ public:
                                   ExecContext& ctx) = 0;
 };
 
+// The guest kernel's #VC handler (SEV-ES/SNP, vector 29) for what the MMU's
+// physical-access checker raises: SNP's PAGE_NOT_VALIDATED (0x404). Returns false when
+// the vCPU stopped (an exit that ends the step, or the guest terminated).
+class Vcpu;
+class VcHandler {
+public:
+    virtual ~VcHandler() = default;
+    virtual bool handle_vc(Vcpu& v, Gva gva, Gpa gpa, uint64_t code) = 0;
+    // A VMMCALL of guest code: in an SEV-ES/SNP guest it raises #VC (SVM_EXIT_VMMCALL) and
+    // the handler turns it into a VMGEXIT through the GHCB (charges, before the exit).
+    virtual void before_hypercall(Vcpu&) {}
+};
+
 struct AccessSpec {
     enum class Pattern : uint8_t { seq, stride, random } pattern = Pattern::seq;
     bool write = false;
@@ -81,6 +94,7 @@ struct VcpuStats {
     uint64_t accesses = 0, reads = 0, writes = 0;
     uint64_t npf_exits = 0, hypercall_exits = 0, mmio_accesses = 0;
     uint64_t guest_page_faults = 0;
+    uint64_t vc_exceptions = 0;   // #VC raised by the physical-access checker
     Cycles data_cycles = 0;
     uint64_t quantum_syncs = 0;   // yields to the SystemC kernel because the quantum was used up
 };
@@ -123,6 +137,16 @@ public:
     ExecContext& ctx() { return *this; }
 
     mmu::Mmu& mmu() { return mmu_; }
+    // The guest's #VC handler (SNP runs); without one a #VC is a model error.
+    void set_vc_handler(VcHandler* h) { vc_ = h; }
+    // For a guest instruction acting on a guest-physical page (SNP PVALIDATE): its nested
+    // translation, taking NPFs like an access but without the physical-access check (the
+    // instruction makes its own). nullopt: the vCPU stopped.
+    std::optional<mmu::TranslateResult> translate_for_insn(Gpa gpa);
+    // An NPF the instruction itself raised, and a hypercall from guest kernel code (the
+    // GHCB page-state change): exits to the host. false: the vCPU stopped.
+    bool insn_npf(Gpa gpa, uint64_t error_code);
+    bool guest_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret);
     const MemHierarchy& caches() const { return caches_; }
     // Transactions the data socket sent, DMI grants it used (0 on the direct path).
     uint64_t data_transactions() const { return data_tr_count_; }
@@ -221,6 +245,8 @@ private:
     alignas(8) uint8_t buf_[kPageSize];
     GuestOs* guest_;
     VcpuHost& host_;
+    VcHandler* vc_ = nullptr;
+    bool insn_xlate_ = false;           // translate_for_insn() in progress
     tlm_utils::tlm_quantumkeeper qk_;
     Cycles pending_ = 0;
     sc_core::sc_event work_ev_, done_;

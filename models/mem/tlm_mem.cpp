@@ -125,7 +125,12 @@ Cycles MemHierarchy::fill(uint64_t line_addr) {
     if (fill_tr_.is_response_error())
         SC_REPORT_ERROR(name(), ("line fill failed: " + fill_tr_.get_response_string()).c_str());
     // Round up: a DRAM clocked differently from the core still costs whole core cycles.
-    return (d.value() + period_ps_ - 1) / period_ps_;
+    Cycles c = (d.value() + period_ps_ - 1) / period_ps_;
+    if (enc_pages_ && enc_pages_->encrypted(hpa_to_pfn(Hpa(line_addr)))) {
+        c += enc_extra_;   // the AES engine decrypts the fill (SME/SEV, APM vol. 2 §7.10)
+        ++enc_fills_;
+    }
+    return c;
 }
 
 // One 8-byte transaction to physical memory (the bytes behind a line; untimed: the

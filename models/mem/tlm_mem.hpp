@@ -59,6 +59,15 @@ private:
     bool dmi_out_ = false;   // a grant was handed out since the last elaboration
 };
 
+// Which host pages hold data encrypted with a guest's key (SEV/SNP). The memory controller's
+// AES engine adds latency to a DRAM fill of such a line; the model asks this oracle instead
+// of carrying the key ID (C-bit / ASID) on every request.
+class EncryptedPages {
+public:
+    virtual ~EncryptedPages() = default;
+    virtual bool encrypted(Pfn pfn) const = 0;
+};
+
 class MemHierarchy : public sc_core::sc_module,
                      public tlm::tlm_fw_transport_if<>,
                      public tlm::tlm_bw_transport_if<>,
@@ -71,6 +80,13 @@ public:
     MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps);
 
     CacheHierarchy& caches() { return cache_; }
+    // Memory encryption: DRAM fills of lines in pages `pages` says are encrypted cost
+    // `extra` more cycles (nullptr: none, the default).
+    void set_encryption(const EncryptedPages* pages, Cycles extra) {
+        enc_pages_ = pages;
+        enc_extra_ = extra;
+    }
+    uint64_t encrypted_fills() const { return enc_fills_; }
     const CacheHierarchy& caches() const { return cache_; }
 
     // What b_transport does, as direct calls for an initiator that knows this class
@@ -107,6 +123,9 @@ private:
     CacheHierarchy cache_;
     uint64_t period_ps_;
     PhysMem* phys_mem_ = nullptr;   // set when `phys` is bound to a PhysMemTarget
+    const EncryptedPages* enc_pages_ = nullptr;
+    Cycles enc_extra_ = 0;
+    uint64_t enc_fills_ = 0;
     tlm::tlm_generic_payload fill_tr_, phys_tr_;
     uint8_t line_buf_[4096];
 };

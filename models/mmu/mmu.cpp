@@ -73,6 +73,15 @@ void Mmu::set_nested_root(Hpa ncr3) {
     drop_mru();
 }
 
+void Mmu::set_phys_checker(PhysAccessChecker* c) {
+    checker_ = c;
+    l1_.clear();
+    l2_.clear();
+    pwc_.clear();
+    ntlb_.clear();
+    drop_mru();
+}
+
 void Mmu::flush_all() {
     ++stats_.flushes;
     l1_.clear();
@@ -206,6 +215,26 @@ TranslateResult Mmu::npf(uint64_t gpa, uint64_t code) {
     return r;
 }
 
+TranslateResult Mmu::vc(uint64_t va, uint64_t gpa, uint64_t code) {
+    TranslateResult r;
+    r.status = TranslateResult::Status::vc;
+    r.fault_gva = Gva(va);
+    r.fault_gpa = Gpa(gpa);
+    r.error_code = code;
+    return r;
+}
+
+bool Mmu::phys_check(uint64_t va, uint64_t gpa, uint64_t hpa, unsigned nested_level, AccessType at, bool enc,
+                     bool table, uint64_t fault_gpa, uint64_t fault_code, WalkCtx& w, TranslateResult& out) {
+    if (!checker_) return true;
+    const PhysCheck c{Gpa(gpa & ~kPageMask), Hpa(hpa), to_pglevel(nested_level), at, enc, table};
+    const PhysCheckResult r = checker_->check(c, *port_, w.cycles);
+    if (r.kind == PhysCheckResult::Kind::ok) return true;
+    ++stats_.phys_check_faults;
+    out = r.kind == PhysCheckResult::Kind::npf ? npf(fault_gpa, fault_code | r.bits) : vc(va, gpa, r.bits);
+    return false;
+}
+
 TranslateResult Mmu::guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code) {
     ++stats_.guest_faults;
     TranslateResult r;
@@ -318,7 +347,7 @@ bool Mmu::adopt_walk(uint64_t page_gpa, const Nested& o, TableXlate& tx, Nested&
         fault = o;
         return false;
     }
-    tx = TableXlate{o.hpa & ~kPageMask, o.perm, o.dirty, true, o.leaf_pte_hpa};
+    tx = TableXlate{o.hpa & ~kPageMask, o.perm, o.dirty, true, o.leaf_pte_hpa, o.level};
     ntlb_.insert(ntlb_key(page_gpa), NtlbEntry{tx.hpa, tx.perm, tx.dirty});
     return true;
 }
@@ -377,6 +406,17 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             Nested nf;
             if (!table_read(page_gpa, w, tx, nf))
                 return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
+            if (checker_ && tx.from_walk) {
+                // A guest page-table reference is checked when its nested translation is
+                // filled (the result lives with the nested TLB entry); the walker may
+                // set A/D, so it is checked as a write (APM Table 15-39).
+                TranslateResult f;
+                if (!phys_check(va, page_gpa, tx.hpa, tx.level, AccessType::write, true, true, pte_gpa,
+                                npf_code(table_acc_, true) | PFERR_GUEST_PAGE | enc_page, w, f)) {
+                    ntlb_.erase(ntlb_key(page_gpa));
+                    return account(f);
+                }
+            }
             const uint64_t pte_hpa = tx.hpa | (pte_gpa & kPageMask);
             uint64_t e = port_->read64(pte_hpa, w.cycles);
             ++w.refs;
@@ -414,6 +454,12 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
     if (cfg_.shared_gpa_bit && !enc) gpa |= 1ull << cfg_.shared_gpa_bit;
     const Nested o = nested_walk(gpa, acc, w);
     if (!o.ok) return account(npf(gpa, o.err | PFERR_GUEST_FINAL | enc_final));
+    if (checker_) {
+        TranslateResult f;
+        if (!phys_check(va, gpa, o.hpa, o.level, at, enc, false, gpa, npf_code(acc, true) | PFERR_GUEST_FINAL | enc_final,
+                        w, f))
+            return account(f);
+    }
 
     TranslateResult r;
     r.hpa = Hpa(o.hpa);
@@ -442,7 +488,7 @@ void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
     if (l1_.enabled()) set_mru(va, s, e);
 }
 
-TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
+TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc, bool check) {
     ++stats_.gpa_lookups;
     const uint64_t g = gpa.raw() | (cfg_.shared_gpa_bit && !enc ? 1ull << cfg_.shared_gpa_bit : 0);
     const uint8_t acc = uint8_t(1u << unsigned(at));
@@ -467,6 +513,25 @@ TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc) {
     r.cycles = w.cycles;
     r.mem_refs = w.refs;
     if (!o.ok) return r;
+    if (!check) {
+        r.hpa = Hpa(o.hpa);
+        r.page_size = to_pglevel(o.level);
+        r.writable = (o.perm & kW) != 0;
+        return r;
+    }
+    if (checker_) {
+        WalkCtx cw;
+        TranslateResult f;
+        const bool pass = phys_check(g, g, o.hpa, o.level, at, enc, false, g,
+                                     npf_code(acc, true) | PFERR_GUEST_FINAL | (enc ? PFERR_GUEST_ENC : 0), cw, f);
+        stats_.walk_cycles += cw.cycles;
+        r.cycles += cw.cycles;
+        if (!pass) {
+            f.cycles = r.cycles;
+            f.mem_refs = r.mem_refs;
+            return f;
+        }
+    }
     r.hpa = Hpa(o.hpa);
     r.writable = (o.perm & kW) != 0;
     ntlb_.insert(ntlb_key(g), NtlbEntry{o.hpa & ~kPageMask, o.perm, o.dirty});

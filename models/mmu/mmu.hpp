@@ -101,10 +101,13 @@ struct MmuStats {
     uint64_t perm_rewalks = 0;   // walks caused by a TLB entry that did not allow the access
                                  // (write to a clean/read-only entry, fetch to a non-exec one)
     uint64_t invlpgs = 0;        // flush_gva()
+    uint64_t phys_check_faults = 0;   // fills refused by the physical-access checker (NPF or #VC)
 };
 
 struct TranslateResult {
-    enum class Status : uint8_t { ok, guest_page_fault, npf } status = Status::ok;
+    // vc: the physical-access checker raised a #VC in the guest (SEV-SNP: a private
+    // access to an unvalidated page); error_code is the #VC code, fault_gva the gVA.
+    enum class Status : uint8_t { ok, guest_page_fault, npf, vc } status = Status::ok;
     Hpa hpa;                          // ok: the host-physical address of the access
     PgLevel page_size = PgLevel::k4K; // ok: effective TLB page size = min(guest leaf, nested leaf)
     bool writable = false;            // ok: both dimensions allow writes
@@ -141,6 +144,28 @@ public:
     virtual uint64_t load64(uint64_t hpa) = 0;
 };
 
+// A check of the physical pages a walk reaches, made when a translation is filled (so
+// a TLB hit is not checked again): SEV-SNP's RMP check (APM vol. 2 §15.36.10) on the
+// final access and on each guest page-table page a nested walk translated. Its own
+// references go through `mem`, the walker's timed path, and add to `cycles`.
+struct PhysCheck {
+    Gpa gpa;                     // the guest-physical page the nested walk translated
+    Hpa hpa;
+    PgLevel nested_level = PgLevel::k4K;
+    AccessType at = AccessType::read;
+    bool enc = false;            // effective C-bit of the access
+    bool table = false;          // a guest page-table reference
+};
+struct PhysCheckResult {
+    enum class Kind : uint8_t { ok, npf, vc } kind = Kind::ok;
+    uint64_t bits = 0;           // npf: error-code bits to add (PFERR_GUEST_RMP ...); vc: the #VC code
+};
+class PhysAccessChecker {
+public:
+    virtual ~PhysAccessChecker() = default;
+    virtual PhysCheckResult check(const PhysCheck& c, WalkMemory& mem, Cycles& cycles) = 0;
+};
+
 class Mmu {
 public:
     // Plain C++: the walker reads PhysMem and times its references with `cache`.
@@ -174,8 +199,14 @@ public:
     inline bool try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles);
     // Nested dimension only, through the nested TLB (the guest kernel writing its own
     // page tables at known gPAs). Faults report GUEST_FINAL; page_size is the nested
-    // TLB's 4K granule.
-    TranslateResult translate_gpa(Gpa gpa, AccessType at, bool enc);
+    // TLB's 4K granule (a nested walk reports its leaf's size). check = false: no
+    // physical-access check and no nested-TLB fill (a guest instruction such as PVALIDATE
+    // that makes its own RMP checks on the page).
+    TranslateResult translate_gpa(Gpa gpa, AccessType at, bool enc, bool check = true);
+
+    // The checker consulted on each fill (nullptr: none, the default). Setting it drops
+    // every cached translation, since none of them was checked.
+    void set_phys_checker(PhysAccessChecker* c);
 
     void flush_all();            // ASID/VPID flush: TLBs, PWC and nested TLB
     void flush_gva(Gva va);      // guest INVLPG: TLB entries covering va, guest PWC entries
@@ -234,6 +265,7 @@ private:
         bool dirty = false;
         bool from_walk = false;  // leaf_pte_hpa valid (translated by this walk)
         uint64_t leaf_pte_hpa = 0;
+        unsigned level = 1;      // from_walk: the nested leaf's level
     };
     struct Mru {                 // last L1 entry used: the hit path's shortcut
         uint64_t vmask = 0, vbase = 1;   // vbase 1 never matches an aligned page base
@@ -255,6 +287,10 @@ private:
     uint64_t npf_code(uint8_t acc, bool present) const;
     uint8_t nested_perm(uint64_t e) const;
     TranslateResult npf(uint64_t gpa, uint64_t code);
+    TranslateResult vc(uint64_t va, uint64_t gpa, uint64_t code);
+    // The physical-access check of a fill; false with `out` set to the fault.
+    bool phys_check(uint64_t va, uint64_t gpa, uint64_t hpa, unsigned nested_level, AccessType at, bool enc,
+                    bool table, uint64_t fault_gpa, uint64_t fault_code, WalkCtx& w, TranslateResult& out);
     TranslateResult guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code);
     void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow);
     void set_mru(uint64_t va, PgLevel s, const TlbEntry& e);
@@ -276,6 +312,7 @@ private:
     MmuConfig cfg_;
     DirectMemory direct_;
     WalkMemory* port_;
+    PhysAccessChecker* checker_ = nullptr;
     NestedPte npte_;
     bool nested_ad_ = true;        // nested dimension maintains A/D
     uint8_t table_acc_ = kR;       // nested access of a guest paging-structure read

@@ -1,0 +1,145 @@
+#include "models/cpu/snp_guest.hpp"
+
+#include <algorithm>
+
+namespace hvsim::cpu {
+
+namespace {
+constexpr uint64_t k2M = 2ull << 20;
+constexpr unsigned kUnitShift = 21;
+// The guest ABI of the page-state change as KVM forwards it (include/uapi/linux/kvm_para.h).
+constexpr uint64_t KVM_HC_MAP_GPA_RANGE = 12;
+constexpr uint64_t KVM_MAP_GPA_RANGE_ENCRYPTED = 1ull << 4;
+constexpr uint64_t KVM_MAP_GPA_RANGE_PAGE_SZ_2M = 1ull << 0;
+// #NPF error-code bits of an instruction's own RMP fault: a present, encrypted, final-gPA
+// user access (what the NPT walk of a guest access reports, mmu.hpp).
+constexpr uint64_t kInsnNpfBits = mmu::PFERR_PRESENT | mmu::PFERR_USER | mmu::PFERR_GUEST_FINAL |
+                                  mmu::PFERR_GUEST_ENC;
+constexpr unsigned kMaxInsnRetries = 4;
+}  // namespace
+
+SnpGuest::SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g, VcpuHost& host)
+    : cfg_(cfg), rmp_(rmp), g_(g), host_(host) {}
+
+bool SnpGuest::handle_vc(Vcpu& v, Gva, Gpa gpa, uint64_t code) {
+    ++stats_.vc;
+    v.ctx().charge("vc", cfg_.vc_cycles);
+    // vc_handle_exitcode() has no case for PAGE_NOT_VALIDATED: anything but the accept
+    // path is a termination request (GHCB_TERM_REASON general).
+    if (code != rmp::SVM_VMGEXIT_PAGE_NOT_VALIDATED) {
+        ++stats_.terminated;
+        return false;
+    }
+    const uint64_t unit = gpa.raw() >> kUnitShift;
+    if (cfg_.accept == SnpGuestConfig::Accept::eager && !eager_done_) {
+        eager_done_ = true;
+        const bool was_accepted = accepted_.count(unit) != 0;
+        for (const auto& [base, size] : cfg_.ram) {
+            const uint64_t first = base.raw() >> kUnitShift, last = (base.raw() + size - 1) >> kUnitShift;
+            for (uint64_t u = first; u <= last; ++u)
+                if (!accepted_.count(u) && !accept_unit(v, u)) return false;
+        }
+        if (!was_accepted && accepted_.count(unit)) return true;   // validated just now
+    }
+    if (!accepted_.count(unit)) return accept_unit(v, unit);
+    // A page made private after its unit was accepted: validate it (PVALIDATE after PSC).
+    return pvalidate(v, Gpa(gpa.raw() & ~kPageMask), PgLevel::k4K);
+}
+
+void SnpGuest::before_hypercall(Vcpu& v) {
+    ++stats_.vmmcall_vc;
+    v.ctx().charge("vc", cfg_.vc_cycles);
+    v.ctx().charge("vmgexit", cfg_.vmgexit_cycles);
+}
+
+bool SnpGuest::accept_unit(Vcpu& v, uint64_t unit) {
+    accepted_.insert(unit);   // first: another vCPU's #VC in this unit validates its page only
+    ++stats_.units_accepted;
+    // The unit clipped to the RAM range that holds it.
+    const uint64_t s = unit << kUnitShift, e = s + k2M;
+    for (const auto& [base, size] : cfg_.ram) {
+        const uint64_t lo = std::max(s, base.raw()), hi = std::min(e, base.raw() + size);
+        if (lo < hi && !accept(v, Gpa(lo), Gpa(hi))) return false;
+    }
+    return true;
+}
+
+bool SnpGuest::psc(Vcpu& v, Gpa start, uint64_t npages) {
+    // One GHCB page-state-change request; KVM forwards it as KVM_HC_MAP_GPA_RANGE.
+    ++stats_.psc_requests;
+    v.ctx().charge("vmgexit", cfg_.vmgexit_cycles);
+    uint64_t attrs = KVM_MAP_GPA_RANGE_ENCRYPTED;
+    if (npages == 512 && is_aligned(start.raw(), k2M)) attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+    uint64_t ret = 0;
+    if (!v.guest_hypercall(KVM_HC_MAP_GPA_RANGE, start.raw(), npages, attrs, &ret)) return false;
+    if (ret != 0) {   // a non-zero SW_EXITINFO2: the guest terminates
+        ++stats_.terminated;
+        return false;
+    }
+    return true;
+}
+
+bool SnpGuest::accept(Vcpu& v, Gpa start, Gpa end) {
+    const uint64_t npages = (end.raw() - start.raw()) >> kPageShift;
+    if (cfg_.psc_msr) {
+        // early_set_pages_state(): per 4K page, PSC over the GHCB MSR (KVM forwards each as
+        // a one-page KVM_HC_MAP_GPA_RANGE), then PVALIDATE 4K.
+        for (uint64_t a = start.raw(); a < end.raw(); a += kPageSize)
+            if (!psc(v, Gpa(a), 1) || !pvalidate(v, Gpa(a), PgLevel::k4K)) return false;
+        return true;
+    }
+    if (!psc(v, start, npages)) return false;
+    for (uint64_t a = start.raw(); a < end.raw();) {
+        const bool big = cfg_.validate_2m && is_aligned(a, k2M) && end.raw() - a >= k2M;
+        if (!pvalidate(v, Gpa(a), big ? PgLevel::k2M : PgLevel::k4K)) return false;
+        a += big ? k2M : kPageSize;
+    }
+    return true;
+}
+
+// One PVALIDATE: translate, execute, and hand an NPF it raises to the host (retrying
+// after, as the guest re-executes the faulting instruction).
+bool SnpGuest::pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax) {
+    for (unsigned tries = 0; tries < kMaxInsnRetries; ++tries) {
+        const auto tr = v.translate_for_insn(gpa);
+        if (!tr) return false;
+        ++stats_.pvalidate;
+        if (size == PgLevel::k2M) ++stats_.pvalidate_2m;
+        v.ctx().charge("pvalidate", size == PgLevel::k2M ? cfg_.pvalidate_2m : cfg_.pvalidate_4k);
+        const rmp::RmpResult r = rmp_.pvalidate(g_, gpa, tr->hpa, tr->page_size, size, true);
+        if (r.kind == rmp::RmpResult::Kind::npf) {
+            ++stats_.insn_npfs;
+            if (!v.insn_npf(gpa, kInsnNpfBits | r.npf_bits)) return false;
+            continue;
+        }
+        if (r.cf) ++stats_.no_update;
+        *eax = r.eax;
+        return true;
+    }
+    ++stats_.terminated;
+    return false;
+}
+
+bool SnpGuest::pvalidate(Vcpu& v, Gpa gpa, PgLevel size) {
+    int eax = 0;
+    if (!pvalidate_one(v, gpa, size, &eax)) return false;
+    if (eax == rmp::RMP_FAIL_SIZEMISMATCH && size == PgLevel::k2M) {
+        // pval_pages(): a 2M request over 4K RMP entries is redone page by page.
+        ++stats_.size_mismatch;
+        for (uint64_t i = 0; i < 512; ++i) {
+            if (!pvalidate_one(v, gpa + i * kPageSize, PgLevel::k4K, &eax)) return false;
+            if (eax != 0) {
+                ++stats_.terminated;
+                return false;
+            }
+        }
+        return true;
+    }
+    if (eax != 0) {
+        ++stats_.terminated;   // GHCB_TERM_PVALIDATE
+        return false;
+    }
+    return true;
+}
+
+}  // namespace hvsim::cpu

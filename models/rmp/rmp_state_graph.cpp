@@ -1,0 +1,96 @@
+#include "models/rmp/rmp_state_graph.hpp"
+
+#include <boost/graph/adjacency_list.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace hvsim::rmp {
+
+namespace {
+struct VertexProp {
+    std::string name;
+};
+struct EdgeProp {
+    std::string op;
+};
+using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, VertexProp, EdgeProp>;
+using S = RmpPageState;
+
+const Graph& graph() {
+    static const Graph g = [] {
+        Graph gr(kNumRmpPageStates);
+        for (int i = 0; i < kNumRmpPageStates; ++i) gr[i].name = rmp_page_state_name(RmpPageState(i));
+        for (const RmpTransition& t : rmp_page_transitions()) boost::add_edge(int(t.from), int(t.to), EdgeProp{t.op}, gr);
+        return gr;
+    }();
+    return g;
+}
+}  // namespace
+
+const char* rmp_page_state_name(RmpPageState s) {
+    switch (s) {
+    case S::hypervisor: return "hypervisor";
+    case S::guest_invalid: return "guest_invalid";
+    case S::guest_valid: return "guest_valid";
+    case S::pre_guest: return "pre_guest";
+    case S::firmware: return "firmware";
+    case S::reclaim: return "reclaim";
+    }
+    return "?";
+}
+
+RmpPageState rmp_page_state(const RmpEntry& e) {
+    if (!e.assigned) return S::hypervisor;
+    if (e.asid == 0) return e.immutable ? S::firmware : S::reclaim;
+    if (e.immutable) return S::pre_guest;
+    return e.validated ? S::guest_valid : S::guest_invalid;
+}
+
+// The edges follow the SEV firmware's page-state table and APM vol. 2 §15.36: RMPUPDATE
+// assigns and releases (clearing Validated), PVALIDATE flips Validated, firmware commands
+// move launch and firmware pages. PSMASH and RMPADJUST change no page's state.
+const std::vector<RmpTransition>& rmp_page_transitions() {
+    static const std::vector<RmpTransition> t = {
+        {S::hypervisor, S::guest_invalid, "rmpupdate_assign"},
+        {S::hypervisor, S::pre_guest, "rmpupdate_assign_immutable"},
+        {S::hypervisor, S::firmware, "rmpupdate_assign_immutable"},
+        {S::hypervisor, S::reclaim, "rmpupdate_assign"},
+        {S::guest_invalid, S::guest_valid, "pvalidate_1"},
+        {S::guest_valid, S::guest_invalid, "pvalidate_0"},
+        {S::guest_valid, S::guest_invalid, "rmpupdate_reassign"},
+        {S::guest_invalid, S::hypervisor, "rmpupdate_shared"},
+        {S::guest_valid, S::hypervisor, "rmpupdate_shared"},
+        {S::reclaim, S::hypervisor, "rmpupdate_shared"},
+        {S::guest_invalid, S::pre_guest, "rmpupdate_assign_immutable"},
+        {S::pre_guest, S::guest_valid, "snp_launch_update"},
+        {S::pre_guest, S::guest_invalid, "snp_page_reclaim"},
+        {S::firmware, S::reclaim, "snp_page_reclaim"},
+    };
+    return t;
+}
+
+bool rmp_check_transition(RmpPageState from, RmpPageState to) {
+    if (from == to) return true;
+    return boost::edge(int(from), int(to), graph()).second;
+}
+
+void rmp_assert_transition(RmpPageState from, RmpPageState to, const char* where) {
+    if (!rmp_check_transition(from, to))
+        throw std::logic_error(std::string("RMP page-state transition ") + rmp_page_state_name(from) + " -> " +
+                               rmp_page_state_name(to) + " is not an edge (" + where + ")");
+}
+
+std::string rmp_page_state_dot() {
+    const Graph& g = graph();
+    std::ostringstream os;
+    os << "digraph snp_page {\n";
+    for (auto [v, vend] = boost::vertices(g); v != vend; ++v) os << "  " << *v << " [label=\"" << g[*v].name << "\"];\n";
+    for (auto [v, vend] = boost::vertices(g); v != vend; ++v)
+        for (auto [e, eend] = boost::out_edges(*v, g); e != eend; ++e)
+            os << "  " << boost::source(*e, g) << " -> " << boost::target(*e, g) << " [label=\"" << g[*e].op
+               << "\"];\n";
+    os << "}\n";
+    return os.str();
+}
+
+}  // namespace hvsim::rmp

@@ -1,0 +1,140 @@
+// KVM's SNP backend over the RMP: sev_gmem_prepare, sev_gmem_invalidate and
+// sev_handle_rmp_fault, driven through the simulated KVM core (guest_memfd, attributes).
+#include <catch2/catch.hpp>
+
+#include "kernel/svm/sev_snp.hpp"
+#include "tests/kernel/kernel_fixture.hpp"
+
+using namespace hvsim;
+using namespace hvsim::kvm;
+using namespace hvsim::kvm::test;
+
+namespace {
+
+constexpr uint16_t kAsid = 1;
+
+struct SnpEnv {
+    Env env{VmType::snp, legacy_attrs()};
+    rmp::Rmp rmp{rmp::RmpConfig{Hpa(8 * GiB), (8 * GiB) >> kPageShift, 0, 0}, env.mem};
+    SevSnpOps ops{rmp, kAsid, SnpCosts{1500, 6000, 600, 1140}};
+    int gfd = -1;
+
+    SnpEnv() {
+        REQUIRE(env.kvm);
+        env.kvm->set_arch_ops(ops);
+        gfd = env.gmem(8 * MiB);
+        REQUIRE(gfd >= 0);
+        REQUIRE(env.gslot(0, 0, 8 * MiB, gfd) == 0);
+        uapi::kvm_memory_attributes a{0, 8 * MiB, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
+        REQUIRE(env.proc->ioctl_set_memory_attributes(env.vmfd, a, env.ctx) == 0);
+    }
+    const kvm_memory_slot& slot() const { return *env.kvm->gfn_to_memslot(0, Gfn(0)); }
+    Pfn get_pfn(uint64_t gfn, CycleCounter& c) {
+        Pfn pfn;
+        int order = 0;
+        REQUIRE(kvm_gmem_get_pfn(*env.kvm, slot(), Gfn(gfn), pfn, order, c) == 0);
+        return pfn;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("T38 a private fault-in makes the gmem page Guest-Invalid once; a second fault does no RMPUPDATE") {
+    SnpEnv s;
+    CycleCounter c;
+    const Pfn p = s.get_pfn(5, c);
+    const rmp::RmpEntry e = s.rmp.read_entry(p);
+    CHECK(e.assigned);
+    CHECK(!e.validated);
+    CHECK(!e.immutable);
+    CHECK(!e.size_2m);
+    CHECK(e.asid == kAsid);
+    CHECK(e.gpa == Gpa(5 * kPageSize));
+    CHECK(s.rmp.stats().updates == 1);
+    CHECK(s.ops.stats().prepare_rmpupdates == 1);
+    CycleCounter c2;
+    CHECK(s.get_pfn(5, c2) == p);
+    CHECK(s.rmp.stats().updates == 1);
+    CHECK(c2.total < c.total);
+}
+
+TEST_CASE("punching the page out of guest_memfd makes it hypervisor-owned again, with a CLFLUSH") {
+    SnpEnv s;
+    CycleCounter c;
+    const Pfn p = s.get_pfn(7, c);
+    REQUIRE(s.rmp.read_entry(p).assigned);
+    CycleCounter pc;
+    REQUIRE(s.env.proc->fallocate(s.gfd, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, 7 * kPageSize, kPageSize,
+                                  pc) == 0);
+    CHECK(!s.rmp.read_entry(p).assigned);
+    CHECK(s.ops.stats().invalidate_rmpupdates == 1);
+    CHECK(s.rmp.asid_pages(kAsid) == 0);
+    CHECK(pc.total >= 1500 + 600);   // RMPUPDATE + CLFLUSH among the charges
+}
+
+TEST_CASE("an order-9 folio over 512 unassigned PFNs gets a 2M RMP entry; freeing one page PSMASHes it") {
+    SnpEnv s;
+    CycleCounter c;
+    const Pfn pfn(4096), last(4096 + 511);
+    REQUIRE(s.ops.gmem_prepare(*s.env.kvm, Pfn(4096 + 3), Gfn(512 + 3), 9, c) == 0);
+    rmp::RmpEntry e = s.rmp.read_entry(pfn);
+    CHECK(e.size_2m);
+    CHECK(e.gpa == Gpa(512 * kPageSize));
+    CHECK(s.ops.stats().prepare_2m == 1);
+    // Misaligned pfn vs gfn: 4K.
+    REQUIRE(s.ops.gmem_prepare(*s.env.kvm, Pfn(8192 + 1), Gfn(2), 9, c) == 0);
+    CHECK(!s.rmp.read_entry(Pfn(8192 + 1)).size_2m);
+    // sev_gmem_invalidate of one page inside the 2M entry.
+    s.ops.gmem_invalidate(*s.env.kvm, Pfn(4096 + 10), Pfn(4096 + 11), c);
+    CHECK(s.rmp.stats().psmash == 1);
+    CHECK(!s.rmp.read_entry(Pfn(4096 + 10)).assigned);
+    CHECK(s.rmp.read_entry(Pfn(4096 + 11)).assigned);
+    CHECK(!s.rmp.read_entry(last).size_2m);
+    // The whole 2 MB freed at once after a fresh 2M prepare: one RMPUPDATE.
+    REQUIRE(s.ops.gmem_prepare(*s.env.kvm, Pfn(12288), Gfn(1024), 9, c) == 0);
+    const uint64_t before = s.rmp.stats().updates;
+    s.ops.gmem_invalidate(*s.env.kvm, Pfn(12288), Pfn(12288 + 512), c);
+    CHECK(s.rmp.stats().updates == before + 1);
+    CHECK(!s.rmp.read_entry(Pfn(12288)).assigned);
+}
+
+TEST_CASE("an NPF with the RMP bit over a 2M RMP entry is PSMASHed and the 2 MB zapped; over 4K it is spurious") {
+    SnpEnv s;
+    CycleCounter c;
+    const Pfn p = s.get_pfn(0, c);
+    REQUIRE(is_aligned(p.raw(), 512));
+    // The RMP entry is 4K: spurious, nothing happens.
+    s.env.mmu.clear();
+    s.ops.handle_rmp_fault(*s.env.kvm, Gpa(0), rmp::NPF_RMP, c);
+    CHECK(s.rmp.stats().psmash == 0);
+    CHECK(s.env.mmu.log.empty());
+    // Make it a 2M entry (as a 2M folio would have): the fault splits it.
+    REQUIRE(s.rmp.rmpupdate(pfn_to_hpa(p), rmp::RmpState{Gpa(0), false, PgLevel::k4K, false, 0}) == 0);
+    REQUIRE(s.rmp.rmpupdate(pfn_to_hpa(p), rmp::RmpState{Gpa(0), true, PgLevel::k2M, false, kAsid}) == 0);
+    s.ops.handle_rmp_fault(*s.env.kvm, Gpa(0), rmp::NPF_RMP | rmp::NPF_SIZEM, c);
+    CHECK(s.rmp.stats().psmash == 1);
+    CHECK(s.ops.stats().rmp_fault_psmash == 1);
+    CHECK(!s.rmp.read_entry(p).size_2m);
+    REQUIRE(!s.env.mmu.unmaps.empty());
+    CHECK(s.env.mmu.unmaps.back().start == 0);
+    CHECK(s.env.mmu.unmaps.back().end == 512);
+}
+
+TEST_CASE("an RMP fault on a shared gfn is left alone (Unexpected RMP fault for non-private GPA)") {
+    SnpEnv s;
+    uapi::kvm_memory_attributes a{0, 2 * MiB, 0, 0};
+    REQUIRE(s.env.proc->ioctl_set_memory_attributes(s.env.vmfd, a, s.env.ctx) == 0);
+    CycleCounter c;
+    s.ops.handle_rmp_fault(*s.env.kvm, Gpa(0x1000), rmp::NPF_RMP, c);
+    CHECK(s.rmp.stats().updates == 0);
+    CHECK(s.rmp.stats().psmash == 0);
+    CHECK(c.total == 0);
+}
+
+TEST_CASE("the SNP backend's warnings no longer say the RMP is not modelled") {
+    SnpEnv s;
+    for (const auto& w : s.ops.unmodelled(HostPaging::amd_npt)) CHECK(w.find("RMP not modelled") == std::string::npos);
+    CHECK(s.ops.exit_extra_cycles() == 1140);
+    CHECK(s.ops.type() == VmType::snp);
+    CHECK(!s.ops.pre_fault_allowed_initially());
+}
