@@ -170,9 +170,9 @@ public:
     bool has_mirrored_tdp() const override { return true; }
     PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
-        return {"TDX guest side and build partly modelled: map_gpa_range is a plain hypercall exit (no MapGPA "
-                "TDVMCALL decode), the TD is finalized empty (no KVM_TDX_INIT_MEM_REGION), and vCPUs are not tracked "
-                "inside the TD by the module's epochs (TRACK never finds one busy; the kick flushes every vCPU)"};
+        return {"TDX build and TD epochs partly modelled: the TD is finalized empty (no KVM_TDX_INIT_MEM_REGION), "
+                "and vCPUs are not tracked inside the TD by the module's epochs (TRACK never finds one busy; the kick "
+                "flushes every vCPU)"};
     }
     std::optional<HostPaging> requires_host() const override { return HostPaging::intel_ept; }
 };

@@ -594,6 +594,28 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     if (nr != uapi::KVM_HC_MAP_GPA_RANGE || !cfg_.kvm.exit_hypercall) return finish(-KVM_ENOSYS, "hypercall.enosys");
     const uint64_t gfn = a0 >> kPageShift;
     if (!is_aligned(a0, kPageSize) || a1 == 0 || gfn + a1 < gfn) return finish(-KVM_EINVAL, "hypercall.einval");
+    if (tdx_) {
+        // A TD's MapGPA TDVMCALL (tdx_map_gpa()): KVM turns it into KVM_EXIT_HYPERCALL
+        // (KVM_HC_MAP_GPA_RANGE) exits of at most 2 MiB each (TDX_MAP_GPA_MAX_LEN); the next
+        // chunk follows from tdx_complete_vmcall_map_gpa() without re-entering the TD.
+        constexpr uint64_t kChunk = 2ull << 20;
+        const uint64_t end = a0 + (a1 << kPageShift);
+        const bool to_private = a2 & uapi::KVM_MAP_GPA_RANGE_ENCRYPTED;
+        for (uint64_t g = a0; g < end; g += kChunk) {
+            const uint64_t n = std::min(kChunk, end - g);
+            ++exits_.userspace;
+            ++exits_.hypercall_user;
+            ctx.charge("userspace_exit", c.userspace_exit);
+            if (v.expect_exit) {
+                v.exit = VcpuExitRecord{"hypercall", g, n, a2, 0, ""};
+                v.log.end("tdvmcall.map_gpa");
+                return false;
+            }
+            const int e = kvm_convert_memory(g, n, to_private, "hypercall", ctx);
+            if (e) return finish(e, "tdvmcall.map_gpa.failed");
+        }
+        return finish(0, to_private ? "tdvmcall.map_gpa.to_private" : "tdvmcall.map_gpa.to_shared");
+    }
     ++exits_.userspace;
     ++exits_.hypercall_user;
     ctx.charge("userspace_exit", c.userspace_exit);
