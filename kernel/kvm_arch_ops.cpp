@@ -167,10 +167,12 @@ public:
     bool guest_tables_private() const override { return true; }
     // tdx_handle_ept_violation(): PFERR_PRIVATE_ACCESS iff the GPA's shared bit is clear.
     bool fault_is_private(const Kvm& k, Gfn g, uint64_t) const override { return !k.kvm_is_gfn_alias(g); }
+    bool has_mirrored_tdp() const override { return true; }
+    PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
-        return {"TDX module and secure EPT not modelled: private GPAs are mapped by KVM's own EPT below the shared "
-                "bit (no secure EPT walk, no TDH.MEM.* SEAMCALLs, no PAMT) with plain-VM exit costs (no #VE / "
-                "TDCALL)"};
+        return {"TDX build and TD epochs partly modelled: the TD is finalized empty (no KVM_TDX_INIT_MEM_REGION), "
+                "and vCPUs are not tracked inside the TD by the module's epochs (TRACK never finds one busy; the kick "
+                "flushes every vCPU)"};
     }
     std::optional<HostPaging> requires_host() const override { return HostPaging::intel_ept; }
 };

@@ -103,6 +103,13 @@ public:
     // TDX module; a run on another preset is refused rather than warned about).
     virtual std::optional<HostPaging> requires_host() const { return std::nullopt; }
 
+    // kvm_has_mirrored_tdp(): private memory is mapped through a mirror root of the TDP MMU
+    // whose changes go to a table firmware owns (TDX: the secure EPT, via SEAMCALLs).
+    virtual bool has_mirrored_tdp() const { return false; }
+    // kvm_x86_ops.gmem_max_mapping_level(): the largest level KVM maps private memory at
+    // (TDX: 4K, tdx_gmem_max_mapping_level()).
+    virtual PgLevel private_max_mapping_level() const { return PgLevel::k1G; }
+
     // Hooks for the hardware models (no-ops in the generic backends):
     // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE
     // to guest-owned; TDX: nothing until TDH.MEM.PAGE.AUG; pKVM: donate to the guest).

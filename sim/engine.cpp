@@ -141,7 +141,7 @@ std::string op_name(const scn::Step& st) {
                 const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin"};
                 return n[int(op.op)];
             } else if constexpr (std::is_same_v<T, scn::Access>) return op.op == scn::Access::Op::write ? "access write" : "access read";
-            else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return "map_gpa_range";
+            else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return op.accept ? "accept" : "map_gpa_range";
             else if constexpr (std::is_same_v<T, std::vector<scn::Step>>) return "parallel";
             else return "?";
         },
@@ -316,6 +316,10 @@ private:
                 hs.a1 = h->size >> kPageShift;
                 hs.a2 = (h->to_private ? uapi::KVM_MAP_GPA_RANGE_ENCRYPTED : uapi::KVM_MAP_GPA_RANGE_DECRYPTED) |
                         uapi::KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+                if (h->accept) {
+                    hs.nr = Machine::kTdcallAccept;
+                    hs.a2 = unsigned(h->accept_level);
+                }
                 vcpus_[v]->post_hypercall(hs);
                 evs &= vcpus_[v]->done();
             }

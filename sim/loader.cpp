@@ -149,6 +149,27 @@ public:
             if (!v->is_array()) expected("/steps", "an array of steps", describe(*v));
             for (size_t i = 0; i < v->size(); ++i) s_.steps.push_back(step((*v)[i], "/steps/" + std::to_string(i), false));
         }
+        // vm.accept "eager": the guest's firmware accepts every private range at boot on
+        // vCPU 0 (TDVF / Linux accept_memory(): 2M where aligned, 4K otherwise), as steps
+        // that run before the scenario's own.
+        if (s_.vm.accept == "eager") {
+            std::vector<scn::Step> boot;
+            for (size_t i = 0; i < s_.vm.private_ranges.size(); ++i) {
+                const scn::Range& r = s_.vm.private_ranges[i];
+                scn::Step st;
+                st.pointer = "/vm/private/" + std::to_string(i);
+                st.name = "boot: the guest accepts " + range_text(r.gpa, r.size);
+                st.vcpus = {0};
+                scn::MapGpaRange m;
+                m.gpa = r.gpa;
+                m.size = r.size;
+                m.accept = true;
+                m.accept_level = (r.gpa | r.size) & (level_size(PgLevel::k2M) - 1) ? PgLevel::k4K : PgLevel::k2M;
+                st.op = m;
+                boot.push_back(std::move(st));
+            }
+            s_.steps.insert(s_.steps.begin(), boot.begin(), boot.end());
+        }
         if (auto* v = opt(root, "expect")) top_expect(*v, "/expect");
         return std::move(s_);
     }
@@ -464,7 +485,7 @@ private:
     void vm(const json& j, const std::string& ptr) {
         object(j, ptr,
                {"type", "vcpus", "guest_paging", "guest_page_size", "guest_pt_region", "guest_memfd", "memslots",
-                "private"},
+                "private", "accept"},
                "a vm object");
         scn::VmDecl& vm = s_.vm;
         if (auto* v = opt(j, "type")) vm.type = choice(*v, ptr + "/type", kVmTypes);
@@ -531,6 +552,10 @@ private:
             if (!v->is_array()) expected(ptr + "/private", "an array of ranges {\"gpa\", \"size\"}", describe(*v));
             for (size_t i = 0; i < v->size(); ++i)
                 vm.private_ranges.push_back(range((*v)[i], ptr + "/private/" + std::to_string(i), true));
+        }
+        if (auto* v = opt(j, "accept")) {
+            vm.accept = choice(*v, ptr + "/accept", {"lazy", "eager"});
+            if (vm.type != "tdx") expected(ptr + "/accept", "no 'accept' on a " + vm.type + " VM (TDX only)", describe(*v));
         }
     }
 
@@ -632,15 +657,32 @@ private:
             access(st, body, bp);
         } else if (op == "hypercall") {
             kind = OpKind::hypercall;
-            auto [name, args] = one_of(body, bp, {"map_gpa_range"}, "a hypercall object");
+            auto [name, args] = one_of(body, bp, {"map_gpa_range", "accept"}, "a hypercall object");
             sub = name;
             const std::string p = bp + "/" + name;
+            if (name == "accept") {
+                // The TDX guest's TDG.MEM.PAGE.ACCEPT (a TDCALL, not a hypercall to KVM).
+                if (s_.vm.type != "tdx") expected(p, "an accept on a tdx VM", "a " + s_.vm.type + " VM");
+                object(*args, p, {"gpa", "size", "page_size"}, "an accept object {\"gpa\", \"size\", \"page_size\"}");
+                scn::MapGpaRange m;
+                m.accept = true;
+                m.gpa = size_value(req(*args, p, "gpa"), p + "/gpa");
+                m.size = size_value(req(*args, p, "size"), p + "/size");
+                if (auto* ps = opt(*args, "page_size"))
+                    m.accept_level = choice(*ps, p + "/page_size", {"4K", "2M"}) == "2M" ? PgLevel::k2M : PgLevel::k4K;
+                const uint64_t a = level_size(m.accept_level);
+                if ((m.gpa | m.size) & (a - 1) || !m.size)
+                    expected(p, fmt::format("a non-empty range aligned to the page size ({:#x})", a),
+                             range_text(m.gpa, m.size));
+                st.op = m;
+            } else {
             object(*args, p, {"gpa", "size", "to"}, "a map_gpa_range object {\"gpa\", \"size\", \"to\"}");
             scn::MapGpaRange m;
             m.gpa = size_value(req(*args, p, "gpa"), p + "/gpa");
             m.size = size_value(req(*args, p, "size"), p + "/size");
             m.to_private = choice(req(*args, p, "to"), p + "/to", {"private", "shared"}) == "private";
             st.op = m;
+            }
         } else {   // close
             kind = OpKind::close;
             scn::Close c;

@@ -121,6 +121,16 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&cost.srcu_poll, "cost.srcu_poll"},
     };
     for (auto& [field, key] : costs) *field = p.get_u64(key);
+    kvm::TdxCosts& t = c.tdx_costs;
+    const std::pair<Cycles*, const char*> tdx_costs[] = {
+        {&t.seamcall, "cost.tdx_seamcall"},     {&t.sept_add, "cost.tdx_sept_add"},
+        {&t.page_aug, "cost.tdx_page_aug"},     {&t.range_block, "cost.tdx_range_block"},
+        {&t.track, "cost.tdx_track"},           {&t.page_remove, "cost.tdx_page_remove"},
+        {&t.wbinvd, "cost.tdx_wbinvd"},         {&t.td_exit, "cost.tdx_td_exit"},
+        {&t.td_entry, "cost.tdx_td_entry"},     {&t.ve, "cost.tdx_ve"},
+        {&t.accept_4k, "cost.tdx_accept_4k"},
+    };
+    for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
 
     c.host_mem_base = p.get_u64("host.mem_base");
     c.host_mem_size = p.get_u64("host.mem_size");
@@ -198,6 +208,13 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
         kvm_->set_arch_ops(*snp_ops_);
     }
+    // A VM whose private memory a firmware maps (TDX): the module, and KVM's backend behind
+    // the mirror root.
+    if (x86_->mirror()) {
+        tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels);
+        tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
+        x86_->set_external_ops(tdx_.get());
+    }
 }
 
 std::vector<std::string> Machine::warnings() const {
@@ -212,9 +229,11 @@ Machine::~Machine() {
     // The vCPUs' hardware MMUs may already be gone: forget them before the teardown
     // flushes TLBs. Then in kernel order: the process closes its files, the MMU goes.
     if (x86_) x86_->detach_vcpus();
+    if (tdx_) tdx_->detach_vcpus();
     kvm::CycleCounter teardown;
     if (proc_) proc_->exit_mm(teardown);
     x86_.reset();
+    tdx_.reset();
     kvm_.reset();
     proc_.reset();
 }
@@ -226,6 +245,16 @@ void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
     if (rmp_) {
         rmp_checkers_.push_back(std::make_unique<rmp::RmpChecker>(*rmp_, rmp::GuestCtx{kSnpAsid, 0, true}));
         hw.set_phys_checker(rmp_checkers_.back().get());
+    }
+    if (tdx_) {
+        tdx_->attach_vcpu(hw);
+        // KVM_TDX_FINALIZE_VM once every vCPU exists (the VMM finalizes before the first
+        // KVM_RUN); from here private faults AUG and pre-fault is allowed.
+        if (id + 1 == vcpus_.size()) {
+            kvm::CycleCounter build;
+            if (const int r = tdx_->finalize(unsigned(vcpus_.size()), build))
+                throw std::runtime_error(fmt::format("KVM_TDX_FINALIZE_VM failed: {}", errno_name(-r)));
+        }
     }
 }
 
@@ -244,6 +273,7 @@ void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
         // The guest's private pages are encrypted: their DRAM fills pay the AES engine.
         module.caches().set_encryption(rmp_.get(), cfg_.mem_encrypt_fill);
     }
+    if (tdx_) tdx_->set_vcpu_requests(id, &module);
 }
 
 std::optional<int> Machine::gmem_fd(const std::string& id) const {
@@ -493,10 +523,21 @@ std::optional<VcpuExitRecord> Machine::take_exit(unsigned vcpu) {
     return e;
 }
 
+// VM entry; a TD enters through the module (TDH.VP.ENTER).
+void Machine::vmentry(ExecContext& ctx) const {
+    ctx.charge("vmentry", cfg_.costs.vmentry);
+    if (tdx_) tdx_->charge_td_entry(ctx);
+}
+
 cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
     auto& v = vcpus_.at(vcpu);
     LoggingContext ctx(vctx, v.log);
     const auto& c = cfg_.costs;
+    // A TD's access the secure EPT walk faulted on goes to the TDX module first: a PENDING
+    // page is a #VE the guest answers with ACCEPT, without an exit to KVM.
+    if (tdx_ && !kvm_->kvm_is_gfn_alias(gpa_to_gfn(gpa)) && tdx_->td_ept_violation_handled_by_guest(vcpu, gpa, ctx)) {
+        return cpu::NpfAction::guest;
+    }
     ++exits_.total;
     ++exits_.npf;
     note_exit(vcpu, gpa.raw(), error_code, false);
@@ -504,6 +545,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     ctx.charge("vmexit", c.vmexit);
     // SEV-ES/SNP: an NPF is an automatic exit, which saves and restores the encrypted VMSA.
     if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
+    if (tdx_) tdx_->charge_td_exit(ctx);
     const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
     const char* kind = out.is_private ? "private" : "shared";
     // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
@@ -513,15 +555,15 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
         kvm_->arch().handle_rmp_fault(*kvm_, gpa, error_code, ctx);
     switch (out.r) {
     case kvm::RET_PF_FIXED:
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end(out.fast ? std::string("npf.fast") : fmt::format("npf.{}.{}", kind, level_name(out.level)));
         return cpu::NpfAction::retry;
     case kvm::RET_PF_SPURIOUS:
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end("npf.spurious");
         return cpu::NpfAction::retry;
     case kvm::RET_PF_RETRY:
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end("npf.retry");
         return cpu::NpfAction::retry;
     case kvm::RET_PF_EMULATE:
@@ -534,7 +576,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
             v.log.end("npf.mmio");
             return cpu::NpfAction::stop;
         }
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end("npf.mmio");
         return cpu::NpfAction::emulated;
     default:
@@ -558,7 +600,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
             v.log.end("npf.memory_fault.convert_failed");
             return cpu::NpfAction::stop;
         }
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end(fmt::format("npf.memory_fault.to_{}", to_private ? "private" : "shared"));
         return cpu::NpfAction::retry;
     }
@@ -569,6 +611,22 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
 
 bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                                ExecContext& vctx) {
+    if (nr == kTdcallAccept) {
+        if (!tdx_) throw std::runtime_error("an accept step on a VM without the TDX module");
+        auto& v = vcpus_.at(vcpu);
+        // The vCPU counts the step as one hypercall exit; a TDCALL is a VM exit to the TDX
+        // module (SEAM root), not to KVM: counted with the hypercalls, once per step.
+        ++exits_.total;
+        ++exits_.hypercall;
+        // An ACCEPT that the module turns into an EPT-violation TD exit goes through KVM's
+        // fault path like any exit (tdx_handle_ept_violation()), then the guest retries.
+        auto exit_to_kvm = [&](uint64_t gpa) {
+            if (v.module) v.module->note_npf_exit();
+            return handle_npf(vcpu, Gpa(gpa), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, vctx) != cpu::NpfAction::stop;
+        };
+        *ret = tdx_->guest_accept(vcpu, a0, a1 << kPageShift, PgLevel(a2), vctx, exit_to_kvm);
+        return *ret == 0;
+    }
     auto& v = vcpus_.at(vcpu);
     LoggingContext ctx(vctx, v.log);
     const auto& c = cfg_.costs;
@@ -577,18 +635,41 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     note_exit(vcpu, a0, nr, true);
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
+    if (tdx_) tdx_->charge_td_exit(ctx);
     ctx.charge("kvm_emulate_hypercall", c.hypercall);
     // __kvm_emulate_hypercall(): guest-visible errors come back in RAX as -KVM_E*.
     constexpr int64_t KVM_ENOSYS = 1000, KVM_EINVAL = 22;
     auto finish = [&](int64_t rax, const char* path) {
         *ret = uint64_t(rax);
-        ctx.charge("vmentry", c.vmentry);
+        vmentry(ctx);
         v.log.end(path);
         return true;
     };
     if (nr != uapi::KVM_HC_MAP_GPA_RANGE || !cfg_.kvm.exit_hypercall) return finish(-KVM_ENOSYS, "hypercall.enosys");
     const uint64_t gfn = a0 >> kPageShift;
     if (!is_aligned(a0, kPageSize) || a1 == 0 || gfn + a1 < gfn) return finish(-KVM_EINVAL, "hypercall.einval");
+    if (tdx_) {
+        // A TD's MapGPA TDVMCALL (tdx_map_gpa()): KVM turns it into KVM_EXIT_HYPERCALL
+        // (KVM_HC_MAP_GPA_RANGE) exits of at most 2 MiB each (TDX_MAP_GPA_MAX_LEN); the next
+        // chunk follows from tdx_complete_vmcall_map_gpa() without re-entering the TD.
+        constexpr uint64_t kChunk = 2ull << 20;
+        const uint64_t end = a0 + (a1 << kPageShift);
+        const bool to_private = a2 & uapi::KVM_MAP_GPA_RANGE_ENCRYPTED;
+        for (uint64_t g = a0; g < end; g += kChunk) {
+            const uint64_t n = std::min(kChunk, end - g);
+            ++exits_.userspace;
+            ++exits_.hypercall_user;
+            ctx.charge("userspace_exit", c.userspace_exit);
+            if (v.expect_exit) {
+                v.exit = VcpuExitRecord{"hypercall", g, n, a2, 0, ""};
+                v.log.end("tdvmcall.map_gpa");
+                return false;
+            }
+            const int e = kvm_convert_memory(g, n, to_private, "hypercall", ctx);
+            if (e) return finish(e, "tdvmcall.map_gpa.failed");
+        }
+        return finish(0, to_private ? "tdvmcall.map_gpa.to_private" : "tdvmcall.map_gpa.to_shared");
+    }
     ++exits_.userspace;
     ++exits_.hypercall_user;
     ctx.charge("userspace_exit", c.userspace_exit);
@@ -776,26 +857,29 @@ std::optional<std::string> Machine::check_invariants() {
                 bad = fmt::format("private gfn {:#x} (guest_memfd page {}) is mapped by the host", gfn.raw(), index);
         }
     });
-    if (bad || !rmp_) return bad;
-    // SEV-SNP: the RMP agrees with the NPT and the attributes. A private SPTE maps a page
-    // this guest owns at that gfn (sev_gmem_prepare ran before the mapping), never a
-    // hypervisor-owned one; a shared SPTE maps hypervisor-owned pages only.
-    x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
-        if (bad) return;
-        PgLevel rl;
-        const rmp::RmpEntry e = rmp_->lookup(leaf.pfn, &rl);
-        if (kvm_->kvm_mem_is_private(gfn) && leaf.level == PgLevel::k4K) {
-            const uint64_t off = rl == PgLevel::k2M ? (leaf.pfn.raw() & 511) * kPageSize : 0;
-            if (!e.assigned || e.asid != kSnpAsid || e.gpa.raw() + off != gfn_to_gpa(gfn).raw())
-                bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
-                                  "at that gfn",
-                                  gfn.raw(), leaf.pfn.raw());
-        } else if (!kvm_->kvm_mem_is_private(gfn)) {
-            const bool big = leaf.level != PgLevel::k4K;
-            if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))
-                bad = fmt::format("shared SPTE at gfn {:#x} maps guest-owned pfn {:#x}", gfn.raw(), leaf.pfn.raw());
-        }
-    });
+    if (!bad && rmp_) {
+        // SEV-SNP: the RMP agrees with the NPT and the attributes. A private SPTE maps a page
+        // this guest owns at that gfn (sev_gmem_prepare ran before the mapping), never a
+        // hypervisor-owned one; a shared SPTE maps hypervisor-owned pages only.
+        x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+            if (bad) return;
+            PgLevel rl;
+            const rmp::RmpEntry e = rmp_->lookup(leaf.pfn, &rl);
+            if (kvm_->kvm_mem_is_private(gfn) && leaf.level == PgLevel::k4K) {
+                const uint64_t off = rl == PgLevel::k2M ? (leaf.pfn.raw() & 511) * kPageSize : 0;
+                if (!e.assigned || e.asid != kSnpAsid || e.gpa.raw() + off != gfn_to_gpa(gfn).raw())
+                    bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
+                                      "at that gfn",
+                                      gfn.raw(), leaf.pfn.raw());
+            } else if (!kvm_->kvm_mem_is_private(gfn)) {
+                const bool big = leaf.level != PgLevel::k4K;
+                if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))
+                    bad = fmt::format("shared SPTE at gfn {:#x} maps guest-owned pfn {:#x}", gfn.raw(), leaf.pfn.raw());
+            }
+        });
+    }
+    // TDX: the secure EPT agrees with KVM's mirror, the attributes and the PAMT.
+    if (!bad && tdx_ && x86_->mirror()) bad = tdx_->check(*x86_->mirror());
     return bad;
 }
 

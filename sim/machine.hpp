@@ -15,6 +15,7 @@
 #include "kernel/kvm.hpp"
 #include "kernel/kvm_config.hpp"
 #include "kernel/mmu/x86_mmu.hpp"
+#include "kernel/vmx/tdx_backend.hpp"
 #include "kernel/process.hpp"
 #include "kernel/svm/sev_snp.hpp"
 #include "models/cpu/guest_os.hpp"
@@ -47,6 +48,7 @@ struct MachineConfig {
     mmu::MmuConfig mmu;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
+    kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
     bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy
@@ -108,6 +110,10 @@ public:
     bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                           ExecContext& ctx) override;
 
+    // The vCPU work of an "accept" step: the TDX guest's TDG.MEM.PAGE.ACCEPT over a range
+    // (a TDCALL to the module, given to handle_hypercall() under this number, which is no
+    // KVM hypercall: a0 = gpa, a1 = 4K pages, a2 = the accept level).
+    static constexpr uint64_t kTdcallAccept = 0x7464780000000006ull;
     // The VMM's reaction to a conversion request (QEMU kvm_convert_memory()).
     int kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, const char* trigger, ExecContext& ctx);
 
@@ -118,6 +124,9 @@ public:
     kvm::VmmProcess& process() { return *proc_; }
     kvm::Kvm* kvm() { return kvm_.get(); }
     kvm::X86Mmu* x86() { return x86_.get(); }
+    // The TD's module and KVM backend (VMs with mirrored TDP), else nullptr.
+    kvm::TdxBackend* tdx() { return tdx_.get(); }
+    const kvm::TdxBackend* tdx() const { return tdx_.get(); }
     const std::vector<ConversionRecord>& conversions() const { return conversions_; }
     // What this run rests on that is not modelled, as the VM type's backend (its arch
     // ops) says for the platform's nested paging: results.json "warnings".
@@ -166,6 +175,7 @@ private:
     uapi::kvm_userspace_memory_region2 region2_of(const scn::MemslotDecl& m) const;
     int gmem_fd_of(const kvm::GuestMemfd* g) const;
     std::string policy_for(bool to_private) const;
+    void vmentry(ExecContext& ctx) const;
 
     const scn::Scenario& scn_;
     MachineConfig cfg_;
@@ -174,6 +184,7 @@ private:
     std::unique_ptr<kvm::VmmProcess> proc_;
     std::shared_ptr<kvm::Kvm> kvm_;
     std::unique_ptr<kvm::X86Mmu> x86_;
+    std::unique_ptr<kvm::TdxBackend> tdx_;
     int vm_fd_ = -1;
     mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
     int create_vm_err_ = 0;

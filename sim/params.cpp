@@ -235,6 +235,23 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.pin_page", 250, "FOLL_LONGTERM pin of one 4 KiB page", "estimate"));
     v.push_back(cycles("cost.clflush_4k", 600, "CLFLUSH of a 4 KiB page (SEV/SNP reclaim)",
                        "estimate (docs/sources.md §2)"));
+    // Intel TDX (kernel/vmx/tdx.hpp TdxCosts): charged only by TDX VMs.
+    v.push_back(cycles("cost.tdx_seamcall", 2000, "TDX: SEAMCALL + SEAMRET round trip of a minimal leaf, added to "
+                       "each leaf's own cost", "estimate"));
+    v.push_back(cycles("cost.tdx_sept_add", 3000, "TDX: TDH.MEM.SEPT.ADD (link a secure EPT page)", "estimate"));
+    v.push_back(cycles("cost.tdx_page_aug", 3000, "TDX: TDH.MEM.PAGE.AUG of a 4 KiB page (PENDING)", "estimate"));
+    v.push_back(cycles("cost.tdx_range_block", 2500, "TDX: TDH.MEM.RANGE.BLOCK", "estimate"));
+    v.push_back(cycles("cost.tdx_track", 2000, "TDX: TDH.MEM.TRACK (advance the TD epoch)", "estimate"));
+    v.push_back(cycles("cost.tdx_page_remove", 2500, "TDX: TDH.MEM.PAGE.REMOVE", "estimate"));
+    v.push_back(cycles("cost.tdx_wbinvd", 3000, "TDX: TDH.PHYMEM.PAGE.WBINVD of a 4 KiB page", "estimate"));
+    v.push_back(cycles("cost.tdx_td_exit", 4000, "TDX: a TD exit through the TDX module (state save, SEAMRET), on "
+                       "top of cost.vmexit", "estimate"));
+    v.push_back(cycles("cost.tdx_td_entry", 4000, "TDX: TDH.VP.ENTER (SEAMCALL, state restore), on top of "
+                       "cost.vmentry", "estimate"));
+    v.push_back(cycles("cost.tdx_ve", 1500, "TDX: #VE delivered by the module and the guest's handler (no exit)",
+                       "estimate"));
+    v.push_back(cycles("cost.tdx_accept_4k", 6000, "TDX: the guest's TDG.MEM.PAGE.ACCEPT of 4 KiB (TDCALL round "
+                       "trip, the module zeroes the page with the TD's key)", "estimate"));
     // Host-side costs the simulated VMM process and guest_memfd charge (kernel/costs.hpp).
     v.push_back(cycles("cost.gmem_create", 8000, "create a guest_memfd: anonymous inode, file and fd", "estimate"));
     v.push_back(cycles("cost.page_free", 150, "return a 4 KiB page to the buddy allocator", "estimate"));

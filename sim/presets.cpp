@@ -50,6 +50,21 @@ std::vector<PresetDef> build() {
                      {"mmu.ntlb.hit_cycles", 2, "estimate (docs/sources.md §3)"},
                      {"cost.vmexit", 600, "estimate (docs/sources.md §3: non-TD exit round trip 1,200, halved)"},
                      {"cost.vmentry", 600, "estimate (docs/sources.md §3: non-TD exit round trip 1,200, halved)"},
+                     {"cost.tdx_seamcall", 2000, "estimate (docs/sources.md §3: SEAMCALL round trip, minimal leaf)"},
+                     {"cost.tdx_sept_add", 3000, "estimate (docs/sources.md §3: TDH.MEM.SEPT.ADD)"},
+                     {"cost.tdx_page_aug", 3000, "estimate (docs/sources.md §3: TDH.MEM.PAGE.AUG 4K)"},
+                     {"cost.tdx_range_block", 2500, "estimate (docs/sources.md §3: TDH.MEM.RANGE.BLOCK)"},
+                     {"cost.tdx_track", 2000, "estimate (docs/sources.md §3: TDH.MEM.TRACK)"},
+                     {"cost.tdx_page_remove", 2500, "estimate (docs/sources.md §3: TDH.MEM.PAGE.REMOVE)"},
+                     {"cost.tdx_wbinvd", 3000, "estimate (docs/sources.md §3: TDH.PHYMEM.PAGE.WBINVD 4K)"},
+                     {"cost.tdx_td_exit", 4000,
+                      "estimate (TD exit round trip 6,000 in docs/sources.md §3, raised to 9,200 with cost.vmexit and "
+                      "cost.vmentry so one accept fault costs about 8 us: Dstack-TEE/dstack PR #1220)"},
+                     {"cost.tdx_td_entry", 4000, "estimate (as cost.tdx_td_exit)"},
+                     {"cost.tdx_ve", 1500, "estimate (docs/sources.md §3: #VE handled in the TD without exit)"},
+                     {"cost.tdx_accept_4k", 6000,
+                      "estimate (docs/sources.md §3: TDG.MEM.PAGE.ACCEPT 4K 3,000, plus a TDCALL round trip; "
+                      "calibrated with cost.tdx_td_exit against Dstack-TEE/dstack PR #1220, 8 us per accept fault)"},
                  }});
 
     // Arm Neoverse N2, pKVM host (nVHE, protected guests). Stage-2 replaces NPT/EPT.

@@ -207,7 +207,19 @@ json build_results(const ResultInputs& in) {
         m["prefault.calls"] = s.prefault_calls;
         m["prefault.pages"] = s.prefault_pages;
         m["faults.prefault"] = s.prefault_faults;
-        const auto& d = x->tdp().stats();
+        // Both roots of the TDP MMU: the direct one and, with mirrored TDP (TDX), the mirror.
+        kvm::TdpMmuStats d = x->tdp().stats();
+        if (const kvm::TdpMmu* mr = x->mirror()) {
+            const auto& e = mr->stats();
+            d.sptes_installed += e.sptes_installed;
+            d.sptes_zapped += e.sptes_zapped;
+            d.sp_allocated += e.sp_allocated;
+            d.sp_freed += e.sp_freed;
+            d.huge_splits += e.huge_splits;
+            d.leaves_4k += e.leaves_4k;
+            d.leaves_2m += e.leaves_2m;
+            d.leaves_1g += e.leaves_1g;
+        }
         m["mmu.sptes.installed"] = d.sptes_installed;
         m["mmu.sptes.zapped"] = d.sptes_zapped;
         m["mmu.sp.allocated"] = d.sp_allocated;
@@ -216,6 +228,19 @@ json build_results(const ResultInputs& in) {
         m["mmu.leaves.4k"] = d.leaves_4k;
         m["mmu.leaves.2m"] = d.leaves_2m;
         m["mmu.leaves.1g"] = d.leaves_1g;
+    }
+    if (const auto* t = in.m.tdx()) {
+        // The TDX module's count of SEAMCALLs and of successful leaves, KVM's retries.
+        const auto& s = t->module().stats();
+        m["tdx.seamcalls"] = s.seamcalls;
+        m["tdx.aug"] = s.aug;
+        m["tdx.accept"] = s.accept;
+        m["tdx.ve"] = s.ve;
+        m["tdx.block"] = s.block;
+        m["tdx.track"] = s.track;
+        m["tdx.remove"] = s.remove;
+        m["tdx.busy_retries"] = t->kvm_tdx().stats().busy_retries;
+        m["sept.pages"] = s.sept_pages;
     }
     if (auto* k = in.m.kvm()) {
         const auto& s = k->stats();

@@ -53,6 +53,9 @@ struct VmDecl {
     std::vector<GmemDecl> guest_memfd;
     std::vector<MemslotDecl> memslots;
     std::vector<Range> private_ranges;
+    // TDX: "lazy" (the guest accepts a page on the #VE of its first touch) or "eager" (it
+    // accepts every vm.private range at boot, before the first step).
+    std::string accept = "lazy";
 };
 
 // ---- steps ----------------------------------------------------------------
@@ -113,7 +116,14 @@ struct Access {
     std::optional<Replay> replay;      // pattern replay
 };
 
-struct MapGpaRange { uint64_t gpa = 0, size = 0; bool to_private = false; };
+struct MapGpaRange {
+    uint64_t gpa = 0, size = 0;
+    bool to_private = false;
+    // TDX guest: TDG.MEM.PAGE.ACCEPT of [gpa, gpa + size) at accept_level (with the 4K
+    // fallback) instead of a MapGPA hypercall ("hypercall": {"accept": ...}).
+    bool accept = false;
+    PgLevel accept_level = PgLevel::k4K;
+};
 
 struct Step;
 

@@ -1,6 +1,7 @@
 #include "kernel/mmu/tdp_mmu.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 
 namespace hvsim::kvm {
@@ -78,12 +79,26 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         uint64_t& e = t[mmu::table_index(g << kPageShift, lvl)];
         if (!fmt_.present(e)) {
             const Pfn child = alloc_table(ctx);
+            if (external_) {
+                // tdp_mmu_link_sp() on a mirror root: the external table is linked first;
+                // a failure leaves the mirror entry empty (the fault retries or the VM is bugged).
+                const Gfn base(g & ~(pages_at(lvl) - 1));
+                const int r = external_->link_external_spt(base, PgLevel(lvl), child, ctx);
+                if (r) {
+                    mem_.discard(child);
+                    alloc_.free(child, 0);
+                    ++stats_.sp_freed;
+                    return r == -EBUSY ? MapResult::busy : MapResult::error;
+                }
+            }
             e = fmt_.make_table(pfn_to_hpa(child).raw());
             ctx.charge("tdp_mmu_link_sp", costs_.spte_write);
             table = child;
             continue;
         }
         if (fmt_.is_leaf(e, lvl)) {
+            // A mirror maps at 4K only (the backend caps the level), so it never splits here.
+            if (external_) throw std::logic_error("TdpMmu::map: huge leaf in a mirror root");
             // tdp_mmu_split_huge_page(): the huge leaf becomes a table of leaves one level
             // down mapping the same frames, then the walk continues into it.
             table = split_huge(e, lvl, ctx);
@@ -99,6 +114,8 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         if (fmt_.is_leaf(e, goal)) {
             const uint64_t ad = fmt_.accessed_bit() | fmt_.dirty_bit();
             if ((e & ~ad) == want) return MapResult::spurious;
+            // A mirror leaf is never changed in place: KVM zaps it first (conversion, punch hole).
+            if (external_) throw std::logic_error("TdpMmu::map: changing a present mirror leaf");
             count_leaf(goal, -1);
             *flush = true;
         } else {
@@ -107,6 +124,12 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
             ++stats_.huge_collapses;
             *flush = true;
         }
+    }
+    if (external_) {
+        // set_external_spte_present(): the mirror SPTE is frozen while the external leaf is
+        // set; on failure the old (non-present) value is restored (RET_PF_RETRY on -EBUSY).
+        const int r = external_->set_external_spte(gfn, level, pfn, ctx);
+        if (r) return r == -EBUSY ? MapResult::busy : MapResult::error;
     }
     e = want;
     count_leaf(goal, +1);
@@ -196,6 +219,11 @@ uint64_t TdpMmu::zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_
         uint64_t& e = t[i];
         if (!fmt_.present(e)) continue;
         if (fmt_.is_leaf(e, level)) {
+            // A mirror leaf goes from the external table first (remove_external_spte());
+            // its failure bugs the VM and the mirror SPTE is cleared anyway (KVM_BUG_ON).
+            if (external_)
+                external_->remove_external_spte(Gfn(base_gfn + i * span), PgLevel(level),
+                                                hpa_to_pfn(Hpa(fmt_.addr(e, level))), ctx);
             e = 0;
             count_leaf(level, -1);
             ++zapped;

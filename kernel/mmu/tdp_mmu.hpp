@@ -34,6 +34,23 @@ struct TdpMmuStats {
 enum class MapResult : uint8_t {
     fixed,      // RET_PF_FIXED: a new or changed leaf
     spurious,   // RET_PF_SPURIOUS: the same leaf was already there
+    busy,       // a mirror root's external hook answered -EBUSY: the SPTE was restored, retry
+    error,      // a mirror root's external hook failed otherwise (the VM is bugged)
+};
+
+// A mirror root's external page table (tdp_mmu.c is_mirror_sp(), kvm_x86_ops
+// link_external_spt / set_external_spte / remove_external_spte): every change KVM makes to
+// the mirror is propagated to the table a firmware owns (TDX: the secure EPT, through
+// SEAMCALLs). 0 or -errno.
+class ExternalSpteOps {
+public:
+    virtual ~ExternalSpteOps() = default;
+    // A new page-table page linked at the entry of `level` covering gfn.
+    virtual int link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) = 0;
+    // A present leaf installed (set_external_spte_present()).
+    virtual int set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) = 0;
+    // A present leaf zapped (handle_removed_pt() / tdp_mmu_zap_leafs() on a mirror root).
+    virtual int remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) = 0;
 };
 
 struct SpteLeaf {
@@ -50,6 +67,9 @@ public:
     TdpMmu& operator=(const TdpMmu&) = delete;
 
     Hpa root_hpa() const { return pfn_to_hpa(root_); }
+    // Make this a mirror root: its changes go to `ext` too (nullptr = a direct root).
+    void set_external_ops(ExternalSpteOps* ext) { external_ = ext; }
+    bool is_mirror() const { return external_ != nullptr; }
     unsigned levels() const { return levels_; }
     const mmu::NestedPte& format() const { return fmt_; }
 
@@ -110,6 +130,7 @@ private:
     TdpMmuCosts costs_;
     Pfn root_;
     TdpMmuStats stats_;
+    ExternalSpteOps* external_ = nullptr;
 };
 
 }  // namespace hvsim::kvm

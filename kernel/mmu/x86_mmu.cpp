@@ -24,6 +24,10 @@ constexpr unsigned kMaxPrefaultRetries = 100000;
 
 X86Mmu::X86Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::NestedFormat fmt)
     : kvm_(kvm), tdp_(mem, alloc, levels, fmt, tdp_costs(kvm.costs())) {
+    // kvm_mmu_alloc_direct_roots(): a VM with mirrored TDP gets a mirror root for private
+    // mappings next to the direct (shared) root; hardware never walks the mirror.
+    if (kvm_.arch().has_mirrored_tdp())
+        mirror_ = std::make_unique<TdpMmu>(mem, alloc, levels, fmt, tdp_costs(kvm.costs()));
     kvm_.set_mmu_ops(this);
     // tdx_td_init(): the shared bit follows the level of the EPT the TD is built with.
     kvm_.kvm_set_shared_gpa_bit_for(levels);
@@ -251,14 +255,29 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
         out.why = "stale: invalidation since the snapshot";
         return out;
     }
-    const PgLevel level = max_mapping_level(fault, fault.max_level);
+    PgLevel level = max_mapping_level(fault, fault.max_level);
+    if (fault.is_private) level = std::min(level, kvm_.arch().private_max_mapping_level());
     fault.goal_level = level;
     const uint64_t n = frame_pages(level);
     const Gfn gfn(root_gfn(fault).raw() & ~(n - 1));
     const Pfn pfn(fault.pfn.raw() & ~(n - 1));
     bool flush = false;
-    const MapResult m = tdp_.map(gfn, pfn, level, fault.map_writable, &flush, ctx);
+    const MapResult m = root_for(fault).map(gfn, pfn, level, fault.map_writable, &flush, ctx);
     if (flush) kvm_flush_remote_tlbs(ctx);
+    if (m == MapResult::busy) {
+        // The external SPTE was busy (another SEAMCALL holds the S-EPT): the mirror SPTE
+        // was restored, re-enter and fault again (RET_PF_RETRY).
+        ++stats_.external_busy;
+        ++stats_.retries;
+        out.r = RET_PF_RETRY;
+        out.why = "external SPTE busy";
+        return out;
+    }
+    if (m == MapResult::error) {
+        out.r = -EIO;
+        out.why = "the external page table refused the mapping (VM bugged)";
+        return out;
+    }
     // make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty (at 4K,
     // enforced by the hugepage adjust above), even when the fault was a read.
     if (fault.map_writable) Kvm::mark_page_dirty_in_slot(*fault.slot, fault.gfn);
@@ -360,7 +379,9 @@ bool X86Mmu::zap_gfn_range(Gfn start, Gfn end, AttrFilter filter, ExecContext& c
     const uint64_t bits = kvm_.gfn_direct_bits;
     if (!bits) return tdp_.zap_leafs(start, end, ctx) != 0;
     uint64_t n = 0;
-    if (uint8_t(filter) & uint8_t(AttrFilter::private_)) n += tdp_.zap_leafs(start, end, ctx);
+    // Private mappings live in the mirror root when there is one (KVM_FILTER_PRIVATE ->
+    // KVM_MIRROR_ROOTS): zapping them removes the external entries too.
+    if (uint8_t(filter) & uint8_t(AttrFilter::private_)) n += (mirror_ ? *mirror_ : tdp_).zap_leafs(start, end, ctx);
     if (uint8_t(filter) & uint8_t(AttrFilter::shared))
         n += tdp_.zap_leafs(Gfn(start.raw() | bits), Gfn(end.raw() | bits), ctx);
     return n != 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -66,6 +67,7 @@ struct X86MmuStats {
     uint64_t fast_fixes = 0;              // write-protected SPTEs made writable by fast_page_fault()       // vCPUs kicked out of guest mode by those flushes
     uint64_t prefault_calls = 0, prefault_pages = 0;
     uint64_t prefault_faults = 0;   // kvm_tdp_page_fault() calls made by pre-faulting (retries included)
+    uint64_t external_busy = 0;     // mirror faults whose external SPTE answered -EBUSY (retried)
 };
 
 class X86Mmu final : public KvmMmuOps {
@@ -99,10 +101,19 @@ public:
     void kvm_arch_post_set_memory_attributes(const kvm_memory_slot& slot, Gfn start, Gfn end) override;
     void kvm_arch_create_memslot(const kvm_memory_slot& slot) override;
     void kvm_arch_free_memslot(const kvm_memory_slot& slot) override;
-    uint64_t sptes_zapped_total() const override { return tdp_.stats().sptes_zapped; }
+    uint64_t sptes_zapped_total() const override {
+        return tdp_.stats().sptes_zapped + (mirror_ ? mirror_->stats().sptes_zapped : 0);
+    }
 
     TdpMmu& tdp() { return tdp_; }
     const TdpMmu& tdp() const { return tdp_; }
+    // The mirror root of private mappings (kvm_has_mirrored_tdp() VMs), else nullptr; its
+    // changes go to `ext` (TDX: the secure EPT).
+    TdpMmu* mirror() { return mirror_.get(); }
+    const TdpMmu* mirror() const { return mirror_.get(); }
+    void set_external_ops(ExternalSpteOps* ext) {
+        if (mirror_) mirror_->set_external_ops(ext);
+    }
     const X86MmuStats& stats() const { return stats_; }
 
 private:
@@ -121,8 +132,12 @@ private:
     // Zap [start, end) in the roots `filter` selects (both on VMs without direct bits).
     bool zap_gfn_range(Gfn start, Gfn end, AttrFilter filter, ExecContext& ctx);
 
+    // The root a fault maps into: the mirror for private faults when there is one.
+    TdpMmu& root_for(const kvm_page_fault& fault) { return fault.is_private && mirror_ ? *mirror_ : tdp_; }
+
     Kvm& kvm_;
     TdpMmu tdp_;
+    std::unique_ptr<TdpMmu> mirror_;
     struct VcpuRef {
         mmu::Mmu* hw = nullptr;
         VcpuRequestTarget* requests = nullptr;

@@ -19,7 +19,8 @@ int KvmTdx::bug(uint64_t) {
     return -EIO;
 }
 
-int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext&) {
+int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) {
+    ctx.charge("tdh_mem_sept_add", costs_.seamcall + costs_.sept_add);
     const uint64_t err =
         module_.tdh_mem_sept_add(tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level)), tdr_, pfn_to_hpa(table)).rax;
     if (tdx::is_operand_busy(err)) {
@@ -29,11 +30,12 @@ int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext&) {
     return err ? bug(err) : 0;
 }
 
-int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext&) {
+int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
     // KVM maps private memory at 4K only (tdx_gmem_private_max_mapping_level()).
     if (level != PgLevel::k4K) return bug(0);
     uint64_t err;
     if (state_ == TdState::runnable) {
+        ctx.charge("tdh_mem_page_aug", costs_.seamcall + costs_.page_aug);
         err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn)).rax;
     } else {
         // Building the TD: only KVM_TDX_INIT_MEM_REGION maps private memory, with its source.
@@ -65,6 +67,7 @@ void KvmTdx::tdx_track(ExecContext& ctx) {
     uint64_t err;
     unsigned spins = 0;
     do {
+        ctx.charge("tdh_mem_track", costs_.seamcall + costs_.track);
         err = module_.tdh_mem_track(tdr_).rax;
         if (tdx::is_operand_busy(err)) ++stats_.busy_retries;
     } while (tdx::is_operand_busy(err) && ++spins < 1000);
@@ -80,15 +83,18 @@ int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& c
     if (level != PgLevel::k4K) return bug(0);
     const uint64_t gl = tdx::gpa_level(gpa_of(gfn), 0);
     // tdx_sept_zap_private_spte(): BLOCK, retried once with every vCPU held out.
+    ctx.charge("tdh_mem_range_block", costs_.seamcall + costs_.range_block);
     uint64_t err = module_.tdh_mem_range_block(gl, tdr_).rax;
     if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gl, tdr_).rax; }, ctx);
     if (err) return bug(err);
     tdx_track(ctx);
     if (bugged_) return -EIO;
+    ctx.charge("tdh_mem_page_remove", costs_.seamcall + costs_.page_remove);
     err = module_.tdh_mem_page_remove(gl, tdr_).rax;
     if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gl, tdr_).rax; }, ctx);
     if (err) return bug(err);
     // The page goes back to the host: write back and invalidate its lines under the TD key.
+    ctx.charge("tdh_phymem_page_wbinvd", costs_.seamcall + costs_.wbinvd);
     err = module_.tdh_phymem_page_wbinvd(pfn_to_hpa(pfn)).rax;
     if (err) return bug(err);
     return 0;

@@ -9,8 +9,7 @@
 //                                                        -> TDH.PHYMEM.PAGE.WBINVD
 //   tdx_td_finalize()      KVM_TDX_FINALIZE_VM           TDH.MR.FINALIZE, pre-fault allowed
 //
-// Not yet wired to the TDP MMU's fault and zap paths (see docs/tdx.md): the hooks are
-// exercised by unit tests against the TDX module model.
+// A run reaches the hooks through the TDP MMU's mirror root (kernel/vmx/tdx_backend.hpp).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +26,22 @@ class TdxVcpuKicker {
 public:
     virtual ~TdxVcpuKicker() = default;
     virtual void kick_all_outside_guest_mode(ExecContext& ctx) = 0;
+};
+
+// Cycle costs of the SEAMCALLs KVM makes (the platform preset's cost.tdx_* keys; each is the
+// leaf's work in the module, charged on top of the SEAMCALL/SEAMRET round trip).
+struct TdxCosts {
+    Cycles seamcall = 0;      // cost.tdx_seamcall: SEAMCALL + SEAMRET round trip, minimal leaf
+    Cycles sept_add = 0;      // cost.tdx_sept_add: TDH.MEM.SEPT.ADD
+    Cycles page_aug = 0;      // cost.tdx_page_aug: TDH.MEM.PAGE.AUG (4K)
+    Cycles range_block = 0;   // cost.tdx_range_block: TDH.MEM.RANGE.BLOCK
+    Cycles track = 0;         // cost.tdx_track: TDH.MEM.TRACK
+    Cycles page_remove = 0;   // cost.tdx_page_remove: TDH.MEM.PAGE.REMOVE
+    Cycles wbinvd = 0;        // cost.tdx_wbinvd: TDH.PHYMEM.PAGE.WBINVD (4K)
+    Cycles td_exit = 0;       // cost.tdx_td_exit: a TD exit through the module, beyond cost.vmexit
+    Cycles td_entry = 0;      // cost.tdx_td_entry: TDH.VP.ENTER, beyond cost.vmentry
+    Cycles ve = 0;            // cost.tdx_ve: #VE delivery and the guest's handler, no exit
+    Cycles accept_4k = 0;     // cost.tdx_accept_4k: TDG.MEM.PAGE.ACCEPT of 4K (TDCALL, zeroing)
 };
 
 struct KvmTdxStats {
@@ -57,6 +72,8 @@ public:
 
     // tdx_vcpu_run(): no TD entry while a zap holds every vCPU out (wait_for_sept_zap).
     bool vcpu_may_enter() const { return !wait_for_sept_zap_; }
+    void set_costs(const TdxCosts& c) { costs_ = c; }
+    const TdxCosts& costs() const { return costs_; }
     bool bugged() const { return bugged_; }
     TdState state() const { return state_; }
     const KvmTdxStats& stats() const { return stats_; }
@@ -78,6 +95,7 @@ private:
     bool wait_for_sept_zap_ = false;
     bool bugged_ = false;
     KvmTdxStats stats_;
+    TdxCosts costs_;
 };
 
 }  // namespace hvsim::kvm

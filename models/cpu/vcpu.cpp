@@ -199,12 +199,13 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             if (!vc_->handle_vc(*this, r.fault_gva, r.fault_gpa, r.error_code)) return std::nullopt;
             break;
         case mmu::TranslateResult::Status::npf:
-            ++stats_.npf_exits;
             in_host_ = true;
             const NpfAction act = host_.handle_npf(cfg_.id, r.fault_gpa, r.error_code, *this);
             in_host_ = false;
+            if (act != NpfAction::guest) ++stats_.npf_exits;
             switch (act) {
-            case NpfAction::retry: break;
+            case NpfAction::retry:
+            case NpfAction::guest: break;
             case NpfAction::stop: return std::nullopt;
             case NpfAction::emulated:
                 // Only a data access can be emulated; the guest's own table reads cannot.

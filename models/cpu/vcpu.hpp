@@ -35,6 +35,7 @@ enum class NpfAction : uint8_t {
     retry,      // re-enter the guest; the access translates again
     emulated,   // the access was emulated (MMIO): it completes without touching memory
     stop,       // the run stops here (an exit the step expects, or an unresolvable error)
+    guest,      // no exit: the fault became an exception the guest handled (a TD's #VE); retry
 };
 
 class VcpuHost {
@@ -157,6 +158,9 @@ public:
                                        sc_core::sc_time& t) override;
     void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) override;
     const VcpuStats& stats() const { return stats_; }
+    // An EPT-violation exit the host took on this vCPU's behalf outside translate() (a TD
+    // guest's ACCEPT that the TDX module turned into a TD exit).
+    void note_npf_exit() { ++stats_.npf_exits; }
     unsigned id() const { return cfg_.id; }
     // Guest accesses done by every vCPU so far, published for a progress display that
     // samples it from another host thread.

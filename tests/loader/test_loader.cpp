@@ -490,7 +490,7 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
           "got 'stpes' (did you mean 'steps'?)");
     CHECK(error_of(R"({"vm": {"vcpu": 2}})") ==
           "t.json: /vm/vcpu: expected one of [type, vcpus, guest_paging, guest_page_size, guest_pt_region, "
-          "guest_memfd, memslots, private], got 'vcpu' (did you mean 'vcpus'?)");
+          "guest_memfd, memslots, private, accept], got 'vcpu' (did you mean 'vcpus'?)");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "acess": {}})")) ==
           "t.json: /steps/0/acess: expected one of [name, vcpu, ioctl, host, access, hypercall, close, parallel, "
           "expect], got 'acess' (did you mean 'access'?)");

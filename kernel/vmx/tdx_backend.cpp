@@ -1,0 +1,159 @@
+#include "kernel/vmx/tdx_backend.hpp"
+
+#include <cerrno>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace hvsim::kvm {
+
+namespace {
+Pfn alloc_page(HostPageAllocator& a, const char* what) {
+    auto p = a.alloc(0);
+    if (!p) throw std::runtime_error(fmt::format("host memory exhausted allocating {} (raise host.mem_size)", what));
+    return *p;
+}
+}  // namespace
+
+TdxBackend::TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels)
+    : kvm_(kvm), alloc_(alloc), module_(mem) {
+    tdr_ = pfn_to_hpa(alloc_page(alloc_, "the TDR"));
+    root_ = pfn_to_hpa(alloc_page(alloc_, "the S-EPT root"));
+    module_.create_td(tdr_, root_, levels, /*pending_ve_disable=*/false);
+    tdx_ = std::make_unique<KvmTdx>(kvm_, module_, tdr_, *this);
+}
+
+void TdxBackend::attach_vcpu(mmu::Mmu& hw) {
+    // tdx_vcpu_init() / TDH.VP.INIT: the module programs the secure EPTP of the TD's vCPUs.
+    hw.set_secure_nested_root(module_.sept_root(tdr_));
+    vcpus_.push_back(VcpuRef{&hw, nullptr});
+}
+
+int TdxBackend::finalize(unsigned nr_vcpus, ExecContext& ctx) {
+    for (unsigned i = vp_.size(); i < nr_vcpus; ++i) vp_.push_back(module_.vp_create(tdr_));
+    return tdx_->tdx_td_finalize(ctx);
+}
+
+int TdxBackend::link_external_spt(Gfn gfn, PgLevel level, Pfn, ExecContext& ctx) {
+    // tdx_sept_link_private_spt(): the page handed to TDH.MEM.SEPT.ADD is the mirror sp's
+    // external_spt (kvm_mmu_alloc_external_spt()), a page of its own.
+    const Pfn page = alloc_page(alloc_, "a secure EPT page");
+    const int r = tdx_->link_external_spt(gfn, level, page, ctx);
+    if (r) alloc_.free(page, 0);
+    return r;
+}
+
+int TdxBackend::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
+    return tdx_->set_external_spte(gfn, level, pfn, ctx);
+}
+
+int TdxBackend::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
+    return tdx_->remove_external_spte(gfn, level, pfn, ctx);
+}
+
+void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
+    // The kicked vCPUs leave the TD; on the next TDH.VP.ENTER the module sees the epoch
+    // moved and flushes the vCPU's TLB. A vCPU outside the TD flushes on entry as well.
+    // Only vCPUs in guest mode get the IPI and pay a TD exit and entry; KVM waits for the
+    // slowest, one IPI round trip (kvm_make_all_cpus_request()).
+    const KvmCosts& c = kvm_.costs();
+    const TdxCosts& t = tdx_->costs();
+    unsigned ipis = 0;
+    for (VcpuRef& v : vcpus_) {
+        v.hw->flush_all();
+        if (v.requests && v.requests->in_guest_mode()) {
+            ++ipis;
+            v.requests->charge_before_guest(c.vmexit + t.td_exit + t.td_entry + c.vmentry);
+        }
+    }
+    kicked_ += ipis;
+    if (ipis) ctx.charge("tdx_kick_ipi", c.tlb_flush_remote_ipi);
+}
+
+bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx) {
+    if (vcpu >= vp_.size()) return false;
+    const tdx::GuestRet v = module_.td_ept_violation(tdr_, vp_[vcpu], gpa.raw());
+    if (v.kind != tdx::GuestRet::Kind::ve) return false;
+    ctx.charge("tdx_ve", tdx_->costs().ve);
+    ctx.charge("tdg_mem_page_accept", tdx_->costs().accept_4k);
+    // The guest's #VE handler accepts the 4K page and returns to the access
+    // (TDG.MEM.PAGE.ACCEPT). A page accepted meanwhile by another vCPU is fine.
+    const tdx::GuestRet a = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(gpa.raw() & ~kPageMask, 0));
+    if (a.kind == tdx::GuestRet::Kind::status &&
+        (a.rax == 0 || (a.rax & tdx::status::STATUS_MASK) == tdx::status::PAGE_ALREADY_ACCEPTED)) {
+        if (a.rax == 0) ++accepts_;
+        return true;
+    }
+    throw std::runtime_error(fmt::format("TD vCPU {}: TDG.MEM.PAGE.ACCEPT of {:#x} failed (status {:#x})", vcpu,
+                                         gpa.raw(), a.rax));
+}
+
+uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, PgLevel level, ExecContext& ctx,
+                                  const std::function<bool(uint64_t)>& exit_to_kvm) {
+    if (vcpu >= vp_.size()) throw std::runtime_error("accept from a vCPU the TD does not have");
+    const uint64_t step = level_size(level);
+    for (uint64_t a = gpa; a < gpa + size; a += step) {
+        for (unsigned tries = 0;; ++tries) {
+            if (tries == 64) throw std::runtime_error(fmt::format("TDG.MEM.PAGE.ACCEPT of {:#x} does not complete", a));
+            // Each attempt is a TDCALL; a 2M one that succeeds zeroes 512 pages.
+            ctx.charge("tdg_mem_page_accept", tdx_->costs().accept_4k);
+            const tdx::GuestRet r = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(a, unsigned(level) - 1));
+            if (r.kind == tdx::GuestRet::Kind::td_exit) {
+                // The ACCEPT's EPT violation: KVM maps (AUGs) the page, the guest retries.
+                if (!exit_to_kvm(a)) return ~0ull;
+                continue;
+            }
+            const uint64_t st = r.rax & tdx::status::STATUS_MASK;
+            if (r.rax == 0) {
+                ++accepts_;
+                if (level == PgLevel::k2M) ctx.charge("tdg_mem_page_accept", 511 * tdx_->costs().accept_4k);
+                break;
+            }
+            if (st == tdx::status::PAGE_ALREADY_ACCEPTED) break;
+            if (tdx::is_operand_busy(r.rax)) continue;
+            if (st == tdx::status::PAGE_SIZE_MISMATCH && level == PgLevel::k2M) {
+                // The host mapped 4K: accept the 2M range page by page.
+                ++accept_fallbacks_;
+                const uint64_t e = guest_accept(vcpu, a, step, PgLevel::k4K, ctx, exit_to_kvm);
+                if (e) return e;
+                break;
+            }
+            return r.rax;
+        }
+    }
+    return 0;
+}
+
+std::optional<std::string> TdxBackend::check(const TdpMmu& mirror) const {
+    const auto leaves = module_.sept_leaves(tdr_);
+    size_t i = 0;
+    std::optional<std::string> bad;
+    mirror.for_each_leaf([&](Gfn gfn, const SpteLeaf& leaf) {
+        if (bad) return;
+        if (i >= leaves.size()) {
+            bad = fmt::format("mirror maps gfn {:#x} but the secure EPT has no leaf there", gfn.raw());
+            return;
+        }
+        const auto& s = leaves[i++];
+        if (s.gpa != gfn_to_gpa(gfn).raw() || s.level != unsigned(leaf.level) - 1 || s.hpa != pfn_to_hpa(leaf.pfn)) {
+            bad = fmt::format("secure EPT leaf {:#x} (level {}, hpa {:#x}) disagrees with the mirror at gfn {:#x}",
+                              s.gpa, s.level, s.hpa.raw(), gfn.raw());
+            return;
+        }
+        if (s.state != tdx::SeptState::mapped && s.state != tdx::SeptState::pending) {
+            bad = fmt::format("secure EPT leaf {:#x} is {} while the mirror maps it", s.gpa, tdx::sept_state_name(s.state));
+            return;
+        }
+        const tdx::PamtEntry p = module_.pamt(s.hpa);
+        if (p.pt != tdx::PageType::reg || p.owner != tdr_.raw())
+            bad = fmt::format("PAMT of {:#x} (mapped at gpa {:#x}) is not a REG page of the TD", s.hpa.raw(), s.gpa);
+        if (!bad && !kvm_.kvm_mem_is_private(gfn))
+            bad = fmt::format("gfn {:#x} is mapped private in the secure EPT but its attributes say shared", gfn.raw());
+    });
+    if (!bad && i != leaves.size())
+        bad = fmt::format("secure EPT has {} leaves the mirror does not map (first at {:#x})", leaves.size() - i,
+                          leaves[i].gpa);
+    return bad;
+}
+
+}  // namespace hvsim::kvm

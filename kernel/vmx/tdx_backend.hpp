@@ -1,0 +1,93 @@
+// A TD as a run sees it: the TDX module, KVM's TDX backend (KvmTdx) behind the TDP MMU's
+// mirror root, the TD vCPUs' secure EPTP, and the guest's answer to a #VE on a PENDING
+// page (TDG.MEM.PAGE.ACCEPT). Linux: arch/x86/kvm/vmx/tdx.c (tdx_td_init(),
+// tdx_td_vcpu_init(), tdx_td_finalize(), the external-SPTE hooks), tdp_mmu.c (mirror root).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernel/mmu/tdp_mmu.hpp"
+#include "kernel/vmx/tdx.hpp"
+#include "models/common/vcpu_requests.hpp"
+#include "models/mem/page_alloc.hpp"
+#include "models/mmu/mmu.hpp"
+#include "models/tdx/tdx_module.hpp"
+
+namespace hvsim::kvm {
+
+class TdxBackend final : public ExternalSpteOps, public TdxVcpuKicker {
+public:
+    // tdx_td_init(): TDR and the S-EPT root page come from host memory; the TD is built
+    // with `levels`-level S-EPT (GPAW 48 or 52). PENDING_VE_DISABLE is clear, so an access
+    // to a PENDING page is a #VE the guest answers with ACCEPT.
+    TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels);
+
+    // A TD vCPU: its hardware MMU gets the secure EPTP; `requests` tells whether it is in
+    // guest mode and takes what a kick costs it (may be set later).
+    void attach_vcpu(mmu::Mmu& hw);
+    void set_vcpu_requests(size_t index, VcpuRequestTarget* r) { vcpus_.at(index).requests = r; }
+    void detach_vcpus() { vcpus_.clear(); }
+    // TDH.VP.CREATE for every vCPU, then KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE): the TD is
+    // RUNNABLE, private faults AUG and pre-fault is allowed. 0 or -errno.
+    int finalize(unsigned nr_vcpus, ExecContext& ctx);
+
+    // ExternalSpteOps (the mirror root's hooks): SEPT.ADD takes a page of its own (the
+    // mirror sp's external_spt), not the mirror table.
+    int link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) override;
+    int set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) override;
+    int remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) override;
+    // TdxVcpuKicker: KVM_REQ_OUTSIDE_GUEST_MODE; every vCPU flushes on its next TD entry
+    // (the module's epoch check in TDH.VP.ENTER).
+    void kick_all_outside_guest_mode(ExecContext& ctx) override;
+
+    // The module's classification of an S-EPT walk fault of vCPU `vcpu` at private `gpa`
+    // (td_ept_violation()): true when it was a #VE on a PENDING page that the guest's
+    // handler accepted (no exit to KVM); false when it is an EPT-violation TD exit for KVM.
+    bool td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx);
+    // The guest accepts [gpa, gpa + size) at `level` (Linux tdx_accept_memory() / TDVF):
+    // an ACCEPT that finds no page exits to KVM (`exit_to_kvm(gpa)`, which AUGs it) and is
+    // retried; a 2M ACCEPT the host mapped at 4K answers PAGE_SIZE_MISMATCH and the guest
+    // falls back to the 512 4K pages; an already accepted page is skipped. 0, or the
+    // module's status that ended it (or ~0 if an exit stopped the vCPU).
+    uint64_t guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, PgLevel level, ExecContext& ctx,
+                          const std::function<bool(uint64_t)>& exit_to_kvm);
+    // The module's share of a TD exit / of TDH.VP.ENTER (on top of the VMX exit and entry).
+    void charge_td_exit(ExecContext& ctx) const { ctx.charge("tdx_td_exit", tdx_->costs().td_exit); }
+    void charge_td_entry(ExecContext& ctx) const { ctx.charge("tdh_vp_enter", tdx_->costs().td_entry); }
+
+    // Checked builds: the S-EPT agrees with KVM's mirror (same gfns, same frames, every
+    // S-EPT leaf MAPPED or PENDING), and the PAMT says each frame is a REG page of this TD.
+    std::optional<std::string> check(const TdpMmu& mirror) const;
+
+    tdx::TdxModule& module() { return module_; }
+    const tdx::TdxModule& module() const { return module_; }
+    KvmTdx& kvm_tdx() { return *tdx_; }
+    const KvmTdx& kvm_tdx() const { return *tdx_; }
+    Hpa tdr() const { return tdr_; }
+    uint64_t accepts() const { return accepts_; }
+    uint64_t accept_fallbacks() const { return accept_fallbacks_; }   // 2M ACCEPTs redone at 4K
+    uint64_t vcpus_kicked() const { return kicked_; }   // vCPUs a kick found in guest mode
+
+private:
+    struct VcpuRef {
+        mmu::Mmu* hw = nullptr;
+        VcpuRequestTarget* requests = nullptr;
+    };
+    Kvm& kvm_;
+    HostPageAllocator& alloc_;
+    tdx::TdxModule module_;
+    Hpa tdr_, root_;
+    std::unique_ptr<KvmTdx> tdx_;
+    std::vector<VcpuRef> vcpus_;
+    std::vector<unsigned> vp_;      // module vCPU index per vCPU
+    uint64_t accepts_ = 0;
+    uint64_t accept_fallbacks_ = 0;
+    uint64_t kicked_ = 0;
+};
+
+}  // namespace hvsim::kvm

@@ -1,0 +1,183 @@
+// A TD driven through Machine without SystemC: KVM's mirror root and the TDX module's
+// secure EPT as a run uses them (tdp_mmu.c mirror roots, vmx/tdx.c external-SPTE hooks).
+#include <catch2/catch.hpp>
+
+#include "sim/loader.hpp"
+#include "sim/machine.hpp"
+
+using namespace hvsim;
+
+namespace {
+
+const char* kTd = R"({"platform": "sapphire-rapids",
+  "vm": {"type": "tdx", "vcpus": 1, "guest_paging": "none",
+    "guest_memfd": [{"id": "g0", "size": "64MiB"}],
+    "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "64MiB",
+                  "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}],
+    "private": [{"gpa": 0, "size": "64MiB"}]}, "steps": []})";
+
+struct TdRig {
+    scn::Scenario s;
+    std::unique_ptr<ParamSet> p;
+    std::unique_ptr<Machine> m;
+    CacheHierarchy cache;
+    std::unique_ptr<mmu::Mmu> hw;
+    kvm::CycleCounter ctx;
+
+    TdRig()
+        : s(load_scenario_text(kTd, "td.json")), p(std::make_unique<ParamSet>(resolve_params(s, {}))),
+          cache(machine_config(*p, s).mem) {
+        m = std::make_unique<Machine>(s, machine_config(*p, s));
+        REQUIRE(m->create_vm_err() == 0);
+        REQUIRE(m->setup(ctx).empty());
+        hw = std::make_unique<mmu::Mmu>(m->config().mmu, m->mem(), cache);
+        m->attach_vcpu(0, *hw);
+    }
+    kvm::TdxBackend& td() { return *m->tdx(); }
+    const tdx::TdxStats& mod() { return m->tdx()->module().stats(); }
+
+    // The access as the vCPU makes it: S-EPT walk faults go to the module, then KVM.
+    bool touch(uint64_t gpa, bool write, bool priv, int max = 8) {
+        for (int i = 0; i < max; ++i) {
+            auto t = hw->translate(Gva(gpa), write ? mmu::AccessType::write : mmu::AccessType::read, priv);
+            if (t.ok()) return true;
+            REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+            auto a = m->handle_npf(0, t.fault_gpa, t.error_code, ctx);
+            if (a != cpu::NpfAction::retry && a != cpu::NpfAction::guest) return false;
+        }
+        return false;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("tdx run: the TD is finalized when its vCPUs exist; pre-fault is then allowed", "[tdx][run]") {
+    TdRig r;
+    CHECK(r.td().kvm_tdx().state() == kvm::TdState::runnable);
+    CHECK(r.m->kvm()->pre_fault_allowed);
+    CHECK(r.hw->secure_nested_root() == r.td().module().sept_root(r.td().tdr()));
+    REQUIRE(r.m->x86()->mirror());
+    CHECK(r.m->x86()->mirror()->root_hpa() != r.m->x86()->tdp().root_hpa());
+}
+
+TEST_CASE("tdx run: a private fault maps into the mirror and AUGs; the #VE on the PENDING page is accepted",
+          "[tdx][run]") {
+    TdRig r;
+    REQUIRE(r.touch(0x5000, true, true));
+    // KVM's mirror has the leaf, its direct root does not (hardware never walks the mirror).
+    auto leaf = r.m->x86()->mirror()->lookup(Gfn(5));
+    REQUIRE(leaf);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(5)));
+    // TDH.MEM.SEPT.ADD for the three tables below the root, one AUG, one #VE, one ACCEPT.
+    CHECK(r.mod().sept_add == 3);
+    CHECK(r.mod().sept_pages == 3);
+    CHECK(r.mod().aug == 1);
+    CHECK(r.mod().ve == 1);
+    CHECK(r.mod().accept == 1);
+    const auto v = r.td().module().sept_read(r.td().tdr(), 0x5000, 0);
+    CHECK(v.state == tdx::SeptState::mapped);
+    CHECK(r.td().module().pamt(pfn_to_hpa(leaf->pfn)).pt == tdx::PageType::reg);
+    // One EPT-violation exit to KVM; the #VE is not an exit.
+    CHECK(r.m->exits().npf == 1);
+    CHECK(r.m->x86()->stats().private_faults == 1);
+    CHECK_FALSE(r.m->check_invariants());
+    // The next access hits: no fault, no SEAMCALL.
+    const uint64_t calls = r.mod().seamcalls;
+    REQUIRE(r.touch(0x5008, false, true));
+    CHECK(r.mod().seamcalls == calls);
+}
+
+TEST_CASE("tdx run: conversion to shared zaps the mirror leaf with BLOCK, TRACK, REMOVE; the S-EPT follows",
+          "[tdx][run]") {
+    TdRig r;
+    REQUIRE(r.touch(0x5000, true, true));
+    REQUIRE(r.touch(0x6000, true, true));
+    REQUIRE(r.m->kvm_convert_memory(0x5000, 4096, false, "test", r.ctx) == 0);
+    CHECK(r.mod().block == 1);
+    CHECK(r.mod().track == 1);
+    CHECK(r.mod().remove == 1);
+    CHECK(r.td().kvm_tdx().stats().kicks == 1);
+    CHECK_FALSE(r.m->x86()->mirror()->lookup(Gfn(5)));
+    CHECK(r.m->x86()->mirror()->lookup(Gfn(6)));
+    const auto leaves = r.td().module().sept_leaves(r.td().tdr());
+    REQUIRE(leaves.size() == 1);
+    CHECK(leaves[0].gpa == 0x6000);
+    CHECK_FALSE(r.m->check_invariants());
+    // The shared alias now maps through KVM's direct root, not the secure EPT.
+    REQUIRE(r.touch(0x5000, false, false));
+    CHECK(r.m->x86()->tdp().lookup(Gfn(5 | r.m->kvm()->gfn_direct_bits)));
+    CHECK(r.mod().aug == 2);
+    // Converting back and touching privately AUGs and accepts again.
+    REQUIRE(r.m->kvm_convert_memory(0x5000, 4096, true, "test", r.ctx) == 0);
+    REQUIRE(r.touch(0x5000, true, true));
+    CHECK(r.mod().aug == 3);
+    CHECK(r.mod().accept == 3);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run: a busy S-EPT makes the private fault restore the mirror SPTE and retry", "[tdx][run]") {
+    TdRig r;
+    // Another logical processor holds the S-EPT tree exclusively: SEPT.ADD answers BUSY.
+    r.td().module().hold(r.td().tdr(), tdx::TdxModule::Hold::sept_tree_exclusive);
+    CHECK_FALSE(r.touch(0x5000, true, true, 3));
+    CHECK(r.m->x86()->stats().external_busy >= 1);
+    CHECK(r.td().kvm_tdx().stats().busy_retries >= 1);
+    CHECK_FALSE(r.m->x86()->mirror()->lookup(Gfn(5)));
+    CHECK_FALSE(r.td().kvm_tdx().bugged());
+    CHECK_FALSE(r.m->check_invariants());
+    r.td().module().release(r.td().tdr(), tdx::TdxModule::Hold::sept_tree_exclusive);
+    REQUIRE(r.touch(0x5000, true, true));
+    CHECK(r.mod().aug == 1);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run: deleting the memslot removes every private page from the secure EPT", "[tdx][run]") {
+    TdRig r;
+    for (uint64_t g = 0; g < 8; ++g) REQUIRE(r.touch(g << 12, true, true));
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).size() == 8);
+    uapi::kvm_userspace_memory_region2 del{};
+    del.slot = 0;
+    del.memory_size = 0;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), del, r.ctx) == 0);
+    CHECK(r.mod().remove == 8);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run: a 2M ACCEPT over memory the host maps at 4K falls back to 512 4K accepts (512 AUGs)",
+          "[tdx][run]") {
+    TdRig r;
+    auto exit_to_kvm = [&](uint64_t g) {
+        return r.m->handle_npf(0, Gpa(g), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, r.ctx) != cpu::NpfAction::stop;
+    };
+    CHECK(r.td().guest_accept(0, 0x200000, 0x200000, PgLevel::k2M, r.ctx, exit_to_kvm) == 0);
+    CHECK(r.td().accept_fallbacks() == 1);
+    CHECK(r.mod().aug == 512);
+    CHECK(r.mod().accept == 512);
+    CHECK(r.mod().ve == 0);
+    CHECK(r.m->x86()->stats().map_4k == 512);
+    const auto leaves = r.td().module().sept_leaves(r.td().tdr());
+    REQUIRE(leaves.size() == 512);
+    for (const auto& l : leaves) CHECK(l.state == tdx::SeptState::mapped);
+    CHECK_FALSE(r.m->check_invariants());
+    // Accepted memory is touched without a fault; accepting it again is a no-op.
+    const uint64_t exits = r.m->exits().npf;
+    REQUIRE(r.touch(0x3ff000, true, true));
+    CHECK(r.m->exits().npf == exits);
+    CHECK(r.td().guest_accept(0, 0x200000, 0x1000, PgLevel::k4K, r.ctx, exit_to_kvm) == 0);
+    CHECK(r.mod().accept == 512);
+}
+
+TEST_CASE("tdx run: a 4K ACCEPT of a page the host has not added exits to KVM, which AUGs it", "[tdx][run]") {
+    TdRig r;
+    unsigned exits = 0;
+    auto exit_to_kvm = [&](uint64_t g) {
+        ++exits;
+        return r.m->handle_npf(0, Gpa(g), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, r.ctx) != cpu::NpfAction::stop;
+    };
+    CHECK(r.td().guest_accept(0, 0x10000, 0x4000, PgLevel::k4K, r.ctx, exit_to_kvm) == 0);
+    CHECK(exits == 4);
+    CHECK(r.mod().aug == 4);
+    CHECK(r.mod().accept == 4);
+    CHECK_FALSE(r.m->check_invariants());
+}
