@@ -1,5 +1,7 @@
 #include "sim/machine.hpp"
 
+#include "models/cpu/x86_translator.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -185,9 +187,16 @@ Machine::~Machine() {
     proc_.reset();
 }
 
-void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
+// The platform's wiring: KVM's x86 MMU keeps the core's hardware MMU (for its TLB
+// flushes), which the x86 translator holds.
+void Machine::attach_vcpu(unsigned id, cpu::Translator& t) {
     auto& v = vcpus_.at(id);
-    v.hw = &hw;
+    v.hw = &t;
+    if (auto* x = dynamic_cast<cpu::X86Translator*>(&t)) attach_vcpu(id, x->hw());
+}
+
+void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
+    (void)vcpus_.at(id);
     if (x86_) x86_->attach_vcpu(hw);
 }
 

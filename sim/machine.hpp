@@ -79,6 +79,8 @@ public:
 
     // The hardware MMU of each vCPU (created by the caller, then attached here), and its
     // SystemC module when there is one.
+    void attach_vcpu(unsigned id, cpu::Translator& hw);
+    // An x86 MMU used without SystemC (tests, the fuzz harness).
     void attach_vcpu(unsigned id, mmu::Mmu& hw);
     void attach_vcpu_module(unsigned id, cpu::Vcpu& module);
 
@@ -123,7 +125,7 @@ public:
 
 private:
     struct VcpuSlot {
-        mmu::Mmu* hw = nullptr;
+        cpu::Translator* hw = nullptr;
         cpu::Vcpu* module = nullptr;
         bool expect_exit = false;
         std::optional<VcpuExitRecord> exit;
