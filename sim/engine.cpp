@@ -701,6 +701,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         vc.wide_store_line_cycles = mc.wide_store_line;
         vc.clear_page_cycles = mc.guest_clear_page;
         vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
+        vc.make_translator = machine->translator_factory();
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
         v->data.bind(phys->socket);
         v->caches().phys.bind(phys->socket);

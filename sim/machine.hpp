@@ -14,6 +14,7 @@
 #include "kernel/fault_path.hpp"
 #include "kernel/kvm.hpp"
 #include "kernel/kvm_config.hpp"
+#include "kernel/arm64/kvm_mmu.hpp"
 #include "kernel/mmu/x86_mmu.hpp"
 #include "kernel/process.hpp"
 #include "models/cpu/guest_os.hpp"
@@ -23,6 +24,8 @@
 #include "models/mem/page_alloc.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
+#include "models/stage2/stage2_mmu.hpp"
+#include "models/stage2/tlbi.hpp"
 #include "sim/outcome.hpp"
 #include "sim/params.hpp"
 #include "sim/scenario.hpp"
@@ -40,6 +43,11 @@ struct MachineConfig {
     MemHierarchyConfig mem;
     DramConfig dram;
     mmu::MmuConfig mmu;
+    // arm64 platforms (mmu.nested_format "stage2"): stage-2 instead of NPT/EPT, with the
+    // VM's IPA size from mmu.nested_levels (4K granule: 2 -> 32, 3 -> 40, 4 -> 48 bits).
+    bool stage2 = false;
+    unsigned ipa_bits = 40;
+    stage2::Stage2Config s2;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
@@ -108,6 +116,9 @@ public:
     kvm::VmmProcess& process() { return *proc_; }
     kvm::Kvm* kvm() { return kvm_.get(); }
     kvm::X86Mmu* x86() { return x86_.get(); }
+    kvm::arm64::Arm64Mmu* arm64() { return arm64_.get(); }
+    // The vCPUs' translation hardware for this platform (empty: the x86 MMU).
+    cpu::TranslatorFactory translator_factory() const;
     const std::vector<ConversionRecord>& conversions() const { return conversions_; }
     // What this run rests on that is not modelled, as the VM type's backend (its arch
     // ops) says for the platform's nested paging: results.json "warnings".
@@ -143,6 +154,8 @@ private:
     std::unique_ptr<kvm::VmmProcess> proc_;
     std::shared_ptr<kvm::Kvm> kvm_;
     std::unique_ptr<kvm::X86Mmu> x86_;
+    stage2::TlbiDomain tlbi_domain_;
+    std::unique_ptr<kvm::arm64::Arm64Mmu> arm64_;
     int vm_fd_ = -1;
     mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
     int create_vm_err_ = 0;

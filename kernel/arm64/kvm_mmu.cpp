@@ -84,6 +84,10 @@ PageFaultOutcome Arm64Mmu::kvm_handle_guest_abort(Gpa ipa, uint64_t e, ExecConte
     }
     const int idx = kvm_.srcu_read_lock();
     const Gfn gfn = gpa_to_gfn(ipa);
+    // Private memory (a VM type with private memory and the gfn's attributes say so)
+    // comes from guest_memfd, as the generic fault path has it (kvm_mem_is_private()).
+    const bool priv = kvm_.has_private_mem() && kvm_.arch().fault_is_private(kvm_, gfn, e);
+    (priv ? stats_.private_faults : stats_.shared_faults)++;
     const kvm_memory_slot* slot = kvm_.gfn_to_memslot(0, gfn);
     const bool write = (e & esr::S1PTW) || (esr::ec(e) != esr::EC_IABT_LOW && esr::is_write(e));
     if (!slot || (slot->flags & KVM_MEMSLOT_INVALID) || (write && (slot->flags & uapi::KVM_MEM_READONLY))) {
@@ -115,7 +119,20 @@ PageFaultOutcome Arm64Mmu::kvm_handle_guest_abort(Gpa ipa, uint64_t e, ExecConte
         out.r = RET_PF_FIXED;
         return out;
     }
-    out = slot->has_gmem() ? gmem_abort(ipa, e, *slot, ctx) : user_mem_abort(ipa, e, *slot, ctx);
+    // A gmem-only slot is always served from guest_memfd.
+    if (priv && !slot->has_gmem()) {
+        kvm_.srcu_read_unlock(idx);
+        ++stats_.memory_fault_exits;
+        ++stats_.errors;
+        out.exit = MemoryFaultExit{gfn_to_gpa(gfn).raw(), kPageSize, uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE};
+        out.is_private = true;
+        out.r = -EFAULT;
+        out.why = "private fault on a memslot without guest_memfd";
+        return out;
+    }
+    out = slot->has_gmem() && (priv || slot->gmem_only()) ? gmem_abort(ipa, e, *slot, ctx)
+                                                          : user_mem_abort(ipa, e, *slot, ctx);
+    out.is_private = priv;
     kvm_.srcu_read_unlock(idx);
     if (out.r == RET_PF_FIXED) ++stats_.fixed;
     else if (out.r == RET_PF_RETRY) ++stats_.retries;

@@ -28,6 +28,7 @@ struct Arm64MmuCosts {
 
 struct Arm64MmuStats {
     uint64_t aborts = 0, fixed = 0, retries = 0, mmio = 0, errors = 0;
+    uint64_t private_faults = 0, shared_faults = 0;   // of the aborts past the FSC checks
     uint64_t perm_faults = 0, relaxed = 0, access_flag = 0, gmem_faults = 0;
     uint64_t map_page = 0, map_block = 0;
     uint64_t memory_fault_exits = 0;
@@ -67,6 +68,8 @@ public:
     const KvmPgtable& pgt() const { return *pgt_; }
     const Arm64MmuStats& stats() const { return stats_; }
     stage2::TlbiDomain& domain() { return dom_; }
+    const stage2::TlbiDomain& domain() const { return dom_; }
+    const std::vector<stage2::Stage2Mmu*>& vcpus() const { return vcpus_; }
 
 private:
     PageFaultOutcome user_mem_abort(Gpa ipa, uint64_t esr, const kvm_memory_slot& slot, ExecContext& ctx);

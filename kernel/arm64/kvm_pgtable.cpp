@@ -182,6 +182,7 @@ int KvmPgtable::map_walk(uint64_t table, int level, uint64_t& addr, uint64_t end
             auto t = alloc_table();
             if (!t) return -ENOMEM;
             child = *t;
+            ++stats_.splits;
             break_pte(loc, old, addr, level, ctx);
             write_pte(loc, KVM_INVALID_PTE_LOCKED, d::make_oa(child, geo_.granule, geo_.ds) | d::VALID | d::TABLE, addr,
                       level, true, ctx);

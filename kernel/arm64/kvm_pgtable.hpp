@@ -50,6 +50,7 @@ struct PgtableStats {
     uint64_t maps = 0, unmaps = 0;           // leaves installed / removed
     uint64_t map_blocks = 0;                 // of the installed leaves, blocks
     uint64_t bbm = 0;                        // valid descriptors replaced by break-before-make
+    uint64_t splits = 0;                     // blocks replaced by a table (a smaller map inside them)
     uint64_t relax = 0, wrprotect = 0, mkyoung = 0;
     uint64_t tables_allocated = 0, tables_freed = 0;
     uint64_t cmo_bytes = 0;
