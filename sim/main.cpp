@@ -20,6 +20,7 @@
 #include <map>
 #include <thread>
 
+#include "kernel/arm64/pkvm_mem_protect.hpp"
 #include "kernel/page_state_graph.hpp"
 #include "sim/diff_kvm.hpp"
 #include "sim/engine.hpp"
@@ -661,9 +662,10 @@ int sc_main(int argc, char* argv[]) {
 
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
-    graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core (the SNP RMP, TDX "
-                                    "secure EPT and pKVM graphs come with their models)")
-        ->check(CLI::IsMember({"generic"}));
+    graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core; pkvm: a page's "
+                                    "ownership under pKVM (host, hypervisor, guests), edges the hypercalls (the SNP RMP "
+                                    "and TDX secure EPT graphs come with their models)")
+        ->check(CLI::IsMember({"generic", "pkvm"}));
 
     std::string platform = "zen4-genoa";
     auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
@@ -693,7 +695,7 @@ int sc_main(int argc, char* argv[]) {
         if (*params) return cmd_params(platform);
         if (*sweep) return cmd_sweep(sweep_file, sweep_out, sweep_jobs, jobs_file, fs::canonical("/proc/self/exe").string());
         if (*graph) {
-            const std::string dot = kvm::gmem_page_state_dot();
+            const std::string dot = arch == "pkvm" ? kvm::arm64::pkvm_state_dot() : kvm::gmem_page_state_dot();
             std::cout << dot << (dot.empty() || dot.back() != '\n' ? "\n" : "");
             return 0;
         }
