@@ -23,7 +23,15 @@ KvmPgtable::KvmPgtable(PhysMem& mem, PgtableMemcache& mc, stage2::TlbiDomain& do
                        uint16_t vmid, Hpa pgd, const PgtableCosts& costs, bool fwb)
     : mem_(mem), mc_(mc), dom_(dom), geo_(geo), vmid_(vmid), pgd_(pgd.raw()), costs_(costs), fwb_(fwb) {
     if (pgd_ & (geo_.root_bytes() - 1)) throw std::invalid_argument("stage-2 pgd not aligned to its size");
+    dom_.note(TraceEvent::Kind::table_init, pgd_, pgd_, geo_.root_bytes());
 }
+
+// The walks run under kvm->mmu_lock (the tree's lock for a trace checker).
+struct KvmPgtable::LockGuard {
+    KvmPgtable& p;
+    explicit LockGuard(KvmPgtable& pg) : p(pg) { p.dom_.note(TraceEvent::Kind::lock, p.lock_addr()); }
+    ~LockGuard() { p.dom_.note(TraceEvent::Kind::unlock, p.lock_addr()); }
+};
 
 uint64_t KvmPgtable::entries(int level) const {
     return level == geo_.start_level ? geo_.root_entries() : (1ull << stage2::level_bits(geo_.granule));
@@ -118,6 +126,7 @@ std::optional<uint64_t> KvmPgtable::alloc_table() {
     if (!p) return std::nullopt;
     refcount_[p->raw()] = 0;
     ++stats_.tables_allocated;
+    dom_.note(TraceEvent::Kind::table_init, p->raw(), pgd_, granule_size(geo_.granule));
     return p->raw();
 }
 
@@ -133,6 +142,7 @@ int KvmPgtable::kvm_pgtable_stage2_map(uint64_t addr, uint64_t size, uint64_t ph
                                        ExecContext& ctx) {
     if ((addr | size | phys) & (granule_size(geo_.granule) - 1)) return -EINVAL;
     if (addr + size > (1ull << geo_.ipa_bits)) return -ERANGE;
+    LockGuard lock(*this);
     uint64_t a = addr, p = phys;
     const int r = map_walk(pgd_, geo_.start_level, a, addr + size, p, prot, ctx);
     // The end of a map walk: DSB ISHST so the new descriptors are visible to the walkers.
@@ -205,11 +215,13 @@ void KvmPgtable::free_subtree(uint64_t table, int level, ExecContext& ctx) {
     }
     refcount_.erase(table);
     ++stats_.tables_freed;
+    dom_.note(TraceEvent::Kind::table_release, table, pgd_, granule_size(geo_.granule));
     mem_.fill(Hpa(table), 0, granule_size(geo_.granule));
     mc_.free_table_page(Hpa(table));
 }
 
 int KvmPgtable::kvm_pgtable_stage2_unmap(uint64_t addr, uint64_t size, ExecContext& ctx) {
+    LockGuard lock(*this);
     unmap_walk(pgd_, geo_.start_level, addr, addr + size, ctx);
     return 0;
 }
@@ -263,6 +275,7 @@ std::pair<uint64_t, int> KvmPgtable::get_leaf(uint64_t addr) const {
 }
 
 int KvmPgtable::kvm_pgtable_stage2_relax_perms(uint64_t addr, uint32_t prot, ExecContext& ctx) {
+    LockGuard lock(*this);
     auto [loc, level] = leaf_slot(addr);
     if (level < 0) return -EAGAIN;
     const uint64_t old = mem_.read64(Hpa(loc));
@@ -277,6 +290,7 @@ int KvmPgtable::kvm_pgtable_stage2_relax_perms(uint64_t addr, uint32_t prot, Exe
 }
 
 int KvmPgtable::kvm_pgtable_stage2_wrprotect(uint64_t addr, uint64_t size, ExecContext& ctx) {
+    LockGuard lock(*this);
     for (uint64_t a = addr; a < addr + size;) {
         auto [loc, level] = leaf_slot(a);
         const uint64_t step = level < 0 ? granule_size(geo_.granule) : level_size(geo_.granule, level);
@@ -293,6 +307,7 @@ int KvmPgtable::kvm_pgtable_stage2_wrprotect(uint64_t addr, uint64_t size, ExecC
 }
 
 int KvmPgtable::kvm_pgtable_stage2_mkyoung(uint64_t addr, ExecContext& ctx) {
+    LockGuard lock(*this);
     auto [loc, level] = leaf_slot(addr);
     if (level < 0) return -EAGAIN;
     const uint64_t old = mem_.read64(Hpa(loc));

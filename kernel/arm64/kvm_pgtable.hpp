@@ -103,6 +103,9 @@ public:
     size_t table_pages() const { return refcount_.size(); }
 
 private:
+    struct LockGuard;
+    // The key a trace checker knows this tree's lock by (not a memory address).
+    uint64_t lock_addr() const { return (1ull << 63) | pgd_; }
     uint64_t leaf_desc(uint64_t phys, uint32_t prot, int level) const;
     void write_pte(uint64_t loc, uint64_t old, uint64_t v, uint64_t ia, int level, bool release, ExecContext& ctx);
     // __kvm_tlb_flush_vmid_ipa(): the leaf sequence; the table sequence for table entries.

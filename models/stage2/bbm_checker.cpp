@@ -26,6 +26,10 @@ void BbmChecker::event(const TraceEvent& e) {
     case TraceEvent::Kind::barrier: on_barrier(e); break;
     case TraceEvent::Kind::tlbi: on_tlbi(e); break;
     case TraceEvent::Kind::vttbr: cur_vmid_ = e.vmid; break;
+    case TraceEvent::Kind::table_init:
+    case TraceEvent::Kind::table_release:
+    case TraceEvent::Kind::lock:
+    case TraceEvent::Kind::unlock: break;
     }
     ++step_;
 }

@@ -32,7 +32,9 @@ constexpr bool is_broadcast(TlbiOp op) {
 
 // One event of the hypervisor's page-table maintenance.
 struct TraceEvent {
-    enum class Kind : uint8_t { write, barrier, tlbi, vttbr } kind = Kind::write;
+    // table_init: a zeroed table page joins the tree rooted at `value` (loc = the page,
+    // ia = its size); table_release: it leaves; lock / unlock: the tree's lock (loc).
+    enum class Kind : uint8_t { write, barrier, tlbi, vttbr, table_init, table_release, lock, unlock } kind = Kind::write;
     uint64_t loc = 0;        // write: the descriptor's physical address
     uint64_t value = 0;      // write: the new value; vttbr: the root
     uint64_t old = 0;        // write: the value it replaces
@@ -120,6 +122,15 @@ public:
     void wrote(const TraceEvent& w) {
         ++stats_.writes;
         emit(w);
+    }
+    // Logical events of the page-table code (no hardware effect, no cost).
+    void note(TraceEvent::Kind k, uint64_t loc, uint64_t value = 0, uint64_t size = 0) {
+        TraceEvent e;
+        e.kind = k;
+        e.loc = loc;
+        e.value = value;
+        e.ia = size;
+        emit(e);
     }
     void vttbr(uint16_t vmid, uint64_t root, unsigned cpu = 0) {
         TraceEvent e;

@@ -8,6 +8,9 @@
 
 #include "kernel/arm64/kvm_pgtable.hpp"
 #include "models/stage2/bbm_checker.hpp"
+#include "models/stage2/casemate_trace.hpp"
+
+#include <sstream>
 #include "models/stage2/stage2_mmu.hpp"
 #include "tests/stage2/s2_builder.hpp"
 
@@ -166,4 +169,41 @@ TEST_CASE("kvm_pgtable: wrprotect needs the caller's flush; mkyoung sets AF; an 
     BumpMemcache empty(0x4200'0000, 0);
     KvmPgtable p2(r.mem, empty, r.dom, r.geo, 4, Hpa(0x4300'0000), PgtableCosts{}, true);
     CHECK(p2.kvm_pgtable_stage2_map(0x10'0000, 4096, 0x7000'0000, kRW, r.ctx) == -ENOMEM);
+}
+
+TEST_CASE("kvm_pgtable: the Casemate trace of a map, a remap with BBM and an unmap") {
+    std::ostringstream os;
+    CasemateTrace trace(os);
+    Rig r;
+    r.dom.add_sink(&trace);
+    REQUIRE(r.pgt.kvm_pgtable_stage2_map(0x10'0000, 4096, 0x7000'0000, kRW, r.ctx) == 0);
+    REQUIRE(r.pgt.kvm_pgtable_stage2_map(0x10'0000, 4096, 0x7100'0000, kRW, r.ctx) == 0);
+    REQUIRE(r.pgt.kvm_pgtable_stage2_unmap(0x10'0000, 4096, r.ctx) == 0);
+    const std::string t = os.str();
+    // Tables join the tree, writes happen under the lock, the remap is KVM's sequence.
+    CHECK(t.find("(lock (id 0) (tid 0) (address 0x8000000040000000))") == 0);
+    CHECK(t.find("(tid 0) (address 0x41000000) (size 0x1000))") != std::string::npos);
+    CHECK(t.find("(kind set_owner_root) (location 0x41000000) (value 0x40000000))") != std::string::npos);
+    CHECK(t.find("(lock (id ") != std::string::npos);
+    const size_t brk = t.find("(mem-write", t.find("(mem-write", t.find("(mem-write", t.find("(mem-write") + 1) + 1) + 1);
+    REQUIRE(brk != std::string::npos);
+    const std::string rest = t.substr(brk);
+    const size_t a = rest.find("(value 0x1000000000000000))");   // the LOCKED marker
+    const size_t b = rest.find("tlbi (id");
+    const size_t c1 = rest.find("ipas2e1is (addr 0x100000) (level 3))");
+    const size_t d = rest.find("vmalle1is)");
+    const size_t e = rest.find("(mem-order release) (address");
+    CHECK(a != std::string::npos);
+    CHECK(c1 != std::string::npos);
+    CHECK(a < c1);
+    CHECK(c1 < d);
+    CHECK(d < e);
+    (void)b;
+    CHECK(t.find("(msr (id") != std::string::npos);
+    CHECK(t.find("(kind release) (location 0x41001000)") != std::string::npos);
+    CHECK(trace.records() > 20);
+    // A tree created while the trace runs announces its root and lock.
+    BumpMemcache mc2(0x4400'0000, 4);
+    KvmPgtable p2(r.mem, mc2, r.dom, r.geo, 9, Hpa(0x4500'0000), PgtableCosts{}, true);
+    CHECK(os.str().find("(kind set_root_lock) (location 0x45000000) (value 0x8000000045000000))") != std::string::npos);
 }
