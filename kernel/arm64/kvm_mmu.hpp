@@ -46,7 +46,10 @@ public:
 
     // A vCPU's stage-2 hardware: loads VTCR_EL2 / VTTBR_EL2 and joins the broadcast domain.
     void attach_vcpu(stage2::Stage2Mmu& hw);
-    void detach_vcpus() { vcpus_.clear(); }
+    void detach_vcpus() {
+        for (stage2::Stage2Mmu* c : vcpus_) dom_.detach(*c);
+        vcpus_.clear();
+    }
 
     // kvm_handle_guest_abort(): a stage-2 abort with its IPA (HPFAR_EL2 | FAR_EL2[11:0])
     // and ESR_EL2.

@@ -70,6 +70,8 @@ class TlbiDomain {
 public:
     explicit TlbiDomain(const TlbiCosts& c = {}) : costs_(c) {}
     void attach(Stage2Mmu& core) { cores_.push_back(&core); }
+    // A core going away (its module destroyed before the hypervisor's teardown).
+    void detach(Stage2Mmu& core) { std::erase(cores_, &core); }
     void add_sink(TraceSink* s) { sinks_.push_back(s); }
     const std::vector<Stage2Mmu*>& cores() const { return cores_; }
 

@@ -174,3 +174,13 @@ TEST_CASE("arm64 mmu: a guest_memfd slot fault maps the file's page at 4K (gmem_
     CHECK(r.mmu->stats().gmem_faults == 1);
     CHECK(r.mmu->pgt().get_leaf(0x20'0000).second == 3);
 }
+
+TEST_CASE("arm64 mmu: detached vCPUs are out of the broadcast domain (teardown after the cores are gone)") {
+    Rig r;
+    REQUIRE(r.dom.cores().size() == 1);
+    r.mmu->detach_vcpus();
+    CHECK(r.dom.cores().empty());
+    CycleCounter c;
+    r.mmu->kvm_flush_remote_tlbs(c);   // reaches no core
+    CHECK(r.cpu.s2_stats().tlbi == 0);
+}
