@@ -22,8 +22,8 @@
 //    TCR_EL1.HA, which Linux sets); the AF write-back is a posted store (counted, no latency).
 //  - The stage-1 walk's own reads are stage-2 reads (S1PTW); an AF update in a stage-1
 //    descriptor needs no stage-2 write permission here.
-//  - Contiguous hints are honoured only as a TLB fill of the contiguous range (KVM never
-//    sets PTE_CONT at stage 2).
+//  - Contiguous hints (PTE bit 52) are ignored: each descriptor fills its own TLB entry
+//    (KVM never sets PTE_CONT at stage 2; a guest's stage-1 hint would only save TLB space).
 #pragma once
 
 #include <cstdint>
