@@ -61,11 +61,9 @@ bool KvmArchOps::supports_content_policy(ContentPolicy p, bool to_private) const
     return false;
 }
 
-std::vector<std::string> KvmArchOps::unmodelled(HostPaging host) const {
-    if (host == HostPaging::arm64_stage2)
-        return {std::string("an x86 VM type on an arm64 preset: runs on x86 nested paging")};
-    return {};
-}
+// A default VM runs on whichever stage-2 / nested paging the preset has (arm64 presets
+// run KVM/arm64's stage 2; the platform refuses x86-only VM types there).
+std::vector<std::string> KvmArchOps::unmodelled(HostPaging) const { return {}; }
 
 namespace {
 
@@ -196,9 +194,14 @@ public:
     }
     std::vector<std::string> unmodelled(HostPaging host) const override {
         std::vector<std::string> w;
+        if (host == HostPaging::arm64_stage2) {
+            w.emplace_back("the pKVM EL2 hypervisor not modelled: a pKVM VM runs on KVM/arm64's stage 2 as a "
+                           "non-protected VM (no EL2 page ownership, no host stage-2, no MEM_SHARE/MEM_UNSHARE)");
+            return w;
+        }
         w.emplace_back("arm64 stage-2 and the pKVM EL2 hypervisor not modelled: a pKVM VM runs on x86 nested "
                        "paging with x86 exit costs (no EL2 page ownership, no hypercalls to the hypervisor)");
-        if (host != HostPaging::arm64_stage2) w.push_back(wrong_vendor("pKVM", "arm64 stage-2 under pKVM", host));
+        w.push_back(wrong_vendor("pKVM", "arm64 stage-2 under pKVM", host));
         return w;
     }
 };

@@ -298,7 +298,7 @@ private:
     void launch(const scn::Step& st, StepRecord& rec, unsigned& host_idx, sc_event_and_list& evs) {
         rec.step = &st;
         rec.start = now();
-        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
+        for (unsigned v : st.vcpus) rec.walks -= vcpus_[v]->translator().stats().misses + vcpus_[v]->translator().stats().gpa_walks;
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
@@ -338,7 +338,7 @@ private:
         if (rec.host && !rec.host->error().empty()) throw std::runtime_error(step_label(rec) + ": " + rec.host->error());
         for (unsigned v : rec.vcpus)
             if (!vcpus_[v]->error().empty()) throw std::runtime_error(step_label(rec) + ": " + vcpus_[v]->error());
-        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->mmu().stats().misses + vcpus_[v]->mmu().stats().gpa_walks;
+        for (unsigned v : rec.vcpus) rec.walks += vcpus_[v]->translator().stats().misses + vcpus_[v]->translator().stats().gpa_walks;
         if (trace) trace_step(rec);
         for (unsigned v : rec.vcpus) {
             const auto& res = vcpus_[v]->result();
@@ -377,7 +377,7 @@ private:
                          {TraceArg::num("accesses", vcpus_[v]->result().accesses)});
         if (tlb_prev_.size() != vcpus_.size()) tlb_prev_.assign(vcpus_.size(), TlbSnap{});
         for (size_t v = 0; v < vcpus_.size(); ++v) {
-            const auto& st = vcpus_[v]->mmu().stats();
+            const auto& st = vcpus_[v]->translator().stats();
             TlbSnap now{st.accesses, st.l1_hits + st.l2_hits, st.misses + st.gpa_walks};
             const uint64_t dl = now.lookups - tlb_prev_[v].lookups;
             if (dl) trace->counter(hit_rate_tracks.at(v), rec.end, 100.0 * double(now.hits - tlb_prev_[v].hits) / double(dl));
@@ -630,8 +630,8 @@ nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const st
     nlohmann::json m = nlohmann::json::object();
     for (cpu::Vcpu* v : vcpus) {
         cpu::Vcpu& vc = *v;
-        const auto& st = vc.mmu().stats();
-        m[vc.mmu_module().name()] = {{"kind", "x86 mmu"},
+        const auto& st = vc.translator().stats();
+        m[vc.translator().module().name()] = {{"kind", std::string(vc.translator().kind())},
                                      {"socket", "mem -> " + std::string(vc.caches().name()) + ".in"},
                                      {"l1_hits", st.l1_hits},
                                      {"l2_hits", st.l2_hits},
@@ -801,7 +801,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     auto* phys = new PhysMemTarget("phys", machine->mem());
     auto* dram = new DramTarget("dram", mc.dram, mc.period_ps);
     std::vector<const CacheHierarchy*> caches;
-    std::vector<const mmu::Mmu*> mmus;
+    std::vector<const cpu::Translator*> mmus;
     std::vector<cpu::Vcpu*> vcpus;
     for (unsigned i = 0; i < s.vm.vcpus; ++i) {
         cpu::VcpuConfig vc;
@@ -813,14 +813,15 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         vc.wide_store_line_cycles = mc.wide_store_line;
         vc.clear_page_cycles = mc.guest_clear_page;
         vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
+        vc.make_translator = machine->translator_factory();
         auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
         v->data.bind(phys->socket);
         v->caches().phys.bind(phys->socket);
         v->caches().dram.bind(dram->socket);
-        machine->attach_vcpu(i, v->mmu());
+        machine->attach_vcpu(i, v->translator());
         machine->attach_vcpu_module(i, *v);
         caches.push_back(&v->caches().caches());
-        mmus.push_back(&v->mmu());
+        mmus.push_back(&v->translator());
         vcpus.push_back(v);
     }
     std::vector<HostThread*> hosts;

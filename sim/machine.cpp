@@ -1,5 +1,8 @@
 #include "sim/machine.hpp"
 
+#include "models/cpu/x86_translator.hpp"
+#include "models/stage2/stage2_translator.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -47,10 +50,19 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.mmu.guest_levels = s.vm.guest_paging_levels;
     c.mmu.nested_levels = unsigned(p.get_u64("mmu.nested_levels"));
     const std::string fmt = p.get_string("mmu.nested_format");
-    if (fmt == "stage2")
-        throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() +
-                                    ") needs the arm64 stage-2 model, which hvsim does not have yet; use an x86 "
-                                    "platform (zen4-genoa, sapphire-rapids)");
+    c.stage2 = fmt == "stage2";
+    if (c.stage2) {
+        // What hvsim models of arm64 today: KVM/arm64's stage 2 under a guest with its
+        // MMU off (stage 1 not walked), running the VM types that exist on arm64.
+        if (s.vm.guest_paging_levels)
+            throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() +
+                                        "): arm64 guest stage-1 page tables are not modelled; use \"guest_paging\": \"none\"");
+        if (s.vm.type != "default" && s.vm.type != "pkvm")
+            throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() + "): VM type \"" +
+                                        s.vm.type + "\" is x86-only; arm64 runs \"default\" and \"pkvm\"");
+        const unsigned lv = c.mmu.nested_levels;
+        c.ipa_bits = lv == 2 ? 32 : lv == 3 ? 40 : 48;
+    }
     c.mmu.nested_format = fmt == "ept" ? mmu::NestedFormat::ept : mmu::NestedFormat::npt;
     auto tlb = [&](const std::string& k) {
         return mmu::TlbConfig{unsigned(p.get_u64(k + ".entries")), unsigned(p.get_u64(k + ".ways")),
@@ -60,6 +72,11 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.mmu.l2 = tlb("mmu.l2_tlb");
     c.mmu.pwc = tlb("mmu.pwc");
     c.mmu.ntlb = tlb("mmu.ntlb");
+    // On arm64 the same parameters size the combined TLBs, the walk cache and the IPA cache.
+    c.s2.l1 = c.mmu.l1;
+    c.s2.l2 = c.mmu.l2;
+    c.s2.walk_cache = c.mmu.pwc;
+    c.s2.s2tlb = c.mmu.ntlb;
 
     auto& k = c.kvm;
     k.smm = p.get_bool("kvm.config.smm");
@@ -191,6 +208,24 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     // SEV-family guests keep their page tables in encrypted memory (the C-bit is forced
     // on for guest page-table walks, APM vol. 2 §15.34.5): the arch ops say which VMs.
     cfg_.mmu.guest_tables_encrypted = kvm_->arch().guest_tables_private();
+    if (cfg_.stage2) {
+        // Broadcast TLB maintenance: the preset's cost of KVM's leaf sequence
+        // (cost.tlb_flush_remote_ipi: DSB ISHST, IPAS2E1IS, DSB ISH, VMALLE1IS, DSB ISH, ISB)
+        // is spread over its three DSBs, which wait for the broadcast; the local (NSH)
+        // sequence (cost.tlb_flush_local) likewise.
+        const auto& k = cfg_.costs;
+        tlbi_domain_ = stage2::TlbiDomain(stage2::TlbiCosts{0, k.tlb_flush_remote_ipi / 3, k.tlb_flush_local / 3, 0});
+        kvm::arm64::Arm64MmuCosts ac;
+        ac.handle_guest_abort = k.kvm_mmu_page_fault;
+        ac.mmu_lock = k.mmu_lock;
+        ac.pgtable.pte_write = k.spte_write;
+        // FEAT_S2FWB (mandatory from Armv8.4; Neoverse N2 is Armv9.0): no CMO before a map,
+        // so cmo_per_page is never charged. CTR_EL0.DIC: no I-cache maintenance for exec.
+        arm64_ = std::make_unique<kvm::arm64::Arm64Mmu>(*kvm_, mem_, alloc_,
+                                                        stage2::kvm_stage2_geometry(stage2::Granule::k4K, cfg_.ipa_bits),
+                                                        1, tlbi_domain_, ac, true, true);
+        return;
+    }
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
     // The TDX shared bit the TDP MMU settled on is the one the guest puts in its PTEs.
     cfg_.mmu.shared_gpa_bit = kvm_->arch().shared_gpa_bit(cfg_.mmu.nested_levels);
@@ -217,10 +252,16 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     }
 }
 
+cpu::TranslatorFactory Machine::translator_factory() const {
+    if (cfg_.stage2) return stage2::Stage2Translator::factory(cfg_.s2);
+    return {};
+}
+
 std::vector<std::string> Machine::warnings() const {
     const auto type = kvm::vm_type_from_name(scn_.vm.type);
     const kvm::KvmArchOps& ops = kvm_ ? kvm_->arch() : kvm::kvm_default_arch_ops(*type);
-    const auto host = cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
+    const auto host = cfg_.stage2                                            ? kvm::HostPaging::arm64_stage2
+                      : cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
                                                                        : kvm::HostPaging::amd_npt;
     return ops.unmodelled(host);
 }
@@ -230,17 +271,27 @@ Machine::~Machine() {
     // flushes TLBs. Then in kernel order: the process closes its files, the MMU goes.
     if (x86_) x86_->detach_vcpus();
     if (tdx_) tdx_->detach_vcpus();
+    if (arm64_) arm64_->detach_vcpus();
     kvm::CycleCounter teardown;
     if (proc_) proc_->exit_mm(teardown);
     x86_.reset();
     tdx_.reset();
+    arm64_.reset();
     kvm_.reset();
     proc_.reset();
 }
 
-void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
+// The platform's wiring: KVM's x86 MMU keeps the core's hardware MMU (for its TLB
+// flushes), which the x86 translator holds.
+void Machine::attach_vcpu(unsigned id, cpu::Translator& t) {
     auto& v = vcpus_.at(id);
-    v.hw = &hw;
+    v.hw = &t;
+    if (auto* x = dynamic_cast<cpu::X86Translator*>(&t)) attach_vcpu(id, x->hw());
+    if (auto* a = dynamic_cast<stage2::Stage2Translator*>(&t); a && arm64_) arm64_->attach_vcpu(a->hw());
+}
+
+void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
+    (void)vcpus_.at(id);
     if (x86_) x86_->attach_vcpu(hw);
     if (rmp_) {
         rmp_checkers_.push_back(std::make_unique<rmp::RmpChecker>(*rmp_, rmp::GuestCtx{kSnpAsid, 0, true}));
@@ -546,7 +597,9 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     // SEV-ES/SNP: an NPF is an automatic exit, which saves and restores the encrypted VMSA.
     if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
     if (tdx_) tdx_->charge_td_exit(ctx);
-    const kvm::PageFaultOutcome out = x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
+    // arm64: a stage-2 abort (ESR_EL2 in error_code); x86: #NPF / EPT violation.
+    const kvm::PageFaultOutcome out = arm64_ ? arm64_->kvm_handle_guest_abort(gpa, error_code, ctx)
+                                             : x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
     const char* kind = out.is_private ? "private" : "shared";
     // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
     // the backend repairs the RMP (sev_handle_rmp_fault()).

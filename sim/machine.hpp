@@ -14,6 +14,7 @@
 #include "kernel/fault_path.hpp"
 #include "kernel/kvm.hpp"
 #include "kernel/kvm_config.hpp"
+#include "kernel/arm64/kvm_mmu.hpp"
 #include "kernel/mmu/x86_mmu.hpp"
 #include "kernel/vmx/tdx_backend.hpp"
 #include "kernel/process.hpp"
@@ -27,6 +28,8 @@
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
 #include "models/rmp/rmp_checker.hpp"
+#include "models/stage2/stage2_mmu.hpp"
+#include "models/stage2/tlbi.hpp"
 #include "sim/outcome.hpp"
 #include "sim/params.hpp"
 #include "sim/scenario.hpp"
@@ -46,6 +49,11 @@ struct MachineConfig {
     MemHierarchyConfig mem;
     DramConfig dram;
     mmu::MmuConfig mmu;
+    // arm64 platforms (mmu.nested_format "stage2"): stage-2 instead of NPT/EPT, with the
+    // VM's IPA size from mmu.nested_levels (4K granule: 2 -> 32, 3 -> 40, 4 -> 48 bits).
+    bool stage2 = false;
+    unsigned ipa_bits = 40;
+    stage2::Stage2Config s2;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
     kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
@@ -93,6 +101,8 @@ public:
 
     // The hardware MMU of each vCPU (created by the caller, then attached here), and its
     // SystemC module when there is one.
+    void attach_vcpu(unsigned id, cpu::Translator& hw);
+    // An x86 MMU used without SystemC (tests, the fuzz harness).
     void attach_vcpu(unsigned id, mmu::Mmu& hw);
     void attach_vcpu_module(unsigned id, cpu::Vcpu& module);
 
@@ -127,6 +137,9 @@ public:
     // The TD's module and KVM backend (VMs with mirrored TDP), else nullptr.
     kvm::TdxBackend* tdx() { return tdx_.get(); }
     const kvm::TdxBackend* tdx() const { return tdx_.get(); }
+    kvm::arm64::Arm64Mmu* arm64() { return arm64_.get(); }
+    // The vCPUs' translation hardware for this platform (empty: the x86 MMU).
+    cpu::TranslatorFactory translator_factory() const;
     const std::vector<ConversionRecord>& conversions() const { return conversions_; }
     // What this run rests on that is not modelled, as the VM type's backend (its arch
     // ops) says for the platform's nested paging: results.json "warnings".
@@ -162,7 +175,7 @@ public:
 
 private:
     struct VcpuSlot {
-        mmu::Mmu* hw = nullptr;
+        cpu::Translator* hw = nullptr;
         cpu::Vcpu* module = nullptr;
         bool expect_exit = false;
         std::optional<VcpuExitRecord> exit;
@@ -185,6 +198,8 @@ private:
     std::shared_ptr<kvm::Kvm> kvm_;
     std::unique_ptr<kvm::X86Mmu> x86_;
     std::unique_ptr<kvm::TdxBackend> tdx_;
+    stage2::TlbiDomain tlbi_domain_;
+    std::unique_ptr<kvm::arm64::Arm64Mmu> arm64_;
     int vm_fd_ = -1;
     mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
     int create_vm_err_ = 0;

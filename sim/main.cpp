@@ -22,6 +22,7 @@
 #include <map>
 #include <thread>
 
+#include "kernel/arm64/pkvm_mem_protect.hpp"
 #include "kernel/page_state_graph.hpp"
 #include "models/rmp/rmp_state_graph.hpp"
 #include "models/tdx/sept_state_graph.hpp"
@@ -815,9 +816,9 @@ int sc_main(int argc, char* argv[]) {
     std::string arch = "generic";
     auto* graph = app.add_subcommand("graph", "Print a page-state graph as Graphviz DOT");
     graph->add_option("arch", arch, "generic: the guest_memfd page of the generic KVM core; snp: a system page's "
-                                    "RMP states under SEV-SNP; tdx: one secure-EPT entry under the TDX module (the "
-                                    "pKVM graph comes with its model)")
-        ->check(CLI::IsMember({"generic", "snp", "tdx"}));
+                                    "RMP states under SEV-SNP; tdx: one secure-EPT entry under the TDX module; pkvm: a "
+                                    "page's ownership under pKVM (host, hypervisor, guests), edges the hypercalls")
+        ->check(CLI::IsMember({"generic", "snp", "tdx", "pkvm"}));
 
     std::string platform = "zen4-genoa";
     auto* params = app.add_subcommand("params", "List every parameter with a preset's values and sources");
@@ -890,9 +891,10 @@ int sc_main(int argc, char* argv[]) {
                              fs::canonical("/proc/self/exe").string());
         }
         if (*graph) {
-            const std::string dot = arch == "tdx"   ? tdx::sept_state_dot()
-                                    : arch == "snp" ? rmp::rmp_page_state_dot()
-                                                    : kvm::gmem_page_state_dot();
+            const std::string dot = arch == "tdx"    ? tdx::sept_state_dot()
+                                    : arch == "snp"  ? rmp::rmp_page_state_dot()
+                                    : arch == "pkvm" ? kvm::arm64::pkvm_state_dot()
+                                                     : kvm::gmem_page_state_dot();
             std::cout << dot << (dot.empty() || dot.back() != '\n' ? "\n" : "");
             return 0;
         }

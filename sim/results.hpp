@@ -37,7 +37,7 @@ struct ResultInputs {
     Machine& m;
     const cpu::GuestOs* guest;
     const std::vector<cpu::Vcpu*>& vcpus;
-    const std::vector<const mmu::Mmu*>& mmus;
+    const std::vector<const cpu::Translator*>& mmus;   // each vCPU's translation hardware
     const std::vector<const CacheHierarchy*>& caches;
     Cycles setup_cycles = 0;
     Cycles sim_cycles = 0;

@@ -1,5 +1,8 @@
 #include "models/cpu/vcpu.hpp"
 
+#include "models/cpu/vcpu_loop.hpp"
+#include "models/cpu/x86_translator.hpp"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -10,15 +13,6 @@
 namespace hvsim::cpu {
 
 namespace {
-
-// splitmix64: a tiny, fully specified generator, so random patterns are the same on
-// every platform and standard library.
-uint64_t splitmix64(uint64_t& s) {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 // A fault that keeps coming back means KVM or the VMM cannot resolve it (a livelock
 // in the model or the scenario); stop with a message instead of spinning forever.
@@ -33,15 +27,14 @@ Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, 
     : sc_module(name),
       data("data"),
       cfg_(cfg),
-      mmu_mod_("mmu", cfg.mmu, cfg.period_ps),
+      xlat_(cfg.make_translator ? cfg.make_translator("mmu", cfg) : X86Translator::make("mmu", cfg)),
       caches_("caches", cfg.mem, cfg.period_ps),
-      mmu_(mmu_mod_.mmu()),
       guest_(guest),
       host_(host) {
     data.bind(*this);
-    mmu_mod_.mem.bind(caches_.in);
+    xlat_->mem_socket().bind(caches_.in);
     SC_THREAD(thread);
-    if (guest_ && guest_->config().levels) mmu_.set_guest_root(guest_->cr3());
+    if (guest_ && guest_->config().levels) xlat_->set_guest_root(guest_->cr3());
 }
 
 void Vcpu::end_of_elaboration() {
@@ -79,25 +72,6 @@ void Vcpu::data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned
         data_tr_.set_address(a);
         dmi_valid_ = data->get_direct_mem_ptr(data_tr_, dmi_) && dmi_.is_read_allowed();
     }
-}
-
-const uint8_t* Vcpu::load_page(Hpa a, unsigned width) {
-    if (mem_) return mem_->page_if_present(hpa_to_pfn(a));
-    const uint64_t base = a.raw() & ~kPageMask;
-    if (dmi_valid_ && base >= dmi_.get_start_address() && base + kPageSize - 1 <= dmi_.get_end_address()) {
-        ++dmi_reads_;
-        return dmi_.get_dmi_ptr() + (base - dmi_.get_start_address());
-    }
-    // buf_ stands for the page; only [off, off + width) is read.
-    const uint64_t off = a.raw() & kPageMask;
-    data_transport(tlm::TLM_READ_COMMAND, a.raw(), buf_ + off, width, false);
-    return buf_;
-}
-
-void Vcpu::store_fill(Hpa a, uint8_t value, size_t n) {
-    if (mem_) return mem_->fill(a, value, n);
-    std::memset(buf_, value, n);
-    data_transport(tlm::TLM_WRITE_COMMAND, a.raw(), buf_, unsigned(n), true);
 }
 
 uint64_t Vcpu::load64(Hpa a) {
@@ -144,7 +118,7 @@ void Vcpu::thread() {
         // instead of escaping into the SystemC kernel.
         try {
             if (kind_ == Kind::access) {
-                run_access(access_);
+                xlat_->run_access(*this, access_);
             } else if (kind_ == Kind::hypercall) {
                 ++stats_.hypercall_exits;
                 const auto& h = hypercall_;
@@ -182,7 +156,7 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             before_guest_ = 0;
         }
         mmu::TranslateResult r =
-            gpa_only ? mmu_.translate_gpa(Gpa(va.raw()), at, enc, !insn_xlate_) : mmu_.translate(va, at, enc);
+            gpa_only ? xlat_->translate_gpa(Gpa(va.raw()), at, enc, !insn_xlate_) : xlat_->translate(va, at, enc);
         add_cycles(r.cycles);
         switch (r.status) {
         case mmu::TranslateResult::Status::ok:
@@ -243,74 +217,11 @@ bool Vcpu::guest_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, u
     return ok;
 }
 
-bool Vcpu::one_access(uint64_t addr, unsigned width, const AccessSpec& a) {
-    const auto at = a.write ? mmu::AccessType::write : mmu::AccessType::read;
-    bool emulated = false;
-    Hpa hpa;
-    Cycles tc = 0;
-    // The L1-TLB hit path needs no fault loop and no result record.
-    if (mmu_.try_hit(Gva(addr), at, &hpa, &tc)) {
-        add_cycles(tc);
-    } else {
-        auto tr = translate(Gva(addr), at, a.enc, false, &emulated);
-        if (!tr) return false;
-        hpa = tr->hpa;
-    }
-    if (emulated) {
-        // MMIO with no device model behind it: reads return all-ones, writes vanish.
-        ++stats_.mmio_accesses;
-        if (!a.write)
-            for (unsigned i = 0; i < width; ++i) {
-                if (!result_.byte0) result_.byte0 = 0xff;
-                else if (*result_.byte0 != 0xff) result_.bytes_mixed = true;
-            }
-    } else if (a.write) {
-        store_fill(hpa, a.value, width);
-        ++stats_.writes;
-    } else {
-        // Reads only need to know whether every byte equals the first one seen: compare
-        // eight bytes at a time, and stop looking once they differ.
-        const uint8_t* p = load_page(hpa, width);
-        const size_t off = hpa.raw() & kPageMask;
-        if (!result_.byte0) result_.byte0 = p ? p[off] : 0;
-        if (!result_.bytes_mixed) {
-            const uint8_t b0 = *result_.byte0;
-            if (!p) {
-                result_.bytes_mixed = b0 != 0;
-            } else {
-                const uint64_t pat = 0x0101010101010101ull * b0;
-                unsigned i = 0;
-                for (; i + 8 <= width; i += 8) {
-                    uint64_t v;
-                    std::memcpy(&v, p + off + i, 8);
-                    if (v != pat) {
-                        result_.bytes_mixed = true;
-                        break;
-                    }
-                }
-                for (; i < width && !result_.bytes_mixed; ++i) result_.bytes_mixed = p[off + i] != b0;
-            }
-        }
-        ++stats_.reads;
-    }
-    ++stats_.accesses;
-    ++result_.accesses;
-    bool go_on = true;
-    if ((stats_.accesses & 0xfff) == 0) {
-        progress_.fetch_add(0x1000, std::memory_order_relaxed);
-        if (stop_requested()) {
-            result_.interrupted = true;
-            go_on = false;
-        }
-    }
-    // A store wider than a line (a string store): the first line as any access, each
-    // further line at cost.wide_store_line.
-    const Cycles dc = cfg_.data_access_cycles + cfg_.wide_store_line_cycles * (std::max<Cycles>(1, width / 64) - 1);
-    add_cycles(dc);
-    stats_.data_cycles += dc;
-    maybe_sync();
-    return go_on;
+std::unique_ptr<Translator> X86Translator::make(const char* name, const VcpuConfig& cfg) {
+    return std::make_unique<X86Translator>(name, cfg.mmu, cfg.period_ps);
 }
+
+void X86Translator::run_access(Vcpu& v, const AccessSpec& a) { v.run_access_on(mod_.mmu(), a); }
 
 uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
     if (a.size == 0) return 0;
@@ -321,48 +232,6 @@ uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
     if (step == 0) step = w;
     if (a.count) return a.count;
     return a.pattern == P::random ? std::max<uint64_t>(1, a.size / 64) : std::max<uint64_t>(1, a.size / step);
-}
-
-void Vcpu::run_access(const AccessSpec& a) {
-    if (a.size == 0) return;
-    if (a.source) return run_replay(a);
-    // A TD guest that starts addressing its memory through the other alias (shared bit
-    // set or clear) has rewritten its PTEs and flushed (set_memory_decrypted() /
-    // set_memory_encrypted() -> flush_tlb_kernel_range()); TLB entries carry no shared bit.
-    if (cfg_.mmu.shared_gpa_bit) {
-        const int enc = a.enc ? 1 : 0;
-        if (last_enc_ >= 0 && last_enc_ != enc) mmu_.flush_all();
-        last_enc_ = enc;
-    }
-    using P = AccessSpec::Pattern;
-    const unsigned w = a.width ? a.width : (a.pattern == P::seq ? 64u : 8u);
-    uint64_t step = a.pattern == P::stride ? a.stride : w;
-    if (step == 0) step = w;
-    const uint64_t n = planned_accesses(a);
-    const uint64_t slots = std::max<uint64_t>(1, a.size / w);
-    uint64_t rng = a.seed;
-    uint64_t off = 0;
-    for (uint64_t i = 0; i < n; ++i) {
-        uint64_t addr;
-        if (a.pattern == P::random) {
-            addr = a.gpa.raw() + (splitmix64(rng) % slots) * w;
-        } else {
-            addr = a.gpa.raw() + off;
-            off += step;
-            if (off >= a.size) off = 0;
-        }
-        // An access never crosses a page: split it as the CPU splits a misaligned access.
-        const uint64_t in_page = kPageSize - (addr & kPageMask);
-        if (in_page < w) {
-            if (!one_access(addr, unsigned(in_page), a) || !one_access(addr + in_page, unsigned(w - in_page), a)) {
-                result_.stopped = true;
-                return;
-            }
-        } else if (!one_access(addr, w, a)) {
-            result_.stopped = true;
-            return;
-        }
-    }
 }
 
 std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {

@@ -4,7 +4,7 @@
 // Loosely timed: cycles accumulate in a tlm_quantumkeeper and the thread only
 // yields to the kernel when the quantum is used up or at a lock boundary.
 //
-// Its hardware are child modules: `mmu` (mmu::MmuModule, TLBs and walker) whose socket
+// Its hardware are child modules: `mmu` (the platform's Translator: TLBs and walker) whose socket
 // is bound to `caches` (MemHierarchy, this core's L1D/L2/LLC). The platform binds
 // `caches.dram` to a DRAM target, and `caches.phys` and the vCPU's own `data` socket
 // (its loads and stores) to physical memory. Data accesses cost data_access_cycles
@@ -23,10 +23,10 @@
 #include "models/common/vcpu_requests.hpp"
 #include "models/cpu/address_source.hpp"
 #include "models/cpu/guest_os.hpp"
+#include "models/cpu/translator.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mem/tlm_mem.hpp"
 #include "models/mmu/mmu.hpp"
-#include "models/mmu/mmu_module.hpp"
 
 namespace hvsim::cpu {
 
@@ -109,6 +109,8 @@ struct VcpuConfig {
     Cycles wide_store_line_cycles = 4;   // each further line of a store wider than a line (cost.wide_store_line)
     Cycles clear_page_cycles = 256;      // the guest kernel's clear_page() of a page-table page (cost.guest_clear_page)
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
+    // The platform's translation hardware; empty: the x86 MMU configured by `mmu`.
+    TranslatorFactory make_translator;
 };
 
 class Vcpu : public sc_core::sc_module,
@@ -122,7 +124,9 @@ public:
 
     // Loads and stores (guest data and the guest kernel's page-table writes).
     tlm::tlm_initiator_socket<> data;
-    mmu::MmuModule& mmu_module() { return mmu_mod_; }
+    // The translation hardware (child module "mmu"), whatever the architecture.
+    Translator& translator() { return *xlat_; }
+    const Translator& translator() const { return *xlat_; }
     MemHierarchy& caches() { return caches_; }
 
     // Hand the vCPU its next piece of work; `done` fires when it has finished.
@@ -137,7 +141,6 @@ public:
     // The context KVM charges while handling this vCPU's exits.
     ExecContext& ctx() { return *this; }
 
-    mmu::Mmu& mmu() { return mmu_; }
     // The guest's #VC handler (SNP runs); without one a #VC is a model error.
     void set_vc_handler(VcHandler* h) { vc_ = h; }
     // For a guest instruction acting on a guest-physical page (SNP PVALIDATE): its nested
@@ -182,6 +185,11 @@ public:
     void charge_before_guest(Cycles c) override { before_guest_ += c; }
     Cycles request_cycles() const { return request_cycles_; }
 
+    // The access loop on the concrete translation hardware Hw (vcpu_loop.hpp); called
+    // by the Translator from run_access(), once per access step.
+    template <class Hw>
+    void run_access_on(Hw& hw, const AccessSpec& a);
+
 private:
     void end_of_elaboration() override;
     void thread();
@@ -192,9 +200,11 @@ private:
     uint64_t load64(Hpa a);
     void store64(Hpa a, uint64_t v);
     void data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill);
-    void run_access(const AccessSpec& a);
-    void run_replay(const AccessSpec& a);   // models/cpu/vcpu_replay.cpp
-    bool one_access(uint64_t gpa, unsigned width, const AccessSpec& a);
+    template <class Hw>
+    bool one_access(Hw& hw, uint64_t gpa, unsigned width, const AccessSpec& a);
+    // Replay: the accesses come from a.source (a memory trace), vcpu_loop.hpp.
+    template <class Hw>
+    void run_replay_on(Hw& hw, const AccessSpec& a);
     // Translate with the fault loop: guest #PF handled in the guest, nested faults
     // handed to the hypervisor. Returns nullopt when the vCPU stopped; *emulated is set
     // when the hypervisor emulated the access instead (MMIO).
@@ -237,9 +247,8 @@ private:
     Cycles batch_cycles_ = kMaxBatchCycles;
 
     VcpuConfig cfg_;
-    mmu::MmuModule mmu_mod_;
+    std::unique_ptr<Translator> xlat_;
     MemHierarchy caches_;
-    mmu::Mmu& mmu_;
     PhysMem* mem_ = nullptr;
     tlm::tlm_generic_payload data_tr_;
     FillExtension fill_ext_;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "models/cpu/vcpu.hpp"
+#include "models/cpu/x86_translator.hpp"
 #include "tests/mmu/pt_builder.hpp"
 #include "tests/tlm/tlm_bench.hpp"
 
@@ -110,7 +111,7 @@ TEST_CASE("vcpu: loads through a granted DMI pointer, stores through b_transport
     v.caches().phys.bind(phys.socket);
     v.caches().dram.bind(dram.socket);
     Driver drv("drv", v);
-    v.mmu().set_nested_root(Hpa(nested.root()));
+    dynamic_cast<cpu::X86Translator&>(v.translator()).hw().set_nested_root(Hpa(nested.root()));
     sc_core::sc_start();
 
     REQUIRE(v.error().empty());

@@ -1,0 +1,74 @@
+// The arm64 translation hardware as a vCPU's child module, behind the vCPU's
+// translation port (cpu::Translator): Stage2Mmu whose descriptor reads leave through the
+// TLM-2.0 initiator socket `mem` (8-byte reads and posted writes; called directly when
+// bound to hvsim's MemHierarchy, as mmu::MmuModule does).
+#pragma once
+
+#include <systemc>
+#include <tlm>
+
+#include <memory>
+
+#include "models/cpu/translator.hpp"
+#include "models/mem/tlm_mem.hpp"
+#include "models/stage2/stage2_mmu.hpp"
+
+namespace hvsim::stage2 {
+
+class Stage2Module : public sc_core::sc_module, public tlm::tlm_bw_transport_if<>, private mmu::WalkMemory {
+public:
+    tlm::tlm_initiator_socket<> mem;
+    Stage2Module(sc_core::sc_module_name name, const Stage2Config& cfg, uint64_t period_ps);
+    Stage2Mmu& mmu() { return mmu_; }
+    const Stage2Mmu& mmu() const { return mmu_; }
+    uint64_t transactions() const { return transactions_; }
+
+    tlm::tlm_sync_enum nb_transport_bw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) override {
+        return tlm::TLM_COMPLETED;
+    }
+    void invalidate_direct_mem_ptr(sc_dt::uint64, sc_dt::uint64) override {}
+
+private:
+    void end_of_elaboration() override { hier_ = dynamic_cast<MemHierarchy*>(mem.operator->()); }
+    uint64_t read64(uint64_t hpa, Cycles& cycles) override;
+    void write64(uint64_t hpa, uint64_t v) override;
+    uint64_t load64(uint64_t hpa) override;
+    sc_core::sc_time transport(tlm::tlm_command cmd, uint64_t hpa, uint64_t& v);
+
+    uint64_t period_ps_;
+    Stage2Mmu mmu_;
+    MemHierarchy* hier_ = nullptr;
+    tlm::tlm_generic_payload tr_;
+    uint64_t transactions_ = 0;
+};
+
+class Stage2Translator final : public cpu::Translator {
+public:
+    Stage2Translator(const char* name, const Stage2Config& cfg, uint64_t period_ps) : mod_(name, cfg, period_ps) {}
+    Stage2Mmu& hw() { return mod_.mmu(); }
+    Stage2Module& hw_module() { return mod_; }
+
+    sc_core::sc_module& module() override { return mod_; }
+    tlm::tlm_initiator_socket<>& mem_socket() override { return mod_.mem; }
+    std::string_view kind() const override { return "arm64 mmu"; }
+    void run_access(cpu::Vcpu& v, const cpu::AccessSpec& a) override;
+    mmu::TranslateResult translate(Gva va, mmu::AccessType at, bool enc) override {
+        return mod_.mmu().translate(va, at, enc);
+    }
+    // check: the SNP physical-access check switch of the x86 walker; arm64 has none.
+    mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc, bool /*check*/ = true) override {
+        return mod_.mmu().translate_gpa(ipa, at, enc);
+    }
+    // The guest kernel's TTBR0_EL1 (ASID 1: one address space per guest here).
+    void set_guest_root(Gpa root) override { mod_.mmu().set_ttbr0(1, root); }
+    void flush_all() override { mod_.mmu().flush_all(); }
+    const mmu::MmuStats& stats() const override { return mod_.mmu().stats(); }
+
+    // A factory for VcpuConfig::make_translator.
+    static cpu::TranslatorFactory factory(const Stage2Config& cfg);
+
+private:
+    Stage2Module mod_;
+};
+
+}  // namespace hvsim::stage2
