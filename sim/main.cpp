@@ -719,7 +719,7 @@ int sc_main(int argc, char* argv[]) {
     auto* run = app.add_subcommand("run", "Run scenario files; print a summary and write DIR/results.json");
     run->add_option("files", ra.files, "Scenario files or directories")->required();
     run->add_option("-o,--out", ra.out_dir, "Output directory (default: out/<scenario name>)");
-    run->add_option("--set", ra.sets, "Override a parameter: --set mmu.l2_tlb.entries=2048 (repeatable)");
+    run->add_option("--set", ra.sets, "Override a parameter: --set mmu.l2_tlb.entries=1536 (repeatable)");
     run->add_flag("-q,--quiet", ra.quiet, "Print nothing but errors");
     run->add_flag("--no-progress", ra.no_progress, "No progress line on long runs");
     run->add_flag("--no-invariants", ra.no_check, "Skip the invariant checks after every step");
