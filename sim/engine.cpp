@@ -361,12 +361,13 @@ public:
     // The run's trace (nullptr: none): the tracks the controller writes to.
     Trace* trace = nullptr;
     std::vector<uint32_t> vcpu_tracks;
-    uint32_t private_pages_track = 0;
-    std::vector<uint32_t> hit_rate_tracks, walk_tracks;
+    uint32_t private_pages_track = 0, shared_pages_track = 0;
+    std::vector<uint32_t> hit_rate_tracks, walk_tracks, cache_hit_tracks;
 
 private:
     struct TlbSnap {
         uint64_t lookups = 0, hits = 0, walks = 0;
+        uint64_t cache_refs = 0, cache_hits = 0;   // the vCPU's cache hierarchy, all levels
     };
     std::vector<TlbSnap> tlb_prev_;
 
@@ -378,13 +379,25 @@ private:
         if (tlb_prev_.size() != vcpus_.size()) tlb_prev_.assign(vcpus_.size(), TlbSnap{});
         for (size_t v = 0; v < vcpus_.size(); ++v) {
             const auto& st = vcpus_[v]->translator().stats();
-            TlbSnap now{st.accesses, st.l1_hits + st.l2_hits, st.misses + st.gpa_walks};
+            TlbSnap now{st.accesses, st.l1_hits + st.l2_hits, st.misses + st.gpa_walks, 0, 0};
+            // The hierarchy serves the walker's references (and SNP's RMP reads); guest data
+            // does not go through it yet (docs/results.md, "The timing model").
+            const auto& cs = vcpus_[v]->caches().caches().stats();
+            if (!cs.levels.empty()) now.cache_refs = cs.levels.front().hits + cs.levels.front().misses;
+            for (const auto& l : cs.levels) now.cache_hits += l.hits;
             const uint64_t dl = now.lookups - tlb_prev_[v].lookups;
             if (dl) trace->counter(hit_rate_tracks.at(v), rec.end, 100.0 * double(now.hits - tlb_prev_[v].hits) / double(dl));
             trace->counter(walk_tracks.at(v), rec.end, double(now.walks - tlb_prev_[v].walks));
+            if (const uint64_t dr = now.cache_refs - tlb_prev_[v].cache_refs)
+                trace->counter(cache_hit_tracks.at(v), rec.end,
+                               100.0 * double(now.cache_hits - tlb_prev_[v].cache_hits) / double(dr));
             tlb_prev_[v] = now;
         }
-        if (const kvm::Kvm* k = m_.kvm()) trace->counter(private_pages_track, rec.end, double(private_pages(*k)));
+        if (const kvm::Kvm* k = m_.kvm()) {
+            const uint64_t priv = private_pages(*k);
+            trace->counter(private_pages_track, rec.end, double(priv));
+            trace->counter(shared_pages_track, rec.end, double(k->nr_memslot_pages() - std::min(priv, k->nr_memslot_pages())));
+        }
     }
 
     // Pages whose attributes say private, in whichever store the kernel profile uses (the
@@ -869,9 +882,12 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         top->trace = trace.get();
         top->vcpu_tracks = vcpu_tracks;
         top->private_pages_track = trace->counter_track("private pages", "pages");
+        top->shared_pages_track = trace->counter_track("shared pages (memslot pages not private)", "pages");
         for (unsigned i = 0; i < s.vm.vcpus; ++i) {
             top->hit_rate_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: TLB hit rate", i), "%"));
             top->walk_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: 2D walks per step", i), "walks"));
+            top->cache_hit_tracks.push_back(
+                trace->counter_track(fmt::format("vCPU {}: cache hit rate (walker references)", i), "%"));
         }
     }
     prog.start(opt.progress && isatty(2), s.name);

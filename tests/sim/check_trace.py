@@ -114,7 +114,8 @@ def parse_perfetto(path):
         elif typ == 4:
             if not tracks[uuid][1]:
                 errors.append(f"counter value on a non-counter track {tracks[uuid][0]}")
-            counters.append((tracks[uuid][0], ts, one(e, 44)))
+            raw = one(e, 44)   # double_counter_value: fixed64 wire type, an IEEE double
+            counters.append((tracks[uuid][0], ts, None if raw is None else struct.unpack("<d", struct.pack("<Q", raw))[0]))
         else:
             errors.append(f"event type {typ}")
     for uuid, st in stacks.items():
@@ -147,7 +148,8 @@ def main():
     m = res["metrics"]
     tracks, slices, counters, flows = parse_perfetto(f"{work}/a.pftrace")
     names = {n for n, _ in tracks.values()}
-    for want in ("vCPU 0", "vCPU 1", "private pages", "vCPU 0: TLB hit rate"):
+    for want in ("vCPU 0", "vCPU 1", "private pages", "shared pages (memslot pages not private)",
+                 "vCPU 0: TLB hit rate", "vCPU 0: cache hit rate (walker references)"):
         if want not in names:
             errors.append(f"no track '{want}' in {sorted(names)}")
     ex = exit_slices(slices)
@@ -171,6 +173,12 @@ def main():
     priv = [c for c in counters if c[0] == "private pages"]
     if not priv or max(c[2] for c in priv) <= 0:
         errors.append(f"private pages counter: {priv[:3]}")
+    shared = [c for c in counters if c[0].startswith("shared pages")]
+    if len(shared) != len(priv) or any(not 0 <= s[2] for s in shared):
+        errors.append(f"shared pages counter: {shared[:3]}")
+    rates = [c[2] for c in counters if "hit rate" in c[0]]
+    if not rates or any(not 0 <= r <= 100 for r in rates):
+        errors.append(f"hit rates outside 0..100: {rates[:5]}")
 
     # Byte-identical on a rerun.
     run(hvsim, scen, f"{work}/b", "--trace", f"{work}/b.pftrace")
