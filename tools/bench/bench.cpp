@@ -10,6 +10,8 @@
 //             takes an NPF through KVM (GUP, page allocation, TDP MMU map).
 //   convert   a 64 GiB shared->private->shared conversion (per-VM attributes) on a
 //             sw_protected VM with 16 MiB touched: host time follows the pages, not the size.
+//   tlb-hit-private, walk-private: the same on private memory (guest_memfd), for the
+//             confidential VM types (--set vm.type=snp|tdx; sw_protected by default).
 //   scale     a 1 TiB sw_protected guest (in-place conversion) with 4 GiB of private memory
 //             touched by page-sized stores, then 64 GiB converted to shared and back:
 //             peak host memory and the conversion's host time.
@@ -47,6 +49,27 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "read", "private": false}}}},
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": false}}}}
           ]}})", slot1g, n);
+    // The same two workloads on private memory (guest_memfd, all private): what a
+    // confidential VM's accesses cost (--set vm.type=snp|tdx|sw_protected; a VM type without
+    // private memory refuses them).
+    if (w == "tlb-hit-private" || w == "walk-private") {
+        const bool hit = w == "tlb-hit-private";
+        const std::string vm = R"("vm": {"type": "sw_protected", "vcpus": 1, "guest_memfd": [{"id": "g0", "size": "8GiB"}],
+              "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "8GiB",
+                            "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}],
+              "private": [{"gpa": 0, "size": "8GiB"}]})";
+        if (hit)
+            return fmt::format(R"({{"name": "bench-tlb-hit-private", {},
+              "steps": [
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1, "private": true}}}},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": true}}}}
+              ]}})", vm, n);
+        return fmt::format(R"({{"name": "bench-walk-private", {},
+              "steps": [
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 1, "private": true}}}},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": true}}}}
+              ]}})", vm, n);
+    }
     if (w == "fault")
         return fmt::format(R"({{"name": "bench-fault", "params": {{"host.thp": false}},
           "vm": {{"vcpus": 1, "guest_paging": "none", "memslots": [{}]}},
@@ -135,7 +158,7 @@ int sc_main(int argc, char* argv[]) {
     CLI::App app{"hvsim-bench: simulated accesses per host second"};
     std::vector<std::string> workloads{"tlb-hit", "walk", "fault", "convert", "scale"};
     uint64_t scale = 100;
-    app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert, scale");
+    app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert, scale, tlb-hit-private, walk-private");
     app.add_option("--scale", scale, "Percent of the default access counts (callgrind runs use ~1)");
     std::vector<std::string> set_args;
     app.add_option("--set", set_args, "Scenario/parameter override for every workload (vm.type=snp, platform=...)");
@@ -149,7 +172,7 @@ int sc_main(int argc, char* argv[]) {
     }
     int rc = 0;
     for (const auto& w : workloads) {
-        uint64_t n = w == "tlb-hit" ? 20000000 : w == "walk" ? 4000000 : w == "fault" ? 65536 : 0;
+        uint64_t n = w.rfind("tlb-hit", 0) == 0 ? 20000000 : w.rfind("walk", 0) == 0 ? 4000000 : w == "fault" ? 65536 : 0;
         n = std::max<uint64_t>(1, n * scale / 100);
         std::fflush(stdout);
         const pid_t pid = fork();
