@@ -1,6 +1,7 @@
 #include "kernel/page_state_graph.hpp"
 
-#include <boost/graph/adjacency_list.hpp>
+#include "models/common/state_graph.hpp"
+
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -9,24 +10,11 @@ namespace hvsim::kvm {
 
 namespace {
 
-struct VertexProp {
-    std::string name;
-};
-struct EdgeProp {
-    std::string op;
-};
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, VertexProp, EdgeProp>;
-
 using S = GmemPageState;
 
-const Graph& graph() {
-    static const Graph g = [] {
-        Graph gr(kNumGmemPageStates);
-        for (int i = 0; i < kNumGmemPageStates; ++i) gr[i].name = gmem_page_state_name(GmemPageState(i));
-        for (const GmemTransition& t : gmem_page_transitions())
-            boost::add_edge(int(t.from), int(t.to), EdgeProp{t.op}, gr);
-        return gr;
-    }();
+const StateGraph& graph() {
+    static const StateGraph g(kNumGmemPageStates, [](int i) { return gmem_page_state_name(GmemPageState(i)); },
+                              gmem_page_transitions());
     return g;
 }
 
@@ -72,10 +60,7 @@ const std::vector<GmemTransition>& gmem_page_transitions() {
     return t;
 }
 
-bool kvm_check_transition(GmemPageState from, GmemPageState to) {
-    if (from == to) return true;
-    return boost::edge(int(from), int(to), graph()).second;
-}
+bool kvm_check_transition(GmemPageState from, GmemPageState to) { return graph().allows(int(from), int(to)); }
 
 void kvm_assert_transition(GmemPageState from, GmemPageState to, const char* where) {
     if (!kvm_check_transition(from, to))
@@ -83,18 +68,7 @@ void kvm_assert_transition(GmemPageState from, GmemPageState to, const char* whe
                                " -> " + gmem_page_state_name(to) + " is not an edge (" + where + ")");
 }
 
-void write_gmem_page_state_dot(std::ostream& os) {
-    // Written from the graph's own vertices and out-edges (boost::write_graphviz's edge
-    // iterator trips a GCC 12 -Wmaybe-uninitialized false positive).
-    const Graph& g = graph();
-    os << "digraph gmem_page {\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v) os << "  " << *v << " [label=\"" << g[*v].name << "\"];\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v)
-        for (auto [e, eend] = boost::out_edges(*v, g); e != eend; ++e)
-            os << "  " << boost::source(*e, g) << " -> " << boost::target(*e, g) << " [label=\"" << g[*e].op
-               << "\"];\n";
-    os << "}\n";
-}
+void write_gmem_page_state_dot(std::ostream& os) { graph().write_dot(os, "gmem_page"); }
 
 std::string gmem_page_state_dot() {
     std::ostringstream os;

@@ -1,6 +1,6 @@
 #include "kernel/arm64/pkvm_mem_protect.hpp"
 
-#include <boost/graph/adjacency_list.hpp>
+#include "models/common/state_graph.hpp"
 
 #include <cerrno>
 #include <limits>
@@ -57,42 +57,15 @@ const std::vector<PkvmTransition>& pkvm_transitions() {
 }
 
 namespace {
-struct VertexProp {
-    std::string name;
-};
-struct EdgeProp {
-    std::string op;
-};
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, VertexProp, EdgeProp>;
-const Graph& graph() {
-    static const Graph g = [] {
-        Graph gr(kNumPkvmJoint);
-        for (int i = 0; i < kNumPkvmJoint; ++i) gr[i].name = pkvm_joint_name(PkvmJoint(i));
-        for (const auto& t : pkvm_transitions()) boost::add_edge(int(t.from), int(t.to), EdgeProp{t.op}, gr);
-        return gr;
-    }();
+const StateGraph& graph() {
+    static const StateGraph g(kNumPkvmJoint, [](int i) { return pkvm_joint_name(PkvmJoint(i)); }, pkvm_transitions());
     return g;
 }
 }  // namespace
 
-bool pkvm_check_transition(PkvmJoint from, PkvmJoint to) {
-    if (from == to) return true;
-    const Graph& g = graph();
-    for (auto [e, end] = boost::out_edges(int(from), g); e != end; ++e)
-        if (boost::target(*e, g) == size_t(to)) return true;
-    return false;
-}
+bool pkvm_check_transition(PkvmJoint from, PkvmJoint to) { return graph().allows(int(from), int(to)); }
 
-void write_pkvm_state_dot(std::ostream& os) {
-    const Graph& g = graph();
-    os << "digraph pkvm_page {\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v) os << "  " << *v << " [label=\"" << g[*v].name << "\"];\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v)
-        for (auto [e, eend] = boost::out_edges(*v, g); e != eend; ++e)
-            os << "  " << boost::source(*e, g) << " -> " << boost::target(*e, g) << " [label=\"" << g[*e].op
-               << "\"];\n";
-    os << "}\n";
-}
+void write_pkvm_state_dot(std::ostream& os) { graph().write_dot(os, "pkvm_page"); }
 
 std::string pkvm_state_dot() {
     std::ostringstream os;

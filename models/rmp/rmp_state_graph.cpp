@@ -1,28 +1,18 @@
 #include "models/rmp/rmp_state_graph.hpp"
 
-#include <boost/graph/adjacency_list.hpp>
+#include "models/common/state_graph.hpp"
+
 #include <sstream>
 #include <stdexcept>
 
 namespace hvsim::rmp {
 
 namespace {
-struct VertexProp {
-    std::string name;
-};
-struct EdgeProp {
-    std::string op;
-};
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, VertexProp, EdgeProp>;
 using S = RmpPageState;
 
-const Graph& graph() {
-    static const Graph g = [] {
-        Graph gr(kNumRmpPageStates);
-        for (int i = 0; i < kNumRmpPageStates; ++i) gr[i].name = rmp_page_state_name(RmpPageState(i));
-        for (const RmpTransition& t : rmp_page_transitions()) boost::add_edge(int(t.from), int(t.to), EdgeProp{t.op}, gr);
-        return gr;
-    }();
+const StateGraph& graph() {
+    static const StateGraph g(kNumRmpPageStates, [](int i) { return rmp_page_state_name(RmpPageState(i)); },
+                              rmp_page_transitions());
     return g;
 }
 }  // namespace
@@ -69,10 +59,7 @@ const std::vector<RmpTransition>& rmp_page_transitions() {
     return t;
 }
 
-bool rmp_check_transition(RmpPageState from, RmpPageState to) {
-    if (from == to) return true;
-    return boost::edge(int(from), int(to), graph()).second;
-}
+bool rmp_check_transition(RmpPageState from, RmpPageState to) { return graph().allows(int(from), int(to)); }
 
 void rmp_assert_transition(RmpPageState from, RmpPageState to, const char* where) {
     if (!rmp_check_transition(from, to))
@@ -81,15 +68,8 @@ void rmp_assert_transition(RmpPageState from, RmpPageState to, const char* where
 }
 
 std::string rmp_page_state_dot() {
-    const Graph& g = graph();
     std::ostringstream os;
-    os << "digraph snp_page {\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v) os << "  " << *v << " [label=\"" << g[*v].name << "\"];\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v)
-        for (auto [e, eend] = boost::out_edges(*v, g); e != eend; ++e)
-            os << "  " << boost::source(*e, g) << " -> " << boost::target(*e, g) << " [label=\"" << g[*e].op
-               << "\"];\n";
-    os << "}\n";
+    graph().write_dot(os, "snp_page");
     return os.str();
 }
 

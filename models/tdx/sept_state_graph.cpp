@@ -1,32 +1,20 @@
 #include "models/tdx/sept_state_graph.hpp"
 
-#include <boost/graph/adjacency_list.hpp>
+#include "models/common/state_graph.hpp"
+
 #include <sstream>
 
 namespace hvsim::tdx {
 
 namespace {
 
-struct VertexProp {
-    std::string name;
-};
-struct EdgeProp {
-    std::string op;
-};
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, VertexProp, EdgeProp>;
 using S = SeptState;
 constexpr int kStates = 8;
 
-const Graph& graph() {
-    static const Graph g = [] {
-        Graph gr(kStates);
-        for (int i = 0; i < kStates; ++i) gr[i].name = sept_state_name(SeptState(i));
-        for (const SeptTransition& t : sept_transitions()) boost::add_edge(int(t.from), int(t.to), EdgeProp{t.op}, gr);
-        return gr;
-    }();
+const StateGraph& graph() {
+    static const StateGraph g(kStates, [](int i) { return sept_state_name(SeptState(i)); }, sept_transitions());
     return g;
 }
-
 }  // namespace
 
 const std::vector<SeptTransition>& sept_transitions() {
@@ -60,20 +48,11 @@ const std::vector<SeptTransition>& sept_transitions() {
     return t;
 }
 
-bool sept_check_transition(SeptState from, SeptState to) {
-    return from == to || boost::edge(int(from), int(to), graph()).second;
-}
+bool sept_check_transition(SeptState from, SeptState to) { return graph().allows(int(from), int(to)); }
 
 std::string sept_state_dot() {
-    const Graph& g = graph();
     std::ostringstream os;
-    os << "digraph tdx_sept_entry {\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v) os << "  " << *v << " [label=\"" << g[*v].name << "\"];\n";
-    for (auto [v, vend] = boost::vertices(g); v != vend; ++v)
-        for (auto [e, eend] = boost::out_edges(*v, g); e != eend; ++e)
-            os << "  " << boost::source(*e, g) << " -> " << boost::target(*e, g) << " [label=\"" << g[*e].op
-               << "\"];\n";
-    os << "}\n";
+    graph().write_dot(os, "tdx_sept_entry");
     return os.str();
 }
 
