@@ -58,14 +58,7 @@ private:
     void trace_charge(std::string_view step, Cycles c) {
         const Cycles t = local_now();
         trace_->slice(track_, step, t, c);
-        for (const auto* r : machine_->take_new_invalidations()) {
-            if (!inv_track_) inv_track_ = trace_->thread_track(std::string(name()) + ": MMU invalidations");
-            trace_->slice(*inv_track_, fmt::format("invalidate {}", kvm::invalidate_cause_name(r->cause)),
-                          t + c - std::min(t + c, r->cycles), r->cycles,
-                          {TraceArg::num("start_gfn", r->start_gfn), TraceArg::num("end_gfn", r->end_gfn),
-                           TraceArg::num("sptes_zapped", r->sptes_zapped),
-                           TraceArg::flag("remote_flush", r->flush_remote)});
-        }
+        machine_->trace_new_invalidations(*trace_, inv_track_, name(), t + c);
     }
     void thread() {
         qk_.reset();

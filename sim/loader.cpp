@@ -138,8 +138,7 @@ public:
                          jsonu::suggestion_suffix(s_.platform, plats));
         } else if (const json* vm = opt(root, "vm"); vm && vm->is_object()) {
             // A TDX VM needs an Intel host: without a platform it gets the preset made for it.
-            if (const json* t = opt(*vm, "type"); t && t->is_string() && t->get<std::string>() == "tdx")
-                s_.platform = "sapphire-rapids";
+            if (const json* t = opt(*vm, "type"); t && t->is_string()) s_.platform = default_platform(t->get<std::string>());
         }
         if (auto* v = opt(root, "params")) params(*v, "/params");
         else params(json::object(), "/params");
@@ -1210,6 +1209,11 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
     return std::move(*ps);
 }
 
+std::string default_platform(const std::string& vm_type) {
+    // A TDX VM needs an Intel host: without a platform it gets the preset made for it.
+    return vm_type == "tdx" ? "sapphire-rapids" : "zen4-genoa";
+}
+
 void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets) {
     bool platform_set = false;
     for (const auto& [k, v] : cli_sets) {
@@ -1225,7 +1229,7 @@ void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::stri
         }
     }
     // As in the file: a TDX VM without a platform gets the preset made for it.
-    if (!platform_set && !s.platform_named) s.platform = s.vm.type == "tdx" ? "sapphire-rapids" : "zen4-genoa";
+    if (!platform_set && !s.platform_named) s.platform = default_platform(s.vm.type);
 }
 
 std::pair<std::string, std::string> parse_set_option(const std::string& text) {

@@ -37,6 +37,8 @@ ParamSet resolve_params(const scn::Scenario& s, const std::vector<std::pair<std:
 // parameters; hvsim compare and sweeps over platforms or VM types use them). Applies them to
 // s (LoadError "--set vm.type=X: expected one of [...]" for an unknown type); resolve_params
 // takes the platform from --set as well and ignores vm.type.
+// The platform a scenario without "platform" runs on, by its VM type.
+std::string default_platform(const std::string& vm_type);
 void apply_scenario_sets(scn::Scenario& s, const std::vector<std::pair<std::string, std::string>>& cli_sets);
 
 // Splits a --set argument "key=value" (the value may contain '='). LoadError

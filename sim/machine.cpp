@@ -963,14 +963,7 @@ public:
         t_.slice(track_, step, t0_ + acc_, c, {}, acc_ == 0 && !started_ ? flow_ : 0, 0);
         started_ = true;
         acc_ += c;
-        for (const auto* r : m_.take_new_invalidations()) {
-            if (!inv_track_) inv_track_ = t_.thread_track(name_ + ": MMU invalidations");
-            const Cycles end = t0_ + acc_;
-            t_.slice(*inv_track_, fmt::format("invalidate {}", kvm::invalidate_cause_name(r->cause)),
-                     end - std::min(end, r->cycles), r->cycles,
-                     {TraceArg::num("start_gfn", r->start_gfn), TraceArg::num("end_gfn", r->end_gfn),
-                      TraceArg::num("sptes_zapped", r->sptes_zapped), TraceArg::flag("remote_flush", r->flush_remote)});
-        }
+        m_.trace_new_invalidations(t_, inv_track_, name_, t0_ + acc_);
     }
     void fault_end(const std::string& path) override {
         if (!on_) return;
@@ -1019,6 +1012,16 @@ void Machine::set_trace(Trace* t, const std::vector<uint32_t>& vcpu_tracks) {
         v.log.set_observer(v.tracer.get());
     }
     invalidations_seen_ = kvm_ ? kvm_->stats().invalidations.size() : 0;
+}
+
+void Machine::trace_new_invalidations(Trace& t, std::optional<uint32_t>& track, const std::string& thread, Cycles end) {
+    for (const auto* r : take_new_invalidations()) {
+        if (!track) track = t.thread_track(thread + ": MMU invalidations");
+        t.slice(*track, fmt::format("invalidate {}", kvm::invalidate_cause_name(r->cause)), end - std::min(end, r->cycles),
+                r->cycles,
+                {TraceArg::num("start_gfn", r->start_gfn), TraceArg::num("end_gfn", r->end_gfn),
+                 TraceArg::num("sptes_zapped", r->sptes_zapped), TraceArg::flag("remote_flush", r->flush_remote)});
+    }
 }
 
 void Machine::note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall) {

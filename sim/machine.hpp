@@ -157,6 +157,9 @@ public:
     // The MMU invalidations finished since the last call, for the thread that asks
     // (its trace track): records appended to kvm stats in between.
     std::vector<const kvm::InvalidationRecord*> take_new_invalidations();
+    // Puts those on `thread`'s invalidation track (created on first use), each ending at
+    // `end`, the time of the charge that finished it.
+    void trace_new_invalidations(Trace& t, std::optional<uint32_t>& track, const std::string& thread, Cycles end);
 
     // Checks cross-model invariants (test builds): no private page mapped for the host,
     // SPTEs agree with attributes. Returns a description of the first violation.

@@ -571,10 +571,7 @@ int cmd_sensitivity(const std::string& file, std::vector<std::string> metrics, c
     const ParamSet base = resolve_params(s, base_sets);
     if (metrics.empty()) metrics = {"sim.cycles"};
     for (const auto& m : metrics)
-        if (!metric_info(m))
-            throw LoadError(fmt::format("sensitivity: --metric: expected a metric of the results (docs/results.md), "
-                                        "got '{}'{}",
-                                        m, jsonu::suggestion_suffix(m, metric_names())));
+        if (const std::string e = metric_name_error(m); !e.empty()) throw LoadError("sensitivity: --metric: " + e);
     SensitivityPlan plan = plan_sensitivity(base, low, high);
     // A scaled value the parameter's range refuses is reported, not run.
     std::vector<std::string> refused;
@@ -654,9 +651,7 @@ int cmd_compare(const std::string& file, const std::vector<std::string>& platfor
         throw LoadError("compare: expected --platform and/or --vm-type (comma-separated lists)");
     scn::Scenario s = load_scenario_file(file);
     for (const auto& m : metrics)
-        if (!metric_info(m))
-            throw LoadError(fmt::format("compare: --metric: expected a metric of the results (docs/results.md), got '{}'{}",
-                                        m, jsonu::suggestion_suffix(m, metric_names())));
+        if (const std::string e = metric_name_error(m); !e.empty()) throw LoadError("compare: --metric: " + e);
     const auto cols = compare_columns(platforms, vm_types, sets);
     // Names and values are checked up front; what a platform or VM type cannot run is found
     // by running it, and reported in its column.

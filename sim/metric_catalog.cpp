@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sim/json_util.hpp"
+
 namespace hvsim {
 
 extern const char* const kResultsSchemaText;
@@ -50,5 +52,11 @@ std::optional<MetricInfo> metric_info(const std::string& name) {
 }
 
 const std::vector<std::string>& metric_names() { return catalog().names; }
+
+std::string metric_name_error(const std::string& name) {
+    if (metric_info(name)) return "";
+    return "expected a metric of the results (docs/results.md), got '" + name + "'" +
+           jsonu::suggestion_suffix(name, metric_names());
+}
 
 }  // namespace hvsim

@@ -17,6 +17,9 @@ struct MetricInfo {
 // The entry for a metric name: a fixed name or one of the per-vCPU patterns; nullopt when
 // no run reports such a metric.
 std::optional<MetricInfo> metric_info(const std::string& name);
+// "" when a run can report `name`, else "expected a metric of the results (docs/results.md),
+// got 'x' (did you mean 'y'?)" for the caller to prefix with where it was given.
+std::string metric_name_error(const std::string& name);
 // The fixed names (for did-you-mean and listings), sorted.
 const std::vector<std::string>& metric_names();
 

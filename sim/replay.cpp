@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "models/common/types.hpp"
+#include "sim/sweep.hpp"
 
 namespace hvsim {
 
@@ -15,12 +16,6 @@ namespace {
 bool ends_with(const std::string& s, const char* suf) {
     const size_t n = std::strlen(suf);
     return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
-}
-
-std::string shell_quoted(const std::string& s) {
-    std::string o = "'";
-    for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return o + "'";
 }
 
 // A byte stream from a file, or from a decompressor reading it.
@@ -34,7 +29,7 @@ public:
             throw std::runtime_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
         }
         if (tool) {
-            f_ = popen(fmt::format("{} -dc -- {} 2>/dev/null", tool, shell_quoted(path)).c_str(), "r");
+            f_ = popen(fmt::format("{} -dc -- {} 2>/dev/null", tool, shell_quote(path)).c_str(), "r");
             pipe_ = true;
         } else {
             f_ = std::fopen(path.c_str(), "rb");

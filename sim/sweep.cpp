@@ -57,11 +57,8 @@ SweepSpec load_sweep(const std::string& path) {
                 throw LoadError(fmt::format("{}: /metrics/{}: expected a metric name, got {}", path, i,
                                             jsonu::describe(m)));
             // A name no run reports would only ever give an empty column.
-            if (!metric_info(m.get<std::string>()))
-                throw LoadError(fmt::format("{}: /metrics/{}: expected a metric of the results (docs/results.md), "
-                                            "got '{}'{}",
-                                            path, i, m.get<std::string>(),
-                                            jsonu::suggestion_suffix(m.get<std::string>(), metric_names())));
+            if (const std::string e = metric_name_error(m.get<std::string>()); !e.empty())
+                throw LoadError(fmt::format("{}: /metrics/{}: {}", path, i, e));
             sp.metrics.push_back(m.get<std::string>());
         }
     } else {
