@@ -183,6 +183,9 @@ public:
     bool kvm_range_has_memory_attributes(Gfn start, Gfn end, uint64_t mask, uint64_t attrs) const;
     // The per-VM store (vm_memory_attributes == true), for tests and results.
     const RangeMap<uint64_t>& mem_attr_array() const { return mem_attr_array_; }
+    // Pages whose attributes say private, in whichever store the profile uses, by ranges
+    // (for results and trace counters).
+    uint64_t nr_private_pages() const;
 
     // ---- MMU invalidation state (include/linux/kvm_host.h, kvm_main.c; §5.3) ----
     uint64_t mmu_invalidate_seq = 0;

@@ -5,6 +5,7 @@
 #include "kernel/error_rule.hpp"
 #include "kernel/memory_attributes.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -157,6 +158,26 @@ bool Kvm::kvm_range_has_memory_attributes(Gfn start, Gfn end, uint64_t mask, uin
     });
     if (ok && cursor < end && (0 & mask) != attrs) ok = false;
     return ok;
+}
+
+uint64_t Kvm::nr_private_pages() const {
+    uint64_t priv = 0;
+    auto count = [&](const RangeMap<uint64_t>& m, uint64_t lo, uint64_t hi) {
+        for (const auto& [start, run] : m.runs())
+            if (run.value & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) {
+                const uint64_t a = std::max(start, lo), b = std::min(run.end, hi);
+                if (a < b) priv += b - a;
+            }
+    };
+    if (config().vm_memory_attributes) {
+        count(mem_attr_array_, 0, UINT64_MAX);
+        return priv;
+    }
+    memslots_[0].for_each_in_gfn_range(Gfn(0), Gfn(UINT64_MAX), [&](const kvm_memory_slot& slot) {
+        if (slot.has_gmem() && slot.gmem.file)
+            count(slot.gmem.file->attributes(), slot.gmem.pgoff, slot.gmem.pgoff + slot.npages);
+    });
+    return priv;
 }
 
 // ---------------------------------------------------------------------------------

@@ -387,32 +387,10 @@ private:
             tlb_prev_[v] = now;
         }
         if (const kvm::Kvm* k = m_.kvm()) {
-            const uint64_t priv = private_pages(*k);
+            const uint64_t priv = k->nr_private_pages();
             trace->counter(private_pages_track, rec.end, double(priv));
             trace->counter(shared_pages_track, rec.end, double(k->nr_memslot_pages() - std::min(priv, k->nr_memslot_pages())));
         }
-    }
-
-    // Pages whose attributes say private, in whichever store the kernel profile uses (the
-    // per-VM array, or each guest_memfd's own for in-place conversion), by ranges.
-    static uint64_t private_pages(const kvm::Kvm& k) {
-        uint64_t priv = 0;
-        auto count = [&](const kvm::RangeMap<uint64_t>& m, uint64_t lo, uint64_t hi) {
-            for (const auto& [start, run] : m.runs())
-                if (run.value & uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE) {
-                    const uint64_t a = std::max(start, lo), b = std::min(run.end, hi);
-                    if (a < b) priv += b - a;
-                }
-        };
-        if (k.config().vm_memory_attributes) {
-            count(k.mem_attr_array(), 0, UINT64_MAX);
-            return priv;
-        }
-        k.memslots(0).for_each_in_gfn_range(Gfn(0), Gfn(UINT64_MAX), [&](const kvm::kvm_memory_slot& slot) {
-            if (slot.has_gmem() && slot.gmem.file)
-                count(slot.gmem.file->attributes(), slot.gmem.pgoff, slot.gmem.pgoff + slot.npages);
-        });
-        return priv;
     }
 
     void fail(StepRecord& r, const std::string& what) {
