@@ -5,10 +5,13 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "models/common/types.hpp"
@@ -28,9 +31,12 @@ public:
     virtual ~FaultPathObserver() = default;
     virtual void fault_begin() = 0;
     virtual void fault_charge(std::string_view step, Cycles c) = 0;
-    virtual void fault_end(const std::string& path) = 0;
+    virtual void fault_end(std::string_view path) = 0;
 };
 
+// Every charge of every exit passes through here, so the recorder allocates nothing per
+// fault once a run's step and path names have been seen: step names are interned to small
+// ids, paths are found by string_view.
 class FaultPathLog {
 public:
     void set_observer(FaultPathObserver* o) { obs_ = o; }
@@ -45,49 +51,103 @@ public:
         if (!active_) return;
         if (obs_) obs_->fault_charge(step, c);
         cur_total_ += c;
+        const uint32_t id = intern(step);
         for (auto& s : cur_steps_)
-            if (s.first == step) {
+            if (s.first == id) {
                 s.second += c;
                 return;
             }
-        cur_steps_.emplace_back(std::string(step), c);
+        cur_steps_.emplace_back(id, c);
     }
-    void end(const std::string& path) {
+    void end(std::string_view path) {
         if (!active_) return;
         active_ = false;
         if (obs_) obs_->fault_end(path);
-        auto& a = paths_[path];
+        Path* ap = path.data() == last_path_.p && path.size() == last_path_.n && last_path_.name &&
+                           *last_path_.name == path
+                       ? last_path_.path
+                       : nullptr;
+        if (!ap) {
+            auto it = paths_.find(path);
+            if (it == paths_.end()) it = paths_.emplace(std::string(path), Path{}).first;
+            ap = &it->second;
+            last_path_ = {path.data(), path.size(), &it->first, ap};
+        }
+        Path& a = *ap;
         ++a.count;
         a.total += cur_total_;
         a.samples.push_back(cur_total_);
-        for (auto& step : cur_steps_) {
-            auto it = std::find_if(a.steps.begin(), a.steps.end(), [&](auto& s) { return s.first == step.first; });
-            if (it == a.steps.end()) a.steps.emplace_back(step);
-            else it->second += step.second;
-        }
+        for (const auto& step : cur_steps_) add_step(a.steps, step.first, step.second);
     }
     bool active() const { return active_; }
-    const std::map<std::string, FaultPathAgg>& paths() const { return paths_; }
     void merge_into(std::map<std::string, FaultPathAgg>& out) const {
-        for (auto& [name, a] : paths_) {
+        for (const auto& [name, a] : paths_) {
             auto& o = out[name];
             o.count += a.count;
             o.total += a.total;
             o.samples.insert(o.samples.end(), a.samples.begin(), a.samples.end());
-            for (auto& step : a.steps) {
-                auto it = std::find_if(o.steps.begin(), o.steps.end(), [&](auto& x) { return x.first == step.first; });
-                if (it == o.steps.end()) o.steps.emplace_back(step);
+            for (const auto& step : a.steps) {
+                const std::string& n = names_[step.first];
+                auto it = std::find_if(o.steps.begin(), o.steps.end(), [&](auto& x) { return x.first == n; });
+                if (it == o.steps.end()) o.steps.emplace_back(n, step.second);
                 else it->second += step.second;
             }
         }
     }
 
 private:
+    using Steps = std::vector<std::pair<uint32_t, Cycles>>;   // interned name, cycles; first-seen order
+    struct Path {
+        uint64_t count = 0;
+        Cycles total = 0;
+        std::vector<Cycles> samples;
+        Steps steps;
+    };
+    static void add_step(Steps& steps, uint32_t id, Cycles c) {
+        for (auto& s : steps)
+            if (s.first == id) {
+                s.second += c;
+                return;
+            }
+        steps.emplace_back(id, c);
+    }
+    // Charges name their step with string literals, so the name's address finds its id
+    // without hashing; the content is still compared (a reused buffer may hold another name).
+    uint32_t intern(std::string_view s) {
+        Memo& m = memo_[(reinterpret_cast<uintptr_t>(s.data()) >> 3) % memo_.size()];
+        if (m.p == s.data() && m.n == s.size() && names_[m.id] == s) return m.id;
+        uint32_t id;
+        if (auto it = ids_.find(s); it != ids_.end()) {
+            id = it->second;
+        } else {
+            names_.emplace_back(s);   // a deque: the views in ids_ stay valid
+            id = uint32_t(names_.size() - 1);
+            ids_.emplace(std::string_view(names_.back()), id);
+        }
+        m = {s.data(), s.size(), id};
+        return id;
+    }
+    struct Memo {
+        const char* p = nullptr;
+        size_t n = 0;
+        uint32_t id = 0;
+    };
+    struct LastPath {
+        const char* p = nullptr;
+        size_t n = 0;
+        const std::string* name = nullptr;
+        Path* path = nullptr;
+    };
+
     FaultPathObserver* obs_ = nullptr;
     bool active_ = false;
     Cycles cur_total_ = 0;
-    std::vector<std::pair<std::string, Cycles>> cur_steps_;
-    std::map<std::string, FaultPathAgg> paths_;
+    Steps cur_steps_;
+    std::deque<std::string> names_;
+    std::unordered_map<std::string_view, uint32_t> ids_;
+    std::array<Memo, 64> memo_{};
+    LastPath last_path_;
+    std::map<std::string, Path, std::less<>> paths_;
 };
 
 // Nearest-rank percentile of a sample set (p in [0, 100]); sorts a copy.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -580,6 +581,20 @@ void Machine::vmentry(ExecContext& ctx) const {
     if (tdx_) tdx_->charge_td_entry(ctx);
 }
 
+namespace {
+// "npf.<private|shared>.<level>": a table, not a format, because every fault ends with one.
+std::string_view npf_path_name(bool is_private, PgLevel level) {
+    static const std::array<std::array<std::string, 3>, 2> names = [] {
+        std::array<std::array<std::string, 3>, 2> n;
+        for (int p = 0; p < 2; ++p)
+            for (int l = 0; l < 3; ++l)
+                n[p][l] = fmt::format("npf.{}.{}", p ? "private" : "shared", level_name(PgLevel(l + 1)));
+        return n;
+    }();
+    return names[is_private][unsigned(level) - 1];
+}
+}  // namespace
+
 cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
     auto& v = vcpus_.at(vcpu);
     LoggingContext ctx(vctx, v.log);
@@ -600,7 +615,6 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     // arm64: a stage-2 abort (ESR_EL2 in error_code); x86: #NPF / EPT violation.
     const kvm::PageFaultOutcome out = arm64_ ? arm64_->kvm_handle_guest_abort(gpa, error_code, ctx)
                                              : x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
-    const char* kind = out.is_private ? "private" : "shared";
     // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
     // the backend repairs the RMP (sev_handle_rmp_fault()).
     if ((out.r == kvm::RET_PF_FIXED || out.r == kvm::RET_PF_SPURIOUS || out.r == kvm::RET_PF_RETRY) &&
@@ -609,7 +623,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
     switch (out.r) {
     case kvm::RET_PF_FIXED:
         vmentry(ctx);
-        v.log.end(out.fast ? std::string("npf.fast") : fmt::format("npf.{}.{}", kind, level_name(out.level)));
+        v.log.end(out.fast ? std::string_view("npf.fast") : npf_path_name(out.is_private, out.level));
         return cpu::NpfAction::retry;
     case kvm::RET_PF_SPURIOUS:
         vmentry(ctx);
@@ -654,7 +668,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
             return cpu::NpfAction::stop;
         }
         vmentry(ctx);
-        v.log.end(fmt::format("npf.memory_fault.to_{}", to_private ? "private" : "shared"));
+        v.log.end(to_private ? "npf.memory_fault.to_private" : "npf.memory_fault.to_shared");
         return cpu::NpfAction::retry;
     }
     v.exit = VcpuExitRecord{"error", gpa.raw(), 0, 0, -out.r, fmt::format("KVM_RUN failed: {}", out.why)};
@@ -965,7 +979,7 @@ public:
         acc_ += c;
         m_.trace_new_invalidations(t_, inv_track_, name_, t0_ + acc_);
     }
-    void fault_end(const std::string& path) override {
+    void fault_end(std::string_view path) override {
         if (!on_) return;
         on_ = false;
         std::vector<TraceArg> args;
@@ -974,9 +988,9 @@ public:
         } else {
             args = {TraceArg::num("gpa", gpa_), TraceArg::num("gfn", gpa_ >> kPageShift),
                     TraceArg::num("error_code", code_),
-                    TraceArg::flag("private", path.find("private") != std::string::npos)};
-            if (const auto lv = path.rfind('.'); lv != std::string::npos && path.size() - lv <= 3)
-                args.push_back(TraceArg::text("level", path.substr(lv + 1)));
+                    TraceArg::flag("private", path.find("private") != std::string_view::npos)};
+            if (const auto lv = path.rfind('.'); lv != std::string_view::npos && path.size() - lv <= 3)
+                args.push_back(TraceArg::text("level", std::string(path.substr(lv + 1))));
         }
         t_.slice(track_, path, t0_, acc_, std::move(args));
         if (started_) t_.slice(track_, "resume", t0_ + acc_, 0, {}, 0, flow_);

@@ -29,7 +29,74 @@ PhysMem::~PhysMem() = default;
 
 PhysMem::Leaf::~Leaf() {
     for (Page* pg : p)
-        if (pg && !shared(pg)) delete pg;
+        if (pg && is_patch(pg)) delete as_patch(pg);
+        else if (pg && !shared(pg)) delete pg;
+}
+
+namespace {
+uint64_t repeat_byte(uint8_t b) { return 0x0101010101010101ull * b; }
+}  // namespace
+
+uint64_t PhysMem::Patch::word(unsigned w) const {
+    for (unsigned i = 0; i < n; ++i)
+        if (idx[i] == w) return val[i];
+    return repeat_byte(base);
+}
+
+void PhysMem::Patch::read(size_t off, uint8_t* dst, size_t len) const {
+    std::memset(dst, base, len);
+    for (unsigned i = 0; i < n; ++i) {
+        const size_t w0 = size_t(idx[i]) * 8, a = std::max(w0, off), b = std::min(w0 + 8, off + len);
+        if (a < b) std::memcpy(dst + (a - off), reinterpret_cast<const uint8_t*>(&val[i]) + (a - w0), b - a);
+    }
+}
+
+bool PhysMem::try_patch(Page*& pg, uint64_t pfn, size_t off, const uint8_t* src, size_t len) {
+    if (pg && !is_patch(pg) && !shared(pg)) return false;   // has its own copy
+    Patch fresh;
+    if (pg && shared(pg)) fresh.base = pg->b[0];
+    Patch& p = pg && is_patch(pg) ? *as_patch(pg) : fresh;
+    const unsigned w_first = unsigned(off / 8), w_last = unsigned((off + len - 1) / 8);
+    // First pass: do the new words fit?
+    unsigned adding = 0;
+    for (unsigned w = w_first; w <= w_last; ++w) {
+        bool have = false;
+        for (unsigned i = 0; i < p.n; ++i) have = have || p.idx[i] == w;
+        adding += !have;
+    }
+    if (p.n + adding > kPatchWords) return false;
+    for (unsigned w = w_first; w <= w_last; ++w) {
+        uint64_t v = p.word(w);
+        const size_t a = std::max<size_t>(size_t(w) * 8, off), b = std::min<size_t>(size_t(w) * 8 + 8, off + len);
+        std::memcpy(reinterpret_cast<uint8_t*>(&v) + (a - size_t(w) * 8), src + (a - off), b - a);
+        unsigned i = 0;
+        while (i < p.n && p.idx[i] != w) ++i;
+        if (i == p.n) {
+            if (v == repeat_byte(p.base)) continue;   // storing what is already there
+            p.idx[p.n++] = uint16_t(w);
+        }
+        p.val[i] = v;
+    }
+    if (&p == &fresh) {
+        if (p.n == 0) return true;   // nothing changed: untouched or uniform stays so
+        if (pg) --uniform_;
+        pg = reinterpret_cast<Page*>(reinterpret_cast<uintptr_t>(new Patch(fresh)) | 1);
+        ++patched_;
+        forget(pfn);   // a read-only grant of the zero or uniform page is stale now
+    }
+    return true;
+}
+
+PhysMem::Page* PhysMem::materialize(Page*& pg, uint64_t pfn) {
+    const Patch* p = as_patch(pg);
+    Page* own = new Page;
+    p->read(0, own->b.data(), kPageSize);
+    delete p;
+    pg = own;
+    --patched_;
+    ++resident_;
+    forget(pfn);
+    return own;
 }
 
 bool PhysMem::shared(const Page* pg) {
@@ -78,6 +145,8 @@ uint8_t* PhysMem::page(Pfn pfn) {
         pg->b.fill(0);
         ++resident_;
         forget(pfn.raw());
+    } else if (is_patch(pg)) {
+        materialize(pg, pfn.raw());
     } else if (shared(pg)) {
         // Copy on write from the shared uniform page.
         Page* own = new Page;
@@ -95,6 +164,9 @@ const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
     if (e.pfn == pfn.raw()) return e.page->b.data();
     Page* const* s = slot_if_present(pfn);
     if (!s || !*s) return nullptr;
+    // A caller that wants the bytes at one address gets the page's own copy: logically
+    // const (the contents do not change), so the slot is updated in place.
+    if (is_patch(*s)) const_cast<PhysMem*>(this)->materialize(*const_cast<Page**>(s), pfn.raw());
     e.pfn = pfn.raw();
     e.page = *s;
     return (*s)->b.data();
@@ -120,7 +192,10 @@ void PhysMem::maybe_share(Page*& pg, uint64_t pfn) {
 void PhysMem::discard(Pfn pfn) {
     Page** s = pfn.raw() < kMaxPfn ? slot(pfn, false) : nullptr;
     if (!s || !*s) return;
-    if (shared(*s)) {
+    if (is_patch(*s)) {
+        delete as_patch(*s);
+        --patched_;
+    } else if (shared(*s)) {
         --uniform_;
     } else {
         delete *s;
@@ -131,15 +206,33 @@ void PhysMem::discard(Pfn pfn) {
 }
 
 uint64_t PhysMem::read64(Hpa a) const {
-    const uint8_t* p = page_if_present(hpa_to_pfn(a));
-    if (!p) return 0;
+    const uint64_t f = a.raw() >> kPageShift;
+    const size_t off = a.raw() & kPageMask & ~7ull;
+    auto& e = lookaside_[f & (kLookaside - 1)];
+    const Page* pg = e.page;
+    if (e.pfn != f) {
+        Page* const* s = slot_if_present(Pfn(f));
+        if (!s || !*s) return 0;
+        if (is_patch(*s)) return as_patch(*s)->word(unsigned(off / 8));
+        e.pfn = f;
+        e.page = *s;
+        pg = *s;
+    }
     uint64_t v;
-    std::memcpy(&v, p + (a.raw() & kPageMask & ~7ull), sizeof v);
+    std::memcpy(&v, pg->b.data() + off, sizeof v);
     return v;
 }
 
 void PhysMem::write64(Hpa a, uint64_t v) {
-    std::memcpy(page(hpa_to_pfn(a)) + (a.raw() & kPageMask & ~7ull), &v, sizeof v);
+    const Pfn pfn = hpa_to_pfn(a);
+    const size_t off = a.raw() & kPageMask & ~7ull;
+    Page*& pg = *slot(pfn, true);
+    if (pg && !shared(pg) && !is_patch(pg)) {
+        std::memcpy(pg->b.data() + off, &v, sizeof v);
+        return;
+    }
+    if (try_patch(pg, pfn.raw(), off, reinterpret_cast<const uint8_t*>(&v), sizeof v)) return;
+    std::memcpy(page(pfn) + off, &v, sizeof v);
 }
 
 void PhysMem::read(Hpa a, void* dst, size_t n) const {
@@ -148,8 +241,9 @@ void PhysMem::read(Hpa a, void* dst, size_t n) const {
     while (n) {
         const size_t off = addr & kPageMask;
         const size_t chunk = std::min<size_t>(n, kPageSize - off);
-        const uint8_t* p = page_if_present(Pfn(addr >> kPageShift));
-        if (p) std::memcpy(out, p + off, chunk);
+        Page* const* s = slot_if_present(Pfn(addr >> kPageShift));
+        if (s && *s && is_patch(*s)) as_patch(*s)->read(off, out, chunk);
+        else if (const uint8_t* p = page_if_present(Pfn(addr >> kPageShift))) std::memcpy(out, p + off, chunk);
         else std::memset(out, 0, chunk);
         out += chunk; addr += chunk; n -= chunk;
     }
@@ -161,6 +255,10 @@ void PhysMem::write(Hpa a, const void* src, size_t n) {
     while (n) {
         const size_t off = addr & kPageMask;
         const size_t chunk = std::min<size_t>(n, kPageSize - off);
+        if (chunk < kPageSize && try_patch(*slot(Pfn(addr >> kPageShift), true), addr >> kPageShift, off, in, chunk)) {
+            in += chunk; addr += chunk; n -= chunk;
+            continue;
+        }
         std::memcpy(page(Pfn(addr >> kPageShift)) + off, in, chunk);
         if (off + chunk == kPageSize) maybe_share(*slot(Pfn(addr >> kPageShift), false), addr >> kPageShift);
         in += chunk; addr += chunk; n -= chunk;
@@ -178,7 +276,8 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
         if (chunk == kPageSize) {
             // A whole page of one value: share the uniform copy.
             if (!pg || !shared(pg) || pg->b[0] != byte) {
-                if (pg && !shared(pg)) { delete pg; --resident_; }
+                if (pg && is_patch(pg)) { delete as_patch(pg); --patched_; }
+                else if (pg && !shared(pg)) { delete pg; --resident_; }
                 else if (pg) --uniform_;
                 pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[byte]));
                 forget(pfn.raw());
@@ -188,6 +287,9 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
             // Zero-filling a page that was never touched changes nothing observable.
         } else if (pg && shared(pg) && pg->b[0] == byte) {
             // Already that value everywhere.
+        } else if (uint8_t bytes[8 * kPatchWords]; chunk <= sizeof bytes &&
+                   (std::memset(bytes, byte, chunk), try_patch(pg, pfn.raw(), off, bytes, chunk))) {
+            // A small store into an untouched, uniform or patched page.
         } else {
             std::memset(page(pfn) + off, byte, chunk);
             if (off + chunk == kPageSize) maybe_share(*s, pfn.raw());

@@ -6,7 +6,11 @@
 // A page whose 4096 bytes are all one value (a guest's memset, a zeroed page, the
 // 0xab of a content policy) shares one read-only copy per byte value, like the kernel's
 // zero page: a guest with gigabytes touched by such stores costs pointers, not
-// gigabytes. Any write that breaks the pattern gives the page its own copy first.
+// gigabytes. A few small stores into such a page (a guest writing one word per page, a
+// page table with its first entries) are kept as patches over the uniform value: up to
+// kPatchWords 8-byte words, about 64 bytes instead of 4 KiB. More stores, or a caller
+// that needs the page's bytes at one address (page(), page_if_present()), give the page
+// its own copy first.
 #pragma once
 
 #include <array>
@@ -43,9 +47,12 @@ public:
     void write(Hpa a, const void* src, size_t n);
     void fill(Hpa a, uint8_t byte, size_t n);
 
-    // Pages holding their own 4 KiB, and pages sharing a uniform copy.
+    // Pages holding their own 4 KiB, pages sharing a uniform copy, and pages held as
+    // patches over a uniform value.
     size_t pages_resident() const { return resident_; }
     size_t pages_uniform() const { return uniform_; }
+    size_t pages_patched() const { return patched_; }
+    static constexpr unsigned kPatchWords = 6;
     // Whether the page currently shares a uniform copy (tests, diagnostics).
     bool is_uniform(Pfn pfn) const;
     // Called whenever a page's backing pointer changes (first touch, copy on write,
@@ -84,6 +91,26 @@ private:
     void* listener_ctx_ = nullptr;
     Page* const* slot_if_present(Pfn pfn) const;
     static bool shared(const Page* pg);
+    // A patched page: a uniform byte value with up to kPatchWords words stored over it,
+    // kept in the slot as a tagged pointer (low bit set; never dereferenced as a Page).
+    struct Patch {
+        uint8_t base = 0;
+        uint8_t n = 0;
+        std::array<uint16_t, kPatchWords> idx{};   // word index in the page
+        std::array<uint64_t, kPatchWords> val{};
+        uint64_t word(unsigned w) const;
+        void read(size_t off, uint8_t* dst, size_t len) const;
+    };
+    static bool is_patch(const Page* pg) { return reinterpret_cast<uintptr_t>(pg) & 1; }
+    static Patch* as_patch(Page* pg) { return reinterpret_cast<Patch*>(reinterpret_cast<uintptr_t>(pg) & ~uintptr_t(1)); }
+    static const Patch* as_patch(const Page* pg) {
+        return reinterpret_cast<const Patch*>(reinterpret_cast<uintptr_t>(pg) & ~uintptr_t(1));
+    }
+    // Stores [off, off+len) (within one page) as patches if the page is untouched, uniform
+    // or patched and the words fit; false leaves everything unchanged.
+    bool try_patch(Page*& pg, uint64_t pfn, size_t off, const uint8_t* src, size_t len);
+    // The page's own copy of a patched page (the slot then holds it).
+    Page* materialize(Page*& pg, uint64_t pfn);
     // After a store that reached the end of a page: share it if it became uniform.
     void maybe_share(Page*& pg, uint64_t pfn);
     struct Mid2 { std::array<std::unique_ptr<Leaf>, kFan> p; };
@@ -91,6 +118,7 @@ private:
     std::array<std::unique_ptr<Mid1>, kFan> root_;
     size_t resident_ = 0;
     size_t uniform_ = 0;
+    size_t patched_ = 0;
 };
 
 }  // namespace hvsim

@@ -17,14 +17,17 @@ TEST_CASE("writes allocate one page each and read back across page boundaries", 
     PhysMem m;
     m.write64(Hpa(0x1000), 0xdeadbeefcafef00dull);
     CHECK(m.read64(Hpa(0x1000)) == 0xdeadbeefcafef00dull);
-    CHECK(m.pages_resident() == 1);
+    CHECK(m.pages_resident() == 0);   // one word over zeros: a patch, not a page
+    CHECK(m.pages_patched() == 1);
     std::vector<uint8_t> in(6000, 0x5a), out(6000);
     m.write(Hpa(0x10ff0), in.data(), in.size());   // spans three pages
     m.read(Hpa(0x10ff0), out.data(), out.size());
     CHECK(out == in);
-    // The middle page became all 0x5a and shares the uniform copy.
-    CHECK(m.pages_resident() == 3);
+    // The middle page became all 0x5a and shares the uniform copy; the first holds 16
+    // bytes as two patched words; the last (1888 bytes) has its own copy.
+    CHECK(m.pages_resident() == 1);
     CHECK(m.pages_uniform() == 1);
+    CHECK(m.pages_patched() == 2);
     CHECK(m.is_uniform(Pfn(0x11)));
     // The highest representable frame (52-bit PA) works; beyond it throws.
     m.write64(Hpa((1ull << 52) - 8), 7);
@@ -50,9 +53,10 @@ TEST_CASE("uniform pages share one copy and are copied on write", "[mem]") {
     CHECK(m.pages_resident() == 0);
     CHECK(m.pages_uniform() == 1000);
     CHECK(m.read64(Hpa(0x3f8)) == 0x5a5a5a5a5a5a5a5aull);
-    // A store that breaks the pattern gives that page its own copy, others unchanged.
+    // A store that breaks the pattern patches that page, others unchanged.
     m.write64(Hpa(0x5000), 1);
-    CHECK(m.pages_resident() == 1);
+    CHECK(m.pages_resident() == 0);
+    CHECK(m.pages_patched() == 1);
     CHECK(m.pages_uniform() == 999);
     CHECK(m.read64(Hpa(0x5000)) == 1);
     CHECK(m.read64(Hpa(0x5008)) == 0x5a5a5a5a5a5a5a5aull);
@@ -72,4 +76,65 @@ TEST_CASE("uniform pages share one copy and are copied on write", "[mem]") {
     p[0] = 9;
     CHECK(m.read64(Hpa(0x9000)) == 0x5a5a5a5a5a5a5a5aull);
     CHECK(m.read64(Hpa(0x8000)) == 0x5a5a5a5a5a5a5a09ull);
+}
+
+TEST_CASE("sparse stores into untouched or uniform pages are patches, not copies", "[mem]") {
+    PhysMem m;
+    unsigned changes = 0;
+    m.set_page_listener([](void* c, uint64_t) { ++*static_cast<unsigned*>(c); }, &changes);
+    // One 8-byte store per page over 1000 pages: no 4 KiB copies.
+    for (uint64_t p = 0; p < 1000; ++p) m.fill(Hpa((p << 12) + 0x100), 0x07, 8);
+    CHECK(m.pages_resident() == 0);
+    CHECK(m.pages_patched() == 1000);
+    CHECK(m.read64(Hpa(0x3100)) == 0x0707070707070707ull);
+    CHECK(m.read64(Hpa(0x3108)) == 0);
+    uint8_t buf[24];
+    m.read(Hpa(0x30fc), buf, sizeof buf);   // 4 zeros, 8 sevens, 12 zeros
+    for (unsigned i = 0; i < sizeof buf; ++i) CHECK(buf[i] == (i >= 4 && i < 12 ? 7 : 0));
+
+    // A store of what is already there changes nothing.
+    m.write64(Hpa(0x500000), 0);
+    CHECK_FALSE(m.present(Pfn(0x500)));
+    // Unaligned bytes across a word boundary take two words.
+    const uint8_t three[3] = {1, 2, 3};
+    m.write(Hpa(0x600006), three, 3);
+    CHECK(m.read64(Hpa(0x600000)) == 0x0201000000000000ull);
+    CHECK(m.read64(Hpa(0x600008)) == 0x03);
+
+    // Over a uniform page the patch keeps its byte value; the grant of the uniform copy
+    // is announced stale.
+    m.fill(Hpa(0x700000), 0x5a, 4096);
+    const unsigned before = changes;
+    m.write64(Hpa(0x700ff8), 1);
+    CHECK(changes == before + 1);
+    CHECK(m.read64(Hpa(0x700ff8)) == 1);
+    CHECK(m.read64(Hpa(0x700000)) == 0x5a5a5a5a5a5a5a5aull);
+    CHECK_FALSE(m.is_uniform(Pfn(0x700)));
+
+    // More distinct words than a patch holds: the page gets its own copy, bytes kept.
+    for (unsigned w = 0; w < PhysMem::kPatchWords; ++w) m.write64(Hpa(0x800000 + 64 * w), w + 1);
+    CHECK(m.pages_resident() == 0);
+    m.write64(Hpa(0x800000 + 64 * PhysMem::kPatchWords), 99);
+    CHECK(m.pages_resident() == 1);
+    for (unsigned w = 0; w < PhysMem::kPatchWords; ++w) CHECK(m.read64(Hpa(0x800000 + 64 * w)) == w + 1);
+    CHECK(m.read64(Hpa(0x800000 + 64 * PhysMem::kPatchWords)) == 99);
+    CHECK(m.read64(Hpa(0x800008)) == 0);
+
+    // A caller that wants the page's bytes at one address gets a copy with the same bytes.
+    const size_t patched = m.pages_patched();
+    const uint8_t* p = m.page_if_present(Pfn(0x700));
+    REQUIRE(p != nullptr);
+    CHECK(p[0] == 0x5a);
+    CHECK(p[0xff8] == 1);
+    CHECK(p[0xff9] == 0);
+    CHECK(m.pages_patched() == patched - 1);
+    CHECK(m.pages_resident() == 2);
+
+    // A whole-page fill replaces a patch; discard frees one.
+    m.fill(Hpa(0x3000), 0x11, 4096);
+    CHECK(m.is_uniform(Pfn(3)));
+    m.discard(Pfn(4));
+    CHECK(m.read64(Hpa(0x4100)) == 0);
+    CHECK(m.pages_patched() == patched - 3);
+    m.set_page_listener(nullptr, nullptr);
 }

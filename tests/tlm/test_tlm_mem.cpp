@@ -86,21 +86,26 @@ TEST_CASE("phys: DMI is granted a page at a time and invalidated when the page's
     CHECK_FALSE(a.dmi(tlm::TLM_WRITE_COMMAND, 0x7000, w));   // no write access to the zero page
     CHECK(phys.dmi_grants() == 1);
 
-    // First write allocates the page: every initiator hears the grant is stale.
+    // First write patches the page (one word over zeros): every initiator hears the
+    // grant of the zero page is stale.
     a.write64(0x7100, 42);
     REQUIRE(a.invalidations.size() == 1);
     CHECK(a.invalidations[0] == std::pair<uint64_t, uint64_t>{0x7000, 0x7fff});
     CHECK(b.invalidations.size() == 1);
-    // Now the page has its own bytes: read-write, and writes through the pointer are seen.
+    CHECK(mem.pages_patched() == 1);
+    // A grant needs the page's bytes at one address: the page gets its own copy (its
+    // backing changes once more), read-write, and writes through the pointer are seen.
     REQUIRE(b.dmi(tlm::TLM_WRITE_COMMAND, 0x7100, w));
+    CHECK(a.invalidations.size() == 2);
+    CHECK(mem.pages_resident() == 1);
     CHECK(w.is_read_write_allowed());
     CHECK(w.get_dmi_ptr()[0x100] == 42);
     w.get_dmi_ptr()[0x108] = 7;
     CHECK(mem.read64(Hpa(0x7108)) == 7);
     // Discarding the page invalidates again.
     mem.discard(Pfn(7));
-    CHECK(a.invalidations.size() == 2);
-    CHECK(phys.dmi_invalidations() == 2);
+    CHECK(a.invalidations.size() == 3);
+    CHECK(phys.dmi_invalidations() == 3);
 }
 
 TEST_CASE("phys: transport_dbg reads and writes without counting a transaction") {

@@ -13,7 +13,7 @@
 //   tlb-hit-private, walk-private: the same on private memory (guest_memfd), for the
 //             confidential VM types (--set vm.type=snp|tdx; sw_protected by default).
 //   scale     a 1 TiB sw_protected guest (in-place conversion) with 4 GiB of private memory
-//             touched by page-sized stores, then 64 GiB converted to shared and back:
+//             touched by one 8-byte store per page, then 64 GiB converted to shared and back:
 //             peak host memory and the conversion's host time.
 //
 // SystemC elaborates once per process, so each workload runs in a child process.
@@ -95,7 +95,7 @@ std::string scenario_text(const std::string& w, uint64_t n) {
                  "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "1TiB",
                                "userspace_addr": "0x10000000000", "guest_memfd": "g0"}]},
           "steps": [
-            {"vcpu": 0, "access": {"gpa": 0, "size": "4GiB", "width": 4096, "op": "write", "value": 7, "private": true}},
+            {"vcpu": 0, "access": {"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 7, "private": true}},
             {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": [], "content_policy": "zero"}}},
             {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": ["private"], "content_policy": "preserve"}}}
           ]})";
