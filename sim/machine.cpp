@@ -146,9 +146,10 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&t.track, "cost.tdx_track"},           {&t.page_remove, "cost.tdx_page_remove"},
         {&t.wbinvd, "cost.tdx_wbinvd"},         {&t.td_exit, "cost.tdx_td_exit"},
         {&t.td_entry, "cost.tdx_td_entry"},     {&t.ve, "cost.tdx_ve"},
-        {&t.accept_4k, "cost.tdx_accept_4k"},
+        {&t.accept_4k, "cost.tdx_accept_4k"},   {&t.idle_tick, "cost.tdx_idle_tick"},
     };
     for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
+    c.tdx_idle_tick_hz = p.get_u64("tdx.idle_tick_hz");
 
     c.host_mem_base = p.get_u64("host.mem_base");
     c.host_mem_size = p.get_u64("host.mem_size");
@@ -249,6 +250,7 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     if (x86_->mirror()) {
         tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels);
         tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
+        tdx_->set_idle_ticks(cfg_.tdx_idle_tick_hz, cfg_.freq_mhz);
         x86_->set_external_ops(tdx_.get());
     }
 }
@@ -595,7 +597,28 @@ std::string_view npf_path_name(bool is_private, PgLevel level) {
 }
 }  // namespace
 
+// A TD's private fault waits for the idle vCPUs' ticks it competes with
+// (TdxBackend::charge_idle_ticks(), tdx.idle_tick_hz): the wait grows with the fault's
+// own cycles, counted here.
 cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
+    if (!tdx_ || !tdx_->idle_ticks_enabled() || kvm_->kvm_is_gfn_alias(gpa_to_gfn(gpa)))
+        return handle_npf_exit(vcpu, gpa, error_code, vctx);
+    struct Counting final : ExecContext {
+        ExecContext& inner;
+        Cycles total = 0;
+        explicit Counting(ExecContext& i) : inner(i) {}
+        void charge(std::string_view step, Cycles c) override {
+            total += c;
+            inner.charge(step, c);
+        }
+        void sync() override { inner.sync(); }
+    } counted(vctx);
+    const cpu::NpfAction a = handle_npf_exit(vcpu, gpa, error_code, counted);
+    tdx_->charge_idle_ticks(counted.total, vctx);
+    return a;
+}
+
+cpu::NpfAction Machine::handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
     auto& v = vcpus_.at(vcpu);
     LoggingContext ctx(vctx, v.log);
     const auto& c = cfg_.costs;

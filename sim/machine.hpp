@@ -57,6 +57,7 @@ struct MachineConfig {
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
     kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
+    uint64_t tdx_idle_tick_hz = 0;  // tdx.idle_tick_hz
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
     bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy
@@ -117,6 +118,8 @@ public:
 
     // cpu::VcpuHost
     cpu::NpfAction handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& ctx) override;
+    // The fault itself (the #VE of a TD, or the exit to KVM and back).
+    cpu::NpfAction handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& ctx);
     bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                           ExecContext& ctx) override;
 

@@ -252,6 +252,16 @@ std::vector<ParamDecl> build_decls() {
                        "estimate"));
     v.push_back(cycles("cost.tdx_accept_4k", 6000, "TDX: the guest's TDG.MEM.PAGE.ACCEPT of 4 KiB (TDCALL round "
                        "trip, the module zeroes the page with the TD's key)", "estimate"));
+    v.push_back(cycles("cost.tdx_idle_tick", 2270,
+                       "TDX: an idle vCPU's tick beyond its TD exit and TDH.VP.ENTER (KVM's HLT emulation and "
+                       "wake-up, the guest's tick handler); charged to private faults that wait for idle vCPUs' "
+                       "ticks (tdx.idle_tick_hz)",
+                       "estimate"));
+    v.push_back(count("tdx.idle_tick_hz", "Hz", 0, 100000, 0,
+                      "TDX: ticks per second each idle TD vCPU takes (the guest's periodic tick, Linux HZ, when "
+                      "the tick is not stopped in idle); 0: idle vCPUs take no ticks. A private fault of a busy "
+                      "vCPU waits for the ticks' TD exits and entries (serialized with it, an estimate)",
+                      "Dstack-TEE/dstack PR #1220 (HZ=1000; 1.66 M HLT exits per 10 s with 248 idle vCPUs)"));
     // Host-side costs the simulated VMM process and guest_memfd charge (kernel/costs.hpp).
     v.push_back(cycles("cost.gmem_create", 8000, "create a guest_memfd: anonymous inode, file and fd", "estimate"));
     v.push_back(cycles("cost.page_free", 150, "return a 4 KiB page to the buddy allocator", "estimate"));

@@ -65,6 +65,9 @@ std::vector<PresetDef> build() {
                      {"cost.tdx_accept_4k", 6000,
                       "estimate (docs/sources.md §3: TDG.MEM.PAGE.ACCEPT 4K 3,000, plus a TDCALL round trip; "
                       "calibrated with cost.tdx_td_exit against Dstack-TEE/dstack PR #1220, 8 us per accept fault)"},
+                     {"cost.tdx_idle_tick", 2270,
+                      "estimate (calibrated: with the TD exit and entry costs a tick round trip is 11,470 cycles, so "
+                      "248 idle vCPUs at HZ=1000 make one accept fault about 153 us: Dstack-TEE/dstack PR #1220)"},
                  }});
 
     // Arm Neoverse N2, pKVM host (nVHE, protected guests). Stage-2 replaces NPT/EPT.

@@ -55,6 +55,7 @@ SCENARIOS = {
     "cost.vmexit": "scenarios/quickstart.json",
     "cost.wbinvd": "scenarios/diff-kvm/sev-reg-region-sev-vm.json",
     "cost.tdx_accept_4k": "scenarios/tdx/lazy-accept.json",
+    "cost.tdx_idle_tick": "scenarios/tdx/idle-vcpus-248.json",
     "cost.tdx_page_aug": "scenarios/tdx/lazy-accept.json",
     "cost.tdx_page_remove": "scenarios/tdx/lazy-accept.json",
     "cost.tdx_range_block": "scenarios/tdx/lazy-accept.json",

@@ -42,6 +42,7 @@ struct TdxCosts {
     Cycles td_entry = 0;      // cost.tdx_td_entry: TDH.VP.ENTER, beyond cost.vmentry
     Cycles ve = 0;            // cost.tdx_ve: #VE delivery and the guest's handler, no exit
     Cycles accept_4k = 0;     // cost.tdx_accept_4k: TDG.MEM.PAGE.ACCEPT of 4K (TDCALL, zeroing)
+    Cycles idle_tick = 0;     // cost.tdx_idle_tick: an idle vCPU's tick beyond its TD exit and entry
 };
 
 struct KvmTdxStats {

@@ -48,26 +48,45 @@ int TdxBackend::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& 
 }
 
 int TdxBackend::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
+    // The zap's TRACK and REMOVE see the vCPUs that are in the TD now.
+    sync_td_vcpus();
     return tdx_->remove_external_spte(gfn, level, pfn, ctx);
 }
 
 void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
-    // The kicked vCPUs leave the TD; on the next TDH.VP.ENTER the module sees the epoch
-    // moved and flushes the vCPU's TLB. A vCPU outside the TD flushes on entry as well.
-    // Only vCPUs in guest mode get the IPI and pay a TD exit and entry; KVM waits for the
-    // slowest, one IPI round trip (kvm_make_all_cpus_request()).
+    // kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): only the vCPUs inside the TD
+    // (IN_GUEST_MODE) get the IPI; each takes a TD exit, which drops the module's REFCOUNT
+    // of its entry epoch, and pays the exit and its next TDH.VP.ENTER. KVM waits for the
+    // slowest, one IPI round trip. Every vCPU's TLB is flushed: the kicked ones and the
+    // ones outside both enter again through TDH.VP.ENTER, which flushes when TD_EPOCH moved.
     const KvmCosts& c = kvm_.costs();
     const TdxCosts& t = tdx_->costs();
     unsigned ipis = 0;
-    for (VcpuRef& v : vcpus_) {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        VcpuRef& v = vcpus_[i];
         v.hw->flush_all();
-        if (v.requests && v.requests->in_guest_mode()) {
-            ++ipis;
-            v.requests->charge_before_guest(c.vmexit + t.td_exit + t.td_entry + c.vmentry);
-        }
+        if (i >= vp_.size() || !module_.vcpu_inside(tdr_, vp_[i])) continue;
+        module_.td_exit(tdr_, vp_[i]);
+        ++ipis;
+        if (v.requests) v.requests->charge_before_guest(c.vmexit + t.td_exit + t.td_entry + c.vmentry);
     }
     kicked_ += ipis;
     if (ipis) ctx.charge("tdx_kick_ipi", c.tlb_flush_remote_ipi);
+}
+
+void TdxBackend::sync_td_vcpus() {
+    for (size_t i = 0; i < vcpus_.size() && i < vp_.size(); ++i) {
+        const bool guest_mode = vcpus_[i].requests && vcpus_[i].requests->in_guest_mode();
+        const bool inside = module_.vcpu_inside(tdr_, vp_[i]);
+        if (guest_mode && !inside) {
+            // tdx_vcpu_run(): an entry the module refuses with BUSY is retried by KVM's run
+            // loop; the run never holds the epoch or TDR lock across a vCPU's entry.
+            const uint64_t err = module_.tdh_vp_enter(tdr_, vp_[i]).rax;
+            if (err) throw std::logic_error(fmt::format("TDH.VP.ENTER of vCPU {} failed ({:#x})", i, err));
+        } else if (!guest_mode && inside) {
+            module_.td_exit(tdr_, vp_[i]);
+        }
+    }
 }
 
 bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx) {
@@ -122,6 +141,31 @@ uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, Pg
         }
     }
     return 0;
+}
+
+Cycles TdxBackend::idle_tick_cycles() const {
+    const KvmCosts& c = kvm_.costs();
+    const TdxCosts& t = tdx_->costs();
+    return c.vmexit + t.td_exit + t.idle_tick + t.td_entry + c.vmentry;
+}
+
+void TdxBackend::charge_idle_ticks(Cycles fault, ExecContext& ctx) {
+    if (!idle_tick_hz_ || !fault) return;
+    uint64_t idle = 0;
+    for (const VcpuRef& v : vcpus_)
+        if (v.requests && v.requests->idle()) ++idle;
+    if (!idle) return;
+    // Share of the serialization point the ticks demand, as num / den.
+    using u128 = unsigned __int128;
+    const u128 den = u128(freq_mhz_) * 1000000u;
+    u128 num = u128(idle) * idle_tick_hz_ * idle_tick_cycles();
+    if (num * 100 > den * 98) {
+        num = den * 98 / 100;
+        ++idle_saturated_;
+    }
+    const Cycles wait = Cycles(u128(fault) * num / (den - num));
+    idle_wait_ += wait;
+    ctx.charge("tdx_idle_tick_wait", wait);
 }
 
 std::optional<std::string> TdxBackend::check(const TdpMmu& mirror) const {

@@ -73,6 +73,37 @@ public:
     uint64_t accept_fallbacks() const { return accept_fallbacks_; }   // 2M ACCEPTs redone at 4K
     uint64_t vcpus_kicked() const { return kicked_; }   // vCPUs a kick found in guest mode
 
+    // The module's view of which vCPUs are inside the TD, brought up to date with the
+    // vCPUs' guest mode: a vCPU in guest mode entered through TDH.VP.ENTER (and took the
+    // TD_EPOCH of that moment), one outside took a TD exit. Called before every operation
+    // whose outcome depends on it (the zap's TDH.MEM.TRACK and the REMOVE it gates).
+    void sync_td_vcpus();
+
+    // Idle vCPUs' ticks competing with an accept fault (tdx.idle_tick_hz). Every idle TD
+    // vCPU takes the guest's periodic tick `hz` times a second: a wake from
+    // TDVMCALL<HLT>, TDH.VP.ENTER, the tick handler, TDVMCALL<HLT> again and its TD exit.
+    // Dstack-TEE/dstack PR #1220 measured one accept fault at 8 us normally and 153 us
+    // with 248 idle vCPUs at HZ=1000, without naming the resource they compete for. The
+    // model (an estimate): the ticks' TD exits and entries and the faulting vCPU's fault
+    // path pass one serialization point of the TD one at a time, so a fault of `fault`
+    // cycles waits for the tick round trips that arrive meanwhile:
+    //   u = idle * hz * tick / cpu_hz,   wait = fault * u / (1 - u),
+    // with u capped at 98% (ticks beyond the capacity are lost, as the guest's lost ticks
+    // in the PR show).
+    void set_idle_ticks(uint64_t hz, uint64_t freq_mhz) {
+        idle_tick_hz_ = hz;
+        freq_mhz_ = freq_mhz;
+    }
+    bool idle_ticks_enabled() const { return idle_tick_hz_ != 0; }
+    // Charges the wait of a private fault of a busy vCPU that took `fault` cycles.
+    void charge_idle_ticks(Cycles fault, ExecContext& ctx);
+    // One idle tick round trip: the TD exit and entry around cost.tdx_idle_tick.
+    Cycles idle_tick_cycles() const;
+    // Tick round trips accept faults waited for, and the faults that found the
+    // serialization point saturated (u at its cap).
+    uint64_t idle_ticks_waited() const { return idle_tick_cycles() ? idle_wait_ / idle_tick_cycles() : 0; }
+    uint64_t idle_saturated_faults() const { return idle_saturated_; }
+
 private:
     struct VcpuRef {
         mmu::Mmu* hw = nullptr;
@@ -88,6 +119,9 @@ private:
     uint64_t accepts_ = 0;
     uint64_t accept_fallbacks_ = 0;
     uint64_t kicked_ = 0;
+    uint64_t idle_tick_hz_ = 0, freq_mhz_ = 3000;
+    Cycles idle_wait_ = 0;
+    uint64_t idle_saturated_ = 0;
 };
 
 }  // namespace hvsim::kvm

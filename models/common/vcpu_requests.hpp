@@ -15,6 +15,9 @@ public:
     virtual bool in_guest_mode() const = 0;
     // Cycles the vCPU spends on the request before it next runs guest code.
     virtual void charge_before_guest(Cycles c) = 0;
+    // The vCPU has no work: the guest's idle loop halted it (HLT; in a TD the
+    // TDVMCALL<Instruction.HLT>), so it runs only to take interrupts such as its tick.
+    virtual bool idle() const { return false; }
 };
 
 }  // namespace hvsim

@@ -183,6 +183,8 @@ public:
     // Paid on the next translation that misses the L1 TLB, which is the next access
     // after the flush that comes with such a request (no work on the TLB-hit path).
     void charge_before_guest(Cycles c) override { before_guest_ += c; }
+    // Idle: no work posted (the guest's idle loop halts the vCPU between steps).
+    bool idle() const override { return !busy_; }
     Cycles request_cycles() const { return request_cycles_; }
 
     // The access loop on the concrete translation hardware Hw (vcpu_loop.hpp); called

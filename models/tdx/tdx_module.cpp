@@ -542,6 +542,7 @@ SeamRet TdxModule::tdh_phymem_page_wbinvd(Hpa page) {
 
 SeamRet TdxModule::tdh_vp_enter(Hpa tdr, unsigned vcpu) {
     ++stats_.seamcalls;
+    ++stats_.vp_enter_calls;
     Td* t = td(tdr);
     if (!t || vcpu >= t->vcpus.size()) return done(ret(status::OPERAND_INVALID | operand::RCX));
     if (t->op != OpState::runnable) return done(ret(status::OP_STATE_INCORRECT));

@@ -103,6 +103,7 @@ struct TdxStats {
     uint64_t accept_exits = 0;       // ACCEPTs that became TD exits (A4/A9)
     uint64_t ve = 0;                 // #VE injected for a PENDING access
     uint64_t vp_enters = 0, td_exits = 0, epoch_flushes = 0;
+    uint64_t vp_enter_calls = 0;     // TDH.VP.ENTER calls (in `seamcalls`), refused ones included
     uint64_t sept_pages = 0;         // S-EPT pages (PT_EPT) in use, root excluded
 };
 

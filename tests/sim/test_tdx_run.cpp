@@ -181,3 +181,136 @@ TEST_CASE("tdx run: a 4K ACCEPT of a page the host has not added exits to KVM, w
     CHECK(r.mod().accept == 4);
     CHECK_FALSE(r.m->check_invariants());
 }
+
+namespace {
+
+// A vCPU as KVM's kick sees it: in guest mode or not, and what the kick costs it.
+struct GuestModeStub final : VcpuRequestTarget {
+    bool guest = false, halted = false;
+    Cycles charged = 0;
+    bool in_guest_mode() const override { return guest; }
+    bool idle() const override { return halted; }
+    void charge_before_guest(Cycles c) override { charged += c; }
+};
+
+}  // namespace
+
+TEST_CASE("tdx run: a zap kicks only the vCPUs inside the TD; they re-enter at the new TD epoch and flush",
+          "[tdx][run][track]") {
+    std::string text = kTd;
+    text.replace(text.find("\"vcpus\": 1"), 10, "\"vcpus\": 3");
+    scn::Scenario s = load_scenario_text(text, "td3.json");
+    const ParamSet p = resolve_params(s, {});
+    const MachineConfig cfg = machine_config(p, s);
+    Machine m(s, cfg);
+    REQUIRE(m.create_vm_err() == 0);
+    kvm::CycleCounter ctx;
+    REQUIRE(m.setup(ctx).empty());
+    CacheHierarchy cache(cfg.mem);
+    std::vector<std::unique_ptr<mmu::Mmu>> hw;
+    for (unsigned i = 0; i < 3; ++i) {
+        hw.push_back(std::make_unique<mmu::Mmu>(m.config().mmu, m.mem(), cache));
+        m.attach_vcpu(i, *hw.back());
+    }
+    GuestModeStub v[3];
+    auto& td = *m.tdx();
+    for (unsigned i = 0; i < 3; ++i) td.set_vcpu_requests(i, &v[i]);
+    const auto& mod = td.module().stats();
+    auto touch = [&](uint64_t gpa) {
+        for (int i = 0; i < 8; ++i) {
+            auto t = hw[0]->translate(Gva(gpa), mmu::AccessType::write, true);
+            if (t.ok()) return true;
+            if (m.handle_npf(0, t.fault_gpa, t.error_code, ctx) == cpu::NpfAction::stop) return false;
+        }
+        return false;
+    };
+    REQUIRE(touch(0x5000));
+    REQUIRE(touch(0x6000));
+    // vCPU 0 converts (it is in KVM), vCPU 1 runs guest code, vCPU 2 is outside the TD.
+    v[1].guest = true;
+    const uint64_t epoch0 = td.module().td_epoch(td.tdr());
+    REQUIRE(m.kvm_convert_memory(0x5000, 4096, false, "test", ctx) == 0);
+    CHECK(td.module().td_epoch(td.tdr()) == epoch0 + 1);
+    CHECK(td.vcpus_kicked() == 1);
+    CHECK(v[1].charged > 0);
+    CHECK(v[2].charged == 0);
+    CHECK(mod.vp_enters == 1);   // vCPU 1's entry, the only one the TRACK had to see
+    CHECK(mod.td_exits == 1);    // ... and the kick's exit
+    CHECK_FALSE(td.module().vcpu_inside(td.tdr(), 1));
+    CHECK(mod.epoch_flushes == 0);
+    // vCPU 1 is back in the guest (entered after the TRACK: it flushes on that entry) when
+    // the next page goes; vCPU 2 stays out and is never kicked.
+    REQUIRE(m.kvm_convert_memory(0x6000, 4096, false, "test", ctx) == 0);
+    CHECK(mod.vp_enters == 2);
+    CHECK(mod.epoch_flushes == 1);
+    CHECK(td.vcpus_kicked() == 2);
+    CHECK(v[2].charged == 0);
+    CHECK(mod.remove == 2);
+    CHECK_FALSE(td.kvm_tdx().bugged());
+    CHECK_FALSE(m.check_invariants());
+    m.x86()->detach_vcpus();
+    td.detach_vcpus();
+}
+
+TEST_CASE("tdx run: a private fault waits for the idle vCPUs' ticks (tdx.idle_tick_hz), capped when saturated",
+          "[tdx][run][idle]") {
+    std::string text = kTd;
+    text.replace(text.find("\"vcpus\": 1"), 10, "\"vcpus\": 3");
+    scn::Scenario s = load_scenario_text(text, "td3.json");
+    const ParamSet p = resolve_params(s, {});
+    const MachineConfig cfg = machine_config(p, s);
+    Machine m(s, cfg);
+    REQUIRE(m.create_vm_err() == 0);
+    kvm::CycleCounter ctx;
+    REQUIRE(m.setup(ctx).empty());
+    CacheHierarchy cache(cfg.mem);
+    std::vector<std::unique_ptr<mmu::Mmu>> hw;
+    for (unsigned i = 0; i < 3; ++i) {
+        hw.push_back(std::make_unique<mmu::Mmu>(m.config().mmu, m.mem(), cache));
+        m.attach_vcpu(i, *hw.back());
+    }
+    GuestModeStub v[3];
+    auto& td = *m.tdx();
+    for (unsigned i = 0; i < 3; ++i) td.set_vcpu_requests(i, &v[i]);
+    v[1].halted = v[2].halted = true;
+    auto touch = [&](uint64_t gpa) {
+        const Cycles before = ctx.total;
+        for (int i = 0; i < 8; ++i) {
+            auto t = hw[0]->translate(Gva(gpa), mmu::AccessType::write, true);
+            if (t.ok()) return ctx.total - before;
+            REQUIRE(m.handle_npf(0, t.fault_gpa, t.error_code, ctx) != cpu::NpfAction::stop);
+        }
+        FAIL("the access does not complete");
+        return Cycles(0);
+    };
+    REQUIRE(touch(0x5000) > 0);   // links the tables
+    CHECK_FALSE(td.idle_ticks_enabled());
+    const Cycles plain = touch(0x6000);   // exit, AUG, entry, #VE, ACCEPT: the same path as the next
+    // 2 idle vCPUs at 1000 Hz, one tick round trip of cost.vmexit + tdx_td_exit +
+    // tdx_idle_tick + tdx_td_entry + cost.vmentry: they take u = num / den of the
+    // serialization point, and the fault waits plain * u / (1 - u).
+    td.set_idle_ticks(1000, 3000);
+    const Cycles tick = td.idle_tick_cycles();
+    CHECK(tick == cfg.costs.vmexit + cfg.tdx_costs.td_exit + cfg.tdx_costs.idle_tick + cfg.tdx_costs.td_entry +
+                      cfg.costs.vmentry);
+    const uint64_t num = 2ull * 1000 * tick, den = 3000ull * 1000000;
+    // The fault is two waits (its exit to KVM, then the #VE), each rounded down.
+    const Cycles waited = touch(0x7000) - plain, want = plain * num / (den - num);
+    CHECK(waited <= want);
+    CHECK(waited + 1 >= want);
+    CHECK(td.idle_ticks_waited() == waited / tick);
+    CHECK(td.idle_saturated_faults() == 0);
+    // A busy vCPU is not idle: only vCPU 2 ticks now.
+    v[1].halted = false;
+    const Cycles one = touch(0x8000) - plain, want_one = plain * (num / 2) / (den - num / 2);
+    CHECK(one <= want_one);
+    CHECK(one + 1 >= want_one);
+    // Demand beyond 98% of the serialization point: the ticks that do not fit are lost.
+    v[1].halted = true;
+    td.set_idle_ticks(200000, 3000);
+    const Cycles sat = touch(0x9000);
+    CHECK(sat - plain == plain * 49);
+    CHECK(td.idle_saturated_faults() == 2);   // the exit and the #VE
+    m.x86()->detach_vcpus();
+    td.detach_vcpus();
+}

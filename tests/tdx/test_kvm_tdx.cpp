@@ -170,3 +170,69 @@ TEST_CASE("C42: a REMOVE answered BUSY|SEPT_TREE is retried once with every vCPU
     CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(g2)), PgLevel::k4K, p2, r.ctx) == -EIO);
     CHECK(r.tdx.bugged());
 }
+
+TEST_CASE("C20 (KVM): a kick that leaves a vCPU inside the TD holds REMOVE (TLB_TRACKING_NOT_DONE); the VM is "
+          "bugged",
+          "[tdx][kvm][zap][track]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 1).rax == 0);
+    // The IPI never reaches vCPU 1: it stays inside from the blocking epoch, TRACK passes
+    // (nobody is inside from the epoch before) but the block is not tracked.
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == -EIO);
+    CHECK(r.tdx.bugged());
+    CHECK(r.m.stats().track == 1);
+    CHECK(r.m.stats().remove == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::pending_blocked);
+    // Once it exits, REMOVE goes through (what the kick is for).
+    r.m.td_exit(r.tdr, 1);
+    CHECK(r.m.tdh_mem_page_remove(tdx::gpa_level(G, 0), r.tdr).rax == 0);
+}
+
+TEST_CASE("C21 (KVM): a vCPU still inside from before the previous TRACK makes the next TRACK "
+          "PREVIOUS_TLB_EPOCH_BUSY, which KVM does not retry (VM bugged)",
+          "[tdx][kvm][zap][track]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    // vCPU 0 entered at epoch E; someone else's TRACK moved the TD to E+1 without a kick.
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    REQUIRE(r.m.tdh_mem_track(r.tdr).rax == 0);
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == -EIO);
+    CHECK(r.tdx.bugged());
+    CHECK(r.m.stats().track == 1);             // KVM's TRACK was refused
+    CHECK(r.tdx.stats().busy_retries == 0);    // PREVIOUS_TLB_EPOCH_BUSY is not "busy" to KVM
+    CHECK(r.kick.kicks == 0);
+}
+
+TEST_CASE("C32 (KVM): a TRACK answered BUSY|TD_EPOCH (another LP inside TRACK) is retried and counted",
+          "[tdx][kvm][zap][busy]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    // The epoch lock is held when KVM's TRACK comes; the holder leaves after the first try.
+    r.m.hold(r.tdr, tdx::TdxModule::Hold::epoch_exclusive);
+    struct Releaser final : ExecContext {
+        tdx::TdxModule* m;
+        Hpa tdr;
+        unsigned tracks = 0;
+        void charge(std::string_view step, Cycles) override {
+            if (step == "tdh_mem_track" && ++tracks == 2) m->release(tdr, tdx::TdxModule::Hold::epoch_exclusive);
+        }
+    } ctx;
+    ctx.m = &r.m;
+    ctx.tdr = r.tdr;
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, ctx) == 0);
+    CHECK(ctx.tracks == 2);
+    CHECK(r.tdx.stats().busy_retries == 1);
+    CHECK(r.m.stats().track == 1);
+    CHECK(r.m.stats().remove == 1);
+    CHECK_FALSE(r.tdx.bugged());
+}
