@@ -39,6 +39,7 @@ struct KvmStats {
     // guest_memfd
     uint64_t gmem_created = 0, gmem_released = 0;
     uint64_t gmem_pages_allocated = 0, gmem_pages_freed = 0, gmem_pages_zeroed = 0;
+    uint64_t gmem_huge_folios = 0;   // folios of order > 0 allocated (gmem.max_order)
     uint64_t gmem_get_pfn = 0, gmem_punch_hole = 0, gmem_fallocate = 0;
     // attributes / conversions
     uint64_t attr_set_calls = 0;         // accepted set_memory_attributes(2) calls

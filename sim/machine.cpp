@@ -100,6 +100,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
     k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
     k.memlock_limit = p.get_u64("kvm.config.memlock_limit");
+    k.gmem_max_order = unsigned(p.get_u64("gmem.max_order"));
 
     auto& cost = c.costs;
     // One line per KvmCosts field: the preset key it comes from.
@@ -888,11 +889,27 @@ std::optional<std::string> Machine::check_invariants() {
             return;
         }
         if (leaf.level != PgLevel::k4K) {
-            // guest_memfd pages are order-0, so a huge leaf must cover shared gfns only.
-            if (kvm_->has_private_mem() &&
-                !kvm_->kvm_range_has_memory_attributes(gfn, gfn + level_pages(leaf.level),
-                                                       uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0))
+            // A huge leaf covers shared gfns only, unless guest_memfd has huge folios
+            // (gmem.max_order): then it may map private gfns, all of them, from one folio
+            // of at least its size that starts at the leaf's first gfn.
+            if (!kvm_->has_private_mem()) return;
+            const uint64_t n = level_pages(leaf.level);
+            const bool priv = kvm_->kvm_mem_is_private(gfn) && slot->has_gmem() && slot->gmem.file &&
+                              cfg_.kvm.gmem_max_order > 0;
+            if (!kvm_->kvm_range_has_memory_attributes(gfn, gfn + n, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+                                                       priv ? uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE : 0)) {
                 bad = fmt::format("{} SPTE at gfn {:#x} covers private gfns", level_name(leaf.level), gfn.raw());
+                return;
+            }
+            if (priv) {
+                const uint64_t index = slot->gmem.pgoff + (gfn - slot->base_gfn);
+                uint64_t head = 0;
+                const unsigned order = slot->gmem.file->folio_order(index, &head);
+                const auto pfn = slot->gmem.file->filemap_lookup(index);
+                if (!pfn || *pfn != leaf.pfn || (1ull << order) < n || head != index)
+                    bad = fmt::format("private {} SPTE at gfn {:#x} does not map one guest_memfd folio of its size",
+                                      level_name(leaf.level), gfn.raw());
+            }
             return;
         }
         if (kvm_->kvm_mem_is_private(gfn)) {
@@ -924,6 +941,13 @@ std::optional<std::string> Machine::check_invariants() {
                     bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
                                       "at that gfn",
                                       gfn.raw(), leaf.pfn.raw());
+            } else if (kvm_->kvm_mem_is_private(gfn)) {
+                // A huge private leaf (gmem.max_order 9) needs an RMP entry of its size at its
+                // frame (sev_gmem_max_mapping_level()), else every access fails Page-Size.
+                if (!e.assigned || e.asid != kSnpAsid || rl != leaf.level || e.gpa != gfn_to_gpa(gfn))
+                    bad = fmt::format("private {} SPTE at gfn {:#x} maps pfn {:#x} without a {} RMP entry for this "
+                                      "guest at that gfn",
+                                      level_name(leaf.level), gfn.raw(), leaf.pfn.raw(), level_name(leaf.level));
             } else if (!kvm_->kvm_mem_is_private(gfn)) {
                 const bool big = leaf.level != PgLevel::k4K;
                 if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))
