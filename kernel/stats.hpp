@@ -61,6 +61,7 @@ struct ProcessStats {
     uint64_t anon_pages_allocated = 0, anon_pages_freed = 0;
     uint64_t thp_allocated = 0;          // 2 MiB anonymous folios
     uint64_t host_faults = 0, host_sigbus = 0;
+    uint64_t host_rmp_faults = 0;   // stores refused by the host CPU's RMP check (#PF, X86_PF_RMP)
     uint64_t gup_pages = 0, pins = 0, unpins = 0;
     uint64_t mmaps = 0, munmaps = 0;
 };

@@ -174,6 +174,24 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     return c;
 }
 
+namespace {
+
+// The RMP's Hypervisor-Owned check as the host CPU applies it to the VMM's stores (the
+// entry reads are untimed here: the store's own cost is charged by the VMM model).
+class RmpHostWriteCheck final : public kvm::HostWriteCheck {
+public:
+    explicit RmpHostWriteCheck(rmp::Rmp& rmp) : rmp_(rmp) {}
+    bool host_write_allowed(Pfn pfn, PgLevel mapping, ExecContext&) override {
+        Cycles c = 0;
+        return rmp_.host_write_allowed(pfn_to_hpa(pfn), mapping, nullptr, c);
+    }
+
+private:
+    rmp::Rmp& rmp_;
+};
+
+}  // namespace
+
 // A context that records into a fault-path log as it forwards.
 class LoggingContext final : public ExecContext {
 public:
@@ -243,6 +261,9 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
             mem_);
         snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
         kvm_->set_arch_ops(*snp_ops_);
+        // The VMM's stores are checked by the same RMP (Hypervisor-Owned, Table 15-39).
+        host_write_check_ = std::make_unique<RmpHostWriteCheck>(*rmp_);
+        proc_->set_host_write_check(host_write_check_.get());
     }
     // A VM whose private memory a firmware maps (TDX): the module, and KVM's backend behind
     // the mirror root.
@@ -273,6 +294,7 @@ Machine::~Machine() {
     if (x86_) x86_->detach_vcpus();
     if (tdx_) tdx_->detach_vcpus();
     if (arm64_) arm64_->detach_vcpus();
+    if (proc_) proc_->set_host_write_check(nullptr);   // the check goes before the process
     kvm::CycleCounter teardown;
     if (proc_) proc_->exit_mm(teardown);
     x86_.reset();

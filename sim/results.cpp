@@ -310,6 +310,7 @@ json build_results(const ResultInputs& in) {
     m["process.thp"] = ps.thp_allocated;
     m["process.host_faults"] = ps.host_faults;
     m["process.sigbus"] = ps.host_sigbus;
+    m["process.rmp_faults"] = ps.host_rmp_faults;
     m["process.zero_mapped_pages"] = in.m.process().nr_zero_mapped_pages();
     m["process.huge_zero_regions"] = in.m.process().nr_huge_zero_regions();
     m["process.gup_pages"] = ps.gup_pages;

@@ -26,7 +26,8 @@ std::vector<std::string> SevSnpOps::unmodelled(HostPaging) const {   // installe
     w.emplace_back("SNP launch not modelled: no SNP_LAUNCH_START/UPDATE/FINISH (kvm_gmem_populate) or "
                    "measurement; KVM_PRE_FAULT_MEMORY stays refused as before launch finish");
     w.emplace_back("SNP gaps: 2 MiB guest_memfd folios (2M RMP entries, PSMASH) only as the gmem.max_order=9 what-if "
-                   "(upstream guest_memfd is 4K), no RMP check of host (VMM) writes or device DMA");
+                   "(upstream guest_memfd is 4K), no RMP check of device DMA (IOMMU), no RMPADJUST/VMPL use by the "
+                   "guest");
     return w;
 }
 
