@@ -130,28 +130,86 @@ kvm_memory_slot* GuestMemfd::binding(uint64_t index) const {
 // ---------------------------------------------------------------------------------
 // Page cache
 
+unsigned GuestMemfd::new_folio_order(uint64_t index) const {
+    const unsigned order = proc_.config().gmem_max_order;
+    if (order == 0) return 0;
+    const uint64_t n = 1ull << order, head = index & ~(n - 1);
+    if (head + n > npages() || page_cache_.any_in(head, head + n)) return 0;
+    return order;
+}
+
+unsigned GuestMemfd::folio_order(uint64_t index, uint64_t* head) const {
+    auto it = huge_folios_.upper_bound(index);
+    if (it != huge_folios_.begin()) {
+        --it;
+        if (index < it->first + (1ull << it->second)) {
+            if (head) *head = it->first;
+            return it->second;
+        }
+    }
+    if (head) *head = index;
+    return 0;
+}
+
+void GuestMemfd::split_huge_folios(uint64_t start, uint64_t end) {
+    // The folio starting before start may reach into the range; those starting inside go.
+    uint64_t head = 0;
+    if (folio_order(start, &head) && head < start) huge_folios_.erase(head);
+    huge_folios_.erase(huge_folios_.lower_bound(start), huge_folios_.lower_bound(end));
+}
+
 int GuestMemfd::kvm_gmem_get_folio(uint64_t index, Pfn& pfn, ExecContext& ctx) {
     if (auto p = page_cache_.find(index)) {
         pfn = *p;
         return 0;
     }
-    const std::optional<Pfn> p = proc_.allocator().alloc(0);   // order-0 folios only
+    // Upstream allocates order-0 folios only. With huge folios (the HugeTLB guest_memfd
+    // series) a folio is naturally aligned both in the file and in host physical memory;
+    // when the 2 MiB block is not available the file falls back to an order-0 page.
+    unsigned order = new_folio_order(index);
+    std::optional<Pfn> p = order ? proc_.allocator().alloc(order) : std::nullopt;
+    if (!p) {
+        order = 0;
+        p = proc_.allocator().alloc(0);
+    }
     if (!p) return -ENOMEM;
+    const uint64_t n = 1ull << order, head = index & ~(n - 1);
     ctx.charge("page_alloc", proc_.costs().page_alloc);
-    page_cache_.assign(index, index + 1, *p);
-    ++nr_pages_;
-    if (kvm_) ++kvm_->stats().gmem_pages_allocated;
-    pfn = *p;
+    page_cache_.assign(head, head + n, *p);
+    if (order) {
+        huge_folios_.emplace(head, order);
+        if (kvm_) ++kvm_->stats().gmem_huge_folios;
+    }
+    nr_pages_ += n;
+    if (kvm_) kvm_->stats().gmem_pages_allocated += n;
+    pfn = *p + (index - head);
     return 0;
 }
 
 void GuestMemfd::kvm_gmem_mark_uptodate(uint64_t index, Pfn pfn, ExecContext& ctx) {
     if (uptodate_.contains(index)) return;
-    // clear_highpage(): the page may hold a previous owner's bytes.
-    proc_.mem().discard(pfn);
-    ctx.charge("zero_4k", proc_.costs().zero_4k);
-    uptodate_.assign(index, index + 1, true);
-    if (kvm_) ++kvm_->stats().gmem_pages_zeroed;
+    // A huge folio is cleared and marked uptodate as a whole (kvm_gmem_get_pfn() clears
+    // every page of a folio that is not yet uptodate).
+    uint64_t head = index;
+    const unsigned order = folio_order(index, &head);
+    const uint64_t n = 1ull << order;
+    const Pfn first = pfn - (index - head);
+    if (order == 9 && !uptodate_.any_in(head, head + n)) {
+        // A whole 2 MiB folio at once, as a THP is cleared (cost.zero_2m).
+        for (uint64_t i = 0; i < n; ++i) proc_.mem().discard(first + i);
+        ctx.charge("zero_2m", proc_.costs().zero_2m);
+        if (kvm_) kvm_->stats().gmem_pages_zeroed += n;
+        uptodate_.assign(head, head + n, true);
+        return;
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+        if (uptodate_.contains(head + i)) continue;
+        // clear_highpage(): the page may hold a previous owner's bytes.
+        proc_.mem().discard(first + i);
+        ctx.charge("zero_4k", proc_.costs().zero_4k);
+        if (kvm_) ++kvm_->stats().gmem_pages_zeroed;
+    }
+    uptodate_.assign(head, head + n, true);
 }
 
 int kvm_gmem_get_pfn(Kvm& kvm, const kvm_memory_slot& slot, Gfn gfn, Pfn& pfn, int& max_order,
@@ -167,8 +225,11 @@ int kvm_gmem_get_pfn(Kvm& kvm, const kvm_memory_slot& slot, Gfn gfn, Pfn& pfn, i
     if (r) return r;
     HVSIM_GMEM_TRANSITION(before, file->page_state(index), "kvm_gmem_get_pfn");
     file->kvm_gmem_mark_uptodate(index, pfn, ctx);
-    max_order = 0;   // order-0 folios: gmem mappings are 4 KiB
-    r = kvm.arch().gmem_prepare(kvm, pfn, gfn, 0, ctx);
+    // The folio bounds the mapping; a gfn not congruent with its file index modulo the
+    // folio cannot be mapped by it at all (the huge-folio series checks the same).
+    max_order = int(file->folio_order(index));
+    if (max_order && ((gfn.raw() ^ index) & ((1ull << max_order) - 1))) max_order = 0;
+    r = kvm.arch().gmem_prepare(kvm, pfn, gfn, max_order, ctx);
     if (r) return r;
     ++kvm.stats().gmem_get_pfn;
     return 0;
@@ -218,6 +279,7 @@ void GuestMemfd::truncate_range(uint64_t start, uint64_t end, ExecContext& ctx) 
     }
     page_cache_.erase(start, end);
     uptodate_.erase(start, end);
+    split_huge_folios(start, end);
 }
 
 void GuestMemfd::host_map_get(uint64_t index) {

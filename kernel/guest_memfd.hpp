@@ -86,6 +86,10 @@ public:
     // Clear the page and mark it uptodate unless it already is (first use).
     void kvm_gmem_mark_uptodate(uint64_t index, Pfn pfn, ExecContext& ctx);
     bool uptodate(uint64_t index) const { return uptodate_.contains(index); }
+    // [PROPOSED] huge folios (kvm.config.gmem_max_order > 0): the order of the folio holding
+    // index (0 for an order-0 page or a hole) and its first index.
+    unsigned folio_order(uint64_t index, uint64_t* head = nullptr) const;
+    size_t nr_huge_folios() const { return huge_folios_.size(); }
     std::optional<Pfn> filemap_lookup(uint64_t index) const { return page_cache_.find(index); }
     uint64_t nr_pages_allocated() const { return nr_pages_; }
 
@@ -139,6 +143,13 @@ private:
     std::map<uint64_t, uint32_t> host_mapped_;   // index -> host PTE references
     std::map<uint64_t, uint32_t> pins_;          // index -> long-term pins
     std::map<uint64_t, uint32_t> orphans_;       // pfn -> pins, page no longer in the cache
+    std::map<uint64_t, unsigned> huge_folios_;   // first index -> order, folios of order > 0
+    // The order a new folio at index gets: gmem_max_order when its naturally aligned
+    // range lies inside the file and holds no page yet, else 0.
+    unsigned new_folio_order(uint64_t index) const;
+    // Truncating part of a huge folio splits it into order-0 pages (the huge-folio series
+    // splits before freeing part of a folio).
+    void split_huge_folios(uint64_t start, uint64_t end);
 };
 
 // kvm_gmem_bind()/kvm_gmem_unbind() as kvm_set_memory_region() calls them: fd is the
@@ -148,7 +159,9 @@ void kvm_gmem_unbind(kvm_memory_slot& slot);
 
 // kvm_gmem_get_pfn(): the page backing gfn of a gmem slot for the fault path. -EFAULT if
 // the file is closed or not the slot's, -EIO if the binding is not this slot, -ENOMEM.
-// Clears the page on first use and calls the arch gmem_prepare hook. max_order is 0.
+// Clears the folio on first use and calls the arch gmem_prepare hook. max_order is the
+// folio's order (0 upstream; up to kvm.config.gmem_max_order with huge folios), lowered to
+// 0 when gfn and file index are not congruent modulo the folio.
 int kvm_gmem_get_pfn(Kvm& kvm, const kvm_memory_slot& slot, Gfn gfn, Pfn& pfn, int& max_order,
                      ExecContext& ctx);
 

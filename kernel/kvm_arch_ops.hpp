@@ -109,6 +109,9 @@ public:
     // kvm_x86_ops.gmem_max_mapping_level(): the largest level KVM maps private memory at
     // (TDX: 4K, tdx_gmem_max_mapping_level()).
     virtual PgLevel private_max_mapping_level() const { return PgLevel::k1G; }
+    // The same question for the page the fault got from guest_memfd (SNP: the RMP entry's
+    // level, sev_gmem_max_mapping_level(), so a private NPT leaf never exceeds it).
+    virtual PgLevel gmem_max_mapping_level(const Kvm&, Pfn) const { return private_max_mapping_level(); }
 
     // Hooks for the hardware models (no-ops in the generic backends):
     // kvm_arch_gmem_prepare(): a gmem page is about to be mapped private (SNP: RMPUPDATE

@@ -55,6 +55,9 @@ struct KvmConfig {
     uint32_t nr_memslots = 32764;
     // RLIMIT_MEMLOCK of the VMM in bytes for legacy SEV pinning; 0 = unlimited.
     uint64_t memlock_limit = 0;
+    // [PROPOSED] largest guest_memfd folio order (sim: gmem.max_order). 0 = upstream (order-0
+    // folios only); 9 = 2 MiB folios, as the guest_memfd huge-folio (HugeTLB) series proposes.
+    unsigned gmem_max_order = 0;
 };
 
 }  // namespace hvsim::kvm

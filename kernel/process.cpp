@@ -659,6 +659,20 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
                 return res;
             }
             pfn = g.pfn;
+            // The store reaches physical memory only if the CPU's check lets it: on an SNP
+            // host a guest-owned page (or a 2M mapping over a region holding one) is an
+            // RMP #PF. Linux has no RMP-specific recovery for a user-mode store (the host
+            // series sent SIGBUS, "Unexpected RMP page fault"); the VMM gets SIGBUS here and
+            // nothing is written (arch/x86/mm/fault.c; AMD APM vol. 2 §15.36.10).
+            if (write && write_check_ && !write_check_->host_write_allowed(*pfn, g.level, ctx)) {
+                ++stats_.host_sigbus;
+                ++stats_.host_rmp_faults;
+                res.err = -EFAULT;
+                res.sigbus = true;
+                res.rmp_fault = true;
+                res.fault_hva = Hva(page);
+                return res;
+            }
         }
         per_chunk(pfn, a & kPageMask, n, done);
         a += n;

@@ -38,10 +38,21 @@ struct FileRef {
     std::shared_ptr<GuestMemfd> gmem;    // guest_memfd
 };
 
+// The host CPU's check of a store to physical memory (SEV-SNP: the RMP's Hypervisor-Owned
+// check, AMD APM vol. 2 Table 15-39), installed by the platform. false: the store faults
+// (#PF with X86_PF_RMP) and nothing is written; `mapping` is the host mapping's size (a 2M
+// mapping needs all 512 pages of its region hypervisor-owned).
+class HostWriteCheck {
+public:
+    virtual ~HostWriteCheck() = default;
+    virtual bool host_write_allowed(Pfn pfn, PgLevel mapping, ExecContext& ctx) = 0;
+};
+
 // Outcome of a host access through the VMM's mappings.
 struct HostAccessResult {
     int err = 0;                         // -EFAULT when the access raised SIGBUS
     bool sigbus = false;
+    bool rmp_fault = false;              // write: the SIGBUS is the host CPU's RMP #PF
     Hva fault_hva;                       // first page that faulted (sigbus)
     // A read streams: it keeps the first kHostReadKeep bytes (tests look at them) and a
     // summary of all of them, so reading N bytes does not cost N bytes of host memory.
@@ -163,6 +174,9 @@ public:
 
     static constexpr uint64_t kMmapBase = 0x600000000000ull;   // where non-fixed mmaps go
 
+    // Every store the VMM makes to a page goes through this check first (nullptr: none).
+    void set_host_write_check(HostWriteCheck* c) { write_check_ = c; }
+
 private:
     struct Mapping {
         uint64_t end = 0;                     // exclusive hva
@@ -204,6 +218,7 @@ private:
     const KvmConfig& cfg_;
     const KvmCosts& costs_;
     ProcessStats stats_;
+    HostWriteCheck* write_check_ = nullptr;
 
     std::map<int, FileRef> fds_;
     int next_fd_ = 3;   // files->next_fd: no free number below it

@@ -39,6 +39,7 @@ struct KvmStats {
     // guest_memfd
     uint64_t gmem_created = 0, gmem_released = 0;
     uint64_t gmem_pages_allocated = 0, gmem_pages_freed = 0, gmem_pages_zeroed = 0;
+    uint64_t gmem_huge_folios = 0;   // folios of order > 0 allocated (gmem.max_order)
     uint64_t gmem_get_pfn = 0, gmem_punch_hole = 0, gmem_fallocate = 0;
     // attributes / conversions
     uint64_t attr_set_calls = 0;         // accepted set_memory_attributes(2) calls
@@ -60,6 +61,7 @@ struct ProcessStats {
     uint64_t anon_pages_allocated = 0, anon_pages_freed = 0;
     uint64_t thp_allocated = 0;          // 2 MiB anonymous folios
     uint64_t host_faults = 0, host_sigbus = 0;
+    uint64_t host_rmp_faults = 0;   // stores refused by the host CPU's RMP check (#PF, X86_PF_RMP)
     uint64_t gup_pages = 0, pins = 0, unpins = 0;
     uint64_t mmaps = 0, munmaps = 0;
 };

@@ -101,6 +101,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     k.maxphyaddr = unsigned(p.get_u64("kvm.config.maxphyaddr"));
     k.nr_memslots = uint32_t(p.get_u64("kvm.config.nr_memslots"));
     k.memlock_limit = p.get_u64("kvm.config.memlock_limit");
+    k.gmem_max_order = unsigned(p.get_u64("gmem.max_order"));
 
     auto& cost = c.costs;
     // One line per KvmCosts field: the preset key it comes from.
@@ -175,6 +176,24 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     return c;
 }
 
+namespace {
+
+// The RMP's Hypervisor-Owned check as the host CPU applies it to the VMM's stores (the
+// entry reads are untimed here: the store's own cost is charged by the VMM model).
+class RmpHostWriteCheck final : public kvm::HostWriteCheck {
+public:
+    explicit RmpHostWriteCheck(rmp::Rmp& rmp) : rmp_(rmp) {}
+    bool host_write_allowed(Pfn pfn, PgLevel mapping, ExecContext&) override {
+        Cycles c = 0;
+        return rmp_.host_write_allowed(pfn_to_hpa(pfn), mapping, nullptr, c);
+    }
+
+private:
+    rmp::Rmp& rmp_;
+};
+
+}  // namespace
+
 // A context that records into a fault-path log as it forwards.
 class LoggingContext final : public ExecContext {
 public:
@@ -244,6 +263,9 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
             mem_);
         snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
         kvm_->set_arch_ops(*snp_ops_);
+        // The VMM's stores are checked by the same RMP (Hypervisor-Owned, Table 15-39).
+        host_write_check_ = std::make_unique<RmpHostWriteCheck>(*rmp_);
+        proc_->set_host_write_check(host_write_check_.get());
     }
     // A VM whose private memory a firmware maps (TDX): the module, and KVM's backend behind
     // the mirror root.
@@ -275,6 +297,7 @@ Machine::~Machine() {
     if (x86_) x86_->detach_vcpus();
     if (tdx_) tdx_->detach_vcpus();
     if (arm64_) arm64_->detach_vcpus();
+    if (proc_) proc_->set_host_write_check(nullptr);   // the check goes before the process
     kvm::CycleCounter teardown;
     if (proc_) proc_->exit_mm(teardown);
     x86_.reset();
@@ -925,11 +948,27 @@ std::optional<std::string> Machine::check_invariants() {
             return;
         }
         if (leaf.level != PgLevel::k4K) {
-            // guest_memfd pages are order-0, so a huge leaf must cover shared gfns only.
-            if (kvm_->has_private_mem() &&
-                !kvm_->kvm_range_has_memory_attributes(gfn, gfn + level_pages(leaf.level),
-                                                       uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0))
+            // A huge leaf covers shared gfns only, unless guest_memfd has huge folios
+            // (gmem.max_order): then it may map private gfns, all of them, from one folio
+            // of at least its size that starts at the leaf's first gfn.
+            if (!kvm_->has_private_mem()) return;
+            const uint64_t n = level_pages(leaf.level);
+            const bool priv = kvm_->kvm_mem_is_private(gfn) && slot->has_gmem() && slot->gmem.file &&
+                              cfg_.kvm.gmem_max_order > 0;
+            if (!kvm_->kvm_range_has_memory_attributes(gfn, gfn + n, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+                                                       priv ? uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE : 0)) {
                 bad = fmt::format("{} SPTE at gfn {:#x} covers private gfns", level_name(leaf.level), gfn.raw());
+                return;
+            }
+            if (priv) {
+                const uint64_t index = slot->gmem.pgoff + (gfn - slot->base_gfn);
+                uint64_t head = 0;
+                const unsigned order = slot->gmem.file->folio_order(index, &head);
+                const auto pfn = slot->gmem.file->filemap_lookup(index);
+                if (!pfn || *pfn != leaf.pfn || (1ull << order) < n || head != index)
+                    bad = fmt::format("private {} SPTE at gfn {:#x} does not map one guest_memfd folio of its size",
+                                      level_name(leaf.level), gfn.raw());
+            }
             return;
         }
         if (kvm_->kvm_mem_is_private(gfn)) {
@@ -961,6 +1000,13 @@ std::optional<std::string> Machine::check_invariants() {
                     bad = fmt::format("private SPTE at gfn {:#x} maps pfn {:#x}, which the RMP does not give this guest "
                                       "at that gfn",
                                       gfn.raw(), leaf.pfn.raw());
+            } else if (kvm_->kvm_mem_is_private(gfn)) {
+                // A huge private leaf (gmem.max_order 9) needs an RMP entry of its size at its
+                // frame (sev_gmem_max_mapping_level()), else every access fails Page-Size.
+                if (!e.assigned || e.asid != kSnpAsid || rl != leaf.level || e.gpa != gfn_to_gpa(gfn))
+                    bad = fmt::format("private {} SPTE at gfn {:#x} maps pfn {:#x} without a {} RMP entry for this "
+                                      "guest at that gfn",
+                                      level_name(leaf.level), gfn.raw(), leaf.pfn.raw(), level_name(leaf.level));
             } else if (!kvm_->kvm_mem_is_private(gfn)) {
                 const bool big = leaf.level != PgLevel::k4K;
                 if (e.assigned || (big && rmp_->read_entry(Pfn(leaf.pfn.raw() & ~511ull)).subpage_count))

@@ -222,6 +222,7 @@ private:
     static constexpr uint16_t kSnpAsid = 1;
     std::unique_ptr<rmp::Rmp> rmp_;
     std::unique_ptr<kvm::SevSnpOps> snp_ops_;
+    std::unique_ptr<kvm::HostWriteCheck> host_write_check_;   // the RMP's check of VMM stores
     std::vector<std::unique_ptr<rmp::RmpChecker>> rmp_checkers_;
     std::unique_ptr<cpu::SnpGuest> snp_guest_;
 };

@@ -342,6 +342,12 @@ std::vector<ParamDecl> build_decls() {
         d.unlimited = true;
         v.push_back(d);
     }
+    v.push_back(count("gmem.max_order", "order", 0, 9, 0,
+                      "largest guest_memfd folio order: 0 = order-0 (4 KiB) folios as upstream; 9 = 2 MiB folios, "
+                      "naturally aligned in the file and in host memory, so private memory can be mapped (and on "
+                      "SNP RMP-assigned) at 2 MiB [PROPOSED]",
+                      "upstream virt/kvm/guest_memfd.c allocates order-0 folios; 2 MiB folios follow the "
+                      "guest_memfd HugeTLB support series (\"KVM: guest_memfd: Support HugeTLB\", LKML)"));
     // ---- SEV-SNP: the RMP (models/rmp), KVM's SNP backend (kernel/svm), the guest's side ----
     v.push_back(flag("rmp.enabled", true,
                      "an snp VM on an AMD preset runs with the Reverse Map Table: RMP checks on TLB fills, "

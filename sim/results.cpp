@@ -186,6 +186,7 @@ json build_results(const ResultInputs& in) {
         m["snp.vc"] = g.vc;
         m["snp.psc_requests"] = g.psc_requests;
         m["snp.size_mismatch"] = g.size_mismatch;
+        m["snp.pvalidate_rescind"] = g.rescinds;
         m["snp.encrypted_fills"] = in.m.encrypted_fills();
     }
 
@@ -293,6 +294,7 @@ json build_results(const ResultInputs& in) {
         m["gmem.pages.allocated"] = s.gmem_pages_allocated;
         m["gmem.pages.freed"] = s.gmem_pages_freed;
         m["gmem.pages.zeroed"] = s.gmem_pages_zeroed;
+        m["gmem.huge_folios"] = s.gmem_huge_folios;
         m["gmem.get_pfn"] = s.gmem_get_pfn;
         m["gmem.punch_hole"] = s.gmem_punch_hole;
         m["attributes.set_calls"] = s.attr_set_calls;
@@ -313,6 +315,7 @@ json build_results(const ResultInputs& in) {
     m["process.thp"] = ps.thp_allocated;
     m["process.host_faults"] = ps.host_faults;
     m["process.sigbus"] = ps.host_sigbus;
+    m["process.rmp_faults"] = ps.host_rmp_faults;
     m["process.zero_mapped_pages"] = in.m.process().nr_zero_mapped_pages();
     m["process.huge_zero_regions"] = in.m.process().nr_huge_zero_regions();
     m["process.gup_pages"] = ps.gup_pages;

@@ -71,6 +71,7 @@ SCENARIOS = {
     "cost.zero_2m": "scenarios/quickstart.json",
     "cost.zero_4k": "scenarios/examples/design-example-snp-convert-2m.json",
     "cost.rmpupdate": "scenarios/snp/snp-accept-lazy.json",
+    "cost.psmash": "scenarios/snp/snp-huge-folio-convert.json",
     "cost.pvalidate_4k": "scenarios/snp/snp-accept-lazy.json",
     "cost.pvalidate_2m": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_vc": "scenarios/snp/snp-accept-lazy.json",
@@ -83,8 +84,6 @@ SCENARIOS = {
 KNOWN_GAPS = {
     "cost.split_huge_page": "no scenario makes the TDP MMU install a smaller leaf under a huge one "
                             "(an attribute change zaps the huge SPTE instead)",
-    "cost.psmash": "no scenario creates a 2M RMP entry to split: guest_memfd folios are order 0, so KVM's "
-                   "sev_gmem_prepare only makes 4K RMP entries (2M folios are not modelled yet)",
 }
 
 

@@ -256,7 +256,7 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
         return out;
     }
     PgLevel level = max_mapping_level(fault, fault.max_level);
-    if (fault.is_private) level = std::min(level, kvm_.arch().private_max_mapping_level());
+    if (fault.is_private) level = std::min(level, kvm_.arch().gmem_max_mapping_level(kvm_, fault.pfn));
     fault.goal_level = level;
     const uint64_t n = frame_pages(level);
     const Gfn gfn(root_gfn(fault).raw() & ~(n - 1));

@@ -25,9 +25,9 @@ std::vector<std::string> SevSnpOps::unmodelled(HostPaging) const {   // installe
     // are modelled; what is not:
     w.emplace_back("SNP launch not modelled: no SNP_LAUNCH_START/UPDATE/FINISH (kvm_gmem_populate) or "
                    "measurement; KVM_PRE_FAULT_MEMORY stays refused as before launch finish");
-    w.emplace_back("SNP gaps: no 2M guest_memfd folios (so no 2M RMP entries or PSMASH), no PVALIDATE rescind before a "
-                   "conversion to shared, no RMP check of host (VMM) writes "
-                   "or device DMA");
+    w.emplace_back("SNP gaps: 2 MiB guest_memfd folios (2M RMP entries, PSMASH) only as the gmem.max_order=9 what-if "
+                   "(upstream guest_memfd is 4K), no RMP check of device DMA (IOMMU), no RMPADJUST/VMPL use by the "
+                   "guest");
     return w;
 }
 
@@ -64,13 +64,17 @@ int SevSnpOps::snp_rmptable_psmash(Pfn pfn, ExecContext& ctx) {
 }
 
 // is_large_rmp_possible(): a folio of order >= 9 whose 2 MB of PFNs are all unassigned.
-bool SevSnpOps::is_large_rmp_possible(Kvm&, Pfn pfn, Gfn gfn, int order) const {
+// With huge folios (gmem.max_order 9) the 2 MB of gfns must also all be private: a 2M
+// guest-owned entry over a gfn the guest uses shared would fault its shared accesses.
+bool SevSnpOps::is_large_rmp_possible(Kvm& kvm, Pfn pfn, Gfn gfn, int order) const {
     if (order < 9) return false;
     if ((pfn.raw() ^ gfn.raw()) & (kPtrsPerPmd - 1)) return false;
     const uint64_t h = align_down_pmd(pfn.raw());
     for (uint64_t p = h; p < h + kPtrsPerPmd; ++p)
         if (rmp_.lookup(Pfn(p)).assigned) return false;
-    return true;
+    const Gfn g(align_down_pmd(gfn.raw()));
+    return kvm.kvm_range_has_memory_attributes(g, g + kPtrsPerPmd, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+                                               uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE);
 }
 
 // sev_gmem_prepare(): make the page guest-owned (Guest-Invalid) before KVM maps it
@@ -156,6 +160,16 @@ void SevSnpOps::handle_rmp_fault(Kvm& kvm, Gpa gpa, uint64_t, ExecContext& ctx) 
     r.start = s < slot->base_gfn ? slot->base_gfn : s;
     r.end = Gfn(std::min(s.raw() + kPtrsPerPmd, slot->base_gfn.raw() + slot->npages));
     if (kvm.mmu().kvm_unmap_gfn_range(r, ctx)) kvm.mmu().kvm_flush_remote_tlbs(ctx);
+}
+
+// sev_gmem_max_mapping_level(): a private NPT leaf never maps more than the RMP entry
+// under it covers (else every access through it fails the Page-Size check); a page not
+// yet assigned is mapped at 4K.
+PgLevel SevSnpOps::gmem_max_mapping_level(const Kvm&, Pfn pfn) const {
+    if (!rmp_.covered(pfn)) return PgLevel::k4K;
+    PgLevel level = PgLevel::k4K;
+    const rmp::RmpEntry e = rmp_.lookup(pfn, &level);
+    return e.assigned ? level : PgLevel::k4K;
 }
 
 }  // namespace hvsim::kvm

@@ -43,7 +43,43 @@ bool SnpGuest::handle_vc(Vcpu& v, Gva, Gpa gpa, uint64_t code) {
     }
     if (!accepted_.count(unit)) return accept_unit(v, unit);
     // A page made private after its unit was accepted: validate it (PVALIDATE after PSC).
-    return pvalidate(v, Gpa(gpa.raw() & ~kPageMask), PgLevel::k4K);
+    if (!pvalidate(v, Gpa(gpa.raw() & ~kPageMask), PgLevel::k4K)) return false;
+    rescinded_.erase(gpa.raw() >> kPageShift);
+    return true;
+}
+
+bool SnpGuest::holds_validated(uint64_t page) const {
+    return accepted_.count(page >> (kUnitShift - kPageShift)) && !rescinded_.count(page);
+}
+
+bool SnpGuest::before_map_gpa_range(Vcpu& v, Gpa gpa, uint64_t npages, bool to_private) {
+    // To private: the PSC comes first and validation after it (on first use here, see
+    // handle_vc()). To shared: validation is rescinded first, so the page is never
+    // validated while the hypervisor may own it (__set_pages_state(); early boot code
+    // does the same per 4K page, early_set_pages_state()).
+    if (to_private) return true;
+    const uint64_t first = gpa.raw() >> kPageShift, end = first + npages;
+    constexpr uint64_t kPagesPer2M = k2M >> kPageShift;
+    for (uint64_t p = first; p < end;) {
+        const bool big = cfg_.validate_2m && !cfg_.psc_msr && is_aligned(p, kPagesPer2M) && end - p >= kPagesPer2M &&
+                         [&] {
+                             for (uint64_t i = 0; i < kPagesPer2M; ++i)
+                                 if (!holds_validated(p + i)) return false;
+                             return true;
+                         }();
+        if (big) {
+            if (!pvalidate(v, Gpa(p << kPageShift), PgLevel::k2M, false)) return false;
+            for (uint64_t i = 0; i < kPagesPer2M; ++i) rescinded_.insert(p + i);
+            p += kPagesPer2M;
+            continue;
+        }
+        if (holds_validated(p)) {
+            if (!pvalidate(v, Gpa(p << kPageShift), PgLevel::k4K, false)) return false;
+            rescinded_.insert(p);
+        }
+        ++p;
+    }
+    return true;
 }
 
 void SnpGuest::before_hypercall(Vcpu& v) {
@@ -99,14 +135,15 @@ bool SnpGuest::accept(Vcpu& v, Gpa start, Gpa end) {
 
 // One PVALIDATE: translate, execute, and hand an NPF it raises to the host (retrying
 // after, as the guest re-executes the faulting instruction).
-bool SnpGuest::pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax) {
+bool SnpGuest::pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax, bool validate) {
     for (unsigned tries = 0; tries < kMaxInsnRetries; ++tries) {
         const auto tr = v.translate_for_insn(gpa);
         if (!tr) return false;
         ++stats_.pvalidate;
         if (size == PgLevel::k2M) ++stats_.pvalidate_2m;
+        if (!validate) ++stats_.rescinds;
         v.ctx().charge("pvalidate", size == PgLevel::k2M ? cfg_.pvalidate_2m : cfg_.pvalidate_4k);
-        const rmp::RmpResult r = rmp_.pvalidate(g_, gpa, tr->hpa, tr->page_size, size, true);
+        const rmp::RmpResult r = rmp_.pvalidate(g_, gpa, tr->hpa, tr->page_size, size, validate);
         if (r.kind == rmp::RmpResult::Kind::npf) {
             ++stats_.insn_npfs;
             if (!v.insn_npf(gpa, kInsnNpfBits | r.npf_bits)) return false;
@@ -120,14 +157,14 @@ bool SnpGuest::pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax) {
     return false;
 }
 
-bool SnpGuest::pvalidate(Vcpu& v, Gpa gpa, PgLevel size) {
+bool SnpGuest::pvalidate(Vcpu& v, Gpa gpa, PgLevel size, bool validate) {
     int eax = 0;
-    if (!pvalidate_one(v, gpa, size, &eax)) return false;
+    if (!pvalidate_one(v, gpa, size, &eax, validate)) return false;
     if (eax == rmp::RMP_FAIL_SIZEMISMATCH && size == PgLevel::k2M) {
         // pval_pages(): a 2M request over 4K RMP entries is redone page by page.
         ++stats_.size_mismatch;
         for (uint64_t i = 0; i < 512; ++i) {
-            if (!pvalidate_one(v, gpa + i * kPageSize, PgLevel::k4K, &eax)) return false;
+            if (!pvalidate_one(v, gpa + i * kPageSize, PgLevel::k4K, &eax, validate)) return false;
             if (eax != 0) {
                 ++stats_.terminated;
                 return false;

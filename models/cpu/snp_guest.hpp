@@ -50,6 +50,7 @@ struct SnpGuestStats {
     uint64_t psc_requests = 0;     // page-state-change VMGEXITs
     uint64_t pvalidate = 0;        // PVALIDATE executed
     uint64_t pvalidate_2m = 0;
+    uint64_t rescinds = 0;         // of those, PVALIDATE(0) before a conversion to shared
     uint64_t size_mismatch = 0;    // PVALIDATE 2M -> FAIL_SIZEMISMATCH, redone as 512 x 4K
     uint64_t no_update = 0;        // PVALIDATE with CF = 1 (Linux terminates; a race here)
     uint64_t insn_npfs = 0;        // NPFs raised by PVALIDATE itself (RMP/SIZEM)
@@ -63,14 +64,20 @@ public:
     bool handle_vc(Vcpu& v, Gva gva, Gpa gpa, uint64_t code) override;
     // vc_handle_vmmcall(): #VC then a VMGEXIT carrying the hypercall in the GHCB.
     void before_hypercall(Vcpu& v) override;
+    // __set_pages_state(shared): PVALIDATE(0) of every page the guest holds validated in the
+    // range (2M where a whole aligned 2 MiB is), before the page-state change.
+    bool before_map_gpa_range(Vcpu& v, Gpa gpa, uint64_t npages, bool to_private) override;
     const SnpGuestStats& stats() const { return stats_; }
 
 private:
     // snp_accept_memory() over [start, end): PSC to private, then validation.
     bool accept(Vcpu& v, Gpa start, Gpa end);
     // pval_pages() for one range entry of `size`: PVALIDATE, the 2M -> 4K fallback.
-    bool pvalidate(Vcpu& v, Gpa gpa, PgLevel size);
-    bool pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax);
+    bool pvalidate(Vcpu& v, Gpa gpa, PgLevel size, bool validate = true);
+    bool pvalidate_one(Vcpu& v, Gpa gpa, PgLevel size, int* eax, bool validate = true);
+    // The guest's own view: a page is validated iff its 2 MB unit was accepted and it has
+    // not been rescinded since (made shared, or made private again and not yet validated).
+    bool holds_validated(uint64_t page) const;
     bool psc(Vcpu& v, Gpa start, uint64_t npages);
     bool accept_unit(Vcpu& v, uint64_t unit);
 
@@ -79,6 +86,7 @@ private:
     rmp::GuestCtx g_;
     VcpuHost& host_;
     std::set<uint64_t> accepted_;   // 2 MB units (gPA >> 21) accepted
+    std::set<uint64_t> rescinded_;  // 4K pages (gPA >> 12) of accepted units not validated now
     bool eager_done_ = false;
     SnpGuestStats stats_;
 };

@@ -13,6 +13,12 @@
 namespace hvsim::cpu {
 
 namespace {
+// The guest ABI of a page-state change (include/uapi/linux/kvm_para.h).
+constexpr uint64_t kKvmHcMapGpaRange = 12;
+constexpr uint64_t kMapGpaRangeEncrypted = 1ull << 4;
+}  // namespace
+
+namespace {
 
 // A fault that keeps coming back means KVM or the VMM cannot resolve it (a livelock
 // in the model or the scenario); stop with a message instead of spinning forever.
@@ -122,8 +128,13 @@ void Vcpu::thread() {
             } else if (kind_ == Kind::hypercall) {
                 ++stats_.hypercall_exits;
                 const auto& h = hypercall_;
-                if (vc_) vc_->before_hypercall(*this);
-                if (!host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
+                if (vc_ && h.nr == kKvmHcMapGpaRange &&
+                    !vc_->before_map_gpa_range(*this, Gpa(h.a0), h.a1, h.a2 & kMapGpaRangeEncrypted)) {
+                    result_.stopped = true;
+                } else if (vc_) {
+                    vc_->before_hypercall(*this);
+                }
+                if (!result_.stopped && !host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
                     result_.stopped = true;
             }
         } catch (const std::exception& e) {

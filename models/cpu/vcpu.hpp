@@ -59,6 +59,10 @@ public:
     // A VMMCALL of guest code: in an SEV-ES/SNP guest it raises #VC (SVM_EXIT_VMMCALL) and
     // the handler turns it into a VMGEXIT through the GHCB (charges, before the exit).
     virtual void before_hypercall(Vcpu&) {}
+    // The guest kernel is about to ask for a page-state change of [gpa, gpa + npages * 4K)
+    // (KVM_HC_MAP_GPA_RANGE): what it does first (SNP: rescind validation before a change
+    // to shared, __set_pages_state()). false: the guest terminated.
+    virtual bool before_map_gpa_range(Vcpu&, Gpa, uint64_t /*npages*/, bool /*to_private*/) { return true; }
 };
 
 struct AccessSpec {

@@ -67,7 +67,7 @@ TEST_CASE("a cache costs the host memory of the sets it touches, not its size", 
     for (auto& h : hs)
         for (uint64_t a = 0; a < 64 * 4096; a += 64) h->access(Hpa(a));
     const uint64_t grown = rss_bytes() - before;
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(HVSIM_ASAN)
     // AddressSanitizer's allocator backs and poisons what calloc hands out, so RSS says
     // nothing about laziness there; the ordinary build checks it.
     (void)grown;

@@ -138,3 +138,51 @@ TEST_CASE("the SNP backend's warnings no longer say the RMP is not modelled") {
     CHECK(s.ops.type() == VmType::snp);
     CHECK(!s.ops.pre_fault_allowed_initially());
 }
+
+namespace {
+// What the platform installs in the VMM process of an SNP run (sim/machine.cpp).
+struct RmpStoreCheck final : HostWriteCheck {
+    rmp::Rmp& rmp;
+    explicit RmpStoreCheck(rmp::Rmp& r) : rmp(r) {}
+    bool host_write_allowed(Pfn pfn, PgLevel mapping, ExecContext&) override {
+        Cycles c = 0;
+        return rmp.host_write_allowed(pfn_to_hpa(pfn), mapping, nullptr, c);
+    }
+};
+}  // namespace
+
+TEST_CASE("T01 T02 T03 in the VMM: a store to a guest-owned page it still maps is an RMP #PF (SIGBUS), nothing "
+          "written, reads allowed, the VMM goes on") {
+    SnpEnv s;
+    RmpStoreCheck check(s.rmp);
+    s.env.proc->set_host_write_check(&check);
+    const Hva a(0x7e0000000000ull), b = a + kPageSize;
+    CycleCounter c;
+    REQUIRE(s.env.proc->host_write(a, kPageSize, 0x33, c).err == 0);   // T01: a hypervisor page
+    const std::optional<Pfn> pfn = s.env.proc->anon_page(a);
+    REQUIRE(pfn);
+    // The page becomes guest-owned while the VMM still maps it: what Linux never lets
+    // happen (guest_memfd pages are not mappable while private; a page KVM cannot make
+    // shared again is leaked, snp_leak_pages()); here the stale mapping is made by hand.
+    REQUIRE(s.rmp.rmpupdate(pfn_to_hpa(*pfn), rmp::RmpState{Gpa(0x5000), true, PgLevel::k4K, false, kAsid}) == 0);
+    const HostAccessResult w = s.env.proc->host_write(a, 64, 0x44, c);   // T02
+    CHECK(w.err == -EFAULT);
+    CHECK(w.sigbus);
+    CHECK(w.rmp_fault);
+    CHECK(w.fault_hva == a);
+    CHECK(s.env.proc->stats().host_rmp_faults == 1);
+    CHECK(s.env.proc->stats().host_sigbus == 1);
+    uint8_t byte = 0;
+    s.env.mem.read(pfn_to_hpa(*pfn), &byte, 1);
+    CHECK(byte == 0x33);   // nothing was written
+    // T03: reads are not checked (on hardware they see ciphertext).
+    const HostAccessResult r = s.env.proc->host_read(a, 64, c);
+    CHECK(r.err == 0);
+    CHECK(r.first_byte == uint8_t(0x33));
+    // The VMM survives: its other pages take stores as before.
+    CHECK(s.env.proc->host_write(b, kPageSize, 0x55, c).err == 0);
+    // Back to hypervisor-owned: the store goes through.
+    REQUIRE(s.rmp.rmpupdate(pfn_to_hpa(*pfn), rmp::RmpState{Gpa(0), false, PgLevel::k4K, false, 0}) == 0);
+    CHECK(s.env.proc->host_write(a, 64, 0x66, c).err == 0);
+    s.env.proc->set_host_write_check(nullptr);
+}
