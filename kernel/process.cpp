@@ -305,9 +305,10 @@ VmmProcess::MmapResult VmmProcess::mmap(int fd, uint64_t offset, uint64_t size, 
 
 int VmmProcess::munmap(Hva addr, uint64_t size, ExecContext& ctx) {
     ctx.charge("mmap", costs_.mmap);
+    // __vm_munmap() -> do_vmi_munmap(): unaligned, empty or beyond TASK_SIZE is EINVAL.
     if ((addr.raw() & kPageMask) || size == 0) return -EINVAL;
+    if (addr.raw() > kTaskSizeMax || page_up(size) > kTaskSizeMax - addr.raw() || page_up(size) < size) return -EINVAL;
     const uint64_t end = addr.raw() + page_up(size);
-    if (end < addr.raw()) return -EINVAL;
     unmap_range(addr.raw(), end, ctx);
     return 0;
 }
@@ -637,7 +638,8 @@ int64_t VmmProcess::unpin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
 }
 
 template <class Fn>
-HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk) {
+HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk,
+                                    bool mapped_only) {
     HostAccessResult res;
     uint64_t a = hva.raw();
     const uint64_t end = a + size;
@@ -647,6 +649,13 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
         const uint64_t n = std::min(end, page + kPageSize) - a;
         std::optional<Pfn> pfn;
         auto m = mapping_at(page);
+        if (mapped_only && m == maps_.end()) {
+            // No VMA: the page fault handler finds nothing to fault in (SIGSEGV, SEGV_MAPERR).
+            res.err = -EFAULT;
+            res.sigsegv = true;
+            res.fault_hva = Hva(page);
+            return res;
+        }
         const bool anon = m == maps_.end() || m->second.kind != FileKind::guest_memfd;
         if (anon && !write && page < kTaskSizeMax && !anon_.count(page)) {
             pfn.reset();   // untouched anonymous memory reads the zero page
@@ -687,6 +696,14 @@ Cycles per_bytes(Cycles per_4k, uint64_t n) { return (per_4k * n + kPageSize - 1
 }  // namespace
 
 HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx) {
+    return host_read_impl(hva, size, ctx, false);
+}
+
+HostAccessResult VmmProcess::host_read_mapped(Hva hva, uint64_t size, ExecContext& ctx) {
+    return host_read_impl(hva, size, ctx, true);
+}
+
+HostAccessResult VmmProcess::host_read_impl(Hva hva, uint64_t size, ExecContext& ctx, bool mapped_only) {
     std::vector<uint8_t> keep;
     std::optional<uint8_t> first;
     bool mixed = false;
@@ -706,7 +723,7 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
             keep.insert(keep.end(), page, page + kept);
         }
         total += n;
-    });
+    }, mapped_only);
     r.bytes = std::move(keep);
     r.bytes_read = total;
     r.first_byte = first;
@@ -715,10 +732,33 @@ HostAccessResult VmmProcess::host_read(Hva hva, uint64_t size, ExecContext& ctx)
 }
 
 HostAccessResult VmmProcess::host_write(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx) {
-    return access(hva, size, true, ctx, [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
-        mem_.fill(pfn_to_hpa(*pfn) + off, value, n);
-        ctx.charge("fill", per_bytes(costs_.fill_4k, n));   // memset through the mapping
-    });
+    return host_write_impl(hva, size, value, ctx, false);
+}
+
+HostAccessResult VmmProcess::host_write_mapped(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx) {
+    return host_write_impl(hva, size, value, ctx, true);
+}
+
+HostAccessResult VmmProcess::host_write_impl(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx,
+                                             bool mapped_only) {
+    return access(
+        hva, size, true, ctx,
+        [&](std::optional<Pfn> pfn, uint64_t off, uint64_t n, uint64_t) {
+            mem_.fill(pfn_to_hpa(*pfn) + off, value, n);
+            ctx.charge("fill", per_bytes(costs_.fill_4k, n));   // memset through the mapping
+        },
+        mapped_only);
+}
+
+bool VmmProcess::mapped(Hva hva, uint64_t size) {
+    const uint64_t end = hva.raw() + size;
+    if (end < hva.raw()) return false;
+    for (uint64_t a = page_down(hva.raw()); a < end; a += kPageSize) {
+        auto m = mapping_at(a);
+        if (m == maps_.end()) return false;
+        a = std::max(a, page_up(m->second.end) - kPageSize);   // skip to the mapping's last page
+    }
+    return true;
 }
 
 HostAccessResult VmmProcess::host_write_bytes(Hva hva, const uint8_t* src, uint64_t size, ExecContext& ctx) {

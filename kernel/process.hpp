@@ -50,9 +50,10 @@ public:
 
 // Outcome of a host access through the VMM's mappings.
 struct HostAccessResult {
-    int err = 0;                         // -EFAULT when the access raised SIGBUS
+    int err = 0;                         // -EFAULT when the access raised SIGBUS or SIGSEGV
     bool sigbus = false;
     bool rmp_fault = false;              // write: the SIGBUS is the host CPU's RMP #PF
+    bool sigsegv = false;                // the access left the explicit mappings (no VMA)
     Hva fault_hva;                       // first page that faulted (sigbus)
     // A read streams: it keeps the first kHostReadKeep bytes (tests look at them) and a
     // summary of all of them, so reading N bytes does not cost N bytes of host memory.
@@ -152,6 +153,14 @@ public:
     // as a selftest would mmap it); err = the mmap error if it cannot be mapped.
     HostAccessResult host_read_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
     HostAccessResult host_write_gmem(int fd, uint64_t offset, uint64_t size, uint8_t value, ExecContext& ctx);
+    // The same through explicit mappings only (a pointer an mmap() returned): a page no
+    // mmap covers (never mapped, or munmap()ed since) raises SIGSEGV, as a dereference of
+    // a dangling pointer does; a page of the mapping beyond the file's EOF raises SIGBUS
+    // (kvm_gmem_fault_user_mapping()). Accesses stop at the first fault.
+    HostAccessResult host_read_mapped(Hva hva, uint64_t size, ExecContext& ctx);
+    HostAccessResult host_write_mapped(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx);
+    // Whether every page of [hva, hva+size) lies in an explicit mapping.
+    bool mapped(Hva hva, uint64_t size);
     int64_t pin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
     int64_t unpin_gmem(int fd, uint64_t offset, uint64_t size, ExecContext& ctx);
     // Where the whole-file mapping of a guest_memfd fd lives (mmap error if none possible).
@@ -209,7 +218,10 @@ private:
     void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
     template <class Fn>
-    HostAccessResult access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk);
+    HostAccessResult access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk,
+                            bool mapped_only = false);
+    HostAccessResult host_read_impl(Hva hva, uint64_t size, ExecContext& ctx, bool mapped_only);
+    HostAccessResult host_write_impl(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx, bool mapped_only);
     void release_pin(const Pin& p, ExecContext& ctx);
     void close_all(ExecContext& ctx);
 

@@ -185,7 +185,7 @@ std::string describe_step(const scn::Step& st) {
                                    hex(op.gmem.flags));
             } else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) {
                 const scn::MemslotDecl& m = op.region;
-                std::string s = "set_user_memory_region2 slot=";
+                std::string s = op.v1 ? "set_user_memory_region slot=" : "set_user_memory_region2 slot=";
                 if (m.as_id) s += fmt::format("{}:", m.as_id);
                 s += fmt::format("{} flags={} gpa={} size={}", m.slot, hex(m.flags), hex(m.gpa), hex(m.size));
                 if (m.guest_memfd && (m.flags & uapi::KVM_MEM_GUEST_MEMFD))
@@ -218,15 +218,18 @@ std::string describe_step(const scn::Step& st) {
                                               op.first_page, op.num_pages)
                                 : fmt::format("get_dirty_log slot={}", hex(op.slot));
             } else if constexpr (std::is_same_v<T, scn::HostAccess>) {
-                static const char* names[] = {"read", "write", "mmap", "pin", "unpin"};
+                static const char* names[] = {"read", "write", "mmap", "pin", "unpin", "munmap"};
                 std::string s = fmt::format("host {} ", names[static_cast<int>(op.op)]);
-                if (op.guest_memfd)
+                if (!op.mapping.empty() && op.op != scn::HostAccess::Op::mmap)
+                    s += fmt::format("mapping={} offset={}", op.mapping, hex(op.offset));
+                else if (op.guest_memfd)
                     s += fmt::format("gmem={} offset={}", fd_text(*op.guest_memfd), hex(op.offset));
                 else if (op.userspace_addr)
                     s += "uaddr=" + hex(*op.userspace_addr);
                 s += " size=" + hex(op.size);
                 if (op.op == scn::HostAccess::Op::write) s += fmt::format(" value={:#04x}", op.value);
                 if (op.op == scn::HostAccess::Op::mmap && !op.map_shared) s += " private";
+                if (op.op == scn::HostAccess::Op::mmap && !op.mapping.empty()) s += " as " + op.mapping;
                 return s;
             } else if constexpr (std::is_same_v<T, scn::Access>) {
                 return fmt::format("vcpu access {} gpa={} size={}", op.op == scn::Access::Op::read ? "read" : "write",

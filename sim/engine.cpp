@@ -120,7 +120,7 @@ std::string op_name(const scn::Step& st) {
         [](const auto& op) -> std::string {
             using T = std::decay_t<decltype(op)>;
             if constexpr (std::is_same_v<T, scn::CreateGuestMemfd>) return "create_guest_memfd";
-            else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) return "set_user_memory_region2";
+            else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) return op.v1 ? "set_user_memory_region" : "set_user_memory_region2";
             else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) return "set_memory_attributes";
             else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes2>) return "set_memory_attributes2";
             else if constexpr (std::is_same_v<T, scn::Fallocate>) return "fallocate";
@@ -131,7 +131,7 @@ std::string op_name(const scn::Step& st) {
             else if constexpr (std::is_same_v<T, scn::Close>) return "close";
             else if constexpr (std::is_same_v<T, scn::DirtyLog>) return op.clear ? "clear_dirty_log" : "get_dirty_log";
             else if constexpr (std::is_same_v<T, scn::HostAccess>) {
-                const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin"};
+                const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin", "host munmap"};
                 return n[int(op.op)];
             } else if constexpr (std::is_same_v<T, scn::Access>) return op.op == scn::Access::Op::write ? "access write" : "access read";
             else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return op.accept ? "accept" : "map_gpa_range";
@@ -346,6 +346,11 @@ private:
             if (std::holds_alternative<scn::MapGpaRange>(rec.step->op) && !res.stopped)
                 rec.hypercall_ret = int64_t(res.hypercall_ret);
             auto e = m_.take_exit(v);
+            // KVM_EXIT_MMIO carries the emulated access's length (kvm_run->mmio.len): the
+            // access's width, in fragments of at most 8 bytes (emulator_read_write_onepage()).
+            if (e && e->reason == "mmio" && e->size == 0)
+                if (const auto* a = std::get_if<scn::Access>(&rec.step->op))
+                    e->size = std::min<uint64_t>(a->width ? a->width : (a->pattern == scn::Access::Pattern::seq ? 64 : 8), 8);
             if (e && !rec.exit) rec.exit = std::move(e);
         }
     }
@@ -689,8 +694,9 @@ static std::string check_step_costs(const scn::Scenario& s, const ParamSet& p) {
         } else if (auto* h = std::get_if<scn::HostAccess>(&st.op)) {
             // Every page of a host access is visited (and a write or pin backs it with a
             // host page): more than the simulated host memory cannot be meant.
-            if (h->op != scn::HostAccess::Op::mmap && h->op != scn::HostAccess::Op::unpin && h->size > host_mem) {
-                const char* n[] = {"read", "write", "mmap", "pin", "unpin"};
+            if (h->op != scn::HostAccess::Op::mmap && h->op != scn::HostAccess::Op::unpin &&
+                h->op != scn::HostAccess::Op::munmap && h->size > host_mem) {
+                const char* n[] = {"read", "write", "mmap", "pin", "unpin", "munmap"};
                 err = fmt::format("{}/host/{}/size: expected at most the simulated host memory (host.mem_size = {}), "
                                   "got {} ({} pages to visit)",
                                   st.pointer, n[int(h->op)], jsonu::format_size(host_mem), jsonu::format_size(h->size),

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -146,7 +147,11 @@ public:
         if (auto* v = opt(root, "vm")) vm(*v, "/vm");
         if (auto* v = opt(root, "steps")) {
             if (!v->is_array()) expected("/steps", "an array of steps", describe(*v));
-            for (size_t i = 0; i < v->size(); ++i) s_.steps.push_back(step((*v)[i], "/steps/" + std::to_string(i), false));
+            for (size_t i = 0; i < v->size(); ++i) {
+                const std::string p = "/steps/" + std::to_string(i);
+                if ((*v)[i].is_object() && (*v)[i].contains("repeat")) repeat((*v)[i], p);
+                else s_.steps.push_back(step((*v)[i], p, false));
+            }
         }
         // vm.accept "eager": the guest's firmware accepts every private range at boot on
         // vCPU 0 (TDVF / Linux accept_memory(): 2M where aligned, 4K otherwise), as steps
@@ -179,6 +184,8 @@ private:
     // guest_memfd ids known so far, with where each was declared (for messages).
     std::vector<std::string> gmem_ids_;
     std::map<std::string, std::string> gmem_where_;
+    std::vector<std::string> map_ids_;                 // host mmap step names, in order
+    std::map<std::string, std::string> map_where_;
     std::map<std::string, uint64_t> vm_gmem_size_;
 
     // ---- errors ----------------------------------------------------------
@@ -356,6 +363,16 @@ private:
             return r;
         }
         expected(ptr, "a guest_memfd id or {\"fd\": \"kvm\"|\"vm\"|\"memfd\"|\"invalid\"|N}", describe(j));
+    }
+    // A mapping named by an earlier host mmap step (the pointer it returned).
+    std::string mapping_ref(const json& j, const std::string& ptr) const {
+        const std::string id = string_value(j, ptr);
+        if (!map_where_.count(id))
+            expected(ptr,
+                     "a mapping id declared by an earlier host mmap step" +
+                         (map_ids_.empty() ? std::string(" (none so far)") : " " + join_list(map_ids_)),
+                     describe(j), jsonu::suggestion_suffix(id, map_ids_));
+        return id;
     }
     void declare_gmem(const std::string& id, const std::string& ptr, const json& j) {
         if (id.empty()) expected(ptr, "a non-empty guest_memfd id", describe(j));
@@ -579,6 +596,61 @@ private:
         return unsigned(j.get<int64_t>());
     }
 
+    // {"repeat": {"var": V, "from": A, "to": B, "step": {...}}}: the step once for every
+    // integer v from A to B, with every string "$V" in it replaced by the number v and every
+    // "{V}" in its name by v in decimal. A selftest's loop (every guest_memfd size 1..4095,
+    // every unaligned offset) stays one step in the file. Expanded here: the engine, the
+    // results and the pointers of errors in the body (/steps/N/repeat/step/...) see ordinary steps.
+    static constexpr uint64_t kMaxRepeat = 1u << 16;
+    void repeat(const json& j, const std::string& ptr) {
+        object(j, ptr, {"repeat"}, "a repeat step {\"repeat\": {\"var\", \"from\", \"to\", \"step\"}} (name it in its step)");
+        const json& r = j.at("repeat");
+        const std::string rp = ptr + "/repeat";
+        object(r, rp, {"var", "from", "to", "step"}, "a repeat object {\"var\", \"from\", \"to\", \"step\"}");
+        const json& vj = req(r, rp, "var");
+        const std::string var = string_value(vj, rp + "/var");
+        const bool ident = !var.empty() && (std::islower(uint8_t(var[0])) || var[0] == '_') &&
+                           std::all_of(var.begin(), var.end(), [](char c) {
+                               return std::islower(uint8_t(c)) || std::isdigit(uint8_t(c)) || c == '_';
+                           });
+        if (!ident) expected(rp + "/var", "a lower-case identifier ([a-z_][a-z0-9_]*)", describe(vj));
+        const uint64_t from = uint_value(req(r, rp, "from"), rp + "/from", UINT64_MAX);
+        const json& tj = req(r, rp, "to");
+        const uint64_t to = uint_value(tj, rp + "/to", UINT64_MAX);
+        if (to < from) expected(rp + "/to", "a value >= from (" + std::to_string(from) + ")", describe(tj));
+        if (to - from >= kMaxRepeat)
+            expected(rp + "/to", fmt::format("at most {} repetitions", kMaxRepeat), std::to_string(to - from + 1));
+        const json& body = req(r, rp, "step");
+        if (!body.is_object()) expected(rp + "/step", "a step object", describe(body));
+        if (body.contains("repeat")) expected(rp + "/step/repeat", "a step that is not itself a repeat", "a nested repeat");
+        const std::string token = "$" + var, in_name = "{" + var + "}";
+        for (uint64_t v = from;; ++v) {
+            json inst = substitute(body, token, v);
+            if (auto it = inst.find("name"); it != inst.end() && it->is_string()) {
+                std::string n = it->get<std::string>();
+                for (size_t at = n.find(in_name); at != std::string::npos; at = n.find(in_name, at))
+                    n.replace(at, in_name.size(), std::to_string(v));
+                *it = n;
+            }
+            s_.steps.push_back(step(inst, rp + "/step", false));
+            if (v == to) break;
+        }
+    }
+    static json substitute(const json& j, const std::string& token, uint64_t v) {
+        if (j.is_string() && j.get_ref<const std::string&>() == token) return json(v);
+        if (j.is_object()) {
+            json o = json::object();
+            for (const auto& [k, x] : j.items()) o[k] = substitute(x, token, v);
+            return o;
+        }
+        if (j.is_array()) {
+            json a = json::array();
+            for (const auto& x : j) a.push_back(substitute(x, token, v));
+            return a;
+        }
+        return j;
+    }
+
     // An object with exactly one key naming a sub-operation, e.g. {"ioctl": {"fallocate": {...}}}.
     std::pair<std::string, const json*> one_of(const json& j, const std::string& ptr, const std::vector<std::string>& names,
                                               const std::string& what) const {
@@ -642,14 +714,14 @@ private:
                                        {"create_guest_memfd", "set_user_memory_region2", "set_memory_attributes",
                                         "set_memory_attributes2", "fallocate", "pre_fault_memory",
                                         "memory_encrypt_reg_region", "memory_encrypt_unreg_region", "check_extension",
-                                        "get_dirty_log", "clear_dirty_log"},
+                                        "get_dirty_log", "clear_dirty_log", "set_user_memory_region"},
                                        "an ioctl object");
             sub = name;
             ioctl(st, name, *args, bp + "/" + name);
         } else if (op == "host") {
-            auto [name, args] = one_of(body, bp, {"read", "write", "mmap", "pin", "unpin"}, "a host object");
+            auto [name, args] = one_of(body, bp, {"read", "write", "mmap", "munmap", "pin", "unpin"}, "a host object");
             sub = name;
-            kind = name == "mmap" ? OpKind::host_mmap : OpKind::host_access;
+            kind = name == "mmap" || name == "munmap" ? OpKind::host_mmap : OpKind::host_access;
             host(st, name, *args, bp + "/" + name);
         } else if (op == "access") {
             kind = OpKind::access;
@@ -708,6 +780,10 @@ private:
             st.op = c;
         } else if (name == "set_user_memory_region2") {
             st.op = scn::SetUserMemoryRegion2{memslot(a, p, false)};
+        } else if (name == "set_user_memory_region") {
+            // KVM_SET_USER_MEMORY_REGION: struct kvm_userspace_memory_region has no guest_memfd fields.
+            object(a, p, {"slot", "as_id", "flags", "gpa", "size", "userspace_addr"}, "a set_user_memory_region object");
+            st.op = scn::SetUserMemoryRegion2{memslot(a, p, false), true};
         } else if (name == "set_memory_attributes") {
             object(a, p, {"gpa", "size", "attributes", "flags"}, "a set_memory_attributes object");
             scn::SetMemoryAttributes m;
@@ -807,17 +883,35 @@ private:
     void host(scn::Step& st, const std::string& name, const json& a, const std::string& p) {
         scn::HostAccess h;
         if (name == "mmap") {
-            object(a, p, {"guest_memfd", "offset", "size", "shared"}, "a host mmap object");
+            object(a, p, {"guest_memfd", "offset", "size", "shared", "id"}, "a host mmap object");
             h.op = scn::HostAccess::Op::mmap;
             h.guest_memfd = gmem_ref(req(a, p, "guest_memfd"), p + "/guest_memfd");
             if (auto* v = opt(a, "offset")) h.offset = size_value(*v, p + "/offset");
             h.size = size_value(req(a, p, "size"), p + "/size");
             if (auto* v = opt(a, "shared")) h.map_shared = bool_value(*v, p + "/shared");
+            if (auto* v = opt(a, "id")) {
+                h.mapping = string_value(*v, p + "/id");
+                if (h.mapping.empty()) expected(p + "/id", "a non-empty mapping id", describe(*v));
+                if (auto it = map_where_.find(h.mapping); it != map_where_.end())
+                    expected(p + "/id", "a mapping id not used before", describe(*v), " (declared at " + it->second + ")");
+                map_where_[h.mapping] = p + "/id";
+                map_ids_.push_back(h.mapping);
+            }
+            st.op = h;
+            return;
+        }
+        if (name == "munmap") {
+            // kvm_munmap(mem + offset, size): the mapping a named mmap step returned.
+            object(a, p, {"mapping", "offset", "size"}, "a host munmap object {\"mapping\", \"offset\", \"size\"}");
+            h.op = scn::HostAccess::Op::munmap;
+            h.mapping = mapping_ref(req(a, p, "mapping"), p + "/mapping");
+            if (auto* v = opt(a, "offset")) h.offset = size_value(*v, p + "/offset");
+            h.size = size_value(req(a, p, "size"), p + "/size");
             st.op = h;
             return;
         }
         const bool write = name == "write";
-        std::vector<std::string> keys = {"guest_memfd", "offset", "userspace_addr", "size"};
+        std::vector<std::string> keys = {"guest_memfd", "mapping", "offset", "userspace_addr", "size"};
         if (write) keys.push_back("value");
         object(a, p, keys, "a host " + name + " object");
         h.op = name == "read"    ? scn::HostAccess::Op::read
@@ -826,11 +920,16 @@ private:
                                  : scn::HostAccess::Op::unpin;
         const json* gm = opt(a, "guest_memfd");
         const json* ua = opt(a, "userspace_addr");
-        if (gm && ua) expected(p + "/userspace_addr", "either guest_memfd (+ offset) or userspace_addr", "both");
-        if (!gm && !ua) expected(p, "key 'guest_memfd' or 'userspace_addr'", "an object with neither");
+        const json* mp = opt(a, "mapping");
+        if (int(gm != nullptr) + int(ua != nullptr) + int(mp != nullptr) > 1)
+            expected(p, "one of guest_memfd (+ offset), mapping (+ offset) or userspace_addr", "more than one");
+        if (!gm && !ua && !mp) expected(p, "key 'guest_memfd', 'mapping' or 'userspace_addr'", "an object with none");
         if (gm) h.guest_memfd = gmem_ref(*gm, p + "/guest_memfd");
+        if (mp) h.mapping = mapping_ref(*mp, p + "/mapping");
         if (auto* v = opt(a, "offset")) {
-            if (!gm) expected(p + "/offset", "an offset only with guest_memfd (userspace_addr is the address)", describe(*v));
+            if (ua)
+                expected(p + "/offset", "an offset only with guest_memfd or mapping (userspace_addr is the address)",
+                         describe(*v));
             h.offset = size_value(*v, p + "/offset");
         }
         if (ua) h.userspace_addr = size_value(*ua, p + "/userspace_addr");
@@ -959,7 +1058,7 @@ private:
         }
         if (auto* v = opt(j, "error_offset")) e.error_offset = size_value(*v, ptr + "/error_offset");
         if (auto* v = opt(j, "remaining")) e.remaining = size_value(*v, ptr + "/remaining");
-        if (auto* v = opt(j, "signal")) e.signal = choice(*v, ptr + "/signal", {"SIGBUS"});
+        if (auto* v = opt(j, "signal")) e.signal = choice(*v, ptr + "/signal", {"SIGBUS", "SIGSEGV"});
         if (auto* v = opt(j, "bytes")) e.bytes = byte_value(*v, ptr + "/bytes");
         if (auto* v = opt(j, "value")) {
             if (!v->is_number_integer()) expected(ptr + "/value", "an integer", describe(*v));

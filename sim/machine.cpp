@@ -461,7 +461,14 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
                 set_err(o, r);
                 if (r >= 0) gmem_fds_[op.gmem.id] = r;
             } else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) {
-                set_err(o, P.ioctl_set_user_memory_region2(vm_fd_, region2_of(op.region), ctx));
+                if (op.v1) {
+                    const scn::MemslotDecl& m = op.region;
+                    const uapi::kvm_userspace_memory_region r{(m.as_id << 16) | (m.slot & 0xffff), m.flags, m.gpa, m.size,
+                                                              m.userspace_addr};
+                    set_err(o, P.ioctl_set_user_memory_region(vm_fd_, r, ctx));
+                } else {
+                    set_err(o, P.ioctl_set_user_memory_region2(vm_fd_, region2_of(op.region), ctx));
+                }
             } else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) {
                 uapi::kvm_memory_attributes a{op.gpa, op.size, op.attributes, op.flags};
                 set_err(o, P.ioctl_set_memory_attributes(vm_fd_, a, ctx));
@@ -539,7 +546,40 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
             } else if constexpr (std::is_same_v<T, scn::HostAccess>) {
                 using Op = scn::HostAccess::Op;
                 kvm::HostAccessResult h;
+                if (!op.mapping.empty() && op.op != Op::mmap) {
+                    // Through the pointer a named mmap step returned: only explicit
+                    // mappings count (munmap()ed or never mapped: SIGSEGV).
+                    auto it = host_maps_.find(op.mapping);
+                    const std::optional<Hva> base = it == host_maps_.end() ? std::nullopt : it->second;
+                    const Hva at = base ? *base + op.offset : Hva(kvm::kTaskSizeMax);
+                    switch (op.op) {
+                    case Op::read: h = P.host_read_mapped(at, op.size, ctx); break;
+                    case Op::write: h = P.host_write_mapped(at, op.size, op.value, ctx); break;
+                    case Op::munmap: set_err(o, P.munmap(at, op.size, ctx)); return;
+                    case Op::pin:
+                    case Op::unpin: {
+                        const bool pin = op.op == Op::pin;
+                        // GUP on an address without a VMA: EFAULT.
+                        if (!P.mapped(at, op.size)) {
+                            set_err(o, -EFAULT);
+                            return;
+                        }
+                        set_err(o, pin ? P.pin_user_pages(at, op.size, ctx) : P.unpin_user_pages(at, op.size, ctx));
+                        return;
+                    }
+                    case Op::mmap: break;
+                    }
+                    if (h.sigbus) o.signal = "SIGBUS";
+                    else if (h.sigsegv) o.signal = "SIGSEGV";
+                    else set_err(o, h.err);
+                    if (h.first_byte) {
+                        o.bytes = h.first_byte;
+                        o.bytes_mixed = h.bytes_mixed;
+                    }
+                    return;
+                }
                 switch (op.op) {
+                case Op::munmap: return;   // always names a mapping (loader)
                 case Op::read:
                     h = op.guest_memfd ? P.host_read_gmem(resolve_fd(*op.guest_memfd), op.offset, op.size, ctx)
                                        : P.host_read(Hva(*op.userspace_addr), op.size, ctx);
@@ -551,7 +591,9 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
                     break;
                 case Op::mmap: {
                     const int fd = op.guest_memfd ? resolve_fd(*op.guest_memfd) : -1;
-                    set_err(o, P.mmap(fd, op.offset, op.size, op.map_shared, ctx).err);
+                    const kvm::VmmProcess::MmapResult m = P.mmap(fd, op.offset, op.size, op.map_shared, ctx);
+                    set_err(o, m.err);
+                    if (!op.mapping.empty()) host_maps_[op.mapping] = m.err ? std::nullopt : std::optional<Hva>(m.addr);
                     return;
                 }
                 case Op::pin:

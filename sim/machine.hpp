@@ -212,6 +212,9 @@ private:
     std::string create_vm_why_;
     StepOutcome exec_uapi_step_inner(const scn::Step& step, ExecContext& ctx);
     std::map<std::string, int> gmem_fds_;
+    // Named host mappings: the address a host mmap step returned (none when it failed, as
+    // a C variable holding MAP_FAILED would point at nothing mapped).
+    std::map<std::string, std::optional<Hva>> host_maps_;
     std::vector<VcpuSlot> vcpus_;
     std::vector<ConversionRecord> conversions_;
     kvm::FaultPathLog host_log_;   // pre-fault and other host-thread paths

@@ -13,7 +13,7 @@ struct StepOutcome {
     std::optional<int64_t> value;             // check_extension
     std::optional<uint64_t> error_offset;     // set_memory_attributes2
     std::optional<uint64_t> remaining;        // pre_fault_memory: size left
-    std::optional<std::string> signal;        // "SIGBUS" for a host access that faulted
+    std::optional<std::string> signal;        // "SIGBUS" / "SIGSEGV" for a host access that faulted
     std::optional<uint8_t> bytes;             // host read: the byte value when all bytes are equal
     bool bytes_mixed = false;                 // host read: bytes differ from each other
     std::optional<std::vector<uint64_t>> dirty;   // get_dirty_log: slot-relative pages that were dirty

@@ -65,10 +65,12 @@ unsigned cpuid_phys_bits() {
 
 sigjmp_buf g_bus_env;
 volatile sig_atomic_t g_bus_armed = 0;
+volatile sig_atomic_t g_fault_sig = 0;
 
 void on_sigbus(int sig) {
     if (g_bus_armed) {
         g_bus_armed = 0;
+        g_fault_sig = sig;
         siglongjmp(g_bus_env, 1);
     }
     std::signal(sig, SIG_DFL);
@@ -77,6 +79,7 @@ void on_sigbus(int sig) {
 
 struct Touched {
     bool sigbus = false;
+    bool sigsegv = false;
     bool any = false;     // at least one byte read
     bool mixed = false;
     uint8_t first = 0;
@@ -84,10 +87,12 @@ struct Touched {
 
 // Reads or writes every byte of [p, p+n); stops at the first SIGBUS.
 Touched touch_bytes(volatile uint8_t* const p, const uint64_t n, const bool write, const uint8_t v) {
-    struct sigaction sa {}, old {};
+    struct sigaction sa {}, old {}, old_segv {};
     sa.sa_handler = on_sigbus;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, &old);
+    sigaction(SIGSEGV, &sa, &old_segv);   // an access through an unmapped pointer
+    g_fault_sig = 0;
     volatile bool bus = false, any = false, mixed = false;
     volatile uint8_t first = 0;
     if (sigsetjmp(g_bus_env, 1) == 0) {
@@ -110,8 +115,10 @@ Touched touch_bytes(volatile uint8_t* const p, const uint64_t n, const bool writ
         bus = true;
     }
     sigaction(SIGBUS, &old, nullptr);
+    sigaction(SIGSEGV, &old_segv, nullptr);
     Touched t;
-    t.sigbus = bus;
+    t.sigbus = bus && g_fault_sig == SIGBUS;
+    t.sigsegv = bus && g_fault_sig == SIGSEGV;
     t.any = any;
     t.mixed = mixed;
     t.first = first;
@@ -119,8 +126,8 @@ Touched touch_bytes(volatile uint8_t* const p, const uint64_t n, const bool writ
 }
 
 void fill_access_outcome(const Touched& t, bool write, StepOutcome& o) {
-    if (t.sigbus) {
-        o.signal = "SIGBUS";
+    if (t.sigbus || t.sigsegv) {
+        o.signal = t.sigbus ? "SIGBUS" : "SIGSEGV";
         return;
     }
     if (write || !t.any) return;
@@ -180,7 +187,7 @@ private:
     bool touchable(const scn::FdRef& r, int fd, std::string& why);
     std::string setup(const scn::Scenario& s, const std::vector<FlatStep>& flat);
     StepOutcome run_step(const scn::Step& st);
-    StepOutcome do_region(const scn::MemslotDecl& m);
+    StepOutcome do_region(const scn::MemslotDecl& m, bool v1 = false);
     StepOutcome do_create_gmem(const scn::GmemDecl& g);
     StepOutcome do_host(const scn::HostAccess& h);
     StepOutcome do_close(const scn::Close& c);
@@ -194,6 +201,7 @@ private:
     std::map<std::string, int> gmem_;            // scenario id -> fd (kept after close: EBADF)
     std::set<int> open_fds_;
     std::vector<std::pair<void*, size_t>> maps_;  // host mmap steps
+    std::map<std::string, void*> named_;          // mapping id -> address (MAP_FAILED when the mmap failed)
     std::map<uint64_t, uint64_t> anon_;           // anonymous runs at userspace_addr: start -> end
 };
 
@@ -213,6 +221,7 @@ int HostRun::adopt(int fd) {
 
 void HostRun::cleanup() {
     for (auto& [p, n] : maps_) munmap(p, n);
+    named_.clear();
     maps_.clear();
     for (auto& [a, e] : anon_) munmap(reinterpret_cast<void*>(a), e - a);
     anon_.clear();
@@ -391,7 +400,7 @@ StepOutcome HostRun::do_create_gmem(const scn::GmemDecl& g) {
     return o;
 }
 
-StepOutcome HostRun::do_region(const scn::MemslotDecl& m) {
+StepOutcome HostRun::do_region(const scn::MemslotDecl& m, bool v1) {
     // A VMM maps guest RAM before it hands it to KVM, and the simulated VMM treats every
     // unmapped hva as such memory; map it here too so that KVM's own accesses through
     // userspace_addr (GUP on a TDP fault or pre-fault, SEV pinning) find memory. Best effort:
@@ -409,6 +418,15 @@ StepOutcome HostRun::do_region(const scn::MemslotDecl& m) {
     r.userspace_addr = m.userspace_addr;
     r.guest_memfd_offset = m.guest_memfd_offset;
     r.guest_memfd = m.guest_memfd ? static_cast<uint32_t>(fd_of(*m.guest_memfd)) : 0;
+    if (v1) {   // the 32-byte v1 struct: the common prefix of the v2 one
+        ua::kvm_userspace_memory_region r1 {};
+        r1.slot = r.slot;
+        r1.flags = r.flags;
+        r1.guest_phys_addr = r.guest_phys_addr;
+        r1.memory_size = r.memory_size;
+        r1.userspace_addr = r.userspace_addr;
+        return from_ret(sys_ioctl(vm_fd_, lu::KVM_SET_USER_MEMORY_REGION, &r1));
+    }
     return from_ret(sys_ioctl(vm_fd_, lu::KVM_SET_USER_MEMORY_REGION2, &r));
 }
 
@@ -430,6 +448,32 @@ StepOutcome HostRun::do_host(const scn::HostAccess& h) {
     using Op = scn::HostAccess::Op;
     if (h.op == Op::pin || h.op == Op::unpin)
         return skipped("cannot pin from userspace without VFIO (a long-term GUP pin)");
+    if (!h.mapping.empty() && h.op != Op::mmap) {
+        auto it = named_.find(h.mapping);
+        if (it == named_.end()) return skipped("mapping " + h.mapping + " was not created on the host");
+        if (it->second == MAP_FAILED) {
+            // The C variable holds MAP_FAILED: munmap((void *)-1, n) is EINVAL; a dereference
+            // faults. Neither is performed here.
+            if (h.op == Op::munmap) return from_ret(munmap(MAP_FAILED, h.size));
+            return skipped("mapping " + h.mapping + " failed on the host; not dereferencing MAP_FAILED");
+        }
+        auto* base = static_cast<uint8_t*>(it->second);
+        if (h.op == Op::munmap) {
+            StepOutcome o = from_ret(munmap(base + h.offset, h.size));
+            // Keep the range reserved (PROT_NONE), so a later access through the dangling
+            // pointer faults with SIGSEGV and never lands in memory this process reuses.
+            if (o.err == 0) {
+                void* g = mmap(base + h.offset, h.size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                if (g != MAP_FAILED) maps_.emplace_back(g, h.size);
+            }
+            return o;
+        }
+        if (h.size == 0) return {};
+        StepOutcome o;
+        Touched t = touch_bytes(base + h.offset, h.size, h.op == Op::write, h.value);
+        fill_access_outcome(t, h.op == Op::write, o);
+        return o;
+    }
     if (h.guest_memfd) {
         int fd = fd_of(*h.guest_memfd);
         std::string why;
@@ -437,6 +481,7 @@ StepOutcome HostRun::do_host(const scn::HostAccess& h) {
         if (h.op == Op::mmap) {
             void* p = mmap(nullptr, h.size, PROT_READ | PROT_WRITE, h.map_shared ? MAP_SHARED : MAP_PRIVATE, fd,
                            static_cast<off_t>(h.offset));
+            if (!h.mapping.empty()) named_[h.mapping] = p;
             if (p == MAP_FAILED) return from_ret(-1);
             maps_.emplace_back(p, h.size);
             return {};
@@ -490,7 +535,7 @@ StepOutcome HostRun::run_step(const scn::Step& st) {
             } else if constexpr (std::is_same_v<T, scn::CreateGuestMemfd>) {
                 return do_create_gmem(op.gmem);
             } else if constexpr (std::is_same_v<T, scn::SetUserMemoryRegion2>) {
-                return do_region(op.region);
+                return do_region(op.region, op.v1);
             } else if constexpr (std::is_same_v<T, scn::SetMemoryAttributes>) {
                 ua::kvm_memory_attributes a {};
                 a.address = op.gpa;

@@ -61,7 +61,8 @@ struct VmDecl {
 // ---- steps ----------------------------------------------------------------
 
 struct CreateGuestMemfd { GmemDecl gmem; };
-struct SetUserMemoryRegion2 { MemslotDecl region; };
+// v1 = KVM_SET_USER_MEMORY_REGION (struct kvm_userspace_memory_region: no guest_memfd fields).
+struct SetUserMemoryRegion2 { MemslotDecl region; bool v1 = false; };
 struct SetMemoryAttributes { uint64_t gpa = 0, size = 0, attributes = 0, flags = 0; };
 struct SetMemoryAttributes2 {
     FdRef guest_memfd;
@@ -86,10 +87,14 @@ struct DirtyLog {
 struct HostAccess {
     // pin/unpin: a long-term reference on the pages (an IOMMU/VFIO or io_uring pin) that
     // makes a later shared->private conversion fail with EAGAIN.
-    enum class Op { read, write, mmap, pin, unpin } op = Op::read;
-    std::optional<FdRef> guest_memfd;   // through an mmap of the guest_memfd at offset ...
+    // munmap: unmap [offset, offset+size) of a named mapping (kvm_munmap()).
+    enum class Op { read, write, mmap, pin, unpin, munmap } op = Op::read;
+    std::optional<FdRef> guest_memfd;   // through the implicit whole-file mapping of the guest_memfd at offset ...
     uint64_t offset = 0;
-    std::optional<uint64_t> userspace_addr;  // ... or through the VMM's mapping
+    std::optional<uint64_t> userspace_addr;  // ... or through the VMM's mapping ...
+    // ... or through the mapping a host mmap step named (offset from its start). On an mmap
+    // step: the name it gives its mapping ("" = unnamed).
+    std::string mapping;
     uint64_t size = 0;
     uint8_t value = 0;                 // write: the byte written
     bool map_shared = true;            // mmap: MAP_SHARED (false: MAP_PRIVATE)
@@ -137,7 +142,7 @@ struct Expect {
     std::optional<uint64_t> error_offset;
     std::optional<uint64_t> remaining;       // pre_fault_memory: size left
     std::optional<ExitExpect> exit;
-    std::optional<std::string> signal;       // "SIGBUS"
+    std::optional<std::string> signal;       // "SIGBUS" or "SIGSEGV"
     std::optional<uint8_t> bytes;            // every byte read equals this
     std::optional<int64_t> value;            // check_extension result
     std::optional<uint64_t> dirty_pages;     // get_dirty_log: number of bits set

@@ -805,9 +805,83 @@ def gen_mixed():
          host_read(PAGE, gmem="g", byte=0)])
 
 
+# ======================================================================================
+# named host mappings (mmap id, munmap) and v1 KVM_SET_USER_MEMORY_REGION
+# ======================================================================================
+def named_mmap(gmem, size, mid, offset=0, errno="ok"):
+    return {"host": {"mmap": {"guest_memfd": gmem, "offset": hx(offset), "size": hx(size), "id": mid}},
+            "expect": ex(errno)}
+
+
+def via(op, mid, size, offset=0, value=None, errno="ok", signal=None, byte=None):
+    a = {"mapping": mid, "offset": hx(offset), "size": hx(size)}
+    if value is not None:
+        a["value"] = hx(value)
+    e = ex(errno)
+    if signal:
+        e["signal"] = signal
+    if byte is not None:
+        e["bytes"] = hx(byte)
+    return {"host": {op: a}, "expect": e}
+
+
+def gen_named_mappings():
+    MS = ["mmap", "init_shared"]
+    add("map-named-readback", "write and read back through the pointer mmap returned",
+        [create_gmem("g", hx(2 * PAGE), MS), named_mmap("g", 2 * PAGE, "m"), via("write", "m", 2 * PAGE, value=0x5a),
+         via("read", "m", 2 * PAGE, byte=0x5a)])
+    add("map-named-offset", "a mapping at file offset 4 KiB sees the file's second page at its start",
+        [create_gmem("g", hx(2 * PAGE), MS), named_mmap("g", 2 * PAGE, "all"), via("write", "all", PAGE, offset=PAGE,
+                                                                                  value=0x77),
+         named_mmap("g", PAGE, "second", offset=PAGE), via("read", "second", PAGE, byte=0x77)])
+    add("map-named-beyond-eof", "a mapping 4x the file: SIGBUS past EOF, the bytes before it were written",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", 4 * PAGE, "m"),
+         via("write", "m", 4 * PAGE, value=0xaa, signal="SIGBUS"), via("read", "m", 1, offset=PAGE, signal="SIGBUS"),
+         via("read", "m", PAGE, byte=0xaa)])
+    add("map-named-munmap-then-access", "after munmap the pointer is dangling: SIGSEGV, the file keeps its data",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", PAGE, "m"), via("write", "m", PAGE, value=0x11),
+         via("munmap", "m", PAGE), via("read", "m", 1, signal="SIGSEGV"), via("write", "m", 1, value=1, signal="SIGSEGV"),
+         host_read(PAGE, gmem="g", byte=0x11)])
+    add("map-named-munmap-part", "munmap of the second page: the first still works, the second faults",
+        [create_gmem("g", hx(2 * PAGE), MS), named_mmap("g", 2 * PAGE, "m"), via("write", "m", 2 * PAGE, value=0x22),
+         via("munmap", "m", PAGE, offset=PAGE), via("read", "m", PAGE, byte=0x22),
+         via("read", "m", 1, offset=PAGE, signal="SIGSEGV"), via("read", "m", 2 * PAGE, signal="SIGSEGV")])
+    add("map-named-munmap-unaligned", "munmap at an unaligned address: EINVAL",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", PAGE, "m"), via("munmap", "m", PAGE, offset=1, errno="EINVAL"),
+         via("read", "m", PAGE, byte=0)])
+    add("map-named-munmap-twice", "munmap of an unmapped range succeeds",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", PAGE, "m"), via("munmap", "m", PAGE), via("munmap", "m", PAGE)])
+    add("map-named-munmap-then-punch", "punch hole after munmap: the file page is freed, a new mapping reads zeros",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", PAGE, "m"), via("write", "m", PAGE, value=0x33),
+         via("munmap", "m", PAGE), falloc("g", ["keep_size", "punch_hole"], 0, PAGE), named_mmap("g", PAGE, "m2"),
+         via("read", "m2", PAGE, byte=0)])
+    add("map-named-close-keeps-mapping", "closing the fd keeps the mapping (it holds the file)",
+        [create_gmem("g", hx(PAGE), MS), named_mmap("g", PAGE, "m"), via("write", "m", PAGE, value=0x44), close_gmem("g"),
+         via("read", "m", PAGE, byte=0x44), via("munmap", "m", PAGE)])
+    add("map-named-private-memory", "MMAP without INIT_SHARED: the mapping exists, every access SIGBUS",
+        [create_gmem("g", hx(PAGE), ["mmap"]), named_mmap("g", PAGE, "m"), via("read", "m", 1, signal="SIGBUS"),
+         via("munmap", "m", PAGE)])
+
+
+def gen_memslot_v1_flags():
+    # kvm_vm_ioctl(KVM_SET_USER_MEMORY_REGION): v1 takes only LOG_DIRTY_PAGES | READONLY.
+    for bit in range(32):
+        f = 1 << bit
+        e = "EINVAL" if f & ~(MEM_LOG_DIRTY | MEM_READONLY) else memslot_flags_errno(f)
+        add(f"memslot-v1-flag-bit-{bit:02d}", f"KVM_SET_USER_MEMORY_REGION (v1) flags bit {bit} alone: {e}",
+            [{"ioctl": {"set_user_memory_region": {"slot": 0, "flags": hx(f), "gpa": "0x0", "size": hx(M2),
+                                                   "userspace_addr": hx(UADDR)}}, "expect": ex(e)}])
+    add("memslot-v1-create-delete", "v1 creates and deletes a slot; v2 sees it in between",
+        [{"ioctl": {"set_user_memory_region": {"slot": 0, "gpa": "0x0", "size": hx(M2), "userspace_addr": hx(UADDR)}},
+          "expect": ex()},
+         region(1, M2, gpa=0, errno="EEXIST"),
+         {"ioctl": {"set_user_memory_region": {"slot": 0, "gpa": "0x0", "size": "0x0"}}, "expect": ex()},
+         region(1, M2, gpa=0)])
+
+
 GENERATORS = [gen_gmem_create, gen_gmem_flags, gen_gmem_mmap, gen_host_access, gen_fallocate, gen_memslot_flags,
               gen_memslot_validation, gen_memslot_changes, gen_memslot_overlap, gen_attributes, gen_prefault,
-              gen_sev_regions, gen_caps, gen_close, gen_vm_types, gen_mixed]
+              gen_sev_regions, gen_caps, gen_close, gen_vm_types, gen_mixed, gen_named_mappings, gen_memslot_v1_flags]
 
 
 def render(sc):

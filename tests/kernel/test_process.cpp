@@ -140,3 +140,48 @@ TEST_CASE("process: opening n files costs n steps (alloc_fd's next_fd hint)", "[
     CHECK(e.gmem(4096) == 100);
     CHECK(e.gmem(4096) == last + 1);
 }
+
+// An access through the pointer mmap() returned goes through that mapping only: past the
+// file's end SIGBUS (kvm_gmem_fault_user_mapping()), where nothing is mapped any more SIGSEGV
+// (no VMA), never the anonymous memory that unmapped addresses stand for elsewhere.
+TEST_CASE("process: accesses through an explicit mapping: SIGBUS past EOF, SIGSEGV after munmap", "[process]") {
+    Env e;
+    const int g = e.gmem(2 * 4096, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+    REQUIRE(g >= 0);
+    const auto m = e.proc->mmap(g, 0, 4 * 4096, true, e.ctx);   // twice the file
+    REQUIRE(m.err == 0);
+    REQUIRE(e.proc->mapped(m.addr, 4 * 4096));
+    REQUIRE_FALSE(e.proc->mapped(m.addr, 5 * 4096));
+    // memset over the whole mapping: the file's two pages are written, the third faults.
+    HostAccessResult r = e.proc->host_write_mapped(m.addr, 4 * 4096, 0xaa, e.ctx);
+    CHECK(r.sigbus);
+    CHECK_FALSE(r.sigsegv);
+    CHECK(r.fault_hva == m.addr + 2 * 4096);
+    r = e.proc->host_read_mapped(m.addr, 2 * 4096, e.ctx);
+    CHECK(r.err == 0);
+    CHECK(r.first_byte == 0xaa);
+    CHECK_FALSE(r.bytes_mixed);
+    // munmap the second page: the first still reads, the second is SIGSEGV, and a read over
+    // both stops there.
+    REQUIRE(e.proc->munmap(m.addr + 4096, 4096, e.ctx) == 0);
+    CHECK(e.proc->host_read_mapped(m.addr, 4096, e.ctx).err == 0);
+    r = e.proc->host_read_mapped(m.addr + 4096, 1, e.ctx);
+    CHECK(r.sigsegv);
+    CHECK_FALSE(r.sigbus);
+    CHECK(r.err == -EFAULT);
+    r = e.proc->host_read_mapped(m.addr, 2 * 4096, e.ctx);
+    CHECK(r.sigsegv);
+    CHECK(r.bytes_read == 4096);
+    // The old, implicit path treats the same address as anonymous memory: no fault.
+    CHECK(e.proc->host_read(m.addr + 4096, 1, e.ctx).err == 0);
+    // The file keeps its data; a new mapping sees it.
+    const auto m2 = e.proc->mmap(g, 4096, 4096, true, e.ctx);
+    REQUIRE(m2.err == 0);
+    r = e.proc->host_read_mapped(m2.addr, 4096, e.ctx);
+    CHECK(r.first_byte == 0xaa);
+    // munmap arguments (__vm_munmap()): unaligned, empty, beyond TASK_SIZE.
+    CHECK(e.proc->munmap(m.addr + 1, 4096, e.ctx) == -EINVAL);
+    CHECK(e.proc->munmap(m.addr, 0, e.ctx) == -EINVAL);
+    CHECK(e.proc->munmap(Hva(kTaskSizeMax), 4096, e.ctx) == -EINVAL);
+    CHECK(e.proc->munmap(m.addr, 4096, e.ctx) == 0);   // unmapping nothing succeeds
+}

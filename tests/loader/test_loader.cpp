@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "kernel/uapi.hpp"
 #include "sim/loader.hpp"
 
@@ -497,7 +499,8 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
     CHECK(error_of(with_steps(R"({"ioctl": {"set_memory_atributes": {}}})")) ==
           "t.json: /steps/0/ioctl/set_memory_atributes: expected one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log], got 'set_memory_atributes' "
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region], got "
+          "'set_memory_atributes' "
           "(did you mean "
           "'set_memory_attributes'?)");
     CHECK(error_of(with_steps(R"({"ioctl": {"fallocate": {"guest_memfd": {"fd": "vm"}, "lenn": 1}}})")) ==
@@ -575,8 +578,8 @@ TEST_CASE("errno names, expectations per step kind, signals", "[loader][errors]"
           "t.json: /steps/0/expect/bytes: expected an expectation a write access step reports [errno, exit], got "
           "'bytes'");
     CHECK(error_of(with_steps(R"({"host": {"write": {"guest_memfd": "g0", "size": 1, "value": 1}},
-                                 "expect": {"signal": "SIGSEGV"}})")) ==
-          "t.json: /steps/0/expect/signal: expected one of [SIGBUS], got \"SIGSEGV\"");
+                                 "expect": {"signal": "SIGILL"}})")) ==
+          "t.json: /steps/0/expect/signal: expected one of [SIGBUS, SIGSEGV], got \"SIGILL\"");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64},
                                  "expect": {"exit": {"reason": "npf"}}})")) ==
           "t.json: /steps/0/expect/exit/reason: expected one of [memory_fault, hypercall, mmio], got \"npf\"");
@@ -622,7 +625,8 @@ TEST_CASE("step shape: one operation, vcpu only where it runs on a vCPU, paralle
     CHECK(error_of(with_steps(R"({"ioctl": {}})")) ==
           "t.json: /steps/0/ioctl: expected exactly one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log], got an empty object");
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region], got an "
+          "empty object");
     CHECK(error_of(with_steps(R"({"parallel": [{"close": "vm"}, {"parallel": []}]})")) ==
           "t.json: /steps/0/parallel/1/parallel: expected a step that is not itself parallel inside a parallel group, "
           "got a nested parallel");
@@ -634,12 +638,14 @@ TEST_CASE("step shape: one operation, vcpu only where it runs on a vCPU, paralle
           "t.json: /steps/0/access/value: expected a value only on a write access (check reads with expect.bytes), "
           "got 1");
     CHECK(error_of(with_steps(R"({"host": {"read": {"size": 1}}})")) ==
-          "t.json: /steps/0/host/read: expected key 'guest_memfd' or 'userspace_addr', got an object with neither");
+          "t.json: /steps/0/host/read: expected key 'guest_memfd', 'mapping' or 'userspace_addr', got an object with "
+          "none");
     CHECK(error_of(with_steps(R"({"host": {"read": {"userspace_addr": 0, "offset": 0, "size": 1}}})")) ==
-          "t.json: /steps/0/host/read/offset: expected an offset only with guest_memfd (userspace_addr is the "
-          "address), got 0");
+          "t.json: /steps/0/host/read/offset: expected an offset only with guest_memfd or mapping (userspace_addr is "
+          "the address), got 0");
     CHECK(error_of(with_steps(R"({"host": {"read": {"guest_memfd": "g0", "size": 1, "value": 1}}})")) ==
-          "t.json: /steps/0/host/read/value: expected one of [guest_memfd, offset, userspace_addr, size], got 'value'");
+          "t.json: /steps/0/host/read/value: expected one of [guest_memfd, mapping, offset, userspace_addr, size], got "
+          "'value'");
     CHECK(error_of(with_steps(R"({"ioctl": {"set_user_memory_region2": {"slot": 70000, "as_id": 0, "size": 0}}})")) ==
           "t.json: /steps/0/ioctl/set_user_memory_region2/slot: expected a slot id 0..65535 when as_id is given, got "
           "70000");
@@ -869,4 +875,133 @@ TEST_CASE("loading is linear in the number of steps", "[loader][scale]") {
     // Duplicate keys are still found, with their pointer.
     CHECK(error_of(with_steps(steps + R"(, {"close": "vm", "close": "vm"})")) ==
           "t.json: /steps/100000/close: expected each key once, got 'close' twice");
+}
+
+TEST_CASE("named host mappings: mmap id, munmap, accesses through a mapping", "[loader]") {
+    const scn::Scenario s = load_scenario_text(with_steps(R"(
+        {"host": {"mmap": {"guest_memfd": "g0", "size": "8KiB", "id": "mem"}}},
+        {"host": {"write": {"mapping": "mem", "offset": "4KiB", "size": 1, "value": 7}}},
+        {"host": {"read": {"mapping": "mem", "size": 1}}, "expect": {"signal": "SIGSEGV"}},
+        {"host": {"munmap": {"mapping": "mem", "offset": "4KiB", "size": "4KiB"}}, "expect": {"errno": "ok"}})"),
+                                               "t.json");
+    REQUIRE(s.steps.size() == 4);
+    const auto& m = op<scn::HostAccess>(s.steps[0]);
+    CHECK(m.op == scn::HostAccess::Op::mmap);
+    CHECK(m.mapping == "mem");
+    const auto& w = op<scn::HostAccess>(s.steps[1]);
+    CHECK(w.op == scn::HostAccess::Op::write);
+    CHECK(w.mapping == "mem");
+    CHECK_FALSE(w.guest_memfd.has_value());
+    CHECK(w.offset == 4 * KiB);
+    CHECK(s.steps[2].expect.signal == "SIGSEGV");
+    const auto& u = op<scn::HostAccess>(s.steps[3]);
+    CHECK(u.op == scn::HostAccess::Op::munmap);
+    CHECK(u.mapping == "mem");
+    CHECK(u.offset == 4 * KiB);
+    CHECK(u.size == 4 * KiB);
+}
+
+TEST_CASE("named host mappings: errors", "[loader][errors]") {
+    // A mapping must come from an earlier mmap step (not a later one, not a guest_memfd id).
+    CHECK(error_of(with_steps(R"({"host": {"read": {"mapping": "mem", "size": 1}}})")) ==
+          "t.json: /steps/0/host/read/mapping: expected a mapping id declared by an earlier host mmap step (none so "
+          "far), got \"mem\"");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}},
+                                 {"host": {"munmap": {"mapping": "men", "size": 1}}})")) ==
+          "t.json: /steps/1/host/munmap/mapping: expected a mapping id declared by an earlier host mmap step [mem], got "
+          "\"men\" (did you mean 'mem'?)");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}},
+                                 {"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}})")) ==
+          "t.json: /steps/1/host/mmap/id: expected a mapping id not used before, got \"mem\" (declared at "
+          "/steps/0/host/mmap/id)");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": ""}}})")) ==
+          "t.json: /steps/0/host/mmap/id: expected a non-empty mapping id, got \"\"");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}},
+                                 {"host": {"read": {"mapping": "mem", "guest_memfd": "g0", "size": 1}}})")) ==
+          "t.json: /steps/1/host/read: expected one of guest_memfd (+ offset), mapping (+ offset) or userspace_addr, "
+          "got more than one");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}},
+                                 {"host": {"munmap": {"mapping": "mem"}}})")) ==
+          "t.json: /steps/1/host/munmap: expected key 'size', got an object without it");
+    CHECK(error_of(with_steps(R"({"host": {"mmap": {"guest_memfd": "g0", "size": 1, "id": "mem"}}},
+                                 {"host": {"munmap": {"mapping": "mem", "size": 1}}, "expect": {"signal": "SIGBUS"}})")) ==
+          "t.json: /steps/1/expect/signal: expected an expectation a host munmap step reports [errno], got 'signal'");
+}
+
+// The guest_memfd selftest ports go through the mappings their mmap steps return: without
+// the mmap step a port does not load (before named mappings, deleting it still passed).
+TEST_CASE("a guest_memfd selftest port fails without its mmap steps", "[loader][scenarios]") {
+    const std::string dir = std::string(HVSIM_SCENARIOS_DIR) + "/kvm-selftests/";
+    for (const char* f : {"guest_memfd-test_mmap-default.json", "guest_memfd-test_mmap-snp-in-place.json",
+                          "guest_memfd-test_guest_memfd_guest.json"}) {
+        INFO(f);
+        std::ifstream in(dir + f);
+        REQUIRE(in);
+        nlohmann::json j = nlohmann::json::parse(in);
+        REQUIRE_NOTHROW(load_scenario_text(j.dump(), f));
+        unsigned removed = 0;
+        auto& steps = j["steps"];
+        for (size_t i = 0; i < steps.size(); ++i) {
+            if (!steps[i].contains("host") || !steps[i]["host"].contains("mmap") ||
+                !steps[i]["host"]["mmap"].contains("id"))
+                continue;
+            nlohmann::json cut = j;
+            cut["steps"].erase(cut["steps"].begin() + long(i));
+            const std::string err = error_of(cut.dump(), f);
+            CHECK(err.find("expected a mapping id declared by an earlier host mmap step") != std::string::npos);
+            ++removed;
+        }
+        CHECK(removed >= 1);
+    }
+}
+
+TEST_CASE("repeat: one step per value, \"$var\" and {var} substituted", "[loader]") {
+    const scn::Scenario s = load_scenario_text(with_steps(R"(
+        {"name": "before", "close": "vm"},
+        {"repeat": {"var": "size", "from": 4094, "to": 4096,
+                    "step": {"name": "size {size}, again {size}", "ioctl": {"create_guest_memfd": {"size": "$size"}},
+                             "expect": {"errno": "EINVAL"}}}},
+        {"repeat": {"var": "off", "from": 7, "to": 7,
+                    "step": {"parallel": [{"vcpu": 0, "access": {"gpa": "$off", "size": 1}},
+                                          {"ioctl": {"fallocate": {"guest_memfd": "g0", "offset": "$off", "len": 1}}}]}}})"),
+                                               "t.json");
+    REQUIRE(s.steps.size() == 5);
+    CHECK(s.steps[0].name == "before");
+    for (uint64_t i = 0; i < 3; ++i) {
+        const scn::Step& st = s.steps[1 + i];
+        CHECK(st.pointer == "/steps/1/repeat/step");
+        CHECK(st.name == fmt::format("size {}, again {}", 4094 + i, 4094 + i));
+        CHECK(op<scn::CreateGuestMemfd>(st).gmem.size == 4094 + i);
+        CHECK(st.expect.err == "EINVAL");
+    }
+    const auto& members = op<std::vector<scn::Step>>(s.steps[4]);
+    REQUIRE(members.size() == 2);
+    CHECK(op<scn::Access>(members[0]).gpa == 7);
+    CHECK(op<scn::Fallocate>(members[1]).offset == 7);
+    CHECK(members[1].pointer == "/steps/2/repeat/step/parallel/1");
+}
+
+TEST_CASE("repeat: errors", "[loader][errors]") {
+    const std::string body = R"("step": {"ioctl": {"create_guest_memfd": {"size": "$n"}}})";
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "n", "from": 2, "to": 1, )" + body + "}}")) ==
+          "t.json: /steps/0/repeat/to: expected a value >= from (2), got 1");
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "n", "from": 0, "to": 65536, )" + body + "}}")) ==
+          "t.json: /steps/0/repeat/to: expected at most 65536 repetitions, got 65537");
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "N", "from": 0, "to": 1, )" + body + "}}")) ==
+          "t.json: /steps/0/repeat/var: expected a lower-case identifier ([a-z_][a-z0-9_]*), got \"N\"");
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "n", "from": 0, "to": 1}})")) ==
+          "t.json: /steps/0/repeat: expected key 'step', got an object without it");
+    CHECK(error_of(with_steps(R"({"name": "x", "repeat": {"var": "n", "from": 0, "to": 1, )" + body + "}}")) ==
+          "t.json: /steps/0/name: expected one of [repeat], got 'name'");
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "n", "from": 0, "to": 1,
+                                  "step": {"repeat": {"var": "m", "from": 0, "to": 1, )" + body + "}}}}")) ==
+          "t.json: /steps/0/repeat/step/repeat: expected a step that is not itself a repeat, got a nested repeat");
+    // A placeholder that names another variable stays a string, and the body's own check fails.
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "m", "from": 0, "to": 1, )" + body + "}}")) ==
+          "t.json: /steps/0/repeat/step/ioctl/create_guest_memfd/size: expected " + kSizeWhat + ", got \"$n\"");
+    // Ids in the body would be declared once per value.
+    CHECK(error_of(with_steps(R"({"repeat": {"var": "n", "from": 0, "to": 1,
+                                  "step": {"ioctl": {"create_guest_memfd": {"id": "x", "size": "$n"}}}}})")) ==
+          "t.json: /steps/0/repeat/step/ioctl/create_guest_memfd/id: expected a guest_memfd id not used before, got "
+          "\"x\" (declared at /steps/0/repeat/step/ioctl/create_guest_memfd/id)");
 }
