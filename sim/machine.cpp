@@ -37,6 +37,9 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         c.mem.levels.push_back(CacheLevelConfig{lvl, p.get_u64(k + ".size"), unsigned(p.get_u64(k + ".ways")),
                                                 p.get_u64(k + ".hit_cycles")});
     }
+    c.mem.llc_policy = p.get_string("mem.llc.policy") == "victim" ? LlcPolicy::victim : LlcPolicy::inclusive;
+    c.mem.llc_shared_by = unsigned(p.get_u64("mem.llc.shared_by"));
+    c.cache_data = p.get_bool("cache.data");
     c.dram.model = p.get_string("mem.dram.model") == "ddr5" ? DramConfig::Model::ddr5 : DramConfig::Model::fixed;
     c.dram.fixed_cycles = c.mem.dram_cycles;
     // DDR5 timings are given in picoseconds; a fill costs whole core cycles.
