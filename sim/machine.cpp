@@ -74,6 +74,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.mmu.l1 = tlb("mmu.l1_tlb");
     c.mmu.l2 = tlb("mmu.l2_tlb");
     c.mmu.pwc = tlb("mmu.pwc");
+    c.mmu.pwc_org = p.get_string("mmu.pwc.organisation") == "pte" ? mmu::MmuConfig::PwcOrg::pte : mmu::MmuConfig::PwcOrg::psc;
+    c.mmu.pwc_nested = p.get_bool("mmu.pwc.nested");
     c.mmu.ntlb = tlb("mmu.ntlb");
     // On arm64 the same parameters size the combined TLBs, the walk cache and the IPA cache.
     c.s2.l1 = c.mmu.l1;

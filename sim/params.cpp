@@ -411,6 +411,21 @@ std::vector<ParamDecl> build_decls() {
                       "vCPUs sharing one LLC (vCPU i uses LLC i / mem.llc.shared_by; one vCPU per core)",
                       "AMD Software Optimization Guide for Family 19h Processors: a Zen 4 CCX is 8 cores sharing "
                       "its 32 MB L3"));
+    // ---- page-walk cache organisation (models/mmu Mmu; x86 only) ----
+    {
+        auto d = make("mmu.pwc.organisation", ParamType::string, "", 0, 0, "pte",
+                      "x86 page-walk cache: pte (AMD: non-leaf entries cached by their host-physical address; a walk "
+                      "visits every level and a hit replaces that level's memory reference) or psc (Intel's "
+                      "paging-structure caches: the deepest cached upper-level entry lets the walk skip the levels "
+                      "above it)",
+                      "Bhargava et al., ASPLOS'08 §2.3 (AMD's page walk cache); Intel SDM vol. 3A §4.10.3");
+        d.choices = {"pte", "psc"};
+        v.push_back(d);
+    }
+    v.push_back(make("mmu.pwc.nested", ParamType::boolean, "", 0, 0, true,
+                     "the x86 page-walk cache also holds nested-dimension entries (false: guest entries only, the "
+                     "baseline Bhargava et al. extend)",
+                     "Bhargava et al., ASPLOS'08 §4 (a PWC extended to nested entries)"));
     std::sort(v.begin(), v.end(), [](const ParamDecl& a, const ParamDecl& b) { return a.name < b.name; });
     return v;
 }

@@ -44,6 +44,7 @@ std::vector<PresetDef> build() {
                      {"mmu.pwc.entries", 96,
                       "estimate (docs/sources.md §3: PML4E/PDPTE/PDE caches of 32 entries each, pooled here)"},
                      {"mmu.pwc.ways", 96, "estimate (fully associative)"},
+                     {"mmu.pwc.organisation", "psc", "Intel SDM vol. 3A §4.10.3 (paging-structure caches)"},
                      {"mmu.pwc.hit_cycles", 2, "estimate (docs/sources.md §3)"},
                      {"mmu.ntlb.entries", 32, "estimate (docs/sources.md §3: EPT guest-physical-mapping cache)"},
                      {"mmu.ntlb.ways", 32, "estimate (fully associative)"},
