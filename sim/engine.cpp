@@ -793,8 +793,16 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     std::vector<const CacheHierarchy*> caches;
     std::vector<const cpu::Translator*> mmus;
     std::vector<cpu::Vcpu*> vcpus;
+    // The LLCs: vCPU i shares LLC i / mem.llc.shared_by with its neighbours (a CCX, a mesh).
+    std::vector<std::unique_ptr<SharedCache>> llcs;
     for (unsigned i = 0; i < s.vm.vcpus; ++i) {
         cpu::VcpuConfig vc;
+        if (!mc.mem.levels.empty()) {
+            const unsigned g = i / std::max(1u, mc.mem.llc_shared_by);
+            if (g >= llcs.size()) llcs.push_back(std::make_unique<SharedCache>(mc.mem.levels.back(), mc.mem.line_bytes));
+            vc.llc = llcs[g].get();
+        }
+        vc.cache_data = mc.cache_data;
         vc.id = i;
         vc.mmu = vmc.mmu;
         vc.mem = mc.mem;
@@ -864,7 +872,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
             top->hit_rate_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: TLB hit rate", i), "%"));
             top->walk_tracks.push_back(trace->counter_track(fmt::format("vCPU {}: 2D walks per step", i), "walks"));
             top->cache_hit_tracks.push_back(
-                trace->counter_track(fmt::format("vCPU {}: cache hit rate (walker references)", i), "%"));
+                trace->counter_track(fmt::format("vCPU {}: cache hit rate (walker and data references)", i), "%"));
         }
     }
     prog.start(opt.progress && isatty(2), s.name);

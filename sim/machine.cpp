@@ -38,6 +38,9 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         c.mem.levels.push_back(CacheLevelConfig{lvl, p.get_u64(k + ".size"), unsigned(p.get_u64(k + ".ways")),
                                                 p.get_u64(k + ".hit_cycles")});
     }
+    c.mem.llc_policy = p.get_string("mem.llc.policy") == "victim" ? LlcPolicy::victim : LlcPolicy::inclusive;
+    c.mem.llc_shared_by = unsigned(p.get_u64("mem.llc.shared_by"));
+    c.cache_data = p.get_bool("cache.data");
     c.dram.model = p.get_string("mem.dram.model") == "ddr5" ? DramConfig::Model::ddr5 : DramConfig::Model::fixed;
     c.dram.fixed_cycles = c.mem.dram_cycles;
     // DDR5 timings are given in picoseconds; a fill costs whole core cycles.
@@ -72,6 +75,8 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.mmu.l1 = tlb("mmu.l1_tlb");
     c.mmu.l2 = tlb("mmu.l2_tlb");
     c.mmu.pwc = tlb("mmu.pwc");
+    c.mmu.pwc_org = p.get_string("mmu.pwc.organisation") == "pte" ? mmu::MmuConfig::PwcOrg::pte : mmu::MmuConfig::PwcOrg::psc;
+    c.mmu.pwc_nested = p.get_bool("mmu.pwc.nested");
     c.mmu.ntlb = tlb("mmu.ntlb");
     // On arm64 the same parameters size the combined TLBs, the walk cache and the IPA cache.
     c.s2.l1 = c.mmu.l1;

@@ -44,6 +44,7 @@ struct MachineConfig {
     uint64_t period_ps = 333;
     uint64_t quantum_ns = 1000;
     Cycles data_access_cycles = 4;
+    bool cache_data = true;   // cache.data: loads and stores go through the caches
     Cycles wide_store_line = 4;     // cost.wide_store_line
     Cycles guest_clear_page = 256;  // cost.guest_clear_page
     MemHierarchyConfig mem;

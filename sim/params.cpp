@@ -409,6 +409,39 @@ std::vector<ParamDecl> build_decls() {
         d.choices = {"auto", "zero", "preserve", "none"};
         v.push_back(d);
     }
+    // ---- data through the caches, the shared LLC (models/mem CacheHierarchy) ----
+    v.push_back(make("cache.data", ParamType::boolean, "", 0, 0, true,
+                     "guest loads and stores go through the L1D/L2/LLC and DRAM like the walker's table reads "
+                     "(false: each costs cpu.data_access_cycles and leaves the caches alone, as in hvsim before this parameter existed)",
+                     kSim));
+    {
+        auto d = make("mem.llc.policy", ParamType::string, "", 0, 0, "victim",
+                      "how the LLC is filled: inclusive (every miss fills it, hits leave the line there) or victim "
+                      "(filled only with the lines the L2 evicts; a hit moves the line back to the L2)",
+                      "AMD Software Optimization Guide for Family 19h Processors (pub. 56665), L3 cache: a victim "
+                      "cache filled from the L2");
+        d.choices = {"inclusive", "victim"};
+        v.push_back(d);
+    }
+    v.push_back(count("mem.llc.shared_by", "vCPUs", 1, 4096, 8,
+                      "vCPUs sharing one LLC (vCPU i uses LLC i / mem.llc.shared_by; one vCPU per core)",
+                      "AMD Software Optimization Guide for Family 19h Processors: a Zen 4 CCX is 8 cores sharing "
+                      "its 32 MB L3"));
+    // ---- page-walk cache organisation (models/mmu Mmu; x86 only) ----
+    {
+        auto d = make("mmu.pwc.organisation", ParamType::string, "", 0, 0, "pte",
+                      "x86 page-walk cache: pte (AMD: non-leaf entries cached by their host-physical address; a walk "
+                      "visits every level and a hit replaces that level's memory reference) or psc (Intel's "
+                      "paging-structure caches: the deepest cached upper-level entry lets the walk skip the levels "
+                      "above it)",
+                      "Bhargava et al., ASPLOS'08 §2.3 (AMD's page walk cache); Intel SDM vol. 3A §4.10.3");
+        d.choices = {"pte", "psc"};
+        v.push_back(d);
+    }
+    v.push_back(make("mmu.pwc.nested", ParamType::boolean, "", 0, 0, true,
+                     "the x86 page-walk cache also holds nested-dimension entries (false: guest entries only, the "
+                     "baseline Bhargava et al. extend)",
+                     "Bhargava et al., ASPLOS'08 §4 (a PWC extended to nested entries)"));
     std::sort(v.begin(), v.end(), [](const ParamDecl& a, const ParamDecl& b) { return a.name < b.name; });
     return v;
 }

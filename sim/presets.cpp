@@ -44,6 +44,7 @@ std::vector<PresetDef> build() {
                      {"mmu.pwc.entries", 96,
                       "estimate (docs/sources.md §3: PML4E/PDPTE/PDE caches of 32 entries each, pooled here)"},
                      {"mmu.pwc.ways", 96, "estimate (fully associative)"},
+                     {"mmu.pwc.organisation", "psc", "Intel SDM vol. 3A §4.10.3 (paging-structure caches)"},
                      {"mmu.pwc.hit_cycles", 2, "estimate (docs/sources.md §3)"},
                      {"mmu.ntlb.entries", 32, "estimate (docs/sources.md §3: EPT guest-physical-mapping cache)"},
                      {"mmu.ntlb.ways", 32, "estimate (fully associative)"},
@@ -62,6 +63,10 @@ std::vector<PresetDef> build() {
                       "cost.vmentry so one accept fault costs about 8 us: Dstack-TEE/dstack PR #1220)"},
                      {"cost.tdx_td_entry", 4000, "estimate (as cost.tdx_td_exit)"},
                      {"cost.tdx_ve", 1500, "estimate (docs/sources.md §3: #VE handled in the TD without exit)"},
+                     {"mem.llc.policy", "inclusive",
+                      "estimate (the mesh LLC is non-inclusive since Skylake-SP but filled on demand misses; "
+                      "modelled as an inclusive fill without back-invalidation)"},
+                     {"mem.llc.shared_by", 56, "architecture (one LLC over the mesh, 1.875 MiB per core, 56 cores)"},
                      {"cost.tdx_accept_4k", 6000,
                       "estimate (docs/sources.md §3: TDG.MEM.PAGE.ACCEPT 4K 3,000, plus a TDCALL round trip; "
                       "calibrated with cost.tdx_td_exit against Dstack-TEE/dstack PR #1220, 8 us per accept fault)"},
@@ -105,6 +110,8 @@ std::vector<PresetDef> build() {
                       "estimate (docs/sources.md §4: exit to host EL1 and back through the EL2 world switch 5,000, halved)"},
                      {"cost.vmentry", 2500,
                       "estimate (docs/sources.md §4: exit to host EL1 and back through the EL2 world switch 5,000, halved)"},
+                     {"mem.llc.policy", "inclusive", "estimate (the system-level cache in the CMN mesh, filled on misses)"},
+                     {"mem.llc.shared_by", 64, "estimate (one system-level cache for the SoC's cores)"},
                      {"cost.tlb_flush_local", 300, "estimate (docs/sources.md §4: local (NSH) TLBI variant)"},
                      {"cost.tlb_flush_remote_ipi", 2000,
                       "estimate (docs/sources.md §4: broadcast TLBI IPAS2E1IS + VMALLE1IS with DSBs; no IPI on arm64)"},

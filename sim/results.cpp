@@ -144,7 +144,8 @@ json build_results(const ResultInputs& in) {
         m[pre + "walk.cycles"] = ms.walk_cycles;
     }
 
-    // Page-table reads through the cache hierarchy, summed over the vCPUs.
+    // Page-table reads (and, with cache.data, data accesses) through the cache hierarchy,
+    // summed over the vCPUs.
     if (!in.caches.empty()) {
         const auto& cfg = in.caches.front()->config();
         uint64_t dram = 0;
@@ -157,8 +158,13 @@ json build_results(const ResultInputs& in) {
             m["cache." + cfg.levels[l].name + ".hits"] = h;
             m["cache." + cfg.levels[l].name + ".misses"] = mi;
         }
-        for (const auto& c : in.caches) dram += c->stats().dram;
+        uint64_t data = 0;
+        for (const auto& c : in.caches) {
+            dram += c->stats().dram;
+            data += c->stats().data_refs;
+        }
         m["cache.dram"] = dram;
+        m["cache.data_refs"] = data;
     }
 
     const auto& ex = in.m.exits();

@@ -91,7 +91,7 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
                     return r == -EBUSY ? MapResult::busy : MapResult::error;
                 }
             }
-            e = fmt_.make_table(pfn_to_hpa(child).raw());
+            e = fmt_.make_table(pfn_to_hpa(child).raw()) | table_ad();
             ctx.charge("tdp_mmu_link_sp", costs_.spte_write);
             table = child;
             continue;
@@ -109,11 +109,15 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
     }
     uint64_t* t = table_ptr(table);
     uint64_t& e = t[mmu::table_index(g << kPageShift, goal)];
-    const uint64_t want = fmt_.make_leaf(pfn_to_hpa(pfn).raw(), level, writable, true);
+    uint64_t want = fmt_.make_leaf(pfn_to_hpa(pfn).raw(), level, writable, true);
+    // make_spte(): a leaf installed by a fault is born accessed, and dirty when writable
+    // (spte_shadow_accessed_mask(), spte_shadow_dirty_mask()), so the CPU's first access
+    // has no A/D update to make. A mirror SPTE is KVM's bookkeeping: no A/D.
+    if (!external_) want |= fmt_.accessed_bit() | (writable ? fmt_.dirty_bit() : 0);
     if (fmt_.present(e)) {
         if (fmt_.is_leaf(e, goal)) {
             const uint64_t ad = fmt_.accessed_bit() | fmt_.dirty_bit();
-            if ((e & ~ad) == want) return MapResult::spurious;
+            if ((e & ~ad) == (want & ~ad)) return MapResult::spurious;
             // A mirror leaf is never changed in place: KVM zaps it first (conversion, punch hole).
             if (external_) throw std::logic_error("TdpMmu::map: changing a present mirror leaf");
             count_leaf(goal, -1);
@@ -144,12 +148,14 @@ Pfn TdpMmu::split_huge(uint64_t& e, unsigned lvl, ExecContext& ctx) {
     uint64_t* c = table_ptr(child);
     const uint64_t base_pa = fmt_.addr(old, lvl);
     const PgLevel sub = PgLevel(lvl - 1);
+    // make_small_spte(): the children inherit the huge SPTE's bits, A/D included.
+    const uint64_t ad = old & (fmt_.accessed_bit() | fmt_.dirty_bit());
     for (unsigned i = 0; i < 512; ++i)
-        c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old), fmt_.executable(old));
+        c[i] = fmt_.make_leaf(base_pa + uint64_t(i) * level_size(sub), sub, fmt_.writable(old), fmt_.executable(old)) | ad;
     ctx.charge("tdp_mmu_split_huge_page", costs_.split_huge_page);
     count_leaf(lvl, -1);
     for (int i = 0; i < 512; ++i) count_leaf(lvl - 1, +1);
-    e = fmt_.make_table(pfn_to_hpa(child).raw());
+    e = fmt_.make_table(pfn_to_hpa(child).raw()) | table_ad();
     ++stats_.huge_splits;
     return child;
 }

@@ -91,6 +91,8 @@ public:
     bool make_writable(Gfn gfn, ExecContext& ctx);
 
     std::optional<SpteLeaf> lookup(Gfn gfn) const;
+    // make_nonleaf_spte(): a table entry is born accessed (not in a mirror root).
+    uint64_t table_ad() const { return external_ ? 0 : fmt_.accessed_bit(); }
     // Every installed leaf, in gfn order: fn(first gfn of the leaf, leaf). Cost follows
     // the tables present, not the address space (for invariant checks).
     template <class F>

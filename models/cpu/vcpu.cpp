@@ -34,7 +34,7 @@ Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, 
       data("data"),
       cfg_(cfg),
       xlat_(cfg.make_translator ? cfg.make_translator("mmu", cfg) : X86Translator::make("mmu", cfg)),
-      caches_("caches", cfg.mem, cfg.period_ps),
+      caches_("caches", cfg.mem, cfg.period_ps, cfg.llc),
       guest_(guest),
       host_(host) {
     data.bind(*this);
@@ -248,21 +248,21 @@ uint64_t Vcpu::planned_accesses(const AccessSpec& a) {
 std::optional<uint64_t> Vcpu::read_gpa64(Gpa a, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::read, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
-    add_cycles(cfg_.data_access_cycles);
+    add_cycles(data_cycles(tr->hpa));
     return load64(tr->hpa);
 }
 
 std::optional<uint64_t> Vcpu::read_gpa64_for_update(Gpa a, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return std::nullopt;
-    add_cycles(cfg_.data_access_cycles);
+    add_cycles(data_cycles(tr->hpa));
     return load64(tr->hpa);
 }
 
 bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
-    add_cycles(cfg_.data_access_cycles);
+    add_cycles(data_cycles(tr->hpa));
     store64(tr->hpa, v);
     return true;
 }

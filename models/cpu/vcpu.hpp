@@ -7,8 +7,9 @@
 // Its hardware are child modules: `mmu` (the platform's Translator: TLBs and walker) whose socket
 // is bound to `caches` (MemHierarchy, this core's L1D/L2/LLC). The platform binds
 // `caches.dram` to a DRAM target, and `caches.phys` and the vCPU's own `data` socket
-// (its loads and stores) to physical memory. Data accesses cost data_access_cycles
-// (an L1D hit) and annotate no further delay; they do not go through the caches.
+// (its loads and stores) to physical memory. The bytes of a data access move on `data`;
+// its latency is the caches' (MemHierarchy::data_cycles(), so data and page-table lines
+// compete for the same sets), or a flat data_access_cycles with cache.data off.
 #pragma once
 
 #include <systemc>
@@ -109,7 +110,11 @@ struct VcpuConfig {
     mmu::MmuConfig mmu;
     MemHierarchyConfig mem;
     uint64_t period_ps = 333;           // one core cycle
-    Cycles data_access_cycles = 4;
+    Cycles data_access_cycles = 4;      // a load or store when !cache_data
+    // Loads and stores go through the caches (cache.data); false: each costs
+    // data_access_cycles and leaves the caches alone (the model before cache.data).
+    bool cache_data = true;
+    SharedCache* llc = nullptr;         // the LLC this core shares (nullptr: a private one)
     Cycles wide_store_line_cycles = 4;   // each further line of a store wider than a line (cost.wide_store_line)
     Cycles clear_page_cycles = 256;      // the guest kernel's clear_page() of a page-table page (cost.guest_clear_page)
     bool guest_tables_enc = false;      // the guest kernel reaches its page tables encrypted (SEV/SNP)
@@ -229,6 +234,8 @@ private:
     // Cycles are added to a plain counter and handed to the quantum keeper in batches:
     // the hot loop then costs an integer add, and time is exact at every sync point.
     void add_cycles(Cycles c) { pending_ += c; }
+    // The latency of a data load or store of the line holding a.
+    Cycles data_cycles(Hpa a) { return cfg_.cache_data ? caches_.data_cycles(a) : cfg_.data_access_cycles; }
     void flush_time() {
         if (pending_) {
             qk_.inc(sc_core::sc_time::from_value(pending_ * cfg_.period_ps));

@@ -104,8 +104,16 @@ bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a
         }
     }
     // A store wider than a line (a string store): the first line as any access, each
-    // further line at cost.wide_store_line.
-    const Cycles dc = cfg_.data_access_cycles + cfg_.wide_store_line_cycles * (std::max<Cycles>(1, width / 64) - 1);
+    // further line at cost.wide_store_line (streamed: its fill overlaps the next).
+    // Their lines still enter the caches. MMIO is not cacheable: a flat access.
+    const uint64_t lines = std::max<uint64_t>(1, width / 64);
+    Cycles dc = cfg_.data_access_cycles;
+    if (!emulated) {
+        dc = data_cycles(hpa);
+        if (cfg_.cache_data)
+            for (uint64_t l = 1; l < lines; ++l) (void)caches_.data_cycles(Hpa(hpa.raw() + l * 64));
+    }
+    dc += cfg_.wide_store_line_cycles * (lines - 1);
     add_cycles(dc);
     stats_.data_cycles += dc;
     maybe_sync();

@@ -99,8 +99,9 @@ unsigned PhysMemTarget::transport_dbg(tlm::tlm_generic_payload& tr) {
 
 // ---- MemHierarchy ----
 
-MemHierarchy::MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps)
-    : sc_module(name), in("in"), dram("dram"), phys("phys"), cache_(cfg), period_ps_(period_ps) {
+MemHierarchy::MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps,
+                           SharedCache* llc)
+    : sc_module(name), in("in"), dram("dram"), phys("phys"), cache_(cfg, llc), period_ps_(period_ps) {
     in.bind(*this);
     dram.bind(*this);
     phys.bind(*this);

@@ -5,8 +5,9 @@
 //                  a 4 KiB page at a time (read-only for a page that is untouched or
 //                  shares a uniform copy, read-write for a page with bytes of its own)
 //                  and invalidated whenever the page's backing changes.
-//   MemHierarchy   one core's caches (L1D, L2, LLC): a target for the walker's table
-//                  reads and writes. A read's annotated delay is the latency of the
+//   MemHierarchy   one core's caches (L1D, L2 and its view of the LLC the cores
+//                  share): a target for the walker's table reads and writes, and
+//                  the timing of the core's data accesses (data_cycles()). A read's annotated delay is the latency of the
 //                  level that hits; a miss sends a line fill out of its `dram` socket
 //                  and adds that target's annotated delay. The bytes come from its
 //                  `phys` socket. Stores are posted: no latency, no cache state change
@@ -77,7 +78,9 @@ public:
     tlm::tlm_initiator_socket<> dram;    // line fills of misses in every level
     tlm::tlm_initiator_socket<> phys;    // the bytes
 
-    MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps);
+    // `llc`: a last level shared with other cores' hierarchies (nullptr: a private one).
+    MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfig& cfg, uint64_t period_ps,
+                 SharedCache* llc = nullptr);
 
     CacheHierarchy& caches() { return cache_; }
     // Memory encryption: DRAM fills of lines in pages `pages` says are encrypted cost
@@ -99,6 +102,10 @@ public:
         if (phys_mem_) phys_mem_->write64(Hpa(addr), v);
         else write_phys(addr, v);
     }
+    // The latency of a guest load or store of the line holding a (the bytes move on the
+    // vCPU's own data path). Write-allocate, and a store waits like a load: no store
+    // buffer, no overlap of independent misses (an in-order, blocking core).
+    Cycles data_cycles(Hpa a) { return cache_.access_data(a); }
     // A read that is part of a locked update of a line the walker holds: no latency.
     uint64_t load64(uint64_t addr) { return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr); }
 

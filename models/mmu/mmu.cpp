@@ -47,6 +47,7 @@ void Mmu::set_guest_root(Gpa cr3) {
     cr3_ = root;
     l1_.clear();
     l2_.clear();
+    splinters_ = 0;
     pwc_.erase_if([](uint64_t key, const PwcEntry&) { return ((key >> 3) & 1) == kGuest; });
     drop_mru();
 }
@@ -57,6 +58,7 @@ void Mmu::set_secure_nested_root(Hpa root) {
     sept_root_ = r;
     l1_.clear();
     l2_.clear();
+    splinters_ = 0;
     pwc_.clear();
     ntlb_.clear();
     drop_mru();
@@ -68,6 +70,7 @@ void Mmu::set_nested_root(Hpa ncr3) {
     ncr3_ = root;
     l1_.clear();
     l2_.clear();
+    splinters_ = 0;
     pwc_.clear();
     ntlb_.clear();
     drop_mru();
@@ -77,6 +80,7 @@ void Mmu::set_phys_checker(PhysAccessChecker* c) {
     checker_ = c;
     l1_.clear();
     l2_.clear();
+    splinters_ = 0;
     pwc_.clear();
     ntlb_.clear();
     drop_mru();
@@ -86,6 +90,7 @@ void Mmu::flush_all() {
     ++stats_.flushes;
     l1_.clear();
     l2_.clear();
+    splinters_ = 0;
     pwc_.clear();
     ntlb_.clear();
     drop_mru();
@@ -98,8 +103,22 @@ void Mmu::flush_all() {
 void Mmu::flush_gva(Gva va) {
     ++stats_.invlpgs;
     const uint64_t v = va.raw();
-    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) l1_.erase(tlb_key(v, s));
-    for (PgLevel s : {PgLevel::k4K, PgLevel::k2M}) l2_.erase(tlb_key(v, s));
+    if (splinters_) {
+        // "If the paging structures map the linear address using a page larger than 4
+        // KBytes and there are multiple TLB entries for that page, the instruction
+        // invalidates all of them" (SDM vol. 3A §4.10.4.1): every piece of the guest page
+        // that holds va, wherever the piece lies.
+        auto of_page = [v](uint64_t key, const TlbEntry& e) {
+            const unsigned sh = level_shift(PgLevel(uint8_t(key & 15u))), gsh = level_shift(e.guest_size);
+            // key >> 4 is (va >> sh) without its top four bits.
+            return ((key >> 4) >> (gsh - sh)) == ((v >> gsh) & ((~0ull >> 4) >> (gsh - sh)));
+        };
+        l1_.erase_if(of_page);
+        l2_.erase_if(of_page);
+    } else {
+        for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) l1_.erase(tlb_key(v, s));
+        for (PgLevel s : {PgLevel::k4K, PgLevel::k2M}) l2_.erase(tlb_key(v, s));
+    }
     pwc_.erase_if([](uint64_t key, const PwcEntry&) { return ((key >> 3) & 1) == kGuest; });
     drop_mru();
 }
@@ -158,12 +177,19 @@ TranslateResult Mmu::translate_slow(Gva va, AccessType at, bool enc) {
             if (TlbEntry* e = l2_.find(tlb_key(v, s))) {
                 if (e->allow & abit) {
                     ++stats_.l2_hits;
-                    const TlbEntry copy = *e;
-                    if (l1_.enabled()) {
-                        l1_.insert(tlb_key(v, s), copy);
-                        set_mru(v, s, copy);
+                    TlbEntry copy = *e;
+                    PgLevel ls = s;
+                    if (copy.full_size == PgLevel::k1G && l1_.enabled()) {
+                        // The L2's 2M piece of a 1G page reloads the L1, which holds 1G
+                        // pages, with the whole page.
+                        ls = PgLevel::k1G;
+                        copy.hbase -= (v & (level_size(PgLevel::k1G) - 1)) & ~(level_size(PgLevel::k2M) - 1);
                     }
-                    return hit_result(copy.hbase | (v & (level_size(s) - 1)), s, copy.writable, c);
+                    if (l1_.enabled()) {
+                        l1_.insert(tlb_key(v, ls), copy);
+                        set_mru(v, ls, copy);
+                    }
+                    return hit_result(copy.hbase | (v & (level_size(ls) - 1)), ls, copy.writable, c);
                 }
                 denied = true;
                 break;
@@ -252,7 +278,7 @@ TranslateResult Mmu::guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, 
 // entry (the smallest table that covers addr) lets the walk start below it.
 void Mmu::pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_t& perm, unsigned& level,
                    WalkCtx& w) {
-    if (!pwc_.enabled()) return;
+    if (cfg_.pwc_org != MmuConfig::PwcOrg::psc || !pwc_holds(dim)) return;
     for (unsigned l = 2; l <= top; ++l) {
         if (const PwcEntry* p = pwc_.find(pwc_key(dim, l, addr))) {
             table = p->next_table;
@@ -263,6 +289,43 @@ void Mmu::pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_
             return;
         }
     }
+}
+
+// AMD's page-table-entry cache: a non-leaf entry found by its host-physical address
+// costs a PWC lookup instead of a memory reference; the walk goes on from it.
+bool Mmu::pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w) {
+    if (cfg_.pwc_org != MmuConfig::PwcOrg::pte || !pwc_holds(dim)) return false;
+    const PwcEntry* p = pwc_.find(pte_key(dim, pte_hpa));
+    if (!p) return false;
+    e = p->next_table;   // PwcOrg::pte keeps the entry itself
+    w.cycles += cfg_.pwc.hit_cycles;
+    ++stats_.pwc_hits;
+    return true;
+}
+
+void Mmu::pwc_fill(Dim dim, unsigned level, uint64_t addr, uint64_t pte_hpa, uint64_t e, uint64_t table,
+                   uint8_t perm) {
+    if (!pwc_holds(dim)) return;
+    if (cfg_.pwc_org == MmuConfig::PwcOrg::pte) pwc_.insert(pte_key(dim, pte_hpa), PwcEntry{e, 0});
+    else pwc_.insert(pwc_key(dim, level, addr), PwcEntry{table, perm});
+}
+
+// SDM vol. 3C §29.3.3.1: what makes an EPT entry a misconfiguration rather than a
+// violation: write without read, bit 7 of an EPT PML4E or PML5E, a leaf's memory type
+// 2, 3 or 7 (other reserved bits are not checked).
+static bool ept_misconfigured(uint64_t e, unsigned level, bool leaf) {
+    if ((e & (ept::R | ept::W)) == ept::W) return true;
+    if (level >= 4 && (e & ept::LARGE)) return true;
+    if (!leaf) return false;
+    const uint64_t mt = (e >> ept::MT_SHIFT) & 7;
+    return mt == 2 || mt == 3 || mt == 7;
+}
+
+TranslateResult Mmu::nested_fault(uint64_t gpa, const Nested& o, uint64_t bits) {
+    if (!o.misconfig) return npf(gpa, o.err | bits);
+    TranslateResult r = npf(gpa, PFERR_RSVD);
+    r.misconfig = true;
+    return r;
 }
 
 Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
@@ -279,13 +342,22 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
     pwc_skip(kNested, cfg_.nested_levels, gpa, table, perm, level, w);
     for (;; --level) {
         const uint64_t pte_hpa = table + table_index(gpa, level) * 8u;
-        uint64_t e = port_->read64(pte_hpa, w.cycles);
-        ++w.refs;
+        uint64_t e;
+        if (!pte_cache_read(kNested, pte_hpa, e, w)) {
+            e = port_->read64(pte_hpa, w.cycles);
+            ++w.refs;
+        }
         if (!npte_.present(e)) {
             o.err = npf_code(acc, false);
             return o;
         }
-        if (level >= 4 && (e & pte::PS)) {   // PS is reserved above the PDPT
+        if (npte_.is_ept() && !secure) {   // the secure EPT's own bits are the TDX module's
+            if (ept_misconfigured(e, level, level < 4 && npte_.is_leaf(e, level))) {
+                ++stats_.ept_misconfigs;
+                o.misconfig = true;
+                return o;
+            }
+        } else if (level >= 4 && (e & pte::PS)) {   // PS is reserved above the PDPT
             o.err = npf_code(acc, true) | PFERR_RSVD;
             return o;
         }
@@ -298,7 +370,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
                 ++stats_.ad_writes;
             }
             table = npte_.addr(e, level);
-            if (pwc_.enabled()) pwc_.insert(pwc_key(kNested, level, gpa), PwcEntry{table, perm});
+            pwc_fill(kNested, level, gpa, pte_hpa, e, table, perm);
             continue;
         }
         if (acc & ~perm) {
@@ -405,7 +477,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             TableXlate tx;
             Nested nf;
             if (!table_read(page_gpa, w, tx, nf))
-                return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
+                return account(nested_fault(pte_gpa, nf, PFERR_GUEST_PAGE | enc_page));
             if (checker_ && tx.from_walk) {
                 // A guest page-table reference is checked when its nested translation is
                 // filled (the result lives with the nested TLB entry); the walker may
@@ -418,8 +490,11 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
                 }
             }
             const uint64_t pte_hpa = tx.hpa | (pte_gpa & kPageMask);
-            uint64_t e = port_->read64(pte_hpa, w.cycles);
-            ++w.refs;
+            uint64_t e;
+            if (!pte_cache_read(kGuest, pte_hpa, e, w)) {
+                e = port_->read64(pte_hpa, w.cycles);
+                ++w.refs;
+            }
             // Guest #PF error code: ring 0, so U stays clear (see mmu.hpp).
             const uint64_t pf = ((acc & kW) ? PFERR_WRITE : 0) | ((acc & kX) ? PFERR_FETCH : 0);
             if (!pte::present(e)) return account(guest_fault(va, level, pte_gpa, pf));
@@ -433,14 +508,14 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             if (leaf && (acc & kW)) want |= pte::D;
             if (want != e) {
                 if (!table_write(page_gpa, w, tx, nf))
-                    return account(npf(pte_gpa, nf.err | PFERR_GUEST_PAGE | enc_page));
+                    return account(nested_fault(pte_gpa, nf, PFERR_GUEST_PAGE | enc_page));
                 port_->write64(tx.hpa | (pte_gpa & kPageMask), want);
                 ++stats_.ad_writes;
                 e = want;
             }
             if (!leaf) {
                 table = pte::addr(e, level);
-                if (pwc_.enabled()) pwc_.insert(pwc_key(kGuest, level, va), PwcEntry{table, perm});
+                pwc_fill(kGuest, level, va, pte_hpa, e, table, perm);
                 continue;
             }
             glevel = level;
@@ -453,7 +528,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
 
     if (cfg_.shared_gpa_bit && !enc) gpa |= 1ull << cfg_.shared_gpa_bit;
     const Nested o = nested_walk(gpa, acc, w);
-    if (!o.ok) return account(npf(gpa, o.err | PFERR_GUEST_FINAL | enc_final));
+    if (!o.ok) return account(nested_fault(gpa, o, PFERR_GUEST_FINAL | enc_final));
     if (checker_) {
         TranslateResult f;
         if (!phys_check(va, gpa, o.hpa, o.level, at, enc, false, gpa, npf_code(acc, true) | PFERR_GUEST_FINAL | enc_final,
@@ -470,18 +545,21 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
     uint8_t allow = kR;
     if (r.writable && gdirty && o.dirty) allow |= kW;
     if (o.perm & kX) allow |= kX;
-    fill_tlbs(va, r, allow);
+    fill_tlbs(va, r, allow, glevel ? to_pglevel(glevel) : r.page_size);
     return account(r);
 }
 
 // Walks fill both TLB levels. The L2 holds 4K and 2M only: a 1G translation goes in
 // as the 2M piece that covers va (Zen's "smashing", docs/sources.md §5).
-void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow) {
+void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow, PgLevel guest_size) {
     const PgLevel s = r.page_size;
-    const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable};
+    const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable, guest_size, s};
     l1_.insert(tlb_key(va, s), e);
+    if (s < guest_size) ++splinters_;
     if (s == PgLevel::k1G) {
-        l2_.insert(tlb_key(va, PgLevel::k2M), TlbEntry{r.hpa.raw() & ~(level_size(PgLevel::k2M) - 1), allow, r.writable});
+        l2_.insert(tlb_key(va, PgLevel::k2M),
+                   TlbEntry{r.hpa.raw() & ~(level_size(PgLevel::k2M) - 1), allow, r.writable, guest_size, s});
+        ++splinters_;   // a 2M piece of a 1G page
     } else {
         l2_.insert(tlb_key(va, s), e);
     }
@@ -509,7 +587,7 @@ TranslateResult Mmu::translate_gpa(Gpa gpa, AccessType at, bool enc, bool check)
     const Nested o = nested_walk(g, acc, w);
     stats_.walk_mem_refs += w.refs;
     stats_.walk_cycles += w.cycles;
-    TranslateResult r = o.ok ? TranslateResult{} : npf(g, o.err | PFERR_GUEST_FINAL | (enc ? PFERR_GUEST_ENC : 0));
+    TranslateResult r = o.ok ? TranslateResult{} : nested_fault(g, o, PFERR_GUEST_FINAL | (enc ? PFERR_GUEST_ENC : 0));
     r.cycles = w.cycles;
     r.mem_refs = w.refs;
     if (!o.ok) return r;

@@ -12,16 +12,18 @@
 // Simplifications (documented, deliberate):
 //  - The simulated guest runs in ring 0 with NX unused, so guest U/S and NX bits are
 //    not checked; CR0.WP = 1 (guest RW is enforced, as Linux runs with WP set).
-//  - Reserved-bit checks are limited to PS in a PML4E/PML5E; MAXPHYADDR bits and the
-//    SEV C-bit inside guest PTEs are not interpreted (the C-bit is the `enc` argument).
+//  - Reserved-bit checks are limited to PS in a PML4E/PML5E (and, on EPT, write without
+//    read and a leaf's reserved memory types: an EPT misconfiguration); MAXPHYADDR bits and
+//    the SEV C-bit inside guest PTEs are not interpreted (the C-bit is the `enc` argument).
 //  - One TLB serves data and instruction fetches; TLB entries are not tagged with
 //    `enc` (on real SNP the C-bit comes from the guest PTE, so a gVA has one value).
 //  - A/D write-backs are locked updates of the line the walker just read: they are
 //    counted (ad_writes) but charge no extra reference or cycles.
 //  - Timing: a TLB miss pays the L1 and L2 lookup latencies; PWC and nested-TLB
-//    lookups are free on a miss and cost hit_cycles on a hit (one PWC hit per
-//    dimension walk: the deepest cached level). One walk at a time (no concurrent
-//    walkers, no speculative walks).
+//    lookups are free on a miss and cost hit_cycles on a hit (MmuConfig::PwcOrg: one
+//    hit per dimension walk with paging-structure caches, one per cached entry with a
+//    page-table-entry cache). One walk at a time (no concurrent walkers, no
+//    speculative walks).
 //
 // Rules the walker follows, as the brief and the manuals give them:
 //  - Every guest paging-structure access is a nested user write on AMD NPT and on
@@ -64,6 +66,18 @@ struct MmuConfig {
     TlbConfig l1{72, 72, 0};            // L1 DTLB: holds 4K/2M/1G
     TlbConfig l2{3072, 12, 7};          // L2 DTLB: 4K/2M; 1G translations are stored as 2M ("smashed")
     TlbConfig pwc{64, 64, 2};           // page-walk cache: upper-level entries of BOTH dimensions
+    // How the page-walk cache is organised:
+    //  - pte: AMD's page-table-entry cache (Bhargava et al., ASPLOS'08 §2.3: the PWC of
+    //    the Opteron walker). Non-leaf entries tagged by their host-physical address;
+    //    a walk still visits every level, and a hit replaces that level's memory
+    //    reference with a PWC lookup. No level is skipped.
+    //  - psc: Intel's paging-structure caches (SDM vol. 3A §4.10.3: PML4E, PDPTE and PDE
+    //    caches, pooled here) tagged by the address bits that select the entry: the
+    //    deepest hit lets the walk start below it, skipping the levels above.
+    enum class PwcOrg : uint8_t { pte, psc } pwc_org = PwcOrg::psc;
+    // The PWC also holds nested-dimension entries (true), or guest entries only: the
+    // baseline Bhargava et al. extend (their "PWC without nested entries").
+    bool pwc_nested = true;
     TlbConfig ntlb{32, 32, 2};          // nested TLB: gPA->hPA for guest page-table pages
     // EPTP bit 6: EPT accessed/dirty flags. KVM turns it on whenever the CPU has it
     // (vmx.c enable_ept_ad_bits). With it, every guest paging-structure access counts
@@ -102,6 +116,7 @@ struct MmuStats {
                                  // (write to a clean/read-only entry, fetch to a non-exec one)
     uint64_t invlpgs = 0;        // flush_gva()
     uint64_t phys_check_faults = 0;   // fills refused by the physical-access checker (NPF or #VC)
+    uint64_t ept_misconfigs = 0;      // EPT misconfigurations (reserved bits, W without R)
 };
 
 struct TranslateResult {
@@ -123,6 +138,10 @@ struct TranslateResult {
     //        page-table page, GUEST_ENC when the access was encrypted/private.
     Gpa fault_gpa;
     uint64_t error_code = 0;          // npf: as above; guest_page_fault: the #PF error code
+    // npf on EPT: an EPT misconfiguration (SDM vol. 3C §29.3.3.1: a reserved bit set, or
+    // write without read), the EPT_MISCONFIG exit rather than an EPT violation. KVM's
+    // handle_ept_misconfig() has no qualification to fold: error_code is PFERR_RSVD alone.
+    bool misconfig = false;
     // guest_page_fault: the gVA, the guest level (5..1) whose entry was not present (or
     // denied the access), and the gPA of that entry.
     Gva fault_gva;
@@ -221,6 +240,11 @@ public:
         uint64_t hbase = 0;      // host-physical base of the (effective) page
         uint8_t allow = 0;       // access bits this entry serves without a walk (1 << AccessType)
         bool writable = false;
+        // The guest page the entry is part of (a 4K entry of a guest 2M page backed by
+        // 4K nested pages is a "splinter"); equal to the entry's size without guest paging.
+        PgLevel guest_size = PgLevel::k4K;
+        // The translation's own size: 1G for the 2M piece the L2 holds of a 1G page.
+        PgLevel full_size = PgLevel::k4K;
     };
     struct PwcEntry {
         uint64_t next_table = 0; // address of the next-level table (gPA or hPA by dimension)
@@ -239,6 +263,8 @@ public:
         return ((addr >> table_shift(level)) << 4) | (unsigned(d) << 3) | level;
     }
     static constexpr uint64_t ntlb_key(uint64_t gpa) { return (gpa >> kPageShift) << 4; }
+    // PwcOrg::pte: an entry by its host-physical address (level bits 0: psc keys use 2..5).
+    static constexpr uint64_t pte_key(Dim d, uint64_t pte_hpa) { return ((pte_hpa >> 3) << 4) | (unsigned(d) << 3); }
     const AssocCache<TlbEntry>& l1_tlb() const { return l1_; }
     const AssocCache<TlbEntry>& l2_tlb() const { return l2_; }
     const AssocCache<PwcEntry>& pwc() const { return pwc_; }
@@ -258,6 +284,7 @@ private:
         bool dirty = false;
         uint64_t leaf_pte_hpa = 0;
         uint64_t err = 0;        // !ok: error code without the GUEST_* bits
+        bool misconfig = false;  // !ok: an EPT misconfiguration (err unused)
     };
     struct TableXlate {          // a guest page-table page's host frame
         uint64_t hpa = 0;
@@ -283,16 +310,23 @@ private:
     void pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_t& perm, unsigned& level,
                   WalkCtx& w);
     bool table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
+    // PwcOrg::pte: the entry at pte_hpa from the PWC instead of memory (true on a hit).
+    bool pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w);
+    // Caches a non-leaf entry the walk just used (either organisation).
+    void pwc_fill(Dim dim, unsigned level, uint64_t addr, uint64_t pte_hpa, uint64_t e, uint64_t table, uint8_t perm);
+    bool pwc_holds(Dim dim) const { return pwc_.enabled() && (dim == kGuest || cfg_.pwc_nested); }
     bool table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
     uint64_t npf_code(uint8_t acc, bool present) const;
     uint8_t nested_perm(uint64_t e) const;
     TranslateResult npf(uint64_t gpa, uint64_t code);
+    // The NPF of a failed nested walk: its error code plus `bits`, or an EPT misconfiguration.
+    TranslateResult nested_fault(uint64_t gpa, const Nested& o, uint64_t bits);
     TranslateResult vc(uint64_t va, uint64_t gpa, uint64_t code);
     // The physical-access check of a fill; false with `out` set to the fault.
     bool phys_check(uint64_t va, uint64_t gpa, uint64_t hpa, unsigned nested_level, AccessType at, bool enc,
                     bool table, uint64_t fault_gpa, uint64_t fault_code, WalkCtx& w, TranslateResult& out);
     TranslateResult guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code);
-    void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow);
+    void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow, PgLevel guest_size);
     void set_mru(uint64_t va, PgLevel s, const TlbEntry& e);
     void drop_mru() { mru_ = Mru{}; }
     static TranslateResult hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c);
@@ -323,6 +357,9 @@ private:
     AssocCache<NtlbEntry> ntlb_;
     Mru mru_;
     MmuStats stats_;
+    // TLB entries filled since the last full flush that are splinters of a larger guest
+    // page (INVLPG must then find every piece, not only the one at the address).
+    uint64_t splinters_ = 0;
 };
 
 inline TranslateResult Mmu::hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c) {

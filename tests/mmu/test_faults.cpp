@@ -191,6 +191,40 @@ TEST_CASE("nested U/S, NX and reserved bits", "[mmu][fault]") {
         CHECK(res.error_code == (PFERR_PRESENT | PFERR_USER | PFERR_WRITE | PFERR_RSVD | PFERR_GUEST_PAGE));
         CHECK(res.mem_refs == 1);
     }
+    SECTION("issue 15 item 14: EPT bit 7 in a PML4E is a misconfiguration, not a violation") {
+        Rig r(bare_config(4, 4, NestedFormat::ept));
+        r.standard();
+        const uint64_t t4 = r.guest.root();
+        r.nested.write(t4, 4, r.nested.read(t4, 4) | ept::LARGE);
+        const TranslateResult res = r.rd(page(0));
+        CHECK(res.status == Status::npf);
+        CHECK(res.misconfig);
+        // handle_ept_misconfig() hands kvm_mmu_page_fault() PFERR_RSVD_MASK alone.
+        CHECK(res.error_code == PFERR_RSVD);
+        CHECK(res.fault_gpa == Gpa(r.guest.root() + table_index(kGva, 4) * 8));
+        CHECK(r.mmu.stats().ept_misconfigs == 1);
+    }
+    SECTION("issue 15 item 14: an EPT leaf that allows write without read is a misconfiguration") {
+        Rig r(bare_config(4, 4, NestedFormat::ept));
+        r.standard();
+        const uint64_t gpa = kDataGpa + 0x3000;
+        r.nested.set_leaf(gpa, (NestedPte{NestedFormat::ept}.make_leaf(gpa + kHostOff, PgLevel::k4K, true, true)) & ~ept::R);
+        const TranslateResult res = r.rd(page(3));
+        CHECK(res.status == Status::npf);
+        CHECK(res.misconfig);
+        CHECK(res.error_code == PFERR_RSVD);
+        CHECK(res.fault_gpa == Gpa(gpa));
+    }
+    SECTION("NPT: PS in a PML4E stays a reserved-bit NPF (no misconfiguration exit on AMD)") {
+        Rig r(bare_config());
+        r.standard();
+        const uint64_t t4 = r.guest.root();
+        r.nested.write(t4, 4, r.nested.read(t4, 4) | pte::PS);
+        const TranslateResult res = r.rd(page(0));
+        CHECK_FALSE(res.misconfig);
+        CHECK((res.error_code & PFERR_RSVD) != 0);
+        CHECK(r.mmu.stats().ept_misconfigs == 0);
+    }
     SECTION("PS in a guest PML4E is a reserved-bit #PF") {
         Rig r(bare_config());
         r.standard();

@@ -293,3 +293,92 @@ TEST_CASE("a re-walk replaces the denying TLB entry even when the page size grew
     CHECK(r.mmu.stats().perm_rewalks == 1);
     CHECK(r.mmu.stats().misses == 2);
 }
+
+TEST_CASE("issue 15 item 14: INVLPG drops every 4K piece of a guest 2M page splintered by 4K nested pages", "[mmu][tlb]") {
+    Rig r(bare_config());
+    r.standard(PgLevel::k2M, PgLevel::k4K);
+    REQUIRE(r.rd(page(0)).page_size == PgLevel::k4K);
+    REQUIRE(r.rd(page(5)).ok());
+    REQUIRE(r.rd(page(9)).ok());
+    CHECK(r.mmu.l1_tlb().count_code(unsigned(PgLevel::k4K)) == 3);
+    r.mmu.flush_gva(Gva(page(0)));
+    // The guest's INVLPG names its 2M page: no piece of it may survive (SDM vol. 3A §4.10.4.1).
+    CHECK(r.mmu.l1_tlb().count_code(unsigned(PgLevel::k4K)) == 0);
+    CHECK(r.mmu.l2_tlb().count_code(unsigned(PgLevel::k4K)) == 0);
+    CHECK_FALSE(r.rd(page(5)).tlb_hit);
+}
+
+TEST_CASE("INVLPG of a guest 4K page keeps the other pages' entries", "[mmu][tlb]") {
+    Rig r(bare_config());
+    r.standard(PgLevel::k4K, PgLevel::k2M);
+    REQUIRE(r.rd(page(0)).ok());
+    REQUIRE(r.rd(page(5)).ok());
+    r.mmu.flush_gva(Gva(page(0)));
+    CHECK(r.rd(page(5)).tlb_hit);
+    CHECK_FALSE(r.rd(page(0)).tlb_hit);
+}
+
+TEST_CASE("issue 15 item 14: a smashed 1G page reloads into the L1 as 1G", "[mmu][tlb]") {
+    MmuConfig c = bare_config();
+    c.l1 = {1, 1, 1};
+    Rig r(c);
+    r.standard(PgLevel::k1G, PgLevel::k1G);
+    r.guest.map(kGva + (1ull << 30), kDataGpa, PgLevel::k1G);   // a second 1G gVA, same data
+    REQUIRE(r.rd(kGva + 0x1234).page_size == PgLevel::k1G);
+    REQUIRE(r.rd(kGva + (1ull << 30)).ok());   // takes the only L1 entry
+    const TranslateResult h = r.rd(kGva + 0x5000);   // the L2's 2M piece of the first page
+    CHECK(h.tlb_hit);
+    CHECK(h.page_size == PgLevel::k1G);
+    CHECK(h.hpa == Hpa(kDataGpa + 0x5000 + kHostOff));
+    CHECK(r.mmu.l1_tlb().count_code(unsigned(PgLevel::k1G)) == 1);
+    // Another 2M piece of that page: the reloaded 1G entry covers it.
+    const uint64_t l1_before = r.mmu.stats().l1_hits;
+    const TranslateResult b = r.rd(kGva + 0x20'0000 + 0x40);
+    CHECK(b.tlb_hit);
+    CHECK(b.mem_refs == 0);
+    CHECK(b.hpa == Hpa(kDataGpa + 0x20'0000 + 0x40 + kHostOff));
+    CHECK(r.mmu.stats().l1_hits == l1_before + 1);
+}
+
+TEST_CASE("issue 15 item 14: AMD's PTE cache visits every level, Intel's PSCs skip; both with and without nested entries", "[mmu][pwc]") {
+    // 4+4 levels, 4K pages, no nested TLB. Page 6 cold, then page 7 (same guest tables).
+    //  pte: a non-leaf entry (either dimension) found by its hPA is a 2-cycle hit instead of
+    //       a reference; leaves are always read. Cold: T4's nested walk 4 refs; T3, T2, T1
+    //       3 hits + 1 each; the 4 guest entries; the data gPA 1 hit (nested PML4E) + 3.
+    //       Warm: each of the 5 nested walks 3 hits + 1; guest T4..T2 hit, the PTE is read.
+    //  psc: as the existing numbers: the deepest cached entry skips the levels above it.
+    //  Without nested entries, every nested reference is made.
+    struct Case {
+        MmuConfig::PwcOrg org;
+        bool nested;
+        unsigned cold_refs, cold_hits, warm_refs, warm_hits;
+    };
+    using O = MmuConfig::PwcOrg;
+    const auto k = GENERATE(values<Case>({
+        {O::pte, true, 14, 10, 6, 18},
+        {O::pte, false, 24, 0, 21, 3},
+        {O::psc, true, 14, 4, 3, 3},
+        {O::psc, false, 24, 0, 9, 1},
+    }));
+    const auto fmt = GENERATE(NestedFormat::npt, NestedFormat::ept);
+    CAPTURE(int(k.org), k.nested, int(fmt));
+    MmuConfig c = bare_config(4, 4, fmt);
+    c.pwc = {256, 256, 2};
+    c.pwc_org = k.org;
+    c.pwc_nested = k.nested;
+    Rig r(c);
+    r.standard();
+    const TranslateResult a = r.rd(page(6));
+    REQUIRE(a.ok());
+    CHECK(a.mem_refs == k.cold_refs);
+    CHECK(r.mmu.stats().pwc_hits == k.cold_hits);
+    CHECK(a.cycles == 8 + 100ull * k.cold_refs + 2ull * k.cold_hits);
+    const TranslateResult b = r.rd(page(7) + 0x18);
+    REQUIRE(b.ok());
+    CHECK(b.hpa == Hpa(kDataGpa + 7 * kPageSize + 0x18 + kHostOff));
+    CHECK(b.mem_refs == k.warm_refs);
+    CHECK(r.mmu.stats().pwc_hits - k.cold_hits == k.warm_hits);
+    CHECK(b.cycles == 8 + 100ull * k.warm_refs + 2ull * k.warm_hits);
+    // A/D still reached memory although references were served by the PWC.
+    CHECK((r.guest.read(page(7), 1) & pte::A) != 0);
+}

@@ -27,7 +27,7 @@ check() {   # check NAME "label expected in the SVG" ARGS...
 check breakdown "cycles per fault" "$work/qs/results.json" "$work/snp/results.json"
 check cdf "fraction of faults" --kind cdf "$work/qs/results.json"
 check conversion "cycles per page" --kind conversion "$work/snp/results.json"
-check sweep "cpu.data_access_cycles" "$work/sweep/sweep.csv" --metric sim.cycles
+check sweep "mem.l1d.hit_cycles" "$work/sweep/sweep.csv" --metric sim.cycles
 check tornado "change of sim.cycles" "$work/sens/sensitivity.json"
 check compare "sapphire-rapids" "$work/cmp/compare.json" --metric sim.cycles
 

@@ -149,7 +149,7 @@ def main():
     tracks, slices, counters, flows = parse_perfetto(f"{work}/a.pftrace")
     names = {n for n, _ in tracks.values()}
     for want in ("vCPU 0", "vCPU 1", "private pages", "shared pages (memslot pages not private)",
-                 "vCPU 0: TLB hit rate", "vCPU 0: cache hit rate (walker references)"):
+                 "vCPU 0: TLB hit rate", "vCPU 0: cache hit rate (walker and data references)"):
         if want not in names:
             errors.append(f"no track '{want}' in {sorted(names)}")
     ex = exit_slices(slices)

@@ -81,12 +81,12 @@ execute_process(COMMAND ${HVSIM} check ${DATA}/passing.json --baseline ${WORK}/b
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "check --baseline against itself: exit ${rc}")
 endif()
-execute_process(COMMAND ${HVSIM} check ${DATA}/passing.json --baseline ${WORK}/baseline --set cpu.data_access_cycles=40
+execute_process(COMMAND ${HVSIM} check ${DATA}/passing.json --baseline ${WORK}/baseline --set mem.l1d.hit_cycles=40
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out)
 if(NOT rc EQUAL 1 OR NOT out MATCHES "metric sim.cycles = [0-9]+, baseline [0-9]+")
   message(FATAL_ERROR "check --baseline after a cost change: exit ${rc}: ${out}")
 endif()
-execute_process(COMMAND ${HVSIM} check ${DATA}/passing.json --baseline ${WORK}/baseline --set cpu.data_access_cycles=5
+execute_process(COMMAND ${HVSIM} check ${DATA}/passing.json --baseline ${WORK}/baseline --set mem.l1d.hit_cycles=5
                         --tolerance 0.5 RESULT_VARIABLE rc OUTPUT_QUIET)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "check --baseline --tolerance 0.5: exit ${rc}")
@@ -112,6 +112,6 @@ endforeach()
 execute_process(COMMAND ${HVSIM} sweep ${DATA}/sweep.json --jobs-file ${WORK}/jobs.txt RESULT_VARIABLE rc OUTPUT_QUIET)
 file(STRINGS ${WORK}/jobs.txt jobs)
 list(LENGTH jobs nj)
-if(NOT rc EQUAL 0 OR NOT nj EQUAL 2 OR NOT jobs MATCHES "--set 'cpu.data_access_cycles=8'")
+if(NOT rc EQUAL 0 OR NOT nj EQUAL 2 OR NOT jobs MATCHES "--set 'mem.l1d.hit_cycles=8'")
   message(FATAL_ERROR "sweep --jobs-file: ${rc} ${jobs}")
 endif()

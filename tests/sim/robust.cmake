@@ -9,7 +9,7 @@ set(R ${DATA}/robust)
 # Runs hvsim; checks the exit code, that stderr matches, and for exit 2 that it is one line.
 function(hv want_rc want_err)
   execute_process(COMMAND ${HVSIM} ${ARGN} WORKING_DIRECTORY ${WORK}/cwd
-                  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_VARIABLE out TIMEOUT 60)
+                  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_VARIABLE out TIMEOUT 300)
   string(REGEX REPLACE "==[0-9]+==WARNING: ASan is ignoring[^\n]*\nFalse positive error reports may follow\nFor details see[^\n]*\n" "" err "${err}")
   if(NOT rc STREQUAL "${want_rc}")
     message(FATAL_ERROR "hvsim ${ARGN}: exit ${rc}, expected ${want_rc}; stderr: ${err}; stdout: ${out}")

@@ -115,3 +115,33 @@ TEST_CASE("zap_leafs clears exactly the overlapping leaves; a partly covered hug
     CHECK(r.tdp.zap_leafs(Gfn(1ull << 20), Gfn(1ull << 35), c) == 0);
     CHECK(c.total == 0);
 }
+
+TEST_CASE("issue 15 item 14: SPTEs carry the A/D bits make_spte() presets, so the walker writes none", "[tdp]") {
+    for (auto fmt : {mmu::NestedFormat::npt, mmu::NestedFormat::ept}) {
+        CAPTURE(int(fmt));
+        Rig r(fmt);
+        bool flush = false;
+        REQUIRE(r.tdp.map(Gfn(0x12345), Pfn(0x200000), PgLevel::k4K, true, &flush, r.ctx) == MapResult::fixed);
+        REQUIRE(r.tdp.map(Gfn(0x12346), Pfn(0x200001), PgLevel::k4K, false, &flush, r.ctx) == MapResult::fixed);
+        CacheHierarchy ch(hier());
+        mmu::MmuConfig mc;
+        mc.guest_levels = 0;
+        mc.nested_format = fmt;
+        mmu::Mmu hw(mc, r.mem, ch);
+        hw.set_nested_root(r.tdp.root_hpa());
+        // A write through the writable leaf: A in every entry and D in the leaf are preset.
+        REQUIRE(hw.translate(Gva(0x12345678), mmu::AccessType::write, false).ok());
+        CHECK(hw.stats().ad_writes == 0);
+        // A read through the read-only leaf: A preset, D not (nothing to write either).
+        REQUIRE(hw.translate(Gva(0x12346000), mmu::AccessType::read, false).ok());
+        CHECK(hw.stats().ad_writes == 0);
+        // The same mapping again is spurious whatever A/D the CPU added.
+        CHECK(r.tdp.map(Gfn(0x12345), Pfn(0x200000), PgLevel::k4K, true, &flush, r.ctx) == MapResult::spurious);
+        // A split keeps the huge leaf's A/D in the 4K children.
+        REQUIRE(r.tdp.map(Gfn(0x400), Pfn(0x40000), PgLevel::k2M, true, &flush, r.ctx) == MapResult::fixed);
+        REQUIRE(r.tdp.map(Gfn(0x405), Pfn(0x90005), PgLevel::k4K, true, &flush, r.ctx) == MapResult::fixed);
+        hw.flush_all();
+        REQUIRE(hw.translate(Gva(0x406000), mmu::AccessType::write, false).ok());
+        CHECK(hw.stats().ad_writes == 0);
+    }
+}
