@@ -11,8 +11,8 @@ secs=${1:-60}
 
 HVSIM_EXTRA_PKGS="clang libclang-rt-dev" tools/setup.sh >/dev/null   # the ordinary dependencies and clang
 
-build=build-fuzz
-CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHVSIM_FUZZ=ON >/dev/null
+build=build-fuzz   # the same configuration as tools/test.sh --sanitize, which builds everything there
+CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHVSIM_SANITIZE=ON -DHVSIM_FUZZ=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" --target fuzz_loader fuzz_uapi
 
 mkdir -p "$build/corpus/loader" "$build/corpus/uapi" "$build/findings"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds hvsim and runs the whole test suite (unit tests, scenario tests, the real-KVM
-# comparison where /dev/kvm exists). --sanitize: the same in build-asan/ under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# comparison where /dev/kvm exists). --sanitize: the same under AddressSanitizer +
+# UndefinedBehaviorSanitizer, built with clang into build-fuzz/, the tree whose libFuzzer
+# targets tools/fuzz.sh runs (one instrumented build serves both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--sanitize" ]; then
-  export HVSIM_BUILD_DIR=build-asan
-  export HVSIM_CMAKE_ARGS="-DHVSIM_SANITIZE=ON"
+  export HVSIM_BUILD_DIR=build-fuzz
+  export HVSIM_EXTRA_PKGS="clang libclang-rt-dev"
+  export HVSIM_CMAKE_ARGS="-DHVSIM_SANITIZE=ON -DHVSIM_FUZZ=ON"
+  export CXX=clang++
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
