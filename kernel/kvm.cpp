@@ -282,6 +282,7 @@ int Kvm::kvm_set_memory_region(const uapi::kvm_userspace_memory_region2& mem, Ex
 // x86 kvm_arch_prepare_memory_region(): a created or moved slot must end at or below
 // kvm_mmu_max_gfn() and must not reach an aliased (TDX shared) gfn.
 int Kvm::kvm_arch_prepare_memory_region(const kvm_memory_slot* s, kvm_mr_change change) const {
+    if (const int r = arch_->prepare_memory_region(*this, s, change)) return r;
     if (change == kvm_mr_change::create || change == kvm_mr_change::move) {
         const Gfn last = s->base_gfn + (s->npages - 1);
         if (last.raw() > arch_->max_gfn(config()))

@@ -12,6 +12,7 @@
 
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
+#include "kernel/memslot.hpp"
 
 namespace hvsim::kvm {
 
@@ -126,6 +127,19 @@ public:
     // Cycles every VM exit costs on top of cost.vmexit + cost.vmentry (SEV-ES/SNP: the
     // automatic exit saves and restores the encrypted VMSA). 0 for plain VMs.
     virtual Cycles exit_extra_cycles() const { return 0; }
+
+    // kvm_vm_is_protected() (arm64): the VM's memory is owned page by page by the EL2
+    // hypervisor (pKVM); its faults go to pkvm_mem_abort(). Only a backend with the EL2
+    // model says so (a pkvm VM without it runs as a non-protected VM).
+    virtual bool is_protected() const { return false; }
+    // The arch half of kvm_arch_prepare_memory_region() (arm64: a protected VM's memslots
+    // cannot be deleted or moved once it ran, and cannot be READONLY or dirty-logged).
+    // `new_slot` is null for a delete. 0 or -errno (with its rule recorded).
+    virtual int prepare_memory_region(const Kvm&, const kvm_memory_slot* /*new_slot*/, kvm_mr_change) const {
+        return 0;
+    }
+    // kvm_arch_vcpu_run_pid_change(): a vCPU's first KVM_RUN (arm64: pkvm_create_hyp_vm()).
+    virtual void vcpu_run(Kvm&) {}
 };
 
 // The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).

@@ -393,6 +393,19 @@ uint64_t VmmProcess::unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint6
 // ---------------------------------------------------------------------------------
 // The address space
 
+std::optional<Pfn> VmmProcess::replace_anon_page(Hva hva, Pfn pfn) {
+    const uint64_t page = page_down(hva.raw());
+    auto it = anon_.find(page);
+    if (it == anon_.end()) return std::nullopt;
+    const Pfn old = it->second.pfn;
+    it->second.pfn = pfn;
+    // The 2M region is no longer one huge page; pins follow the page they hold.
+    thp_regions_.erase(page & ~((2ull << 20) - 1));
+    for (auto [b, e] = pins_.equal_range(page); b != e; ++b)
+        if (!b->second.gmem && b->second.pfn == old) b->second.pfn = pfn;
+    return old;
+}
+
 std::optional<Pfn> VmmProcess::anon_page(Hva hva) const {
     auto it = anon_.find(page_down(hva.raw()));
     if (it == anon_.end()) return std::nullopt;
@@ -679,6 +692,13 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
                 res.err = -EFAULT;
                 res.sigbus = true;
                 res.rmp_fault = true;
+                res.fault_hva = Hva(page);
+                return res;
+            }
+            // pKVM: the host's stage 2 decides whether this page is still the host's.
+            if (host_s2_ && host_s2_->host_stage2_access(*pfn, true, ctx) < 0) {
+                res.err = -EFAULT;
+                res.sigsegv = true;
                 res.fault_hva = Hva(page);
                 return res;
             }

@@ -53,8 +53,8 @@ struct HostAccessResult {
     int err = 0;                         // -EFAULT when the access raised SIGBUS or SIGSEGV
     bool sigbus = false;
     bool rmp_fault = false;              // write: the SIGBUS is the host CPU's RMP #PF
-    bool sigsegv = false;                // the access left the explicit mappings (no VMA)
-    Hva fault_hva;                       // first page that faulted (sigbus)
+    bool sigsegv = false;                // no VMA there (a named mapping that is not mapped), or pKVM: the page is not the host's (host stage-2 abort at EL0)
+    Hva fault_hva;                       // first page that faulted (sigbus, sigsegv)
     // A read streams: it keeps the first kHostReadKeep bytes (tests look at them) and a
     // summary of all of them, so reading N bytes does not cost N bytes of host memory.
     static constexpr uint64_t kHostReadKeep = 64 * 1024;
@@ -62,6 +62,15 @@ struct HostAccessResult {
     uint64_t bytes_read = 0;             // read: bytes read before the end or the fault
     std::optional<uint8_t> first_byte;   // read: the first byte read
     bool bytes_mixed = false;            // read: not every byte read equals first_byte
+};
+
+// The host's own stage 2 under pKVM (kernel/arm64/pkvm.hpp): every host access to a page
+// goes through it; a page the host gave away faults (EL2 injects an abort: SIGSEGV for
+// the VMM at EL0). 0 or -EPERM.
+class HostStage2 {
+public:
+    virtual ~HostStage2() = default;
+    virtual int host_stage2_access(Pfn pfn, bool el0, ExecContext& ctx) = 0;
 };
 
 struct GupResult {
@@ -133,6 +142,12 @@ public:
     MmapResult mmap(int fd, uint64_t offset, uint64_t size, bool shared, ExecContext& ctx,
                     std::optional<Hva> fixed = std::nullopt);
     int munmap(Hva addr, uint64_t size, ExecContext& ctx);
+
+    // pKVM: host accesses go through the host stage 2 (null: no EL2 hypervisor).
+    void set_host_stage2(HostStage2* s) { host_s2_ = s; }
+    // Copy-based conversion under pKVM: the anonymous page behind hva becomes `pfn` (pins
+    // move with it); returns the page it replaces, which the caller now owns.
+    std::optional<Pfn> replace_anon_page(Hva hva, Pfn pfn);
 
     // ---- the address space ----
     // get_user_pages() of one page, faulting it in. A read (no FOLL_WRITE) of anonymous
@@ -248,6 +263,7 @@ private:
     std::multimap<uint64_t, Pin> pins_;           // hva page -> pin
     std::map<int, Hva> gmem_whole_maps_;          // gmem fd -> implicit whole-file mapping
     std::vector<std::weak_ptr<Kvm>> vms_;         // every VM created here (kvm->mm == this)
+    HostStage2* host_s2_ = nullptr;
 
     friend class Kvm;
     friend class GuestMemfd;

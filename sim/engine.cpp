@@ -1,5 +1,7 @@
 #include "sim/engine.hpp"
 
+#include "models/stage2/casemate_trace.hpp"
+
 #include <systemc>
 #include <tlm_utils/tlm_quantumkeeper.h>
 
@@ -9,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -313,6 +316,7 @@ private:
                     hs.nr = Machine::kTdcallAccept;
                     hs.a2 = unsigned(h->accept_level);
                 }
+                if (h->relinquish) hs.nr = kvm::arm64::ARM_SMCCC_KVM_FUNC_MEM_RELINQUISH;
                 vcpus_[v]->post_hypercall(hs);
                 evs &= vcpus_[v]->done();
             }
@@ -760,6 +764,18 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     sc_set_time_resolution(1, SC_PS);
     tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_time(double(mc.quantum_ns), SC_NS));
 
+    // hvsim run --casemate: the stage-2 maintenance as Casemate checks it (arm64 presets).
+    std::ofstream casemate_file;
+    std::unique_ptr<stage2::CasemateTrace> casemate;
+    if (!opt.casemate.empty() && mc.stage2 && !opt.setup_only) {
+        casemate_file.open(opt.casemate);
+        if (!casemate_file) {
+            out.refused = "--casemate: cannot write " + opt.casemate;
+            return out;
+        }
+        casemate = std::make_unique<stage2::CasemateTrace>(casemate_file);
+        mc.stage2_sink = casemate.get();
+    }
     auto machine = std::make_unique<Machine>(s, mc);
     kvm::CycleCounter boot;
     if (std::string err = machine->setup(boot); !err.empty()) {
@@ -878,6 +894,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     prog.start(opt.progress && isatty(2), s.name);
     sc_start();
     prog.finish();
+    // The VMM destroys the VM (pKVM: teardown reclaims every page, timed apart).
+    machine->finish_run();
 
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!top->fatal.empty()) out.fatal = top->fatal;

@@ -20,6 +20,8 @@ struct RunOptions {
     bool check_invariants = true;   // cross-model invariants after every step
     bool setup_only = false;        // stop after the VM setup and elaboration (hvsim validate)
     const TraceOptions* trace = nullptr;   // write the run's timeline (sim/trace.hpp)
+    // arm64 presets: write the run's stage-2 maintenance as a Casemate trace to this file.
+    std::string casemate;
 };
 
 struct RunOutput {

@@ -728,7 +728,9 @@ private:
             access(st, body, bp);
         } else if (op == "hypercall") {
             kind = OpKind::hypercall;
-            auto [name, args] = one_of(body, bp, {"map_gpa_range", "accept"}, "a hypercall object");
+            auto [name, args] =
+                one_of(body, bp, {"map_gpa_range", "accept", "mem_share", "mem_unshare", "mem_relinquish"},
+                       "a hypercall object");
             sub = name;
             const std::string p = bp + "/" + name;
             if (name == "accept") {
@@ -745,6 +747,19 @@ private:
                 if ((m.gpa | m.size) & (a - 1) || !m.size)
                     expected(p, fmt::format("a non-empty range aligned to the page size ({:#x})", a),
                              range_text(m.gpa, m.size));
+                st.op = m;
+            } else if (name != "map_gpa_range") {
+                // A pKVM guest's own SMCCC calls (Documentation/virt/kvm/arm/hypercalls.rst):
+                // MEM_SHARE and MEM_UNSHARE are what map_gpa_range becomes on pKVM.
+                if (s_.vm.type != "pkvm") expected(p, "a " + name + " on a pkvm VM", "a " + s_.vm.type + " VM");
+                object(*args, p, {"gpa", "size"}, "a " + name + " object {\"gpa\", \"size\"}");
+                scn::MapGpaRange m;
+                m.gpa = size_value(req(*args, p, "gpa"), p + "/gpa");
+                m.size = size_value(req(*args, p, "size"), p + "/size");
+                m.to_private = name == "mem_unshare";
+                m.relinquish = name == "mem_relinquish";
+                if ((m.gpa | m.size) & kPageMask || !m.size)
+                    expected(p, "a non-empty range aligned to 4 KiB", range_text(m.gpa, m.size));
                 st.op = m;
             } else {
             object(*args, p, {"gpa", "size", "to"}, "a map_gpa_range object {\"gpa\", \"size\", \"to\"}");

@@ -66,6 +66,17 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
                                         s.vm.type + "\" is x86-only; arm64 runs \"default\" and \"pkvm\"");
         const unsigned lv = c.mmu.nested_levels;
         c.ipa_bits = lv == 2 ? 32 : lv == 3 ? 40 : 48;
+        // VTCR_EL2.TG0: KVM uses the host's PAGE_SIZE as the stage-2 granule.
+        const std::string g = p.get_string("s2.granule");
+        c.s2_granule = g == "64K" ? stage2::Granule::k64K : g == "16K" ? stage2::Granule::k16K : stage2::Granule::k4K;
+        if (c.s2_granule != stage2::Granule::k4K) {
+            if (s.vm.type == "pkvm")
+                throw std::invalid_argument("s2.granule " + g + ": pKVM's page ownership is modelled with 4 KiB pages; "
+                                            "a pkvm VM runs with s2.granule 4K");
+            if (!p.get_bool("host.thp"))
+                throw std::invalid_argument("s2.granule " + g + ": the simulated host's base pages are 4 KiB, so a " + g +
+                                            " stage-2 page must come from a transparent huge page; set host.thp");
+        }
     }
     c.mmu.nested_format = fmt == "ept" ? mmu::NestedFormat::ept : mmu::NestedFormat::npt;
     auto tlb = [&](const std::string& k) {
@@ -178,6 +189,15 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.snp_guest.vmgexit_cycles = p.get_u64("cost.snp_vmgexit");
     c.snp_guest.pvalidate_4k = p.get_u64("cost.pvalidate_4k");
     c.snp_guest.pvalidate_2m = p.get_u64("cost.pvalidate_2m");
+    c.pkvm.host_hvc = p.get_u64("cost.pkvm_hvc");
+    c.pkvm.guest_hvc = p.get_u64("cost.pkvm_guest_hvc");
+    c.pkvm.cmo_2m = p.get_u64("cost.pkvm_cmo_2m");
+    c.pkvm.zero_4k = cost.zero_4k;
+    c.pkvm.copy_4k = cost.copy_4k;
+    c.pkvm.pin_page = cost.pin_page;
+    c.pkvm_conversion = p.get_string("pkvm.conversion") == "copy" ? kvm::arm64::PkvmConversion::copy
+                                                                  : kvm::arm64::PkvmConversion::in_place;
+    c.pkvm_relinquish_el2 = p.get_string("pkvm.relinquish") == "el2";
     return c;
 }
 
@@ -241,6 +261,8 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         // sequence (cost.tlb_flush_local) likewise.
         const auto& k = cfg_.costs;
         tlbi_domain_ = stage2::TlbiDomain(stage2::TlbiCosts{0, k.tlb_flush_remote_ipi / 3, k.tlb_flush_local / 3, 0});
+        tlbi_domain_.add_sink(&bbm_);
+        if (cfg_.stage2_sink) tlbi_domain_.add_sink(cfg_.stage2_sink);
         kvm::arm64::Arm64MmuCosts ac;
         ac.handle_guest_abort = k.kvm_mmu_page_fault;
         ac.mmu_lock = k.mmu_lock;
@@ -248,8 +270,16 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         // FEAT_S2FWB (mandatory from Armv8.4; Neoverse N2 is Armv9.0): no CMO before a map,
         // so cmo_per_page is never charged. CTR_EL0.DIC: no I-cache maintenance for exec.
         arm64_ = std::make_unique<kvm::arm64::Arm64Mmu>(*kvm_, mem_, alloc_,
-                                                        stage2::kvm_stage2_geometry(stage2::Granule::k4K, cfg_.ipa_bits),
+                                                        stage2::kvm_stage2_geometry(cfg_.s2_granule, cfg_.ipa_bits),
                                                         1, tlbi_domain_, ac, true, true);
+        // A protected VM: pKVM at EL2 owns its memory and the host's stage 2.
+        if (kvm_->type() == kvm::VmType::pkvm) {
+            pkvm_ = std::make_unique<kvm::arm64::PkvmHyp>(
+                *kvm_, mem_, alloc_, *proc_, *arm64_, tlbi_domain_,
+                kvm::arm64::PkvmMemProtect::Memblock{cfg_.host_mem_base, cfg_.host_mem_size, false}, cfg_.pkvm,
+                ac.pgtable, cfg_.pkvm_conversion);
+            kvm_->set_arch_ops(*pkvm_);
+        }
         return;
     }
     x86_ = std::make_unique<kvm::X86Mmu>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels, cfg_.mmu.nested_format);
@@ -304,7 +334,12 @@ Machine::~Machine() {
     if (arm64_) arm64_->detach_vcpus();
     if (proc_) proc_->set_host_write_check(nullptr);   // the check goes before the process
     kvm::CycleCounter teardown;
+    if (pkvm_) {
+        pkvm_->teardown(teardown);
+        if (kvm_) kvm_->set_arch_ops(kvm::kvm_default_arch_ops(kvm::VmType::pkvm));
+    }
     if (proc_) proc_->exit_mm(teardown);
+    pkvm_.reset();
     x86_.reset();
     tdx_.reset();
     arm64_.reset();
@@ -617,6 +652,7 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
                 }
                 }
                 if (h.sigbus) o.signal = "SIGBUS";
+                else if (h.sigsegv) o.signal = "SIGSEGV";
                 else set_err(o, h.err);
                 if (h.first_byte) {
                     o.bytes = h.first_byte;
@@ -634,7 +670,15 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
 // ---------------------------------------------------------------------------------------
 // Exits
 
+void Machine::finish_run() {
+    if (!pkvm_) return;
+    kvm::CycleCounter c;
+    pkvm_->teardown(c);
+}
+
 void Machine::arm_vcpu(unsigned vcpu, bool expect_exit) {
+    // KVM_RUN: the first one creates the VM at EL2 (kvm_arch_vcpu_run_pid_change()).
+    if (kvm_) kvm_->arch().vcpu_run(*kvm_);
     auto& v = vcpus_.at(vcpu);
     v.expect_exit = expect_exit;
     v.exit.reset();
@@ -787,6 +831,7 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
         *ret = tdx_->guest_accept(vcpu, a0, a1 << kPageShift, PgLevel(a2), vctx, exit_to_kvm);
         return *ret == 0;
     }
+    if (pkvm_) return pkvm_hypercall(vcpu, nr, a0, a1, a2, ret, vctx);
     auto& v = vcpus_.at(vcpu);
     LoggingContext ctx(vctx, v.log);
     const auto& c = cfg_.costs;
@@ -841,6 +886,76 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     const bool to_private = a2 & uapi::KVM_MAP_GPA_RANGE_ENCRYPTED;
     const int e = kvm_convert_memory(a0, a1 << kPageShift, to_private, "hypercall", ctx);
     return finish(e, to_private ? "hypercall.map_gpa_range.to_private" : "hypercall.map_gpa_range.to_shared");
+}
+
+// A protected guest's memory hypercalls are SMCCC calls EL2 answers itself, page by page
+// (handle___pkvm_guest_share_host / unshare in nvhe/pkvm.c): no exit to the host unless
+// MEM_SHARE meets a page not yet donated, which EL2 turns into a stage-2 fault for the host.
+// The scenario's map_gpa_range becomes MEM_SHARE (to shared) or MEM_UNSHARE (to private).
+bool Machine::pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
+                             ExecContext& vctx) {
+    using namespace kvm::arm64;
+    auto& v = vcpus_.at(vcpu);
+    LoggingContext ctx(vctx, v.log);
+    const auto& c = cfg_.costs;
+    const bool relinquish = nr == ARM_SMCCC_KVM_FUNC_MEM_RELINQUISH;
+    const bool to_private = !relinquish && (a2 & uapi::KVM_MAP_GPA_RANGE_ENCRYPTED);
+    const char* name = relinquish ? "mem_relinquish" : to_private ? "mem_unshare" : "mem_share";
+    // The vCPU counts the step as one hypercall exit: an exit to EL2 (the hypervisor), not
+    // to KVM, counted with the hypercalls once per step, as a TD's TDCALL is.
+    ++exits_.total;
+    ++exits_.hypercall;
+    note_exit(vcpu, a0, nr, true);
+    v.log.begin();
+    int64_t rc = 0;
+    if (nr != uapi::KVM_HC_MAP_GPA_RANGE && !relinquish) rc = SMCCC_RET_NOT_SUPPORTED;
+    for (uint64_t i = 0; i < a1 && rc == 0; ++i) {
+        const Gfn gfn = gpa_to_gfn(Gpa(a0)) + i;
+        ctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
+        if (relinquish) {
+            if (!cfg_.pkvm_relinquish_el2) {
+                // Upstream 7.1 does not handle MEM_RELINQUISH at EL2: the call goes to the
+                // host (a world switch), which does not know it either.
+                ctx.charge("vmexit", c.vmexit);
+                ctx.charge("kvm_smccc_call_handler", c.hypercall);
+                vmentry(ctx);
+                rc = SMCCC_RET_NOT_SUPPORTED;
+                break;
+            }
+            rc = pkvm_->mem_relinquish(gfn, ctx);
+            continue;
+        }
+        if (to_private) {
+            rc = pkvm_->mem_unshare(gfn, ctx);
+            continue;
+        }
+        bool fault = false;
+        rc = pkvm_->mem_share(gfn, ctx, &fault);
+        if (fault) {
+            // EL2 rewinds the HVC and reports a level-3 write translation fault at the IPA:
+            // the host's abort handler donates the page, and the HVC runs again.
+            ++exits_.total;
+            ++exits_.npf;
+            if (v.module) v.module->note_npf_exit();
+            ctx.charge("vmexit", c.vmexit);
+            namespace E = stage2::esr;
+            const uint64_t esr = (E::EC_DABT_LOW << E::EC_SHIFT) | E::IL | E::WNR | E::fsc_fault(3);
+            const kvm::PageFaultOutcome out = arm64_->kvm_handle_guest_abort(gfn_to_gpa(gfn), esr, ctx);
+            if (out.r < 0) {
+                v.exit = VcpuExitRecord{"error", gfn_to_gpa(gfn).raw(), 0, 0, -out.r,
+                                        fmt::format("KVM_RUN failed: {}", out.why)};
+                v.log.end("pkvm.mem_share.error");
+                return false;
+            }
+            vmentry(ctx);
+            ctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
+            rc = pkvm_->mem_share(gfn, ctx, &fault);
+        }
+    }
+    // The step's errno for the guest's x0: INVALID_PARAMETER is EINVAL, NOT_SUPPORTED EOPNOTSUPP.
+    *ret = uint64_t(rc == SMCCC_RET_INVALID_PARAMETER ? -EINVAL : rc == SMCCC_RET_NOT_SUPPORTED ? -EOPNOTSUPP : rc);
+    v.log.end(fmt::format("pkvm.{}{}", name, rc ? ".failed" : ""));
+    return true;
 }
 
 std::string Machine::policy_for(bool to_private) const {
@@ -948,6 +1063,15 @@ std::map<std::string, kvm::FaultPathAgg> Machine::fault_paths() const {
 }
 
 std::optional<std::string> Machine::check_invariants() {
+    // arm64: no valid descriptor changed without break-before-make (Arm ARM D8.14, in the
+    // architectural reading: permission and software-bit changes in place are allowed).
+    if (cfg_.stage2 && !bbm_.ok()) {
+        const auto& v = bbm_.violations().front();
+        return fmt::format("stage 2: {} (descriptor at {:#x}, event {})", v.what, v.loc, v.step);
+    }
+    // pKVM: the host stage 2 maps no page the host gave away, and the guest's agrees.
+    if (pkvm_)
+        if (std::string bad = pkvm_->check(); !bad.empty()) return bad;
     if (!kvm_ || !x86_) return std::nullopt;
     // No private guest_memfd page is mapped into the VMM (in-place conversion unmaps the
     // host before a page turns private). Bounded: a run with millions of pages allocated

@@ -15,6 +15,7 @@
 #include "kernel/kvm.hpp"
 #include "kernel/kvm_config.hpp"
 #include "kernel/arm64/kvm_mmu.hpp"
+#include "kernel/arm64/pkvm.hpp"
 #include "kernel/mmu/x86_mmu.hpp"
 #include "kernel/vmx/tdx_backend.hpp"
 #include "kernel/process.hpp"
@@ -28,6 +29,7 @@
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
 #include "models/rmp/rmp_checker.hpp"
+#include "models/stage2/bbm_checker.hpp"
 #include "models/stage2/stage2_mmu.hpp"
 #include "models/stage2/tlbi.hpp"
 #include "sim/outcome.hpp"
@@ -54,6 +56,7 @@ struct MachineConfig {
     // VM's IPA size from mmu.nested_levels (4K granule: 2 -> 32, 3 -> 40, 4 -> 48 bits).
     bool stage2 = false;
     unsigned ipa_bits = 40;
+    stage2::Granule s2_granule = stage2::Granule::k4K;   // s2.granule
     stage2::Stage2Config s2;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
@@ -69,6 +72,13 @@ struct MachineConfig {
     Cycles mem_encrypt_fill = 0;     // mem.encrypt_fill_cycles
     kvm::SnpCosts snp;
     cpu::SnpGuestConfig snp_guest;   // ram: filled from the scenario's memslots
+    // pKVM (a pkvm VM on an arm64 preset): the EL2 hypervisor's costs and choices.
+    kvm::arm64::PkvmCosts pkvm;
+    kvm::arm64::PkvmConversion pkvm_conversion = kvm::arm64::PkvmConversion::in_place;   // pkvm.conversion
+    bool pkvm_relinquish_el2 = false;                                                   // pkvm.relinquish
+    // arm64: an observer of every stage-2 store, barrier and TLBI from the start (hvsim run
+    // --casemate); not a parameter.
+    stage2::TraceSink* stage2_sink = nullptr;
 };
 MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s);
 
@@ -142,6 +152,11 @@ public:
     kvm::TdxBackend* tdx() { return tdx_.get(); }
     const kvm::TdxBackend* tdx() const { return tdx_.get(); }
     kvm::arm64::Arm64Mmu* arm64() { return arm64_.get(); }
+    // pKVM at EL2 (a protected VM on an arm64 preset), else nullptr.
+    kvm::arm64::PkvmHyp* pkvm() { return pkvm_.get(); }
+    const kvm::arm64::PkvmHyp* pkvm() const { return pkvm_.get(); }
+    // The end of the run: the VMM destroys the VM (pKVM: teardown reclaims every page).
+    void finish_run();
     // The vCPUs' translation hardware for this platform (empty: the x86 MMU).
     cpu::TranslatorFactory translator_factory() const;
     const std::vector<ConversionRecord>& conversions() const { return conversions_; }
@@ -196,6 +211,9 @@ private:
     int gmem_fd_of(const kvm::GuestMemfd* g) const;
     std::string policy_for(bool to_private) const;
     void vmentry(ExecContext& ctx) const;
+    // A protected guest's hypercall, handled at EL2 (MEM_SHARE / MEM_UNSHARE / MEM_RELINQUISH).
+    bool pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
+                        ExecContext& vctx);
 
     const scn::Scenario& scn_;
     MachineConfig cfg_;
@@ -206,7 +224,9 @@ private:
     std::unique_ptr<kvm::X86Mmu> x86_;
     std::unique_ptr<kvm::TdxBackend> tdx_;
     stage2::TlbiDomain tlbi_domain_;
+    stage2::BbmChecker bbm_;   // arm64: every live descriptor change of the run, checked
     std::unique_ptr<kvm::arm64::Arm64Mmu> arm64_;
+    std::unique_ptr<kvm::arm64::PkvmHyp> pkvm_;
     int vm_fd_ = -1;
     mutable int memfd_ = -1;       // one memfd per run, so closing it is seen by later steps
     int create_vm_err_ = 0;

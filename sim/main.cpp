@@ -82,6 +82,7 @@ struct RunArgs {
     std::string write_baseline_dir;
     std::string stats;   // "gem5": DIR/stats.gem5.json beside results.json
     TraceOptions trace;  // --trace FILE (path empty: none)
+    std::string casemate;   // --casemate FILE (arm64 presets)
 };
 
 // Metrics that moved away from the baseline by more than the relative tolerance, and
@@ -203,6 +204,13 @@ int run_one(const std::string& file, const RunArgs& a, bool multi) {
             return 2;
         }
         opt.trace = &a.trace;
+    }
+    if (!a.casemate.empty()) {
+        if (std::string err = prepare_output_file(a.casemate); !err.empty()) {
+            fmt::print(stderr, "hvsim: {}\n", err);
+            return 2;
+        }
+        opt.casemate = a.casemate;
     }
     RunOutput out;
     try {
@@ -726,6 +734,9 @@ int sc_main(int argc, char* argv[]) {
         ->check(CLI::Range(1u, 1000000000u));
     run->add_option("--trace-max-events", ra.trace.max_events, "Stop recording exits after N events (default 2000000)")
         ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
+    run->add_option("--casemate", ra.casemate,
+                    "arm64 presets: write the run's stage-2 updates (descriptor writes, barriers, TLBIs, locks) as a "
+                    "trace in the format of Casemate, the break-before-make checker (rems-project/casemate)");
     run->add_option("--stats", ra.stats, "Also write the metrics as DIR/stats.gem5.json in gem5's JSON statistics shape")
         ->check(CLI::IsMember({"gem5"}));
 

@@ -400,6 +400,51 @@ std::vector<ParamDecl> build_decls() {
                        "extra of an SEV-ES/SNP automatic exit (NPF) over a plain one: encrypted VMSA save/restore",
                        "estimate (2,500-cycle AE round trip - 1,360 plain round trip)"));
 
+    {
+        auto d = make("s2.granule", ParamType::string, "", 0, 0, "4K",
+                      "arm64 presets: the stage-2 translation granule (VTCR_EL2.TG0), which KVM takes from the host's "
+                      "PAGE_SIZE: 4K, 16K or 64K; levels and start level follow from it and the IPA size "
+                      "(mmu.nested_levels)",
+                      "architecture (Arm ARM VMSAv8-64: VTCR_EL2.TG0; arch/arm64/kvm/hyp/pgtable.c kvm_get_vtcr())");
+        d.choices = {"4K", "16K", "64K"};
+        v.push_back(d);
+    }
+    // ---- pKVM at EL2 (kernel/arm64/pkvm.cpp): protected VMs on arm64 presets ----
+    v.push_back(cycles("cost.pkvm_hvc", 800,
+                       "pKVM: the host kernel's HVC into the EL2 hypervisor and back (donate, reclaim, teardown "
+                       "calls; a host stage-2 abort EL2 resolves or injects), on top of the work it does",
+                       "estimate"));
+    v.push_back(cycles("cost.pkvm_guest_hvc", 1500,
+                       "pKVM: a protected guest's HVC that EL2 handles without the host (MEM_SHARE, MEM_UNSHARE, "
+                       "MEM_RELINQUISH), per page, on top of the stage-2 work it does",
+                       "estimate"));
+    v.push_back(cycles("cost.pkvm_cmo_2m", 300000,
+                       "pKVM: clean and invalidate 2 MiB to the point of coherency at EL2 (a page's share, 1/512, is "
+                       "charged when a reclaimed page is zeroed and cleaned)",
+                       "measured: about 100 us for 2 MiB with a PMD-sized fixmap on a Pixel 6 (\"stage-2 huge "
+                       "mappings for non-protected guests in pKVM hyp\", commit c353fde1), at 3 GHz"));
+    {
+        auto d = make("pkvm.conversion", ParamType::string, "", 0, 0, "in_place",
+                      "how a protected guest's conversion moves memory between private and shared: in_place (MEM_SHARE "
+                      "/ MEM_UNSHARE change ownership and permissions, contents preserved, no copy) or copy (the "
+                      "bytes move to a fresh page that is donated at the same IPA; the old page is zeroed and goes "
+                      "back to the host)",
+                      "arch/arm64/kvm/hyp/nvhe/mem_protect.c __pkvm_guest_share_host(); the pKVM in-place conversion "
+                      "discussion (\"KVM: mm: fd-based approach for supporting KVM guest private memory\", v5)");
+        d.choices = {"in_place", "copy"};
+        v.push_back(d);
+    }
+    {
+        auto d = make("pkvm.relinquish", ParamType::string, "", 0, 0, "host",
+                      "where a protected guest's MEM_RELINQUISH goes: host (upstream 7.1: not handled at EL2; the host "
+                      "does not implement it and answers NOT_SUPPORTED) or el2 (Android: the page is unmapped, zeroed "
+                      "and given back to the host)",
+                      "arch/arm64/kvm/hyp/nvhe/pkvm.c (upstream); Android common kernel "
+                      "__pkvm_guest_relinquish_to_host()");
+        d.choices = {"host", "el2"};
+        v.push_back(d);
+    }
+
     // ---- the VMM model (sim/machine.cpp) ----
     {
         auto d = make("vmm.conversion_policy", ParamType::string, "", 0, 0, "auto",

@@ -285,7 +285,27 @@ json build_results(const ResultInputs& in) {
         m["s2.mem_refs"] = refs;
         m["s2.faults"] = faults;
         m["s2.tlbi"] = a->domain().stats().tlbi;
-        m["s2.bbm"] = a->pgt().stats().bbm;
+        m["s2.bbm"] = a->pgt().stats().bbm + (in.m.pkvm() ? in.m.pkvm()->host_pgt().stats().bbm : 0);
+    }
+    if (const auto* pk = in.m.pkvm()) {
+        // pKVM at EL2: the ownership transitions (mem_protect.c) and what they cost around them.
+        const auto& o = pk->mem_protect().stats();
+        const auto& r = pk->stats();
+        m["pkvm.hypercalls"] = o.hypercalls;
+        m["pkvm.share"] = o.share;
+        m["pkvm.unshare"] = o.unshare;
+        m["pkvm.donate"] = o.donate;
+        m["pkvm.reclaim"] = o.reclaim;
+        m["pkvm.refused"] = o.refused;
+        m["pkvm.guest_hvcs"] = r.guest_hvcs;
+        m["pkvm.share_faults"] = r.share_enoent;
+        m["pkvm.host_aborts"] = r.host_aborts;
+        m["pkvm.host_refused"] = r.host_refused;
+        m["pkvm.pages_copied"] = r.pages_copied;
+        m["pkvm.pages_zeroed"] = r.pages_zeroed;
+        m["pkvm.pinned"] = r.pinned;
+        m["pkvm.teardown_cycles"] = r.teardown_cycles;
+        m["pkvm.host_s2.tables"] = uint64_t(pk->host_pgt().table_pages());
     }
     if (auto* k = in.m.kvm()) {
         const auto& s = k->stats();

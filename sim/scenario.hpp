@@ -128,6 +128,8 @@ struct MapGpaRange {
     // fallback) instead of a MapGPA hypercall ("hypercall": {"accept": ...}).
     bool accept = false;
     PgLevel accept_level = PgLevel::k4K;
+    // pKVM guest: MEM_RELINQUISH of [gpa, gpa + size) ("hypercall": {"mem_relinquish": ...}).
+    bool relinquish = false;
 };
 
 struct Step;

@@ -77,6 +77,9 @@ SCENARIOS = {
     "cost.snp_vc": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_vmgexit": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_ae_exit": "scenarios/snp/snp-accept-lazy.json",
+    "cost.pkvm_hvc": "scenarios/pkvm/convert-copy.json",
+    "cost.pkvm_guest_hvc": "scenarios/pkvm/convert-copy.json",
+    "cost.pkvm_cmo_2m": "scenarios/pkvm/convert-copy.json",
 }
 
 # Costs of operations no scenario reaches yet, with the reason; listed on every run so the

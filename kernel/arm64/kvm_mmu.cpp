@@ -119,6 +119,19 @@ PageFaultOutcome Arm64Mmu::kvm_handle_guest_abort(Gpa ipa, uint64_t e, ExecConte
         out.r = RET_PF_FIXED;
         return out;
     }
+    // A protected VM's memory is the memslot's userspace memory, donated page by page
+    // (kvm_handle_guest_abort(): kvm_vm_is_protected() goes to pkvm_mem_abort() before the
+    // guest_memfd and user_mem_abort() paths).
+    if (pkvm_) {
+        ++stats_.pkvm_aborts;
+        out = pkvm_->pkvm_mem_abort(ipa, e, *slot, ctx);
+        out.is_private = priv;
+        kvm_.srcu_read_unlock(idx);
+        if (out.r == RET_PF_FIXED) ++stats_.fixed, ++stats_.map_page;
+        else if (out.r == RET_PF_RETRY) ++stats_.retries;
+        else if (out.r < 0) ++stats_.errors;
+        return out;
+    }
     // A gmem-only slot is always served from guest_memfd.
     if (priv && !slot->has_gmem()) {
         kvm_.srcu_read_unlock(idx);
@@ -153,7 +166,7 @@ int Arm64Mmu::map_or_relax(uint64_t ipa, uint64_t size, uint64_t pa, uint32_t pr
         }
     }
     const int r = pgt_->kvm_pgtable_stage2_map(ipa & ~(size - 1), size, pa & ~(size - 1), prot, ctx);
-    if (r == 0) (size > kPageSize ? stats_.map_block : stats_.map_page)++;
+    if (r == 0) (size > stage2::granule_size(pgt_->geometry().granule) ? stats_.map_block : stats_.map_page)++;
     // -EAGAIN: the same mapping exists (another vCPU won the race); resume.
     return r == -EAGAIN ? 0 : r;
 }
@@ -175,9 +188,21 @@ PageFaultOutcome Arm64Mmu::user_mem_abort(Gpa ipa, uint64_t e, const kvm_memory_
     }
     // The mapping size: PAGE for a dirty-logged slot, else what backs the hva, kept only
     // where the slot allows a block (pKVM: PMD at most; 1 GiB for hugetlb only).
+    // With a 16K or 64K granule the host's PAGE_SIZE is the granule: the page is a granule of
+    // one folio (the simulated host keeps 4 KiB pages, so it must be a transparent huge page).
+    const uint64_t gsz = stage2::granule_size(pgt_->geometry().granule);
     uint64_t size = kPageSize;
-    if (!logging && g.level == PgLevel::k2M && fault_supports_stage2_huge_mapping(slot, hva.raw(), 2ull << 20))
+    if (gsz > kPageSize) {
+        if (g.level != PgLevel::k2M || !fault_supports_stage2_huge_mapping(slot, hva.raw(), gsz)) {
+            out.r = -EFAULT;
+            out.why = "a 16K/64K-granule page needs a transparent huge page congruent with the slot (host.thp; the "
+                      "simulated host's base pages are 4 KiB)";
+            return out;
+        }
+        size = gsz;
+    } else if (!logging && g.level == PgLevel::k2M && fault_supports_stage2_huge_mapping(slot, hva.raw(), 2ull << 20)) {
         size = 2ull << 20;
+    }
     // Permissions: R always; W when the page is writable and the slot not logging (or
     // this is the write); X for a fetch, or for cacheable memory with CTR_EL0.DIC.
     uint32_t prot = KVM_PGTABLE_PROT_R;
@@ -197,9 +222,14 @@ PageFaultOutcome Arm64Mmu::user_mem_abort(Gpa ipa, uint64_t e, const kvm_memory_
         out.why = r == -ENOMEM ? "stage-2 memcache exhausted" : "kvm_pgtable_stage2_map failed";
         return out;
     }
-    if (prot & KVM_PGTABLE_PROT_W) Kvm::mark_page_dirty_in_slot(slot, gfn);
+    if (prot & KVM_PGTABLE_PROT_W) {
+        // The dirty bitmap counts 4 KiB gfns: a 16K/64K page dirties all of its own.
+        const Gfn first = gfn - ((gfn.raw() - slot.base_gfn.raw()) & ((gsz >> kPageShift) - 1));
+        for (uint64_t i = 0; i < (gsz > kPageSize && size == gsz ? gsz >> kPageShift : 1); ++i)
+            Kvm::mark_page_dirty_in_slot(slot, size == gsz && gsz > kPageSize ? first + i : gfn);
+    }
     out.r = RET_PF_FIXED;
-    out.level = size > kPageSize ? PgLevel::k2M : PgLevel::k4K;
+    out.level = size == (2ull << 20) ? PgLevel::k2M : PgLevel::k4K;
     return out;
 }
 
@@ -208,6 +238,11 @@ PageFaultOutcome Arm64Mmu::user_mem_abort(Gpa ipa, uint64_t e, const kvm_memory_
 PageFaultOutcome Arm64Mmu::gmem_abort(Gpa ipa, uint64_t e, const kvm_memory_slot& slot, ExecContext& ctx) {
     ++stats_.gmem_faults;
     PageFaultOutcome out;
+    if (stage2::granule_size(pgt_->geometry().granule) != kPageSize) {
+        out.r = -EFAULT;
+        out.why = "guest_memfd with a 16K/64K stage-2 granule is not modelled (its folios are 4 KiB)";
+        return out;
+    }
     const Gfn gfn = gpa_to_gfn(ipa);
     const bool exec = esr::ec(e) == esr::EC_IABT_LOW;
     const uint64_t mmu_seq = kvm_.mmu_invalidate_seq;
@@ -246,6 +281,7 @@ PageFaultOutcome Arm64Mmu::gmem_abort(Gpa ipa, uint64_t e, const kvm_memory_slot
 // kvm_unmap_gfn_range() -> __unmap_stage2_range(): the unmap walker does its own TLB
 // maintenance per leaf, so no further flush is asked for.
 bool Arm64Mmu::kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) {
+    if (pkvm_) return false;
     pgt_->kvm_pgtable_stage2_unmap(gfn_to_gpa(range.start).raw(), (range.end - range.start) << kPageShift, ctx);
     return false;
 }
@@ -257,6 +293,7 @@ void Arm64Mmu::kvm_flush_remote_tlbs(ExecContext& ctx) {
 }
 
 void Arm64Mmu::kvm_arch_flush_shadow_memslot(const kvm_memory_slot& slot, ExecContext& ctx) {
+    if (pkvm_) return;   // nothing leaves a protected VM's stage 2 before teardown
     pgt_->kvm_pgtable_stage2_unmap(gfn_to_gpa(slot.base_gfn).raw(), slot.npages << kPageShift, ctx);
 }
 

@@ -20,6 +20,13 @@
 
 namespace hvsim::kvm::arm64 {
 
+// pkvm_mem_abort() (mmu.c): where a protected VM's stage-2 faults go (kernel/arm64/pkvm.hpp).
+class ProtectedAbortHandler {
+public:
+    virtual ~ProtectedAbortHandler() = default;
+    virtual PageFaultOutcome pkvm_mem_abort(Gpa ipa, uint64_t esr, const kvm_memory_slot& slot, ExecContext& ctx) = 0;
+};
+
 struct Arm64MmuCosts {
     Cycles handle_guest_abort = 0;   // kvm_handle_guest_abort() entry to the map (cost.kvm_mmu_page_fault)
     Cycles mmu_lock = 0;
@@ -31,6 +38,7 @@ struct Arm64MmuStats {
     uint64_t private_faults = 0, shared_faults = 0;   // of the aborts past the FSC checks
     uint64_t perm_faults = 0, relaxed = 0, access_flag = 0, gmem_faults = 0;
     uint64_t map_page = 0, map_block = 0;
+    uint64_t pkvm_aborts = 0;   // protected-VM faults handed to pkvm_mem_abort()
     uint64_t memory_fault_exits = 0;
     uint64_t remote_flushes = 0;
 };
@@ -67,6 +75,10 @@ public:
     void kvm_arch_free_memslot(const kvm_memory_slot&) override {}
     uint64_t sptes_zapped_total() const override { return pgt_->stats().unmaps; }
 
+    // A protected VM: its aborts go to pKVM, and the MMU notifiers leave its stage 2 alone
+    // (the pages are pinned; kvm_unmap_gfn_range() and aging are no-ops for pVMs).
+    void set_protected(ProtectedAbortHandler* h) { pkvm_ = h; }
+
     KvmPgtable& pgt() { return *pgt_; }
     const KvmPgtable& pgt() const { return *pgt_; }
     const Arm64MmuStats& stats() const { return stats_; }
@@ -101,6 +113,7 @@ private:
     unsigned pgd_order_ = 0;
     std::unique_ptr<KvmPgtable> pgt_;
     std::vector<stage2::Stage2Mmu*> vcpus_;
+    ProtectedAbortHandler* pkvm_ = nullptr;
     Arm64MmuStats stats_;
 };
 

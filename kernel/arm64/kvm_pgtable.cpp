@@ -167,8 +167,8 @@ int KvmPgtable::map_walk(uint64_t table, int level, uint64_t& addr, uint64_t end
             if (valid(old)) {
                 break_pte(loc, old, addr, level, ctx);
                 if (is_table(old, level)) free_subtree(d::oa(old, geo_.granule, geo_.ds), level + 1, ctx);
-            } else if (table != pgd_) {
-                ++refcount_[table];
+            } else if (table != pgd_ && old == 0) {
+                ++refcount_[table];   // an annotated invalid entry was counted already
             }
             if (!(prot & KVM_PGTABLE_PROT_DEVICE)) cmo(sz, ctx);
             // stage2_make_pte(): smp_store_release().
@@ -313,6 +313,67 @@ int KvmPgtable::kvm_pgtable_stage2_mkyoung(uint64_t addr, ExecContext& ctx) {
     const uint64_t old = mem_.read64(Hpa(loc));
     if (!(old & d::AF)) write_pte(loc, old, old | d::AF, addr, level, false, ctx);
     ++stats_.mkyoung;
+    return 0;
+}
+
+std::pair<uint64_t, int> KvmPgtable::get_entry(uint64_t addr) const {
+    uint64_t table = pgd_;
+    for (int level = geo_.start_level; level <= 3; ++level) {
+        const uint64_t pte = mem_.read64(Hpa(table + index(addr, level) * 8));
+        if (!is_table(pte, level)) return {pte, level};
+        table = d::oa(pte, geo_.granule, geo_.ds);
+    }
+    return {0, 3};
+}
+
+int KvmPgtable::kvm_pgtable_stage2_annotate(uint64_t addr, uint64_t annotation, ExecContext& ctx) {
+    if (valid(annotation) || !annotation) return -EINVAL;
+    if (addr & (granule_size(geo_.granule) - 1)) return -EINVAL;
+    LockGuard lock(*this);
+    uint64_t table = pgd_;
+    for (int level = geo_.start_level; level < 3; ++level) {
+        const uint64_t loc = table + index(addr, level) * 8;
+        const uint64_t old = mem_.read64(Hpa(loc));
+        if (is_table(old, level)) {
+            table = d::oa(old, geo_.granule, geo_.ds);
+            continue;
+        }
+        auto t = alloc_table();
+        if (!t) return -ENOMEM;
+        const uint64_t base = addr & ~(level_size(geo_.granule, level) - 1);
+        if (valid(old)) {
+            // A block around the page: removed whole, then an empty table in its place.
+            break_pte(loc, old, base, level, ctx);
+            ++stats_.unmaps;
+        } else if (table != pgd_) {
+            ++refcount_[table];
+        }
+        write_pte(loc, valid(old) ? KVM_INVALID_PTE_LOCKED : old, d::make_oa(*t, geo_.granule, geo_.ds) | d::VALID | d::TABLE,
+                  base, level, true, ctx);
+        table = *t;
+    }
+    const uint64_t loc = table + index(addr, 3) * 8;
+    const uint64_t old = mem_.read64(Hpa(loc));
+    if (valid(old)) {
+        break_pte(loc, old, addr, 3, ctx);
+        ++stats_.unmaps;
+    } else if (old == 0) {
+        ++refcount_[table];   // stage2_pte_is_counted(): annotations keep their table alive
+    }
+    write_pte(loc, valid(old) ? KVM_INVALID_PTE_LOCKED : old, annotation, addr, 3, false, ctx);
+    ctx.charge("kvm_pgtable: dsb ishst", dom_.barrier(Barrier::dsb_ishst));
+    return 0;
+}
+
+int KvmPgtable::kvm_pgtable_stage2_set_sw_bits(uint64_t addr, uint64_t sw, ExecContext& ctx) {
+    constexpr uint64_t kSw = 0xfull << 55;
+    if (sw & ~kSw) return -EINVAL;
+    LockGuard lock(*this);
+    auto [loc, level] = leaf_slot(addr);
+    if (level < 0) return -ENOENT;
+    const uint64_t old = mem_.read64(Hpa(loc));
+    const uint64_t nw = (old & ~kSw) | sw;
+    if (nw != old) write_pte(loc, old, nw, addr, level, false, ctx);
     return 0;
 }
 

@@ -91,6 +91,17 @@ public:
     // Clears write permission of every leaf in range; no TLBI (the caller flushes).
     int kvm_pgtable_stage2_wrprotect(uint64_t addr, uint64_t size, ExecContext& ctx);
     int kvm_pgtable_stage2_mkyoung(uint64_t addr, ExecContext& ctx);
+    // pKVM (mem_protect.c): replace the 4K entry at addr by an invalid descriptor carrying
+    // `annotation` (host stage-2: KVM_HOST_INVALID_PTE_TYPE_DONATION with the owner; guest:
+    // KVM_GUEST_INVALID_PTE_TYPE_POISONED). A valid leaf goes by break-before-make; a block
+    // around addr is removed whole (the rest of it faults back lazily), as
+    // host_stage2_set_owner_metadata_locked() does under the host's force-PTE policy.
+    int kvm_pgtable_stage2_annotate(uint64_t addr, uint64_t annotation, ExecContext& ctx);
+    // The software bits (58:55) of the valid leaf mapping addr, written in place: pKVM keeps
+    // a guest page's state there (pkvm_mkstate()); no break-before-make, no TLBI needed.
+    int kvm_pgtable_stage2_set_sw_bits(uint64_t addr, uint64_t sw, ExecContext& ctx);
+    // The entry the walk for addr ends on, valid or not (0 when none): (descriptor, level).
+    std::pair<uint64_t, int> get_entry(uint64_t addr) const;
     // Tear down: every table page back to the memcache.
     void kvm_pgtable_stage2_destroy(ExecContext& ctx);
 

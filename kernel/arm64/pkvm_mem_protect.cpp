@@ -52,6 +52,7 @@ const std::vector<PkvmTransition>& pkvm_transitions() {
         {J::guest_owned, J::host_owned, "__pkvm_host_force_reclaim_page_guest (guest IPA POISON)"},
         {J::guest_owned, J::host_owned, "__pkvm_host_reclaim_page_guest (teardown, zeroed)"},
         {J::guest_shared_host, J::host_owned, "__pkvm_host_reclaim_page_guest (teardown)"},
+        {J::guest_owned, J::host_owned, "MEM_RELINQUISH (__pkvm_guest_relinquish_to_host, zeroed)"},
     };
     return t;
 }
@@ -424,6 +425,40 @@ int PkvmMemProtect::__pkvm_host_reclaim_page_guest(uint64_t gfn, unsigned vm) {
     v.s2.erase(it);
     ++stats_.reclaim;
     return 0;
+}
+
+int PkvmMemProtect::__pkvm_guest_relinquish_to_host(unsigned vm, uint64_t gfn) {
+    ++stats_.hypercalls;
+    Vm& v = vms_[vm];
+    auto it = v.s2.find(gfn);
+    if (it != v.s2.end() && it->second.state == S::poison) return refuse(-EHWPOISON);
+    if (it == v.s2.end()) return refuse(-ENOENT);
+    if (it->second.nr != 1) return refuse(-E2BIG);
+    if (it->second.state != S::owned) return refuse(-EPERM);
+    const uint64_t pfn = it->second.pfn;
+    if (host_state(pfn) != S::nopage) return refuse(-EPERM);
+    Step st(*this, pfn, "MEM_RELINQUISH");
+    mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);   // the guest's data never reaches the host
+    Page& p = page(pfn);
+    p.host = S::owned;
+    p.annot = PkvmOwner::host;
+    st.done();
+    v.s2.erase(it);
+    ++stats_.reclaim;
+    return 0;
+}
+
+void PkvmMemProtect::for_each_page(
+    const std::function<void(uint64_t, PkvmPageState, PkvmOwner, unsigned, uint64_t)>& fn) const {
+    for (const auto& kv : pages_) fn(kv.first, kv.second.host, kv.second.annot, kv.second.vm, kv.second.gfn);
+}
+
+std::optional<uint64_t> PkvmMemProtect::guest_pfn(unsigned vm, uint64_t gfn) const {
+    auto v = vms_.find(vm);
+    if (v == vms_.end()) return std::nullopt;
+    auto it = v->second.s2.find(gfn);
+    if (it == v->second.s2.end() || it->second.state == S::poison) return std::nullopt;
+    return it->second.pfn;
 }
 
 int PkvmMemProtect::host_access(uint64_t pfn) const { return annotation(pfn) == PkvmOwner::host ? 0 : -EPERM; }

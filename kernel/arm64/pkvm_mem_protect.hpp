@@ -14,8 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,9 @@ public:
     // The protected guest's hypercalls (MEM_SHARE / MEM_UNSHARE).
     int __pkvm_guest_share_host(unsigned vm, uint64_t gfn);
     int __pkvm_guest_unshare_host(unsigned vm, uint64_t gfn);
+    // MEM_RELINQUISH handled at EL2 (Android's __pkvm_guest_relinquish_to_host(); upstream
+    // 7.1 leaves the call to the host): the guest gives an OWNED page back, zeroed.
+    int __pkvm_guest_relinquish_to_host(unsigned vm, uint64_t gfn);
     // The host touched a donated page (pkvm_force_reclaim_guest_page()).
     int __pkvm_host_force_reclaim_page_guest(uint64_t phys);
     // Teardown: start (the VM dies), then reclaim page by page.
@@ -104,6 +109,11 @@ public:
     // (an annotation exactly where the host's state is NOPAGE). Empty when it holds.
     std::string check_host_stage2() const;
     const PkvmStats& stats() const { return stats_; }
+    // Every page with a state other than the initial one: pfn, host state, host stage-2
+    // annotation owner, and the annotation's VM handle and gfn.
+    void for_each_page(const std::function<void(uint64_t, PkvmPageState, PkvmOwner, unsigned, uint64_t)>& fn) const;
+    // The guest stage-2 leaf of gfn: its pfn, or nullopt (no page or poisoned).
+    std::optional<uint64_t> guest_pfn(unsigned vm, uint64_t gfn) const;
 
 private:
     struct Page {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
+
 namespace hvsim::stage2 {
 
 namespace {
@@ -53,6 +55,7 @@ void BbmChecker::on_write(const TraceEvent& e) {
             if (requires_bbm(l.value, e.value, e.level, mode_)) flag(e.loc, "BBM valid->valid");
         } else {
             l.st = State::invalid_unclean;
+            unclean_.insert(e.loc);
             l.cl = Clean::unguarded;
             l.broken = true;
             l.was_table = is_table(l.value, e.level);
@@ -66,6 +69,7 @@ void BbmChecker::on_write(const TraceEvent& e) {
         if (nv) {
             flag(e.loc, "BBM invalid unclean->valid");
             l.st = State::valid;
+            unclean_.erase(e.loc);
             l.broken = false;
         }
         break;
@@ -83,17 +87,15 @@ void BbmChecker::on_write(const TraceEvent& e) {
 void BbmChecker::on_barrier(const TraceEvent& e) {
     if (e.barrier == Barrier::isb) return;
     if (e.barrier == Barrier::dsb_nsh && mode_ == Mode::casemate_strict) {
-        bool any = false;
-        for (auto& [loc, l] : locs_) any |= l.st == State::invalid_unclean;
-        if (any) flag(0, "Unsupported DSB NSH");
+        if (!unclean_.empty()) flag(0, "Unsupported DSB NSH");
         return;
     }
     // DSB ISHST orders the invalidating store; only DSB ISH (or NSH promoted) waits
     // for TLB maintenance to complete.
     const bool completes = e.barrier != Barrier::dsb_ishst;
-    for (auto it = locs_.begin(); it != locs_.end(); ++it) {
-        Loc& l = it->second;
-        if (l.st != State::invalid_unclean) continue;
+    for (auto it = unclean_.begin(); it != unclean_.end();) {
+        Loc& l = locs_[*it];
+        bool cleaned = false;
         switch (l.cl) {
         case Clean::unguarded: l.cl = Clean::dsbed; break;
         case Clean::dsb_tlbi_ipa:
@@ -102,6 +104,7 @@ void BbmChecker::on_barrier(const TraceEvent& e) {
         case Clean::dsb_tlbied:
             if (completes) {
                 l.st = State::invalid;
+                cleaned = true;
                 if (l.child_table) {
                     unclean_children_.erase(l.child_table);
                     l.child_table = 0;
@@ -110,6 +113,7 @@ void BbmChecker::on_barrier(const TraceEvent& e) {
             break;
         default: break;
         }
+        it = cleaned ? unclean_.erase(it) : std::next(it);
     }
 }
 
@@ -123,8 +127,8 @@ void BbmChecker::on_tlbi(const TraceEvent& e) {
         flag(0, "Unsupported TLBI (expected broadcast)");
         return;
     }
-    for (auto& [loc, l] : locs_) {
-        if (l.st != State::invalid_unclean) continue;
+    for (const uint64_t loc : unclean_) {
+        Loc& l = locs_[loc];
         // Stage-2 maintenance acts on the VMID loaded in VTTBR_EL2 when it runs.
         if (l.vmid != cur_vmid_) continue;
         if (!covers(l, e)) continue;

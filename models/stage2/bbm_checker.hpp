@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,9 @@ private:
     uint16_t cur_vmid_ = 0;
     std::map<uint64_t, Loc> locs_;
     std::map<uint64_t, uint64_t> unclean_children_;   // child table page -> parent location
+    // The locations in INVALID_UNCLEAN: barriers and TLBIs only act on these (a run
+    // touches many descriptors; visiting each at every barrier would be quadratic).
+    std::set<uint64_t> unclean_;
     std::vector<Violation> violations_;
 };
 

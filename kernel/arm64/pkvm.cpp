@@ -1,0 +1,400 @@
+#include "kernel/arm64/pkvm.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "kernel/error_rule.hpp"
+#include "kernel/kvm.hpp"
+
+namespace hvsim::kvm::arm64 {
+
+namespace d = stage2::desc;
+using stage2::level_size;
+
+uint64_t pkvm_host_donation_annotation(PkvmOwner owner, unsigned handle, uint64_t gfn) {
+    uint64_t meta = 0;
+    if (owner == PkvmOwner::guest) meta = (uint64_t(handle) & 0xffff) | ((gfn & ((1ull << 40) - 1)) << 16);
+    return (KVM_HOST_INVALID_PTE_TYPE_DONATION << KVM_INVALID_PTE_TYPE_SHIFT) | (meta << 4) | (uint64_t(owner) << 1);
+}
+
+uint64_t pkvm_mkstate(PkvmPageState s) {
+    switch (s) {
+    case PkvmPageState::shared_owned: return 1ull << 55;
+    case PkvmPageState::shared_borrowed: return 1ull << 56;
+    default: return 0;
+    }
+}
+
+PkvmPageState pkvm_getstate(uint64_t pte) {
+    switch ((pte >> 55) & 3) {
+    case 1: return PkvmPageState::shared_owned;
+    case 2: return PkvmPageState::shared_borrowed;
+    default: return PkvmPageState::owned;
+    }
+}
+
+namespace {
+bool pte_valid(uint64_t pte) { return pte & d::VALID; }
+// SMCCC: what a failed MEM_SHARE / MEM_UNSHARE returns in x0 (pkvm.c: anything but 0 is
+// INVALID_PARAMETER for the guest).
+int64_t smccc_ret(int r) { return r ? SMCCC_RET_INVALID_PARAMETER : 0; }
+}  // namespace
+
+std::optional<Hpa> PkvmHyp::HostMemcache::alloc_table_page() {
+    auto p = alloc->alloc(0);
+    if (!p) return std::nullopt;
+    const Hpa a = pfn_to_hpa(*p);
+    mem->fill(a, 0, kPageSize);
+    return a;
+}
+
+void PkvmHyp::HostMemcache::free_table_page(Hpa page) { alloc->free(hpa_to_pfn(page), 0); }
+
+PkvmHyp::PkvmHyp(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, VmmProcess& proc, Arm64Mmu& guest,
+                 stage2::TlbiDomain& dom, PkvmMemProtect::Memblock host_mem, const PkvmCosts& costs,
+                 const PgtableCosts& pgt_costs, PkvmConversion conv)
+    : kvm_(kvm), mem_(mem), alloc_(alloc), proc_(proc), guest_(guest), dom_(dom), host_mem_(host_mem), costs_(costs),
+      conv_(conv), mp_(mem, {host_mem}), handle_(guest.pgt().vmid()) {
+    host_mc_.alloc = &alloc;
+    host_mc_.mem = &mem;
+    // The host stage 2 (host_mmu.pgt): VMID 0, 4K granule, an identity map over the PA
+    // range (48 bits), built lazily as the host touches memory.
+    auto p = alloc.alloc(0);
+    if (!p) throw std::runtime_error("pKVM: no memory for the host stage-2 pgd");
+    host_pgd_ = *p;
+    mem.fill(pfn_to_hpa(host_pgd_), 0, kPageSize);
+    host_pgt_ = std::make_unique<KvmPgtable>(mem, host_mc_, dom, stage2::kvm_stage2_geometry(stage2::Granule::k4K, 48), 0,
+                                             pfn_to_hpa(host_pgd_), pgt_costs, true);
+    guest_.set_protected(this);
+    proc_.set_host_stage2(this);
+}
+
+PkvmHyp::~PkvmHyp() {
+    proc_.set_host_stage2(nullptr);
+    guest_.set_protected(nullptr);
+    CycleCounter c;
+    host_pgt_->kvm_pgtable_stage2_destroy(c);
+    alloc_.free(host_pgd_, 0);
+}
+
+std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
+    return {"pKVM partly modelled: a protected VM's memory is the memslot's anonymous userspace memory (guest_memfd-"
+            "backed protected VMs are not modelled), RLIMIT_MEMLOCK is not charged, the host kernel's own accesses "
+            "(EL1) to donated pages and their forced reclaim are not run, and the guest runs with its MMU off"};
+}
+
+// kvm_arch_prepare_memory_region() for a protected VM (arm64 mmu.c, Linux 7.1): once the
+// hypervisor's VM exists (first KVM_RUN), memslots can no longer be deleted or moved, and
+// no slot may be read-only or dirty-logged (the host cannot write-protect or log what it
+// does not map).
+int PkvmHyp::prepare_memory_region(const Kvm&, const kvm_memory_slot* new_slot, kvm_mr_change change) const {
+    if (hyp_vm_created_ && (change == kvm_mr_change::delete_ || change == kvm_mr_change::move))
+        return error_rule(-EPERM, "kvm_arch_prepare_memory_region: a protected VM's memslots cannot be deleted or "
+                                  "moved once it has run (pkvm_hyp_vm_is_created)");
+    if (new_slot && (new_slot->flags & (uapi::KVM_MEM_LOG_DIRTY_PAGES | uapi::KVM_MEM_READONLY)))
+        return error_rule(-EPERM, "kvm_arch_prepare_memory_region: a protected VM cannot have read-only or "
+                                  "dirty-logged memslots");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// The host stage 2
+
+int PkvmHyp::host_stage2_idmap(uint64_t pa, ExecContext& ctx) {
+    const auto [pte, level] = host_pgt_->get_entry(pa);
+    if (pte) return -EEXIST;   // raced, or annotated
+    // The largest block whose aligned range lies inside the memory region (at or below
+    // the level the walk stopped at, KVM_PGTABLE_MIN_BLOCK_LEVEL and down).
+    const auto g = host_pgt_->geometry().granule;
+    for (int lv = std::max(level, stage2::min_block_level(g)); lv <= 3; ++lv) {
+        const uint64_t sz = level_size(g, lv), base = pa & ~(sz - 1);
+        if (base >= host_mem_.base && base + sz <= host_mem_.base + host_mem_.size)
+            return host_pgt_->kvm_pgtable_stage2_map(base, sz, base, KVM_PGTABLE_PROT_RWX, ctx);
+    }
+    return -EINVAL;
+}
+
+int PkvmHyp::host_stage2_access(Pfn pfn, bool el0, ExecContext& ctx) {
+    const uint64_t pa = pfn.raw() << kPageShift;
+    if (pa < host_mem_.base || pa >= host_mem_.base + host_mem_.size) return 0;
+    const auto [pte, level] = host_pgt_->get_entry(pa);
+    (void)level;
+    if (pte_valid(pte)) return 0;
+    if (pte) {
+        // handle_host_mem_abort(): an annotated entry is -EPERM, and EL2 injects the abort
+        // back into the host (SIGSEGV for the VMM at EL0; an EL1 access would go on to
+        // pkvm_force_reclaim_guest_page(), not modelled here).
+        ++stats_.host_refused;
+        ctx.charge("pkvm: host stage-2 abort, injected", costs_.host_hvc);
+        (void)el0;
+        return -EPERM;
+    }
+    ++stats_.host_aborts;
+    ctx.charge("pkvm: handle_host_mem_abort", costs_.host_hvc);
+    const int r = host_stage2_idmap(pa, ctx);
+    return r == -EEXIST ? 0 : r;
+}
+
+void PkvmHyp::host_stage2_set_owned(Pfn pfn, ExecContext& ctx) {
+    const uint64_t pa = pfn.raw() << kPageShift;
+    // The annotation is invalid: the identity mapping goes in without break-before-make.
+    host_pgt_->kvm_pgtable_stage2_map(pa, kPageSize, pa, KVM_PGTABLE_PROT_RWX, ctx);
+}
+
+void PkvmHyp::zero_and_clean(Pfn pfn, ExecContext& ctx) {
+    mem_.fill(pfn_to_hpa(pfn), 0, kPageSize);
+    ctx.charge("pkvm: zero page", costs_.zero_4k);
+    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    ++stats_.pages_zeroed;
+}
+
+// ---------------------------------------------------------------------------------------
+// Donation on fault
+
+int PkvmHyp::donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx) {
+    host_hvc("pkvm: hvc __pkvm_host_donate_guest", ctx);
+    const int r = mp_.__pkvm_host_donate_guest(pfn.raw(), gfn.raw(), handle_);
+    if (r) return r;
+    const uint64_t pa = pfn.raw() << kPageShift;
+    // host_stage2_set_owner_metadata_locked(): the host loses the page (break-before-make
+    // and a TLBI of VMID 0 if it had it mapped) ...
+    if (const int a = host_pgt_->kvm_pgtable_stage2_annotate(
+            pa, pkvm_host_donation_annotation(PkvmOwner::guest, handle_, gfn.raw()), ctx))
+        throw std::runtime_error("pKVM: host stage-2 annotation failed (EL2 would panic)");
+    // ... and the guest gets it, PAGE_SIZE RWX whatever the access was (pkvm_mem_abort()).
+    const int m = guest_.pgt().kvm_pgtable_stage2_map(gfn_to_gpa(gfn).raw(), kPageSize, pa, KVM_PGTABLE_PROT_RWX, ctx);
+    if (m && m != -EAGAIN) throw std::runtime_error("pKVM: guest stage-2 map failed after the donation");
+    donated_[gfn.raw()] = Donated{hva, pfn};
+    ++stats_.pinned;
+    return 0;
+}
+
+// pkvm_mem_abort() (mmu.c, Linux 7.1): pin exactly one page of the slot's userspace memory
+// (FOLL_LONGTERM | FOLL_WRITE), donate it under the write mmu_lock; -EAGAIN (another vCPU
+// won) unpins and resumes; a poisoned IPA is -EFAULT from KVM_RUN.
+PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slot& slot, ExecContext& ctx) {
+    PageFaultOutcome out;
+    const Gfn gfn = gpa_to_gfn(ipa);
+    if (torn_down_) {
+        out.r = -EFAULT;
+        out.why = "the protected VM was torn down";
+        return out;
+    }
+    const PkvmPageState gs = mp_.guest_state(handle_, gfn.raw());
+    if (gs == PkvmPageState::poison) {
+        out.r = -EFAULT;
+        out.why = "pkvm_pgtable_stage2_map: the IPA was poisoned by a forced reclaim";
+        return out;
+    }
+    if (gs != PkvmPageState::nopage) {   // mapped already: another vCPU's fault won
+        out.r = RET_PF_RETRY;
+        out.why = "the page is already the guest's";
+        return out;
+    }
+    const Hva hva = slot.gfn_to_hva(gfn);
+    const int64_t n = proc_.pin_user_pages(hva, kPageSize, ctx);
+    if (n < 0) {
+        out.r = int(n);
+        out.why = "pkvm_mem_abort: pin_user_pages(FOLL_LONGTERM) failed";
+        return out;
+    }
+    const auto pfn = proc_.anon_page(hva);
+    if (!pfn) {
+        proc_.unpin_user_pages(hva, kPageSize, ctx);
+        out.r = -EIO;
+        out.why = "pkvm_mem_abort: only anonymous memory backs a protected VM here (a guest_memfd or file mapping is "
+                  "not modelled)";
+        return out;
+    }
+    ctx.sync();
+    ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+    const int r = donate(gfn, *pfn, hva, ctx);
+    if (r) {
+        proc_.unpin_user_pages(hva, kPageSize, ctx);
+        out.r = r == -EAGAIN || r == -EPERM ? RET_PF_RETRY : -EFAULT;
+        out.why = "__pkvm_host_donate_guest refused the page";
+        return out;
+    }
+    out.r = RET_PF_FIXED;
+    out.level = PgLevel::k4K;
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The guest's hypercalls
+
+int64_t PkvmHyp::share_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
+    const int r = mp_.__pkvm_guest_share_host(handle_, gfn.raw());
+    if (r) return smccc_ret(r);
+    // The host gets the page back in its stage 2 (the annotation was invalid: no TLBI);
+    // the guest's leaf keeps its output address and permissions, only its state bits move.
+    host_stage2_set_owned(pfn, ctx);
+    guest_.pgt().kvm_pgtable_stage2_set_sw_bits(gfn_to_gpa(gfn).raw(), pkvm_mkstate(PkvmPageState::shared_owned), ctx);
+    return 0;
+}
+
+int64_t PkvmHyp::unshare_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
+    const int r = mp_.__pkvm_guest_unshare_host(handle_, gfn.raw());
+    if (r) return smccc_ret(r);
+    // The host loses the page again: annotation by break-before-make, TLBI of VMID 0.
+    host_pgt_->kvm_pgtable_stage2_annotate(pfn.raw() << kPageShift,
+                                           pkvm_host_donation_annotation(PkvmOwner::guest, handle_, gfn.raw()), ctx);
+    guest_.pgt().kvm_pgtable_stage2_set_sw_bits(gfn_to_gpa(gfn).raw(), pkvm_mkstate(PkvmPageState::owned), ctx);
+    return 0;
+}
+
+// The copy-based alternative: private and shared memory are distinct pages, so converting
+// moves the bytes: a fresh host page receives a copy, the old page leaves the guest (unmapped
+// with its TLBI, zeroed and cleaned, back to the host), the new one is donated at the same
+// IPA (and shared, towards shared), and the VMM's mapping of the gfn follows the new page.
+int64_t PkvmHyp::convert_by_copy(Gfn gfn, bool to_shared, ExecContext& ctx) {
+    auto it = donated_.find(gfn.raw());
+    const PkvmPageState gs = mp_.guest_state(handle_, gfn.raw());
+    if (it == donated_.end() || gs != (to_shared ? PkvmPageState::owned : PkvmPageState::shared_owned))
+        return SMCCC_RET_INVALID_PARAMETER;
+    const Donated old = it->second;
+    auto fresh = alloc_.alloc(0);
+    if (!fresh) return SMCCC_RET_INVALID_PARAMETER;
+    uint8_t buf[kPageSize];
+    mem_.read(pfn_to_hpa(old.pfn), buf, kPageSize);
+    mem_.write(pfn_to_hpa(*fresh), buf, kPageSize);
+    ctx.charge("pkvm: copy page", costs_.copy_4k);
+    ++stats_.pages_copied;
+    if (!to_shared && unshare_in_place(gfn, old.pfn, ctx)) return SMCCC_RET_INVALID_PARAMETER;
+    // The old page leaves the guest.
+    const uint64_t ipa = gfn_to_gpa(gfn).raw();
+    guest_.pgt().kvm_pgtable_stage2_unmap(ipa, kPageSize, ctx);
+    if (const int r = mp_.__pkvm_guest_relinquish_to_host(handle_, gfn.raw())) return smccc_ret(r);
+    ctx.charge("pkvm: zero page", costs_.zero_4k);
+    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    ++stats_.pages_zeroed;
+    host_stage2_set_owned(old.pfn, ctx);
+    donated_.erase(it);
+    --stats_.pinned;
+    // The VMM's memory at the gfn is now the fresh page (the pin moves with it); the old
+    // page goes back to the allocator.
+    if (!proc_.replace_anon_page(old.hva, *fresh)) throw std::runtime_error("pKVM: copy conversion without a page");
+    mem_.discard(old.pfn);
+    alloc_.free(old.pfn, 0);
+    if (const int r = donate(gfn, *fresh, old.hva, ctx)) return smccc_ret(r);
+    if (to_shared) return share_in_place(gfn, *fresh, ctx);
+    return 0;
+}
+
+int64_t PkvmHyp::mem_share(Gfn gfn, ExecContext& ctx, bool* needs_fault) {
+    ++stats_.guest_hvcs;
+    *needs_fault = false;
+    // MEM_SHARE of a page the host has not donated yet: EL2 fakes a level-3 write
+    // translation fault at the IPA and rewinds the HVC; the host donates, the HVC re-runs.
+    if (mp_.guest_state(handle_, gfn.raw()) == PkvmPageState::nopage) {
+        ++stats_.share_enoent;
+        share_donated_.insert(gfn.raw());
+        *needs_fault = true;
+        return 0;
+    }
+    const bool fresh = share_donated_.erase(gfn.raw()) > 0;
+    if (conv_ == PkvmConversion::copy && !fresh) return convert_by_copy(gfn, true, ctx);
+    auto it = donated_.find(gfn.raw());
+    return share_in_place(gfn, it == donated_.end() ? Pfn(0) : it->second.pfn, ctx);
+}
+
+int64_t PkvmHyp::mem_unshare(Gfn gfn, ExecContext& ctx) {
+    ++stats_.guest_hvcs;
+    if (conv_ == PkvmConversion::copy) return convert_by_copy(gfn, false, ctx);
+    auto it = donated_.find(gfn.raw());
+    if (it == donated_.end()) return smccc_ret(mp_.__pkvm_guest_unshare_host(handle_, gfn.raw()));
+    return unshare_in_place(gfn, it->second.pfn, ctx);
+}
+
+int64_t PkvmHyp::mem_relinquish(Gfn gfn, ExecContext& ctx) {
+    ++stats_.guest_hvcs;
+    auto it = donated_.find(gfn.raw());
+    const uint64_t ipa = gfn_to_gpa(gfn).raw();
+    const int r = mp_.__pkvm_guest_relinquish_to_host(handle_, gfn.raw());
+    if (r) return smccc_ret(r);
+    if (it == donated_.end()) throw std::runtime_error("pKVM: relinquished a page the host never pinned");
+    guest_.pgt().kvm_pgtable_stage2_unmap(ipa, kPageSize, ctx);
+    ctx.charge("pkvm: zero page", costs_.zero_4k);
+    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    ++stats_.pages_zeroed;
+    host_stage2_set_owned(it->second.pfn, ctx);
+    proc_.unpin_user_pages(it->second.hva, kPageSize, ctx);
+    donated_.erase(it);
+    --stats_.pinned;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Teardown (pkvm.c: __pkvm_start_teardown_vm, __pkvm_reclaim_dying_guest_page per page,
+// __pkvm_finalize_teardown_vm)
+
+void PkvmHyp::teardown(ExecContext& ctx) {
+    if (torn_down_) return;
+    CountingContext cc(ctx);
+    host_hvc("pkvm: hvc __pkvm_start_teardown_vm", cc);
+    if (mp_.__pkvm_start_teardown_vm(handle_)) throw std::runtime_error("pKVM: the VM was already dying");
+    for (const auto& [gfn, pg] : donated_) {
+        host_hvc("pkvm: hvc __pkvm_reclaim_dying_guest_page", cc);
+        const bool owned = mp_.guest_state(handle_, gfn) == PkvmPageState::owned;
+        if (const int r = mp_.__pkvm_host_reclaim_page_guest(gfn, handle_))
+            throw std::runtime_error("pKVM: reclaiming a dying guest's page failed: " + std::to_string(r));
+        guest_.pgt().kvm_pgtable_stage2_unmap(gfn << kPageShift, kPageSize, cc);
+        if (owned) {   // zeroed by the reclaim, cleaned to PoC
+            cc.charge("pkvm: zero page", costs_.zero_4k);
+            cc.charge("pkvm: clean to PoC", costs_.cmo_4k());
+            ++stats_.pages_zeroed;
+        }
+        host_stage2_set_owned(pg.pfn, cc);
+        proc_.unpin_user_pages(pg.hva, kPageSize, cc);
+    }
+    donated_.clear();
+    stats_.pinned = 0;
+    host_hvc("pkvm: hvc __pkvm_finalize_teardown_vm", cc);
+    guest_.pgt().kvm_tlb_flush_vmid(cc);
+    torn_down_ = true;
+    stats_.teardown_cycles += cc.total;
+}
+
+// ---------------------------------------------------------------------------------------
+
+std::string PkvmHyp::check() const {
+    std::string bad = mp_.check_host_stage2();
+    if (!bad.empty()) return bad;
+    std::ostringstream os;
+    mp_.for_each_page([&](uint64_t pfn, PkvmPageState host, PkvmOwner annot, unsigned vm, uint64_t gfn) {
+        if (!bad.empty()) return;
+        const uint64_t pa = pfn << kPageShift;
+        const uint64_t pte = host_pgt_->get_entry(pa).first;
+        if (host == PkvmPageState::nopage) {
+            const uint64_t want = pkvm_host_donation_annotation(annot, vm, gfn);
+            if (pte != want) {
+                os << "pKVM: pfn " << std::hex << pfn << " was given away but the host stage-2 entry is " << pte
+                   << ", not the DONATION annotation " << want;
+                bad = os.str();
+            }
+        } else if (pte && !pte_valid(pte)) {
+            os << "pKVM: pfn " << std::hex << pfn << " is the host's (" << pkvm_page_state_name(host)
+               << ") but annotated in the host stage-2";
+            bad = os.str();
+        }
+    });
+    if (!bad.empty()) return bad;
+    for (const auto& [gfn, pg] : donated_) {
+        const auto [pte, level] = guest_.pgt().get_leaf(gfn << kPageShift);
+        const PkvmPageState gs = mp_.guest_state(handle_, gfn);
+        const auto owner_pfn = mp_.guest_pfn(handle_, gfn);
+        if (level != 3 || !owner_pfn || *owner_pfn != pg.pfn.raw() ||
+            d::oa(pte, guest_.pgt().geometry().granule, false) != (pg.pfn.raw() << kPageShift) ||
+            pkvm_getstate(pte) != gs) {
+            os << "pKVM: the guest stage-2 leaf of gfn " << std::hex << gfn << " does not agree with the ownership ("
+               << pkvm_page_state_name(gs) << ", pfn " << pg.pfn.raw() << ")";
+            return os.str();
+        }
+    }
+    return {};
+}
+
+}  // namespace hvsim::kvm::arm64

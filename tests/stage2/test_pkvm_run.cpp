@@ -1,0 +1,276 @@
+// pKVM driving a protected VM's runs (kernel/arm64/pkvm.hpp): the fault path donates,
+// the host's own stage 2 is real (annotations, lazy identity blocks), MEM_SHARE /
+// MEM_UNSHARE convert in place or by copy, teardown reclaims; arm64 case ids 17 and 35-39.
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+
+#include "kernel/arm64/pkvm.hpp"
+#include "models/stage2/bbm_checker.hpp"
+#include "tests/kernel/kernel_fixture.hpp"
+#include "tests/stage2/s2_builder.hpp"
+
+using namespace hvsim;
+using namespace hvsim::kvm;
+using namespace hvsim::kvm::test;
+using namespace hvsim::stage2;
+using arm64::Arm64Mmu;
+using arm64::PkvmHyp;
+using arm64::PkvmPageState;
+using mmu::AccessType;
+
+namespace {
+
+constexpr uint64_t kUaddr = 0x7f00'0000'0000ull;
+
+struct Rig {
+    Env env;
+    TlbiDomain dom{TlbiCosts{10, 100, 20, 5}};
+    BbmChecker chk;
+    std::unique_ptr<Arm64Mmu> mmu;
+    std::unique_ptr<PkvmHyp> hyp;
+    stage2::test::CountingMemory port{env.mem};
+    Stage2Mmu cpu{Stage2Config{}, port};
+    explicit Rig(arm64::PkvmConversion conv = arm64::PkvmConversion::in_place) : env(VmType::pkvm, legacy_attrs()) {
+        env.kvm->set_mmu_ops(nullptr);
+        env.proc->set_thp(true);
+        dom.add_sink(&chk);
+        mmu = std::make_unique<Arm64Mmu>(*env.kvm, env.mem, env.alloc, kvm_stage2_geometry(Granule::k4K, 40), 1, dom,
+                                         arm64::Arm64MmuCosts{}, true, true);
+        arm64::PkvmCosts c;
+        c.host_hvc = 800;
+        c.guest_hvc = 1500;
+        c.cmo_2m = 512 * 100;
+        c.zero_4k = 600;
+        c.copy_4k = 700;
+        hyp = std::make_unique<PkvmHyp>(*env.kvm, env.mem, env.alloc, *env.proc, *mmu, dom,
+                                        arm64::PkvmMemProtect::Memblock{0, 8 * GiB, false}, c, arm64::PgtableCosts{},
+                                        conv);
+        env.kvm->set_arch_ops(*hyp);
+        mmu->attach_vcpu(cpu);
+        REQUIRE(env.slot(0, 0, 64 * MiB, 0, kUaddr) == 0);
+        hyp->vcpu_run(*env.kvm);
+    }
+    ~Rig() {
+        mmu->detach_vcpus();
+        env.kvm->set_arch_ops(kvm_default_arch_ops(VmType::pkvm));
+        hyp.reset();
+        mmu.reset();
+    }
+    // The vCPU's access: translate, hand a stage-2 abort to KVM, retry.
+    mmu::TranslateResult access(uint64_t ipa, AccessType at) {
+        for (int i = 0; i < 4; ++i) {
+            auto t = cpu.translate(Gva(ipa), at, false);
+            if (t.ok() || t.status != mmu::TranslateResult::Status::npf) return t;
+            const auto out = mmu->kvm_handle_guest_abort(t.fault_gpa, t.error_code, env.ctx);
+            if (out.r != RET_PF_FIXED && out.r != RET_PF_RETRY) return t;
+        }
+        return cpu.translate(Gva(ipa), at, false);
+    }
+    Pfn pfn_of(uint64_t ipa) { return *env.proc->anon_page(Hva(kUaddr + ipa)); }
+    uint64_t host_entry(Pfn pfn) { return hyp->host_pgt().get_entry(pfn.raw() << kPageShift).first; }
+    int64_t share(uint64_t ipa) {
+        bool fault = false;
+        int64_t r = hyp->mem_share(gpa_to_gfn(Gpa(ipa)), env.ctx, &fault);
+        if (fault) {
+            REQUIRE(access(ipa, AccessType::write).ok());
+            r = hyp->mem_share(gpa_to_gfn(Gpa(ipa)), env.ctx, &fault);
+            REQUIRE_FALSE(fault);
+        }
+        return r;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("pkvm run: arm64 case 35: a fault donates one page: host stage-2 DONATION annotation, guest 4K RWX OWNED") {
+    Rig r;
+    // The VMM had loaded the page: the host stage 2 maps it (a block, lazily).
+    REQUIRE(r.env.proc->host_write(Hva(kUaddr + 0x20'0000), 4096, 0x42, r.env.ctx).err == 0);
+    const Pfn pfn = r.pfn_of(0x20'0000);
+    CHECK((r.host_entry(pfn) & desc::VALID));
+    CHECK(r.hyp->stats().host_aborts == 1);
+    const auto t = r.access(0x20'0008, AccessType::read);
+    REQUIRE(t.ok());
+    CHECK(r.env.mem.read64(t.hpa) == 0x4242424242424242ull);   // donated as it was: the VMM's image
+    // 4K RWX, whatever the access (pkvm_mem_abort()); THP backing gives no block.
+    const auto [leaf, level] = r.mmu->pgt().get_leaf(0x20'0000);
+    CHECK(level == 3);
+    CHECK((leaf & desc::S2AP_W));
+    CHECK(arm64::pkvm_getstate(leaf) == PkvmPageState::owned);
+    CHECK(r.hyp->host_pgt().get_entry(pfn.raw() << kPageShift).first ==
+          arm64::pkvm_host_donation_annotation(arm64::PkvmOwner::guest, 1, 0x200));
+    CHECK(r.hyp->mem_protect().host_state(pfn.raw()) == PkvmPageState::nopage);
+    CHECK(r.hyp->mem_protect().stats().donate == 1);
+    // The host lost a page inside its block: the block went (break-before-make, VMID 0).
+    CHECK(r.hyp->host_pgt().stats().bbm == 1);
+    CHECK(r.env.proc->nr_pins() == 1);
+    CHECK(r.hyp->check().empty());
+    CHECK(r.chk.ok());
+}
+
+TEST_CASE("pkvm run: the VMM's access to a donated page faults (SIGSEGV); nothing read, nothing written") {
+    Rig r;
+    REQUIRE(r.env.proc->host_write(Hva(kUaddr + 0x1000), 4096, 0x11, r.env.ctx).err == 0);
+    REQUIRE(r.access(0x1000, AccessType::write).ok());
+    r.env.mem.fill(pfn_to_hpa(r.pfn_of(0x1000)), 0x5a, 4096);   // the guest's secret
+    const auto rd = r.env.proc->host_read(Hva(kUaddr + 0x1000), 4096, r.env.ctx);
+    CHECK(rd.sigsegv);
+    CHECK(rd.err == -EFAULT);
+    CHECK(rd.bytes_read == 0);
+    const auto wr = r.env.proc->host_write(Hva(kUaddr + 0x1000), 4096, 0xee, r.env.ctx);
+    CHECK(wr.sigsegv);
+    uint8_t b = 0;
+    r.env.mem.read(pfn_to_hpa(r.pfn_of(0x1000)), &b, 1);
+    CHECK(b == 0x5a);
+    CHECK(r.hyp->stats().host_refused == 2);
+    // The neighbouring page is still the host's.
+    CHECK(r.env.proc->host_write(Hva(kUaddr + 0x2000), 4096, 0x33, r.env.ctx).err == 0);
+    CHECK(r.hyp->check().empty());
+    // The run's warnings say what the EL2 model leaves out.
+    const auto w = r.hyp->unmodelled(HostPaging::arm64_stage2);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0].find("pKVM partly modelled") != std::string::npos);
+}
+
+TEST_CASE("pkvm run: arm64 case 36: MEM_SHARE / MEM_UNSHARE in place: ownership and permissions move, bytes stay") {
+    Rig r;
+    REQUIRE(r.access(0x5000, AccessType::write).ok());
+    const Pfn pfn = r.pfn_of(0x5000);
+    r.env.mem.fill(pfn_to_hpa(pfn), 0x77, 4096);
+    const uint64_t tlbi_before = r.dom.stats().tlbi;
+    CHECK(r.share(0x5000) == 0);
+    CHECK(r.hyp->mem_protect().host_state(pfn.raw()) == PkvmPageState::shared_borrowed);
+    CHECK(arm64::pkvm_getstate(r.mmu->pgt().get_leaf(0x5000).first) == PkvmPageState::shared_owned);
+    CHECK((r.host_entry(pfn) & desc::VALID));
+    CHECK(r.dom.stats().tlbi == tlbi_before);   // invalid -> valid needs no TLBI
+    const auto rd = r.env.proc->host_read(Hva(kUaddr + 0x5000), 4096, r.env.ctx);
+    REQUIRE(rd.err == 0);
+    CHECK(rd.first_byte == 0x77);
+    CHECK_FALSE(rd.bytes_mixed);
+    // Again: EL2 refuses (-EPERM), the guest sees INVALID_PARAMETER.
+    CHECK(r.share(0x5000) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK(r.hyp->mem_unshare(gpa_to_gfn(Gpa(0x5000)), r.env.ctx) == 0);
+    CHECK(r.host_entry(pfn) == arm64::pkvm_host_donation_annotation(arm64::PkvmOwner::guest, 1, 5));
+    CHECK(r.dom.stats().tlbi > tlbi_before);   // the host's mapping went: TLBI of VMID 0
+    CHECK(r.hyp->mem_unshare(gpa_to_gfn(Gpa(0x5000)), r.env.ctx) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK(r.env.proc->host_read(Hva(kUaddr + 0x5000), 4096, r.env.ctx).sigsegv);
+    // Still the same page with the same bytes: nothing was copied.
+    const auto t = r.access(0x5000, AccessType::read);
+    REQUIRE(t.ok());
+    CHECK(hpa_to_pfn(t.hpa) == pfn);
+    CHECK(r.env.mem.read64(t.hpa) == 0x7777777777777777ull);
+    CHECK(r.hyp->stats().pages_copied == 0);
+    CHECK(r.hyp->check().empty());
+    CHECK(r.chk.ok());
+}
+
+TEST_CASE("pkvm run: arm64 case 37: MEM_SHARE of an IPA not yet donated asks for a fault, then succeeds") {
+    Rig r;
+    bool fault = false;
+    CHECK(r.hyp->mem_share(Gfn(9), r.env.ctx, &fault) == 0);
+    CHECK(fault);
+    CHECK(r.hyp->mem_protect().stats().share == 0);
+    REQUIRE(r.access(0x9000, AccessType::write).ok());
+    CHECK(r.hyp->mem_share(Gfn(9), r.env.ctx, &fault) == 0);
+    CHECK_FALSE(fault);
+    CHECK(r.hyp->mem_protect().guest_state(1, 9) == PkvmPageState::shared_owned);
+    CHECK(r.hyp->stats().share_enoent == 1);
+}
+
+TEST_CASE("pkvm run: copy-based conversion: the bytes move to a fresh page, the old one is zeroed and the host's") {
+    Rig r(arm64::PkvmConversion::copy);
+    REQUIRE(r.access(0x7000, AccessType::write).ok());
+    const Pfn old = r.pfn_of(0x7000);
+    r.env.mem.fill(pfn_to_hpa(old), 0x31, 4096);
+    CHECK(r.share(0x7000) == 0);
+    const Pfn fresh = r.pfn_of(0x7000);
+    CHECK(fresh != old);
+    CHECK(r.hyp->stats().pages_copied == 1);
+    CHECK(r.hyp->mem_protect().host_state(fresh.raw()) == PkvmPageState::shared_borrowed);
+    CHECK(r.hyp->mem_protect().host_state(old.raw()) == PkvmPageState::owned);
+    const auto rd = r.env.proc->host_read(Hva(kUaddr + 0x7000), 4096, r.env.ctx);
+    REQUIRE(rd.err == 0);
+    CHECK(rd.first_byte == 0x31);
+    CHECK_FALSE(rd.bytes_mixed);
+    // Back to private: another copy, the guest sees its bytes at the same IPA.
+    CHECK(r.hyp->mem_unshare(Gfn(7), r.env.ctx) == 0);
+    CHECK(r.hyp->stats().pages_copied == 2);
+    const auto t = r.access(0x7000, AccessType::read);
+    REQUIRE(t.ok());
+    CHECK(r.env.mem.read64(t.hpa) == 0x3131313131313131ull);
+    CHECK(r.env.proc->nr_pins() == 1);   // the pin followed the page
+    CHECK(r.hyp->check().empty());
+    CHECK(r.chk.ok());
+}
+
+TEST_CASE("pkvm run: arm64 case 17: a protected VM's memslots: no delete or move after the first run, no READONLY "
+          "or LOG_DIRTY_PAGES") {
+    Rig r;
+    CHECK(r.env.slot(0, 0, 0, 0, kUaddr) == -EPERM);                       // delete
+    CHECK(r.env.slot(0, 128 * MiB, 64 * MiB, 0, kUaddr) == -EPERM);        // move
+    CHECK(r.env.slot(1, 256 * MiB, 2 * MiB, uapi::KVM_MEM_READONLY, kUaddr + 256 * MiB) == -EPERM);
+    CHECK(r.env.slot(1, 256 * MiB, 2 * MiB, uapi::KVM_MEM_LOG_DIRTY_PAGES, kUaddr + 256 * MiB) == -EPERM);
+    CHECK(r.env.slot(1, 256 * MiB, 2 * MiB, 0, kUaddr + 256 * MiB) == 0);
+}
+
+TEST_CASE("pkvm run: arm64 case 39: teardown reclaims every page: owned ones zeroed, shared ones not; unpinned") {
+    Rig r;
+    REQUIRE(r.access(0x1000, AccessType::write).ok());
+    REQUIRE(r.access(0x2000, AccessType::write).ok());
+    const Pfn a = r.pfn_of(0x1000), b = r.pfn_of(0x2000);
+    r.env.mem.fill(pfn_to_hpa(a), 0x61, 4096);
+    r.env.mem.fill(pfn_to_hpa(b), 0x62, 4096);
+    CHECK(r.share(0x2000) == 0);
+    r.hyp->teardown(r.env.ctx);
+    CHECK(r.hyp->mem_protect().stats().reclaim == 2);
+    CHECK(r.hyp->stats().pages_zeroed == 1);
+    CHECK(r.env.mem.read64(pfn_to_hpa(a)) == 0);
+    CHECK(r.env.mem.read64(pfn_to_hpa(b)) == 0x6262626262626262ull);
+    CHECK(r.env.proc->nr_pins() == 0);
+    CHECK(r.mmu->pgt().get_leaf(0x1000).second == -1);
+    CHECK((r.host_entry(a) & desc::VALID));
+    CHECK(r.hyp->stats().teardown_cycles > 0);
+    CHECK(r.env.proc->host_read(Hva(kUaddr + 0x1000), 8, r.env.ctx).err == 0);
+    CHECK(r.hyp->check().empty());
+    CHECK(r.chk.ok());
+}
+
+TEST_CASE("pkvm run: MEM_RELINQUISH at EL2 (Android): the page is unmapped, zeroed and the host's again") {
+    Rig r;
+    REQUIRE(r.access(0x3000, AccessType::write).ok());
+    const Pfn p = r.pfn_of(0x3000);
+    r.env.mem.fill(pfn_to_hpa(p), 0x99, 4096);
+    CHECK(r.hyp->mem_relinquish(Gfn(3), r.env.ctx) == 0);
+    CHECK(r.env.mem.read64(pfn_to_hpa(p)) == 0);
+    CHECK(r.hyp->mem_protect().host_state(p.raw()) == PkvmPageState::owned);
+    CHECK(r.mmu->pgt().get_leaf(0x3000).second == -1);
+    CHECK(r.env.proc->nr_pins() == 0);
+    CHECK(r.hyp->mem_relinquish(Gfn(3), r.env.ctx) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK(r.hyp->check().empty());
+}
+
+TEST_CASE("pkvm run: the ownership check fails when the host stage 2 still maps a page it gave away") {
+    Rig r;
+    REQUIRE(r.access(0x4000, AccessType::write).ok());
+    REQUIRE(r.hyp->check().empty());
+    // Corrupt the host stage 2: the donated page mapped again behind EL2's back.
+    const Pfn p = r.pfn_of(0x4000);
+    r.hyp->host_pgt().kvm_pgtable_stage2_map(p.raw() << kPageShift, kPageSize, p.raw() << kPageShift,
+                                             arm64::KVM_PGTABLE_PROT_RWX, r.env.ctx);
+    CHECK(r.hyp->check().find("DONATION") != std::string::npos);
+}
+
+TEST_CASE("pkvm run: the ownership check fails when the guest leaf's state bits disagree") {
+    Rig r;
+    REQUIRE(r.access(0x4000, AccessType::write).ok());
+    r.mmu->pgt().kvm_pgtable_stage2_set_sw_bits(0x4000, arm64::pkvm_mkstate(PkvmPageState::shared_owned), r.env.ctx);
+    CHECK(r.hyp->check().find("guest stage-2 leaf") != std::string::npos);
+}
+
+TEST_CASE("pkvm run: MMU notifiers leave a protected VM's stage 2 alone (the pages are pinned)") {
+    Rig r;
+    REQUIRE(r.access(0x6000, AccessType::write).ok());
+    CHECK_FALSE(r.mmu->kvm_unmap_gfn_range(kvm_gfn_range{nullptr, Gfn(0), Gfn(16)}, r.env.ctx));
+    CHECK(r.mmu->pgt().get_leaf(0x6000).second == 3);
+}
