@@ -168,9 +168,8 @@ public:
     bool has_mirrored_tdp() const override { return true; }
     PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
-        return {"TDX build and TD epochs partly modelled: the TD is finalized empty (no KVM_TDX_INIT_MEM_REGION), "
-                "and vCPUs are not tracked inside the TD by the module's epochs (TRACK never finds one busy; the kick "
-                "flushes every vCPU)"};
+        return {"TD epochs partly modelled: vCPUs are not tracked inside the TD by the module's epochs (TRACK never "
+                "finds one busy; the kick flushes every vCPU)"};
     }
     std::optional<HostPaging> requires_host() const override { return HostPaging::intel_ept; }
 };

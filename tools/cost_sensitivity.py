@@ -75,6 +75,9 @@ SCENARIOS = {
     "cost.snp_vc": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_vmgexit": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_ae_exit": "scenarios/snp/snp-accept-lazy.json",
+    "cost.snp_launch_update": "scenarios/snp/snp-launch-measured.json",
+    "cost.tdx_page_add": "scenarios/tdx/init-mem-region.json",
+    "cost.tdx_mr_extend": "scenarios/tdx/init-mem-region.json",
 }
 
 # Costs of operations no scenario reaches yet, with the reason; listed on every run so the
