@@ -49,12 +49,13 @@ void SevSnpOps::snp_reclaim_and_share(Pfn pfn, ExecContext& ctx) {
 // sev_gmem_post_populate() for one 4K page: the RMP entry must be unassigned; KVM copies
 // the source in (not for ZERO pages), makes the page private and immutable (Pre-Guest),
 // and the firmware's SNP_LAUNCH_UPDATE measures and encrypts it (Guest-Valid).
-int SevSnpOps::gmem_post_populate(Kvm&, Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx) {
+int SevSnpOps::gmem_post_populate(Kvm& kvm, Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx) {
     if (!fw_) return -EOPNOTSUPP;
     if (!rmp_.covered(pfn)) return -EINVAL;          // snp_lookup_rmpentry() failed
     if (rmp_.lookup(pfn).assigned) return -EEXIST;   // "already assigned"
     if (src && populate_type_ != uint8_t(psp::SnpPageType::zero)) {
         // copy_from_user() into the kernel mapping of the gmem page.
+        ctx.charge("copy", kvm.costs().copy_4k);
         uint8_t buf[kPageSize];
         mem_->read(pfn_to_hpa(*src), buf, kPageSize);
         mem_->write(pfn_to_hpa(pfn), buf, kPageSize);

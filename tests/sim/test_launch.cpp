@@ -343,3 +343,12 @@ TEST_CASE("tdx launch: a shared-bit GPA or a non-private gfn is refused; without
     CHECK(auto_fin.m->tdx()->kvm_tdx().state() == kvm::TdState::runnable);
     CHECK_FALSE(auto_fin.m->launch_measurement());
 }
+
+TEST_CASE("tdx launch: a TD finalized without an initial image has the MRTD of the empty message", "[launch][tdx]") {
+    Rig r(tdx_scenario(R"({"ioctl": {"tdx_finalize_vm": {}}})"));
+    const auto o = r.run_all();
+    REQUIRE(o[0].err == 0);
+    CHECK(*o[0].launch_digest ==
+          "38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da274edebfe76f65fbd51ad2f14898b95b");
+    CHECK(r.m->tdx()->module().stats().page_add == 0);
+}
