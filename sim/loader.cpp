@@ -841,7 +841,9 @@ private:
         scn::Launch l;
         const bool snp = name[0] == 's';
         const std::string vt = snp ? "snp" : "tdx";
-        if (s_.vm.type != vt) expected(p, "a " + name + " on " + article(vt) + " " + vt + " VM", "a " + s_.vm.type + " VM");
+        // "an SNP VM", "a TDX VM": the letters are spoken.
+        const std::string vn = snp ? "an SNP" : "a TDX";
+        if (s_.vm.type != vt) expected(p, name + " on " + vn + " VM (vm.type \"" + vt + "\")", "vm.type \"" + s_.vm.type + "\"");
         if (name == "snp_launch_start") {
             l.op = Op::snp_launch_start;
             object(a, p, {"policy", "flags"}, "an snp_launch_start object {\"policy\", \"flags\"}");

@@ -906,7 +906,8 @@ TEST_CASE("launch steps: parsed with their defaults, only on their VM type, and 
     CHECK(scn::scenario_has_launch_op(t, scn::Launch::Op::tdx_finalize_vm));
 
     CHECK(error_of(vm("tdx", R"({"ioctl": {"snp_launch_start": {}}})")) ==
-          "t.json: /steps/0/ioctl/snp_launch_start: expected a snp_launch_start on a snp VM, got a tdx VM");
+          "t.json: /steps/0/ioctl/snp_launch_start: expected snp_launch_start on an SNP VM (vm.type \"snp\"), got "
+          "vm.type \"tdx\"");
     CHECK(error_of(vm("snp", R"({"ioctl": {"snp_launch_start": {}}}, {"vcpu": 0, "access": {"gpa": 0, "size": 4096}},
                                {"ioctl": {"snp_launch_finish": {}}})")) ==
           "t.json: /steps/1: expected no vCPU step before snp_launch_finish (the VMM runs the guest only once its "
