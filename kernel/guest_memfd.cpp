@@ -468,3 +468,48 @@ void GuestMemfd::kvm_gmem_release(ExecContext& ctx) {
 }
 
 }  // namespace hvsim::kvm
+
+namespace hvsim::kvm {
+
+long kvm_gmem_populate(Kvm& kvm, Gfn start_gfn, const std::vector<Pfn>& src, long npages, ExecContext& ctx) {
+    if (npages <= 0) return -EINVAL;
+    // The source, when there is one, covers every page (the ioctl GUPs len bytes).
+    if (!src.empty() && src.size() < uint64_t(npages)) return -EINVAL;
+    const kvm_memory_slot* slot = kvm.gfn_to_memslot(0, start_gfn);
+    if (!slot || !slot->has_gmem()) return -EINVAL;
+    GuestMemfd* file = slot->gmem.file;
+    if (!file || file->released() || file->kvm() != &kvm) return -EFAULT;
+    npages = long(std::min<uint64_t>(uint64_t(npages), slot->base_gfn.raw() + slot->npages - start_gfn.raw()));
+    long i = 0;
+    int ret = 0;
+    for (; i < npages; ++i) {
+        const Gfn gfn(start_gfn.raw() + uint64_t(i));
+        const uint64_t index = gfn - slot->base_gfn + slot->gmem.pgoff;
+        if (file->binding(index) != slot) {
+            ret = -EIO;
+            break;
+        }
+        [[maybe_unused]] const GmemPageState before = file->page_state(index);
+        Pfn pfn;
+        ret = file->kvm_gmem_get_folio(index, pfn, ctx);
+        if (ret) break;
+        HVSIM_GMEM_TRANSITION(before, file->page_state(index), "kvm_gmem_populate");
+        // __kvm_gmem_get_pfn() reports is_prepared: populating twice is refused.
+        if (file->uptodate(index)) {
+            ret = -EEXIST;
+            break;
+        }
+        // Only memory the VMM made private can receive the initial image (max_order 0).
+        if (!kvm.kvm_range_has_memory_attributes(gfn, Gfn(gfn.raw() + 1), uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+                                                  uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE)) {
+            ret = -EINVAL;
+            break;
+        }
+        ret = kvm.arch().gmem_post_populate(kvm, gfn, pfn, src.empty() ? std::nullopt : std::optional<Pfn>(src[i]), ctx);
+        if (ret) break;
+        file->kvm_gmem_mark_populated(index);
+    }
+    return ret && i == 0 ? ret : i;
+}
+
+}  // namespace hvsim::kvm

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "kernel/kvm_host.hpp"
 #include "kernel/page_state_graph.hpp"
@@ -85,6 +86,9 @@ public:
     int kvm_gmem_get_folio(uint64_t index, Pfn& pfn, ExecContext& ctx);
     // Clear the page and mark it uptodate unless it already is (first use).
     void kvm_gmem_mark_uptodate(uint64_t index, Pfn pfn, ExecContext& ctx);
+    // kvm_gmem_mark_prepared() after a successful post_populate: the page holds the launch
+    // image (not cleared), and a later fault or populate finds it prepared.
+    void kvm_gmem_mark_populated(uint64_t index) { uptodate_.assign(index, index + 1, true); }
     bool uptodate(uint64_t index) const { return uptodate_.contains(index); }
     // [PROPOSED] huge folios (kvm.config.gmem_max_order > 0): the order of the folio holding
     // index (0 for an order-0 page or a hole) and its first index.
@@ -164,5 +168,15 @@ void kvm_gmem_unbind(kvm_memory_slot& slot);
 // 0 when gfn and file index are not congruent modulo the folio.
 int kvm_gmem_get_pfn(Kvm& kvm, const kvm_memory_slot& slot, Gfn gfn, Pfn& pfn, int& max_order,
                      ExecContext& ctx);
+
+// kvm_gmem_populate() (virt/kvm/guest_memfd.c): the launch-time copy-in of SNP_LAUNCH_UPDATE
+// and KVM_TDX_INIT_MEM_REGION. For each of npages pages from start_gfn (clamped to the end
+// of the slot): take the folio without preparing it; a page already prepared (faulted in
+// or populated before) is -EEXIST; a gfn that is not PRIVATE in the attributes is -EINVAL;
+// then the arch post_populate hook with src[i] (the GUP'd source pages; empty = no source)
+// and, on success, mark the page prepared. npages <= 0, no slot or a slot without
+// guest_memfd: -EINVAL; a closed file: -EFAULT. Returns the pages done, or the error if
+// the first page failed.
+long kvm_gmem_populate(Kvm& kvm, Gfn start_gfn, const std::vector<Pfn>& src, long npages, ExecContext& ctx);
 
 }  // namespace hvsim::kvm

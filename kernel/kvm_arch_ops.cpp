@@ -168,10 +168,9 @@ public:
     bool has_mirrored_tdp() const override { return true; }
     PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
-        return {"TDX partly modelled: the TD is finalized empty (no KVM_TDX_INIT_MEM_REGION); SEAMCALLs of "
-                "concurrent vCPUs never contend for the module's locks (no OPERAND_BUSY between vCPUs, no zero-step "
-                "entry lock); idle vCPUs' ticks delay private faults through an estimated serialization "
-                "(tdx.idle_tick_hz)"};
+        return {"TDX partly modelled: SEAMCALLs of concurrent vCPUs never contend for the module's locks (no "
+                "OPERAND_BUSY between vCPUs, no zero-step entry lock); idle vCPUs' ticks delay private faults through "
+                "an estimated serialization (tdx.idle_tick_hz)"};
     }
     std::optional<HostPaging> requires_host() const override { return HostPaging::intel_ept; }
 };

@@ -4,6 +4,7 @@
 // gmem hooks of its backend (Kvm::set_arch_ops) without touching generic code.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -140,6 +141,13 @@ public:
     }
     // kvm_arch_vcpu_run_pid_change(): a vCPU's first KVM_RUN (arm64: pkvm_create_hyp_vm()).
     virtual void vcpu_run(Kvm&) {}
+    // The post_populate callback kvm_gmem_populate() calls for each page of a launch-time
+    // copy-in (SNP: sev_gmem_post_populate(), RMPUPDATE + SNP_LAUNCH_UPDATE; TDX:
+    // tdx_gmem_post_populate(), TDH.MEM.PAGE.ADD). `src` is the GUP'd source page or
+    // nullopt (SNP ZERO pages); the per-ioctl arguments (page type, measure flag) are held
+    // by the backend for the duration of its ioctl, as KVM passes them in `opaque`. 0 or
+    // -errno; VM types without a launch flow refuse (-EOPNOTSUPP).
+    virtual int gmem_post_populate(Kvm&, Gfn, Pfn, std::optional<Pfn> /*src*/, ExecContext&) { return -EOPNOTSUPP; }
 };
 
 // The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).

@@ -237,6 +237,8 @@ std::string describe_step(const scn::Step& st) {
             } else if constexpr (std::is_same_v<T, scn::MapGpaRange>) {
                 return fmt::format("vcpu hypercall map_gpa_range gpa={} size={} to={}", hex(op.gpa), hex(op.size),
                                    op.to_private ? "private" : "shared");
+            } else if constexpr (std::is_same_v<T, scn::Launch>) {
+                return fmt::format("{} gpa={} size={}", scn::launch_op_name(op.op), hex(op.gpa), hex(op.size));
             } else {
                 return fmt::format("parallel ({} steps)", op.size());
             }

@@ -138,6 +138,7 @@ std::string op_name(const scn::Step& st) {
                 return n[int(op.op)];
             } else if constexpr (std::is_same_v<T, scn::Access>) return op.op == scn::Access::Op::write ? "access write" : "access read";
             else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return op.accept ? "accept" : "map_gpa_range";
+            else if constexpr (std::is_same_v<T, scn::Launch>) return scn::launch_op_name(op.op);
             else if constexpr (std::is_same_v<T, std::vector<scn::Step>>) return "parallel";
             else return "?";
         },
@@ -519,6 +520,9 @@ private:
         if (ex.dirty_bitmap && (!o.dirty || *o.dirty != *ex.dirty_bitmap))
             fail(r, fmt::format("expected dirty pages [{}], got {}", fmt::join(*ex.dirty_bitmap, ", "),
                                 o.dirty ? fmt::format("[{}]", fmt::join(*o.dirty, ", ")) : "no dirty log"));
+        if (ex.launch_digest && o.launch_digest != ex.launch_digest)
+            fail(r, fmt::format("expected launch digest {}, got {}", *ex.launch_digest,
+                                o.launch_digest ? *o.launch_digest : "none"));
         if (ex.value && o.value != ex.value)
             fail(r, fmt::format("expected value {}, got {}", *ex.value, o.value ? std::to_string(*o.value) : "none"));
         if (ex.bytes) {
@@ -612,6 +616,7 @@ std::string expect_text(const scn::Expect& e) {
     if (e.remaining) parts.push_back(fmt::format("remaining {:#x}", *e.remaining));
     if (e.value) parts.push_back(fmt::format("value {}", *e.value));
     if (e.bytes) parts.push_back(fmt::format("bytes {:#04x}", *e.bytes));
+    if (e.launch_digest) parts.push_back("launch_digest " + *e.launch_digest);
     std::string out;
     for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
     return out;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -174,11 +175,38 @@ public:
             }
             s_.steps.insert(s_.steps.begin(), boot.begin(), boot.end());
         }
+        launch_order();
         if (auto* v = opt(root, "expect")) top_expect(*v, "/expect");
         return std::move(s_);
     }
 
 private:
+    // A scenario that launches the guest itself runs no vCPU before the launch is done:
+    // the VMM issues KVM_RUN only after SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM (KVM
+    // refuses to run a TD that is not RUNNABLE, tdx_vcpu_pre_run()).
+    void launch_order() const {
+        using Op = scn::Launch::Op;
+        const bool snp = scn::scenario_has_launch_op(s_, Op::snp_launch_start);
+        const bool tdx = scn::scenario_has_launch_op(s_, Op::tdx_finalize_vm);
+        if (!snp && !tdx) return;
+        const Op done = snp ? Op::snp_launch_finish : Op::tdx_finalize_vm;
+        std::function<bool(const scn::Step&)> is_done = [&](const scn::Step& st) {
+            if (auto* l = std::get_if<scn::Launch>(&st.op)) return l->op == done;
+            if (auto* g = std::get_if<std::vector<scn::Step>>(&st.op))
+                for (const auto& m : *g)
+                    if (is_done(m)) return true;
+            return false;
+        };
+        for (const scn::Step& st : s_.steps) {
+            if (is_done(st)) return;
+            if (!st.vcpus.empty())
+                expected(st.pointer, std::string("no vCPU step before ") + scn::launch_op_name(done) +
+                                         " (the VMM runs the guest only once its launch is done" +
+                                         (s_.vm.accept == "eager" ? "; vm.accept \"eager\" accepts at boot, before it" : "") + ")",
+                         "a vCPU step");
+        }
+    }
+
     std::string file_;
     scn::Scenario s_;
     // guest_memfd ids known so far, with where each was declared (for messages).
@@ -714,7 +742,9 @@ private:
                                        {"create_guest_memfd", "set_user_memory_region2", "set_memory_attributes",
                                         "set_memory_attributes2", "fallocate", "pre_fault_memory",
                                         "memory_encrypt_reg_region", "memory_encrypt_unreg_region", "check_extension",
-                                        "get_dirty_log", "clear_dirty_log", "set_user_memory_region"},
+                                        "get_dirty_log", "clear_dirty_log", "set_user_memory_region",
+                                        "snp_launch_start", "snp_launch_update", "snp_launch_finish",
+                                        "tdx_init_mem_region", "tdx_finalize_vm"},
                                        "an ioctl object");
             sub = name;
             ioctl(st, name, *args, bp + "/" + name);
@@ -871,6 +901,8 @@ private:
             r.addr = size_value(req(a, p, "addr"), p + "/addr");
             r.size = size_value(req(a, p, "size"), p + "/size");
             st.op = r;
+        } else if (name.rfind("snp_launch_", 0) == 0 || name.rfind("tdx_", 0) == 0) {
+            st.op = launch(name, a, p);
         } else {   // check_extension
             object(a, p, {"cap", "scope"}, "a check_extension object {\"cap\", \"scope\"}");
             scn::CheckExtension c;
@@ -893,6 +925,63 @@ private:
             if (auto* v = opt(a, "scope")) c.vm_scope = choice(*v, p + "/scope", {"vm", "system"}) == "vm";
             st.op = c;
         }
+    }
+
+    // KVM_MEMORY_ENCRYPT_OP launch commands (scn::Launch); each on the VM type it belongs to.
+    scn::Launch launch(const std::string& name, const json& a, const std::string& p) {
+        using Op = scn::Launch::Op;
+        scn::Launch l;
+        const bool snp = name[0] == 's';
+        const std::string vt = snp ? "snp" : "tdx";
+        // "an SNP VM", "a TDX VM": the letters are spoken.
+        const std::string vn = snp ? "an SNP" : "a TDX";
+        if (s_.vm.type != vt) expected(p, name + " on " + vn + " VM (vm.type \"" + vt + "\")", "vm.type \"" + s_.vm.type + "\"");
+        if (name == "snp_launch_start") {
+            l.op = Op::snp_launch_start;
+            object(a, p, {"policy", "flags"}, "an snp_launch_start object {\"policy\", \"flags\"}");
+            if (auto* v = opt(a, "policy")) l.policy = uint_value(*v, p + "/policy", UINT64_MAX, "a policy (integer)");
+        } else if (name == "snp_launch_update") {
+            l.op = Op::snp_launch_update;
+            object(a, p, {"gpa", "size", "type", "value", "flags"},
+                   "an snp_launch_update object {\"gpa\", \"size\", \"type\", \"value\", \"flags\"}");
+            l.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
+            l.size = size_value(req(a, p, "size"), p + "/size");
+            if (auto* v = opt(a, "type")) {
+                // A name, or the raw KVM_SEV_SNP_PAGE_TYPE_* number (to exercise KVM's check).
+                static const std::vector<std::pair<std::string, uint8_t>> kTypes = {
+                    {"normal", 1}, {"zero", 3}, {"unmeasured", 4}, {"secrets", 5}, {"cpuid", 6}};
+                if (v->is_number_integer()) {
+                    l.page_type = uint8_t(uint_value(*v, p + "/type", 255, "a page type name or number 0..255"));
+                } else {
+                    std::vector<std::string> names;
+                    for (const auto& [n, t] : kTypes) names.push_back(n);
+                    const std::string c = choice(*v, p + "/type", names);
+                    for (const auto& [n, t] : kTypes)
+                        if (n == c) l.page_type = t;
+                }
+            }
+            if (auto* v = opt(a, "value")) l.value = byte_value(*v, p + "/value");
+        } else if (name == "snp_launch_finish") {
+            l.op = Op::snp_launch_finish;
+            object(a, p, {"flags"}, "an snp_launch_finish object {\"flags\"}");
+        } else if (name == "tdx_init_mem_region") {
+            l.op = Op::tdx_init_mem_region;
+            object(a, p, {"vcpu", "gpa", "size", "value", "measure", "flags"},
+                   "a tdx_init_mem_region object {\"vcpu\", \"gpa\", \"size\", \"value\", \"measure\", \"flags\"}");
+            if (auto* v = opt(a, "vcpu")) l.vcpu = vcpu_index(*v, p + "/vcpu");
+            l.gpa = size_value(req(a, p, "gpa"), p + "/gpa");
+            l.size = size_value(req(a, p, "size"), p + "/size");
+            if (l.size & kPageMask) expected(p + "/size", "a whole number of 4 KiB pages (nr_pages)", describe(a["size"]));
+            if (auto* v = opt(a, "value")) l.value = byte_value(*v, p + "/value");
+            if (auto* v = opt(a, "measure")) l.measure = bool_value(*v, p + "/measure");
+        } else {
+            l.op = Op::tdx_finalize_vm;
+            object(a, p, {"flags"}, "a tdx_finalize_vm object {\"flags\"}");
+        }
+        if (auto* v = opt(a, "flags")) l.flags = uint_value(*v, p + "/flags", UINT32_MAX, "flags (integer)");
+        if ((l.op == Op::snp_launch_update || l.op == Op::tdx_init_mem_region) && l.size > (1ull << 30))
+            expected(p + "/size", "at most 1 GiB of launch image", describe(a["size"]));
+        return l;
     }
 
     void host(scn::Step& st, const std::string& name, const json& a, const std::string& p) {
@@ -1038,7 +1127,7 @@ private:
     void step_expect(scn::Step& st, const json& j, const std::string& ptr, OpKind kind, const std::string& sub) {
         static const std::vector<std::string> kKeys = {"errno", "error_offset", "remaining", "exit",
                                                        "signal", "bytes",       "value", "dirty_pages",
-                                                       "dirty_bitmap"};
+                                                       "dirty_bitmap", "launch_digest"};
         object(j, ptr, kKeys, "an expect object");
         // What each kind of step can report (StepOutcome, or the vCPU's exit).
         std::vector<std::string> ok = {"errno"};
@@ -1047,6 +1136,8 @@ private:
         if (kind == OpKind::ioctl && sub == "set_memory_attributes2") ok.push_back("error_offset");
         if (kind == OpKind::ioctl && sub == "pre_fault_memory") ok.push_back("remaining");
         if (kind == OpKind::ioctl && sub == "check_extension") ok.push_back("value");
+        if (kind == OpKind::ioctl && (sub == "snp_launch_update" || sub == "tdx_init_mem_region")) ok.push_back("remaining");
+        if (kind == OpKind::ioctl && (sub == "snp_launch_finish" || sub == "tdx_finalize_vm")) ok.push_back("launch_digest");
         if (kind == OpKind::ioctl && sub == "get_dirty_log") {
             ok.push_back("dirty_pages");
             ok.push_back("dirty_bitmap");
@@ -1080,6 +1171,12 @@ private:
             if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))
                 expected(ptr + "/value", "an integer below 2^63", describe(*v));
             e.value = v->get<int64_t>();
+        }
+        if (auto* v = opt(j, "launch_digest")) {
+            const std::string d = string_value(*v, ptr + "/launch_digest");
+            if (d.size() != 96 || d.find_first_not_of("0123456789abcdef") != std::string::npos)
+                expected(ptr + "/launch_digest", "a SHA-384 digest as 96 lower-case hex digits", describe(*v));
+            e.launch_digest = d;
         }
         if (auto* v = opt(j, "dirty_pages")) e.dirty_pages = uint_value(*v, ptr + "/dirty_pages", UINT64_MAX);
         if (auto* v = opt(j, "dirty_bitmap")) e.dirty_bitmap = page_list(*v, ptr + "/dirty_bitmap", UINT64_MAX);

@@ -164,6 +164,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&t.wbinvd, "cost.tdx_wbinvd"},         {&t.td_exit, "cost.tdx_td_exit"},
         {&t.td_entry, "cost.tdx_td_entry"},     {&t.ve, "cost.tdx_ve"},
         {&t.accept_4k, "cost.tdx_accept_4k"},   {&t.idle_tick, "cost.tdx_idle_tick"},
+        {&t.page_add, "cost.tdx_page_add"},     {&t.mr_extend, "cost.tdx_mr_extend"},
     };
     for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
     c.tdx_idle_tick_hz = p.get_u64("tdx.idle_tick_hz");
@@ -181,6 +182,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.snp.psmash = p.get_u64("cost.psmash");
     c.snp.clflush_4k = cost.clflush_4k;
     c.snp.ae_exit = p.get_u64("cost.snp_ae_exit");
+    c.snp.launch_update = p.get_u64("cost.snp_launch_update");
     c.snp_guest.accept = p.get_string("snp.accept") == "eager" ? cpu::SnpGuestConfig::Accept::eager
                                                                : cpu::SnpGuestConfig::Accept::lazy;
     c.snp_guest.validate_2m = p.get_bool("snp.validate_2m");
@@ -297,6 +299,8 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
                            cfg_.rmp_cache_hit_cycles},
             mem_);
         snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
+        snp_fw_ = std::make_unique<psp::SnpFirmware>(*rmp_, mem_);
+        snp_ops_->set_firmware(*snp_fw_, mem_);
         kvm_->set_arch_ops(*snp_ops_);
         // The VMM's stores are checked by the same RMP (Hypervisor-Owned, Table 15-39).
         host_write_check_ = std::make_unique<RmpHostWriteCheck>(*rmp_);
@@ -309,6 +313,9 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
         tdx_->set_idle_ticks(cfg_.tdx_idle_tick_hz, cfg_.freq_mhz);
         x86_->set_external_ops(tdx_.get());
+        kvm::X86Mmu* mmu = x86_.get();
+        tdx_->kvm_tdx().set_map_private_pfn(
+            [mmu](Gfn g, Pfn p, ExecContext& c) { return mmu->kvm_tdp_mmu_map_private_pfn(g, p, c); });
     }
 }
 
@@ -366,8 +373,9 @@ void Machine::attach_vcpu(unsigned id, mmu::Mmu& hw) {
     if (tdx_) {
         tdx_->attach_vcpu(hw);
         // KVM_TDX_FINALIZE_VM once every vCPU exists (the VMM finalizes before the first
-        // KVM_RUN); from here private faults AUG and pre-fault is allowed.
-        if (id + 1 == vcpus_.size()) {
+        // KVM_RUN); from here private faults AUG and pre-fault is allowed. A scenario with a
+        // tdx_finalize_vm step builds the TD itself and finalizes it there.
+        if (id + 1 == vcpus_.size() && !scn::scenario_has_launch_op(scn_, scn::Launch::Op::tdx_finalize_vm)) {
             kvm::CycleCounter build;
             if (const int r = tdx_->finalize(unsigned(vcpus_.size()), build))
                 throw std::runtime_error(fmt::format("KVM_TDX_FINALIZE_VM failed: {}", errno_name(-r)));
@@ -575,6 +583,8 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
                 uapi::kvm_enc_region r{op.addr, op.size};
                 set_err(o, op.reg ? P.ioctl_memory_encrypt_reg_region(vm_fd_, r, ctx)
                                   : P.ioctl_memory_encrypt_unreg_region(vm_fd_, r, ctx));
+            } else if constexpr (std::is_same_v<T, scn::Launch>) {
+                o = exec_launch(op, ctx);
             } else if constexpr (std::is_same_v<T, scn::CheckExtension>) {
                 const int fd = op.vm_scope ? vm_fd_ : P.dev_kvm_fd();
                 const int64_t v = P.ioctl_check_extension(fd, op.cap_nr, ctx);

@@ -20,6 +20,7 @@
 #include "kernel/vmx/tdx_backend.hpp"
 #include "kernel/process.hpp"
 #include "kernel/svm/sev_snp.hpp"
+#include "models/psp/snp_firmware.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/cpu/snp_guest.hpp"
 #include "models/cpu/vcpu.hpp"
@@ -187,6 +188,17 @@ public:
     const rmp::Rmp* rmp() const { return rmp_.get(); }
     const kvm::SevSnpOps* snp_ops() const { return snp_ops_.get(); }
     const cpu::SnpGuest* snp_guest() const { return snp_guest_.get(); }
+    const psp::SnpFirmware* snp_firmware() const { return snp_fw_.get(); }
+    // The launch measurement of a run that has launch steps (results.json "launch"): the
+    // SEV-SNP launch digest or the TDX MRTD, as 96 hex digits.
+    struct LaunchMeasurement {
+        std::string kind;              // "snp_launch_digest" | "tdx_mrtd"
+        std::string digest;
+        bool final = false;            // SNP_LAUNCH_FINISH / TDH.MR.FINALIZE done
+        uint64_t pages = 0;            // pages put in by the launch (SNP: VMSAs included)
+        uint64_t measured_pages = 0;   // of those, pages whose contents were measured
+    };
+    std::optional<LaunchMeasurement> launch_measurement() const;
     // DRAM fills of encrypted lines over all vCPUs (SNP runs).
     uint64_t encrypted_fills() const {
         uint64_t n = 0;
@@ -245,8 +257,14 @@ private:
     // SEV-SNP: the RMP lives in mem_; the backend is the VM's arch ops (set_arch_ops).
     static constexpr uint16_t kSnpAsid = 1;
     std::unique_ptr<rmp::Rmp> rmp_;
+    std::unique_ptr<psp::SnpFirmware> snp_fw_;   // the SEV firmware on the Secure Processor
     std::unique_ptr<kvm::SevSnpOps> snp_ops_;
     std::unique_ptr<kvm::HostWriteCheck> host_write_check_;   // the RMP's check of VMM stores
+    // Confidential-VM launch steps (sim/machine_launch.cpp).
+    StepOutcome exec_launch(const scn::Launch& op, ExecContext& ctx);
+    // The VMM's source buffer of a launch ioctl: `pages` host pages holding `value`.
+    std::vector<Pfn> launch_source(uint64_t pages, uint8_t value);
+    void free_launch_source(const std::vector<Pfn>& pages);
     std::vector<std::unique_ptr<rmp::RmpChecker>> rmp_checkers_;
     std::unique_ptr<cpu::SnpGuest> snp_guest_;
 };

@@ -17,6 +17,7 @@ struct StepOutcome {
     std::optional<uint8_t> bytes;             // host read: the byte value when all bytes are equal
     bool bytes_mixed = false;                 // host read: bytes differ from each other
     std::optional<std::vector<uint64_t>> dirty;   // get_dirty_log: slot-relative pages that were dirty
+    std::optional<std::string> launch_digest; // snp_launch_finish / tdx_finalize_vm: SHA-384 in hex
     bool skipped = false;                     // the step could not run here
     std::string skip_reason;
     std::string why;                          // the rule that failed, when the simulated KVM names one

@@ -250,6 +250,12 @@ std::vector<ParamDecl> build_decls() {
                        "cost.vmentry", "estimate"));
     v.push_back(cycles("cost.tdx_ve", 1500, "TDX: #VE delivered by the module and the guest's handler (no exit)",
                        "estimate"));
+    v.push_back(cycles("cost.tdx_page_add", 5000, "TDX: TDH.MEM.PAGE.ADD of a 4 KiB page at TD build time (copy "
+                       "the source into the TD under its key)", "estimate"));
+    v.push_back(cycles("cost.tdx_mr_extend", 185500, "TDX: TDH.MR.EXTEND of 256 bytes (16 per measured 4 KiB page), "
+                       "on top of cost.tdx_seamcall",
+                       "KVM list, \"KVM: x86/mmu: TDX post-populate cleanups\" v3 15/25 changelog: about 1 ms to "
+                       "measure a 4 KiB page"));
     v.push_back(cycles("cost.tdx_accept_4k", 6000, "TDX: the guest's TDG.MEM.PAGE.ACCEPT of 4 KiB (TDCALL round "
                        "trip, the module zeroes the page with the TD's key)", "estimate"));
     v.push_back(cycles("cost.tdx_idle_tick", 2270,
@@ -383,6 +389,9 @@ std::vector<ParamDecl> build_decls() {
     }
     v.push_back(cycles("cost.rmpupdate", 1500, "RMPUPDATE of one 4K or 2M RMP entry (host)",
                        "estimate (no published latency)"));
+    v.push_back(cycles("cost.snp_launch_update", 90000, "SNP: the SEV firmware's SNP_LAUNCH_UPDATE of one 4 KiB page "
+                       "(mailbox round trip to the Secure Processor, SHA-384 and encryption of the page)",
+                       "estimate (no published per-page latency)"));
     v.push_back(cycles("cost.psmash", 6000, "PSMASH: split a 2M RMP entry into 512 4K entries (host)",
                        "estimate (no published latency)"));
     v.push_back(cycles("cost.pvalidate_4k", 1200, "PVALIDATE of a 4K page in the guest (translation not included)",

@@ -67,6 +67,11 @@ std::vector<PresetDef> build() {
                       "estimate (the mesh LLC is non-inclusive since Skylake-SP but filled on demand misses; "
                       "modelled as an inclusive fill without back-invalidation)"},
                      {"mem.llc.shared_by", 56, "architecture (one LLC over the mesh, 1.875 MiB per core, 56 cores)"},
+                     {"cost.tdx_page_add", 5000, "estimate (docs/sources.md §3: TDH.MEM.PAGE.ADD 4K)"},
+                     {"cost.tdx_mr_extend", 185500,
+                      "KVM list, \"KVM: x86/mmu: TDX post-populate cleanups\" v3 15/25 changelog (S. Christopherson, "
+                      "2025-10-16): about 1 ms to measure a 4 KiB page (16 calls); 62.5 us per call at 3 GHz less "
+                      "cost.tdx_seamcall"},
                      {"cost.tdx_accept_4k", 6000,
                       "estimate (docs/sources.md §3: TDG.MEM.PAGE.ACCEPT 4K 3,000, plus a TDCALL round trip; "
                       "calibrated with cost.tdx_td_exit against Dstack-TEE/dstack PR #1220, 8 us per accept fault)"},

@@ -593,6 +593,8 @@ StepOutcome HostRun::run_step(const scn::Step& st) {
                 return skipped("guest execution is not compared");
             } else if constexpr (std::is_same_v<T, scn::DirtyLog>) {
                 return skipped("dirty logging is not compared (no guest writes run on the host)");
+            } else if constexpr (std::is_same_v<T, scn::Launch>) {
+                return skipped("confidential-VM launch is not compared (needs SEV-SNP or TDX hardware)");
             } else {
                 return skipped("parallel group");   // flattened before we get here
             }

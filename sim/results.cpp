@@ -178,6 +178,18 @@ json build_results(const ResultInputs& in) {
     m["exits.mmio"] = ex.mmio;
     m["exits.hypercall_userspace"] = ex.hypercall_user;
 
+    // Runs with launch steps: what the launch put in and what its ioctls cost.
+    if (auto lm = in.m.launch_measurement()) {
+        m["launch.pages"] = lm->pages;
+        m["launch.measured_pages"] = lm->measured_pages;
+        Cycles lc = 0;
+        if (in.steps)
+            for (const auto& st : *in.steps)
+                if (st.op.rfind("snp_launch_", 0) == 0 || st.op == "tdx_init_mem_region" || st.op == "tdx_finalize_vm")
+                    lc += st.cycles;
+        m["launch.cycles"] = lc;
+    }
+
     // SEV-SNP runs: the RMP hardware and the guest's validation.
     if (const rmp::Rmp* r = in.m.rmp()) {
         const auto& s = r->stats();
@@ -252,6 +264,8 @@ json build_results(const ResultInputs& in) {
         m["tdx.kick_exits"] = t->vcpus_kicked();
         m["tdx.epoch_flushes"] = s.epoch_flushes;
         m["tdx.idle_ticks"] = t->idle_ticks_waited();
+        m["tdx.page_add"] = s.page_add;
+        m["tdx.mr_extend"] = s.mr_extend;
         m["sept.pages"] = s.sept_pages;
     }
     if (auto* a = in.m.arm64()) {
@@ -438,6 +452,12 @@ json build_results(const ResultInputs& in) {
             steps.push_back(std::move(j));
         }
     r["steps"] = std::move(steps);
+    if (auto lm = in.m.launch_measurement())
+        r["launch"] = {{"kind", lm->kind},
+                       {"digest", lm->digest},
+                       {"final", lm->final},
+                       {"pages", lm->pages},
+                       {"measured_pages", lm->measured_pages}};
 
     const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));
     r["host"] = {{"wall_s", in.wall_s}, {"sim_events_per_s", in.wall_s > 0 ? events / in.wall_s : 0.0}};

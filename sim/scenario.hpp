@@ -132,6 +132,22 @@ struct MapGpaRange {
     bool relinquish = false;
 };
 
+// Confidential-VM launch ioctls (KVM_MEMORY_ENCRYPT_OP): SEV-SNP's KVM_SEV_SNP_LAUNCH_START /
+// _UPDATE / _FINISH on the VM, TDX's KVM_TDX_INIT_MEM_REGION (a vCPU ioctl) and
+// KVM_TDX_FINALIZE_VM. The source image is `size` bytes of `value` in the VMM's memory.
+struct Launch {
+    enum class Op { snp_launch_start, snp_launch_update, snp_launch_finish, tdx_init_mem_region, tdx_finalize_vm };
+    Op op = Op::snp_launch_start;
+    uint64_t gpa = 0, size = 0;
+    uint8_t value = 0;                 // every byte of the source image
+    uint8_t page_type = 1;             // snp_launch_update: KVM_SEV_SNP_PAGE_TYPE_* (NORMAL 1)
+    bool measure = true;               // tdx_init_mem_region: KVM_TDX_MEASURE_MEMORY_REGION
+    uint64_t policy = 0x30000;         // snp_launch_start: SMT + RSVD_MBO, QEMU's default
+    uint64_t flags = 0;                // the command's flags field (must be 0)
+    unsigned vcpu = 0;                 // tdx_init_mem_region: the vCPU fd it is issued on
+};
+const char* launch_op_name(Launch::Op op);
+
 struct Step;
 
 struct ExitExpect {
@@ -149,6 +165,7 @@ struct Expect {
     std::optional<int64_t> value;            // check_extension result
     std::optional<uint64_t> dirty_pages;     // get_dirty_log: number of bits set
     std::optional<std::vector<uint64_t>> dirty_bitmap;   // get_dirty_log: exactly these pages (slot-relative)
+    std::optional<std::string> launch_digest;   // snp_launch_finish / tdx_finalize_vm: 96 hex digits
 };
 
 struct Step {
@@ -158,7 +175,7 @@ struct Step {
     std::vector<unsigned> vcpus;
     std::variant<std::monostate, CreateGuestMemfd, SetUserMemoryRegion2, SetMemoryAttributes,
                  SetMemoryAttributes2, Fallocate, PreFaultMemory, EncryptRegion, CheckExtension,
-                 Close, HostAccess, Access, MapGpaRange, DirtyLog, std::vector<Step>>
+                 Close, HostAccess, Access, MapGpaRange, DirtyLog, Launch, std::vector<Step>>
         op;
     Expect expect;
 };
@@ -178,5 +195,26 @@ struct Scenario {
     std::vector<Step> steps;
     std::map<std::string, MetricBound> expect_metrics;
 };
+
+// Whether a launch step `op` is among `steps` (parallel groups included).
+inline bool has_launch_op(const std::vector<Step>& steps, Launch::Op op) {
+    for (const Step& st : steps) {
+        if (auto* l = std::get_if<Launch>(&st.op); l && l->op == op) return true;
+        if (auto* g = std::get_if<std::vector<Step>>(&st.op); g && has_launch_op(*g, op)) return true;
+    }
+    return false;
+}
+inline bool scenario_has_launch_op(const Scenario& s, Launch::Op op) { return has_launch_op(s.steps, op); }
+
+inline const char* launch_op_name(Launch::Op op) {
+    switch (op) {
+    case Launch::Op::snp_launch_start: return "snp_launch_start";
+    case Launch::Op::snp_launch_update: return "snp_launch_update";
+    case Launch::Op::snp_launch_finish: return "snp_launch_finish";
+    case Launch::Op::tdx_init_mem_region: return "tdx_init_mem_region";
+    case Launch::Op::tdx_finalize_vm: return "tdx_finalize_vm";
+    }
+    return "?";
+}
 
 }  // namespace hvsim::scn

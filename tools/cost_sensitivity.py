@@ -80,6 +80,9 @@ SCENARIOS = {
     "cost.pkvm_hvc": "scenarios/pkvm/convert-copy.json",
     "cost.pkvm_guest_hvc": "scenarios/pkvm/convert-copy.json",
     "cost.pkvm_cmo_2m": "scenarios/pkvm/convert-copy.json",
+    "cost.snp_launch_update": "scenarios/snp/snp-launch-measured.json",
+    "cost.tdx_page_add": "scenarios/tdx/init-mem-region.json",
+    "cost.tdx_mr_extend": "scenarios/tdx/init-mem-region.json",
 }
 
 # Costs of operations no scenario reaches yet, with the reason; listed on every run so the

@@ -496,3 +496,26 @@ void X86Mmu::kvm_arch_create_memslot(const kvm_memory_slot&) {}
 void X86Mmu::kvm_arch_free_memslot(const kvm_memory_slot&) {}
 
 }  // namespace hvsim::kvm
+
+namespace hvsim::kvm {
+
+int X86Mmu::kvm_tdp_mmu_map_private_pfn(Gfn gfn, Pfn pfn, ExecContext& ctx) {
+    if (!mirror_) return -EOPNOTSUPP;
+    // The fault KVM builds carries the pfn already (no faultin); RET_PF_RETRY loops.
+    for (unsigned tries = 0; tries < kMaxPrefaultRetries; ++tries) {
+        ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+        bool flush = false;
+        const MapResult m = mirror_->map(gfn, pfn, PgLevel::k4K, true, &flush, ctx);
+        if (flush) kvm_flush_remote_tlbs(ctx);
+        if (m == MapResult::busy) {
+            ++stats_.external_busy;
+            ctx.sync();
+            continue;
+        }
+        if (m == MapResult::error) return -EIO;
+        return 0;
+    }
+    return -EIO;
+}
+
+}  // namespace hvsim::kvm

@@ -88,6 +88,10 @@ public:
     // kvm_vcpu_pre_fault_memory() (virt/kvm/kvm_main.c) with the x86 arch hook;
     // returns 0 or -errno and updates range->gpa/size as the ioctl copies them back.
     int kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecContext& ctx);
+    // kvm_tdp_mmu_map_private_pfn() (TDX initial image): install gfn -> pfn at 4K in the
+    // mirror root, retrying while the external SPTE is busy. 0, -EIO (refused / VM bugged)
+    // or -EOPNOTSUPP without a mirror root.
+    int kvm_tdp_mmu_map_private_pfn(Gfn gfn, Pfn pfn, ExecContext& ctx);
 
     // KvmMmuOps
     bool kvm_unmap_gfn_range(const kvm_gfn_range& range, ExecContext& ctx) override;

@@ -23,8 +23,10 @@ std::vector<std::string> SevSnpOps::unmodelled(HostPaging) const {   // installe
     std::vector<std::string> w;
     // The RMP, its checks and instructions, KVM's gmem hooks and the guest's validation
     // are modelled; what is not:
-    w.emplace_back("SNP launch not modelled: no SNP_LAUNCH_START/UPDATE/FINISH (kvm_gmem_populate) or "
-                   "measurement; KVM_PRE_FAULT_MEMORY stays refused as before launch finish");
+    w.emplace_back("SNP launch partly modelled: each vCPU's VMSA is measured as a zero page (register state not "
+                   "modelled), the SECRETS page holds no key material and the CPUID page is not checked by the "
+                   "firmware; a run without snp_launch_* steps never finishes a launch, so KVM_PRE_FAULT_MEMORY "
+                   "stays refused");
     w.emplace_back("SNP gaps: 2 MiB guest_memfd folios (2M RMP entries, PSMASH) only as the gmem.max_order=9 what-if "
                    "(upstream guest_memfd is 4K), no RMP check of device DMA (IOMMU), no RMPADJUST/VMPL use by the "
                    "guest");

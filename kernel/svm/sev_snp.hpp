@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kernel/kvm_arch_ops.hpp"
+#include "models/psp/snp_firmware.hpp"
 #include "models/rmp/rmp.hpp"
 
 namespace hvsim::kvm {
@@ -21,7 +23,27 @@ struct SnpCosts {
     Cycles psmash = 0;        // cost.psmash
     Cycles clflush_4k = 0;    // cost.clflush_4k (KvmCosts)
     Cycles ae_exit = 0;       // cost.snp_ae_exit: extra of an SEV-ES/SNP automatic exit over a plain one
+    Cycles launch_update = 0; // cost.snp_launch_update: the SEV firmware's SNP_LAUNCH_UPDATE of one 4K page
 };
+
+// KVM_SEV_SNP_LAUNCH_UPDATE's argument (struct kvm_sev_snp_launch_update, uapi kvm.h); the
+// source buffer (uaddr) is passed as its pages. gfn_start and len advance on partial progress.
+struct KvmSevSnpLaunchUpdate {
+    Gfn gfn_start;
+    uint64_t len = 0;
+    uint8_t type = 0;         // KVM_SEV_SNP_PAGE_TYPE_*: NORMAL 1, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6
+    uint32_t flags = 0;
+};
+// KVM_SEV_SNP_LAUNCH_START's policy bits KVM accepts (svm/sev.c SNP_POLICY_MASK_VALID) and
+// the one that must be set (SNP_POLICY_MASK_RSVD_MBO, bit 17).
+inline constexpr uint64_t SNP_POLICY_MASK_API_MINOR = 0xff, SNP_POLICY_MASK_API_MAJOR = 0xff00,
+                          SNP_POLICY_MASK_SMT = 1ull << 16, SNP_POLICY_MASK_RSVD_MBO = 1ull << 17,
+                          SNP_POLICY_MASK_DEBUG = 1ull << 19, SNP_POLICY_MASK_SINGLE_SOCKET = 1ull << 20;
+inline constexpr uint64_t SNP_POLICY_MASK_VALID = SNP_POLICY_MASK_API_MINOR | SNP_POLICY_MASK_API_MAJOR |
+                                                  SNP_POLICY_MASK_SMT | SNP_POLICY_MASK_RSVD_MBO |
+                                                  SNP_POLICY_MASK_DEBUG | SNP_POLICY_MASK_SINGLE_SOCKET;
+// The GPA KVM gives a vCPU's VMSA page in the RMP at launch finish (svm/sev.c).
+inline constexpr uint64_t SNP_INITIAL_VMSA_GPA = 0xFFFFFFFFF000ull;
 
 struct SnpStats {
     uint64_t prepare_rmpupdates = 0;   // sev_gmem_prepare -> rmp_make_private
@@ -30,6 +52,7 @@ struct SnpStats {
     uint64_t rmp_faults = 0;           // NPFs with PFERR_GUEST_RMP handed to sev_handle_rmp_fault
     uint64_t rmp_fault_psmash = 0;
     uint64_t rmpupdate_failures = 0;   // pages leaked (snp_leak_pages) or prepare errors
+    uint64_t launch_pages = 0;         // pages SNP_LAUNCH_UPDATE put in (vCPU VMSAs included)
 };
 
 class SevSnpOps final : public KvmArchOps {
@@ -56,6 +79,31 @@ public:
     uint16_t asid() const { return asid_; }
     const SnpStats& stats() const { return stats_; }
 
+    // ---- launch (kernel/svm/sev_snp_launch.cpp) ----
+    // The SEV firmware this VM's launch commands go to and the memory KVM copies the
+    // source through (set by the platform when it creates the VM).
+    void set_firmware(psp::SnpFirmware& fw, PhysMem& mem) {
+        fw_ = &fw;
+        mem_ = &mem;
+    }
+    const psp::SnpFirmware* firmware() const { return fw_; }
+    // KVM_SEV_SNP_LAUNCH_START (snp_launch_start()): flags 0, policy within
+    // SNP_POLICY_MASK_VALID with RSVD_MBO set, one context per VM; else -EINVAL.
+    int snp_launch_start(Kvm& kvm, uint64_t policy, uint32_t flags, int& fw_error, ExecContext& ctx);
+    // KVM_SEV_SNP_LAUNCH_UPDATE (snp_launch_update()): kvm_gmem_populate() with
+    // sev_gmem_post_populate() per page. 0 with the arguments advanced by the pages done;
+    // -EINVAL for bad arguments; -EIO (fw_error set when the firmware refused) when the
+    // first page failed.
+    int snp_launch_update(Kvm& kvm, KvmSevSnpLaunchUpdate& p, const std::vector<Pfn>& src, int& fw_error,
+                          ExecContext& ctx);
+    // KVM_SEV_SNP_LAUNCH_FINISH (snp_launch_finish()): every vCPU's VMSA page (one per
+    // vCPU, given by the platform) made private and measured, SNP_LAUNCH_FINISH, then
+    // pre-fault is allowed.
+    int snp_launch_finish(Kvm& kvm, const std::vector<Pfn>& vmsa_pages, uint32_t flags, int& fw_error,
+                          ExecContext& ctx);
+    // sev_gmem_post_populate() for one page.
+    int gmem_post_populate(Kvm& kvm, Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx) override;
+
 private:
     // arch/x86/virt/svm/sev.c wrappers: RMPUPDATE with the FAIL_OVERLAP retry loop.
     int rmp_make_private(Pfn pfn, Gpa gpa, PgLevel level, bool immutable, ExecContext& ctx);
@@ -65,6 +113,13 @@ private:
     int snp_rmptable_psmash(Pfn pfn, ExecContext& ctx);
     bool is_large_rmp_possible(Kvm& kvm, Pfn pfn, Gfn gfn, int order) const;
 
+    // snp_page_reclaim() + the make-shared of a page the firmware refused.
+    void snp_reclaim_and_share(Pfn pfn, ExecContext& ctx);
+
+    psp::SnpFirmware* fw_ = nullptr;
+    PhysMem* mem_ = nullptr;
+    uint8_t populate_type_ = 0;        // sev_populate_args: the type of the update in progress
+    int populate_fw_error_ = 0;        // ... and the firmware's answer
     KvmArchOps& base_;
     rmp::Rmp& rmp_;
     uint16_t asid_;

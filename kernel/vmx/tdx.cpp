@@ -40,6 +40,7 @@ int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx)
     } else {
         // Building the TD: only KVM_TDX_INIT_MEM_REGION maps private memory, with its source.
         if (!page_add_src_) return bug(0);
+        ctx.charge("tdh_mem_page_add", costs_.seamcall + costs_.page_add);
         err = module_.tdh_mem_page_add(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn), *page_add_src_).rax;
     }
     if (tdx::is_operand_busy(err)) {
@@ -100,7 +101,9 @@ int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& c
     return 0;
 }
 
-int KvmTdx::tdx_td_finalize(ExecContext&) {
+int KvmTdx::tdx_td_finalize(ExecContext& ctx) {
+    if (state_ != TdState::initialized) return -EINVAL;
+    ctx.charge("tdh_mr_finalize", costs_.seamcall);
     const uint64_t err = module_.tdh_mr_finalize(tdr_).rax;
     if (tdx::is_operand_busy(err)) return -EBUSY;
     if (err == tdx::status::NO_VCPUS) return -EINVAL;

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "kernel/kvm.hpp"
 #include "models/tdx/tdx_module.hpp"
@@ -43,7 +45,17 @@ struct TdxCosts {
     Cycles ve = 0;            // cost.tdx_ve: #VE delivery and the guest's handler, no exit
     Cycles accept_4k = 0;     // cost.tdx_accept_4k: TDG.MEM.PAGE.ACCEPT of 4K (TDCALL, zeroing)
     Cycles idle_tick = 0;     // cost.tdx_idle_tick: an idle vCPU's tick beyond its TD exit and entry
+    Cycles page_add = 0;      // cost.tdx_page_add: TDH.MEM.PAGE.ADD (copy a 4K source page into the TD)
+    Cycles mr_extend = 0;     // cost.tdx_mr_extend: TDH.MR.EXTEND of 256 bytes (16 per measured page)
 };
+
+// KVM_TDX_INIT_MEM_REGION's argument (struct kvm_tdx_init_mem_region, uapi asm/kvm.h); the
+// source buffer is passed as its pages. Advanced by the pages done, as KVM copies it back.
+struct KvmTdxInitMemRegion {
+    uint64_t gpa = 0;
+    uint64_t nr_pages = 0;
+};
+inline constexpr uint32_t KVM_TDX_MEASURE_MEMORY_REGION = 1u << 0;
 
 struct KvmTdxStats {
     uint64_t busy_retries = 0;   // BUSY answers KVM retried (fault path: -EBUSY; zap: no-vCPU retry)
@@ -68,8 +80,23 @@ public:
     // -EINVAL once the TD is RUNNABLE.
     int tdx_vcpu_init_mem_region_check() const { return state_ == TdState::runnable ? -EINVAL : 0; }
     void set_page_add_src(std::optional<Hpa> src) { page_add_src_ = src; }
-    // KVM_TDX_FINALIZE_VM.
+    // KVM_TDX_FINALIZE_VM: -EINVAL unless the TD is still being built (INITIALIZED).
     int tdx_td_finalize(ExecContext& ctx);
+
+    // ---- initial memory (kernel/vmx/tdx_launch.cpp) ----
+    // kvm_tdp_mmu_map_private_pfn(): the platform's way into the TDP MMU's mirror root.
+    using MapPrivatePfn = std::function<int(Gfn, Pfn, ExecContext&)>;
+    void set_map_private_pfn(MapPrivatePfn f) { map_private_pfn_ = std::move(f); }
+    // KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region()): one kvm_gmem_populate() per
+    // page, whose tdx_gmem_post_populate() maps the page through the mirror root
+    // (SEPT.ADD for missing tables, TDH.MEM.PAGE.ADD of the source) and, with
+    // KVM_TDX_MEASURE_MEMORY_REGION, extends the MRTD with 16 TDH.MR.EXTEND. -EINVAL once
+    // the TD is RUNNABLE or for bad arguments; the region advances by the pages done.
+    int tdx_vcpu_init_mem_region(KvmTdxInitMemRegion& r, const std::vector<Pfn>& src, uint32_t flags,
+                                 ExecContext& ctx);
+    // tdx_gmem_post_populate() for one page.
+    int tdx_gmem_post_populate(Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx);
+    uint64_t init_mem_pages() const { return init_mem_pages_; }
 
     // tdx_vcpu_run(): no TD entry while a zap holds every vCPU out (wait_for_sept_zap).
     bool vcpu_may_enter() const { return !wait_for_sept_zap_; }
@@ -93,10 +120,60 @@ private:
     TdxVcpuKicker& vcpus_;
     TdState state_ = TdState::initialized;
     std::optional<Hpa> page_add_src_;
+    MapPrivatePfn map_private_pfn_;
+    bool measure_ = false;           // tdx_gmem_post_populate_arg.flags & KVM_TDX_MEASURE_MEMORY_REGION
+    uint64_t init_mem_pages_ = 0;
     bool wait_for_sept_zap_ = false;
     bool bugged_ = false;
     KvmTdxStats stats_;
     TdxCosts costs_;
+};
+
+// The TD's KvmArchOps once KVM's TDX backend exists: the built-in tdx answers, plus
+// tdx_gmem_post_populate() as kvm_gmem_populate()'s arch callback.
+class TdxArchOps final : public KvmArchOps {
+public:
+    explicit TdxArchOps(KvmTdx& tdx) : base_(kvm_default_arch_ops(VmType::tdx)), tdx_(tdx) {}
+    VmType type() const override { return base_.type(); }
+    bool has_private_mem() const override { return base_.has_private_mem(); }
+    bool has_protected_state() const override { return base_.has_protected_state(); }
+    bool pre_fault_allowed_initially() const override { return base_.pre_fault_allowed_initially(); }
+    bool supported_by(const KvmConfig& c) const override { return base_.supported_by(c); }
+    bool sev_guest() const override { return base_.sev_guest(); }
+    bool supports_gmem_init_shared() const override { return base_.supports_gmem_init_shared(); }
+    bool has_readonly_mem(const KvmConfig& c) const override { return base_.has_readonly_mem(c); }
+    uint64_t max_gfn(const KvmConfig& c) const override { return base_.max_gfn(c); }
+    unsigned shared_gpa_bit(unsigned l) const override { return base_.shared_gpa_bit(l); }
+    bool guest_tables_private() const override { return base_.guest_tables_private(); }
+    bool fault_is_private(const Kvm& k, Gfn g, uint64_t ec) const override { return base_.fault_is_private(k, g, ec); }
+    bool supports_content_policy(ContentPolicy p, bool to_private) const override {
+        return base_.supports_content_policy(p, to_private);
+    }
+    std::optional<uint8_t> none_policy_fill() const override { return base_.none_policy_fill(); }
+    std::vector<std::string> unmodelled(HostPaging host) const override { return base_.unmodelled(host); }
+    std::optional<HostPaging> requires_host() const override { return base_.requires_host(); }
+    bool has_mirrored_tdp() const override { return base_.has_mirrored_tdp(); }
+    PgLevel private_max_mapping_level() const override { return base_.private_max_mapping_level(); }
+    // Every other hook forwards too, so a hook the built-in TDX ops gain later is not lost.
+    PgLevel gmem_max_mapping_level(const Kvm& k, Pfn p) const override { return base_.gmem_max_mapping_level(k, p); }
+    int gmem_prepare(Kvm& k, Pfn p, Gfn g, int order, ExecContext& ctx) override {
+        return base_.gmem_prepare(k, p, g, order, ctx);
+    }
+    void gmem_invalidate(Kvm& k, Pfn s, Pfn e, ExecContext& ctx) override { base_.gmem_invalidate(k, s, e, ctx); }
+    void handle_rmp_fault(Kvm& k, Gpa g, uint64_t ec, ExecContext& ctx) override { base_.handle_rmp_fault(k, g, ec, ctx); }
+    Cycles exit_extra_cycles() const override { return base_.exit_extra_cycles(); }
+    bool is_protected() const override { return base_.is_protected(); }
+    int prepare_memory_region(const Kvm& k, const kvm_memory_slot* s, kvm_mr_change c) const override {
+        return base_.prepare_memory_region(k, s, c);
+    }
+    void vcpu_run(Kvm& k) override { base_.vcpu_run(k); }
+    int gmem_post_populate(Kvm&, Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx) override {
+        return tdx_.tdx_gmem_post_populate(gfn, pfn, src, ctx);
+    }
+
+private:
+    KvmArchOps& base_;
+    KvmTdx& tdx_;
 };
 
 }  // namespace hvsim::kvm

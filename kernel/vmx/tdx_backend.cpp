@@ -21,7 +21,11 @@ TdxBackend::TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigne
     root_ = pfn_to_hpa(alloc_page(alloc_, "the S-EPT root"));
     module_.create_td(tdr_, root_, levels, /*pending_ve_disable=*/false);
     tdx_ = std::make_unique<KvmTdx>(kvm_, module_, tdr_, *this);
+    ops_ = std::make_unique<TdxArchOps>(*tdx_);
+    kvm_.set_arch_ops(*ops_);
 }
+
+TdxBackend::~TdxBackend() { kvm_.set_arch_ops(kvm_default_arch_ops(VmType::tdx)); }
 
 void TdxBackend::attach_vcpu(mmu::Mmu& hw) {
     // tdx_vcpu_init() / TDH.VP.INIT: the module programs the secure EPTP of the TD's vCPUs.

@@ -26,6 +26,10 @@ public:
     // with `levels`-level S-EPT (GPAW 48 or 52). PENDING_VE_DISABLE is clear, so an access
     // to a PENDING page is a #VE the guest answers with ACCEPT.
     TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels);
+    // Gives the VM back its built-in arch ops (the TdxArchOps installed here die with it).
+    ~TdxBackend();
+    TdxBackend(const TdxBackend&) = delete;
+    TdxBackend& operator=(const TdxBackend&) = delete;
 
     // A TD vCPU: its hardware MMU gets the secure EPTP; `requests` tells whether it is in
     // guest mode and takes what a kick costs it (may be set later).
@@ -114,6 +118,7 @@ private:
     tdx::TdxModule module_;
     Hpa tdr_, root_;
     std::unique_ptr<KvmTdx> tdx_;
+    std::unique_ptr<TdxArchOps> ops_;
     std::vector<VcpuRef> vcpus_;
     std::vector<unsigned> vp_;      // module vCPU index per vCPU
     uint64_t accepts_ = 0;

@@ -359,3 +359,14 @@ RmpResult Rmp::rmpquery(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel, uint8_t ta
 }
 
 }  // namespace hvsim::rmp
+
+namespace hvsim::rmp {
+
+void Rmp::firmware_write_entry(Pfn p, const RmpEntry& e, const char* op) {
+    if (!covered(p)) throw std::invalid_argument("rmp: firmware write outside the RMP");
+    const std::vector<uint8_t> before = snapshot(p.raw(), 1);
+    write_entry(p, e);
+    verify(p.raw(), 1, before, op);
+}
+
+}  // namespace hvsim::rmp

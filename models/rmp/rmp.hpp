@@ -192,6 +192,12 @@ public:
     // Drops the what-if cache (tests).
     void flush_cache() { cache_.clear(); }
 
+    // --- the AMD Secure Processor's own writes (no x86 instruction: the SEV firmware owns
+    //     the table and updates entries in its commands, e.g. SNP_LAUNCH_UPDATE moving a
+    //     Pre-Guest page to Guest-Valid). A 4K entry only; checked builds assert the
+    //     page-state edge, tagged `op`.
+    void firmware_write_entry(Pfn p, const RmpEntry& e, const char* op);
+
 private:
     static constexpr uint64_t kBookkeeping = 16 * 1024;
     RmpEntry fetch(Pfn p, RmpReader* rd, Cycles& cycles);   // a check's reference

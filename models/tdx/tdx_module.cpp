@@ -146,11 +146,11 @@ SeamRet TdxModule::done(SeamRet r) {
     return r;
 }
 
-void TdxModule::mix(Td& t, uint64_t v) {
-    for (unsigned i = 0; i < 8; ++i) {
-        t.mrtd ^= (v >> (8 * i)) & 0xff;
-        t.mrtd *= 0x100000001b3ull;
-    }
+void TdxModule::mrtd_block(Td& t, const char* tag, uint64_t gpa) {
+    uint8_t b[128] = {};
+    for (unsigned i = 0; tag[i] && i < 16; ++i) b[i] = uint8_t(tag[i]);
+    for (unsigned i = 0; i < 8; ++i) b[16 + i] = uint8_t(gpa >> (8 * i));
+    t.mrtd.update(b, sizeof b);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -318,8 +318,7 @@ SeamRet TdxModule::tdh_mem_page_add(uint64_t gpa_lvl, Hpa tdr, Hpa target, Hpa s
     write_entry(w, septe::make(SeptState::mapped, target.raw()));
     ++t.chldcnt;
     // MRTD: the string "MEM.PAGE.ADD" and the GPA; contents are measured by MR.EXTEND.
-    mix(t, 0x4d454d2e50414745ull);
-    mix(t, gpa);
+    mrtd_block(t, "MEM.PAGE.ADD", gpa);
     ++stats_.page_add;
     return done(ret(status::SUCCESS));
 }
@@ -333,9 +332,11 @@ SeamRet TdxModule::tdh_mr_extend(uint64_t gpa, Hpa tdr) {
     if (!septe::present(w.entry) || !sept_is_leaf(s)) return done(ret(status::EPT_ENTRY_NOT_PRESENT | operand::RCX));
     if (s != SeptState::mapped) return done(ret(status::EPT_ENTRY_NOT_PRESENT));
     const uint64_t hpa = (w.entry & septe::ADDR & ~(level_bytes(w.level) - 1)) | (gpa & (level_bytes(w.level) - 1));
-    mix(t, 0x4d522e455854454eull);   // "MR.EXTEN"
-    mix(t, gpa);
-    for (unsigned i = 0; i < 256; i += 8) mix(t, mem_.read64(Hpa(hpa + i)));
+    // One header block, then the 256 bytes as two more 128-byte blocks.
+    mrtd_block(t, "MR.EXTEND", gpa);
+    uint8_t data[256];
+    mem_.read(Hpa(hpa), data, sizeof data);
+    t.mrtd.update(data, sizeof data);
     ++stats_.mr_extend;
     return done(ret(status::SUCCESS));
 }
@@ -344,6 +345,7 @@ SeamRet TdxModule::tdh_mr_finalize(Hpa tdr) {
     if (auto e = prologue(tdr, Leaf::mr_finalize, true, operand::RDX)) return done(*e);
     Td& t = *td(tdr);
     if (t.vcpus.empty()) return done(ret(status::NO_VCPUS));
+    t.mrtd_final = t.mrtd.peek();
     t.op = OpState::runnable;
     return done(ret(status::SUCCESS));
 }
@@ -717,7 +719,10 @@ std::vector<TdxModule::Leaf4> TdxModule::sept_leaves(Hpa tdr) const {
 OpState TdxModule::op_state(Hpa tdr) const { return td(tdr)->op; }
 uint64_t TdxModule::td_epoch(Hpa tdr) const { return td(tdr)->epoch; }
 uint64_t TdxModule::child_count(Hpa tdr) const { return td(tdr)->chldcnt; }
-uint64_t TdxModule::mrtd(Hpa tdr) const { return td(tdr)->mrtd; }
+Sha384::Digest TdxModule::mrtd(Hpa tdr) const {
+    const Td* t = td(tdr);
+    return t->mrtd_final ? *t->mrtd_final : t->mrtd.peek();
+}
 Hpa TdxModule::sept_root(Hpa tdr) const { return Hpa(td(tdr)->root); }
 unsigned TdxModule::sept_levels(Hpa tdr) const { return td(tdr)->levels; }
 bool TdxModule::vcpu_inside(Hpa tdr, unsigned vcpu) const { return td(tdr)->vcpus.at(vcpu).inside; }

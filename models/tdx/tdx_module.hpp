@@ -15,8 +15,10 @@
 //
 // Simplifications (documented):
 //  - One key domain: contents are copied and zeroed as they are, not encrypted.
-//  - The MRTD is an order-sensitive 64-bit digest standing in for SHA-384 (it changes on
-//    every PAGE.ADD and MR.EXTEND, which is what a model can check).
+//  - The MRTD is SHA-384 as the module computes it (TDX module ABI specification,
+//    TDH.MEM.PAGE.ADD / TDH.MR.EXTEND / TDH.MR.FINALIZE): one running hash over 128-byte
+//    blocks, "MEM.PAGE.ADD" + GPA for PAGE.ADD (contents not measured), "MR.EXTEND" + GPA
+//    followed by the 256 bytes of data for MR.EXTEND; MR.FINALIZE finalizes it.
 //  - Locks: leaves run to completion one at a time. "Another logical processor inside a
 //    leaf" is expressed with hold()/release() so contention (OPERAND_BUSY and its operand
 //    id) can be produced and tested; the guest side holds S-EPT entry locks through
@@ -33,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/common/sha384.hpp"
 #include "models/common/types.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/tdx/tdx_status.hpp"
@@ -168,7 +171,8 @@ public:
     OpState op_state(Hpa tdr) const;
     uint64_t td_epoch(Hpa tdr) const;
     uint64_t child_count(Hpa tdr) const;
-    uint64_t mrtd(Hpa tdr) const;
+    // The MRTD: final after TDH.MR.FINALIZE; before it, the digest of the blocks so far.
+    Sha384::Digest mrtd(Hpa tdr) const;
     Hpa sept_root(Hpa tdr) const;
     unsigned sept_levels(Hpa tdr) const;
     bool vcpu_inside(Hpa tdr, unsigned vcpu) const;
@@ -189,7 +193,8 @@ private:
         uint64_t epoch = 1;
         uint32_t refcount[2] = {0, 0};
         uint64_t chldcnt = 0;
-        uint64_t mrtd = 0xcbf29ce484222325ull;
+        Sha384 mrtd;                  // TDCS MRTD: the running SHA-384 context
+        std::optional<Sha384::Digest> mrtd_final;   // set by TDH.MR.FINALIZE
         std::vector<Vcpu> vcpus;
         // Locks held by other logical processors (hold()) and by vCPUs inside the TD.
         unsigned tdr_shared = 0, sept_shared = 0;
@@ -226,7 +231,8 @@ private:
     void set_pamt(uint64_t pa, unsigned level, PamtEntry e);
     void clear_pamt(uint64_t pa, unsigned level);
     void fill_free_table(uint64_t table_pa);
-    void mix(Td& t, uint64_t v);
+    // Extends the MRTD with one 128-byte block: the ASCII tag, the GPA at byte 16.
+    static void mrtd_block(Td& t, const char* tag, uint64_t gpa);
     SeamRet done(SeamRet r);
 
     PhysMem& mem_;

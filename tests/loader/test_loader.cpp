@@ -499,7 +499,8 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
     CHECK(error_of(with_steps(R"({"ioctl": {"set_memory_atributes": {}}})")) ==
           "t.json: /steps/0/ioctl/set_memory_atributes: expected one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region], got "
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region, "
+          "snp_launch_start, snp_launch_update, snp_launch_finish, tdx_init_mem_region, tdx_finalize_vm], got "
           "'set_memory_atributes' "
           "(did you mean "
           "'set_memory_attributes'?)");
@@ -508,7 +509,7 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
           "(did you mean 'len'?)");
     CHECK(error_of(with_steps(R"({"close": "vm", "expect": {"erno": "EBADF"}})")) ==
           "t.json: /steps/0/expect/erno: expected one of [errno, error_offset, remaining, exit, signal, bytes, value, "
-          "dirty_pages, dirty_bitmap], got 'erno' (did you mean 'errno'?)");
+          "dirty_pages, dirty_bitmap, launch_digest], got 'erno' (did you mean 'errno'?)");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64}, "expect": {"exit": {"reasn": "mmio"}}})")) ==
           "t.json: /steps/0/expect/exit/reasn: expected one of [reason, gpa, size, flags], got 'reasn' (did you mean "
           "'reason'?)");
@@ -625,7 +626,8 @@ TEST_CASE("step shape: one operation, vcpu only where it runs on a vCPU, paralle
     CHECK(error_of(with_steps(R"({"ioctl": {}})")) ==
           "t.json: /steps/0/ioctl: expected exactly one of [create_guest_memfd, set_user_memory_region2, "
           "set_memory_attributes, set_memory_attributes2, fallocate, pre_fault_memory, memory_encrypt_reg_region, "
-          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region], got an "
+          "memory_encrypt_unreg_region, check_extension, get_dirty_log, clear_dirty_log, set_user_memory_region, "
+          "snp_launch_start, snp_launch_update, snp_launch_finish, tdx_init_mem_region, tdx_finalize_vm], got an "
           "empty object");
     CHECK(error_of(with_steps(R"({"parallel": [{"close": "vm"}, {"parallel": []}]})")) ==
           "t.json: /steps/0/parallel/1/parallel: expected a step that is not itself parallel inside a parallel group, "
@@ -1004,4 +1006,56 @@ TEST_CASE("repeat: errors", "[loader][errors]") {
                                   "step": {"ioctl": {"create_guest_memfd": {"id": "x", "size": "$n"}}}}})")) ==
           "t.json: /steps/0/repeat/step/ioctl/create_guest_memfd/id: expected a guest_memfd id not used before, got "
           "\"x\" (declared at /steps/0/repeat/step/ioctl/create_guest_memfd/id)");
+}
+
+TEST_CASE("launch steps: parsed with their defaults, only on their VM type, and no vCPU step before the launch is done",
+          "[loader][launch]") {
+    auto vm = [](const std::string& type, const std::string& steps, const std::string& extra = "") {
+        return R"({"vm": {"type": ")" + type + R"(", "vcpus": 1, "guest_paging": "none")" + extra + R"(,
+                   "guest_memfd": [{"id": "g0", "size": "2MiB"}],
+                   "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "2MiB", "guest_memfd": "g0"}]},
+                   "steps": [)" + steps + "]}";
+    };
+    const scn::Scenario s = load_scenario_text(
+        vm("snp", R"({"ioctl": {"snp_launch_start": {}}},
+                     {"ioctl": {"snp_launch_update": {"gpa": "0x1000", "size": "8KiB", "type": "cpuid", "value": "0x7"}},
+                      "expect": {"remaining": 0}},
+                     {"ioctl": {"snp_launch_update": {"gpa": 0, "size": 4096, "type": 2}}},
+                     {"ioctl": {"snp_launch_finish": {}}, "expect": {"launch_digest": ")" +
+                         std::string(96, 'a') + R"("}},
+                     {"vcpu": 0, "access": {"gpa": 0, "size": 4096}})"),
+        "t.json");
+    CHECK(op<scn::Launch>(s.steps[0]).policy == 0x30000);
+    const auto& u = op<scn::Launch>(s.steps[1]);
+    CHECK(u.op == scn::Launch::Op::snp_launch_update);
+    CHECK(u.page_type == 6);
+    CHECK(u.value == 7);
+    CHECK(u.size == 8192);
+    CHECK(op<scn::Launch>(s.steps[2]).page_type == 2);
+    CHECK(s.steps[3].expect.launch_digest == std::string(96, 'a'));
+    const scn::Scenario t = load_scenario_text(
+        vm("tdx", R"({"ioctl": {"tdx_init_mem_region": {"gpa": 0, "size": "4KiB", "measure": false}}},
+                     {"ioctl": {"tdx_finalize_vm": {}}})"),
+        "t.json");
+    CHECK_FALSE(op<scn::Launch>(t.steps[0]).measure);
+    CHECK(scn::scenario_has_launch_op(t, scn::Launch::Op::tdx_finalize_vm));
+
+    CHECK(error_of(vm("tdx", R"({"ioctl": {"snp_launch_start": {}}})")) ==
+          "t.json: /steps/0/ioctl/snp_launch_start: expected snp_launch_start on an SNP VM (vm.type \"snp\"), got "
+          "vm.type \"tdx\"");
+    CHECK(error_of(vm("snp", R"({"ioctl": {"snp_launch_start": {}}}, {"vcpu": 0, "access": {"gpa": 0, "size": 4096}},
+                               {"ioctl": {"snp_launch_finish": {}}})")) ==
+          "t.json: /steps/1: expected no vCPU step before snp_launch_finish (the VMM runs the guest only once its "
+          "launch is done), got a vCPU step");
+    CHECK_THAT(error_of(vm("tdx", R"({"ioctl": {"tdx_finalize_vm": {}}})",
+                           R"(, "accept": "eager", "private": [{"gpa": 0, "size": "2MiB"}])")),
+               Catch::Contains("vm.accept \"eager\" accepts at boot"));
+    CHECK(error_of(vm("snp", R"({"ioctl": {"snp_launch_finish": {}}, "expect": {"launch_digest": "abc"}})")) ==
+          "t.json: /steps/0/expect/launch_digest: expected a SHA-384 digest as 96 lower-case hex digits, got \"abc\"");
+    CHECK_THAT(error_of(vm("snp", R"({"ioctl": {"snp_launch_update": {"gpa": 0, "size": 4096, "type": "vmsa"}}})")),
+               Catch::Contains("/steps/0/ioctl/snp_launch_update/type: expected one of"));
+    CHECK_THAT(error_of(vm("tdx", R"({"ioctl": {"tdx_init_mem_region": {"gpa": 0, "size": 100}}})")),
+               Catch::Contains("expected a whole number of 4 KiB pages"));
+    CHECK_THAT(error_of(vm("tdx", R"({"ioctl": {"tdx_finalize_vm": {}}, "expect": {"remaining": 0}})")),
+               Catch::Contains("reports [errno, launch_digest]"));
 }

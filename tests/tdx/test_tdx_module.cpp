@@ -158,7 +158,7 @@ TEST_CASE("C11: PAGE.ADD copies the source, maps the page MAPPED at once and cha
     r.tables(G, 0);
     const Hpa src = r.page(), dst = r.page();
     r.mem.fill(src, 0x77, kPageSize);
-    const uint64_t mr = r.m.mrtd(r.tdr);
+    const auto mr = r.m.mrtd(r.tdr);
     CHECK(r.m.tdh_mem_page_add(gpa_level(G, 0), r.tdr, dst, src).rax == 0);
     CHECK(r.st(G, 0) == SeptState::mapped);
     CHECK(septe::present(r.m.sept_read(r.tdr, G, 0).entry));
@@ -174,7 +174,7 @@ TEST_CASE("C12: MR.EXTEND of a FREE entry is EPT_ENTRY_NOT_PRESENT|RCX; misalign
     CHECK(r.m.tdh_mr_extend(G, r.tdr).rax == 0xC0000B0300000001ull);
     CHECK(r.m.tdh_mr_extend(G + 0x80, r.tdr).rax == 0xC000010000000001ull);
     REQUIRE(r.m.tdh_mem_page_add(gpa_level(G, 0), r.tdr, r.page(), r.page()).rax == 0);
-    const uint64_t mr = r.m.mrtd(r.tdr);
+    const auto mr = r.m.mrtd(r.tdr);
     for (unsigned i = 0; i < 16; ++i) CHECK(r.m.tdh_mr_extend(G + 256 * i, r.tdr).rax == 0);
     CHECK(r.m.mrtd(r.tdr) != mr);
 }
