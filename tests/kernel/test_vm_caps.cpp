@@ -196,11 +196,13 @@ TEST_CASE("vm types: each backend names the hardware it runs without", "[vm][war
 
     const auto tdx_intel = kvm_default_arch_ops(VmType::tdx).unmodelled(intel);
     REQUIRE(tdx_intel.size() == 1);
-    // The secure EPT, the module, its costs and the initial image (KVM_TDX_INIT_MEM_REGION)
-    // are modelled; what is left is the per-vCPU epochs.
+    // The secure EPT, the module, its costs, the initial image (KVM_TDX_INIT_MEM_REGION)
+    // and the TD epochs are modelled; what is left is contention between vCPUs for the
+    // module's locks and the estimated idle-tick serialization.
     CHECK_FALSE(mentions(tdx_intel, "secure EPT"));
     CHECK_FALSE(mentions(tdx_intel, "KVM_TDX_INIT_MEM_REGION"));
-    CHECK(mentions(tdx_intel, "epochs"));
+    CHECK_FALSE(mentions(tdx_intel, "epochs"));
+    CHECK(mentions(tdx_intel, "contend"));
     // TDX does not run on an AMD preset at all: refused (requires_host), not warned about.
     CHECK(kvm_default_arch_ops(VmType::tdx).requires_host() == HostPaging::intel_ept);
     CHECK_FALSE(kvm_default_arch_ops(VmType::snp).requires_host());
