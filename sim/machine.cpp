@@ -392,7 +392,7 @@ void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
             cpu::SnpGuestConfig g = cfg_.snp_guest;
             for (const auto& m : scn_.vm.memslots)
                 if (m.as_id == 0 && m.size) g.ram.emplace_back(Gpa(m.gpa), m.size);
-            snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true}, *this);
+            snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true});
         }
         module.set_vc_handler(snp_guest_.get());
         // The guest's private pages are encrypted: their DRAM fills pay the AES engine.

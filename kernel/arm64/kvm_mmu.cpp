@@ -24,7 +24,7 @@ void Arm64Mmu::Memcache::free_table_page(Hpa page) { alloc->free(hpa_to_pfn(page
 
 Arm64Mmu::Arm64Mmu(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, const stage2::S2Geometry& geo, uint16_t vmid,
                    stage2::TlbiDomain& dom, const Arm64MmuCosts& costs, bool fwb, bool dic)
-    : kvm_(kvm), mem_(mem), alloc_(alloc), dom_(dom), costs_(costs), dic_(dic) {
+    : kvm_(kvm), alloc_(alloc), dom_(dom), costs_(costs), dic_(dic) {
     mc_.alloc = &alloc;
     mc_.mem = &mem;
     mc_.order = stage2::granule_shift(geo.granule) - kPageShift;

@@ -103,7 +103,6 @@ private:
     };
 
     Kvm& kvm_;
-    PhysMem& mem_;
     HostPageAllocator& alloc_;
     stage2::TlbiDomain& dom_;
     Arm64MmuCosts costs_;

@@ -56,7 +56,7 @@ void PkvmHyp::HostMemcache::free_table_page(Hpa page) { alloc->free(hpa_to_pfn(p
 PkvmHyp::PkvmHyp(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, VmmProcess& proc, Arm64Mmu& guest,
                  stage2::TlbiDomain& dom, PkvmMemProtect::Memblock host_mem, const PkvmCosts& costs,
                  const PgtableCosts& pgt_costs, PkvmConversion conv)
-    : kvm_(kvm), mem_(mem), alloc_(alloc), proc_(proc), guest_(guest), dom_(dom), host_mem_(host_mem), costs_(costs),
+    : kvm_(kvm), mem_(mem), alloc_(alloc), proc_(proc), guest_(guest), host_mem_(host_mem), costs_(costs),
       conv_(conv), mp_(mem, {host_mem}), handle_(guest.pgt().vmid()) {
     host_mc_.alloc = &alloc;
     host_mc_.mem = &mem;

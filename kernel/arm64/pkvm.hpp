@@ -148,7 +148,6 @@ private:
     HostPageAllocator& alloc_;
     VmmProcess& proc_;
     Arm64Mmu& guest_;
-    stage2::TlbiDomain& dom_;
     PkvmMemProtect::Memblock host_mem_;
     PkvmCosts costs_;
     PkvmConversion conv_;

@@ -18,8 +18,8 @@ constexpr uint64_t kInsnNpfBits = mmu::PFERR_PRESENT | mmu::PFERR_USER | mmu::PF
 constexpr unsigned kMaxInsnRetries = 4;
 }  // namespace
 
-SnpGuest::SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g, VcpuHost& host)
-    : cfg_(cfg), rmp_(rmp), g_(g), host_(host) {}
+SnpGuest::SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g)
+    : cfg_(cfg), rmp_(rmp), g_(g) {}
 
 bool SnpGuest::handle_vc(Vcpu& v, Gva, Gpa gpa, uint64_t code) {
     ++stats_.vc;

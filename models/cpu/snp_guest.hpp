@@ -60,7 +60,7 @@ struct SnpGuestStats {
 
 class SnpGuest final : public VcHandler {
 public:
-    SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g, VcpuHost& host);
+    SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g);
     bool handle_vc(Vcpu& v, Gva gva, Gpa gpa, uint64_t code) override;
     // vc_handle_vmmcall(): #VC then a VMGEXIT carrying the hypercall in the GHCB.
     void before_hypercall(Vcpu& v) override;
@@ -84,7 +84,6 @@ private:
     SnpGuestConfig cfg_;
     rmp::Rmp& rmp_;
     rmp::GuestCtx g_;
-    VcpuHost& host_;
     std::set<uint64_t> accepted_;   // 2 MB units (gPA >> 21) accepted
     std::set<uint64_t> rescinded_;  // 4K pages (gPA >> 12) of accepted units not validated now
     bool eager_done_ = false;

@@ -287,7 +287,7 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
             // Zero-filling a page that was never touched changes nothing observable.
         } else if (pg && shared(pg) && pg->b[0] == byte) {
             // Already that value everywhere.
-        } else if (uint8_t bytes[8 * kPatchWords]; chunk <= sizeof bytes &&
+        } else if (uint8_t bytes[8 * kPatchWords]; chunk <= sizeof bytes && (!pg || shared(pg) || is_patch(pg)) &&
                    (std::memset(bytes, byte, chunk), try_patch(pg, pfn.raw(), off, bytes, chunk))) {
             // A small store into an untouched, uniform or patched page.
         } else {
