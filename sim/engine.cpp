@@ -42,9 +42,10 @@ public:
         work_.notify(SC_ZERO_TIME);
     }
     // Trace the jobs (a slice each) and their charges (nested) on `track`.
-    void set_trace(Trace* t, uint32_t track, Machine* m) {
+    void set_trace(Trace* t, uint32_t track, std::string track_name, Machine* m) {
         trace_ = t;
         track_ = track;
+        track_name_ = std::move(track_name);
         machine_ = m;
     }
     sc_event& done() { return done_; }
@@ -61,6 +62,7 @@ private:
     void trace_charge(std::string_view step, Cycles c) {
         const Cycles t = local_now();
         trace_->slice(track_, step, t, c);
+        trace_->hw_slice(track_name_, step, t, c);
         machine_->trace_new_invalidations(*trace_, inv_track_, name(), t + c);
     }
     void thread() {
@@ -87,6 +89,7 @@ private:
     std::string label_;
     Trace* trace_ = nullptr;
     uint32_t track_ = 0;
+    std::string track_name_;
     Machine* machine_ = nullptr;
     std::optional<uint32_t> inv_track_;
     std::string error_;
@@ -852,7 +855,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         trace = std::make_unique<Trace>(*opt.trace, mc.period_ps, s.name);
         for (unsigned i = 0; i < s.vm.vcpus; ++i) vcpu_tracks.push_back(trace->thread_track(fmt::format("vCPU {}", i)));
         for (unsigned i = 0; i < hosts.size(); ++i)
-            hosts[i]->set_trace(trace.get(), trace->thread_track(fmt::format("VMM thread {}", i)), machine.get());
+            hosts[i]->set_trace(trace.get(), trace->thread_track(fmt::format("VMM thread {}", i)),
+                                fmt::format("VMM thread {}", i), machine.get());
         machine->set_trace(trace.get(), vcpu_tracks);
     }
 
@@ -951,9 +955,12 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     if (trace) {
         machine->set_trace(nullptr, {});
         trace->write();
-        out.trace_summary = fmt::format("{} events{}", trace->events(),
+        out.trace_summary = fmt::format("{} events{}{}", trace->events(),
                                         trace->dropped_exits() ? fmt::format(", {} exits not recorded (--trace-max-events)",
                                                                              trace->dropped_exits())
+                                                               : std::string(),
+                                        trace->dropped_walks() ? fmt::format(", {} sampled walks not recorded (--trace-max-events)",
+                                                                             trace->dropped_walks())
                                                                : std::string());
     }
     // SystemC objects are torn down with the process; the machine first (it holds

@@ -1225,6 +1225,7 @@ public:
         if (!on_) return;
         // The flow starts at the exit's first charge and ends at the resume (fault_end).
         t_.slice(track_, step, t0_ + acc_, c, {}, acc_ == 0 && !started_ ? flow_ : 0, 0);
+        t_.hw_slice(name_, step, t0_ + acc_, c);
         started_ = true;
         acc_ += c;
         m_.trace_new_invalidations(t_, inv_track_, name_, t0_ + acc_);
@@ -1261,6 +1262,48 @@ private:
     uint64_t flow_ = 0;
 };
 
+// One vCPU's page walks, 1 in TraceOptions::walk_sample, on a track of their own ("vCPU 0:
+// page walks"): a slice per walk spanning its latency, named by how it ended, with the
+// address, the memory references it made and the page size it found.
+class WalkTracer final : public cpu::WalkObserver {
+public:
+    WalkTracer(Trace& t, std::string name) : t_(t), name_(std::move(name)) {}
+    void walk(Cycles start, Gva va, bool gpa_only, const mmu::TranslateResult& r) override {
+        if (!t_.want_walk()) return;
+        if (!track_) track_ = t_.thread_track(name_ + ": page walks");
+        using S = mmu::TranslateResult::Status;
+        std::vector<TraceArg> args;
+        args.push_back(TraceArg::num(gpa_only ? "gpa" : "gva", va.raw()));
+        args.push_back(TraceArg::num("mem_refs", r.mem_refs));
+        const char* name = "walk";
+        switch (r.status) {
+        case S::ok:
+            args.push_back(TraceArg::num("hpa", r.hpa.raw()));
+            args.push_back(TraceArg::text("page_size", level_name(r.page_size)));
+            break;
+        case S::npf:
+            name = "walk: nested fault";
+            args.push_back(TraceArg::num("fault_gpa", r.fault_gpa.raw()));
+            args.push_back(TraceArg::num("error_code", r.error_code));
+            break;
+        case S::guest_page_fault:
+            name = "walk: guest #PF";
+            args.push_back(TraceArg::num("fault_level", r.fault_level));
+            break;
+        case S::vc:
+            name = "walk: #VC";
+            args.push_back(TraceArg::num("fault_gpa", r.fault_gpa.raw()));
+            break;
+        }
+        t_.slice(*track_, name, start, r.cycles, std::move(args));
+    }
+
+private:
+    Trace& t_;
+    std::string name_;
+    std::optional<uint32_t> track_;
+};
+
 }  // namespace
 
 void Machine::set_trace(Trace* t, const std::vector<uint32_t>& vcpu_tracks) {
@@ -1269,11 +1312,15 @@ void Machine::set_trace(Trace* t, const std::vector<uint32_t>& vcpu_tracks) {
         if (!t || !v.module) {
             v.log.set_observer(nullptr);
             v.tracer.reset();
+            if (v.module) v.module->set_walk_observer(nullptr);
+            v.walk_tracer.reset();
             continue;
         }
         v.tracer = std::make_unique<ExitTracer>(*t, *this, *v.module, vcpu_tracks.at(i), fmt::format("vCPU {}", i),
                                                 v.exit_gpa, v.exit_code, v.exit_is_hypercall);
         v.log.set_observer(v.tracer.get());
+        v.walk_tracer = std::make_unique<WalkTracer>(*t, fmt::format("vCPU {}", i));
+        v.module->set_walk_observer(v.walk_tracer.get());
     }
     invalidations_seen_ = kvm_ ? kvm_->stats().invalidations.size() : 0;
 }

@@ -215,6 +215,7 @@ private:
         std::optional<VcpuExitRecord> exit;
         kvm::FaultPathLog log;
         std::unique_ptr<kvm::FaultPathObserver> tracer;   // set_trace
+        std::unique_ptr<cpu::WalkObserver> walk_tracer;    // set_trace
         uint64_t exit_gpa = 0, exit_code = 0;             // the exit in flight, for its trace slice
         bool exit_is_hypercall = false;
     };

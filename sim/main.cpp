@@ -732,8 +732,12 @@ int sc_main(int argc, char* argv[]) {
     run->add_option("--trace-window", trace_window, "Only events in START:END of simulated time (e.g. 0:2ms, 1.5us:40us)");
     run->add_option("--trace-sample", ra.trace.sample, "Record one vCPU exit in N (default 1: every exit)")
         ->check(CLI::Range(1u, 1000000000u));
-    run->add_option("--trace-max-events", ra.trace.max_events, "Stop recording exits after N events (default 2000000)")
+    run->add_option("--trace-max-events", ra.trace.max_events,
+                    "Stop recording exits and walks after N events (default 2000000)")
         ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
+    run->add_option("--trace-walks", ra.trace.walk_sample,
+                    "Record one page walk in N on each vCPU's walk track (default 64; 0: no walk slices)")
+        ->check(CLI::Range(0u, 1000000000u));
     run->add_option("--casemate", ra.casemate,
                     "arm64 presets: write the run's stage-2 updates (descriptor writes, barriers, TLBIs, locks) as a "
                     "trace in the format of Casemate, the break-before-make checker (rems-project/casemate)");

@@ -56,6 +56,40 @@ bool Trace::want_exit() {
     return true;
 }
 
+bool Trace::want_walk() {
+    if (opt_.walk_sample == 0 || walks_seen_++ % opt_.walk_sample != 0) return false;
+    if (evs_.size() >= opt_.max_events) {
+        ++dropped_walks_;
+        return false;
+    }
+    return true;
+}
+
+std::string_view Trace::hw_unit(std::string_view step) {
+    auto starts = [&](std::string_view p) { return step.substr(0, p.size()) == p; };
+    // TDX module leaves: host SEAMCALLs (TDH.*) and guest TDCALLs (TDG.*), kernel/vmx/.
+    if (starts("tdh_") || starts("tdg_")) return "TDX module";
+    // AMD's RMP instructions (kernel/svm/sev_snp.cpp, the guest's PVALIDATE/RMPADJUST).
+    if (step == "rmpupdate" || step == "psmash" || step == "pvalidate" || step == "rmpadjust" || step == "rmpquery")
+        return "RMP";
+    // The AMD Secure Processor's firmware commands (SNP_LAUNCH_*).
+    if (starts("snp_launch_")) return "AMD-SP firmware";
+    // pKVM's hypervisor at EL2 (kernel/arm64/pkvm*.cpp names its work "pkvm: ...").
+    if (starts("pkvm: ")) return "EL2 (pKVM)";
+    // Broadcast TLB maintenance on arm64 (kernel/arm64/kvm_pgtable.cpp).
+    if (starts("tlbi: ")) return "TLBI";
+    return {};
+}
+
+void Trace::hw_slice(const std::string& thread, std::string_view step, Cycles start, Cycles dur) {
+    const std::string_view unit = hw_unit(step);
+    if (unit.empty()) return;
+    const std::string key = thread + ": " + std::string(unit);
+    auto it = hw_tracks_.find(key);
+    if (it == hw_tracks_.end()) it = hw_tracks_.emplace(key, thread_track(key)).first;
+    slice(it->second, step, start, dur);
+}
+
 void Trace::slice(uint32_t track, std::string_view name, Cycles start, Cycles dur, std::vector<TraceArg> args,
                   uint64_t flow_out, uint64_t flow_in) {
     const uint64_t s = start * period_ps_, d = dur * period_ps_;
@@ -138,7 +172,7 @@ constexpr uint64_t kIncrementalStateCleared = 1;
 std::string Trace::chrome_json() const {
     // Complete events ("X", µs), counters ("C"), thread names, flows ("s"/"f" bound to slices).
     std::string o = "{\"displayTimeUnit\": \"ns\", \"otherData\": {\"title\": " + jstr(title_) +
-                    fmt::format(", \"dropped_exits\": {}", dropped_) + "},\n\"traceEvents\": [\n";
+                    fmt::format(", \"dropped_exits\": {}, \"dropped_walks\": {}", dropped_, dropped_walks_) + "},\n\"traceEvents\": [\n";
     o += fmt::format("{{\"ph\": \"M\", \"pid\": 1, \"name\": \"process_name\", \"args\": {{\"name\": {}}}}}",
                      jstr("hvsim: " + title_));
     for (size_t t = 0; t < tracks_.size(); ++t)

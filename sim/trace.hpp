@@ -2,8 +2,9 @@
 // trace-event JSON (.json): a track per vCPU (each step's work, each exit with the KVM steps
 // of its fault path nested under it, a flow from the exit to the resume), a track per VMM
 // thread (each host step and its charges), the MMU invalidations, and counter tracks sampled
-// at step ends (private pages, TLB hit rate and walks per vCPU). Timestamps are simulated
-// time. Bounded: a time window, 1-in-N sampling of exits, and a cap on the events kept.
+// at step ends (private pages, TLB hit rate and walks per vCPU), sampled page walks per vCPU,
+// and the hardware/firmware units' work (hw_slice). Timestamps are simulated time. Bounded: a
+// time window, 1-in-N sampling of exits and of walks, and a cap on the events kept.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,8 @@ struct TraceOptions {
     uint64_t window_start_ns = 0;                             // events outside the window are dropped
     uint64_t window_end_ns = std::numeric_limits<uint64_t>::max();
     unsigned sample = 1;                                      // record 1 exit in N
-    uint64_t max_events = 2'000'000;                          // then exits are dropped (and counted)
+    uint64_t max_events = 2'000'000;                          // then exits and walks are dropped (and counted)
+    unsigned walk_sample = 64;                                // record 1 page walk in N (0: no walk slices)
 };
 
 struct TraceArg {
@@ -49,9 +51,19 @@ public:
     void counter(uint32_t track, Cycles t, double value);
     uint64_t new_flow_id() { return ++flows_; }
 
-    // Sampling and the size bound, asked before recording an exit's slices.
+    // Sampling and the size bound, asked before recording an exit's slices or a walk.
     bool want_exit();
+    bool want_walk();
     uint64_t dropped_exits() const { return dropped_; }
+    uint64_t dropped_walks() const { return dropped_walks_; }
+
+    // Work a thread's step did in hardware or firmware rather than in KVM (a SEAMCALL leaf,
+    // an RMP instruction, an EL2 hypercall, a broadcast TLBI): also drawn on a track of that
+    // unit under the thread ("vCPU 0: TDX module"), so the hardware's share shows at a glance.
+    // Steps are recognised by the names the backends charge them under (hw_unit()).
+    void hw_slice(const std::string& thread, std::string_view step, Cycles start, Cycles dur);
+    // The unit a step name belongs to ("" for KVM's own work).
+    static std::string_view hw_unit(std::string_view step);
     size_t events() const { return evs_.size(); }
 
     // Writes the file by its extension (atomically); throws std::runtime_error.
@@ -84,7 +96,8 @@ private:
     std::vector<std::string> names_;
     std::map<std::string, uint32_t, std::less<>> name_ids_;
     std::vector<Ev> evs_;
-    uint64_t exits_seen_ = 0, dropped_ = 0, flows_ = 0;
+    std::map<std::string, uint32_t, std::less<>> hw_tracks_;   // "thread: unit" -> track
+    uint64_t exits_seen_ = 0, dropped_ = 0, flows_ = 0, walks_seen_ = 0, dropped_walks_ = 0;
 };
 
 }  // namespace hvsim

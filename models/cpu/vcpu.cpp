@@ -166,8 +166,10 @@ std::optional<mmu::TranslateResult> Vcpu::translate(Gva va, mmu::AccessType at, 
             request_cycles_ += before_guest_;
             before_guest_ = 0;
         }
+        const Cycles t0 = walk_obs_ ? cycles_now() : 0;
         mmu::TranslateResult r =
             gpa_only ? xlat_->translate_gpa(Gpa(va.raw()), at, enc, !insn_xlate_) : xlat_->translate(va, at, enc);
+        if (walk_obs_ && !r.tlb_hit) walk_obs_->walk(t0, va, gpa_only, r);
         add_cycles(r.cycles);
         switch (r.status) {
         case mmu::TranslateResult::Status::ok:

@@ -66,6 +66,16 @@ public:
     virtual bool before_map_gpa_range(Vcpu&, Gpa, uint64_t /*npages*/, bool /*to_private*/) { return true; }
 };
 
+// Sees every page walk of a vCPU (a translation that missed every TLB, faulting or not),
+// with the cycle it started: the trace's sampled walk slices. Not called on TLB hits.
+class WalkObserver {
+public:
+    virtual ~WalkObserver() = default;
+    // gpa_only: a guest-physical translation (the guest kernel's table accesses, guest
+    // instructions on a gPA); otherwise va is the guest-virtual address of a data access.
+    virtual void walk(Cycles start, Gva va, bool gpa_only, const mmu::TranslateResult& r) = 0;
+};
+
 struct AccessSpec {
     enum class Pattern : uint8_t { seq, stride, random } pattern = Pattern::seq;
     bool write = false;
@@ -152,6 +162,8 @@ public:
 
     // The guest's #VC handler (SNP runs); without one a #VC is a model error.
     void set_vc_handler(VcHandler* h) { vc_ = h; }
+    // The trace's walk recorder (nullptr: none).
+    void set_walk_observer(WalkObserver* o) { walk_obs_ = o; }
     // For a guest instruction acting on a guest-physical page (SNP PVALIDATE): its nested
     // translation, taking NPFs like an access but without the physical-access check (the
     // instruction makes its own). nullopt: the vCPU stopped.
@@ -272,6 +284,7 @@ private:
     GuestOs* guest_;
     VcpuHost& host_;
     VcHandler* vc_ = nullptr;
+    WalkObserver* walk_obs_ = nullptr;
     bool insn_xlate_ = false;           // translate_for_insn() in progress
     tlm_utils::tlm_quantumkeeper qk_;
     Cycles pending_ = 0;

@@ -2,7 +2,8 @@
 """hvsim run --trace: the Perfetto protobuf parsed back field by field (the TrackEvent schema of
 perfetto.protos: packets, track descriptors, balanced and nested slices, flows, counters), the
 Chrome JSON loaded, one exit slice per exit the results count, sampling / window / size bounds
-honoured, byte-identical on a rerun, bad options refused. protoc --decode_raw (Debian's
+honoured, sampled page walks and the hardware units' tracks (RMP, TDX module) agreeing with the
+results' counts, byte-identical on a rerun, bad options refused. protoc --decode_raw (Debian's
 protobuf-compiler) must read the file too when it is installed.
 Usage: check_trace.py HVSIM SRCDIR WORKDIR"""
 
@@ -179,6 +180,43 @@ def main():
     rates = [c[2] for c in counters if "hit rate" in c[0]]
     if not rates or any(not 0 <= r <= 100 for r in rates):
         errors.append(f"hit rates outside 0..100: {rates[:5]}")
+
+    # Sampled page walks: 1 in 64 by default on each vCPU's walk track; every walk with
+    # --trace-walks 1, as many as results count, with their references; none with 0.
+    walks = [s for s in slices if s[0].endswith(": page walks")]
+    if not walks or not all("mem_refs" in s[4] and ("gva" in s[4] or "gpa" in s[4]) for s in walks):
+        errors.append(f"page-walk slices: {len(walks)}, or one without mem_refs/address")
+    if not m["walk.count"] // 64 <= len(walks) <= m["walk.count"] // 64 + 1:
+        errors.append(f"default walk sampling: {len(walks)} walk slices for {m['walk.count']} walks")
+    _, sw, _, _ = parse_perfetto_after(run, hvsim, scen, work, "w", "--trace-walks", "1")
+    all_walks = [s for s in sw if s[0].endswith(": page walks")]
+    if len(all_walks) != m["walk.count"]:
+        errors.append(f"--trace-walks 1: {len(all_walks)} walk slices, results count {m['walk.count']} walks")
+    if sum(s[4]["mem_refs"] for s in all_walks) != m["walk.mem_refs"]:
+        errors.append(f"--trace-walks 1: walk slices make {sum(s[4]['mem_refs'] for s in all_walks)} references, "
+                      f"results {m['walk.mem_refs']}")
+    if not any(s[1] == "walk: nested fault" and "fault_gpa" in s[4] for s in all_walks):
+        errors.append("no walk slice ending in a nested fault (the run takes NPFs)")
+    _, sn, _, _ = parse_perfetto_after(run, hvsim, scen, work, "n", "--trace-walks", "0")
+    if any(s[0].endswith(": page walks") for s in sn):
+        errors.append("--trace-walks 0 still recorded walk slices")
+
+    # Hardware and firmware work on tracks of its own: the RMP instructions of an SNP run
+    # (one slice per RMPUPDATE KVM issues), the TDX module's leaves of a TD run.
+    rmp = [s for s in slices if s[0].endswith(": RMP")]
+    if not rmp or any(s[1] not in ("rmpupdate", "psmash", "pvalidate", "rmpadjust", "rmpquery") for s in rmp):
+        errors.append(f"RMP track slices: {sorted({s[1] for s in rmp})}")
+    if sum(1 for s in rmp if s[1] == "rmpupdate") != m["rmp.updates"]:
+        errors.append(f"{sum(1 for s in rmp if s[1] == 'rmpupdate')} rmpupdate slices, results {m['rmp.updates']}")
+    tscen = os.path.join(src, "scenarios/tdx/convert-while-running.json")
+    tm = run(hvsim, tscen, f"{work}/t", "--trace", f"{work}/t.pftrace")["metrics"]
+    _, ts, _, _ = parse_perfetto(f"{work}/t.pftrace")
+    tdx = [s for s in ts if s[0].endswith(": TDX module")]
+    for leaf, metric in (("tdh_mem_page_aug", "tdx.aug"), ("tdh_mem_range_block", "tdx.block"),
+                         ("tdh_mem_track", "tdx.track"), ("tdh_mem_page_remove", "tdx.remove")):
+        n = sum(1 for s in tdx if s[1] == leaf)
+        if n != tm[metric] or n == 0:
+            errors.append(f"TDX module track: {n} {leaf} slices, results {metric} = {tm[metric]}")
 
     # Byte-identical on a rerun.
     run(hvsim, scen, f"{work}/b", "--trace", f"{work}/b.pftrace")

@@ -175,9 +175,17 @@ TEST_CASE("an SNP-style mismatch exits to userspace; armed, the vCPU stops with 
     CHECK(e->size == 0x1000);
     CHECK(e->flags == uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE);
     CHECK(e->err == EFAULT);
-    // Unarmed, the VMM converts the page and re-enters; the retry maps it private.
+    // Unarmed, the VMM converts the page and re-enters; the retry maps it private. The
+    // page is then the guest's in the RMP but not validated: the access raises #VC until the
+    // guest PVALIDATEs it (APM vol. 2 §15.36.10; the guest's side is models/cpu/snp_guest).
     r.m->arm_vcpu(0, false);
-    CHECK(r.touch(0x7000, false, true) == cpu::NpfAction::retry);
+    mmu::TranslateResult t;
+    for (int i = 0; i < 8; ++i) {
+        t = r.hw->translate(Gva(0x7000), mmu::AccessType::read, true);
+        if (t.status != mmu::TranslateResult::Status::npf) break;
+        REQUIRE(r.m->handle_npf(0, t.fault_gpa, t.error_code, r.ctx) == cpu::NpfAction::retry);
+    }
+    CHECK(t.status == mmu::TranslateResult::Status::vc);
     CHECK(r.m->kvm()->kvm_mem_is_private(Gfn(7)));
     CHECK(r.m->conversions().back().to_private);
     CHECK(r.m->conversions().back().trigger == "memory_fault");
