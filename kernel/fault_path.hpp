@@ -42,6 +42,7 @@ public:
     void set_observer(FaultPathObserver* o) { obs_ = o; }
     // One fault in flight per recorder; begin() discards a fault that was never ended.
     void begin() {
+        for (const auto& st : cur_steps_) cur_slot_[st.first] = kNoSlot;
         cur_steps_.clear();
         cur_total_ = 0;
         active_ = true;
@@ -52,12 +53,13 @@ public:
         if (obs_) obs_->fault_charge(step, c);
         cur_total_ += c;
         const uint32_t id = intern(step);
-        for (auto& s : cur_steps_)
-            if (s.first == id) {
-                s.second += c;
-                return;
-            }
-        cur_steps_.emplace_back(id, c);
+        uint32_t& slot = cur_slot_[id];
+        if (slot == kNoSlot) {
+            slot = uint32_t(cur_steps_.size());
+            cur_steps_.emplace_back(id, c);
+        } else {
+            cur_steps_[slot].second += c;
+        }
     }
     void end(std::string_view path) {
         if (!active_) return;
@@ -77,7 +79,16 @@ public:
         ++a.count;
         a.total += cur_total_;
         a.samples.push_back(cur_total_);
-        for (const auto& step : cur_steps_) add_step(a.steps, step.first, step.second);
+        if (a.slot.size() < names_.size()) a.slot.resize(names_.size(), kNoSlot);
+        for (const auto& step : cur_steps_) {
+            uint32_t& slot = a.slot[step.first];
+            if (slot == kNoSlot) {
+                slot = uint32_t(a.steps.size());
+                a.steps.emplace_back(step);
+            } else {
+                a.steps[slot].second += step.second;
+            }
+        }
     }
     bool active() const { return active_; }
     void merge_into(std::map<std::string, FaultPathAgg>& out) const {
@@ -97,25 +108,19 @@ public:
 
 private:
     using Steps = std::vector<std::pair<uint32_t, Cycles>>;   // interned name, cycles; first-seen order
+    static constexpr uint32_t kNoSlot = ~uint32_t(0);
     struct Path {
         uint64_t count = 0;
         Cycles total = 0;
         std::vector<Cycles> samples;
         Steps steps;
+        std::vector<uint32_t> slot;   // interned name -> index in steps (kNoSlot: not yet seen)
     };
-    static void add_step(Steps& steps, uint32_t id, Cycles c) {
-        for (auto& s : steps)
-            if (s.first == id) {
-                s.second += c;
-                return;
-            }
-        steps.emplace_back(id, c);
-    }
     // Charges name their step with string literals, so the name's address finds its id
     // without hashing; the content is still compared (a reused buffer may hold another name).
     uint32_t intern(std::string_view s) {
         Memo& m = memo_[(reinterpret_cast<uintptr_t>(s.data()) >> 3) % memo_.size()];
-        if (m.p == s.data() && m.n == s.size() && names_[m.id] == s) return m.id;
+        if (m.name && m.p == s.data() && m.n == s.size() && std::string_view(*m.name) == s) return m.id;
         uint32_t id;
         if (auto it = ids_.find(s); it != ids_.end()) {
             id = it->second;
@@ -123,14 +128,16 @@ private:
             names_.emplace_back(s);   // a deque: the views in ids_ stay valid
             id = uint32_t(names_.size() - 1);
             ids_.emplace(std::string_view(names_.back()), id);
+            cur_slot_.push_back(kNoSlot);
         }
-        m = {s.data(), s.size(), id};
+        m = {s.data(), s.size(), id, &names_[id]};
         return id;
     }
     struct Memo {
         const char* p = nullptr;
         size_t n = 0;
         uint32_t id = 0;
+        const std::string* name = nullptr;   // names_[id] (deque elements do not move)
     };
     struct LastPath {
         const char* p = nullptr;
@@ -143,6 +150,7 @@ private:
     bool active_ = false;
     Cycles cur_total_ = 0;
     Steps cur_steps_;
+    std::vector<uint32_t> cur_slot_;   // interned name -> index in cur_steps_ (kNoSlot: none yet)
     std::deque<std::string> names_;
     std::unordered_map<std::string_view, uint32_t> ids_;
     std::array<Memo, 64> memo_{};
@@ -150,13 +158,14 @@ private:
     std::map<std::string, Path, std::less<>> paths_;
 };
 
-// Nearest-rank percentile of a sample set (p in [0, 100]); sorts a copy.
+// Nearest-rank percentile of a sample set (p in [0, 100]) of a copy: a selection, not a
+// sort, so reporting a million faults costs linear time.
 inline Cycles percentile(std::vector<Cycles> v, double p) {
     if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
     size_t rank = size_t(p / 100.0 * double(v.size()) + 0.999999);
     if (rank == 0) rank = 1;
     if (rank > v.size()) rank = v.size();
+    std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(rank - 1), v.end());
     return v[rank - 1];
 }
 

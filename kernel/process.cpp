@@ -45,7 +45,7 @@ void VmmProcess::close_all(ExecContext& ctx) {
         pins_.erase(pins_.begin());
         release_pin(p, ctx);
     }
-    while (!anon_.empty()) free_anon_page(anon_.begin()->first, ctx);
+    while (!anon_.empty()) free_anon_page(*anon_.next(0), ctx);
     for (auto& [pfn, pins] : anon_orphans_) {
         mem_.discard(Pfn(pfn));
         alloc_.free(Pfn(pfn), 0);
@@ -336,13 +336,10 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
         h = huge_zero_regions_.erase(h);
         notify = true;
     }
-    if (auto a = anon_.lower_bound(start); a != anon_.end() && a->first < end) notify = true;
+    if (anon_.any_in(start, end)) notify = true;
     if (notify) mmu_notifier_invalidate(start, end, ctx);
-    for (auto it = anon_.lower_bound(start); it != anon_.end() && it->first < end;) {
-        const uint64_t page = it->first;
-        ++it;
-        free_anon_page(page, ctx);
-    }
+    for (auto page = anon_.next(page_up(start)); page && *page < end; page = anon_.next(*page + kPageSize))
+        free_anon_page(*page, ctx);
     // Explicit mappings: cut [start, end) out of each, keeping what is left on each side.
     std::vector<uint64_t> hit;
     for (auto it = maps_.begin(); it != maps_.end(); ++it)
@@ -395,10 +392,10 @@ uint64_t VmmProcess::unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint6
 
 std::optional<Pfn> VmmProcess::replace_anon_page(Hva hva, Pfn pfn) {
     const uint64_t page = page_down(hva.raw());
-    auto it = anon_.find(page);
-    if (it == anon_.end()) return std::nullopt;
-    const Pfn old = it->second.pfn;
-    it->second.pfn = pfn;
+    AnonPage* a = anon_.find(page);
+    if (!a) return std::nullopt;
+    const Pfn old = a->pfn;
+    a->pfn = pfn;
     // The 2M region is no longer one huge page; pins follow the page they hold.
     thp_regions_.erase(page & ~((2ull << 20) - 1));
     for (auto [b, e] = pins_.equal_range(page); b != e; ++b)
@@ -407,9 +404,9 @@ std::optional<Pfn> VmmProcess::replace_anon_page(Hva hva, Pfn pfn) {
 }
 
 std::optional<Pfn> VmmProcess::anon_page(Hva hva) const {
-    auto it = anon_.find(page_down(hva.raw()));
-    if (it == anon_.end()) return std::nullopt;
-    return it->second.pfn;
+    const AnonPage* a = anon_.find(page_down(hva.raw()));
+    if (!a) return std::nullopt;
+    return a->pfn;
 }
 
 void VmmProcess::mmu_notifier_invalidate(uint64_t start, uint64_t end, ExecContext& ctx) {
@@ -425,8 +422,7 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
     r.writable = false;
     const uint64_t region = hva_page & ~((2ull << 20) - 1), region_end = region + (2ull << 20);
     auto region_empty = [&] {
-        auto a = anon_.lower_bound(region);
-        if (a != anon_.end() && a->first < region_end) return false;
+        if (anon_.any_in(region, region_end)) return false;
         auto z = zero_pages_.lower_bound(region);
         return z == zero_pages_.end() || *z >= region_end;
     };
@@ -460,20 +456,19 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
     return r;
 }
 
-VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
-    auto it = anon_.find(hva_page);
-    if (it != anon_.end()) return &it->second;
+AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
+    if (AnonPage* a = anon_.find(hva_page)) return a;
     // A write where a read mapped the zero page: copy-on-write. do_huge_pmd_wp_page()
     // splits a huge zero PMD and copies one 4K page (no huge folio); do_wp_page() replaces
     // a zero-page PTE. Either way the old translation goes first (the MMU notifier tells
     // KVM, which zaps its read-only SPTE).
     bool small_only = false;
     const uint64_t zregion = hva_page & ~((2ull << 20) - 1);
-    if (huge_zero_regions_.erase(zregion)) {
+    if (!huge_zero_regions_.empty() && huge_zero_regions_.erase(zregion)) {
         mmu_notifier_invalidate(zregion, zregion + (2ull << 20), ctx);
         small_only = true;
     }
-    if (zero_pages_.erase(hva_page)) {
+    if (!zero_pages_.empty() && zero_pages_.erase(hva_page)) {
         mmu_notifier_invalidate(hva_page, hva_page + kPageSize, ctx);
         small_only = true;
     }
@@ -487,8 +482,7 @@ VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx
         // populated yet (else the region stays with small pages, as after a split).
         const uint64_t region = hva_page & ~((2ull << 20) - 1);
         const uint64_t region_end = region + (2ull << 20);
-        auto next = anon_.lower_bound(region);
-        if (region_end <= kTaskSizeMax && (next == anon_.end() || next->first >= region_end)) {
+        if (region_end <= kTaskSizeMax && !anon_.any_in(region, region_end)) {
             if (const std::optional<Pfn> h = alloc_.alloc(9)) {
                 ctx.charge("host_fault", costs_.host_fault);
                 ctx.charge("page_alloc", costs_.page_alloc);
@@ -497,11 +491,11 @@ VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx
                 ++stats_.thp_allocated;
                 for (uint64_t i = 0; i < 512; ++i) {
                     mem_.discard(*h + i);
-                    anon_.emplace_hint(anon_.end(), region + (i << kPageShift), AnonPage{*h + i, 0});
+                    anon_.insert(region + (i << kPageShift), AnonPage{*h + i, 0});
                 }
                 stats_.anon_pages_allocated += 512;
                 thp_regions_.insert(region);
-                return &anon_.at(hva_page);
+                return anon_.find(hva_page);
             }
             // No free 2 MiB block: fall back to a small page, as the kernel does.
         }
@@ -514,23 +508,24 @@ VmmProcess::AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx
     mem_.discard(*p);   // a fresh anonymous page reads as zeros
     ++stats_.host_faults;
     ++stats_.anon_pages_allocated;
-    return &anon_.emplace(hva_page, AnonPage{*p, 0}).first->second;
+    return anon_.insert(hva_page, AnonPage{*p, 0});
 }
 
 void VmmProcess::free_anon_page(uint64_t hva_page, ExecContext& ctx) {
-    auto it = anon_.find(hva_page);
-    if (it == anon_.end()) return;
+    const AnonPage* a = anon_.find(hva_page);
+    if (!a) return;
+    const AnonPage page = *a;
     // Freeing part of a huge page splits it (split_huge_pmd()); its pages go back one by one.
-    thp_regions_.erase(hva_page & ~((2ull << 20) - 1));
-    if (it->second.pins) {
-        anon_orphans_[it->second.pfn.raw()] += it->second.pins;
+    if (!thp_regions_.empty()) thp_regions_.erase(hva_page & ~((2ull << 20) - 1));
+    if (page.pins) {
+        anon_orphans_[page.pfn.raw()] += page.pins;
     } else {
-        mem_.discard(it->second.pfn);
-        alloc_.free(it->second.pfn, 0);
+        mem_.discard(page.pfn);
+        alloc_.free(page.pfn, 0);
         ctx.charge("page_free", costs_.page_free);
     }
     ++stats_.anon_pages_freed;
-    anon_.erase(it);
+    anon_.erase(hva_page);
 }
 
 GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) {
@@ -564,14 +559,14 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
         return r;
     }
     // Anonymous memory (implicit guest RAM, or a memfd mapping modelled the same way).
-    if (!write && !anon_.count(hva_page)) return anon_read_fault(hva_page, ctx);
+    if (!write && !anon_.contains(hva_page)) return anon_read_fault(hva_page, ctx);
     AnonPage* a = anon_fault(hva_page, ctx);
     if (!a) {
         r.err = -ENOMEM;
         return r;
     }
     r.pfn = a->pfn;
-    if (thp_regions_.count(hva_page & ~((2ull << 20) - 1))) r.level = PgLevel::k2M;
+    if (!thp_regions_.empty() && thp_regions_.count(hva_page & ~((2ull << 20) - 1))) r.level = PgLevel::k2M;
     return r;
 }
 
@@ -607,7 +602,7 @@ int64_t VmmProcess::pin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
             p.index = m->second.pgoff + ((page - m->first) >> kPageShift);
             p.gmem->pin(p.index);
         } else {
-            ++anon_.at(page).pins;
+            ++anon_.find(page)->pins;
         }
         done.push_back(pins_.emplace(page, std::move(p)));
         ++stats_.pins;
@@ -621,9 +616,9 @@ void VmmProcess::release_pin(const Pin& p, ExecContext& ctx) {
         p.gmem->unpin(p.index, p.pfn, ctx);
         return;
     }
-    auto a = anon_.find(p.hva_page);
-    if (a != anon_.end() && a->second.pfn == p.pfn && a->second.pins) {
-        --a->second.pins;
+    AnonPage* a = anon_.find(p.hva_page);
+    if (a && a->pfn == p.pfn && a->pins) {
+        --a->pins;
         return;
     }
     auto o = anon_orphans_.find(p.pfn.raw());
@@ -670,7 +665,7 @@ HostAccessResult VmmProcess::access(Hva hva, uint64_t size, bool write, ExecCont
             return res;
         }
         const bool anon = m == maps_.end() || m->second.kind != FileKind::guest_memfd;
-        if (anon && !write && page < kTaskSizeMax && !anon_.count(page)) {
+        if (anon && !write && page < kTaskSizeMax && !anon_.contains(page)) {
             pfn.reset();   // untouched anonymous memory reads the zero page
         } else {
             const GupResult g = fault_in(page, write, ctx);

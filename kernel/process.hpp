@@ -17,6 +17,7 @@
 #include <set>
 #include <vector>
 
+#include "kernel/anon_pages.hpp"
 #include "kernel/costs.hpp"
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
@@ -209,10 +210,6 @@ private:
         uint64_t pgoff = 0;                   // file page at the mapping's start
         std::map<uint64_t, Pfn> ptes;         // file page index -> page, faulted in
     };
-    struct AnonPage {
-        Pfn pfn;
-        uint32_t pins = 0;
-    };
     struct Pin {
         uint64_t hva_page;
         std::shared_ptr<GuestMemfd> gmem;     // null: anonymous page
@@ -253,7 +250,7 @@ private:
     uint64_t next_ino_ = 1;
     std::map<uint64_t, Mapping> maps_;            // start hva -> mapping
     uint64_t mmap_next_ = kMmapBase;
-    std::map<uint64_t, AnonPage> anon_;           // hva page -> page
+    AnonPageTable anon_;                          // hva page -> page
     bool thp_ = false;
     std::set<uint64_t> thp_regions_;              // 2M-aligned hvas backed by one intact huge page
     std::set<uint64_t> huge_zero_regions_;        // 2M-aligned hvas mapped to the huge zero page

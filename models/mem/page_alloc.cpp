@@ -1,5 +1,6 @@
 #include "models/mem/page_alloc.hpp"
 
+#include <new>
 #include <stdexcept>
 
 namespace hvsim {
@@ -8,6 +9,8 @@ HostPageAllocator::HostPageAllocator(Hpa base, uint64_t size_bytes) {
     const uint64_t gib = 1ull << 30;
     if (!is_aligned(base.raw(), gib) || !is_aligned(size_bytes, gib) || size_bytes == 0)
         throw std::invalid_argument("host memory base and size must be non-zero multiples of 1 GiB");
+    free_.reserve(kMaxOrder + 1);
+    for (unsigned o = 0; o <= kMaxOrder; ++o) free_.emplace_back(FreeListNodeAlloc<uint64_t>(pool_.get()));
     for (uint64_t off = 0; off < size_bytes; off += gib)
         free_[kMaxOrder].insert((base.raw() + off) >> kPageShift);
     total_pages_ = free_pages_ = size_bytes >> kPageShift;

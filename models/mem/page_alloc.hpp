@@ -4,13 +4,70 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "models/common/types.hpp"
 
 namespace hvsim {
+
+// Recycles the free lists' tree nodes: a page fault splits a block and a free merges
+// buddies, each an erase and an insert, so without this every fault is a heap allocation
+// and a heap free. Blocks of one size (the node size) are reused; others go to the heap.
+class FreeListNodePool {
+public:
+    FreeListNodePool() = default;
+    FreeListNodePool(const FreeListNodePool&) = delete;
+    FreeListNodePool& operator=(const FreeListNodePool&) = delete;
+    ~FreeListNodePool() {
+        while (head_) {
+            Free* n = head_->next;
+            ::operator delete(head_);
+            head_ = n;
+        }
+    }
+    void* get(size_t bytes) {
+        if (bytes == size_ && head_) {
+            Free* f = head_;
+            head_ = f->next;
+            return f;
+        }
+        return ::operator new(bytes);
+    }
+    void put(void* p, size_t bytes) {
+        if (size_ == 0 && bytes >= sizeof(Free)) size_ = bytes;
+        if (bytes != size_) {
+            ::operator delete(p);
+            return;
+        }
+        head_ = new (p) Free{head_};
+    }
+
+private:
+    struct Free {
+        Free* next;
+    };
+    size_t size_ = 0;   // the one block size kept (the first freed, a tree node)
+    Free* head_ = nullptr;
+};
+
+template <class T>
+struct FreeListNodeAlloc {
+    using value_type = T;
+    FreeListNodePool* pool;
+    explicit FreeListNodeAlloc(FreeListNodePool* p) : pool(p) {}
+    template <class U>
+    FreeListNodeAlloc(const FreeListNodeAlloc<U>& o) : pool(o.pool) {}
+    T* allocate(size_t n) { return static_cast<T*>(pool->get(n * sizeof(T))); }
+    void deallocate(T* p, size_t n) { pool->put(p, n * sizeof(T)); }
+    template <class U>
+    bool operator==(const FreeListNodeAlloc<U>& o) const { return pool == o.pool; }
+};
 
 class HostPageAllocator {
 public:
@@ -18,6 +75,8 @@ public:
 
     // base and size must be 1 GiB aligned.
     HostPageAllocator(Hpa base, uint64_t size_bytes);
+    HostPageAllocator(const HostPageAllocator&) = delete;
+    HostPageAllocator& operator=(const HostPageAllocator&) = delete;
 
     std::optional<Pfn> alloc(unsigned order);
     void free(Pfn pfn, unsigned order);
@@ -27,7 +86,10 @@ public:
     uint64_t used_pages() const { return total_pages_ - free_pages_; }
 
 private:
-    std::array<std::set<uint64_t>, kMaxOrder + 1> free_;
+    using FreeList = std::set<uint64_t, std::less<uint64_t>, FreeListNodeAlloc<uint64_t>>;
+    // Declared before the lists: destroyed after them, so their nodes come back first.
+    std::unique_ptr<FreeListNodePool> pool_ = std::make_unique<FreeListNodePool>();
+    std::vector<FreeList> free_;   // per order: first pfn of each free block, lowest first
     uint64_t free_pages_ = 0;
     uint64_t total_pages_ = 0;
 };

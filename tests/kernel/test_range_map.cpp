@@ -66,3 +66,86 @@ TEST_CASE("range map: ranges up to the top of the key space", "[range_map]") {
     m.erase(0, ~0ull);
     REQUIRE(m.empty());
 }
+
+// ---- the VMM's anonymous page table (kernel/anon_pages.hpp) ----
+#include "kernel/anon_pages.hpp"
+
+TEST_CASE("anon page table: insert, find, erase across leaves", "[range_map][anon]") {
+    using hvsim::kvm::AnonPage;
+    using hvsim::kvm::AnonPageTable;
+    AnonPageTable t;
+    const uint64_t base = 0x7f0000000000ull;
+    REQUIRE(t.empty());
+    REQUIRE_FALSE(t.next(0));
+    // Pages 15, 16 and 40: three different 16-page leaves.
+    for (uint64_t i : {15u, 16u, 40u}) t.insert(base + (i << kPageShift), AnonPage{Pfn(1000 + i), 0});
+    REQUIRE(t.size() == 3);
+    REQUIRE(t.contains(base + (16 << kPageShift)));
+    REQUIRE_FALSE(t.contains(base + (17 << kPageShift)));
+    REQUIRE(t.find(base + (40 << kPageShift))->pfn == Pfn(1040));
+    // next() is lower_bound over pages: within a leaf, then in the following leaves.
+    REQUIRE(*t.next(base) == base + (15 << kPageShift));
+    REQUIRE(*t.next(base + (16 << kPageShift)) == base + (16 << kPageShift));
+    REQUIRE(*t.next(base + (17 << kPageShift)) == base + (40 << kPageShift));
+    REQUIRE_FALSE(t.next(base + (41 << kPageShift)));
+    REQUIRE(t.any_in(base + (17 << kPageShift), base + (41 << kPageShift)));
+    REQUIRE_FALSE(t.any_in(base + (17 << kPageShift), base + (40 << kPageShift)));
+    // A pointer stays valid while other pages come and go; pins live in the entry.
+    AnonPage* p = t.find(base + (16 << kPageShift));
+    p->pins = 2;
+    t.insert(base + (17 << kPageShift), AnonPage{Pfn(7), 0});
+    REQUIRE(t.erase(base + (15 << kPageShift)));
+    REQUIRE_FALSE(t.erase(base + (15 << kPageShift)));
+    REQUIRE(t.find(base + (16 << kPageShift))->pins == 2u);
+    REQUIRE(p == t.find(base + (16 << kPageShift)));
+    // Emptying a leaf drops it; the remembered leaf must not outlive it.
+    REQUIRE(t.erase(base + (40 << kPageShift)));
+    REQUIRE_FALSE(t.find(base + (40 << kPageShift)));
+    t.insert(base + (40 << kPageShift), AnonPage{Pfn(9), 0});
+    REQUIRE(t.find(base + (40 << kPageShift))->pfn == Pfn(9));
+    REQUIRE(t.size() == 3);
+    while (!t.empty()) REQUIRE(t.erase(*t.next(0)));
+    REQUIRE_FALSE(t.next(0));
+}
+
+TEST_CASE("anon page table: a 2 MiB region filled page by page is 32 leaves, found in order", "[range_map][anon]") {
+    using hvsim::kvm::AnonPage;
+    using hvsim::kvm::AnonPageTable;
+    AnonPageTable t;
+    const uint64_t region = 0x40000000ull;
+    for (uint64_t i = 0; i < 512; ++i) t.insert(region + (i << kPageShift), AnonPage{Pfn(5000 + i), 0});
+    REQUIRE(t.size() == 512);
+    uint64_t n = 0, expect = region;
+    for (auto p = t.next(region); p && *p < region + (2ull << 20); p = t.next(*p + kPageSize)) {
+        REQUIRE(*p == expect);
+        REQUIRE(t.find(*p)->pfn == Pfn(5000 + n));
+        expect += kPageSize;
+        ++n;
+    }
+    REQUIRE(n == 512);
+    REQUIRE_FALSE(t.any_in(region + (2ull << 20), region + (4ull << 20)));
+    REQUIRE_FALSE(t.any_in(0, region));
+}
+
+// ---- fault-path percentiles (kernel/fault_path.hpp): a selection must give the sorted rank ----
+#include <algorithm>
+#include <random>
+
+#include "kernel/fault_path.hpp"
+
+TEST_CASE("fault path percentile: nearest rank of the sorted samples", "[fault_path]") {
+    REQUIRE(hvsim::kvm::percentile({}, 50) == 0u);
+    REQUIRE(hvsim::kvm::percentile({7}, 99) == 7u);
+    REQUIRE(hvsim::kvm::percentile({30, 10, 20}, 50) == 20u);   // rank ceil(1.5) = 2
+    REQUIRE(hvsim::kvm::percentile({30, 10, 20}, 0) == 10u);
+    REQUIRE(hvsim::kvm::percentile({30, 10, 20}, 100) == 30u);
+    std::mt19937_64 rng(3);
+    std::vector<Cycles> v(1001);
+    for (auto& x : v) x = rng() % 500;   // duplicates too
+    std::vector<Cycles> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    for (double p : {1.0, 50.0, 90.0, 99.0, 99.9}) {
+        size_t rank = size_t(p / 100.0 * double(v.size()) + 0.999999);
+        REQUIRE(hvsim::kvm::percentile(v, p) == sorted[rank - 1]);
+    }
+}

@@ -15,6 +15,10 @@
 //   scale     a 1 TiB sw_protected guest (in-place conversion) with 4 GiB of private memory
 //             touched by one 8-byte store per page, then 64 GiB converted to shared and back:
 //             peak host memory and the conversion's host time.
+//   vcpus64   the quickstart workload (first touch, read-back and random reads on every vCPU) on
+//             64 vCPUs and on 2: host time per guest access of each (vcpus1024: 1,024 vCPUs; peak RSS).
+//   sev-pin   legacy SEV: KVM_MEMORY_ENCRYPT_REG_REGION over 64 GiB of guest RAM, then unregister.
+//   convert-1t  a 1 TiB guest_memfd guest, 16 MiB touched, converted to private and back.
 //
 // SystemC elaborates once per process, so each workload runs in a child process.
 #include <CLI/CLI.hpp>
@@ -25,6 +29,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "sim/engine.hpp"
 #include "sim/loader.hpp"
@@ -99,12 +106,58 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": [], "content_policy": "zero"}}},
             {"ioctl": {"set_memory_attributes2": {"guest_memfd": "g0", "offset": 0, "size": "64GiB", "attributes": ["private"], "content_policy": "preserve"}}}
           ]})";
+    // Many vCPUs: the quickstart workload (first touch of 64 MiB, a read-back and random
+    // reads on every vCPU) with `n` vCPUs; the random reads are split between the vCPUs so
+    // the run does the same number of accesses whatever n is.
+    if (w.rfind("vcpus-n", 0) == 0) {
+        const uint64_t vcpus = std::stoull(w.substr(7));
+        return fmt::format(R"({{"name": "bench-vcpus", "seed": 1,
+          "vm": {{"vcpus": {}, "guest_paging": "4-level",
+                 "memslots": [{{"slot": 0, "gpa": 0, "size": "1GiB", "userspace_addr": "0x7f0000000000"}}]}},
+          "steps": [
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "64MiB", "pattern": "seq", "op": "write", "value": "0x5a"}}}},
+            {{"vcpu": "all", "access": {{"gpa": 0, "size": "64KiB", "op": "read"}}}},
+            {{"vcpu": "all", "access": {{"gpa": 0, "size": "64MiB", "pattern": "random", "count": {}, "op": "read"}}}}
+          ]}})", vcpus, std::max<uint64_t>(1, n / vcpus));
+    }
+    // Legacy SEV pinning: KVM_MEMORY_ENCRYPT_REG_REGION over 64 GiB of guest RAM (every page
+    // faulted in and pinned long-term, sev_pin_memory()), then unregistered.
+    if (w == "sev-pin")
+        return R"({"name": "bench-sev-pin", "vm": {"type": "sev", "vcpus": 1, "guest_paging": "none",
+                 "memslots": [{"slot": 0, "gpa": 0, "size": "64GiB", "userspace_addr": "0x10000000000"}]},
+          "steps": [
+            {"ioctl": {"memory_encrypt_reg_region": {"addr": "0x10000000000", "size": "64GiB"}}},
+            {"ioctl": {"memory_encrypt_unreg_region": {"addr": "0x10000000000", "size": "64GiB"}}}
+          ]})";
+    // A 1 TiB conversion: a 1 TiB guest_memfd guest with 16 MiB touched, all of it made
+    // private and back with KVM_SET_MEMORY_ATTRIBUTES (per-VM attributes).
+    if (w == "convert-1t")
+        return R"({"name": "bench-convert-1t", "params": {"kvm.config.vm_memory_attributes": true},
+          "vm": {"type": "sw_protected", "vcpus": 1, "guest_paging": "none",
+                 "guest_memfd": [{"id": "g0", "size": "1TiB"}],
+                 "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "1TiB",
+                               "userspace_addr": "0x10000000000", "guest_memfd": "g0"}]},
+          "steps": [
+            {"vcpu": 0, "access": {"gpa": 0, "size": "16MiB", "pattern": "stride", "stride": 4096, "op": "write", "value": 1}},
+            {"ioctl": {"set_memory_attributes": {"gpa": 0, "size": "1TiB", "attributes": ["private"]}}},
+            {"ioctl": {"set_memory_attributes": {"gpa": 0, "size": "1TiB", "attributes": []}}}
+          ]})";
     throw std::invalid_argument("unknown workload " + w);
 }
 
-int run_workload(const std::string& w, uint64_t n, const std::vector<std::pair<std::string, std::string>>& sets) {
+double peak_rss_mib() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_maxrss) / 1024.0;
+}
+
+int run_workload(const std::string& w, uint64_t n, const std::vector<std::pair<std::string, std::string>>& sets,
+                 bool no_guest_paging) {
     auto s = load_scenario_text(scenario_text(w, n), "bench-" + w);
     apply_scenario_sets(s, sets);   // --set vm.type=snp, platform=...: the same workload on another VM
+    // arm64 guests run without guest stage-1 tables (not modelled): compare them with an x86
+    // run that has no guest paging either.
+    if (no_guest_paging) s.vm.guest_paging_levels = 0;
     const auto p = resolve_params(s, sets);
     RunOptions opt;
     opt.check_invariants = false;
@@ -118,6 +171,26 @@ int run_workload(const std::string& w, uint64_t n, const std::vector<std::pair<s
         return 1;
     }
     const auto& steps = out.results.at("steps");
+    if (w.rfind("vcpus-n", 0) == 0) {
+        // Host time per guest access over the read-back and the random reads (the first
+        // touch is setup), and the process's peak RSS.
+        const uint64_t acc = steps[1].at("accesses").get<uint64_t>() + steps[2].at("accesses").get<uint64_t>();
+        const double secs = out.step_wall_s[1] + out.step_wall_s[2];
+        fmt::print("vcpus {} {} {:.6f} {:.1f}\n", w.substr(7), acc, secs, peak_rss_mib());
+        return 0;
+    }
+    if (w == "sev-pin") {
+        const auto& m = out.results.at("metrics");
+        fmt::print("{:<8} 64 GiB KVM_MEMORY_ENCRYPT_REG_REGION: {:.3f} s ({} pages pinned), unregister {:.3f} s; "
+                   "peak host RSS {:.0f} MiB\n",
+                   w, out.step_wall_s[0], m.at("process.pins").get<uint64_t>(), out.step_wall_s[1], peak_rss_mib());
+        return 0;
+    }
+    if (w == "convert-1t") {
+        fmt::print("{:<8} 1 TiB to private {:.3f} ms, back to shared {:.3f} ms ({} pages touched); peak host RSS {:.0f} MiB\n",
+                   w, out.step_wall_s[1] * 1e3, out.step_wall_s[2] * 1e3, 4096, peak_rss_mib());
+        return 0;
+    }
     if (w == "scale") {
         rusage ru{};
         getrusage(RUSAGE_SELF, &ru);
@@ -158,8 +231,13 @@ int sc_main(int argc, char* argv[]) {
     CLI::App app{"hvsim-bench: simulated accesses per host second"};
     std::vector<std::string> workloads{"tlb-hit", "walk", "fault", "convert", "scale"};
     uint64_t scale = 100;
-    app.add_option("workloads", workloads, "tlb-hit, walk, fault, convert, scale, tlb-hit-private, walk-private");
+    app.add_option("workloads", workloads,
+                   "tlb-hit, walk, fault, convert, scale, tlb-hit-private, walk-private, vcpus64, vcpus1024, sev-pin, "
+                   "convert-1t");
     app.add_option("--scale", scale, "Percent of the default access counts (callgrind runs use ~1)");
+    bool no_guest_paging = false;
+    app.add_flag("--no-guest-paging", no_guest_paging,
+                 "Run the workloads with \"guest_paging\": \"none\" (what arm64 stage-2 VMs need)");
     std::vector<std::string> set_args;
     app.add_option("--set", set_args, "Scenario/parameter override for every workload (vm.type=snp, platform=...)");
     CLI11_PARSE(app, argc, argv);
@@ -171,15 +249,38 @@ int sc_main(int argc, char* argv[]) {
         return 2;
     }
     int rc = 0;
+    // vcpusN: the quickstart workload on N vCPUs and on 2, in two processes (vcpus-nN).
+    struct VcpuRun {
+        uint64_t vcpus, accesses;
+        double secs, rss_mib;
+    };
+    std::vector<VcpuRun> vcpu_runs;
+    std::vector<std::string> runs;
     for (const auto& w : workloads) {
-        uint64_t n = w.rfind("tlb-hit", 0) == 0 ? 20000000 : w.rfind("walk", 0) == 0 ? 4000000 : w == "fault" ? 65536 : 0;
+        if (w.rfind("vcpus", 0) == 0 && w.rfind("vcpus-n", 0) != 0) {
+            runs.push_back("vcpus-n2");
+            runs.push_back("vcpus-n" + w.substr(5));
+        } else {
+            runs.push_back(w);
+        }
+    }
+    for (const auto& w : runs) {
+        uint64_t n = w.rfind("tlb-hit", 0) == 0 ? 20000000
+                     : w.rfind("walk", 0) == 0  ? 4000000
+                     : w == "fault"             ? 65536
+                     : w.rfind("vcpus", 0) == 0 ? 2000000
+                                                : 0;
         n = std::max<uint64_t>(1, n * scale / 100);
         std::fflush(stdout);
+        int fds[2];
+        if (pipe(fds)) return 2;
         const pid_t pid = fork();
         if (pid == 0) {
+            close(fds[0]);
+            dup2(fds[1], STDOUT_FILENO);
             int r = 1;
             try {
-                r = run_workload(w, n, sets);
+                r = run_workload(w, n, sets, no_guest_paging);
             } catch (const std::exception& e) {
                 fmt::print(stderr, "bench {}: {}\n", w, e.what());
                 r = 2;
@@ -187,9 +288,29 @@ int sc_main(int argc, char* argv[]) {
             std::fflush(stdout);
             _exit(r);
         }
+        close(fds[1]);
+        std::string text;
+        char buf[4096];
+        for (ssize_t k; (k = read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, size_t(k));
+        close(fds[0]);
         int status = 0;
         waitpid(pid, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status)) rc = std::max(rc, WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+        fmt::print("{}", text);
+        VcpuRun v{};
+        if (std::sscanf(text.c_str(), "vcpus %lu %lu %lf %lf", &v.vcpus, &v.accesses, &v.secs, &v.rss_mib) == 4)
+            vcpu_runs.push_back(v);
+    }
+    // Host nanoseconds per guest access of each vCPU count, against the 2-vCPU run before it.
+    for (size_t i = 0; i < vcpu_runs.size(); ++i) {
+        const auto& v = vcpu_runs[i];
+        const double ns = v.secs * 1e9 / double(std::max<uint64_t>(1, v.accesses));
+        double base = 0;
+        for (size_t j = 0; j < i; ++j)
+            if (vcpu_runs[j].vcpus == 2) base = vcpu_runs[j].secs * 1e9 / double(std::max<uint64_t>(1, vcpu_runs[j].accesses));
+        fmt::print("vcpus{:<5} {:>10} accesses, {:7.1f} ns per access{}; peak host RSS {:.0f} MiB\n", v.vcpus, v.accesses,
+                   ns, base > 0 && v.vcpus != 2 ? fmt::format(" ({:.2f}x the 2-vCPU run)", ns / base) : "",
+                   v.rss_mib);
     }
     return rc;
 }

@@ -1,0 +1,116 @@
+// The VMM's anonymous pages by host virtual page: the stand-in for the process page
+// tables' PTEs of anonymous memory. Pages are kept in 16-page leaves (a bitmap of present
+// pages and the pages themselves) in an ordered map, and the last leaf used is remembered:
+// a first touch next to the previous one is an array store, not a tree insert and a heap
+// allocation per page, and a 2 MiB THP region is 32 leaves, not 512 nodes. Ordered, so
+// range operations (munmap, "is this 2M region empty") visit only what is there.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "models/common/types.hpp"
+
+namespace hvsim::kvm {
+
+struct AnonPage {
+    Pfn pfn;
+    uint32_t pins = 0;   // long-term pins (pin_user_pages(FOLL_LONGTERM)) on this page
+};
+
+class AnonPageTable {
+public:
+    static constexpr unsigned kLeafPages = 16;
+
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+
+    // The page mapped at hva_page (page-aligned), or null.
+    AnonPage* find(uint64_t hva_page) {
+        Leaf* l = leaf(key_of(hva_page));
+        const unsigned b = bit_of(hva_page);
+        return l && (l->present >> b & 1) ? &l->pages[b] : nullptr;
+    }
+    const AnonPage* find(uint64_t hva_page) const { return const_cast<AnonPageTable*>(this)->find(hva_page); }
+    bool contains(uint64_t hva_page) const { return find(hva_page) != nullptr; }
+
+    // Map p at hva_page, which must not be mapped; the stored page (stable until erased).
+    AnonPage* insert(uint64_t hva_page, AnonPage p) {
+        const uint64_t key = key_of(hva_page);
+        Leaf* l = leaf(key);
+        if (!l) {
+            l = &leaves_.try_emplace(key).first->second;
+            last_key_ = key;
+            last_ = l;
+        }
+        const unsigned b = bit_of(hva_page);
+        l->present |= uint16_t(1u << b);
+        l->pages[b] = p;
+        ++size_;
+        return &l->pages[b];
+    }
+
+    // Unmap hva_page; false if it was not mapped.
+    bool erase(uint64_t hva_page) {
+        const uint64_t key = key_of(hva_page);
+        Leaf* l = leaf(key);
+        const unsigned b = bit_of(hva_page);
+        if (!l || !(l->present >> b & 1)) return false;
+        l->present &= uint16_t(~(1u << b));
+        l->pages[b] = AnonPage{};
+        --size_;
+        if (!l->present) {
+            leaves_.erase(key);
+            last_ = nullptr;
+        }
+        return true;
+    }
+
+    // The lowest mapped hva page >= hva_page (page-aligned), if any.
+    std::optional<uint64_t> next(uint64_t hva_page) const {
+        const uint64_t key = key_of(hva_page);
+        auto it = leaves_.lower_bound(key);
+        if (it != leaves_.end() && it->first == key) {
+            const uint32_t above = uint32_t(it->second.present) >> bit_of(hva_page) << bit_of(hva_page);
+            if (above) return page_at(key, unsigned(std::countr_zero(above)));
+            ++it;
+        }
+        if (it == leaves_.end()) return std::nullopt;
+        return page_at(it->first, unsigned(std::countr_zero(uint32_t(it->second.present))));
+    }
+    // Whether any page of [start, end) is mapped.
+    bool any_in(uint64_t start, uint64_t end) const {
+        const auto n = next(start);
+        return n && *n < end;
+    }
+
+private:
+    struct Leaf {
+        uint16_t present = 0;   // bit i: page key + i is mapped
+        std::array<AnonPage, kLeafPages> pages{};
+    };
+    static_assert(kLeafPages == 16, "the present bitmap is 16 bits");
+
+    static uint64_t key_of(uint64_t hva_page) { return (hva_page >> kPageShift) & ~uint64_t(kLeafPages - 1); }
+    static unsigned bit_of(uint64_t hva_page) { return unsigned(hva_page >> kPageShift) & (kLeafPages - 1); }
+    static uint64_t page_at(uint64_t key, unsigned b) { return (key + b) << kPageShift; }
+
+    Leaf* leaf(uint64_t key) {
+        if (last_ && last_key_ == key) return last_;
+        auto it = leaves_.find(key);
+        if (it == leaves_.end()) return nullptr;
+        last_key_ = key;
+        last_ = &it->second;
+        return last_;
+    }
+
+    std::map<uint64_t, Leaf> leaves_;   // first page index of the leaf -> leaf
+    size_t size_ = 0;
+    uint64_t last_key_ = 0;
+    Leaf* last_ = nullptr;              // the leaf of last_key_ (map nodes do not move)
+};
+
+}  // namespace hvsim::kvm
