@@ -1017,6 +1017,7 @@ private:
         const bool write = name == "write";
         std::vector<std::string> keys = {"guest_memfd", "mapping", "offset", "userspace_addr", "size"};
         if (write) keys.push_back("value");
+        if (write || name == "read") keys.push_back("who");
         object(a, p, keys, "a host " + name + " object");
         h.op = name == "read"    ? scn::HostAccess::Op::read
                : write           ? scn::HostAccess::Op::write
@@ -1039,6 +1040,13 @@ private:
         if (ua) h.userspace_addr = size_value(*ua, p + "/userspace_addr");
         h.size = size_value(req(a, p, "size"), p + "/size");
         if (write) h.value = byte_value(req(a, p, "value"), p + "/value");
+        if (auto* v = opt(a, "who")) {
+            const std::string who = string_value(*v, p + "/who");
+            if (who != "vmm" && who != "kernel") expected(p + "/who", "\"vmm\" or \"kernel\"", describe(*v));
+            h.kernel = who == "kernel";
+            // The kernel reaches the VMM's memory through the VMM's address space (uaccess).
+            if (h.kernel && !ua) expected(p + "/who", "\"kernel\" only with userspace_addr", describe(*v));
+        }
         st.op = h;
     }
 

@@ -71,8 +71,10 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         c.s2_granule = g == "64K" ? stage2::Granule::k64K : g == "16K" ? stage2::Granule::k16K : stage2::Granule::k4K;
         if (c.s2_granule != stage2::Granule::k4K) {
             if (s.vm.type == "pkvm")
-                throw std::invalid_argument("s2.granule " + g + ": pKVM's page ownership is modelled with 4 KiB pages; "
-                                            "a pkvm VM runs with s2.granule 4K");
+                throw std::invalid_argument(
+                    "s2.granule " + g + ": pKVM works in the host's PAGE_SIZE (a protected guest learns it from "
+                    "HYP_MEMINFO), but hvsim's host has 4 KiB base pages and pKVM's ownership is modelled per 4 KiB "
+                    "page, so a " + g + " protected page is not modelled; a pkvm VM runs with s2.granule 4K");
             if (!p.get_bool("host.thp"))
                 throw std::invalid_argument("s2.granule " + g + ": the simulated host's base pages are 4 KiB, so a " + g +
                                             " stage-2 page must come from a transparent huge page; set host.thp");
@@ -191,6 +193,14 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.snp_guest.vmgexit_cycles = p.get_u64("cost.snp_vmgexit");
     c.snp_guest.pvalidate_4k = p.get_u64("cost.pvalidate_4k");
     c.snp_guest.pvalidate_2m = p.get_u64("cost.pvalidate_2m");
+    c.arm64_guest_exit = p.get_u64("cost.arm64_guest_exit");
+    c.arm64_guest_entry = p.get_u64("cost.arm64_guest_entry");
+    c.pkvm_hyp_vcpu_sync = p.get_u64("cost.pkvm_hyp_vcpu_sync");
+    c.s2_pte_write = p.get_u64("cost.arm64_s2_pte_write");
+    c.tlbi = stage2::TlbiCosts{p.get_u64("cost.arm64_tlbi_ipas2e1is"), p.get_u64("cost.arm64_tlbi_vmalle1is"),
+                               p.get_u64("cost.arm64_tlbi_vmalls12e1is"), p.get_u64("cost.arm64_tlbi_local"),
+                               p.get_u64("cost.arm64_dsb_ish"), p.get_u64("cost.arm64_dsb_ishst"),
+                               p.get_u64("cost.arm64_dsb_nsh"), p.get_u64("cost.arm64_isb")};
     c.pkvm.host_hvc = p.get_u64("cost.pkvm_hvc");
     c.pkvm.guest_hvc = p.get_u64("cost.pkvm_guest_hvc");
     c.pkvm.cmo_2m = p.get_u64("cost.pkvm_cmo_2m");
@@ -200,6 +210,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     c.pkvm_conversion = p.get_string("pkvm.conversion") == "copy" ? kvm::arm64::PkvmConversion::copy
                                                                   : kvm::arm64::PkvmConversion::in_place;
     c.pkvm_relinquish_el2 = p.get_string("pkvm.relinquish") == "el2";
+    c.kvm_profile = p.get_string("kvm.profile");
     return c;
 }
 
@@ -257,18 +268,22 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     // on for guest page-table walks, APM vol. 2 §15.34.5): the arch ops say which VMs.
     cfg_.mmu.guest_tables_encrypted = kvm_->arch().guest_tables_private();
     if (cfg_.stage2) {
-        // Broadcast TLB maintenance: the preset's cost of KVM's leaf sequence
-        // (cost.tlb_flush_remote_ipi: DSB ISHST, IPAS2E1IS, DSB ISH, VMALLE1IS, DSB ISH, ISB)
-        // is spread over its three DSBs, which wait for the broadcast; the local (NSH)
-        // sequence (cost.tlb_flush_local) likewise.
+        // Broadcast TLB maintenance (no IPIs on arm64): each TLBI, DSB and ISB at its own cost.
         const auto& k = cfg_.costs;
-        tlbi_domain_ = stage2::TlbiDomain(stage2::TlbiCosts{0, k.tlb_flush_remote_ipi / 3, k.tlb_flush_local / 3, 0});
+        tlbi_domain_ = stage2::TlbiDomain(cfg_.tlbi);
         tlbi_domain_.add_sink(&bbm_);
         if (cfg_.stage2_sink) tlbi_domain_.add_sink(cfg_.stage2_sink);
+        // The world switch is EL2's (__kvm_vcpu_run()), not VMRUN / VM entry: every exit and
+        // entry of an arm64 guest is charged the arm64 costs. A protected VM runs on EL2's copy
+        // of the vCPU, synced with the host's around each run (flush_hyp_vcpu() /
+        // sync_hyp_vcpu(), nvhe/hyp-main.c): charged with the exit.
+        cfg_.costs.vmexit = cfg_.arm64_guest_exit;
+        cfg_.costs.vmentry = cfg_.arm64_guest_entry;
+        if (kvm_->type() == kvm::VmType::pkvm) cfg_.costs.vmexit += cfg_.pkvm_hyp_vcpu_sync;
         kvm::arm64::Arm64MmuCosts ac;
         ac.handle_guest_abort = k.kvm_mmu_page_fault;
         ac.mmu_lock = k.mmu_lock;
-        ac.pgtable.pte_write = k.spte_write;
+        ac.pgtable.pte_write = cfg_.s2_pte_write;
         // FEAT_S2FWB (mandatory from Armv8.4; Neoverse N2 is Armv9.0): no CMO before a map,
         // so cmo_per_page is never charged. CTR_EL0.DIC: no I-cache maintenance for exec.
         arm64_ = std::make_unique<kvm::arm64::Arm64Mmu>(*kvm_, mem_, alloc_,
@@ -330,7 +345,19 @@ std::vector<std::string> Machine::warnings() const {
     const auto host = cfg_.stage2                                            ? kvm::HostPaging::arm64_stage2
                       : cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
                                                                        : kvm::HostPaging::amd_npt;
-    return ops.unmodelled(host);
+    std::vector<std::string> w = ops.unmodelled(host);
+    // Which kernel a protected VM follows (docs/arm64.md, "Kernel profiles"): pKVM's
+    // protected-VM memory arrived in Linux 7.1; the in-place conversion proposal would back it
+    // with guest_memfd.
+    if (pkvm_ && cfg_.kvm_profile == "linux-6.18")
+        w.push_back("kvm.profile linux-6.18: upstream Linux 6.18 cannot run protected VMs (pKVM's protected-VM memory, "
+                    "KVM_VM_TYPE_ARM_PROTECTED, arrived in Linux 7.1); this run follows Linux 7.1's pKVM (kvm.profile "
+                    "linux-7.2 selects it without this warning)");
+    if (pkvm_ && cfg_.kvm_profile == "inplace")
+        w.push_back("kvm.profile inplace: the in-place conversion proposal backs a protected VM's memory with "
+                    "guest_memfd; not modelled: the memory here is the memslots' anonymous memory, pinned page by page "
+                    "as in Linux 7.1 (the in-place MEM_SHARE / MEM_UNSHARE at EL2 is the same in both)");
+    return w;
 }
 
 Machine::~Machine() {
@@ -628,6 +655,20 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
                     }
                     return;
                 }
+                if (op.kernel && pkvm_ && (op.op == Op::read || op.op == Op::write)) {
+                    // The host kernel's access (EL1) through the VMM's address space: a page
+                    // the host gave away is taken back by force before the access retries
+                    // (a VMM access would get SIGSEGV instead). Other VMs have no host stage 2.
+                    const uint64_t first = *op.userspace_addr & ~(kPageSize - 1);
+                    for (uint64_t a = first; a < *op.userspace_addr + op.size; a += kPageSize) {
+                        const auto pfn = P.anon_page(Hva(a));
+                        if (!pfn) continue;
+                        if (const int r = pkvm_->host_kernel_access(*pfn, ctx); r < 0) {
+                            set_err(o, r);
+                            return;
+                        }
+                    }
+                }
                 switch (op.op) {
                 case Op::munmap: return;   // always names a mapping (loader)
                 case Op::read:
@@ -919,48 +960,63 @@ bool Machine::pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a
     v.log.begin();
     int64_t rc = 0;
     if (nr != uapi::KVM_HC_MAP_GPA_RANGE && !relinquish) rc = SMCCC_RET_NOT_SUPPORTED;
+    // What the conversion cost, for conversions.* (EL2 converts, not the VMM, but the guest's
+    // request is the same one SNP and TDX guests make).
+    kvm::CountingContext cctx(ctx);
     for (uint64_t i = 0; i < a1 && rc == 0; ++i) {
         const Gfn gfn = gpa_to_gfn(Gpa(a0)) + i;
-        ctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
+        cctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
         if (relinquish) {
             if (!cfg_.pkvm_relinquish_el2) {
                 // Upstream 7.1 does not handle MEM_RELINQUISH at EL2: the call goes to the
                 // host (a world switch), which does not know it either.
-                ctx.charge("vmexit", c.vmexit);
-                ctx.charge("kvm_smccc_call_handler", c.hypercall);
-                vmentry(ctx);
+                cctx.charge("vmexit", c.vmexit);
+                cctx.charge("kvm_smccc_call_handler", c.hypercall);
+                vmentry(cctx);
                 rc = SMCCC_RET_NOT_SUPPORTED;
                 break;
             }
-            rc = pkvm_->mem_relinquish(gfn, ctx);
+            rc = pkvm_->mem_relinquish(gfn, cctx);
             continue;
         }
         if (to_private) {
-            rc = pkvm_->mem_unshare(gfn, ctx);
+            rc = pkvm_->mem_unshare(gfn, cctx);
             continue;
         }
         bool fault = false;
-        rc = pkvm_->mem_share(gfn, ctx, &fault);
+        rc = pkvm_->mem_share(gfn, cctx, &fault);
         if (fault) {
             // EL2 rewinds the HVC and reports a level-3 write translation fault at the IPA:
             // the host's abort handler donates the page, and the HVC runs again.
             ++exits_.total;
             ++exits_.npf;
             if (v.module) v.module->note_npf_exit();
-            ctx.charge("vmexit", c.vmexit);
+            cctx.charge("vmexit", c.vmexit);
             namespace E = stage2::esr;
             const uint64_t esr = (E::EC_DABT_LOW << E::EC_SHIFT) | E::IL | E::WNR | E::fsc_fault(3);
-            const kvm::PageFaultOutcome out = arm64_->kvm_handle_guest_abort(gfn_to_gpa(gfn), esr, ctx);
+            const kvm::PageFaultOutcome out = arm64_->kvm_handle_guest_abort(gfn_to_gpa(gfn), esr, cctx);
             if (out.r < 0) {
                 v.exit = VcpuExitRecord{"error", gfn_to_gpa(gfn).raw(), 0, 0, -out.r,
                                         fmt::format("KVM_RUN failed: {}", out.why)};
                 v.log.end("pkvm.mem_share.error");
                 return false;
             }
-            vmentry(ctx);
-            ctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
-            rc = pkvm_->mem_share(gfn, ctx, &fault);
+            vmentry(cctx);
+            cctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
+            rc = pkvm_->mem_share(gfn, cctx, &fault);
         }
+    }
+    if (!relinquish && nr == uapi::KVM_HC_MAP_GPA_RANGE) {
+        ConversionRecord rec;
+        rec.to_private = to_private;
+        rec.gpa = a0;
+        rec.size = a1 << kPageShift;
+        rec.trigger = "hypercall";
+        // Both keep the bytes: in place by an ownership change, or by a copy into a fresh page.
+        rec.policy = cfg_.pkvm_conversion == PkvmConversion::copy ? "copy" : "preserve";
+        rec.err = rc == SMCCC_RET_INVALID_PARAMETER ? EINVAL : rc == SMCCC_RET_NOT_SUPPORTED ? EOPNOTSUPP : 0;
+        rec.cycles = cctx.total;
+        conversions_.push_back(rec);
     }
     // The step's errno for the guest's x0: INVALID_PARAMETER is EINVAL, NOT_SUPPORTED EOPNOTSUPP.
     *ret = uint64_t(rc == SMCCC_RET_INVALID_PARAMETER ? -EINVAL : rc == SMCCC_RET_NOT_SUPPORTED ? -EOPNOTSUPP : rc);

@@ -59,6 +59,10 @@ struct MachineConfig {
     unsigned ipa_bits = 40;
     stage2::Granule s2_granule = stage2::Granule::k4K;   // s2.granule
     stage2::Stage2Config s2;
+    // arm64: the world switch (replacing cost.vmexit / cost.vmentry), pKVM's hyp-vCPU copy per
+    // exit, the stage-2 descriptor store and the TLB maintenance (cost.arm64_*).
+    Cycles arm64_guest_exit = 0, arm64_guest_entry = 0, pkvm_hyp_vcpu_sync = 0, s2_pte_write = 0;
+    stage2::TlbiCosts tlbi;
     kvm::KvmConfig kvm;
     kvm::KvmCosts costs;
     kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
@@ -77,6 +81,7 @@ struct MachineConfig {
     kvm::arm64::PkvmCosts pkvm;
     kvm::arm64::PkvmConversion pkvm_conversion = kvm::arm64::PkvmConversion::in_place;   // pkvm.conversion
     bool pkvm_relinquish_el2 = false;                                                   // pkvm.relinquish
+    std::string kvm_profile;   // kvm.profile: which kernel a protected VM's rules come from
     // arm64: an observer of every stage-2 store, barrier and TLBI from the start (hvsim run
     // --casemate); not a parameter.
     stage2::TraceSink* stage2_sink = nullptr;

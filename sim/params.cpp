@@ -344,7 +344,8 @@ std::vector<ParamDecl> build_decls() {
                       "include/linux/kvm_host.h KVM_USER_MEM_SLOTS, 32764 on x86 (checked on Linux 6.18)"));
     {
         auto d = bytes("kvm.config.memlock_limit", 0, 0,
-                       "RLIMIT_MEMLOCK for SEV region pinning; 0 or \"unlimited\": no limit", kSim);
+                       "RLIMIT_MEMLOCK of the VMM: SEV region pinning and the pages pKVM's protected VMs hold "
+                       "(account_locked_vm()); 0 or \"unlimited\": no limit", kSim);
         d.unlimited = true;
         v.push_back(d);
     }
@@ -418,6 +419,47 @@ std::vector<ParamDecl> build_decls() {
         d.choices = {"4K", "16K", "64K"};
         v.push_back(d);
     }
+    // ---- arm64 (mmu.nested_format stage2): the world switch and stage-2 maintenance ----
+    v.push_back(cycles("cost.arm64_guest_exit", 2500,
+                       "arm64: a guest exit to the host kernel through the EL2 world switch (nVHE: the guest's "
+                       "context saved and the host's restored by __kvm_vcpu_run() at EL2, ESR_EL2 decoded by "
+                       "handle_exit()); replaces cost.vmexit on arm64 platforms",
+                       "estimate"));
+    v.push_back(cycles("cost.arm64_guest_entry", 2500,
+                       "arm64: the host kernel's HVC into EL2 that enters the guest (__kvm_vcpu_run(): host context "
+                       "saved, stage 2 and the guest's context loaded, ERET); replaces cost.vmentry on arm64 platforms",
+                       "estimate"));
+    v.push_back(cycles("cost.pkvm_hyp_vcpu_sync", 600,
+                       "pKVM: per exit of a protected VM to the host, on top of cost.arm64_guest_exit + "
+                       "cost.arm64_guest_entry: EL2 runs its own copy of the vCPU and copies state between it and the "
+                       "host's (flush_hyp_vcpu() / sync_hyp_vcpu() in arch/arm64/kvm/hyp/nvhe/hyp-main.c)",
+                       "estimate"));
+    v.push_back(cycles("cost.arm64_s2_pte_write", 20,
+                       "arm64: one stage-2 descriptor store by KVM's page-table code (a WRITE_ONCE or store-release "
+                       "of the entry; the barriers and TLBIs around it are charged separately)",
+                       "estimate"));
+    v.push_back(cycles("cost.arm64_tlbi_ipas2e1is", 50,
+                       "arm64: issuing TLBI IPAS2E1IS (stage-2 entries of one IPA, broadcast); the wait for the "
+                       "other cores is the DSB ISH after it", "estimate"));
+    v.push_back(cycles("cost.arm64_tlbi_vmalle1is", 50,
+                       "arm64: issuing TLBI VMALLE1IS (every stage-1 and combined entry of the VMID, broadcast)",
+                       "estimate"));
+    v.push_back(cycles("cost.arm64_tlbi_vmalls12e1is", 100,
+                       "arm64: issuing TLBI VMALLS12E1IS (every entry of both stages of the VMID, broadcast: "
+                       "__kvm_tlb_flush_vmid(), a table entry's break, a VM's teardown)", "estimate"));
+    v.push_back(cycles("cost.arm64_tlbi_local", 30,
+                       "arm64: a TLBI of this core only (IPAS2E1 / VMALLE1: __kvm_tlb_flush_vmid_ipa_nsh() after a "
+                       "permission relaxation)", "estimate"));
+    v.push_back(cycles("cost.arm64_dsb_ish", 600,
+                       "arm64: DSB ISH after broadcast TLB maintenance: waits until every core of the Inner "
+                       "Shareable domain has completed it", "estimate"));
+    v.push_back(cycles("cost.arm64_dsb_ishst", 60,
+                       "arm64: DSB ISHST: waits until prior stores (a descriptor write) are visible in the Inner "
+                       "Shareable domain, before a TLBI or at the end of a map walk", "estimate"));
+    v.push_back(cycles("cost.arm64_dsb_nsh", 60, "arm64: DSB NSH: waits for this core's own maintenance",
+                       "estimate"));
+    v.push_back(cycles("cost.arm64_isb", 30, "arm64: ISB: resynchronises this core's context after maintenance",
+                       "estimate"));
     // ---- pKVM at EL2 (kernel/arm64/pkvm.cpp): protected VMs on arm64 presets ----
     v.push_back(cycles("cost.pkvm_hvc", 800,
                        "pKVM: the host kernel's HVC into the EL2 hypervisor and back (donate, reclaim, teardown "

@@ -315,6 +315,7 @@ json build_results(const ResultInputs& in) {
         m["pkvm.share_faults"] = r.share_enoent;
         m["pkvm.host_aborts"] = r.host_aborts;
         m["pkvm.host_refused"] = r.host_refused;
+        m["pkvm.forced_reclaims"] = r.forced_reclaims;
         m["pkvm.pages_copied"] = r.pages_copied;
         m["pkvm.pages_zeroed"] = r.pages_zeroed;
         m["pkvm.pinned"] = r.pinned;

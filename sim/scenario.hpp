@@ -98,6 +98,11 @@ struct HostAccess {
     uint64_t size = 0;
     uint8_t value = 0;                 // write: the byte written
     bool map_shared = true;            // mmap: MAP_SHARED (false: MAP_PRIVATE)
+    // read/write "who": "kernel": the host kernel's own access (EL1) to the VMM's memory, as
+    // vhost's copy_from_user()/copy_to_user() make it, instead of the VMM's (EL0). Under pKVM
+    // a kernel access to a page the host gave away is not a SIGSEGV: the kernel's fault
+    // handler takes the page back by force (pkvm_force_reclaim_guest_page()).
+    bool kernel = false;
 };
 
 // pattern "replay": a real program's memory trace drives the accesses (sim/replay.hpp).

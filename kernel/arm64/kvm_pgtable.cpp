@@ -115,6 +115,12 @@ void KvmPgtable::break_pte(uint64_t loc, uint64_t old, uint64_t ia, int level, E
     ++stats_.bbm;
 }
 
+uint64_t KvmPgtable::try_break_pte(uint64_t loc, uint64_t old, uint64_t ia, int level, ExecContext& ctx) {
+    if (!valid(old)) return old;
+    break_pte(loc, old, ia, level, ctx);
+    return KVM_INVALID_PTE_LOCKED;
+}
+
 void KvmPgtable::cmo(uint64_t bytes, ExecContext& ctx) {
     if (fwb_) return;
     stats_.cmo_bytes += bytes;
@@ -164,15 +170,13 @@ int KvmPgtable::map_walk(uint64_t table, int level, uint64_t& addr, uint64_t end
                 ++stats_.eagain;
                 return -EAGAIN;
             }
-            if (valid(old)) {
-                break_pte(loc, old, addr, level, ctx);
-                if (is_table(old, level)) free_subtree(d::oa(old, geo_.granule, geo_.ds), level + 1, ctx);
-            } else if (table != pgd_ && old == 0) {
+            const uint64_t cur = try_break_pte(loc, old, addr, level, ctx);
+            if (is_table(old, level)) free_subtree(d::oa(old, geo_.granule, geo_.ds), level + 1, ctx);
+            if (!valid(old) && table != pgd_ && old == 0)
                 ++refcount_[table];   // an annotated invalid entry was counted already
-            }
             if (!(prot & KVM_PGTABLE_PROT_DEVICE)) cmo(sz, ctx);
             // stage2_make_pte(): smp_store_release().
-            write_pte(loc, valid(old) ? KVM_INVALID_PTE_LOCKED : old, nw, addr, level, true, ctx);
+            write_pte(loc, cur, nw, addr, level, true, ctx);
             ++stats_.maps;
             if (level < 3) ++stats_.map_blocks;
             addr += sz;
@@ -193,9 +197,8 @@ int KvmPgtable::map_walk(uint64_t table, int level, uint64_t& addr, uint64_t end
             if (!t) return -ENOMEM;
             child = *t;
             ++stats_.splits;
-            break_pte(loc, old, addr, level, ctx);
-            write_pte(loc, KVM_INVALID_PTE_LOCKED, d::make_oa(child, geo_.granule, geo_.ds) | d::VALID | d::TABLE, addr,
-                      level, true, ctx);
+            write_pte(loc, try_break_pte(loc, old, addr, level, ctx),
+                      d::make_oa(child, geo_.granule, geo_.ds) | d::VALID | d::TABLE, addr, level, true, ctx);
         } else {
             child = d::oa(old, geo_.granule, geo_.ds);
         }
@@ -341,26 +344,18 @@ int KvmPgtable::kvm_pgtable_stage2_annotate(uint64_t addr, uint64_t annotation, 
         auto t = alloc_table();
         if (!t) return -ENOMEM;
         const uint64_t base = addr & ~(level_size(geo_.granule, level) - 1);
-        if (valid(old)) {
-            // A block around the page: removed whole, then an empty table in its place.
-            break_pte(loc, old, base, level, ctx);
-            ++stats_.unmaps;
-        } else if (table != pgd_) {
-            ++refcount_[table];
-        }
-        write_pte(loc, valid(old) ? KVM_INVALID_PTE_LOCKED : old, d::make_oa(*t, geo_.granule, geo_.ds) | d::VALID | d::TABLE,
-                  base, level, true, ctx);
+        // A block around the page is removed whole, then an empty table takes its place.
+        if (valid(old)) ++stats_.unmaps;
+        else if (table != pgd_) ++refcount_[table];
+        write_pte(loc, try_break_pte(loc, old, base, level, ctx),
+                  d::make_oa(*t, geo_.granule, geo_.ds) | d::VALID | d::TABLE, base, level, true, ctx);
         table = *t;
     }
     const uint64_t loc = table + index(addr, 3) * 8;
     const uint64_t old = mem_.read64(Hpa(loc));
-    if (valid(old)) {
-        break_pte(loc, old, addr, 3, ctx);
-        ++stats_.unmaps;
-    } else if (old == 0) {
-        ++refcount_[table];   // stage2_pte_is_counted(): annotations keep their table alive
-    }
-    write_pte(loc, valid(old) ? KVM_INVALID_PTE_LOCKED : old, annotation, addr, 3, false, ctx);
+    if (valid(old)) ++stats_.unmaps;
+    else if (old == 0) ++refcount_[table];   // stage2_pte_is_counted(): annotations keep their table alive
+    write_pte(loc, try_break_pte(loc, old, addr, 3, ctx), annotation, addr, 3, false, ctx);
     ctx.charge("kvm_pgtable: dsb ishst", dom_.barrier(Barrier::dsb_ishst));
     return 0;
 }

@@ -124,6 +124,10 @@ private:
     void tlb_flush_vmid_ipa_nsh(uint64_t ipa, int level, ExecContext& ctx);
     // stage2_try_break_pte() + TLBI + stage2_make_pte().
     void break_pte(uint64_t loc, uint64_t old, uint64_t ia, int level, ExecContext& ctx);
+    // Every live change of a descriptor: a valid `old` is broken first (break_pte()); returns
+    // the value the slot holds now (the LOCKED marker, or `old` when it was invalid), which
+    // the caller's store-release of the new descriptor replaces.
+    uint64_t try_break_pte(uint64_t loc, uint64_t old, uint64_t ia, int level, ExecContext& ctx);
     void cmo(uint64_t bytes, ExecContext& ctx);
     int map_walk(uint64_t table, int level, uint64_t& addr, uint64_t end, uint64_t& phys, uint32_t prot,
                  ExecContext& ctx);

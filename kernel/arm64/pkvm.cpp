@@ -81,9 +81,7 @@ PkvmHyp::~PkvmHyp() {
 }
 
 std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
-    return {"pKVM partly modelled: a protected VM's memory is the memslot's anonymous userspace memory (guest_memfd-"
-            "backed protected VMs are not modelled), RLIMIT_MEMLOCK is not charged, the host kernel's own accesses "
-            "(EL1) to donated pages and their forced reclaim are not run, and the guest runs with its MMU off"};
+    return {"pKVM partly modelled: the guest runs with its MMU off (no guest stage 1)"};
 }
 
 // kvm_arch_prepare_memory_region() for a protected VM (arm64 mmu.c, Linux 7.1): once the
@@ -136,6 +134,42 @@ int PkvmHyp::host_stage2_access(Pfn pfn, bool el0, ExecContext& ctx) {
     ctx.charge("pkvm: handle_host_mem_abort", costs_.host_hvc);
     const int r = host_stage2_idmap(pa, ctx);
     return r == -EEXIST ? 0 : r;
+}
+
+int PkvmHyp::host_kernel_access(Pfn pfn, ExecContext& ctx) {
+    const uint64_t pa = pfn.raw() << kPageShift;
+    if (pa < host_mem_.base || pa >= host_mem_.base + host_mem_.size) return 0;
+    const uint64_t pte = host_pgt_->get_entry(pa).first;
+    if (pte_valid(pte)) return 0;
+    if (!pte) {   // not faulted in yet: the lazy identity map, as for any host access
+        ++stats_.host_aborts;
+        ctx.charge("pkvm: handle_host_mem_abort", costs_.host_hvc);
+        const int r = host_stage2_idmap(pa, ctx);
+        return r == -EEXIST ? 0 : r;
+    }
+    // handle_host_mem_abort(): -EPERM on the annotation; EL2 injects the abort into the host
+    // at EL1 (ESR.S1PTW as the marker). The kernel's data-abort handler (arch/arm64/mm/fault.c)
+    // finds no exception fixup, resolves the PA and calls pkvm_force_reclaim_guest_page().
+    ctx.charge("pkvm: host stage-2 abort, injected at EL1", costs_.host_hvc);
+    host_hvc("pkvm: hvc __pkvm_host_force_reclaim_page_guest", ctx);
+    const int r = mp_.__pkvm_host_force_reclaim_page_guest(pa);
+    if (r == -EAGAIN) return 0;   // no longer faults (raced with a share or a reclaim): retry
+    if (r) return r;
+    // EL2 (mem_protect.c): the guest loses the page and its IPA is poisoned (break-before-make
+    // of the guest leaf, TLBI of the guest's VMID); the page was zeroed by the reclaim, cleaned
+    // to PoC, and the host's stage 2 maps it again.
+    auto it = std::find_if(donated_.begin(), donated_.end(), [&](const auto& e) { return e.second.pfn == pfn; });
+    if (it == donated_.end()) throw std::runtime_error("pKVM: forced reclaim of a page the host never donated");
+    const uint64_t gfn = it->first;
+    guest_.pgt().kvm_pgtable_stage2_annotate(gfn << kPageShift,
+                                             KVM_GUEST_INVALID_PTE_TYPE_POISONED << KVM_INVALID_PTE_TYPE_SHIFT, ctx);
+    ctx.charge("pkvm: zero page", costs_.zero_4k);
+    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    ++stats_.pages_zeroed;
+    host_stage2_set_owned(pfn, ctx);
+    poisoned_.insert(gfn);
+    ++stats_.forced_reclaims;
+    return 0;
 }
 
 void PkvmHyp::host_stage2_set_owned(Pfn pfn, ExecContext& ctx) {
@@ -192,6 +226,13 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
     if (gs != PkvmPageState::nopage) {   // mapped already: another vCPU's fault won
         out.r = RET_PF_RETRY;
         out.why = "the page is already the guest's";
+        return out;
+    }
+    // account_locked_vm(): the page counts against the VMM's RLIMIT_MEMLOCK while the guest
+    // holds it (kvm.config.memlock_limit; 0 = unlimited, as with CAP_IPC_LOCK).
+    if (const uint64_t limit = kvm_.config().memlock_limit; limit && stats_.pinned + 1 > (limit >> kPageShift)) {
+        out.r = -ENOMEM;
+        out.why = "pkvm_mem_abort: account_locked_vm() over RLIMIT_MEMLOCK (kvm.config.memlock_limit)";
         return out;
     }
     const Hva hva = slot.gfn_to_hva(gfn);
@@ -351,6 +392,7 @@ void PkvmHyp::teardown(ExecContext& ctx) {
         proc_.unpin_user_pages(pg.hva, kPageSize, cc);
     }
     donated_.clear();
+    poisoned_.clear();
     stats_.pinned = 0;
     host_hvc("pkvm: hvc __pkvm_finalize_teardown_vm", cc);
     guest_.pgt().kvm_tlb_flush_vmid(cc);
@@ -383,6 +425,17 @@ std::string PkvmHyp::check() const {
     });
     if (!bad.empty()) return bad;
     for (const auto& [gfn, pg] : donated_) {
+        if (poisoned_.count(gfn)) {
+            // A forced reclaim left the POISONED annotation where the leaf was.
+            const uint64_t want = KVM_GUEST_INVALID_PTE_TYPE_POISONED << KVM_INVALID_PTE_TYPE_SHIFT;
+            if (guest_.pgt().get_entry(gfn << kPageShift).first != want ||
+                mp_.guest_state(handle_, gfn) != PkvmPageState::poison) {
+                os << "pKVM: gfn " << std::hex << gfn << " was poisoned but its guest stage-2 entry is not the "
+                   << "POISONED annotation";
+                return os.str();
+            }
+            continue;
+        }
         const auto [pte, level] = guest_.pgt().get_leaf(gfn << kPageShift);
         const PkvmPageState gs = mp_.guest_state(handle_, gfn);
         const auto owner_pfn = mp_.guest_pfn(handle_, gfn);

@@ -65,6 +65,7 @@ struct PkvmRunStats {
     uint64_t share_enoent = 0;       // MEM_SHARE on a page not yet donated (faked fault, donate, retry)
     uint64_t pages_copied = 0;       // copy-based conversion: pages copied
     uint64_t pages_zeroed = 0;       // reclaimed guest-owned pages zeroed before the host gets them
+    uint64_t forced_reclaims = 0;    // host kernel accesses that took a donated page back (IPA poisoned)
     uint64_t pinned = 0;             // pages pinned for the guest right now
     Cycles teardown_cycles = 0;
 };
@@ -97,6 +98,14 @@ public:
     PageFaultOutcome pkvm_mem_abort(Gpa ipa, uint64_t esr, const kvm_memory_slot& slot, ExecContext& ctx) override;
     // HostStage2: a host access (EL0 = the VMM) to pfn through the host stage 2.
     int host_stage2_access(Pfn pfn, bool el0, ExecContext& ctx) override;
+
+    // An access by the host kernel (EL1) to pfn (vhost-like uaccess on the VMM's memory). A
+    // page the host gave away aborts in the host stage 2; EL2 injects the abort at EL1 and
+    // the kernel's fault handler takes the page back by force (pkvm_force_reclaim_guest_page()
+    // -> __pkvm_host_force_reclaim_page_guest: the page zeroed and cleaned, the host's again,
+    // the guest's IPA POISONED), then retries the access. 0 when the access may go ahead;
+    // -errno when the kernel would die ("access to hypervisor-protected memory").
+    int host_kernel_access(Pfn pfn, ExecContext& ctx);
 
     // The guest's hypercalls at EL2: 0, or an SMCCC error; `*fault_ipa` is set when MEM_SHARE
     // met a page not yet donated (EL2 fakes a write translation fault at that IPA).
@@ -160,6 +169,9 @@ private:
     // Pages donated by MEM_SHARE's fault: still the host's bytes, shared without a copy
     // even by the copy-based conversion.
     std::set<uint64_t> share_donated_;
+    // Guest IPAs poisoned by a forced reclaim: the page is the host's again (still pinned
+    // until teardown), the guest's leaf a POISONED annotation.
+    std::set<uint64_t> poisoned_;
     bool hyp_vm_created_ = false;
     bool torn_down_ = false;
     PkvmRunStats stats_;

@@ -329,42 +329,60 @@ int PkvmMemProtect::__pkvm_host_donate_guest(uint64_t pfn, uint64_t gfn, unsigne
     return 0;
 }
 
-int PkvmMemProtect::__pkvm_guest_share_host(unsigned vm, uint64_t gfn) {
-    ++stats_.hypercalls;
+// The checks every guest hypercall on one page starts with (__pkvm_guest_share_host(),
+// __pkvm_guest_unshare_host(), Android's __pkvm_guest_relinquish_to_host()): the guest's leaf
+// at gfn, POISONED -EHWPOISON, none -ENOENT, not a page -E2BIG, not in state `want` -EPERM.
+int PkvmMemProtect::guest_leaf(unsigned vm, uint64_t gfn, PkvmPageState want, GuestPage*& out) {
     Vm& v = vms_[vm];
     auto it = v.s2.find(gfn);
-    if (it != v.s2.end() && it->second.state == S::poison) return refuse(-EHWPOISON);
-    if (it == v.s2.end()) return refuse(-ENOENT);
-    if (it->second.state != S::owned) return refuse(-EPERM);
-    const uint64_t pfn = it->second.pfn;
-    if (host_state(pfn) != S::nopage) return refuse(-EPERM);
-    Step st(*this, pfn, "MEM_SHARE");
+    if (it != v.s2.end() && it->second.state == S::poison) return -EHWPOISON;
+    if (it == v.s2.end()) return -ENOENT;
+    if (it->second.nr != 1) return -E2BIG;
+    if (it->second.state != want) return -EPERM;
+    out = &it->second;
+    return 0;
+}
+
+// A page leaves a guest for the host: zeroed first when the guest's data is in it, then the
+// host's own again (OWNED, its stage-2 annotation replaced by a valid identity entry).
+void PkvmMemProtect::give_back_to_host(uint64_t pfn, bool zero, const char* op) {
+    Step st(*this, pfn, op);
+    if (zero) mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);   // the guest's data never reaches the host
     Page& p = page(pfn);
+    p.host = S::owned;
+    p.annot = PkvmOwner::host;
+    st.done();
+    ++stats_.reclaim;
+}
+
+int PkvmMemProtect::__pkvm_guest_share_host(unsigned vm, uint64_t gfn) {
+    ++stats_.hypercalls;
+    GuestPage* g = nullptr;
+    if (int r = guest_leaf(vm, gfn, S::owned, g)) return refuse(r);
+    if (host_state(g->pfn) != S::nopage) return refuse(-EPERM);
+    Step st(*this, g->pfn, "MEM_SHARE");
+    Page& p = page(g->pfn);
     p.host = S::shared_borrowed;
     p.annot = PkvmOwner::host;   // the annotation is replaced by a valid identity mapping
     st.done();
-    it->second.state = S::shared_owned;   // a software-bit update of the guest leaf
+    g->state = S::shared_owned;   // a software-bit update of the guest leaf
     ++stats_.share;
     return 0;
 }
 
 int PkvmMemProtect::__pkvm_guest_unshare_host(unsigned vm, uint64_t gfn) {
     ++stats_.hypercalls;
-    Vm& v = vms_[vm];
-    auto it = v.s2.find(gfn);
-    if (it != v.s2.end() && it->second.state == S::poison) return refuse(-EHWPOISON);
-    if (it == v.s2.end()) return refuse(-ENOENT);
-    if (it->second.state != S::shared_owned) return refuse(-EPERM);
-    const uint64_t pfn = it->second.pfn;
-    if (host_state(pfn) != S::shared_borrowed) return refuse(-EPERM);
-    Step st(*this, pfn, "MEM_UNSHARE");
-    Page& p = page(pfn);
+    GuestPage* g = nullptr;
+    if (int r = guest_leaf(vm, gfn, S::shared_owned, g)) return refuse(r);
+    if (host_state(g->pfn) != S::shared_borrowed) return refuse(-EPERM);
+    Step st(*this, g->pfn, "MEM_UNSHARE");
+    Page& p = page(g->pfn);
     p.host = S::nopage;
     p.annot = PkvmOwner::guest;   // annotated again (BBM + TLBI of the host's VMID 0)
     p.vm = vm;
     p.gfn = gfn;
     st.done();
-    it->second.state = S::owned;
+    g->state = S::owned;
     ++stats_.unshare;
     return 0;
 }
@@ -382,14 +400,9 @@ int PkvmMemProtect::__pkvm_host_force_reclaim_page_guest(uint64_t phys) {
     if (v == vms_.end()) return refuse(-EAGAIN);
     auto it = v->second.s2.find(p.gfn);
     if (it == v->second.s2.end() || it->second.state != S::owned) return refuse(-EPERM);
-    Step st(*this, pfn, "__pkvm_host_force_reclaim_page_guest");
     // The guest's secret must not reach the host: zeroed (and cleaned to PoC) first.
-    mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);
-    p.host = S::owned;
-    p.annot = PkvmOwner::host;
-    st.done();
+    give_back_to_host(pfn, true, "__pkvm_host_force_reclaim_page_guest");
     it->second.state = S::poison;   // POISONED annotation: the IPA can never be mapped again
-    ++stats_.reclaim;
     return 0;
 }
 
@@ -414,37 +427,21 @@ int PkvmMemProtect::__pkvm_host_reclaim_page_guest(uint64_t gfn, unsigned vm) {
     const uint64_t pfn = it->second.pfn;
     const PkvmPageState gs = it->second.state;
     if (gs != S::owned && gs != S::shared_owned) return refuse(-EPERM);
-    Step st(*this, pfn, "__pkvm_host_reclaim_page_guest");
     // A page the guest owned is zeroed before the host gets it back; one it had shared
     // with the host is the host's content already.
-    if (gs == S::owned) mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);
-    Page& p = page(pfn);
-    p.host = S::owned;
-    p.annot = PkvmOwner::host;
-    st.done();
+    give_back_to_host(pfn, gs == S::owned, "__pkvm_host_reclaim_page_guest");
     v.s2.erase(it);
-    ++stats_.reclaim;
     return 0;
 }
 
 int PkvmMemProtect::__pkvm_guest_relinquish_to_host(unsigned vm, uint64_t gfn) {
     ++stats_.hypercalls;
-    Vm& v = vms_[vm];
-    auto it = v.s2.find(gfn);
-    if (it != v.s2.end() && it->second.state == S::poison) return refuse(-EHWPOISON);
-    if (it == v.s2.end()) return refuse(-ENOENT);
-    if (it->second.nr != 1) return refuse(-E2BIG);
-    if (it->second.state != S::owned) return refuse(-EPERM);
-    const uint64_t pfn = it->second.pfn;
+    GuestPage* g = nullptr;
+    if (int r = guest_leaf(vm, gfn, S::owned, g)) return refuse(r);
+    const uint64_t pfn = g->pfn;
     if (host_state(pfn) != S::nopage) return refuse(-EPERM);
-    Step st(*this, pfn, "MEM_RELINQUISH");
-    mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);   // the guest's data never reaches the host
-    Page& p = page(pfn);
-    p.host = S::owned;
-    p.annot = PkvmOwner::host;
-    st.done();
-    v.s2.erase(it);
-    ++stats_.reclaim;
+    give_back_to_host(pfn, true, "MEM_RELINQUISH");
+    vms_[vm].s2.erase(gfn);
     return 0;
 }
 

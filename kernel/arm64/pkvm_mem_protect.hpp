@@ -136,6 +136,8 @@ private:
         bool dying = false;
     };
     int check_range(uint64_t pfn, uint64_t nr) const;   // pfn_range_is_valid + memblock checks
+    int guest_leaf(unsigned vm, uint64_t gfn, PkvmPageState want, GuestPage*& out);
+    void give_back_to_host(uint64_t pfn, bool zero, const char* op);
     Page& page(uint64_t pfn) { return pages_[pfn]; }
     int refuse(int e) {
         ++stats_.refused;

@@ -646,8 +646,19 @@ TEST_CASE("step shape: one operation, vcpu only where it runs on a vCPU, paralle
           "t.json: /steps/0/host/read/offset: expected an offset only with guest_memfd or mapping (userspace_addr is "
           "the address), got 0");
     CHECK(error_of(with_steps(R"({"host": {"read": {"guest_memfd": "g0", "size": 1, "value": 1}}})")) ==
-          "t.json: /steps/0/host/read/value: expected one of [guest_memfd, mapping, offset, userspace_addr, size], got "
-          "'value'");
+          "t.json: /steps/0/host/read/value: expected one of [guest_memfd, mapping, offset, userspace_addr, size, who], "
+          "got 'value'");
+    // who: the VMM (EL0) or the host kernel (EL1, through the VMM's address space only).
+    CHECK(error_of(with_steps(R"({"host": {"read": {"userspace_addr": 0, "size": 1, "who": "kernel"}}})")) ==
+          "<no error>");
+    CHECK(error_of(with_steps(R"({"host": {"write": {"userspace_addr": 0, "size": 1, "value": 1, "who": "vmm"}}})")) ==
+          "<no error>");
+    CHECK(error_of(with_steps(R"({"host": {"read": {"guest_memfd": "g0", "size": 1, "who": "kernel"}}})")) ==
+          "t.json: /steps/0/host/read/who: expected \"kernel\" only with userspace_addr, got \"kernel\"");
+    CHECK(error_of(with_steps(R"({"host": {"read": {"userspace_addr": 0, "size": 1, "who": "guest"}}})")) ==
+          "t.json: /steps/0/host/read/who: expected \"vmm\" or \"kernel\", got \"guest\"");
+    CHECK(error_of(with_steps(R"({"host": {"pin": {"userspace_addr": 0, "size": 1, "who": "kernel"}}})")).find(
+              "/steps/0/host/pin/who: expected one of") != std::string::npos);
     CHECK(error_of(with_steps(R"({"ioctl": {"set_user_memory_region2": {"slot": 70000, "as_id": 0, "size": 0}}})")) ==
           "t.json: /steps/0/ioctl/set_user_memory_region2/slot: expected a slot id 0..65535 when as_id is given, got "
           "70000");

@@ -22,7 +22,7 @@ constexpr uint64_t kDabtL3 = (esr::EC_DABT_LOW << esr::EC_SHIFT) | esr::IL | 0x0
 
 struct Rig {
     Env env;
-    TlbiDomain dom{TlbiCosts{10, 100, 20, 5}};
+    TlbiDomain dom{TlbiCosts::uniform(10, 100, 20, 5)};
     BbmChecker chk;
     std::unique_ptr<Arm64Mmu> mmu;
     stage2::test::CountingMemory port{env.mem};

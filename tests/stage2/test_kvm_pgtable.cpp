@@ -44,7 +44,7 @@ struct Rig {
     test::CountingMemory port{mem};
     S2Geometry geo = kvm_stage2_geometry(Granule::k4K, 40);
     BumpMemcache mc{0x4100'0000, 64};
-    TlbiDomain dom{TlbiCosts{10, 100, 20, 5}};
+    TlbiDomain dom{TlbiCosts::uniform(10, 100, 20, 5)};
     BbmChecker chk;
     BbmChecker strict{BbmChecker::Mode::casemate_strict};
     KvmPgtable pgt{mem, mc, dom, geo, 3, Hpa(0x4000'0000), PgtableCosts{2, 50}, false};

@@ -25,13 +25,19 @@ constexpr uint64_t kUaddr = 0x7f00'0000'0000ull;
 
 struct Rig {
     Env env;
-    TlbiDomain dom{TlbiCosts{10, 100, 20, 5}};
+    TlbiDomain dom{TlbiCosts::uniform(10, 100, 20, 5)};
     BbmChecker chk;
     std::unique_ptr<Arm64Mmu> mmu;
     std::unique_ptr<PkvmHyp> hyp;
     stage2::test::CountingMemory port{env.mem};
     Stage2Mmu cpu{Stage2Config{}, port};
-    explicit Rig(arm64::PkvmConversion conv = arm64::PkvmConversion::in_place) : env(VmType::pkvm, legacy_attrs()) {
+    static KvmConfig config(uint64_t memlock) {
+        KvmConfig c = legacy_attrs();
+        c.memlock_limit = memlock;
+        return c;
+    }
+    explicit Rig(arm64::PkvmConversion conv = arm64::PkvmConversion::in_place, uint64_t memlock = 0)
+        : env(VmType::pkvm, config(memlock)) {
         env.kvm->set_mmu_ops(nullptr);
         env.proc->set_thp(true);
         dom.add_sink(&chk);
@@ -131,6 +137,8 @@ TEST_CASE("pkvm run: the VMM's access to a donated page faults (SIGSEGV); nothin
     const auto w = r.hyp->unmodelled(HostPaging::arm64_stage2);
     REQUIRE(w.size() == 1);
     CHECK(w[0].find("pKVM partly modelled") != std::string::npos);
+    CHECK(w[0].find("RLIMIT_MEMLOCK") == std::string::npos);   // charged (kvm.config.memlock_limit)
+    CHECK(w[0].find("EL1") == std::string::npos);   // the host kernel's accesses are run
 }
 
 TEST_CASE("pkvm run: arm64 case 36: MEM_SHARE / MEM_UNSHARE in place: ownership and permissions move, bytes stay") {
@@ -234,6 +242,69 @@ TEST_CASE("pkvm run: arm64 case 39: teardown reclaims every page: owned ones zer
     CHECK(r.env.proc->host_read(Hva(kUaddr + 0x1000), 8, r.env.ctx).err == 0);
     CHECK(r.hyp->check().empty());
     CHECK(r.chk.ok());
+}
+
+TEST_CASE("pkvm run: arm64 case 38: a host kernel (EL1) access to a donated page takes it back by force; the IPA "
+          "is poisoned") {
+    Rig r;
+    REQUIRE(r.access(0x7000, AccessType::write).ok());
+    const Pfn p = r.pfn_of(0x7000);
+    r.env.mem.fill(pfn_to_hpa(p), 0x5a, 4096);   // the guest's secret
+    CHECK(r.hyp->host_kernel_access(p, r.env.ctx) == 0);
+    CHECK(r.hyp->stats().forced_reclaims == 1);
+    // Zeroed before the host could see it, the host's again and mapped in its stage 2.
+    CHECK(r.env.mem.read64(pfn_to_hpa(p)) == 0);
+    CHECK(r.hyp->mem_protect().host_state(p.raw()) == PkvmPageState::owned);
+    CHECK((r.host_entry(p) & desc::VALID));
+    CHECK(r.env.proc->host_read(Hva(kUaddr + 0x7000), 8, r.env.ctx).err == 0);
+    // The guest's IPA: a POISONED annotation (break-before-make of its leaf).
+    CHECK(r.mmu->pgt().get_entry(0x7000).first ==
+          arm64::KVM_GUEST_INVALID_PTE_TYPE_POISONED << arm64::KVM_INVALID_PTE_TYPE_SHIFT);
+    CHECK(r.hyp->mem_protect().guest_state(1, 7) == PkvmPageState::poison);
+    // MEM_SHARE / MEM_UNSHARE of it: -EHWPOISON at EL2, INVALID_PARAMETER for the guest.
+    bool fault = false;
+    CHECK(r.hyp->mem_share(Gfn(7), r.env.ctx, &fault) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK_FALSE(fault);
+    CHECK(r.hyp->mem_unshare(Gfn(7), r.env.ctx) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    // The guest's next access: KVM_RUN fails with EFAULT (pkvm_mem_abort on a poisoned IPA).
+    const auto t = r.cpu.translate(Gva(0x7000), AccessType::read, false);
+    REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+    CHECK(r.mmu->kvm_handle_guest_abort(t.fault_gpa, t.error_code, r.env.ctx).r == -EFAULT);
+    // A second kernel access finds the page the host's: no fault, nothing reclaimed.
+    CHECK(r.hyp->host_kernel_access(p, r.env.ctx) == 0);
+    CHECK(r.hyp->stats().forced_reclaims == 1);
+    CHECK(r.hyp->check().empty());
+    CHECK(r.chk.ok());
+    // Teardown reclaims the poisoned gfn with 0 and unpins its page; nothing left pinned.
+    r.hyp->teardown(r.env.ctx);
+    CHECK(r.env.proc->nr_pins() == 0);
+    CHECK(r.hyp->stats().pinned == 0);
+}
+
+TEST_CASE("pkvm run: donated pages count against RLIMIT_MEMLOCK: past the limit the fault is ENOMEM") {
+    Rig r(arm64::PkvmConversion::in_place, 2 * kPageSize);
+    REQUIRE(r.access(0x1000, AccessType::write).ok());
+    REQUIRE(r.access(0x2000, AccessType::write).ok());
+    const auto t = r.cpu.translate(Gva(0x3000), AccessType::write, false);
+    REQUIRE(t.status == mmu::TranslateResult::Status::npf);
+    const auto out = r.mmu->kvm_handle_guest_abort(t.fault_gpa, t.error_code, r.env.ctx);
+    CHECK(out.r == -ENOMEM);
+    CHECK(r.env.proc->nr_pins() == 2);   // nothing pinned for the refused page
+    CHECK(r.hyp->mem_protect().stats().donate == 2);
+    // A page given back frees its share of the limit.
+    REQUIRE(r.hyp->mem_relinquish(Gfn(1), r.env.ctx) == 0);
+    CHECK(r.access(0x3000, AccessType::write).ok());
+}
+
+TEST_CASE("pkvm run: the ownership check fails when a poisoned IPA is mapped again behind EL2's back") {
+    Rig r;
+    REQUIRE(r.access(0x8000, AccessType::write).ok());
+    const Pfn p = r.pfn_of(0x8000);
+    REQUIRE(r.hyp->host_kernel_access(p, r.env.ctx) == 0);
+    REQUIRE(r.hyp->check().empty());
+    r.mmu->pgt().kvm_pgtable_stage2_map(0x8000, kPageSize, p.raw() << kPageShift, arm64::KVM_PGTABLE_PROT_RWX,
+                                        r.env.ctx);
+    CHECK(r.hyp->check().find("poisoned") != std::string::npos);
 }
 
 TEST_CASE("pkvm run: MEM_RELINQUISH at EL2 (Android): the page is unmapped, zeroed and the host's again") {

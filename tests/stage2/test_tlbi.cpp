@@ -19,7 +19,7 @@ struct TwoCores {
     DescBuilder vm1 = DescBuilder::stage2(mem, geo, 0x4000'0000);
     DescBuilder vm2 = DescBuilder::stage2(mem, geo, 0x5000'0000);
     Stage2Mmu c0{Stage2Config{}, port}, c1{Stage2Config{}, port};
-    TlbiDomain dom{TlbiCosts{10, 200, 30, 20}};
+    TlbiDomain dom{TlbiCosts::uniform(10, 200, 30, 20)};
     TwoCores() {
         for (Stage2Mmu* c : {&c0, &c1}) {
             c->set_vtcr(kvm_vtcr(geo));
