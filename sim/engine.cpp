@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "kernel/guest_memfd.hpp"
+#include "models/mem/debug_port.hpp"
 #include "sim/errno_names.hpp"
 #include "sim/json_util.hpp"
 #include "sim/machine.hpp"
@@ -245,13 +246,33 @@ struct Progress {
     }
 };
 
+// The platform's memory side, shared by the cores: the bytes and the DRAM behind every
+// core's caches. The LLCs the cores share (mem.llc.shared_by) are structures inside the
+// cores' hierarchies, not modules: each core counts its own LLC hits and misses.
+class MemSystem : public sc_module {
+public:
+    MemSystem(sc_module_name n, PhysMem& mem, const DramConfig& dram_cfg, uint64_t period_ps)
+        : sc_module(n), phys("phys", mem), dram("dram", dram_cfg, period_ps) {}
+    PhysMemTarget phys;
+    DramTarget dram;
+};
+
+// The platform's root module and the scenario controller. Every module of the platform is
+// created inside its constructor (`elaborate`), so the hierarchy shows in the names:
+// top.mem.phys, top.vcpu0.mmu, top.vmm0 (docs/systemc.md).
 class Top : public sc_module {
 public:
     SC_HAS_PROCESS(Top);
-    Top(sc_module_name n, const scn::Scenario& s, Machine& m, std::vector<cpu::Vcpu*> vcpus,
-        std::vector<HostThread*> hosts, const RunOptions& opt, Progress& prog)
-        : sc_module(n), s_(s), m_(m), vcpus_(std::move(vcpus)), hosts_(std::move(hosts)), opt_(opt), prog_(prog) {
+    Top(sc_module_name n, const scn::Scenario& s, Machine& m, const RunOptions& opt, Progress& prog,
+        const std::function<void(Top&)>& elaborate)
+        : sc_module(n), s_(s), m_(m), opt_(opt), prog_(prog) {
         SC_THREAD(controller);
+        elaborate(*this);
+    }
+    // The vCPUs and VMM threads the controller drives (children made by `elaborate`).
+    void attach(std::vector<cpu::Vcpu*> vcpus, std::vector<HostThread*> hosts) {
+        vcpus_ = std::move(vcpus);
+        hosts_ = std::move(hosts);
     }
 
     std::vector<StepRecord> records;
@@ -640,7 +661,8 @@ nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const st
                                      {"walk_mem_refs", st.walk_mem_refs},
                                      {"pwc_hits", st.pwc_hits},
                                      {"ntlb_hits", st.ntlb_hits}};
-        nlohmann::json c = {{"kind", "cache hierarchy"}, {"sockets", "in; dram -> dram.socket; phys -> phys.socket"}};
+        nlohmann::json c = {{"kind", "cache hierarchy"},
+                             {"sockets", fmt::format("in; dram -> {}; phys -> {}", dram.socket.name(), phys.socket.name())}};
         const auto& cs = vc.caches().caches().stats();
         const auto& cc = vc.caches().caches().config();
         for (size_t l = 0; l < cc.levels.size(); ++l)
@@ -810,45 +832,55 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
 
     // The machine completes the MMU configuration from the VM type (its arch ops).
     const MachineConfig& vmc = machine->config();
-    // The platform: physical memory and DRAM shared by the cores; each vCPU module
-    // brings its MMU and caches (docs/systemc.md).
-    auto* phys = new PhysMemTarget("phys", machine->mem());
-    auto* dram = new DramTarget("dram", mc.dram, mc.period_ps);
+    // The platform, elaborated inside `top`: physical memory and DRAM shared by the cores
+    // (top.mem), the vCPU modules each bringing its MMU and caches (top.vcpuN), the VMM
+    // threads (top.vmmN) and the debug port the invariant checks read memory through
+    // (top.debug; docs/systemc.md).
+    MemSystem* memsys = nullptr;
     std::vector<const CacheHierarchy*> caches;
     std::vector<const cpu::Translator*> mmus;
     std::vector<cpu::Vcpu*> vcpus;
+    std::vector<HostThread*> hosts;
     // The LLCs: vCPU i shares LLC i / mem.llc.shared_by with its neighbours (a CCX, a mesh).
     std::vector<std::unique_ptr<SharedCache>> llcs;
-    for (unsigned i = 0; i < s.vm.vcpus; ++i) {
-        cpu::VcpuConfig vc;
-        if (!mc.mem.levels.empty()) {
-            const unsigned g = i / std::max(1u, mc.mem.llc_shared_by);
-            if (g >= llcs.size()) llcs.push_back(std::make_unique<SharedCache>(mc.mem.levels.back(), mc.mem.line_bytes));
-            vc.llc = llcs[g].get();
+    Progress prog;
+    auto elaborate = [&](Top& t) {
+        memsys = new MemSystem("mem", machine->mem(), mc.dram, mc.period_ps);
+        for (unsigned i = 0; i < s.vm.vcpus; ++i) {
+            cpu::VcpuConfig vc;
+            if (!mc.mem.levels.empty()) {
+                const unsigned g = i / std::max(1u, mc.mem.llc_shared_by);
+                if (g >= llcs.size()) llcs.push_back(std::make_unique<SharedCache>(mc.mem.levels.back(), mc.mem.line_bytes));
+                vc.llc = llcs[g].get();
+            }
+            vc.cache_data = mc.cache_data;
+            vc.id = i;
+            vc.mmu = vmc.mmu;
+            vc.mem = mc.mem;
+            vc.period_ps = mc.period_ps;
+            vc.data_access_cycles = mc.data_access_cycles;
+            vc.wide_store_line_cycles = mc.wide_store_line;
+            vc.clear_page_cycles = mc.guest_clear_page;
+            vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
+            vc.make_translator = machine->translator_factory();
+            auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
+            v->data.bind(memsys->phys.socket);
+            v->caches().phys.bind(memsys->phys.socket);
+            v->caches().dram.bind(memsys->dram.socket);
+            machine->attach_vcpu(i, v->translator());
+            machine->attach_vcpu_module(i, *v);
+            caches.push_back(&v->caches().caches());
+            mmus.push_back(&v->translator());
+            vcpus.push_back(v);
         }
-        vc.cache_data = mc.cache_data;
-        vc.id = i;
-        vc.mmu = vmc.mmu;
-        vc.mem = mc.mem;
-        vc.period_ps = mc.period_ps;
-        vc.data_access_cycles = mc.data_access_cycles;
-        vc.wide_store_line_cycles = mc.wide_store_line;
-        vc.clear_page_cycles = mc.guest_clear_page;
-        vc.guest_tables_enc = vmc.mmu.guest_tables_encrypted;
-        vc.make_translator = machine->translator_factory();
-        auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
-        v->data.bind(phys->socket);
-        v->caches().phys.bind(phys->socket);
-        v->caches().dram.bind(dram->socket);
-        machine->attach_vcpu(i, v->translator());
-        machine->attach_vcpu_module(i, *v);
-        caches.push_back(&v->caches().caches());
-        mmus.push_back(&v->translator());
-        vcpus.push_back(v);
-    }
-    std::vector<HostThread*> hosts;
-    for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
-        hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
+        for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
+            hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
+        auto* debug = new DebugMemPort("debug");
+        debug->socket.bind(memsys->phys.socket);
+        machine->attach_debug_port(debug);
+        t.attach(vcpus, hosts);
+    };
+    auto* top = new Top("top", s, *machine, opt, prog, elaborate);
     std::unique_ptr<Trace> trace;
     std::vector<uint32_t> vcpu_tracks;
     if (opt.trace && !opt.setup_only) {
@@ -876,7 +908,6 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     }
     if (opt.setup_only) return out;
 
-    Progress prog;
     prog.steps = s.steps.size();
     std::function<void(const scn::Step&)> plan = [&](const scn::Step& st) {
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
@@ -887,7 +918,6 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         }
     };
     for (const auto& st : s.steps) plan(st);
-    auto* top = new Top("top", s, *machine, vcpus, hosts, opt, prog);
     if (trace) {
         top->trace = trace.get();
         top->vcpu_tracks = vcpu_tracks;
@@ -951,7 +981,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     in.error = out.fatal;
     in.failures = &out.failures;
     out.results = build_results(in);
-    out.results["modules"] = module_tree(*phys, *dram, vcpus);
+    out.results["modules"] = module_tree(memsys->phys, memsys->dram, vcpus);
     if (trace) {
         machine->set_trace(nullptr, {});
         trace->write();

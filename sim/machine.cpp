@@ -1166,7 +1166,14 @@ std::optional<std::string> Machine::check_invariants() {
     // With a shared GPA bit (TDX) a leaf at an aliased gfn is a shared mapping and must map
     // a shared gfn; one below the bit is a private mapping and must map a private gfn.
     const bool direct_bits = kvm_->gfn_direct_bits != 0;
-    x86_->tdp().for_each_leaf([&](Gfn root_gfn, const kvm::SpteLeaf& leaf) {
+    // The NPT/EPT as the hardware finds it in memory: through the debug port when the
+    // platform has one (no timing, no counters, no cache state), so checking a run after
+    // every step changes none of its results.
+    auto for_each_spte = [this](auto&& fn) {
+        if (debug_) x86_->tdp().for_each_leaf([this](Pfn t, uint64_t (&e)[512]) { return debug_->read_page(t, e); }, fn);
+        else x86_->tdp().for_each_leaf(fn);
+    };
+    for_each_spte([&](Gfn root_gfn, const kvm::SpteLeaf& leaf) {
         if (bad) return;
         const Gfn gfn = kvm_->kvm_gfn_strip_direct_bits(root_gfn);
         if (direct_bits) {
@@ -1227,7 +1234,7 @@ std::optional<std::string> Machine::check_invariants() {
         // SEV-SNP: the RMP agrees with the NPT and the attributes. A private SPTE maps a page
         // this guest owns at that gfn (sev_gmem_prepare ran before the mapping), never a
         // hypervisor-owned one; a shared SPTE maps hypervisor-owned pages only.
-        x86_->tdp().for_each_leaf([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
+        for_each_spte([&](Gfn gfn, const kvm::SpteLeaf& leaf) {
             if (bad) return;
             PgLevel rl;
             const rmp::RmpEntry e = rmp_->lookup(leaf.pfn, &rl);

@@ -25,6 +25,7 @@
 #include "models/cpu/snp_guest.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
+#include "models/mem/debug_port.hpp"
 #include "models/mem/dram.hpp"
 #include "models/mem/page_alloc.hpp"
 #include "models/mem/phys_mem.hpp"
@@ -123,6 +124,10 @@ public:
     // An x86 MMU used without SystemC (tests, the fuzz harness).
     void attach_vcpu(unsigned id, mmu::Mmu& hw);
     void attach_vcpu_module(unsigned id, cpu::Vcpu& module);
+    // The invariant checks read the simulated tables through this debug port (untimed,
+    // uncounted: transport_dbg) when the platform provides one; without SystemC (tests,
+    // the fuzz harness) they read the kernel's own mapping of them.
+    void attach_debug_port(DebugMemPort* port) { debug_ = port; }
 
     // A host-side uAPI step (ioctl, host access, close, pre-fault). Steps that are not
     // uAPI calls come back skipped.
@@ -263,6 +268,7 @@ private:
     // SEV-SNP: the RMP lives in mem_; the backend is the VM's arch ops (set_arch_ops).
     static constexpr uint16_t kSnpAsid = 1;
     std::unique_ptr<rmp::Rmp> rmp_;
+    DebugMemPort* debug_ = nullptr;
     std::unique_ptr<psp::SnpFirmware> snp_fw_;   // the SEV firmware on the Secure Processor
     std::unique_ptr<kvm::SevSnpOps> snp_ops_;
     std::unique_ptr<kvm::HostWriteCheck> host_write_check_;   // the RMP's check of VMM stores

@@ -97,6 +97,12 @@ public:
     // the tables present, not the address space (for invariant checks).
     template <class F>
     void for_each_leaf(F&& fn) const { walk_leaves(root_, levels_, 0, fn); }
+    // The same, with every table page read by read(Pfn, uint64_t (&)[512]) (false: no
+    // table there) instead of through the kernel's own mapping of it: a checker reads the
+    // tables over the memory's debug transport (models/mem/debug_port.hpp) as the hardware
+    // would find them. A frame never written reads as zeros, so as an empty table.
+    template <class Read, class F>
+    void for_each_leaf(Read&& read, F&& fn) const { walk_leaves_read(root_, levels_, 0, read, fn); }
     const TdpMmuStats& stats() const { return stats_; }
 
 private:
@@ -113,6 +119,21 @@ private:
                 fn(Gfn(g), SpteLeaf{hpa_to_pfn(Hpa(fmt_.addr(e, level))), PgLevel(level), fmt_.writable(e)});
             else
                 walk_leaves(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, fn);
+        }
+    }
+    template <class Read, class F>
+    void walk_leaves_read(Pfn table, unsigned level, uint64_t base_gfn, Read& read, F& fn) const {
+        uint64_t t[512];
+        if (!read(table, t)) return;
+        const uint64_t span = 1ull << (9u * (level - 1u));
+        for (unsigned i = 0; i < 512; ++i) {
+            const uint64_t e = t[i];
+            if (!fmt_.present(e)) continue;
+            const uint64_t g = base_gfn + i * span;
+            if (fmt_.is_leaf(e, level))
+                fn(Gfn(g), SpteLeaf{hpa_to_pfn(Hpa(fmt_.addr(e, level))), PgLevel(level), fmt_.writable(e)});
+            else
+                walk_leaves_read(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, read, fn);
         }
     }
     Pfn alloc_table(ExecContext& ctx);

@@ -1,57 +1,8 @@
 #include "models/mmu/mmu_module.hpp"
 
-#include <string>
-
 namespace hvsim::mmu {
 
 MmuModule::MmuModule(sc_core::sc_module_name name, const MmuConfig& cfg, uint64_t period_ps)
-    : sc_module(name), mem("mem"), period_ps_(period_ps), mmu_(cfg, static_cast<WalkMemory&>(*this)) {
-    mem.bind(*this);
-}
-
-void MmuModule::end_of_elaboration() { hier_ = dynamic_cast<MemHierarchy*>(mem.operator->()); }
-
-sc_core::sc_time MmuModule::transport(tlm::tlm_command cmd, uint64_t hpa, uint64_t& v) {
-    ++transactions_;
-    tr_.set_command(cmd);
-    tr_.set_address(hpa);
-    tr_.set_data_ptr(reinterpret_cast<uint8_t*>(&v));
-    tr_.set_data_length(8);
-    tr_.set_streaming_width(8);
-    tr_.set_byte_enable_ptr(nullptr);
-    tr_.set_dmi_allowed(false);
-    tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-    sc_core::sc_time d = sc_core::SC_ZERO_TIME;
-    mem->b_transport(tr_, d);
-    if (tr_.is_response_error())
-        SC_REPORT_ERROR(name(), (std::string("page-table access failed: ") + tr_.get_response_string()).c_str());
-    return d;
-}
-
-uint64_t MmuModule::read64(uint64_t hpa, Cycles& cycles) {
-    if (hier_) return hier_->read64(hpa, cycles);
-    uint64_t v = 0;
-    const sc_core::sc_time d = transport(tlm::TLM_READ_COMMAND, hpa, v);
-    cycles += (d.value() + period_ps_ - 1) / period_ps_;
-    return v;
-}
-
-void MmuModule::write64(uint64_t hpa, uint64_t v) {
-    if (hier_) return hier_->write64(hpa, v);
-    transport(tlm::TLM_WRITE_COMMAND, hpa, v);
-}
-
-uint64_t MmuModule::load64(uint64_t hpa) {
-    if (hier_) return hier_->load64(hpa);
-    uint64_t v = 0;
-    transport(tlm::TLM_READ_COMMAND, hpa, v);
-    return v;
-}
-
-tlm::tlm_sync_enum MmuModule::nb_transport_bw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) {
-    return tlm::TLM_COMPLETED;
-}
-
-void MmuModule::invalidate_direct_mem_ptr(sc_dt::uint64, sc_dt::uint64) {}
+    : sc_module(name), WalkPort(period_ps, "page-table access"), mmu_(cfg, static_cast<WalkMemory&>(*this)) {}
 
 }  // namespace hvsim::mmu

@@ -1,7 +1,8 @@
 // The arm64 translation hardware as a vCPU's child module, behind the vCPU's
 // translation port (cpu::Translator): Stage2Mmu whose descriptor reads leave through the
-// TLM-2.0 initiator socket `mem` (8-byte reads and posted writes; called directly when
-// bound to hvsim's MemHierarchy, as mmu::MmuModule does).
+// TLM-2.0 initiator socket `mem` (mmu::WalkPort, the port the x86 MMU module uses too:
+// 8-byte reads and posted writes; direct calls into hvsim's MemHierarchy, DMI where a
+// target grants it, b_transport otherwise).
 #pragma once
 
 #include <systemc>
@@ -10,36 +11,21 @@
 #include <memory>
 
 #include "models/cpu/translator.hpp"
-#include "models/mem/tlm_mem.hpp"
+#include "models/mmu/walk_port.hpp"
 #include "models/stage2/stage2_mmu.hpp"
 
 namespace hvsim::stage2 {
 
-class Stage2Module : public sc_core::sc_module, public tlm::tlm_bw_transport_if<>, private mmu::WalkMemory {
+class Stage2Module : public sc_core::sc_module, public mmu::WalkPort {
 public:
-    tlm::tlm_initiator_socket<> mem;
     Stage2Module(sc_core::sc_module_name name, const Stage2Config& cfg, uint64_t period_ps);
     Stage2Mmu& mmu() { return mmu_; }
     const Stage2Mmu& mmu() const { return mmu_; }
-    uint64_t transactions() const { return transactions_; }
-
-    tlm::tlm_sync_enum nb_transport_bw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) override {
-        return tlm::TLM_COMPLETED;
-    }
-    void invalidate_direct_mem_ptr(sc_dt::uint64, sc_dt::uint64) override {}
 
 private:
-    void end_of_elaboration() override { hier_ = dynamic_cast<MemHierarchy*>(mem.operator->()); }
-    uint64_t read64(uint64_t hpa, Cycles& cycles) override;
-    void write64(uint64_t hpa, uint64_t v) override;
-    uint64_t load64(uint64_t hpa) override;
-    sc_core::sc_time transport(tlm::tlm_command cmd, uint64_t hpa, uint64_t& v);
+    void end_of_elaboration() override { find_direct_target(); }
 
-    uint64_t period_ps_;
     Stage2Mmu mmu_;
-    MemHierarchy* hier_ = nullptr;
-    tlm::tlm_generic_payload tr_;
-    uint64_t transactions_ = 0;
 };
 
 class Stage2Translator final : public cpu::Translator {
