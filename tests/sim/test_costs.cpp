@@ -30,3 +30,51 @@ TEST_CASE("costs: KvmCosts defaults are the zen4-genoa preset's cost.* values", 
     CHECK(mc.guest_clear_page == vc.clear_page_cycles);
     CHECK(mc.data_access_cycles == vc.data_access_cycles);
 }
+
+namespace {
+// A Machine for `type` on neoverse-n2 under kernel profile `profile` (no vCPU run).
+struct Arm64Machine {
+    scn::Scenario s;
+    ParamSet p;
+    Machine m;
+    Arm64Machine(const std::string& type, const std::string& profile)
+        : s(load_scenario_text(R"({"platform": "neoverse-n2", "params": {"kvm.profile": ")" + profile +
+                                   R"("}, "vm": {"type": ")" + type + R"(", "guest_paging": "none"}})",
+                               "t.json")),
+          p(resolve_params(s, {})),
+          m(s, machine_config(p, s)) {
+        REQUIRE(m.create_vm_err() == 0);
+    }
+    bool warns(const std::string& what) const {
+        for (const auto& w : m.warnings())
+            if (w.find(what) != std::string::npos) return true;
+        return false;
+    }
+};
+}  // namespace
+
+TEST_CASE("costs: an arm64 machine charges the EL2 world switch and its own TLB maintenance, not x86's", "[costs]") {
+    const Arm64Machine np("default", "linux-7.2");
+    const auto& c = np.m.config();
+    CHECK(c.costs.vmexit == np.p.get_u64("cost.arm64_guest_exit"));
+    CHECK(c.costs.vmentry == np.p.get_u64("cost.arm64_guest_entry"));
+    CHECK(c.costs.vmexit != np.p.get_u64("cost.vmexit"));
+    CHECK(c.tlbi.ipas2e1is == np.p.get_u64("cost.arm64_tlbi_ipas2e1is"));
+    CHECK(c.tlbi.vmalls12e1is == np.p.get_u64("cost.arm64_tlbi_vmalls12e1is"));
+    CHECK(c.tlbi.dsb_ish == np.p.get_u64("cost.arm64_dsb_ish"));
+    CHECK(c.tlbi.dsb_ishst == np.p.get_u64("cost.arm64_dsb_ishst"));
+    CHECK(c.tlbi.isb == np.p.get_u64("cost.arm64_isb"));
+    CHECK(c.s2_pte_write == np.p.get_u64("cost.arm64_s2_pte_write"));
+    // A protected VM's exit also syncs pKVM's copy of the vCPU.
+    const Arm64Machine pv("pkvm", "linux-7.2");
+    CHECK(pv.m.config().costs.vmexit ==
+          pv.p.get_u64("cost.arm64_guest_exit") + pv.p.get_u64("cost.pkvm_hyp_vcpu_sync"));
+}
+
+TEST_CASE("costs: kvm.profile says which kernel a protected VM's run follows", "[costs][pkvm]") {
+    CHECK_FALSE(Arm64Machine("pkvm", "linux-7.2").warns("kvm.profile"));
+    CHECK(Arm64Machine("pkvm", "linux-6.18").warns("kvm.profile linux-6.18: upstream Linux 6.18 cannot run protected"));
+    CHECK(Arm64Machine("pkvm", "inplace").warns("guest_memfd; not modelled"));
+    // A non-protected VM has no pKVM rules to follow.
+    CHECK_FALSE(Arm64Machine("default", "linux-6.18").warns("kvm.profile"));
+}
