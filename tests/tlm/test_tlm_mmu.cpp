@@ -131,3 +131,34 @@ TEST_CASE("mmu module: bound to hvsim's caches it calls them directly, and a use
     plain.set_nested_root(Hpa(nested2.root()));
     CHECK(plain.translate(Gva(kGpa), AccessType::read, false).cycles == 1 + 7 + 4 * 60);
 }
+
+TEST_CASE("mmu module: bound to physical memory it takes the DMI grants and walks through them") {
+    PhysMem mem;
+    TableBuilder nested(mem, NestedPte{NestedFormat::npt}, 4, kPool);
+    nested.map(kGpa, kHpa, PgLevel::k4K);
+    MmuModule mmu("mmu", nested_only(), kPeriod);
+    PhysMemTarget phys("phys", mem);
+    mmu.mem.bind(phys.socket);
+    elaborate();
+    CHECK_FALSE(mmu.direct());
+
+    mmu.mmu().set_nested_root(Hpa(nested.root()));
+    TranslateResult r = mmu.mmu().translate(Gva(kGpa + 0x10), AccessType::read, false);
+    REQUIRE(r.ok());
+    CHECK(r.hpa.raw() == kHpa + 0x10);
+    // Four reads through b_transport, each answered with the DMI hint: one grant per table
+    // page (read-write: the pages hold their own bytes), through which the A-bit stores go.
+    CHECK(mmu.transactions() == 4);
+    CHECK(mmu.dmi_grants() == 4);
+    CHECK(mmu.dmi_accesses() == 4);
+    CHECK(phys.dmi_grants() == 4);
+    CHECK((nested.read(kGpa, 1) & pte::A) != 0);
+    CHECK(r.cycles == 1 + 7);   // physical memory annotates no delay; DMI grants none either
+    // A cold walk again: every reference through the pointers, no transaction.
+    mmu.mmu().flush_all();
+    r = mmu.mmu().translate(Gva(kGpa + 0x10), AccessType::read, false);
+    REQUIRE(r.ok());
+    CHECK(r.mem_refs == 4);
+    CHECK(mmu.transactions() == 4);
+    CHECK(mmu.dmi_accesses() == 8);
+}
