@@ -279,6 +279,10 @@ json build_results(const ResultInputs& in) {
         m["faults.retry"] = s.retries;
         m["faults.emulated"] = s.mmio;
         m["faults.memory_fault"] = s.memory_fault_exits;
+        // The aborts past the FSC checks that ended KVM_RUN with an error other than a memory
+        // fault exit (a poisoned IPA of a protected VM, an SEA KVM would inject): every error
+        // but the FSC checks' (aborts not counted private or shared) and the memory-fault exits.
+        m["faults.failed"] = s.errors - (s.aborts - s.private_faults - s.shared_faults) - s.memory_fault_exits;
         m["faults.fast"] = s.relaxed;
         m["mmu.map.4k"] = s.map_page;
         m["mmu.map.2m"] = s.map_block;

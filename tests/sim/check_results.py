@@ -35,8 +35,8 @@ def identities(r):
         yield from eq("faults.npf + faults.prefault = faults.private + faults.shared",
                       m["faults.npf"] + m["faults.prefault"], m["faults.private"] + m["faults.shared"])
         outcomes = sum(m[k] for k in ("faults.fixed", "faults.spurious", "faults.retry", "faults.emulated",
-                                      "faults.memory_fault"))
-        yield from eq("fixed + spurious + retry + emulated + memory_fault = private + shared", outcomes,
+                                      "faults.memory_fault")) + m.get("faults.failed", 0)
+        yield from eq("fixed + spurious + retry + emulated + memory_fault + failed = private + shared", outcomes,
                       m["faults.private"] + m["faults.shared"])
     if "s2.faults" in m:   # arm64: every stage-2 abort a core took reached KVM
         # pKVM: a MEM_SHARE of a page not yet donated is a stage-2 fault EL2 fakes for the host.
