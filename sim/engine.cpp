@@ -846,6 +846,9 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     std::vector<HostThread*> hosts;
     for (unsigned i = 0; i < host_threads_needed(s.steps); ++i)
         hosts.push_back(new HostThread(fmt::format("vmm{}", i).c_str(), mc.period_ps));
+    // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
+    if (kvm::TdxBackend* t = machine->tdx())
+        t->kvm_tdx().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });
     std::unique_ptr<Trace> trace;
     std::vector<uint32_t> vcpu_tracks;
     if (opt.trace && !opt.setup_only) {
