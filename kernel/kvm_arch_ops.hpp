@@ -148,6 +148,12 @@ public:
     // by the backend for the duration of its ioctl, as KVM passes them in `opaque`. 0 or
     // -errno; VM types without a launch flow refuse (-EOPNOTSUPP).
     virtual int gmem_post_populate(Kvm&, Gfn, Pfn, std::optional<Pfn> /*src*/, ExecContext&) { return -EOPNOTSUPP; }
+    // A wait a vCPU's fault exit at `gpa` adds in proportion to its own cycles, for time the
+    // fault competes with other vCPUs' work for a resource of the VM (TDX: idle vCPUs'
+    // ticks, TdxBackend::charge_idle_ticks()). fault_wait_applies() says whether the caller
+    // should count the fault's cycles; charge_fault_wait() charges the wait for them.
+    virtual bool fault_wait_applies(const Kvm&, Gpa) const { return false; }
+    virtual void charge_fault_wait(Cycles /*fault*/, ExecContext&) {}
 };
 
 // The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).

@@ -881,6 +881,9 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         t.attach(vcpus, hosts);
     };
     auto* top = new Top("top", s, *machine, opt, prog, elaborate);
+    // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
+    if (kvm::TdxBackend* t = machine->tdx())
+        t->kvm_tdx().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });
     std::unique_ptr<Trace> trace;
     std::vector<uint32_t> vcpu_tracks;
     if (opt.trace && !opt.setup_only) {

@@ -170,6 +170,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     };
     for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
     c.tdx_idle_tick_hz = p.get_u64("tdx.idle_tick_hz");
+    c.tdx_page_add_in_map = p.get_bool("kvm.config.tdx_page_add_in_map");
 
     c.host_mem_base = p.get_u64("host.mem_base");
     c.host_mem_size = p.get_u64("host.mem_size");
@@ -326,6 +327,7 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     if (x86_->mirror()) {
         tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels);
         tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
+        tdx_->kvm_tdx().set_page_add_in_map(cfg_.tdx_page_add_in_map);
         tdx_->set_idle_ticks(cfg_.tdx_idle_tick_hz, cfg_.freq_mhz);
         x86_->set_external_ops(tdx_.get());
         kvm::X86Mmu* mmu = x86_.get();
@@ -762,12 +764,11 @@ std::string_view npf_path_name(bool is_private, PgLevel level) {
 }
 }  // namespace
 
-// A TD's private fault waits for the idle vCPUs' ticks it competes with
-// (TdxBackend::charge_idle_ticks(), tdx.idle_tick_hz): the wait grows with the fault's
-// own cycles, counted here.
+// A fault the VM type makes wait in proportion to its own cycles (the arch ops'
+// fault_wait_applies(); a TD's private fault and the idle vCPUs' ticks,
+// TdxBackend::charge_idle_ticks()): its cycles are counted here.
 cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
-    if (!tdx_ || !tdx_->idle_ticks_enabled() || kvm_->kvm_is_gfn_alias(gpa_to_gfn(gpa)))
-        return handle_npf_exit(vcpu, gpa, error_code, vctx);
+    if (!kvm_ || !kvm_->arch().fault_wait_applies(*kvm_, gpa)) return handle_npf_exit(vcpu, gpa, error_code, vctx);
     struct Counting final : ExecContext {
         ExecContext& inner;
         Cycles total = 0;
@@ -779,7 +780,7 @@ cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, 
         void sync() override { inner.sync(); }
     } counted(vctx);
     const cpu::NpfAction a = handle_npf_exit(vcpu, gpa, error_code, counted);
-    tdx_->charge_idle_ticks(counted.total, vctx);
+    kvm_->arch().charge_fault_wait(counted.total, vctx);
     return a;
 }
 

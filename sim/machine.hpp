@@ -68,6 +68,7 @@ struct MachineConfig {
     kvm::KvmCosts costs;
     kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
     uint64_t tdx_idle_tick_hz = 0;  // tdx.idle_tick_hz
+    bool tdx_page_add_in_map = true;   // kvm.config.tdx_page_add_in_map (6.19 INIT_MEM_REGION flow)
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
     bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy

@@ -322,6 +322,10 @@ std::vector<ParamDecl> build_decls() {
                      "a second binding of a guest_memfd range fails with EEXIST (Linux 7.2) instead of EINVAL "
                      "(kvm_gmem_bind)",
                      kLinux618));
+    v.push_back(flag("kvm.config.tdx_page_add_in_map", false,
+                     "KVM_TDX_INIT_MEM_REGION issues TDH.MEM.PAGE.ADD inside the mirror update (Linux 6.19, "
+                     "\"KVM TDX changes for 6.19\") instead of mapping first and counting nr_premapped (6.18)",
+                     kLinux618));
     {
         std::vector<std::string> names;
         for (const auto& p : kernel_profiles()) names.push_back(p.name);

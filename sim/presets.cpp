@@ -168,20 +168,23 @@ const std::vector<KernelProfile>& kernel_profiles() {
          "(KVM_SET_MEMORY_ATTRIBUTES), no KVM_SET_MEMORY_ATTRIBUTES2, a second guest_memfd binding is EINVAL",
          {{"kvm.config.vm_memory_attributes", true},
           {"kvm.config.memory_attributes2", false},
-          {"kvm.config.gmem_bind_eexist", false}}},
+          {"kvm.config.gmem_bind_eexist", false},
+          {"kvm.config.tdx_page_add_in_map", false}}},
         {"linux-7.2",
          "upstream Linux 7.2: as linux-6.18, but a second binding of a guest_memfd range is EEXIST "
          "(the \"KVM guest_memfd changes for 7.2\" pull request)",
          {{"kvm.config.vm_memory_attributes", true},
           {"kvm.config.memory_attributes2", false},
-          {"kvm.config.gmem_bind_eexist", true}}},
+          {"kvm.config.gmem_bind_eexist", true},
+          {"kvm.config.tdx_page_add_in_map", true}}},
         {"inplace",
          "the guest_memfd in-place conversion proposal (v7, May 2026, not merged as of 7.2; the KVM_SET_MEMORY_ATTRIBUTES2 content-policy series): "
          "kvm.vm_memory_attributes=0, attributes live in each guest_memfd, KVM_SET_MEMORY_ATTRIBUTES2 with "
          "content policies, INIT_SHARED on CoCo VMs; KVM_SET_MEMORY_ATTRIBUTES is ENOTTY",
          {{"kvm.config.vm_memory_attributes", false},
           {"kvm.config.memory_attributes2", true},
-          {"kvm.config.gmem_bind_eexist", false}}},
+          {"kvm.config.gmem_bind_eexist", false},
+          {"kvm.config.tdx_page_add_in_map", true}}},
     };
     return profiles;
 }

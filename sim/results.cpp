@@ -261,6 +261,7 @@ json build_results(const ResultInputs& in) {
         m["tdx.track"] = s.track;
         m["tdx.remove"] = s.remove;
         m["tdx.busy_retries"] = t->kvm_tdx().stats().busy_retries;
+        m["tdx.accept_busy_retries"] = t->guest_busy_retries();
         m["tdx.kick_exits"] = t->vcpus_kicked();
         m["tdx.epoch_flushes"] = s.epoch_flushes;
         m["tdx.idle_ticks"] = t->idle_ticks_waited();

@@ -77,13 +77,20 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
     for (unsigned lvl = levels_; lvl > goal; --lvl) {
         uint64_t* t = table_ptr(table);
         uint64_t& e = t[mmu::table_index(g << kPageShift, lvl)];
+        // Another thread is inside the external hook for this SPTE (is_frozen_spte()): retry.
+        if (external_ && e == kFrozenSpte) return MapResult::busy;
         if (!fmt_.present(e)) {
             const Pfn child = alloc_table(ctx);
             if (external_) {
-                // tdp_mmu_link_sp() on a mirror root: the external table is linked first;
-                // a failure leaves the mirror entry empty (the fault retries or the VM is bugged).
+                // tdp_mmu_link_sp() on a mirror root: the external table is linked first,
+                // with the mirror SPTE frozen meanwhile (set_external_spte_present()), since
+                // the hook syncs and other threads may fault on the same range; a failure
+                // restores the empty entry (the fault retries or the VM is bugged).
                 const Gfn base(g & ~(pages_at(lvl) - 1));
+                const uint64_t old = e;
+                e = kFrozenSpte;
                 const int r = external_->link_external_spt(base, PgLevel(lvl), child, ctx);
+                e = old;
                 if (r) {
                     mem_.discard(child);
                     alloc_.free(child, 0);
@@ -109,6 +116,7 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
     }
     uint64_t* t = table_ptr(table);
     uint64_t& e = t[mmu::table_index(g << kPageShift, goal)];
+    if (external_ && e == kFrozenSpte) return MapResult::busy;
     uint64_t want = fmt_.make_leaf(pfn_to_hpa(pfn).raw(), level, writable, true);
     // make_spte(): a leaf installed by a fault is born accessed, and dirty when writable
     // (spte_shadow_accessed_mask(), spte_shadow_dirty_mask()), so the CPU's first access
@@ -132,7 +140,10 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
     if (external_) {
         // set_external_spte_present(): the mirror SPTE is frozen while the external leaf is
         // set; on failure the old (non-present) value is restored (RET_PF_RETRY on -EBUSY).
+        const uint64_t old = e;
+        e = kFrozenSpte;
         const int r = external_->set_external_spte(gfn, level, pfn, ctx);
+        e = old;
         if (r) return r == -EBUSY ? MapResult::busy : MapResult::error;
     }
     e = want;

@@ -106,6 +106,9 @@ public:
     const TdpMmuStats& stats() const { return stats_; }
 
 private:
+    // KVM's FROZEN_SPTE (mmu/spte.h): a non-present value (no R/W/X, no P) a mirror SPTE
+    // holds while its external hook runs, so other threads faulting there retry.
+    static constexpr uint64_t kFrozenSpte = 0x5a0;
     template <class F>
     void walk_leaves(Pfn table, unsigned level, uint64_t base_gfn, F& fn) const {
         const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));

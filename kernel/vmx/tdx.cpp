@@ -20,6 +20,7 @@ int KvmTdx::bug(uint64_t) {
 }
 
 int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) {
+    timed_call(ctx, costs_.sept_add);
     ctx.charge("tdh_mem_sept_add", costs_.seamcall + costs_.sept_add);
     const uint64_t err =
         module_.tdh_mem_sept_add(tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level)), tdr_, pfn_to_hpa(table)).rax;
@@ -35,8 +36,13 @@ int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx)
     if (level != PgLevel::k4K) return bug(0);
     uint64_t err;
     if (state_ == TdState::runnable) {
+        timed_call(ctx, costs_.page_aug);
         ctx.charge("tdh_mem_page_aug", costs_.seamcall + costs_.page_aug);
         err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn)).rax;
+    } else if (!page_add_in_map_) {
+        // 6.18: tdx_mem_page_record_premap_cnt(); tdx_gmem_post_populate() adds the page.
+        ++nr_premapped_;
+        return 0;
     } else {
         // Building the TD: only KVM_TDX_INIT_MEM_REGION maps private memory, with its source.
         if (!page_add_src_) return bug(0);
@@ -68,6 +74,7 @@ void KvmTdx::tdx_track(ExecContext& ctx) {
     uint64_t err;
     unsigned spins = 0;
     do {
+        timed_call(ctx, costs_.track);
         ctx.charge("tdh_mem_track", costs_.seamcall + costs_.track);
         err = module_.tdh_mem_track(tdr_).rax;
         if (tdx::is_operand_busy(err)) ++stats_.busy_retries;
@@ -84,15 +91,39 @@ int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& c
     if (level != PgLevel::k4K) return bug(0);
     const uint64_t gl = tdx::gpa_level(gpa_of(gfn), 0);
     // tdx_sept_zap_private_spte(): BLOCK, retried once with every vCPU held out.
+    timed_call(ctx, costs_.range_block);
     ctx.charge("tdh_mem_range_block", costs_.seamcall + costs_.range_block);
     uint64_t err = module_.tdh_mem_range_block(gl, tdr_).rax;
-    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gl, tdr_).rax; }, ctx);
+    // 6.18 tdx_is_sept_zap_err_due_to_premap(): before finalize, a page the mirror maps but
+    // TDH.MEM.PAGE.ADD never added is FREE in the S-EPT; KVM only uncounts it.
+    if (!page_add_in_map_ && state_ != TdState::runnable &&
+        err == (tdx::status::EPT_ENTRY_STATE_INCORRECT | tdx::operand::RCX)) {
+        if (!nr_premapped_) return bug(err);
+        --nr_premapped_;
+        return 0;
+    }
+    if (tdx::is_operand_busy(err))
+        err = tdh_do_no_vcpus(
+            [&] {
+                timed_call(ctx, costs_.range_block);
+                ctx.charge("tdh_mem_range_block", costs_.seamcall + costs_.range_block);
+                return module_.tdh_mem_range_block(gl, tdr_).rax;
+            },
+            ctx);
     if (err) return bug(err);
     tdx_track(ctx);
     if (bugged_) return -EIO;
+    timed_call(ctx, costs_.page_remove);
     ctx.charge("tdh_mem_page_remove", costs_.seamcall + costs_.page_remove);
     err = module_.tdh_mem_page_remove(gl, tdr_).rax;
-    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gl, tdr_).rax; }, ctx);
+    if (tdx::is_operand_busy(err))
+        err = tdh_do_no_vcpus(
+            [&] {
+                timed_call(ctx, costs_.page_remove);
+                ctx.charge("tdh_mem_page_remove", costs_.seamcall + costs_.page_remove);
+                return module_.tdh_mem_page_remove(gl, tdr_).rax;
+            },
+            ctx);
     if (err) return bug(err);
     // The page goes back to the host: write back and invalidate its lines under the TD key.
     ctx.charge("tdh_phymem_page_wbinvd", costs_.seamcall + costs_.wbinvd);
@@ -103,6 +134,8 @@ int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& c
 
 int KvmTdx::tdx_td_finalize(ExecContext& ctx) {
     if (state_ != TdState::initialized) return -EINVAL;
+    // 6.18: a page mapped by the fault path but never added (nr_premapped) refuses finalize.
+    if (!page_add_in_map_ && nr_premapped_) return -EINVAL;
     ctx.charge("tdh_mr_finalize", costs_.seamcall);
     const uint64_t err = module_.tdh_mr_finalize(tdr_).rax;
     if (tdx::is_operand_busy(err)) return -EBUSY;

@@ -80,6 +80,15 @@ public:
     // -EINVAL once the TD is RUNNABLE.
     int tdx_vcpu_init_mem_region_check() const { return state_ == TdState::runnable ? -EINVAL : 0; }
     void set_page_add_src(std::optional<Hpa> src) { page_add_src_ = src; }
+    // Which KVM_TDX_INIT_MEM_REGION flow (kvm.config.tdx_page_add_in_map): true is 6.19 and
+    // later (TDH.MEM.PAGE.ADD inside the mirror update); false is 6.18 and earlier, where the
+    // leaf hook of a TD being built only counts the page in nr_premapped
+    // (tdx_mem_page_record_premap_cnt()), tdx_gmem_post_populate() then issues
+    // TDH.MEM.PAGE.ADD and uncounts it, a zap of a counted page that was never added uncounts
+    // it too, and KVM_TDX_FINALIZE_VM is -EINVAL while any page is counted.
+    void set_page_add_in_map(bool b) { page_add_in_map_ = b; }
+    bool page_add_in_map() const { return page_add_in_map_; }
+    uint64_t nr_premapped() const { return nr_premapped_; }
     // KVM_TDX_FINALIZE_VM: -EINVAL unless the TD is still being built (INITIALIZED).
     int tdx_td_finalize(ExecContext& ctx);
 
@@ -96,7 +105,22 @@ public:
                                  ExecContext& ctx);
     // tdx_gmem_post_populate() for one page.
     int tdx_gmem_post_populate(Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx);
+    // KVM_TDX_MEASURE_MEMORY_REGION: 16 TDH.MR.EXTEND of 256 bytes over the page at gfn.
+    int tdx_mr_extend_page(Gfn gfn, ExecContext& ctx);
     uint64_t init_mem_pages() const { return init_mem_pages_; }
+
+    // Timed runs: `clock` answers the simulated cycle of the thread that has just synced
+    // (the global time). With it, every SEAMCALL and TDCALL of a run first brings the
+    // caller's local time in line (ctx.sync()) and then holds the module's locks for its
+    // leaf's cycles (TdxModule::at()), so calls of other vCPUs and of the VMM thread that
+    // overlap it answer OPERAND_BUSY. Without a clock (unit tests) calls are untimed.
+    void set_clock(std::function<Cycles()> clock) { clock_ = std::move(clock); }
+    // Before a leaf of `hold` cycles: sync and tell the module when it runs.
+    void timed_call(ExecContext& ctx, Cycles hold) {
+        if (!clock_) return;
+        ctx.sync();
+        module_.at(clock_(), hold);
+    }
 
     // tdx_vcpu_run(): no TD entry while a zap holds every vCPU out (wait_for_sept_zap).
     bool vcpu_may_enter() const { return !wait_for_sept_zap_; }
@@ -121,6 +145,9 @@ private:
     TdState state_ = TdState::initialized;
     std::optional<Hpa> page_add_src_;
     MapPrivatePfn map_private_pfn_;
+    std::function<Cycles()> clock_;
+    bool page_add_in_map_ = true;
+    uint64_t nr_premapped_ = 0;      // kvm_tdx->nr_premapped (6.18 flow)
     bool measure_ = false;           // tdx_gmem_post_populate_arg.flags & KVM_TDX_MEASURE_MEMORY_REGION
     uint64_t init_mem_pages_ = 0;
     bool wait_for_sept_zap_ = false;
@@ -129,11 +156,22 @@ private:
     TdxCosts costs_;
 };
 
+// The wait a TD's private fault adds for the idle vCPUs' ticks it competes with
+// (implemented by the run's TD, kernel/vmx/tdx_backend.hpp).
+class TdxFaultWait {
+public:
+    virtual ~TdxFaultWait() = default;
+    virtual bool fault_waits(const Kvm& kvm, Gpa gpa) const = 0;
+    virtual void charge_fault_wait(Cycles fault, ExecContext& ctx) = 0;
+};
+
 // The TD's KvmArchOps once KVM's TDX backend exists: the built-in tdx answers, plus
-// tdx_gmem_post_populate() as kvm_gmem_populate()'s arch callback.
+// tdx_gmem_post_populate() as kvm_gmem_populate()'s arch callback and the idle-tick wait of
+// a private fault.
 class TdxArchOps final : public KvmArchOps {
 public:
-    explicit TdxArchOps(KvmTdx& tdx) : base_(kvm_default_arch_ops(VmType::tdx)), tdx_(tdx) {}
+    TdxArchOps(KvmTdx& tdx, TdxFaultWait* wait = nullptr)
+        : base_(kvm_default_arch_ops(VmType::tdx)), tdx_(tdx), wait_(wait) {}
     VmType type() const override { return base_.type(); }
     bool has_private_mem() const override { return base_.has_private_mem(); }
     bool has_protected_state() const override { return base_.has_protected_state(); }
@@ -170,10 +208,15 @@ public:
     int gmem_post_populate(Kvm&, Gfn gfn, Pfn pfn, std::optional<Pfn> src, ExecContext& ctx) override {
         return tdx_.tdx_gmem_post_populate(gfn, pfn, src, ctx);
     }
+    bool fault_wait_applies(const Kvm& k, Gpa gpa) const override { return wait_ && wait_->fault_waits(k, gpa); }
+    void charge_fault_wait(Cycles fault, ExecContext& ctx) override {
+        if (wait_) wait_->charge_fault_wait(fault, ctx);
+    }
 
 private:
     KvmArchOps& base_;
     KvmTdx& tdx_;
+    TdxFaultWait* wait_;
 };
 
 }  // namespace hvsim::kvm

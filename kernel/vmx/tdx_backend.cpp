@@ -21,7 +21,7 @@ TdxBackend::TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigne
     root_ = pfn_to_hpa(alloc_page(alloc_, "the S-EPT root"));
     module_.create_td(tdr_, root_, levels, /*pending_ve_disable=*/false);
     tdx_ = std::make_unique<KvmTdx>(kvm_, module_, tdr_, *this);
-    ops_ = std::make_unique<TdxArchOps>(*tdx_);
+    ops_ = std::make_unique<TdxArchOps>(*tdx_, this);
     kvm_.set_arch_ops(*ops_);
 }
 
@@ -66,6 +66,7 @@ void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
     const KvmCosts& c = kvm_.costs();
     const TdxCosts& t = tdx_->costs();
     unsigned ipis = 0;
+    module_.interrupt_guest_leaves(tdr_);
     for (size_t i = 0; i < vcpus_.size(); ++i) {
         VcpuRef& v = vcpus_[i];
         v.hw->flush_all();
@@ -98,10 +99,18 @@ bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecC
     const tdx::GuestRet v = module_.td_ept_violation(tdr_, vp_[vcpu], gpa.raw());
     if (v.kind != tdx::GuestRet::Kind::ve) return false;
     ctx.charge("tdx_ve", tdx_->costs().ve);
-    ctx.charge("tdg_mem_page_accept", tdx_->costs().accept_4k);
     // The guest's #VE handler accepts the 4K page and returns to the access
-    // (TDG.MEM.PAGE.ACCEPT). A page accepted meanwhile by another vCPU is fine.
-    const tdx::GuestRet a = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(gpa.raw() & ~kPageMask, 0));
+    // (TDG.MEM.PAGE.ACCEPT). A page accepted meanwhile by another vCPU is fine; an entry
+    // another vCPU's ACCEPT or a host leaf holds (BUSY, or BUSY_HOST_PRIORITY) is retried.
+    tdx::GuestRet a;
+    for (unsigned tries = 0;; ++tries) {
+        if (tries == kMaxBusyAccepts) break;
+        tdx_->timed_call(ctx, tdx_->costs().accept_4k);
+        ctx.charge("tdg_mem_page_accept", tdx_->costs().accept_4k);
+        a = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(gpa.raw() & ~kPageMask, 0));
+        if (a.kind != tdx::GuestRet::Kind::status || !guest_busy(a.rax)) break;
+        ++guest_busy_retries_;
+    }
     if (a.kind == tdx::GuestRet::Kind::status &&
         (a.rax == 0 || (a.rax & tdx::status::STATUS_MASK) == tdx::status::PAGE_ALREADY_ACCEPTED)) {
         if (a.rax == 0) ++accepts_;
@@ -117,8 +126,11 @@ uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, Pg
     const uint64_t step = level_size(level);
     for (uint64_t a = gpa; a < gpa + size; a += step) {
         for (unsigned tries = 0;; ++tries) {
-            if (tries == 64) throw std::runtime_error(fmt::format("TDG.MEM.PAGE.ACCEPT of {:#x} does not complete", a));
-            // Each attempt is a TDCALL; a 2M one that succeeds zeroes 512 pages.
+            if (tries == kMaxBusyAccepts)
+                throw std::runtime_error(fmt::format("TDG.MEM.PAGE.ACCEPT of {:#x} does not complete", a));
+            // Each attempt is a TDCALL; a 2M one that succeeds zeroes 512 pages (and holds
+            // its entry for all of them).
+            tdx_->timed_call(ctx, (level == PgLevel::k2M ? 512 : 1) * tdx_->costs().accept_4k);
             ctx.charge("tdg_mem_page_accept", tdx_->costs().accept_4k);
             const tdx::GuestRet r = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(a, unsigned(level) - 1));
             if (r.kind == tdx::GuestRet::Kind::td_exit) {
@@ -133,7 +145,12 @@ uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, Pg
                 break;
             }
             if (st == tdx::status::PAGE_ALREADY_ACCEPTED) break;
-            if (tdx::is_operand_busy(r.rax)) continue;
+            if (guest_busy(r.rax)) {
+                // The guest retries an ACCEPT whose entry is locked (A5) or that a host leaf
+                // asked priority on (A6).
+                ++guest_busy_retries_;
+                continue;
+            }
             if (st == tdx::status::PAGE_SIZE_MISMATCH && level == PgLevel::k2M) {
                 // The host mapped 4K: accept the 2M range page by page.
                 ++accept_fallbacks_;

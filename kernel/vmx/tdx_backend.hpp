@@ -20,7 +20,7 @@
 
 namespace hvsim::kvm {
 
-class TdxBackend final : public ExternalSpteOps, public TdxVcpuKicker {
+class TdxBackend final : public ExternalSpteOps, public TdxVcpuKicker, public TdxFaultWait {
 public:
     // tdx_td_init(): TDR and the S-EPT root page come from host memory; the TD is built
     // with `levels`-level S-EPT (GPAW 48 or 52). PENDING_VE_DISABLE is clear, so an access
@@ -76,6 +76,8 @@ public:
     uint64_t accepts() const { return accepts_; }
     uint64_t accept_fallbacks() const { return accept_fallbacks_; }   // 2M ACCEPTs redone at 4K
     uint64_t vcpus_kicked() const { return kicked_; }   // vCPUs a kick found in guest mode
+    // Guest ACCEPTs answered OPERAND_BUSY or OPERAND_BUSY_HOST_PRIORITY and retried.
+    uint64_t guest_busy_retries() const { return guest_busy_retries_; }
 
     // The module's view of which vCPUs are inside the TD, brought up to date with the
     // vCPUs' guest mode: a vCPU in guest mode entered through TDH.VP.ENTER (and took the
@@ -101,6 +103,12 @@ public:
     bool idle_ticks_enabled() const { return idle_tick_hz_ != 0; }
     // Charges the wait of a private fault of a busy vCPU that took `fault` cycles.
     void charge_idle_ticks(Cycles fault, ExecContext& ctx);
+    // TdxFaultWait (the arch ops' fault-wait hooks): a private (unaliased) fault waits when
+    // idle ticks are on.
+    bool fault_waits(const Kvm& kvm, Gpa gpa) const override {
+        return idle_tick_hz_ != 0 && !kvm.kvm_is_gfn_alias(gpa_to_gfn(gpa));
+    }
+    void charge_fault_wait(Cycles fault, ExecContext& ctx) override { charge_idle_ticks(fault, ctx); }
     // One idle tick round trip: the TD exit and entry around cost.tdx_idle_tick.
     Cycles idle_tick_cycles() const;
     // Tick round trips accept faults waited for, and the faults that found the
@@ -124,6 +132,12 @@ private:
     uint64_t accepts_ = 0;
     uint64_t accept_fallbacks_ = 0;
     uint64_t kicked_ = 0;
+    uint64_t guest_busy_retries_ = 0;
+    static constexpr unsigned kMaxBusyAccepts = 1000;
+    static bool guest_busy(uint64_t rax) {
+        const uint64_t st = rax & tdx::status::STATUS_MASK;
+        return st == tdx::status::OPERAND_BUSY || st == tdx::status::OPERAND_BUSY_HOST_PRIORITY;
+    }
     uint64_t idle_tick_hz_ = 0, freq_mhz_ = 3000;
     Cycles idle_wait_ = 0;
     uint64_t idle_saturated_ = 0;

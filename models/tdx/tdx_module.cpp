@@ -1,5 +1,6 @@
 #include "models/tdx/tdx_module.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -156,14 +157,24 @@ void TdxModule::mrtd_block(Td& t, const char* tag, uint64_t gpa) {
 // ---------------------------------------------------------------------------------------
 // Common checks
 
+bool TdxModule::timed_busy(Td::TimedLock& l, bool exclusive) {
+    if (!cur_.on) return false;
+    if (l.excl_until > cur_.now || (exclusive && l.shared_until > cur_.now)) return true;
+    Cycles& until = exclusive ? l.excl_until : l.shared_until;
+    until = std::max(until, cur_.now + cur_.hold);
+    return false;
+}
+
 std::optional<SeamRet> TdxModule::prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t busy_operand) {
     ++stats_.seamcalls;
+    cur_ = take_timing();
     Td* t = td(tdr);
     if (!t) {
         auto it = pamt4k_.find(tdr.raw());
         return ret((it == pamt4k_.end() ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) | busy_operand);
     }
-    if (t->tdr_excl || (tdr_exclusive && t->tdr_shared)) return ret(status::OPERAND_BUSY | busy_operand);
+    if (t->tdr_excl || (tdr_exclusive && t->tdr_shared) || timed_busy(t->tdr_t, tdr_exclusive))
+        return ret(status::OPERAND_BUSY | busy_operand);
     if (t->fatal) return ret(status::TD_FATAL);
     if (t->life != Lifecycle::keys_configured) return ret(status::TD_KEYS_NOT_CONFIGURED);
     // seamcall_state_lookup (op_state_lookup.c): build-time leaves need INITIALIZED, the
@@ -187,16 +198,26 @@ std::optional<SeamRet> TdxModule::check_gpa(const Td& t, uint64_t gpa_lvl, unsig
     return std::nullopt;
 }
 
-std::optional<SeamRet> TdxModule::sept_lock(const Td& t, bool exclusive) const {
-    if (t.sept_excl || (exclusive && t.sept_shared)) return ret(status::OPERAND_BUSY | operand::SEPT_TREE);
+std::optional<SeamRet> TdxModule::sept_lock(Td& t, bool exclusive) {
+    if (t.sept_excl || (exclusive && t.sept_shared) || timed_busy(t.sept_t, exclusive))
+        return ret(status::OPERAND_BUSY | operand::SEPT_TREE);
     return std::nullopt;
 }
 
 std::optional<SeamRet> TdxModule::host_entry_lock(Td& t, const Walk& w, uint64_t) {
-    if (!t.guest_locked.count(w.entry_hpa)) return std::nullopt;
-    // The host asks for priority: the guest's next attempt backs off (A6).
-    mem_.write64(Hpa(w.entry_hpa), w.entry | septe::TDHP);
-    return ret(status::OPERAND_BUSY | operand::RCX);
+    const bool guest_holds = t.guest_locked.count(w.entry_hpa) ||
+                             (cur_.on && timed_busy_entry(t.guest_entry_until, w.entry_hpa, cur_.now));
+    if (guest_holds) {
+        // The host asks for priority: the guest's next attempt backs off (A6).
+        mem_.write64(Hpa(w.entry_hpa), w.entry | septe::TDHP);
+        return ret(status::OPERAND_BUSY | operand::RCX);
+    }
+    if (cur_.on) {
+        // Another host leaf inside on the same entry (sept_lock_acquire_host()).
+        if (timed_busy_entry(t.host_entry_until, w.entry_hpa, cur_.now)) return ret(status::OPERAND_BUSY | operand::RCX);
+        t.host_entry_until[w.entry_hpa] = cur_.now + cur_.hold;
+    }
+    return std::nullopt;
 }
 
 TdxModule::Walk TdxModule::walk(const Td& t, uint64_t gpa, unsigned level, bool through_blocked) const {
@@ -420,7 +441,7 @@ SeamRet TdxModule::tdh_mem_range_unblock(uint64_t gpa_lvl, Hpa tdr) {
 SeamRet TdxModule::tdh_mem_track(Hpa tdr) {
     if (auto e = prologue(tdr, Leaf::mem_track, false, operand::RCX)) return done(*e);
     Td& t = *td(tdr);
-    if (t.epoch_excl) return done(ret(status::OPERAND_BUSY | operand::TD_EPOCH));
+    if (t.epoch_excl || timed_busy(t.epoch_t, true)) return done(ret(status::OPERAND_BUSY | operand::TD_EPOCH));
     // tdh_mem_track.c: a vCPU still inside from the previous epoch blocks the increment.
     if (t.refcount[(t.epoch - 1) & 1]) return done(ret(status::PREVIOUS_TLB_EPOCH_BUSY));
     ++t.epoch;
@@ -545,11 +566,13 @@ SeamRet TdxModule::tdh_phymem_page_wbinvd(Hpa page) {
 SeamRet TdxModule::tdh_vp_enter(Hpa tdr, unsigned vcpu) {
     ++stats_.seamcalls;
     ++stats_.vp_enter_calls;
+    cur_ = take_timing();
     Td* t = td(tdr);
     if (!t || vcpu >= t->vcpus.size()) return done(ret(status::OPERAND_INVALID | operand::RCX));
     if (t->op != OpState::runnable) return done(ret(status::OP_STATE_INCORRECT));
-    if (t->tdr_excl) return done(ret(status::OPERAND_BUSY | operand::RDX));
-    if (t->epoch_excl) return done(ret(status::OPERAND_BUSY | operand::TD_EPOCH));
+    if (t->tdr_excl || (cur_.on && t->tdr_t.excl_until > cur_.now)) return done(ret(status::OPERAND_BUSY | operand::RDX));
+    // The epoch lock is taken shared only to sample TD_EPOCH.
+    if (t->epoch_excl || timed_busy(t->epoch_t, false)) return done(ret(status::OPERAND_BUSY | operand::TD_EPOCH));
     Vcpu& v = t->vcpus[vcpu];
     if (v.inside) throw std::logic_error("tdx: TDH.VP.ENTER of a vCPU already inside the TD");
     const uint64_t e = t->epoch;
@@ -581,6 +604,7 @@ GuestRet TdxModule::tdg_mem_page_accept(Hpa tdr, unsigned vcpu, uint64_t gpa_lvl
     const Td* ct = td(tdr);
     if (!ct || vcpu >= ct->vcpus.size()) throw std::invalid_argument("tdx: ACCEPT from an unknown vCPU");
     Td& t = *td(tdr);
+    cur_ = take_timing();
     GuestRet r;
     const unsigned level = unsigned(gpa_lvl & 7);
     const uint64_t gpa = gpa_lvl & ~0xfffull;
@@ -611,7 +635,11 @@ GuestRet TdxModule::tdg_mem_page_accept(Hpa tdr, unsigned vcpu, uint64_t gpa_lvl
         return td_exit_accept(w);
     }
     // A5/A6: the guest-side entry lock and the host's priority request.
-    if (t.guest_locked.count(w.entry_hpa)) {
+    // Timed: another vCPU's ACCEPT or a host leaf holds the entry now.
+    const bool entry_busy = t.guest_locked.count(w.entry_hpa) ||
+                            (cur_.on && (timed_busy_entry(t.guest_entry_until, w.entry_hpa, cur_.now) ||
+                                         timed_busy_entry(t.host_entry_until, w.entry_hpa, cur_.now)));
+    if (entry_busy) {
         r.rax = status::OPERAND_BUSY | operand::RCX;
         return r;
     }
@@ -627,12 +655,18 @@ GuestRet TdxModule::tdg_mem_page_accept(Hpa tdr, unsigned vcpu, uint64_t gpa_lvl
     }
     const uint64_t pa = w.entry & septe::ADDR;
     const uint64_t pages = level ? 512 : 1;
+    // The entry stays locked while the page is zeroed (the ACCEPT's whole duration).
+    if (cur_.on) t.guest_entry_until[w.entry_hpa] = cur_.now + cur_.hold;
     for (uint64_t i = 0; i < pages; ++i) mem_.fill(Hpa(pa + i * kPageSize), 0, kPageSize);
     write_entry(w, septe::make(SeptState::mapped, pa));
     ++stats_.accept;
     stats_.accept_4k_pages += pages;
     r.rax = status::SUCCESS;
     return r;
+}
+
+void TdxModule::interrupt_guest_leaves(Hpa tdr) {
+    if (Td* t = td(tdr)) t->guest_entry_until.clear();
 }
 
 GuestRet TdxModule::td_ept_violation(Hpa tdr, unsigned, uint64_t gpa) {

@@ -20,9 +20,12 @@
 //    blocks, "MEM.PAGE.ADD" + GPA for PAGE.ADD (contents not measured), "MR.EXTEND" + GPA
 //    followed by the 256 bytes of data for MR.EXTEND; MR.FINALIZE finalizes it.
 //  - Locks: leaves run to completion one at a time. "Another logical processor inside a
-//    leaf" is expressed with hold()/release() so contention (OPERAND_BUSY and its operand
-//    id) can be produced and tested; the guest side holds S-EPT entry locks through
-//    guest_lock_entry().
+//    leaf" is expressed two ways: hold()/release() (a lock held until released, for tests;
+//    the guest side holds S-EPT entry locks through guest_lock_entry()), and in a timed run
+//    at(now, hold): the next leaf runs over [now, now + hold) of simulated time and the
+//    locks it takes stay held until then, so a leaf another thread starts before that
+//    answers OPERAND_BUSY with the lock's operand id. Callers bring their local time in
+//    line with the global time first, so leaves are made in time order.
 //  - 1G private pages and migration states are not modelled (the module accepts only 4K
 //    and 2M in ACCEPT; KVM maps private memory at 4K).
 //  - A 2M ACCEPT runs to completion (no interruption, accept_counter not kept).
@@ -147,6 +150,16 @@ public:
     // plain EPT-violation TD exit.
     GuestRet td_ept_violation(Hpa tdr, unsigned vcpu, uint64_t gpa);
 
+    // ---- contention in simulated time ----
+    // The next leaf (a SEAMCALL through prologue(), TDH.VP.ENTER or TDG.MEM.PAGE.ACCEPT)
+    // starts at cycle `now` and keeps the locks it takes until `now + hold`. One-shot: a
+    // leaf made without it takes no timed lock and sees only the hold()s below.
+    void at(Cycles now, Cycles hold) { call_ = Timing{true, now, hold}; }
+    // A host interrupt reached the TD's vCPUs (KVM's kick IPI): a TDCALL in progress returns
+    // to the guest with its progress kept (a 2M ACCEPT's accept_counter) and releases its
+    // entry lock; the guest re-executes it later.
+    void interrupt_guest_leaves(Hpa tdr);
+
     // ---- contention: another logical processor inside a leaf ----
     enum class Hold : uint8_t { sept_tree_exclusive, sept_tree_shared, tdr_exclusive, epoch_exclusive };
     void hold(Hpa tdr, Hold h);
@@ -200,7 +213,30 @@ private:
         unsigned tdr_shared = 0, sept_shared = 0;
         bool tdr_excl = false, sept_excl = false, epoch_excl = false;
         std::set<uint64_t> guest_locked;   // S-EPT entry locks held by a guest ACCEPT (GPA|level-free)
+        // Timed holds (at()): the cycle until which leaves of other threads hold each lock.
+        struct TimedLock {
+            Cycles shared_until = 0, excl_until = 0;
+        };
+        TimedLock tdr_t, sept_t, epoch_t;
+        std::unordered_map<uint64_t, Cycles> host_entry_until, guest_entry_until;   // by entry HPA
     };
+    struct Timing {
+        bool on = false;
+        Cycles now = 0, hold = 0;
+    };
+    // Takes the timing at() set for this leaf (and clears it for the next one).
+    Timing take_timing() {
+        const Timing t = call_;
+        call_ = Timing{};
+        return t;
+    }
+    // A timed lock request at cur_: BUSY when another leaf holds it in a conflicting mode;
+    // otherwise held until cur_.now + cur_.hold.
+    bool timed_busy(Td::TimedLock& l, bool exclusive);
+    static bool timed_busy_entry(std::unordered_map<uint64_t, Cycles>& m, uint64_t entry, Cycles now) {
+        auto it = m.find(entry);
+        return it != m.end() && it->second > now;
+    }
     struct Walk {
         bool ok = false;           // reached the requested level
         unsigned level = 0;        // level of `entry`
@@ -214,7 +250,7 @@ private:
     // Common prologue of the memory leaves (check_any_td_state_map_tdcs_and_lock()).
     std::optional<SeamRet> prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t tdr_busy_operand);
     std::optional<SeamRet> check_gpa(const Td& t, uint64_t gpa_lvl, unsigned min_level, unsigned max_level) const;
-    std::optional<SeamRet> sept_lock(const Td& t, bool exclusive) const;
+    std::optional<SeamRet> sept_lock(Td& t, bool exclusive);
     // Host entry lock on a guest-locked entry: sets TDHP (host priority) and answers BUSY|RCX.
     std::optional<SeamRet> host_entry_lock(Td& t, const Walk& w, uint64_t gpa);
     SeamRet walk_error(const Walk& w) const;
@@ -239,6 +275,7 @@ private:
     std::map<uint64_t, Td> tds_;
     std::unordered_map<uint64_t, PamtEntry> pamt4k_, pamt2m_;   // keyed by page PA
     TdxStats stats_;
+    Timing call_, cur_;   // the timing set by at() for the next leaf, and that of the leaf running
 };
 
 }  // namespace hvsim::tdx

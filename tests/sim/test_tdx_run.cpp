@@ -311,6 +311,13 @@ TEST_CASE("tdx run: a private fault waits for the idle vCPUs' ticks (tdx.idle_ti
     const Cycles sat = touch(0x9000);
     CHECK(sat - plain == plain * 49);
     CHECK(td.idle_saturated_faults() == 2);   // the exit and the #VE
+    // The wait is the TD's answer through the arch ops (the machine has no TDX test): a
+    // private fault waits, its shared alias does not.
+    kvm::Kvm& k = *m.kvm();
+    CHECK(k.arch().fault_wait_applies(k, Gpa(0x9000)));
+    CHECK_FALSE(k.arch().fault_wait_applies(k, Gpa(0x9000 | (1ull << 47))));
+    td.set_idle_ticks(0, 3000);
+    CHECK_FALSE(k.arch().fault_wait_applies(k, Gpa(0x9000)));
     m.x86()->detach_vcpus();
     td.detach_vcpus();
 }

@@ -87,6 +87,52 @@ TEST_CASE("tdx kvm: before finalize the leaf hook is TDH.MEM.PAGE.ADD from the I
     CHECK(r.tdx.bugged());
 }
 
+TEST_CASE("tdx kvm 6.18: the leaf hook counts nr_premapped, PAGE.ADD follows; finalize waits for every "
+          "counted page; a zap of a premapped page only uncounts it",
+          "[tdx][kvm][premap]") {
+    TdRig r;
+    r.tdx.set_page_add_in_map(false);
+    r.link_tables();
+    const Pfn dst = r.page();
+    // kvm_tdp_map_page() of the first page: the mirror leaf exists, the S-EPT entry stays FREE.
+    CHECK(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, dst, r.ctx) == 0);
+    CHECK(r.tdx.nr_premapped() == 1);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::free);
+    CHECK(r.m.stats().page_add == 0);
+    // Finalize with a page counted but not added: -EINVAL, the TD stays INITIALIZED.
+    CHECK(r.tdx.tdx_td_finalize(r.ctx) == -EINVAL);
+    CHECK(r.tdx.state() == TdState::initialized);
+    // Zapping it (memslot deleted before finalize): BLOCK finds the entry FREE
+    // (EPT_ENTRY_STATE_INCORRECT|RCX), which KVM takes as a premapped page and uncounts.
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, dst, r.ctx) == 0);
+    CHECK(r.tdx.nr_premapped() == 0);
+    CHECK_FALSE(r.tdx.bugged());
+    // A FREE entry with nothing counted is a KVM bug.
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, dst, r.ctx) == -EIO);
+    CHECK(r.tdx.bugged());
+}
+
+TEST_CASE("tdx kvm 6.18: tdx_gmem_post_populate() maps, then TDH.MEM.PAGE.ADD and uncounts",
+          "[tdx][kvm][premap]") {
+    TdRig r;
+    r.tdx.set_page_add_in_map(false);
+    r.link_tables();
+    const Pfn dst = r.page(), src = r.page();
+    r.env.mem.fill(pfn_to_hpa(src), 0x42, kPageSize);
+    unsigned maps = 0;
+    r.tdx.set_map_private_pfn([&](Gfn g, Pfn p, ExecContext& c) {
+        ++maps;
+        return r.tdx.set_external_spte(g, PgLevel::k4K, p, c);   // the mirror's leaf hook
+    });
+    CHECK(r.tdx.tdx_gmem_post_populate(gpa_to_gfn(Gpa(G)), dst, src, r.ctx) == 0);
+    CHECK(maps == 1);
+    CHECK(r.tdx.nr_premapped() == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::mapped);
+    CHECK(r.env.mem.read64(Hpa(pfn_to_hpa(dst).raw() + 8)) == 0x4242424242424242ull);
+    CHECK(r.m.stats().page_add == 1);
+    CHECK(r.tdx.tdx_td_finalize(r.ctx) == 0);
+}
+
 TEST_CASE("C43: an AUG answered OPERAND_BUSY is -EBUSY (the fault retries), a later try succeeds",
           "[tdx][kvm][busy]") {
     TdRig r;

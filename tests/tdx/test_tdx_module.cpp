@@ -421,6 +421,81 @@ TEST_CASE("C34: host BLOCK on an entry a guest ACCEPT holds: BUSY|RCX and host p
     CHECK_FALSE(r.m.sept_read(r.tdr, G, 0).entry & septe::TDHP);
 }
 
+TEST_CASE("C31 timed: a BLOCK inside [t, t + hold) makes an AUG of another thread busy until it ends", "[tdx][busy][timed]") {
+    Rig r;
+    r.tables(G, 0);
+    r.tables(G + 2 * MiB, 0);
+    REQUIRE(r.m.tdh_mem_page_aug(gpa_level(G + 2 * MiB, 0), r.tdr, r.page()).rax == 0);
+    // BLOCK at cycle 1000 for 500 cycles: the S-EPT tree lock is exclusive until 1500.
+    r.m.at(1000, 500);
+    REQUIRE(r.m.tdh_mem_range_block(gpa_level(G + 2 * MiB, 0), r.tdr).rax == 0);
+    const Hpa p = r.page();
+    r.m.at(1499, 100);
+    CHECK(r.m.tdh_mem_page_aug(gpa_level(G, 0), r.tdr, p).rax == 0x8000020000000092ull);
+    CHECK(r.st(G, 0) == SeptState::free);
+    r.m.at(1500, 100);
+    CHECK(r.m.tdh_mem_page_aug(gpa_level(G, 0), r.tdr, p).rax == 0);
+    // The AUG (tree shared) until 1600 makes a BLOCK at 1550 busy, not one at 1600.
+    r.m.at(1550, 10);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0x8000020000000092ull);
+    r.m.at(1600, 10);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0);
+    // An untimed leaf afterwards sees no timed hold (at() is one-shot).
+    CHECK(r.m.tdh_mem_page_aug(gpa_level(G + 4096, 0), r.tdr, r.page()).rax == 0);
+    CHECK(r.m.stats().busy == 2);
+}
+
+TEST_CASE("C31 timed: two AUGs at the same time in different entries share the tree; the same entry is BUSY|RCX",
+          "[tdx][busy][timed]") {
+    Rig r;
+    r.tables(G, 0);
+    r.m.at(100, 1000);
+    REQUIRE(r.m.tdh_mem_page_aug(gpa_level(G, 0), r.tdr, r.page()).rax == 0);
+    r.m.at(100, 1000);
+    CHECK(r.m.tdh_mem_page_aug(gpa_level(G + 4096, 0), r.tdr, r.page()).rax == 0);
+    // A second host leaf on the first entry while the AUG holds its entry lock.
+    r.m.at(500, 10);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0x8000020000000092ull);   // tree first
+    r.m.at(1100, 10);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0);
+}
+
+TEST_CASE("C32 timed: a TRACK holds the epoch lock: VP.ENTER and a second TRACK inside it are BUSY|TD_EPOCH",
+          "[tdx][busy][timed]") {
+    Rig r;
+    r.m.at(0, 300);
+    REQUIRE(r.m.tdh_mem_track(r.tdr).rax == 0);
+    r.m.at(299, 10);
+    CHECK(r.m.tdh_vp_enter(r.tdr, 0).rax == 0x80000200000000A9ull);
+    r.m.at(200, 10);
+    CHECK(r.m.tdh_mem_track(r.tdr).rax == 0x80000200000000A9ull);
+    r.m.at(300, 10);
+    CHECK(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    // VP.ENTER samples the epoch under the lock shared: a TRACK meanwhile is busy.
+    r.m.at(305, 10);
+    CHECK(r.m.tdh_mem_track(r.tdr).rax == 0x80000200000000A9ull);
+}
+
+TEST_CASE("C34/A5 timed: an ACCEPT holds its entry while it zeroes: another ACCEPT is BUSY|RCX, a host BLOCK "
+          "sets host priority; a kick interrupts the ACCEPT",
+          "[tdx][busy][accept][timed]") {
+    Rig r;
+    r.tables(G, 0);
+    REQUIRE(r.m.tdh_mem_page_aug(gpa_level(G, 0), r.tdr, r.page()).rax == 0);
+    r.m.at(0, 2000);
+    REQUIRE(r.m.tdg_mem_page_accept(r.tdr, 0, gpa_level(G, 0)).rax == 0);
+    r.m.at(10, 2000);
+    CHECK(r.m.tdg_mem_page_accept(r.tdr, 1, gpa_level(G, 0)).rax == 0x8000020000000001ull);   // A5
+    r.m.at(20, 50);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0x8000020000000001ull);
+    CHECK(r.m.sept_read(r.tdr, G, 0).entry & septe::TDHP);
+    // KVM's kick reaches the vCPU inside the TDCALL: the entry lock goes with it.
+    r.m.interrupt_guest_leaves(r.tdr);
+    r.m.at(100, 50);
+    CHECK(r.m.tdh_mem_range_block(gpa_level(G, 0), r.tdr).rax == 0);
+    CHECK(r.st(G, 0) == SeptState::blocked);
+}
+
 TEST_CASE("C35: ACCEPT of a PENDING 4K page zeroes it and maps it", "[tdx][accept]") {
     Rig r;
     r.tables(G, 0);
