@@ -124,6 +124,9 @@ private:
     };
 
     mmu::TranslateResult translate_slow(uint64_t va, mmu::AccessType at);
+    // The L1 hit of translate_slow() without a result record: a working set of 4K stage-2
+    // pages (pKVM maps guests page by page) misses the one-entry MRU on most accesses.
+    bool try_l1_hit(uint64_t v, mmu::AccessType at, Hpa* hpa, Cycles* cycles);
     mmu::TranslateResult walk(uint64_t va, mmu::AccessType at, Cycles c);
     S2Out s2_translate(uint64_t ipa, uint8_t acc, Cycles& cyc, unsigned& refs);
     S2Out s2_walk(uint64_t ipa, uint8_t acc, Cycles& cyc, unsigned& refs);
@@ -159,7 +162,7 @@ inline bool Stage2Mmu::try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cyc
         *cycles = cfg_.l1.hit_cycles;
         return true;
     }
-    return false;
+    return try_l1_hit(v, at, hpa, cycles);
 }
 
 }  // namespace hvsim::stage2
