@@ -154,6 +154,26 @@ public:
     // should count the fault's cycles; charge_fault_wait() charges the wait for them.
     virtual bool fault_wait_applies(const Kvm&, Gpa) const { return false; }
     virtual void charge_fault_wait(Cycles /*fault*/, ExecContext&) {}
+
+    // sev_handle_vmgexit() for a VMGEXIT guest kernel code issues itself through the GHCB
+    // (not a #VC of an intercepted instruction): SNP's AP creation. The answer is what KVM
+    // writes back into the GHCB (SW_EXITINFO1/2); nullopt: the backend knows no such exit
+    // (VMs that are not SEV-ES/SNP).
+    struct VmgexitResult {
+        uint64_t sw_exit_info_1 = 0, sw_exit_info_2 = 0;
+    };
+    virtual std::optional<VmgexitResult> handle_vmgexit(Kvm&, unsigned /*vcpu*/, uint64_t /*exit_code*/,
+                                                        uint64_t /*info1*/, uint64_t /*info2*/, uint64_t /*rax*/,
+                                                        ExecContext&) {
+        return std::nullopt;
+    }
+    // vcpu_enter_guest(): the requests a vCPU handles before VM entry, and the entry's own
+    // consistency checks (SNP: KVM_REQ_UPDATE_PROTECTED_GUEST_STATE loads a VMSA the guest
+    // named; VMRUN checks the VMSA page in the RMP). run: the guest runs; fail_entry: VMRUN
+    // failed (VMEXIT_INVALID -> KVM_EXIT_FAIL_ENTRY); halted: the vCPU has no state to run
+    // (an SNP AP without a VMSA) and blocks in KVM_RUN.
+    enum class EntryResult : uint8_t { run, fail_entry, halted };
+    virtual EntryResult vcpu_enter_guest(Kvm&, unsigned /*vcpu*/, ExecContext&) { return EntryResult::run; }
 };
 
 // The built-in backend of each VM type (process-wide singletons; their hooks are no-ops).

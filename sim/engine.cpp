@@ -141,7 +141,8 @@ std::string op_name(const scn::Step& st) {
                 const char* n[] = {"host read", "host write", "host mmap", "host pin", "host unpin", "host munmap"};
                 return n[int(op.op)];
             } else if constexpr (std::is_same_v<T, scn::Access>) return op.op == scn::Access::Op::write ? "access write" : "access read";
-            else if constexpr (std::is_same_v<T, scn::MapGpaRange>) return op.accept ? "accept" : "map_gpa_range";
+            else if constexpr (std::is_same_v<T, scn::MapGpaRange>)
+                return op.accept ? "accept" : op.ap_create ? "snp_ap_create" : "map_gpa_range";
             else if constexpr (std::is_same_v<T, scn::Launch>) return scn::launch_op_name(op.op);
             else if constexpr (std::is_same_v<T, std::vector<scn::Step>>) return "parallel";
             else return "?";
@@ -342,6 +343,13 @@ private:
                     hs.a2 = unsigned(h->accept_level);
                 }
                 if (h->relinquish) hs.nr = kvm::arm64::ARM_SMCCC_KVM_FUNC_MEM_RELINQUISH;
+                if (h->ap_create) {
+                    // Guest kernel work the SNP guest model runs (cpu::SnpGuest::guest_call()).
+                    hs.nr = cpu::SnpGuest::kApControlCall;
+                    hs.a0 = h->gpa;
+                    hs.a1 = h->apic_id;
+                    hs.a2 = h->ap_request | uint64_t(h->vmpl) << 8 | (h->gpa_given ? cpu::SnpGuest::kApGpaGiven : 0);
+                }
                 vcpus_[v]->post_hypercall(hs);
                 evs &= vcpus_[v]->done();
             }
@@ -511,6 +519,14 @@ private:
                                         r.bytes_mixed ? "differing bytes" : fmt::format("{:#04x}", *r.byte0),
                                         conversion_hint(r)));
             }
+            // An AP bring-up: what the guest saw (an RMPADJUST status or KVM's GHCB error).
+            if (const auto* h = std::get_if<scn::MapGpaRange>(&st.op); h && h->ap_create && !r.exit) {
+                const std::string got = scn::ap_status_name(r.hypercall_ret ? uint64_t(*r.hypercall_ret) : 0);
+                if (ex.status && got != *ex.status) fail(r, fmt::format("expected status {}, got {}", *ex.status, got));
+                else if (!ex.status && got != "ok")
+                    fail(r, fmt::format("AP {} failed: {} (add \"expect\": {{\"status\": \"{}\"}} if that is intended)",
+                                        h->ap_request == 2 ? "destroy" : "creation", got, got));
+            }
             return;
         }
         const StepOutcome& o = r.outcome;
@@ -641,6 +657,7 @@ std::string expect_text(const scn::Expect& e) {
     if (e.value) parts.push_back(fmt::format("value {}", *e.value));
     if (e.bytes) parts.push_back(fmt::format("bytes {:#04x}", *e.bytes));
     if (e.launch_digest) parts.push_back("launch_digest " + *e.launch_digest);
+    if (e.status) parts.push_back("status " + *e.status);
     std::string out;
     for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
     return out;
@@ -846,6 +863,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     Progress prog;
     auto elaborate = [&](Top& t) {
         memsys = new MemSystem("mem", machine->mem(), mc.dram, mc.period_ps);
+        // SEV-SNP: the RMP's own table references go to physical memory (rmp_module.hpp).
+        if (rmp::RmpModule* rm = machine->rmp_module()) rm->table.bind(memsys->phys.socket);
         for (unsigned i = 0; i < s.vm.vcpus; ++i) {
             cpu::VcpuConfig vc;
             if (!mc.mem.levels.empty()) {
@@ -965,6 +984,8 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
             ss.result = "interrupted";
         } else if (is_vcpu_step(*r.step)) {
             if (r.exit) ss.result = r.exit->reason == "error" ? errno_name(r.exit->err) : "exit " + r.exit->reason;
+            else if (const auto* h = std::get_if<scn::MapGpaRange>(&r.step->op); h && h->ap_create)
+                ss.result = scn::ap_status_name(r.hypercall_ret ? uint64_t(*r.hypercall_ret) : 0);
             else if (r.hypercall_ret && *r.hypercall_ret) ss.result = fmt::format("ret {}", *r.hypercall_ret);
             else ss.result = "ok";
         } else {

@@ -759,11 +759,28 @@ private:
         } else if (op == "hypercall") {
             kind = OpKind::hypercall;
             auto [name, args] =
-                one_of(body, bp, {"map_gpa_range", "accept", "mem_share", "mem_unshare", "mem_relinquish"},
+                one_of(body, bp,
+                       {"map_gpa_range", "accept", "mem_share", "mem_unshare", "mem_relinquish", "snp_ap_create"},
                        "a hypercall object");
             sub = name;
             const std::string p = bp + "/" + name;
-            if (name == "accept") {
+            if (name == "snp_ap_create") {
+                // The SNP guest's AP bring-up: RMPADJUST of the VMSA page and the AP Creation VMGEXIT.
+                if (s_.vm.type != "snp") expected(p, "an snp_ap_create on an SNP VM (vm.type \"snp\")", "a " + s_.vm.type + " VM");
+                object(*args, p, {"apic_id", "vmsa_gpa", "request", "vmpl"},
+                       "an snp_ap_create object {\"apic_id\", \"vmsa_gpa\", \"request\", \"vmpl\"}");
+                scn::MapGpaRange m;
+                m.ap_create = true;
+                m.apic_id = uint_value(req(*args, p, "apic_id"), p + "/apic_id", UINT32_MAX);
+                if (auto* r = opt(*args, "request"))
+                    m.ap_request = choice(*r, p + "/request", {"create", "destroy"}) == "destroy" ? 2 : 1;
+                if (auto* g = opt(*args, "vmsa_gpa")) m.gpa = size_value(*g, p + "/vmsa_gpa");
+                else if (m.ap_request == 1) req(*args, p, "vmsa_gpa");
+                else m.gpa_given = false;
+                if (auto* l = opt(*args, "vmpl")) m.vmpl = uint8_t(uint_value(*l, p + "/vmpl", 3));
+                m.size = kPageSize;
+                st.op = m;
+            } else if (name == "accept") {
                 // The TDX guest's TDG.MEM.PAGE.ACCEPT (a TDCALL, not a hypercall to KVM).
                 if (s_.vm.type != "tdx") expected(p, "an accept on a tdx VM", "a " + s_.vm.type + " VM");
                 object(*args, p, {"gpa", "size", "page_size"}, "an accept object {\"gpa\", \"size\", \"page_size\"}");
@@ -1135,7 +1152,7 @@ private:
     void step_expect(scn::Step& st, const json& j, const std::string& ptr, OpKind kind, const std::string& sub) {
         static const std::vector<std::string> kKeys = {"errno", "error_offset", "remaining", "exit",
                                                        "signal", "bytes",       "value", "dirty_pages",
-                                                       "dirty_bitmap", "launch_digest"};
+                                                       "dirty_bitmap", "launch_digest", "status"};
         object(j, ptr, kKeys, "an expect object");
         // What each kind of step can report (StepOutcome, or the vCPU's exit).
         std::vector<std::string> ok = {"errno"};
@@ -1151,6 +1168,7 @@ private:
             ok.push_back("dirty_bitmap");
         }
         if (kind == OpKind::access || kind == OpKind::hypercall) ok.push_back("exit");
+        if (kind == OpKind::hypercall && sub == "snp_ap_create") ok.push_back("status");
         if (kind == OpKind::host_access) ok.push_back("signal");
         if (reads) ok.push_back("bytes");
         for (const auto& [k, v] : j.items()) {
@@ -1172,6 +1190,11 @@ private:
         }
         if (auto* v = opt(j, "error_offset")) e.error_offset = size_value(*v, ptr + "/error_offset");
         if (auto* v = opt(j, "remaining")) e.remaining = size_value(*v, ptr + "/remaining");
+        if (auto* v = opt(j, "status")) {
+            std::vector<std::string> names;
+            for (const auto& n : scn::ap_status_names()) names.push_back(n.first);
+            e.status = choice(*v, ptr + "/status", names);
+        }
         if (auto* v = opt(j, "signal")) e.signal = choice(*v, ptr + "/signal", {"SIGBUS", "SIGSEGV"});
         if (auto* v = opt(j, "bytes")) e.bytes = byte_value(*v, ptr + "/bytes");
         if (auto* v = opt(j, "value")) {
@@ -1192,7 +1215,7 @@ private:
             const std::string p = ptr + "/exit";
             object(*v, p, {"reason", "gpa", "size", "flags"}, "an exit object {\"reason\", \"gpa\", \"size\", \"flags\"}");
             scn::ExitExpect x;
-            x.reason = choice(req(*v, p, "reason"), p + "/reason", {"memory_fault", "hypercall", "mmio"});
+            x.reason = choice(req(*v, p, "reason"), p + "/reason", {"memory_fault", "hypercall", "mmio", "fail_entry", "halted"});
             if (auto* g = opt(*v, "gpa")) x.gpa = size_value(*g, p + "/gpa");
             if (auto* s = opt(*v, "size")) x.size = size_value(*s, p + "/size");
             if (auto* f = opt(*v, "flags")) x.flags = flags_value(*f, p + "/flags", kExitFlags);

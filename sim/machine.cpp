@@ -202,6 +202,7 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
                                p.get_u64("cost.arm64_tlbi_vmalls12e1is"), p.get_u64("cost.arm64_tlbi_local"),
                                p.get_u64("cost.arm64_dsb_ish"), p.get_u64("cost.arm64_dsb_ishst"),
                                p.get_u64("cost.arm64_dsb_nsh"), p.get_u64("cost.arm64_isb")};
+    c.snp_guest.rmpadjust_4k = p.get_u64("cost.rmpadjust");
     c.pkvm.host_hvc = p.get_u64("cost.pkvm_hvc");
     c.pkvm.guest_hvc = p.get_u64("cost.pkvm_guest_hvc");
     c.pkvm.cmo_2m = p.get_u64("cost.pkvm_cmo_2m");
@@ -310,13 +311,20 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     if (kvm_->type() == kvm::VmType::snp && cfg_.mmu.nested_format == mmu::NestedFormat::npt && cfg_.rmp_enabled) {
         const uint64_t top = cfg_.host_mem_base + cfg_.host_mem_size;
         constexpr uint64_t kMiB = 1ull << 20;
-        rmp_ = std::make_unique<rmp::Rmp>(
-            rmp::RmpConfig{Hpa((top + kMiB - 1) & ~(kMiB - 1)), top >> kPageShift, cfg_.rmp_cache_entries,
-                           cfg_.rmp_cache_hit_cycles},
-            mem_);
+        const rmp::RmpConfig rc{Hpa((top + kMiB - 1) & ~(kMiB - 1)), top >> kPageShift, cfg_.rmp_cache_entries,
+                                cfg_.rmp_cache_hit_cycles};
+        // A SystemC module only while the simulation is being elaborated (docs/systemc.md).
+        if (sc_core::sc_get_status() == sc_core::SC_ELABORATION) {
+            rmp_module_ = std::make_unique<rmp::RmpModule>("rmp", rc, mem_);
+            rmp_ = &rmp_module_->rmp();
+        } else {
+            rmp_plain_ = std::make_unique<rmp::Rmp>(rc, mem_);
+            rmp_ = rmp_plain_.get();
+        }
         snp_ops_ = std::make_unique<kvm::SevSnpOps>(*rmp_, kSnpAsid, cfg_.snp);
         snp_fw_ = std::make_unique<psp::SnpFirmware>(*rmp_, mem_);
         snp_ops_->set_firmware(*snp_fw_, mem_);
+        snp_ops_->set_nr_vcpus(s.vm.vcpus);
         kvm_->set_arch_ops(*snp_ops_);
         // The VMM's stores are checked by the same RMP (Hypervisor-Owned, Table 15-39).
         host_write_check_ = std::make_unique<RmpHostWriteCheck>(*rmp_);
@@ -425,7 +433,7 @@ void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
         }
         module.set_vc_handler(snp_guest_.get());
         // The guest's private pages are encrypted: their DRAM fills pay the AES engine.
-        module.caches().set_encryption(rmp_.get(), cfg_.mem_encrypt_fill);
+        module.caches().set_encryption(rmp_, cfg_.mem_encrypt_fill);
     }
     if (tdx_) tdx_->set_vcpu_requests(id, &module);
 }
@@ -737,6 +745,24 @@ void Machine::arm_vcpu(unsigned vcpu, bool expect_exit) {
     v.exit.reset();
 }
 
+// KVM_RUN's vcpu_enter_guest(): the backend's requests and VM-entry checks. A failed entry
+// ends the step with its exit (KVM_EXIT_FAIL_ENTRY; a halted AP blocks in KVM_RUN).
+bool Machine::enter_guest(unsigned vcpu, ExecContext& ctx) {
+    if (!kvm_) return true;
+    using R = kvm::KvmArchOps::EntryResult;
+    const R r = kvm_->arch().vcpu_enter_guest(*kvm_, vcpu, ctx);
+    if (r == R::run) return true;
+    auto& v = vcpus_.at(vcpu);
+    if (r == R::fail_entry) {
+        // KVM_EXIT_FAIL_ENTRY: no VM exit happened (exits.userspace counts exits from the guest).
+        v.exit = VcpuExitRecord{"fail_entry", 0, 0, 0, 0,
+                                "VMRUN failed (VMEXIT_INVALID): the VMSA page fails the RMP checks"};
+    } else {
+        v.exit = VcpuExitRecord{"halted", 0, 0, 0, 0, "the vCPU has no VMSA to run (an AP after AP_DESTROY)"};
+    }
+    return false;
+}
+
 std::optional<VcpuExitRecord> Machine::take_exit(unsigned vcpu) {
     auto& v = vcpus_.at(vcpu);
     auto e = std::move(v.exit);
@@ -893,6 +919,16 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     v.log.begin();
     ctx.charge("vmexit", c.vmexit);
     if (tdx_) tdx_->charge_td_exit(ctx);
+    // A VMGEXIT the backend handles in the kernel (sev_handle_vmgexit(): SNP AP creation):
+    // a0/a1 = SW_EXITINFO1/2, a2 = RAX; the GHCB's answer comes back as
+    // SW_EXITINFO1[31:0] | SW_EXITINFO2 << 32.
+    if (auto g = kvm_->arch().handle_vmgexit(*kvm_, vcpu, nr, a0, a1, a2, ctx)) {
+        ctx.charge("sev_handle_vmgexit", c.hypercall);
+        *ret = uint64_t(uint32_t(g->sw_exit_info_1)) | g->sw_exit_info_2 << 32;
+        vmentry(ctx);
+        v.log.end(g->sw_exit_info_1 ? "vmgexit.ap_creation.refused" : "vmgexit.ap_creation");
+        return true;
+    }
     ctx.charge("kvm_emulate_hypercall", c.hypercall);
     // __kvm_emulate_hypercall(): guest-visible errors come back in RAX as -KVM_E*.
     constexpr int64_t KVM_ENOSYS = 1000, KVM_EINVAL = 22;

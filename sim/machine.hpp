@@ -23,6 +23,7 @@
 #include "models/psp/snp_firmware.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/cpu/snp_guest.hpp"
+#include "models/rmp/rmp_module.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
 #include "models/mem/debug_port.hpp"
@@ -145,6 +146,7 @@ public:
     cpu::NpfAction handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& ctx);
     bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                           ExecContext& ctx) override;
+    bool enter_guest(unsigned vcpu, ExecContext& ctx) override;
 
     // The vCPU work of an "accept" step: the TDX guest's TDG.MEM.PAGE.ACCEPT over a range
     // (a TDCALL to the module, given to handle_hypercall() under this number, which is no
@@ -196,7 +198,10 @@ public:
     // SPTEs agree with attributes. Returns a description of the first violation.
     std::optional<std::string> check_invariants();
     // SEV-SNP runs: the RMP, KVM's SNP backend and the guest's SNP side (nullptr otherwise).
-    const rmp::Rmp* rmp() const { return rmp_.get(); }
+    const rmp::Rmp* rmp() const { return rmp_; }
+    // The RMP's SystemC module (its table socket is bound by the platform to physical
+    // memory), when the machine was built during elaboration; nullptr otherwise.
+    rmp::RmpModule* rmp_module() { return rmp_module_.get(); }
     const kvm::SevSnpOps* snp_ops() const { return snp_ops_.get(); }
     const cpu::SnpGuest* snp_guest() const { return snp_guest_.get(); }
     const psp::SnpFirmware* snp_firmware() const { return snp_fw_.get(); }
@@ -268,7 +273,11 @@ private:
     void note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall);
     // SEV-SNP: the RMP lives in mem_; the backend is the VM's arch ops (set_arch_ops).
     static constexpr uint16_t kSnpAsid = 1;
-    std::unique_ptr<rmp::Rmp> rmp_;
+    // The RMP: a SystemC module "rmp" when built during elaboration, else the plain model
+    // (machines built without a simulation: unit tests, the fuzz harness).
+    std::unique_ptr<rmp::RmpModule> rmp_module_;
+    std::unique_ptr<rmp::Rmp> rmp_plain_;
+    rmp::Rmp* rmp_ = nullptr;
     DebugMemPort* debug_ = nullptr;
     std::unique_ptr<psp::SnpFirmware> snp_fw_;   // the SEV firmware on the Secure Processor
     std::unique_ptr<kvm::SevSnpOps> snp_ops_;

@@ -403,6 +403,11 @@ std::vector<ParamDecl> build_decls() {
                        "estimate (no published latency)"));
     v.push_back(cycles("cost.pvalidate_2m", 2500, "PVALIDATE of a 2M page in the guest (translation not included)",
                        "estimate (no published latency)"));
+    v.push_back(cycles("cost.rmpadjust", 1200,
+                       "RMPADJUST of a 4K page in the guest (the VMSA bit of an AP's new VMSA; translation not "
+                       "included)",
+                       "estimate (no published latency; taken equal to PVALIDATE 4K, which reads and writes the same "
+                       "entry)"));
     v.push_back(cycles("cost.snp_vc", 1750, "#VC exception handled inside an SNP guest without a VM exit",
                        "measured: TUM-DSE CVM_eval vmexit benchmark, CPUID from the SNP CPUID table, "
                        "1,745-1,815 cycles"));

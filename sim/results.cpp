@@ -206,6 +206,10 @@ json build_results(const ResultInputs& in) {
         m["snp.size_mismatch"] = g.size_mismatch;
         m["snp.pvalidate_rescind"] = g.rescinds;
         m["snp.encrypted_fills"] = in.m.encrypted_fills();
+        m["snp.rmpadjust"] = g.rmpadjust;
+        const kvm::SnpStats k = in.m.snp_ops() ? in.m.snp_ops()->stats() : kvm::SnpStats{};
+        m["snp.ap_creation"] = k.ap_creation;
+        m["snp.ap_creation_refused"] = k.ap_creation_refused;
     }
 
     if (auto* x = in.m.x86()) {

@@ -135,6 +135,13 @@ struct MapGpaRange {
     PgLevel accept_level = PgLevel::k4K;
     // pKVM guest: MEM_RELINQUISH of [gpa, gpa + size) ("hypercall": {"mem_relinquish": ...}).
     bool relinquish = false;
+    // SEV-SNP guest: bring an AP up from a new VMSA page at gpa, or take it down
+    // ("hypercall": {"snp_ap_create": ...}): RMPADJUST of the page and the AP Creation VMGEXIT.
+    bool ap_create = false;
+    uint32_t ap_request = 1;           // SVM_VMGEXIT_AP_CREATE 1, SVM_VMGEXIT_AP_DESTROY 2
+    uint64_t apic_id = 0;
+    uint8_t vmpl = 0;                  // the VMPL the guest code runs at
+    bool gpa_given = true;             // destroy without vmsa_gpa: the AP's current VMSA
 };
 
 // Confidential-VM launch ioctls (KVM_MEMORY_ENCRYPT_OP): SEV-SNP's KVM_SEV_SNP_LAUNCH_START /
@@ -171,6 +178,7 @@ struct Expect {
     std::optional<uint64_t> dirty_pages;     // get_dirty_log: number of bits set
     std::optional<std::vector<uint64_t>> dirty_bitmap;   // get_dirty_log: exactly these pages (slot-relative)
     std::optional<std::string> launch_digest;   // snp_launch_finish / tdx_finalize_vm: 96 hex digits
+    std::optional<std::string> status;          // snp_ap_create: "ok", an RMPADJUST status or a GHCB error
 };
 
 struct Step {
@@ -200,6 +208,21 @@ struct Scenario {
     std::vector<Step> steps;
     std::map<std::string, MetricBound> expect_metrics;
 };
+
+// The result of an snp_ap_create step as the guest sees it, by name (the step's "status"):
+// RMPADJUST's return codes (APM vol. 3), or 0x100 | the GHCB error KVM answered with
+// (cpu::kApStatusGhcb; GHCB_ERR_INVALID_INPUT = 5).
+inline const std::vector<std::pair<std::string, uint64_t>>& ap_status_names() {
+    static const std::vector<std::pair<std::string, uint64_t>> n = {
+        {"ok", 0},          {"FAIL_INPUT", 1},        {"FAIL_PERMISSION", 2},           {"FAIL_INUSE", 3},
+        {"FAIL_OVERLAP", 4}, {"FAIL_SIZEMISMATCH", 6}, {"GHCB_ERR_INVALID_INPUT", 0x105}};
+    return n;
+}
+inline std::string ap_status_name(uint64_t v) {
+    for (const auto& [name, code] : ap_status_names())
+        if (code == v) return name;
+    return "status " + std::to_string(v);
+}
 
 // Whether a launch step `op` is among `steps` (parallel groups included).
 inline bool has_launch_op(const std::vector<Step>& steps, Launch::Op op) {

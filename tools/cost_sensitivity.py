@@ -74,6 +74,7 @@ SCENARIOS = {
     "cost.psmash": "scenarios/snp/snp-huge-folio-convert.json",
     "cost.pvalidate_4k": "scenarios/snp/snp-accept-lazy.json",
     "cost.pvalidate_2m": "scenarios/snp/snp-accept-lazy.json",
+    "cost.rmpadjust": "scenarios/snp/snp-ap-create.json",
     "cost.snp_vc": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_vmgexit": "scenarios/snp/snp-accept-lazy.json",
     "cost.snp_ae_exit": "scenarios/snp/snp-accept-lazy.json",

@@ -28,8 +28,10 @@ std::vector<std::string> SevSnpOps::unmodelled(HostPaging) const {   // installe
                    "firmware; a run without snp_launch_* steps never finishes a launch, so KVM_PRE_FAULT_MEMORY "
                    "stays refused");
     w.emplace_back("SNP gaps: 2 MiB guest_memfd folios (2M RMP entries, PSMASH) only as the gmem.max_order=9 what-if "
-                   "(upstream guest_memfd is 4K), no RMP check of device DMA (IOMMU), no RMPADJUST/VMPL use by the "
-                   "guest");
+                   "(upstream guest_memfd is 4K), no RMP check of device DMA (IOMMU); VMPLs: the guest kernel runs "
+                   "at VMPL0 without an SVSM, so RMPADJUST only sets and clears the VMSA bit of an AP's VMSA "
+                   "(snp_ap_create steps) and no VMPL1-3 software or RMPQUERY runs; an AP's VMSA register "
+                   "contents are not modelled and AP_CREATE_ON_INIT's INIT is not sent");
     return w;
 }
 

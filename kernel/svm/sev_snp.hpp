@@ -45,6 +45,17 @@ inline constexpr uint64_t SNP_POLICY_MASK_VALID = SNP_POLICY_MASK_API_MINOR | SN
 // The GPA KVM gives a vCPU's VMSA page in the RMP at launch finish (svm/sev.c).
 inline constexpr uint64_t SNP_INITIAL_VMSA_GPA = 0xFFFFFFFFF000ull;
 
+// The SEV-SNP AP Creation NAE event (GHCB specification; arch/x86/include/asm/svm.h,
+// sev-common.h): SW_EXITCODE, the request in SW_EXITINFO1[31:0] (APIC ID in [63:32]), the
+// VMSA's gPA in SW_EXITINFO2, the guest's SEV features in RAX.
+inline constexpr uint64_t SVM_VMGEXIT_AP_CREATION = 0x80000013ull;
+inline constexpr uint32_t SVM_VMGEXIT_AP_CREATE_ON_INIT = 0, SVM_VMGEXIT_AP_CREATE = 1, SVM_VMGEXIT_AP_DESTROY = 2;
+// KVM's error answer in the GHCB: SW_EXITINFO1 = 2 (error), SW_EXITINFO2 = the reason.
+inline constexpr uint64_t GHCB_HV_RESP_ISSUE = 2, GHCB_ERR_INVALID_INPUT = 5;
+// SEV_FEATURES the VMSAs of an SNP guest carry (SVM_SEV_FEAT_SNP_ACTIVE): KVM refuses an AP
+// whose RAX differs from the VM's (sev->vmsa_features).
+inline constexpr uint64_t SVM_SEV_FEAT_SNP_ACTIVE = 1;
+
 struct SnpStats {
     uint64_t prepare_rmpupdates = 0;   // sev_gmem_prepare -> rmp_make_private
     uint64_t prepare_2m = 0;           // of those, 2M entries
@@ -53,6 +64,10 @@ struct SnpStats {
     uint64_t rmp_fault_psmash = 0;
     uint64_t rmpupdate_failures = 0;   // pages leaked (snp_leak_pages) or prepare errors
     uint64_t launch_pages = 0;         // pages SNP_LAUNCH_UPDATE put in (vCPU VMSAs included)
+    uint64_t ap_creation = 0;          // AP Creation VMGEXITs handled (any request)
+    uint64_t ap_creation_refused = 0;  // ... answered with a GHCB error
+    uint64_t vmsa_loads = 0;           // guest-named VMSAs loaded (sev_snp_init_protected_guest_state)
+    uint64_t fail_entry = 0;           // VMRUNs refused because the VMSA page failed the RMP checks
 };
 
 class SevSnpOps final : public KvmArchOps {
@@ -75,6 +90,19 @@ public:
     Cycles exit_extra_cycles() const override { return costs_.ae_exit; }
     // sev_gmem_max_mapping_level(): the RMP entry's level if the page is assigned, else 4K.
     PgLevel gmem_max_mapping_level(const Kvm& kvm, Pfn pfn) const override;
+
+    // SNP AP creation (sev_snp_ap_creation(), sev_snp_init_protected_guest_state()).
+    std::optional<VmgexitResult> handle_vmgexit(Kvm& kvm, unsigned vcpu, uint64_t exit_code, uint64_t info1,
+                                                uint64_t info2, uint64_t rax, ExecContext& ctx) override;
+    EntryResult vcpu_enter_guest(Kvm& kvm, unsigned vcpu, ExecContext& ctx) override;
+    // The VM's vCPUs (kvm_get_vcpu_by_id() answers for APIC IDs below this).
+    void set_nr_vcpus(unsigned n) { vcpus_.resize(n); }
+    // sev_snp_ap_creation(): 0, or -EINVAL (KVM then answers the guest with a GHCB error).
+    int sev_snp_ap_creation(Kvm& kvm, unsigned vcpu, uint64_t info1, uint64_t info2, uint64_t rax);
+    // The VMSA a vCPU runs from: nullopt while it uses the one KVM built at launch.
+    std::optional<Pfn> guest_vmsa(unsigned vcpu) const {
+        return vcpu < vcpus_.size() ? vcpus_[vcpu].vmsa_pa : std::nullopt;
+    }
 
     uint16_t asid() const { return asid_; }
     const SnpStats& stats() const { return stats_; }
@@ -115,6 +143,19 @@ private:
 
     // snp_page_reclaim() + the make-shared of a page the firmware refused.
     void snp_reclaim_and_share(Pfn pfn, ExecContext& ctx);
+
+    // svm->sev_es's AP-creation state of one vCPU.
+    struct SnpVcpu {
+        std::optional<Gpa> snp_vmsa_gpa;         // INVALID_PAGE when nullopt
+        bool snp_ap_waiting_for_reset = false;
+        bool update_protected_guest_state = false;   // KVM_REQ_UPDATE_PROTECTED_GUEST_STATE
+        bool has_guest_vmsa = false;             // snp_has_guest_vmsa: the VMSA is a guest page
+        std::optional<Pfn> vmsa_pa;              // the guest page VMRUN uses (has_guest_vmsa)
+        bool halted = false;                     // KVM_MP_STATE_HALTED: no VMSA to run
+    };
+    // sev_snp_init_protected_guest_state().
+    void sev_snp_init_protected_guest_state(Kvm& kvm, SnpVcpu& v, ExecContext& ctx);
+    std::vector<SnpVcpu> vcpus_;
 
     psp::SnpFirmware* fw_ = nullptr;
     PhysMem* mem_ = nullptr;

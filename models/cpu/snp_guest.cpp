@@ -16,6 +16,14 @@ constexpr uint64_t KVM_MAP_GPA_RANGE_PAGE_SZ_2M = 1ull << 0;
 constexpr uint64_t kInsnNpfBits = mmu::PFERR_PRESENT | mmu::PFERR_USER | mmu::PFERR_GUEST_FINAL |
                                   mmu::PFERR_GUEST_ENC;
 constexpr unsigned kMaxInsnRetries = 4;
+// The AP Creation NAE event (GHCB specification; arch/x86/include/uapi/asm/svm.h).
+constexpr uint64_t SVM_VMGEXIT_AP_CREATION = 0x80000013ull;
+constexpr uint32_t SVM_VMGEXIT_AP_CREATE = 1, SVM_VMGEXIT_AP_DESTROY = 2;
+// The new VMSA's SEV_FEATURES, passed in RAX (SVM_SEV_FEAT_SNP_ACTIVE).
+constexpr uint64_t kSevFeatSnpActive = 1;
+// snp_set_vmsa(): RMPADJUST's target VMPL; a VMSA can only be made for a VMPL above the
+// caller's, and Linux at VMPL0 names VMPL1 with no permissions (attrs = 1 | VMSA bit).
+constexpr uint8_t kVmsaTargetVmpl = 1;
 }  // namespace
 
 SnpGuest::SnpGuest(const SnpGuestConfig& cfg, rmp::Rmp& rmp, const rmp::GuestCtx& g)
@@ -176,6 +184,117 @@ bool SnpGuest::pvalidate(Vcpu& v, Gpa gpa, PgLevel size, bool validate) {
         ++stats_.terminated;   // GHCB_TERM_PVALIDATE
         return false;
     }
+    return true;
+}
+
+}  // namespace hvsim::cpu
+
+namespace hvsim::cpu {
+
+int SnpGuest::snp_set_vmsa(Vcpu& v, Gpa vmsa, uint8_t vmpl, bool make_vmsa, bool* stopped) {
+    // snp_alloc_vmsa_page() takes the page from the allocator, which accepts memory before
+    // handing it out (accept_memory()).
+    const uint64_t unit = vmsa.raw() >> kUnitShift;
+    if (!accepted_.count(unit) && !accept_unit(v, unit)) {
+        *stopped = true;
+        return 0;
+    }
+    rmp::GuestCtx g = g_;
+    g.vmpl = vmpl;
+    for (unsigned tries = 0; tries < kMaxInsnRetries; ++tries) {
+        const auto tr = v.translate_for_insn(vmsa);
+        if (!tr) break;
+        ++stats_.rmpadjust;
+        v.ctx().charge("rmpadjust", cfg_.rmpadjust_4k);
+        const rmp::RmpResult r =
+            rmp_.rmpadjust(g, vmsa, tr->hpa, tr->page_size, PgLevel::k4K, kVmsaTargetVmpl, 0, make_vmsa);
+        if (r.kind == rmp::RmpResult::Kind::npf) {
+            // Not this guest's page, or a 2M RMP entry (SIZEM): the host repairs what it can.
+            ++stats_.insn_npfs;
+            if (!v.insn_npf(vmsa, kInsnNpfBits | r.npf_bits)) break;
+            continue;
+        }
+        if (r.kind == rmp::RmpResult::Kind::vc) {
+            // An unvalidated page (J3): the #VC handler validates it, the guest retries.
+            if (!handle_vc(v, Gva(vmsa.raw()), vmsa, uint64_t(r.eax))) break;
+            continue;
+        }
+        return r.eax;
+    }
+    *stopped = true;
+    return 0;
+}
+
+bool SnpGuest::vmgexit_ap_control(Vcpu& v, uint32_t event, Gpa vmsa, uint64_t apic_id, uint64_t* ghcb_err) {
+    ++stats_.ap_create;
+    // Guest code writes the GHCB and issues VMGEXIT itself (no #VC first).
+    v.ctx().charge("vmgexit", cfg_.vmgexit_cycles);
+    uint64_t ret = 0;
+    if (!v.guest_hypercall(SVM_VMGEXIT_AP_CREATION, apic_id << 32 | event, vmsa.raw(), kSevFeatSnpActive, &ret))
+        return false;
+    // The host's answer: SW_EXITINFO1[31:0] (non-zero: error) and SW_EXITINFO2 above it.
+    *ghcb_err = uint32_t(ret) ? (ret >> 32) : 0;
+    if (uint32_t(ret) && !*ghcb_err) *ghcb_err = uint32_t(ret);
+    return true;
+}
+
+// wakeup_cpu_via_vmgexit() (create) and the AP shutdown before kexec (destroy), in
+// arch/x86/coco/sev/core.c.
+std::optional<bool> SnpGuest::guest_call(Vcpu& v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
+                                         uint64_t* ret) {
+    if (nr != kApControlCall) return std::nullopt;
+    const uint32_t request = uint32_t(a2 & 0xff);
+    const uint8_t vmpl = uint8_t((a2 >> 8) & 0xff);
+    const uint64_t apic_id = a1;
+    bool stopped = false;
+    uint64_t err = 0;
+    *ret = 0;
+    const auto cur = vmsa_of_.find(apic_id);
+    const bool has_cur = cur != vmsa_of_.end();
+    const Gpa cur_vmsa = has_cur ? cur->second : Gpa(0);
+    if (request == SVM_VMGEXIT_AP_DESTROY) {
+        const Gpa vmsa = (a2 & kApGpaGiven) ? Gpa(a0) : cur_vmsa;
+        if (!vmgexit_ap_control(v, SVM_VMGEXIT_AP_DESTROY, vmsa, apic_id, &err)) return false;
+        if (err) {
+            ++stats_.ap_create_failed;
+            *ret = kApStatusGhcb | err;
+            return true;
+        }
+        // The AP runs no more: its VMSA page loses the VMSA bit before it is freed
+        // (snp_cleanup_vmsa()).
+        if (has_cur) {
+            snp_set_vmsa(v, cur_vmsa, vmpl, false, &stopped);
+            vmsa_of_.erase(apic_id);
+        }
+        return !stopped;
+    }
+    const Gpa vmsa(a0);
+    const int rc = snp_set_vmsa(v, vmsa, vmpl, true, &stopped);
+    if (stopped) return false;
+    if (rc) {
+        // "set VMSA page failed": the page is freed, no VMGEXIT, the AP is not started.
+        ++stats_.ap_create_failed;
+        *ret = uint64_t(rc);
+        return true;
+    }
+    if (!vmgexit_ap_control(v, request, vmsa, apic_id, &err)) return false;
+    bool created = true;
+    if (err) {
+        // "SNP AP Creation error": the new page gives up the VMSA bit (snp_cleanup_vmsa()).
+        ++stats_.ap_create_failed;
+        *ret = kApStatusGhcb | err;
+        snp_set_vmsa(v, vmsa, vmpl, false, &stopped);
+        if (stopped) return false;
+        created = false;
+    }
+    // Any previous VMSA of the AP is retired either way (Linux allocates a new page each
+    // time; a step naming the current page again keeps it).
+    if (has_cur && cur_vmsa != vmsa) {
+        snp_set_vmsa(v, cur_vmsa, vmpl, false, &stopped);
+        if (stopped) return false;
+    }
+    if (created) vmsa_of_[apic_id] = vmsa;
+    else vmsa_of_.erase(apic_id);
     return true;
 }
 

@@ -23,6 +23,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -42,6 +44,8 @@ struct SnpGuestConfig {
     Cycles vc_cycles = 0;                          // cost.snp_vc: #VC handled in the guest
     Cycles vmgexit_cycles = 0;                     // cost.snp_vmgexit: GHCB protocol over a plain exit
     Cycles pvalidate_4k = 0, pvalidate_2m = 0;     // cost.pvalidate_4k / cost.pvalidate_2m
+    Cycles rmpadjust_4k = 0;                       // cost.rmpadjust
+    uint8_t vmpl = 0;                              // the VMPL the guest kernel runs at
 };
 
 struct SnpGuestStats {
@@ -56,7 +60,14 @@ struct SnpGuestStats {
     uint64_t insn_npfs = 0;        // NPFs raised by PVALIDATE itself (RMP/SIZEM)
     uint64_t units_accepted = 0;   // 2 MB units of unaccepted memory accepted
     uint64_t terminated = 0;       // GHCB termination requests (an unexpected #VC, a failed PVALIDATE)
+    uint64_t rmpadjust = 0;        // RMPADJUST executed (VMSA bit set or cleared)
+    uint64_t ap_create = 0;        // AP Creation VMGEXITs issued (create and destroy)
+    uint64_t ap_create_failed = 0; // AP bring-ups that failed (RMPADJUST refused or a GHCB error)
 };
+
+// The result of an AP bring-up step as the guest sees it (the step's `status`): 0, the
+// RMPADJUST status that stopped it (1..6), or kApStatusGhcb | the GHCB error KVM returned.
+inline constexpr uint64_t kApStatusGhcb = 0x100;
 
 class SnpGuest final : public VcHandler {
 public:
@@ -67,9 +78,23 @@ public:
     // __set_pages_state(shared): PVALIDATE(0) of every page the guest holds validated in the
     // range (2M where a whole aligned 2 MiB is), before the page-state change.
     bool before_map_gpa_range(Vcpu& v, Gpa gpa, uint64_t npages, bool to_private) override;
+    // wakeup_cpu_via_vmgexit() / the AP shutdown of kexec, as a step names them: the
+    // call number below (no hypervisor knows it) with a0 = the VMSA's gPA, a1 = the APIC
+    // ID, a2 = the request (SVM_VMGEXIT_AP_CREATE 1 / AP_DESTROY 2) | the VMPL << 8 the code
+    // runs at | kApGpaGiven (a0 is meaningful; else destroy uses the AP's current VMSA).
+    static constexpr uint64_t kApControlCall = 0x736e700000000013ull;
+    static constexpr uint64_t kApGpaGiven = 1ull << 16;
+    std::optional<bool> guest_call(Vcpu& v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2,
+                                   uint64_t* ret) override;
     const SnpGuestStats& stats() const { return stats_; }
 
 private:
+    // snp_set_vmsa(): RMPADJUST of the page to VMPL1 with the VMSA bit set or clear (the
+    // page first accepted, as the page allocator hands out accepted memory). The status.
+    int snp_set_vmsa(Vcpu& v, Gpa vmsa, uint8_t vmpl, bool make_vmsa, bool* stopped);
+    // vmgexit_ap_control(): the AP Creation NAE event; the GHCB's SW_EXITINFO2 on an error.
+    bool vmgexit_ap_control(Vcpu& v, uint32_t event, Gpa vmsa, uint64_t apic_id, uint64_t* ghcb_err);
+    std::map<uint64_t, Gpa> vmsa_of_;   // per_cpu(sev_vmsa): each AP's current VMSA page
     // snp_accept_memory() over [start, end): PSC to private, then validation.
     bool accept(Vcpu& v, Gpa start, Gpa end);
     // pval_pages() for one range entry of `size`: PVALIDATE, the 2M -> 4K fallback.

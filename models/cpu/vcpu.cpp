@@ -123,18 +123,25 @@ void Vcpu::thread() {
         // A model error ends this vCPU's work with a message the controller reports,
         // instead of escaping into the SystemC kernel.
         try {
-            if (kind_ == Kind::access) {
+            if (!host_.enter_guest(cfg_.id, *this)) {
+                result_.stopped = true;
+            } else if (kind_ == Kind::access) {
                 xlat_->run_access(*this, access_);
             } else if (kind_ == Kind::hypercall) {
                 ++stats_.hypercall_exits;
                 const auto& h = hypercall_;
-                if (vc_ && h.nr == kKvmHcMapGpaRange &&
+                std::optional<bool> guest_ran;
+                if (vc_) guest_ran = vc_->guest_call(*this, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret);
+                if (guest_ran) {
+                    --stats_.hypercall_exits;   // the call's own exits are counted where they happen
+                    result_.stopped = !*guest_ran;
+                } else if (vc_ && h.nr == kKvmHcMapGpaRange &&
                     !vc_->before_map_gpa_range(*this, Gpa(h.a0), h.a1, h.a2 & kMapGpaRangeEncrypted)) {
                     result_.stopped = true;
                 } else if (vc_) {
                     vc_->before_hypercall(*this);
                 }
-                if (!result_.stopped && !host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
+                if (!guest_ran && !result_.stopped && !host_.handle_hypercall(cfg_.id, h.nr, h.a0, h.a1, h.a2, &result_.hypercall_ret, *this))
                     result_.stopped = true;
             }
         } catch (const std::exception& e) {

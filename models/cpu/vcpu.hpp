@@ -47,6 +47,9 @@ public:
     // VMMCALL/VMCALL. *ret receives the guest's RAX. Same return convention.
     virtual bool handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                                   ExecContext& ctx) = 0;
+    // KVM_RUN before the guest runs a step: the requests the vCPU handles and the VM
+    // entry's own checks. false: the vCPU did not enter (its exit is the host's to report).
+    virtual bool enter_guest(unsigned /*vcpu*/, ExecContext&) { return true; }
 };
 
 // The guest kernel's #VC handler (SEV-ES/SNP, vector 29) for what the MMU's
@@ -64,6 +67,14 @@ public:
     // (KVM_HC_MAP_GPA_RANGE): what it does first (SNP: rescind validation before a change
     // to shared, __set_pages_state()). false: the guest terminated.
     virtual bool before_map_gpa_range(Vcpu&, Gpa, uint64_t /*npages*/, bool /*to_private*/) { return true; }
+    // Work of guest kernel code that a step names by a number no hypervisor knows (SNP: an
+    // AP's creation, which executes RMPADJUST and issues its own VMGEXIT). nullopt: not
+    // such a call (it goes to the host as a hypercall); else whether the vCPU kept running,
+    // with the guest-visible result in *ret.
+    virtual std::optional<bool> guest_call(Vcpu&, uint64_t /*nr*/, uint64_t /*a0*/, uint64_t /*a1*/,
+                                           uint64_t /*a2*/, uint64_t* /*ret*/) {
+        return std::nullopt;
+    }
 };
 
 // Sees every page walk of a vCPU (a translation that missed every TLB, faulting or not),

@@ -47,35 +47,57 @@ Rmp::Rmp(const RmpConfig& cfg, PhysMem& mem) : cfg_(cfg), mem_(mem) {
     cache_.configure(cfg.cache_entries, cfg.cache_entries, "rmp.cache");
 }
 
-RmpEntry Rmp::read_entry(Pfn p) const {
+RmpEntry Rmp::load(Pfn p, bool debug) const {
     if (!covered(p)) return RmpEntry{};
     const Hpa a = entry_addr(p);
-    return RmpEntry::decode(mem_.read64(a), mem_.read64(a + 8));
+    if (!tm_) return RmpEntry::decode(mem_.read64(a), mem_.read64(a + 8));
+    uint64_t q[2] = {0, 0};
+    tm_->read(a.raw(), q, sizeof q, debug);
+    return RmpEntry::decode(q[0], q[1]);
 }
+
+RmpEntry Rmp::read_entry(Pfn p) const { return load(p, true); }
 
 void Rmp::write_entry(Pfn p, const RmpEntry& e) {
     const Hpa a = entry_addr(p);
-    mem_.write64(a, e.lo());
-    mem_.write64(a + 8, e.hi());
+    if (tm_) {
+        const uint64_t q[2] = {e.lo(), e.hi()};
+        tm_->write(a.raw(), q, sizeof q);
+    } else {
+        mem_.write64(a, e.lo());
+        mem_.write64(a + 8, e.hi());
+    }
     cache_.erase(p.raw());   // the cache is coherent with RMP writes
 }
 
-RmpEntry Rmp::lookup(Pfn p, PgLevel* level) const {
-    const RmpEntry head = read_entry(Pfn(head_of(p.raw())));
+RmpEntry Rmp::load_auth(Pfn p, PgLevel* level, bool debug) const {
+    const RmpEntry head = load(Pfn(head_of(p.raw())), debug);
     if (head.size_2m) {
         if (level) *level = PgLevel::k2M;
         return head;
     }
     if (level) *level = PgLevel::k4K;
-    return head_of(p.raw()) == p.raw() ? head : read_entry(p);
+    return head_of(p.raw()) == p.raw() ? head : load(p, debug);
 }
 
-uint64_t Rmp::asid_pages(uint16_t asid) const { return mem_.read64(cfg_.base + 8ull * asid); }
+RmpEntry Rmp::lookup(Pfn p, PgLevel* level) const { return load_auth(p, level, true); }
+
+uint64_t Rmp::load_counter(uint16_t asid, bool debug) const {
+    const Hpa a = cfg_.base + 8ull * asid;
+    if (!tm_) return mem_.read64(a);
+    uint64_t v = 0;
+    tm_->read(a.raw(), &v, sizeof v, debug);
+    return v;
+}
+
+uint64_t Rmp::asid_pages(uint16_t asid) const { return load_counter(asid, true); }
 
 void Rmp::add_asid(uint16_t asid, int64_t d) {
     if (!asid) return;
     const Hpa a = cfg_.base + 8ull * asid;
-    mem_.write64(a, mem_.read64(a) + uint64_t(d));
+    const uint64_t v = load_counter(asid, false) + uint64_t(d);
+    if (tm_) tm_->write(a.raw(), &v, sizeof v);
+    else mem_.write64(a, v);
 }
 
 std::vector<uint8_t> Rmp::snapshot(uint64_t first, uint64_t n) const {
@@ -110,8 +132,8 @@ int Rmp::rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid) {
     if (!st.assigned && (st.asid != 0 || st.immutable)) return RMP_FAIL_INPUT;
 
     const uint64_t h = head_of(pfn);
-    RmpEntry head = read_entry(Pfn(h));
-    RmpEntry cur = h == pfn ? head : read_entry(Pfn(pfn));
+    RmpEntry head = load(Pfn(h), false);
+    RmpEntry cur = h == pfn ? head : load(Pfn(pfn), false);
     const RmpEntry& authoritative = head.size_2m ? head : cur;
     if (authoritative.immutable) return RMP_FAIL_PERMISSION;
     if (in_use_.count(pfn)) return RMP_FAIL_INUSE;
@@ -173,7 +195,7 @@ int Rmp::psmash(Hpa spa, uint16_t cur_asid) {
     if (!is_aligned(spa.raw(), level_size(PgLevel::k2M)) || !covered(Pfn(pfn + kPagesPer2M - 1)))
         return RMP_FAIL_INPUT;
     if (in_use_.count(pfn)) return RMP_FAIL_INUSE;
-    const RmpEntry head = read_entry(Pfn(pfn));
+    const RmpEntry head = load(Pfn(pfn), false);
     if (!head.assigned || !head.size_2m) return PSMASH_FAIL_BADPAGE;
 #ifdef HVSIM_CHECKED
     const std::vector<uint8_t> before = snapshot(pfn, kPagesPer2M);
@@ -204,7 +226,7 @@ RmpEntry Rmp::fetch(Pfn p, RmpReader* rd, Cycles& cycles) {
         const uint64_t lo = rd->read64(a, cycles);
         e = RmpEntry::decode(lo, rd->load64(a + 8));
     } else {
-        e = read_entry(p);
+        e = load(p, false);
     }
     cache_.insert(p.raw(), e);
     return e;
@@ -288,7 +310,7 @@ RmpResult Rmp::pvalidate(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel nested_lev
     if (!is_aligned(gpa.raw(), level_size(size))) return status(RMP_FAIL_INPUT);
     const Pfn p = hpa_to_pfn(spa);
     PgLevel rl;
-    const RmpEntry e = lookup(p, &rl);
+    const RmpEntry e = load_auth(p, &rl, false);
     if (!owned_by(g, e, p, gpa)) return count_fault(npf(NPF_RMP));
     const bool rmp2m = rl == PgLevel::k2M;
     if (!big && rmp2m) return count_fault(npf(NPF_RMP | NPF_SIZEM));   // hypervisor PSMASHes
@@ -318,13 +340,15 @@ RmpResult Rmp::pvalidate(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel nested_lev
 RmpResult Rmp::rmpadjust(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel nested_level, PgLevel size,
                          uint8_t target_vmpl, uint8_t mask, bool vmsa) {
     ++stats_.rmpadjust;
-    if (target_vmpl > 3 || target_vmpl <= g.vmpl) return status(RMP_FAIL_PERMISSION);
-    if ((size != PgLevel::k4K && size != PgLevel::k2M) || (mask & ~VMPL_ALL) ||
+    // Malformed operands first (no VMPL 4, reserved mask bits 7:5, a size that is neither
+    // 4K nor 2M, a misaligned address): FAIL_INPUT; then J1: only a higher VMPL.
+    if (target_vmpl > 3 || (size != PgLevel::k4K && size != PgLevel::k2M) || (mask & ~VMPL_ALL) ||
         !is_aligned(gpa.raw(), level_size(size)))
         return status(RMP_FAIL_INPUT);
+    if (target_vmpl <= g.vmpl) return status(RMP_FAIL_PERMISSION);
     const Pfn p = hpa_to_pfn(spa);
     PgLevel rl;
-    const RmpEntry e = lookup(p, &rl);
+    const RmpEntry e = load_auth(p, &rl, false);
     if (!owned_by(g, e, p, gpa)) return count_fault(npf(NPF_RMP));
     if (!e.validated) {
         RmpResult r;
@@ -349,7 +373,7 @@ RmpResult Rmp::rmpquery(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel, uint8_t ta
     if (target_vmpl > 3) return status(RMP_FAIL_INPUT);
     const Pfn p = hpa_to_pfn(spa);
     PgLevel rl;
-    const RmpEntry e = lookup(p, &rl);
+    const RmpEntry e = load_auth(p, &rl, false);
     if (!owned_by(g, e, p, gpa)) return count_fault(npf(NPF_RMP));
     RmpResult r;
     r.perms = e.perms[target_vmpl];

@@ -138,6 +138,18 @@ public:
     virtual uint64_t load64(uint64_t hpa) = 0;
 };
 
+// Where the RMP's own references to its table go: entries (16 bytes) and per-ASID counters
+// (8 bytes), read and written by the instructions; `debug` reads are the untimed views
+// (read_entry(), lookup(): KVM's lookups, invariant checks) that are no hardware reference.
+// Without one the table is read and written in physical memory directly; the SystemC
+// module (rmp_module.hpp) routes them through its TLM socket.
+class RmpTableMemory {
+public:
+    virtual ~RmpTableMemory() = default;
+    virtual void read(uint64_t hpa, void* dst, unsigned n, bool debug) = 0;
+    virtual void write(uint64_t hpa, const void* src, unsigned n) = 0;
+};
+
 class Rmp final : public EncryptedPages {
 public:
     Rmp(const RmpConfig& cfg, PhysMem& mem);
@@ -145,6 +157,8 @@ public:
     Rmp& operator=(const Rmp&) = delete;
 
     const RmpConfig& config() const { return cfg_; }
+    // nullptr: physical memory directly (the default).
+    void set_table_memory(RmpTableMemory* t) { tm_ = t; }
     const RmpStats& stats() const { return stats_; }
     bool covered(Pfn p) const { return p.raw() < cfg_.covered_pages; }
     Hpa entry_addr(Pfn p) const { return cfg_.base + kBookkeeping + 16 * p.raw(); }
@@ -201,6 +215,11 @@ public:
 private:
     static constexpr uint64_t kBookkeeping = 16 * 1024;
     RmpEntry fetch(Pfn p, RmpReader* rd, Cycles& cycles);   // a check's reference
+    // The instructions' own references (b_transport through the module's socket), and the
+    // authoritative entry read with them.
+    RmpEntry load(Pfn p, bool debug) const;
+    RmpEntry load_auth(Pfn p, PgLevel* level, bool debug) const;
+    uint64_t load_counter(uint16_t asid, bool debug) const;
     void write_entry(Pfn p, const RmpEntry& e);
     void add_asid(uint16_t asid, int64_t d);
     // Ownership part of the guest checks: RMP-Covered, Guest-Owned, Reverse-Map, Mutable.
@@ -229,6 +248,7 @@ private:
 
     RmpConfig cfg_;
     PhysMem& mem_;
+    RmpTableMemory* tm_ = nullptr;
     mmu::AssocCache<RmpEntry> cache_;
     std::set<uint64_t> in_use_;          // PFNs marked in use by VMRUN
     RmpStats stats_;

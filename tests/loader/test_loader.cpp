@@ -509,7 +509,7 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
           "(did you mean 'len'?)");
     CHECK(error_of(with_steps(R"({"close": "vm", "expect": {"erno": "EBADF"}})")) ==
           "t.json: /steps/0/expect/erno: expected one of [errno, error_offset, remaining, exit, signal, bytes, value, "
-          "dirty_pages, dirty_bitmap, launch_digest], got 'erno' (did you mean 'errno'?)");
+          "dirty_pages, dirty_bitmap, launch_digest, status], got 'erno' (did you mean 'errno'?)");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64}, "expect": {"exit": {"reasn": "mmio"}}})")) ==
           "t.json: /steps/0/expect/exit/reasn: expected one of [reason, gpa, size, flags], got 'reasn' (did you mean "
           "'reason'?)");
@@ -583,7 +583,7 @@ TEST_CASE("errno names, expectations per step kind, signals", "[loader][errors]"
           "t.json: /steps/0/expect/signal: expected one of [SIGBUS, SIGSEGV], got \"SIGILL\"");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64},
                                  "expect": {"exit": {"reason": "npf"}}})")) ==
-          "t.json: /steps/0/expect/exit/reason: expected one of [memory_fault, hypercall, mmio], got \"npf\"");
+          "t.json: /steps/0/expect/exit/reason: expected one of [memory_fault, hypercall, mmio, fail_entry, halted], got \"npf\"");
     CHECK(error_of(with_steps(R"({"vcpu": 0, "access": {"gpa": 0, "size": 64},
                                  "expect": {"exit": {"reason": "memory_fault", "flags": ["shared"]}}})")) ==
           "t.json: /steps/0/expect/exit/flags/0: expected one of [private], got \"shared\"");

@@ -407,6 +407,39 @@ TEST_CASE("RMPADJUST of an unvalidated page raises #VC (J3) and RMPQUERY reports
     CHECK(f.rmp.rmpquery(f.g, Gpa(0x171000), Fix::spa(171), PgLevel::k4K, 0).npf_bits == NPF_RMP);
 }
 
+TEST_CASE("J2 RMPADJUST of a page the guest does not own, under another GPA or Immutable raises NPF") {
+    Fix f;
+    // A hypervisor page, another guest's page, a remapped GPA, a Pre-Guest page.
+    CHECK(f.rmp.rmpadjust(f.g, Gpa(0x180000), Fix::spa(180), PgLevel::k4K, PgLevel::k4K, 1, 0, true).npf_bits ==
+          NPF_RMP);
+    f.gv(181, 0x181000, 7);
+    CHECK(f.rmp.rmpadjust(f.g, Gpa(0x181000), Fix::spa(181), PgLevel::k4K, PgLevel::k4K, 1, 0, true).npf_bits ==
+          NPF_RMP);
+    f.gv(182, 0x182000);
+    CHECK(f.rmp.rmpadjust(f.g, Gpa(0x999000), Fix::spa(182), PgLevel::k4K, PgLevel::k4K, 1, 0, true).npf_bits ==
+          NPF_RMP);
+    REQUIRE(f.priv(183, 0x183000, PgLevel::k4K, kAsid, true) == 0);
+    CHECK(f.rmp.rmpadjust(f.g, Gpa(0x183000), Fix::spa(183), PgLevel::k4K, PgLevel::k4K, 1, 0, true).npf_bits ==
+          NPF_RMP);
+    for (uint64_t p : {180, 181, 182, 183}) CHECK(!f.rmp.read_entry(Pfn(p)).vmsa);
+    CHECK(f.rmp.stats().faults == 4);
+}
+
+TEST_CASE("RMPADJUST with malformed operands returns FAIL_INPUT before the VMPL rule") {
+    Fix f;
+    f.gv(184, 0x184000);
+    auto adj = [&](uint64_t gpa, PgLevel size, uint8_t target, uint8_t mask) {
+        return f.rmp.rmpadjust(f.g, Gpa(gpa), Fix::spa(184), PgLevel::k4K, size, target, mask, false).eax;
+    };
+    CHECK(adj(0x184000, PgLevel::k4K, 4, 0) == RMP_FAIL_INPUT);          // no VMPL 4
+    CHECK(adj(0x184000, PgLevel::k4K, 1, 0x20) == RMP_FAIL_INPUT);       // mask bits 7:5 are reserved
+    CHECK(adj(0x184000, PgLevel::k1G, 1, 0) == RMP_FAIL_INPUT);          // 4K or 2M only
+    CHECK(adj(0x184000, PgLevel::k2M, 1, 0) == RMP_FAIL_INPUT);          // 2M request, address not 2M aligned
+    CHECK(adj(0x184000, PgLevel::k4K, 0, 0xff) == RMP_FAIL_INPUT);       // malformed outranks J1
+    CHECK(adj(0x184000, PgLevel::k4K, 0, VMPL_R) == RMP_FAIL_PERMISSION);   // J1
+    CHECK(f.rmp.read_entry(Pfn(184)).perms == std::array<uint8_t, 4>{VMPL_ALL, 0, 0, 0});
+}
+
 TEST_CASE("making a 2M page shared again leaves 512 hypervisor pages") {
     Fix f;
     REQUIRE(f.priv(7680, 0x40'0000, PgLevel::k2M) == 0);

@@ -186,3 +186,110 @@ TEST_CASE("T01 T02 T03 in the VMM: a store to a guest-owned page it still maps i
     CHECK(s.env.proc->host_write(a, 64, 0x66, c).err == 0);
     s.env.proc->set_host_write_check(nullptr);
 }
+
+// ---- SNP AP creation: sev_snp_ap_creation(), sev_snp_init_protected_guest_state() and
+//      VMRUN's check of the VMSA page ----
+
+namespace {
+
+using Entry = KvmArchOps::EntryResult;
+
+uint64_t ap_info1(uint64_t apic_id, uint32_t request) { return apic_id << 32 | request; }
+
+// A guest page turned into a VMSA as snp_set_vmsa() does: faulted in (Guest-Invalid),
+// PVALIDATEd, then RMPADJUST to VMPL1 with the VMSA bit (set or cleared).
+Pfn snp_make_vmsa(SnpEnv& s, uint64_t gfn, CycleCounter& c) {
+    const Pfn p = s.get_pfn(gfn, c);
+    const rmp::GuestCtx g{kAsid, 0, true};
+    REQUIRE(s.rmp.pvalidate(g, gfn_to_gpa(Gfn(gfn)), pfn_to_hpa(p), PgLevel::k4K, PgLevel::k4K, true).eax == 0);
+    REQUIRE(s.rmp.rmpadjust(g, gfn_to_gpa(Gfn(gfn)), pfn_to_hpa(p), PgLevel::k4K, PgLevel::k4K, 1, 0, true).ok());
+    return p;
+}
+
+std::optional<KvmArchOps::VmgexitResult> ap_vmgexit(SnpEnv& s, uint64_t apic_id, uint32_t request, uint64_t gpa,
+                                                     CycleCounter& c, uint64_t rax = SVM_SEV_FEAT_SNP_ACTIVE) {
+    return s.ops.handle_vmgexit(*s.env.kvm, 0, SVM_VMGEXIT_AP_CREATION, ap_info1(apic_id, request), gpa, rax, c);
+}
+
+}  // namespace
+
+TEST_CASE("AP creation: KVM records the VMSA and the AP loads it at its next entry; VMRUN needs the VMSA bit") {
+    SnpEnv s;
+    s.ops.set_nr_vcpus(2);
+    CycleCounter c;
+    const Pfn p = snp_make_vmsa(s, 0x201, c);
+    const auto r = ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x201000, c);
+    REQUIRE(r);
+    CHECK(r->sw_exit_info_1 == 0);
+    CHECK(!s.ops.guest_vmsa(1));   // KVM_REQ_UPDATE_PROTECTED_GUEST_STATE: loaded at the AP's entry
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::run);
+    CHECK(s.ops.guest_vmsa(1) == p);
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 0, c) == Entry::run);   // the BSP keeps its launch VMSA
+    CHECK(!s.ops.guest_vmsa(0));
+    CHECK(s.ops.stats().vmsa_loads == 1);
+    // snp_cleanup_vmsa() while the AP still uses the page: the next VMRUN fails (T37).
+    const rmp::GuestCtx g{kAsid, 0, true};
+    REQUIRE(s.rmp.rmpadjust(g, Gpa(0x201000), pfn_to_hpa(p), PgLevel::k4K, PgLevel::k4K, 1, 0, false).ok());
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::fail_entry);
+    CHECK(s.ops.stats().fail_entry == 1);
+}
+
+TEST_CASE("AP creation refused with GHCB_ERR_INVALID_INPUT: APIC ID, VMSA address, SEV features, request") {
+    SnpEnv s;
+    s.ops.set_nr_vcpus(2);
+    CycleCounter c;
+    snp_make_vmsa(s, 0x201, c);
+    const std::vector<std::pair<const char*, std::optional<KvmArchOps::VmgexitResult>>> refused = {
+        {"APIC ID of no vCPU", ap_vmgexit(s, 2, SVM_VMGEXIT_AP_CREATE, 0x201000, c)},
+        {"VMSA not page aligned", ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x201800, c)},
+        {"VMSA 2M aligned (erratum)", ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x400000, c)},
+        {"VMSA above MAXPHYADDR", ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 1ull << 52 | 0x1000, c)},
+        {"SEV features differ from the VM's", ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x201000, c, 0)},
+        {"unknown request", ap_vmgexit(s, 1, 3, 0x201000, c)},
+    };
+    for (const auto& [what, r] : refused) {
+        INFO(what);
+        REQUIRE(r);
+        CHECK(r->sw_exit_info_1 == GHCB_HV_RESP_ISSUE);
+        CHECK(r->sw_exit_info_2 == GHCB_ERR_INVALID_INPUT);
+    }
+    CHECK(s.ops.stats().ap_creation == 6);
+    CHECK(s.ops.stats().ap_creation_refused == 6);
+    // Nothing was requested of the AP.
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::run);
+    CHECK(!s.ops.guest_vmsa(1));
+    // Other VMGEXITs are not the AP-creation handler's.
+    CHECK(!s.ops.handle_vmgexit(*s.env.kvm, 0, 0x80000010, 0, 0, 0, c));
+}
+
+TEST_CASE("AP creation over a page that is not a VMSA of this guest: VMRUN fails (Table 15-41)") {
+    SnpEnv s;
+    s.ops.set_nr_vcpus(2);
+    CycleCounter c;
+    // The guest skipped RMPADJUST: KVM accepts the address (it does not read the RMP), the
+    // entry check of VMRUN refuses the Guest-Invalid page without the VMSA bit.
+    REQUIRE(ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x301000, c)->sw_exit_info_1 == 0);
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::fail_entry);
+    const Pfn p = *s.ops.guest_vmsa(1);
+    const rmp::RmpEntry e = s.rmp.read_entry(p);
+    CHECK(e.assigned);   // kvm_gmem_get_pfn() prepared it
+    CHECK(!e.vmsa);
+}
+
+TEST_CASE("AP_DESTROY leaves the AP without a VMSA: it halts until the next AP_CREATE") {
+    SnpEnv s;
+    s.ops.set_nr_vcpus(2);
+    CycleCounter c;
+    snp_make_vmsa(s, 0x201, c);
+    REQUIRE(ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x201000, c)->sw_exit_info_1 == 0);
+    REQUIRE(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::run);
+    REQUIRE(ap_vmgexit(s, 1, SVM_VMGEXIT_AP_DESTROY, 0x201000, c)->sw_exit_info_1 == 0);
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::halted);
+    CHECK(!s.ops.guest_vmsa(1));
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::halted);   // stays halted
+    const Pfn p2 = snp_make_vmsa(s, 0x203, c);
+    REQUIRE(ap_vmgexit(s, 1, SVM_VMGEXIT_AP_CREATE, 0x203000, c)->sw_exit_info_1 == 0);
+    CHECK(s.ops.vcpu_enter_guest(*s.env.kvm, 1, c) == Entry::run);
+    CHECK(s.ops.guest_vmsa(1) == p2);
+    CHECK(s.ops.stats().vmsa_loads == 2);
+}
