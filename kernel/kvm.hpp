@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "kernel/costs.hpp"
@@ -20,6 +21,7 @@
 #include "kernel/range_map.hpp"
 #include "kernel/stats.hpp"
 #include "kernel/uapi.hpp"
+#include "models/mem/cache.hpp"
 
 namespace hvsim::kvm {
 
@@ -222,6 +224,8 @@ public:
     int kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r, ExecContext& ctx);
     uint64_t sev_pages_locked() const { return sev_pages_locked_; }
     size_t sev_nr_regions() const { return sev_regions_.size(); }
+    // SEV/SEV-ES: the pages the registered regions pinned (the guest's encrypted memory).
+    const EncryptedPages& sev_encrypted_pages() const { return sev_enc_; }
 
     // The VMM process exits: stop calling into the MMU and give back SEV pins while the
     // process still exists (used by ~VmmProcess).
@@ -260,6 +264,13 @@ private:
     struct EncRegion { uint64_t uaddr, size, npages; };
     std::vector<EncRegion> sev_regions_;
     uint64_t sev_pages_locked_ = 0;
+    // pfn -> registered regions pinning it (a page stays pinned, so its pfn is fixed).
+    struct SevEncPages final : EncryptedPages {
+        std::unordered_map<uint64_t, uint32_t> pfns;
+        bool encrypted(Pfn p) const override { return pfns.count(p.raw()) != 0; }
+    };
+    SevEncPages sev_enc_;
+    void sev_track_pfns(uint64_t first_page, uint64_t npages, bool add);
 };
 
 }  // namespace hvsim::kvm

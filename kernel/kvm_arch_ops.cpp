@@ -116,9 +116,12 @@ public:
         return c.tdp && c.sev && (!es_ || c.sev_es);
     }
     bool sev_guest() const override { return true; }
+    // The guest's encrypted memory as KVM knows it: the pages the VMM registered (and KVM
+    // pinned) with KVM_MEMORY_ENCRYPT_REG_REGION, which the guest reaches with the C-bit
+    // set, its page tables included (sev_pin_memory()).
+    const EncryptedPages* encrypted_pages(const Kvm& k) const override { return &k.sev_encrypted_pages(); }
     std::vector<std::string> unmodelled(HostPaging host) const override {
         std::vector<std::string> w;
-        w.emplace_back("memory encryption not modelled: encrypted accesses cost as plain ones");
         if (es_)
             w.emplace_back("SEV-ES exits not modelled: no #VC / VMGEXIT through the GHCB, exits cost as for a "
                            "plain VM");

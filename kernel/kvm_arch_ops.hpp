@@ -15,6 +15,10 @@
 #include "kernel/kvm_host.hpp"
 #include "kernel/memslot.hpp"
 
+namespace hvsim {
+class EncryptedPages;   // models/mem/cache.hpp
+}
+
 namespace hvsim::kvm {
 
 class Kvm;
@@ -128,6 +132,11 @@ public:
     // Cycles every VM exit costs on top of cost.vmexit + cost.vmentry (SEV-ES/SNP: the
     // automatic exit saves and restores the encrypted VMSA). 0 for plain VMs.
     virtual Cycles exit_extra_cycles() const { return 0; }
+    // The host pages the memory controller encrypts with this VM's key, whose DRAM fills
+    // pay the encryption engine (mem.encrypt_fill_cycles); nullptr: none (plain VMs,
+    // sw_protected, pKVM: no memory encryption). The machine wires it into every vCPU's
+    // caches; the object lives as long as `kvm` (or these ops).
+    virtual const EncryptedPages* encrypted_pages(const Kvm&) const { return nullptr; }
 
     // kvm_vm_is_protected() (arm64): the VM's memory is owned page by page by the EL2
     // hypervisor (pKVM); its faults go to pkvm_mem_abort(). Only a backend with the EL2

@@ -35,6 +35,7 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, E
 
     sev_pages_locked_ += npages;
     sev_regions_.push_back({r.addr, r.size, npages});
+    sev_track_pfns(first, npages, true);
     stats_.sev_regions = sev_regions_.size();
     stats_.sev_pages_pinned = sev_pages_locked_;
     stats_.sev_pages_pinned_peak = std::max(stats_.sev_pages_pinned_peak, sev_pages_locked_);
@@ -52,12 +53,27 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r,
     // sev_flush_asids()/WBINVD before the pages go back to the host.
     ctx.charge("wbinvd", costs().wbinvd);
     const uint64_t first = it->uaddr >> kPageShift;
+    sev_track_pfns(first, it->npages, false);
     proc_.unpin_user_pages(Hva(first << kPageShift), it->npages << kPageShift, ctx);
     sev_pages_locked_ -= it->npages;
     sev_regions_.erase(it);
     stats_.sev_regions = sev_regions_.size();
     stats_.sev_pages_pinned = sev_pages_locked_;
     return 0;
+}
+
+// The pfns behind a registered region's pages (anonymous guest RAM; a page of a file
+// mapping has no anon page and is left out): the pages whose DRAM fills are decrypted.
+void Kvm::sev_track_pfns(uint64_t first_page, uint64_t npages, bool add) {
+    for (uint64_t i = 0; i < npages; ++i) {
+        const auto pfn = proc_.anon_page(Hva((first_page + i) << kPageShift));
+        if (!pfn) continue;
+        if (add) {
+            ++sev_enc_.pfns[pfn->raw()];
+        } else if (auto it = sev_enc_.pfns.find(pfn->raw()); it != sev_enc_.pfns.end() && --it->second == 0) {
+            sev_enc_.pfns.erase(it);
+        }
+    }
 }
 
 void Kvm::sev_unpin_all() {
@@ -67,6 +83,7 @@ void Kvm::sev_unpin_all() {
         proc_.unpin_user_pages(Hva(first << kPageShift), e.npages << kPageShift, discard);
     }
     sev_regions_.clear();
+    sev_enc_.pfns.clear();
     sev_pages_locked_ = 0;
     stats_.sev_pages_pinned = 0;
 }

@@ -40,6 +40,11 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     }
     c.mem.llc_policy = p.get_string("mem.llc.policy") == "victim" ? LlcPolicy::victim : LlcPolicy::inclusive;
     c.mem.llc_shared_by = unsigned(p.get_u64("mem.llc.shared_by"));
+    c.mem.mshrs = unsigned(p.get_u64("mem.mshrs"));
+    c.mem.prefetch.l2_stream = p.get_bool("mem.prefetch.l2_stream");
+    c.mem.prefetch.streams = unsigned(p.get_u64("mem.prefetch.streams"));
+    c.mem.prefetch.distance = unsigned(p.get_u64("mem.prefetch.distance"));
+    c.mem.prefetch.degree = unsigned(p.get_u64("mem.prefetch.degree"));
     c.cache_data = p.get_bool("cache.data");
     c.dram.model = p.get_string("mem.dram.model") == "ddr5" ? DramConfig::Model::ddr5 : DramConfig::Model::fixed;
     c.dram.fixed_cycles = c.mem.dram_cycles;
@@ -432,9 +437,12 @@ void Machine::attach_vcpu_module(unsigned id, cpu::Vcpu& module) {
             snp_guest_ = std::make_unique<cpu::SnpGuest>(g, *rmp_, rmp::GuestCtx{kSnpAsid, 0, true});
         }
         module.set_vc_handler(snp_guest_.get());
-        // The guest's private pages are encrypted: their DRAM fills pay the AES engine.
-        module.caches().set_encryption(rmp_, cfg_.mem_encrypt_fill);
     }
+    // The pages the VM type encrypts (SEV/SEV-ES registered memory, SNP guest-owned pages,
+    // TD private pages): their DRAM fills pay the memory encryption engine.
+    if (kvm_)
+        if (const EncryptedPages* enc = kvm_->arch().encrypted_pages(*kvm_))
+            module.caches().set_encryption(enc, cfg_.mem_encrypt_fill);
     if (tdx_) tdx_->set_vcpu_requests(id, &module);
 }
 

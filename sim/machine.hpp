@@ -215,7 +215,7 @@ public:
         uint64_t measured_pages = 0;   // of those, pages whose contents were measured
     };
     std::optional<LaunchMeasurement> launch_measurement() const;
-    // DRAM fills of encrypted lines over all vCPUs (SNP runs).
+    // DRAM fills (demand and prefetch) of encrypted lines over all vCPUs.
     uint64_t encrypted_fills() const {
         uint64_t n = 0;
         for (const auto& v : vcpus_)

@@ -114,8 +114,10 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(count("mem.llc.ways", "ways", 1, 1024, 16, "LLC associativity", "estimate"));
     v.push_back(cycles("mem.llc.hit_cycles", 50, "latency of an LLC hit", "estimate (docs/sources.md §2)"));
     v.push_back(cycles("mem.encrypt_fill_cycles", 10,
-                       "extra latency of a DRAM fill of a line encrypted with a guest's key (SEV-SNP runs: pages "
-                       "the RMP assigns to the guest; the memory controller's AES engine)",
+                       "extra latency of a DRAM fill (demand or prefetch) of a line encrypted with a guest's key, "
+                       "in the memory controller's AES engine: SEV/SEV-ES memory registered with "
+                       "KVM_MEMORY_ENCRYPT_REG_REGION, SNP pages the RMP assigns to the guest, TD private pages "
+                       "(MKTME with the TD's private KeyID); none for plain VMs, sw_protected and pKVM",
                        "estimate"));
     v.push_back(cycles("mem.dram_cycles", 360, "latency of a DRAM access (local, no contention)",
                        "estimate (docs/sources.md §2: about 120 ns DDR5)"));
@@ -532,6 +534,24 @@ std::vector<ParamDecl> build_decls() {
                       "vCPUs sharing one LLC (vCPU i uses LLC i / mem.llc.shared_by; one vCPU per core)",
                       "AMD Software Optimization Guide for Family 19h Processors: a Zen 4 CCX is 8 cores sharing "
                       "its 32 MB L3"));
+    // ---- overlapped misses and the L2 stream prefetcher (models/mem CacheHierarchy) ----
+    v.push_back(count("mem.mshrs", "fills", 0, 1024, 64,
+                      "line fills from DRAM one core can have outstanding (miss-status holding registers): a store "
+                      "miss is posted while one is free, prefetches need one; 0 tracks none (every miss waits, no "
+                      "prefetch: the blocking model)",
+                      "estimate (the order of Zen 4's and Golden Cove's L2 miss queues, 48-64; not retrieved)"));
+    v.push_back(flag("mem.prefetch.l2_stream", true,
+                     "L2 stream prefetcher: after two steps in one direction within a 4 KiB page (references that "
+                     "miss the L1D) it fetches the following lines into the L2, never beyond the page",
+                     "AMD Software Optimization Guide for Family 19h Processors (pub. 56665), Data Prefetch: L2 "
+                     "stream prefetcher"));
+    v.push_back(count("mem.prefetch.streams", "pages", 1, 256, 32, "streams (4 KiB pages) the L2 prefetcher tracks at once",
+                      "estimate (Intel Optimization Reference Manual, L2 streamer: 32 streams; Zen 4's count is not "
+                      "published)"));
+    v.push_back(count("mem.prefetch.distance", "lines", 1, 63, 20, "how far ahead of the demand stream it runs",
+                      "estimate (Intel Optimization Reference Manual, L2 streamer: up to 20 lines ahead)"));
+    v.push_back(count("mem.prefetch.degree", "lines", 1, 64, 2, "prefetches issued per reference that trains a stream",
+                      "estimate (Intel Optimization Reference Manual, L2 streamer: two prefetch requests per L2 look-up)"));
     // ---- page-walk cache organisation (models/mmu Mmu; x86 only) ----
     {
         auto d = make("mmu.pwc.organisation", ParamType::string, "", 0, 0, "pte",

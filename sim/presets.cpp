@@ -67,6 +67,17 @@ std::vector<PresetDef> build() {
                       "estimate (the mesh LLC is non-inclusive since Skylake-SP but filled on demand misses; "
                       "modelled as an inclusive fill without back-invalidation)"},
                      {"mem.llc.shared_by", 56, "architecture (one LLC over the mesh, 1.875 MiB per core, 56 cores)"},
+                     {"mem.encrypt_fill_cycles", 10,
+                      "estimate (MKTME's AES-XTS in the memory controller; Intel publishes no latency, taken as "
+                      "AMD's SME engine; TDX's logical integrity (the TD bit) adds none, cryptographic integrity is "
+                      "not modelled)"},
+                     {"mem.mshrs", 48, "estimate (Golden Cove's L2 tracks 48 outstanding misses, recalled; not retrieved)"},
+                     {"mem.prefetch.l2_stream", true,
+                      "Intel Optimization Reference Manual, Data Prefetch to the L2 and Last Level Cache (the streamer)"},
+                     {"mem.prefetch.streams", 32, "Intel Optimization Reference Manual, L2 streamer: 32 streams"},
+                     {"mem.prefetch.distance", 20, "Intel Optimization Reference Manual, L2 streamer: up to 20 lines ahead"},
+                     {"mem.prefetch.degree", 2,
+                      "Intel Optimization Reference Manual, L2 streamer: two prefetch requests per L2 look-up"},
                      {"cost.tdx_page_add", 5000, "estimate (docs/sources.md §3: TDH.MEM.PAGE.ADD 4K)"},
                      {"cost.tdx_mr_extend", 185500,
                       "KVM list, \"KVM: x86/mmu: TDX post-populate cleanups\" v3 15/25 changelog (S. Christopherson, "

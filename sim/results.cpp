@@ -159,12 +159,29 @@ json build_results(const ResultInputs& in) {
             m["cache." + cfg.levels[l].name + ".misses"] = mi;
         }
         uint64_t data = 0;
+        MemHierarchyStats sum;
         for (const auto& c : in.caches) {
-            dram += c->stats().dram;
-            data += c->stats().data_refs;
+            const auto& s = c->stats();
+            dram += s.dram;
+            data += s.data_refs;
+            sum.prefetches += s.prefetches;
+            sum.prefetch_hits += s.prefetch_hits;
+            sum.prefetch_late += s.prefetch_late;
+            sum.prefetch_dropped += s.prefetch_dropped;
+            sum.posted_stores += s.posted_stores;
+            sum.mshr_full += s.mshr_full;
+            sum.mshr_wait_cycles += s.mshr_wait_cycles;
         }
         m["cache.dram"] = dram;
         m["cache.data_refs"] = data;
+        m["cache.prefetches"] = sum.prefetches;
+        m["cache.prefetch_hits"] = sum.prefetch_hits;
+        m["cache.prefetch_late"] = sum.prefetch_late;
+        m["cache.prefetch_dropped"] = sum.prefetch_dropped;
+        m["cache.posted_stores"] = sum.posted_stores;
+        m["cache.mshr_full"] = sum.mshr_full;
+        m["cache.mshr_wait_cycles"] = sum.mshr_wait_cycles;
+        m["cache.encrypted_fills"] = in.m.encrypted_fills();
     }
 
     const auto& ex = in.m.exits();

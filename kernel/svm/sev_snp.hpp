@@ -88,6 +88,8 @@ public:
     void gmem_invalidate(Kvm& kvm, Pfn start, Pfn end, ExecContext& ctx) override;
     void handle_rmp_fault(Kvm& kvm, Gpa gpa, uint64_t error_code, ExecContext& ctx) override;
     Cycles exit_extra_cycles() const override { return costs_.ae_exit; }
+    // The guest's encrypted pages are those the RMP assigns to its ASID (Rmp::encrypted()).
+    const EncryptedPages* encrypted_pages(const Kvm&) const override { return &rmp_; }
     // sev_gmem_max_mapping_level(): the RMP entry's level if the page is assigned, else 4K.
     PgLevel gmem_max_mapping_level(const Kvm& kvm, Pfn pfn) const override;
 

@@ -129,6 +129,10 @@ public:
     bool bugged() const { return bugged_; }
     TdState state() const { return state_; }
     const KvmTdxStats& stats() const { return stats_; }
+    // The TD's private memory, encrypted with its private HKID (MKTME): the pages the PAMT
+    // gives this TDR as guest pages (PT_REG), secure-EPT pages (PT_EPT) or TD control
+    // structures (PT_TDCX, PT_TDVPR; the S-EPT root is a TDCX page).
+    const EncryptedPages& private_pages() const { return private_pages_; }
 
 private:
     // tdx_track(): TDH.MEM.TRACK (retried while busy) then the kick; no-op before RUNNABLE.
@@ -141,6 +145,17 @@ private:
     Kvm& kvm_;
     tdx::TdxModule& module_;
     Hpa tdr_;
+    struct TdPrivatePages final : EncryptedPages {
+        TdPrivatePages(const tdx::TdxModule& m, Hpa t) : module(m), tdr(t) {}
+        bool encrypted(Pfn p) const override {
+            const tdx::PamtEntry e = module.pamt(Hpa(p.raw() << kPageShift));
+            return e.owner == tdr.raw() && (e.pt == tdx::PageType::reg || e.pt == tdx::PageType::ept ||
+                                            e.pt == tdx::PageType::tdcx || e.pt == tdx::PageType::tdvpr);
+        }
+        const tdx::TdxModule& module;
+        Hpa tdr;
+    };
+    TdPrivatePages private_pages_{module_, tdr_};
     TdxVcpuKicker& vcpus_;
     TdState state_ = TdState::initialized;
     std::optional<Hpa> page_add_src_;
@@ -200,6 +215,8 @@ public:
     void gmem_invalidate(Kvm& k, Pfn s, Pfn e, ExecContext& ctx) override { base_.gmem_invalidate(k, s, e, ctx); }
     void handle_rmp_fault(Kvm& k, Gpa g, uint64_t ec, ExecContext& ctx) override { base_.handle_rmp_fault(k, g, ec, ctx); }
     Cycles exit_extra_cycles() const override { return base_.exit_extra_cycles(); }
+    // TD private pages are encrypted with the TD's private KeyID.
+    const EncryptedPages* encrypted_pages(const Kvm&) const override { return &tdx_.private_pages(); }
     bool is_protected() const override { return base_.is_protected(); }
     int prepare_memory_region(const Kvm& k, const kvm_memory_slot* s, kvm_mr_change c) const override {
         return base_.prepare_memory_region(k, s, c);

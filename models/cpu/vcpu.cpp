@@ -39,6 +39,7 @@ Vcpu::Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, 
       host_(host) {
     data.bind(*this);
     xlat_->mem_socket().bind(caches_.in);
+    caches_.caches().set_clock(this);
     SC_THREAD(thread);
     if (guest_ && guest_->config().levels) xlat_->set_guest_root(guest_->cr3());
 }
@@ -271,7 +272,7 @@ std::optional<uint64_t> Vcpu::read_gpa64_for_update(Gpa a, ExecContext&) {
 bool Vcpu::write_gpa64(Gpa a, uint64_t v, ExecContext&) {
     auto tr = translate(Gva(a.raw()), mmu::AccessType::write, cfg_.guest_tables_enc, true);
     if (!tr) return false;
-    add_cycles(data_cycles(tr->hpa));
+    add_cycles(data_cycles(tr->hpa, true));
     store64(tr->hpa, v);
     return true;
 }

@@ -147,7 +147,8 @@ class Vcpu : public sc_core::sc_module,
              public VcpuRequestTarget,
              public tlm::tlm_bw_transport_if<>,
              private GuestPhysAccess,
-             private ExecContext {
+             private ExecContext,
+             private CoreClock {
 public:
     SC_HAS_PROCESS(Vcpu);
     Vcpu(sc_core::sc_module_name name, const VcpuConfig& cfg, GuestOs* guest, VcpuHost& host);
@@ -207,8 +208,9 @@ public:
     // How many accesses run_access makes for `a` (a misaligned one that crosses a page
     // counts once here, twice in the stats): the progress line's total.
     static uint64_t planned_accesses(const AccessSpec& a);
-    // Cycles this vCPU has consumed (its local time, quantum offset included).
-    Cycles cycles_now() const;
+    // Cycles this vCPU has consumed (its local time, quantum offset included); the caches'
+    // clock for fills that complete while the vCPU goes on.
+    Cycles cycles_now() const override;
 
     // VcpuRequestTarget: in guest mode while it runs an access step outside an exit.
     bool in_guest_mode() const override { return busy_ && kind_ == Kind::access && !in_host_; }
@@ -258,7 +260,9 @@ private:
     // the hot loop then costs an integer add, and time is exact at every sync point.
     void add_cycles(Cycles c) { pending_ += c; }
     // The latency of a data load or store of the line holding a.
-    Cycles data_cycles(Hpa a) { return cfg_.cache_data ? caches_.data_cycles(a) : cfg_.data_access_cycles; }
+    Cycles data_cycles(Hpa a, bool write = false) {
+        return cfg_.cache_data ? caches_.data_cycles(a, write) : cfg_.data_access_cycles;
+    }
     void flush_time() {
         if (pending_) {
             qk_.inc(sc_core::sc_time::from_value(pending_ * cfg_.period_ps));

@@ -109,9 +109,9 @@ bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a
     const uint64_t lines = std::max<uint64_t>(1, width / 64);
     Cycles dc = cfg_.data_access_cycles;
     if (!emulated) {
-        dc = data_cycles(hpa);
+        dc = data_cycles(hpa, a.write);
         if (cfg_.cache_data)
-            for (uint64_t l = 1; l < lines; ++l) (void)caches_.data_cycles(Hpa(hpa.raw() + l * 64));
+            for (uint64_t l = 1; l < lines; ++l) (void)caches_.data_cycles(Hpa(hpa.raw() + l * 64), a.write);
     }
     dc += cfg_.wide_store_line_cycles * (lines - 1);
     add_cycles(dc);

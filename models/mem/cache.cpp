@@ -1,5 +1,6 @@
 #include "models/mem/cache.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <new>
 #include <stdexcept>
@@ -56,6 +57,137 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg, SharedCache* llc) 
     // A victim cache needs a level above it to evict into it.
     victim_llc_ = cfg.llc_policy == LlcPolicy::victim && levels_.size() >= 2;
     stats_.levels.resize(levels_.size());
+    if (cfg.mshrs > 1024) throw std::invalid_argument("at most 1024 MSHRs");
+    inflight_.resize(cfg.mshrs);
+    if (line_shift_ > kPageShift) throw std::invalid_argument("cache line larger than a page");
+    page_lines_shift_ = kPageShift - line_shift_;
+    // The L2 streamer needs an L2 to fill and MSHRs to track its fills.
+    prefetch_on_ = cfg.prefetch.l2_stream && cfg.mshrs > 0 && levels_.size() >= 2 && cfg.prefetch.streams > 0 &&
+                   cfg.prefetch.degree > 0 && cfg.prefetch.distance > 0;
+    if (prefetch_on_) streams_.resize(cfg.prefetch.streams);
+}
+
+void CacheHierarchy::retire(Cycles t) {
+    for (unsigned i = 0; i < n_inflight_;) {
+        if (inflight_[i].ready <= t) inflight_[i] = inflight_[--n_inflight_];
+        else ++i;
+    }
+}
+
+Cycles CacheHierarchy::free_mshr(Cycles t) {
+    if (n_inflight_ < cfg_.mshrs) return 0;
+    // Every MSHR busy: wait for the earliest fill to complete.
+    Cycles first = inflight_[0].ready;
+    for (unsigned i = 1; i < n_inflight_; ++i) first = std::min(first, inflight_[i].ready);
+    retire(first);
+    ++stats_.mshr_full;
+    stats_.mshr_wait_cycles += first - t;
+    return first - t;
+}
+
+bool CacheHierarchy::present(size_t j, uint64_t raw) const {
+    const SharedCache& l = *levels_[j].arr;
+    const size_t base = l.set_of(raw) * l.ways_;
+    for (unsigned w = 0; w < l.ways_; ++w)
+        if ((l.tags_[base + w] & ~kPrefetched) == raw + 1) return true;
+    return false;
+}
+
+void CacheHierarchy::install(size_t j, uint64_t raw, uint64_t tag) {
+    SharedCache& l = *levels_[j].arr;
+    const size_t base = l.set_of(raw) * l.ways_;
+    size_t victim = base;
+    for (unsigned w = 0; w < l.ways_; ++w) {
+        const uint64_t t = l.tags_[base + w];
+        if (t == kInvalid) {
+            victim = base + w;
+            break;
+        }
+        if (uint32_t(l.clock_ - l.age_[base + w]) > uint32_t(l.clock_ - l.age_[victim])) victim = base + w;
+    }
+    const size_t filled = victim_llc_ ? levels_.size() - 1 : levels_.size();
+    if (victim_llc_ && j + 1 == filled && l.tags_[victim] != kInvalid) cast_out(l.tags_[victim] & ~kPrefetched);
+    l.tags_[victim] = tag;
+    l.age_[victim] = ++l.clock_;
+}
+
+bool CacheHierarchy::prefetch(uint64_t raw, Cycles t) {
+    for (unsigned i = 0; i < n_inflight_; ++i)
+        if (inflight_[i].line == raw) return true;
+    if (present(1, raw)) return true;
+    const size_t filled = victim_llc_ ? levels_.size() - 1 : levels_.size();
+    // Already in the LLC (a victim LLC can hold what the L2 lost): the streamer moves it
+    // up without a DRAM fill (its LLC latency is hidden behind the stream).
+    const size_t last = levels_.size() - 1;
+    if (last >= 2 && present(last, raw)) {
+        if (victim_llc_) {   // the line leaves a victim LLC
+            SharedCache& l = *levels_[last].arr;
+            const size_t base = l.set_of(raw) * l.ways_;
+            for (unsigned w = 0; w < l.ways_; ++w)
+                if (l.tags_[base + w] == raw + 1) l.tags_[base + w] = kInvalid;
+        }
+        install(1, raw, raw + 1);   // not a DRAM prefetch: not counted as one
+        return true;
+    }
+    if (n_inflight_ >= cfg_.mshrs) {
+        ++stats_.prefetch_dropped;
+        return false;
+    }
+    const Cycles f = fill_ ? fill_->fill(raw << line_shift_) : cfg_.dram_cycles;
+    ++stats_.prefetches;
+    inflight_[n_inflight_++] = Inflight{raw, t + f, true};
+    install(1, raw, (raw + 1) | kPrefetched);
+    for (size_t j = 2; j < filled; ++j) install(j, raw, raw + 1);
+    return true;
+}
+
+void CacheHierarchy::train(uint64_t raw) {
+    const uint64_t page = (raw >> page_lines_shift_) + 1;
+    const int off = int(raw & ((1u << page_lines_shift_) - 1));
+    const int lines = 1 << page_lines_shift_;
+    Stream* s = nullptr;
+    Stream* lru = &streams_[0];
+    for (auto& e : streams_) {
+        if (e.page == page) {
+            s = &e;
+            break;
+        }
+        if (e.page == 0 || (lru->page != 0 && uint32_t(stream_clock_ - e.stamp) > uint32_t(stream_clock_ - lru->stamp)))
+            lru = &e;
+    }
+    if (!s) {
+        *lru = Stream{page, ++stream_clock_, int16_t(off), uint8_t(off), 0, 0};
+        return;
+    }
+    s->stamp = ++stream_clock_;
+    const int d = off - int(s->last);
+    if (d == 0) return;
+    const int dir = d > 0 ? 1 : -1;
+    // A step is a reference within two lines of the last one; a jump restarts training.
+    if (d > 2 || d < -2) {
+        s->dir = 0;
+        s->steps = 0;
+    } else if (s->dir == dir) {
+        if (s->steps < 2) ++s->steps;
+    } else {
+        s->dir = int8_t(dir);
+        s->steps = 1;
+        s->next = int16_t(off + dir);
+    }
+    s->last = uint8_t(off);
+    if (s->steps < 2) return;
+    // A stream: fetch up to `degree` lines not yet requested, at most `distance` ahead,
+    // within the page.
+    int x = dir > 0 ? std::max<int>(s->next, off + 1) : std::min<int>(s->next, off - 1);
+    const int limit = std::clamp(off + dir * int(cfg_.prefetch.distance), 0, lines - 1);
+    const uint64_t base = raw - uint64_t(off);
+    const Cycles t = now();
+    retire(t);
+    for (unsigned issued = 0; issued < cfg_.prefetch.degree && (dir > 0 ? x <= limit : x >= limit); x += dir) {
+        if (!prefetch(base + uint64_t(x), t)) break;
+        ++issued;
+    }
+    s->next = int16_t(x);
 }
 
 void CacheHierarchy::cast_out(uint64_t tag) {
@@ -83,12 +215,28 @@ void CacheHierarchy::cast_out(uint64_t tag) {
     ++stats_.castouts;
 }
 
-Cycles CacheHierarchy::access_line(uint64_t raw) {
+Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
     const uint64_t line = raw + 1;   // stored tag: line + 1 (0 is empty)
     // The filter stands for an L1 hit: only with an L1 (a DRAM-only hierarchy has none).
     if (!levels_.empty()) last_line_ = raw;
-    // One pass over each level's set finds the hit or, on a miss, the victim the fill
-    // will replace (an empty way first, else the least recently used).
+    // A fill of this line still in flight: a load waits for the rest of it, a store is
+    // posted (the line is already allocated in the levels the fill goes to).
+    Cycles wait = 0, t = 0;
+    bool have_t = false;
+    if (n_inflight_) {
+        t = now();
+        have_t = true;
+        retire(t);
+        for (unsigned i = 0; i < n_inflight_; ++i) {
+            if (inflight_[i].line != raw) continue;
+            if (r != Ref::store) wait = inflight_[i].ready - t;
+            if (inflight_[i].prefetch) ++stats_.prefetch_late;
+            inflight_[i].prefetch = false;
+            break;
+        }
+    }
+    // Each level's set is searched for the line; only on a miss is the victim the fill will
+    // replace chosen (an empty way first, else the least recently used; the first of equals).
     size_t victims[8];
     const size_t n = std::min<size_t>(levels_.size(), 8);
     // Levels [0, filled) are filled on a miss: all of them, or all but a victim LLC.
@@ -97,7 +245,8 @@ Cycles CacheHierarchy::access_line(uint64_t raw) {
         for (size_t j = 0; j < upto; ++j) {
             SharedCache& u = *levels_[j].arr;
             // The L2's evicted line goes to a victim LLC.
-            if (victim_llc_ && j + 1 == filled && u.tags_[victims[j]] != kInvalid) cast_out(u.tags_[victims[j]]);
+            if (victim_llc_ && j + 1 == filled && u.tags_[victims[j]] != kInvalid)
+                cast_out(u.tags_[victims[j]] & ~kPrefetched);
             u.tags_[victims[j]] = line;
             u.age_[victims[j]] = ++u.clock_;
         }
@@ -105,35 +254,58 @@ Cycles CacheHierarchy::access_line(uint64_t raw) {
     for (size_t i = 0; i < n; ++i) {
         SharedCache& l = *levels_[i].arr;
         const size_t base = l.set_of(raw) * l.ways_;
-        size_t victim = base;
-        bool empty = false;
-        for (unsigned w = 0; w < l.ways_; ++w) {
-            const uint64_t t = l.tags_[base + w];
-            if (t == line) {
-                ++stats_.levels[i].hits;
-                if (i >= filled) {
-                    // A victim LLC hit: the line moves up to the L2 (exclusive).
-                    l.tags_[base + w] = kInvalid;
-                } else {
-                    l.age_[base + w] = ++l.clock_;
-                }
-                fill_above(std::min(i, filled));
-                return levels_[i].hit;
+        uint64_t* const tags = l.tags_.get() + base;
+        const unsigned ways = l.ways_;
+        unsigned w = 0;
+        while (w < ways && (tags[w] & ~kPrefetched) != line) ++w;
+        if (w < ways) {
+            const uint64_t t = tags[w];
+            ++stats_.levels[i].hits;
+            if (t & kPrefetched) ++stats_.prefetch_hits;
+            if (i >= filled) {
+                // A victim LLC hit: the line moves up to the L2 (exclusive).
+                tags[w] = kInvalid;
+            } else {
+                tags[w] = line;
+                l.age_[base + w] = ++l.clock_;
             }
-            if (empty) continue;
-            if (t == kInvalid) {
-                victim = base + w;
-                empty = true;
-            } else if (uint32_t(l.clock_ - l.age_[base + w]) > uint32_t(l.clock_ - l.age_[victim])) {
-                victim = base + w;
-            }
+            fill_above(std::min(i, filled));
+            if (prefetch_on_ && i >= 1 && r != Ref::walk) train(raw);
+            // A store that found its line below the L1 retires into the store buffer; its
+            // RFO is served from there.
+            if (r == Ref::store && i >= 1 && cfg_.mshrs) return l1_hit_;
+            return std::max(levels_[i].hit, wait);
         }
-        victims[i] = victim;
+        const uint32_t* const age = l.age_.get() + base;
+        unsigned victim = 0;
+        for (w = 0; w < ways; ++w) {
+            if (tags[w] == kInvalid) {
+                victim = w;
+                break;
+            }
+            if (uint32_t(l.clock_ - age[w]) > uint32_t(l.clock_ - age[victim])) victim = w;
+        }
+        victims[i] = base + victim;
         ++stats_.levels[i].misses;
     }
     ++stats_.dram;
     fill_above(filled);
-    return fill_ ? fill_->fill(raw << line_shift_) : cfg_.dram_cycles;
+    Cycles stall = 0;
+    if (cfg_.mshrs) {
+        if (!have_t) t = now();
+        retire(t);
+        stall = free_mshr(t);
+    }
+    const Cycles f = fill_ ? fill_->fill(raw << line_shift_) : cfg_.dram_cycles;
+    Cycles c = stall + f;
+    if (r == Ref::store && cfg_.mshrs && !levels_.empty()) {
+        // Posted: the fill holds an MSHR until its data arrives; the core goes on.
+        inflight_[n_inflight_++] = Inflight{raw, t + stall + f, false};
+        ++stats_.posted_stores;
+        c = stall + l1_hit_;
+    }
+    if (prefetch_on_ && r != Ref::walk) train(raw);
+    return c;
 }
 
 void CacheHierarchy::flush_line(Hpa a) {
@@ -144,13 +316,15 @@ void CacheHierarchy::flush_line(Hpa a) {
         SharedCache& l = *lv.arr;
         const size_t base = l.set_of(raw) * l.ways_;
         for (unsigned w = 0; w < l.ways_; ++w)
-            if (l.tags_[base + w] == line) l.tags_[base + w] = kInvalid;
+            if ((l.tags_[base + w] & ~kPrefetched) == line) l.tags_[base + w] = kInvalid;
     }
 }
 
 void CacheHierarchy::invalidate_all() {
     last_line_ = kNoLine;
     for (auto& o : own_) o->clear();
+    n_inflight_ = 0;
+    for (auto& st : streams_) st = Stream{};
 }
 
 }  // namespace hvsim

@@ -12,6 +12,24 @@
 //    to the L2 (AMD Zen 4's L3, "a victim cache for the L2", Software Optimization Guide
 //    for AMD Family 19h, §2.11). Lines shared by several cores are not tracked: a hit
 //    always takes the line out of the L3.
+//
+// Two mechanisms let the in-order core overlap misses (both per core, both optional):
+//  - outstanding line fills (mem.mshrs): a fill from DRAM occupies a miss-status holding
+//    register until its data arrives. A store that misses is posted (it retires into the
+//    store buffer and its RFO proceeds), a load waits for its data; either waits for the
+//    oldest fill when every MSHR is busy. The walker's table reads are dependent loads and
+//    always wait.
+//  - an L2 stream prefetcher (mem.prefetch.*), as Intel's L2 streamer (Intel 64 and IA-32
+//    Architectures Optimization Reference Manual, "Data Prefetch to the L2 and Last Level
+//    Cache": up to 32 streams, one per 4 KiB page and direction, up to 20 lines ahead, two
+//    prefetches per L2 look-up) and Zen 4's L2 stream prefetcher (Software Optimization
+//    Guide for AMD Family 19h, §2.6 "Data Prefetch"): it watches the data references that
+//    reach the L2 (L1D misses), and once two steps in one direction within a page were seen
+//    it fetches lines ahead into the L2 (and an inclusive LLC) through the same line fill as
+//    a miss, never beyond the 4 KiB page. A prefetch needs a free MSHR (else it is dropped);
+//    a demand reference to a line still in flight waits for the rest of its fill.
+// Fills complete in the core's time (a CoreClock; without one, the time this hierarchy has
+// charged so far, as for a core that does nothing but memory references).
 #pragma once
 
 #include <cstdint>
@@ -33,12 +51,23 @@ struct CacheLevelConfig {
 
 enum class LlcPolicy : uint8_t { inclusive, victim };
 
+struct PrefetchConfig {
+    bool l2_stream = false;   // mem.prefetch.l2_stream
+    unsigned streams = 32;    // pages tracked at once (LRU)
+    unsigned distance = 20;   // how many lines ahead of the demand stream it runs
+    unsigned degree = 2;      // prefetches issued per trained reference
+};
+
 struct MemHierarchyConfig {
     std::vector<CacheLevelConfig> levels;
     unsigned line_bytes = 64;
     Cycles dram_cycles = 0;
     LlcPolicy llc_policy = LlcPolicy::inclusive;   // how the last level is filled (above)
     unsigned llc_shared_by = 1;                     // cores per LLC instance (the platform wires it)
+    // Outstanding line fills per core (0: none tracked, every miss waits for its data and
+    // nothing overlaps: the blocking model; the prefetcher then stays off).
+    unsigned mshrs = 0;
+    PrefetchConfig prefetch;
 };
 
 struct CacheLevelStats {
@@ -51,6 +80,31 @@ struct MemHierarchyStats {
     uint64_t dram = 0;       // references served by DRAM
     uint64_t data_refs = 0;  // of all references, the guest's loads and stores (access_data)
     uint64_t castouts = 0;   // victim LLC: lines the L2 evicted into it
+    uint64_t prefetches = 0;      // lines the stream prefetcher fetched from DRAM
+    uint64_t prefetch_hits = 0;   // demand references that found a prefetched line (first use)
+    uint64_t prefetch_late = 0;   // of those, the line was still in flight (waited for the rest)
+    uint64_t prefetch_dropped = 0;   // prefetches not issued: every MSHR busy
+    uint64_t posted_stores = 0;   // store misses that retired without waiting for their fill
+    uint64_t mshr_full = 0;       // misses that waited for a free MSHR
+    Cycles mshr_wait_cycles = 0;  // cycles those waits took
+};
+
+// Which host pages hold data encrypted with a guest's key (SEV, SEV-ES, SNP: the C-bit and
+// the ASID's key; TDX: a TD private KeyID). The memory controller's encryption engine adds
+// latency to a DRAM fill of such a line (MemHierarchy::set_encryption); the model asks this
+// oracle instead of carrying the key ID on every request. Each VM type's backend provides
+// its own (KvmArchOps::encrypted_pages()).
+class EncryptedPages {
+public:
+    virtual ~EncryptedPages() = default;
+    virtual bool encrypted(Pfn pfn) const = 0;
+};
+
+// The core's time in cycles, for fills that complete while the core goes on.
+class CoreClock {
+public:
+    virtual ~CoreClock() = default;
+    virtual Cycles cycles_now() const = 0;
 };
 
 class CacheHierarchy;
@@ -100,18 +154,13 @@ public:
     // the previous reference touched is an L1 hit without a look-up (that line is the
     // L1's most recently used one, so nothing about the cache state changes): the hot
     // path of a sequential or repeated access is a compare.
-    Cycles access(Hpa a) {
-        const uint64_t raw = a.raw() >> line_shift_;
-        if (raw == last_line_) {
-            ++stats_.levels[0].hits;
-            return l1_hit_;
-        }
-        return access_line(raw);
-    }
-    // A guest load or store (counted apart from the walker's references).
-    Cycles access_data(Hpa a) {
+    // This is a dependent load (the walker's): it waits for its data and trains nothing.
+    Cycles access(Hpa a) { return access(a, Ref::walk); }
+    // A guest load or store (counted apart from the walker's references; trains the
+    // prefetcher; a store miss is posted when an MSHR is free).
+    Cycles access_data(Hpa a, bool write = false) {
         ++stats_.data_refs;
-        return access(a);
+        return access(a, write ? Ref::store : Ref::load);
     }
     // Drops a line from every level (CLFLUSH).
     void flush_line(Hpa a);
@@ -119,14 +168,44 @@ public:
     void invalidate_all();
     // Misses go to `f` (nullptr: a fixed config().dram_cycles, the plain C++ default).
     void set_line_fill(LineFill* f) { fill_ = f; }
+    // The core's clock (nullptr: the cycles this hierarchy returned so far).
+    void set_clock(const CoreClock* c) { clock_ = c; }
+    // Line fills in flight now (tests).
+    unsigned inflight() const { return n_inflight_; }
 
     const MemHierarchyConfig& config() const { return cfg_; }
     const MemHierarchyStats& stats() const { return stats_; }
 
 private:
-    Cycles access_line(uint64_t raw);
+    enum class Ref : uint8_t { walk, load, store };
+    Cycles access(Hpa a, Ref r) {
+        const uint64_t raw = a.raw() >> line_shift_;
+        if (raw == last_line_) {
+            ++stats_.levels[0].hits;
+            own_now_ += l1_hit_;
+            return l1_hit_;
+        }
+        const Cycles c = access_line(raw, r);
+        own_now_ += c;
+        return c;
+    }
+    Cycles access_line(uint64_t raw, Ref r);
     // Victim LLC: puts the line the L2 evicted into the last level.
     void cast_out(uint64_t tag);
+    Cycles now() const { return clock_ ? clock_->cycles_now() : own_now_; }
+    // Drops the fills that completed by `t`.
+    void retire(Cycles t);
+    // Waits (from `t`) for a free MSHR if every one is busy; returns the wait.
+    Cycles free_mshr(Cycles t);
+    // The stream prefetcher sees a data reference that reached the L2.
+    void train(uint64_t raw);
+    // Fetches `raw` into the L2 (and an inclusive LLC) unless it is there or in flight.
+    // Returns false when it could not (every MSHR busy).
+    bool prefetch(uint64_t raw, Cycles t);
+    // Puts a line into level j's set (empty way or LRU victim; a victim LLC gets the L2's
+    // evicted line).
+    void install(size_t j, uint64_t raw, uint64_t tag);
+    bool present(size_t j, uint64_t raw) const;
 
     // A level: its array (owned for the private levels, shared for a shared LLC) and
     // its hit latency.
@@ -135,6 +214,8 @@ private:
         Cycles hit = 0;
     };
     static constexpr uint64_t kInvalid = 0;   // tags are line + 1, so calloc's zeros are empty
+    // A line the prefetcher brought in that no demand reference has used yet (L2 tags).
+    static constexpr uint64_t kPrefetched = 1ull << 63;
 
     MemHierarchyConfig cfg_;
     unsigned line_shift_ = 6;
@@ -147,6 +228,31 @@ private:
     uint64_t last_line_ = kNoLine;
     Cycles l1_hit_ = 0;
     bool victim_llc_ = false;
+
+    // Fills in flight (at most cfg_.mshrs, unordered).
+    struct Inflight {
+        uint64_t line;
+        Cycles ready;
+        bool prefetch;
+    };
+    std::vector<Inflight> inflight_;
+    unsigned n_inflight_ = 0;
+    const CoreClock* clock_ = nullptr;
+    Cycles own_now_ = 0;
+    // One stream per 4 KiB page: the last line offset, the direction and how many steps
+    // in it were seen, and the next line to prefetch.
+    struct Stream {
+        uint64_t page = 0;   // page + 1 (0: unused)
+        uint32_t stamp = 0;
+        int16_t next = 0;
+        uint8_t last = 0;
+        int8_t dir = 0;
+        uint8_t steps = 0;
+    };
+    std::vector<Stream> streams_;
+    uint32_t stream_clock_ = 0;
+    unsigned page_lines_shift_ = 6;   // log2(lines per 4 KiB page)
+    bool prefetch_on_ = false;
 };
 
 }  // namespace hvsim

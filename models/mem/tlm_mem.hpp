@@ -60,15 +60,6 @@ private:
     bool dmi_out_ = false;   // a grant was handed out since the last elaboration
 };
 
-// Which host pages hold data encrypted with a guest's key (SEV/SNP). The memory controller's
-// AES engine adds latency to a DRAM fill of such a line; the model asks this oracle instead
-// of carrying the key ID (C-bit / ASID) on every request.
-class EncryptedPages {
-public:
-    virtual ~EncryptedPages() = default;
-    virtual bool encrypted(Pfn pfn) const = 0;
-};
-
 class MemHierarchy : public sc_core::sc_module,
                      public tlm::tlm_fw_transport_if<>,
                      public tlm::tlm_bw_transport_if<>,
@@ -103,9 +94,10 @@ public:
         else write_phys(addr, v);
     }
     // The latency of a guest load or store of the line holding a (the bytes move on the
-    // vCPU's own data path). Write-allocate, and a store waits like a load: no store
-    // buffer, no overlap of independent misses (an in-order, blocking core).
-    Cycles data_cycles(Hpa a) { return cache_.access_data(a); }
+    // vCPU's own data path). Write-allocate; a load waits for its data (an in-order core);
+    // a store that misses is posted while an MSHR is free (cache.hpp), and the L2 stream
+    // prefetcher's fills overlap the core's work.
+    Cycles data_cycles(Hpa a, bool write = false) { return cache_.access_data(a, write); }
     // A read that is part of a locked update of a line the walker holds: no latency.
     uint64_t load64(uint64_t addr) { return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr); }
 

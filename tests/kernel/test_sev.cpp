@@ -75,3 +75,39 @@ TEST_CASE("sev regions: a private guest_memfd page cannot be pinned, VM destroy 
     REQUIRE(e.proc->close(g, e.ctx) == 0);             // last reference: kvm_destroy_vm()
     REQUIRE(e.proc->nr_pins() == 0);
 }
+
+TEST_CASE("sev regions: the registered pages are the guest's encrypted memory (encrypted_pages)", "[sev][encrypt]") {
+    for (VmType t : {VmType::sev, VmType::sev_es}) {
+        INFO(vm_type_name(t));
+        Env e(t);
+        const EncryptedPages* enc = e.kvm->arch().encrypted_pages(*e.kvm);
+        REQUIRE(enc);
+        const uint64_t base = 0x7f0000000000ull;
+        REQUIRE(reg(e, base, 2 * 4096) == 0);
+        const auto p0 = e.proc->anon_page(Hva(base)), p1 = e.proc->anon_page(Hva(base + 4096));
+        REQUIRE(p0);
+        REQUIRE(p1);
+        CHECK(enc->encrypted(*p0));
+        CHECK(enc->encrypted(*p1));
+        // A page of guest RAM the VMM did not register is not encrypted (shared with the VMM).
+        REQUIRE(e.proc->host_write(Hva(base + 1 * MiB), 4096, 0x11, e.ctx).err == 0);
+        const auto plain = e.proc->anon_page(Hva(base + 1 * MiB));
+        REQUIRE(plain);
+        CHECK_FALSE(enc->encrypted(*plain));
+        // Two registrations of a page: it stays encrypted until both are gone.
+        REQUIRE(reg(e, base, 4096) == 0);
+        REQUIRE(unreg(e, base, 2 * 4096) == 0);
+        CHECK(enc->encrypted(*p0));
+        CHECK_FALSE(enc->encrypted(*p1));
+        REQUIRE(unreg(e, base, 4096) == 0);
+        CHECK_FALSE(enc->encrypted(*p0));
+    }
+}
+
+TEST_CASE("encrypted_pages: no memory encryption for plain, sw_protected and pKVM VMs", "[encrypt]") {
+    for (VmType t : {VmType::default_vm, VmType::sw_protected, VmType::pkvm}) {
+        INFO(vm_type_name(t));
+        Env e(t);
+        CHECK(e.kvm->arch().encrypted_pages(*e.kvm) == nullptr);
+    }
+}

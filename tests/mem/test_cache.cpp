@@ -190,3 +190,138 @@ TEST_CASE("a hierarchy without cache levels sends every reference to DRAM", "[me
     CHECK(h.access(Hpa(0x40)) == 100);   // no L1 to hit: the last-line filter stays off
     CHECK(h.stats().dram == 2);
 }
+
+// ---- overlapped misses and the L2 stream prefetcher ----
+namespace {
+// L1 32 KiB 8-way, L2 256 KiB 8-way, LLC 1 MiB 16-way: big enough that a few pages of
+// prefetched lines stay in the L2.
+MemHierarchyConfig streaming(LlcPolicy p, unsigned mshrs, bool prefetch) {
+    MemHierarchyConfig c;
+    c.levels = {{"l1d", 32 << 10, 8, 4}, {"l2", 256 << 10, 8, 14}, {"llc", 1 << 20, 16, 50}};
+    c.dram_cycles = 300;
+    c.llc_policy = p;
+    c.mshrs = mshrs;
+    c.prefetch.l2_stream = prefetch;
+    return c;
+}
+// Records every line fill (demand or prefetch) and answers with a fixed latency.
+struct RecordingFill : LineFill {
+    std::vector<uint64_t> lines;
+    Cycles fill(uint64_t a) override {
+        lines.push_back(a);
+        return 300;
+    }
+};
+// A clock the test moves by hand.
+struct TestClock : CoreClock {
+    Cycles t = 0;
+    Cycles cycles_now() const override { return t; }
+};
+}  // namespace
+
+TEST_CASE("prefetch: a sequential stream of loads finds its lines prefetched", "[mem][prefetch]") {
+    for (auto pol : {LlcPolicy::inclusive, LlcPolicy::victim}) {
+        CacheHierarchy on(streaming(pol, 48, true)), off(streaming(pol, 48, false));
+        Cycles t_on = 0, t_off = 0;
+        for (uint64_t l = 0; l < 64; ++l) {
+            t_on += on.access_data(Hpa(0x100000 + l * 64));
+            t_off += off.access_data(Hpa(0x100000 + l * 64));
+        }
+        CHECK(off.stats().prefetches == 0);
+        CHECK(off.stats().dram == 64);
+        CHECK(t_off == 64 * 300);
+        // Three demand misses train the stream (two steps up); the rest of the page is
+        // prefetched, a few lines still in flight when the load comes.
+        CHECK(on.stats().dram == 3);
+        CHECK(on.stats().prefetches == 61);
+        CHECK(on.stats().prefetch_hits == 61);
+        CHECK(on.stats().prefetch_late > 0);
+        CHECK(on.stats().levels[1].hits == 61);
+        CHECK(t_on < t_off / 4);
+    }
+}
+
+TEST_CASE("prefetch: a descending stream is followed too", "[mem][prefetch]") {
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 48, true));
+    for (int l = 63; l >= 0; --l) h.access_data(Hpa(0x200000 + uint64_t(l) * 64));
+    CHECK(h.stats().dram == 3);
+    CHECK(h.stats().prefetch_hits == 61);
+}
+
+TEST_CASE("prefetch: random references train no stream", "[mem][prefetch]") {
+    CacheHierarchy h(streaming(LlcPolicy::victim, 48, true));
+    uint64_t s = 99;
+    for (int i = 0; i < 20000; ++i) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        h.access_data(Hpa((s >> 20) % (1ull << 30) & ~63ull));   // 1 GiB, 16 Ki pages
+    }
+    CHECK(h.stats().prefetches == 0);
+    CHECK(h.stats().prefetch_hits == 0);
+}
+
+TEST_CASE("prefetch: never beyond the 4 KiB page of the stream", "[mem][prefetch]") {
+    RecordingFill f;
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 48, true));
+    h.set_line_fill(&f);
+    const uint64_t page = 0x300000;
+    for (uint64_t l = 0; l < 64; ++l) h.access_data(Hpa(page + l * 64));
+    for (int l = 63; l >= 0; --l) h.access_data(Hpa(page + 0x10000 + uint64_t(l) * 64));
+    REQUIRE(f.lines.size() == 128);   // every line of both pages once, demand or prefetch
+    for (uint64_t a : f.lines) CHECK(((a >= page && a < page + 4096) || (a >= page + 0x10000 && a < page + 0x11000)));
+    // The lines next to the pages were never fetched: the first reference to each misses.
+    const uint64_t d = h.stats().dram;
+    h.access_data(Hpa(page + 4096));
+    h.access_data(Hpa(page + 0x10000 - 64));
+    CHECK(h.stats().dram == d + 2);
+}
+
+TEST_CASE("prefetch: the walker's table reads are dependent loads and train nothing", "[mem][prefetch]") {
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 48, true));
+    Cycles t = 0;
+    for (uint64_t l = 0; l < 64; ++l) t += h.access(Hpa(0x400000 + l * 64));
+    CHECK(h.stats().prefetches == 0);
+    CHECK(t == 64 * 300);
+}
+
+TEST_CASE("MSHRs: store misses are posted until every MSHR is busy", "[mem][mshr]") {
+    TestClock clk;
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 4, false));
+    h.set_clock(&clk);
+    // Stores to lines in different pages (no stream): the first four retire at once.
+    for (int i = 0; i < 4; ++i) {
+        CHECK(h.access_data(Hpa(0x1000000 + uint64_t(i) * 0x10000), true) == 4);
+        clk.t += 10;
+    }
+    CHECK(h.inflight() == 4);
+    // The fifth waits for the oldest fill (issued at 0, done at 300; now is 40).
+    CHECK(h.access_data(Hpa(0x1000000 + 4 * 0x10000), true) == 260 + 4);
+    CHECK(h.stats().mshr_full == 1);
+    CHECK(h.stats().mshr_wait_cycles == 260);
+    CHECK(h.inflight() == 4);
+    CHECK(h.stats().posted_stores == 5);
+    // A load of a line whose posted store is still in flight waits for the rest of it.
+    clk.t = 100;
+    CHECK(h.access_data(Hpa(0x1000000 + 0x10000)) == 210);   // issued at 10, done at 310
+    // Once time passes every fill, the MSHRs are free again.
+    clk.t = 10000;
+    CHECK(h.access_data(Hpa(0x2000000), true) == 4);
+    CHECK(h.inflight() == 1);
+}
+
+TEST_CASE("MSHRs: 0 is the blocking model, a store miss waits like a load", "[mem][mshr]") {
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 0, true));
+    for (uint64_t l = 0; l < 64; ++l) CHECK(h.access_data(Hpa(0x500000 + l * 64), true) == 300);
+    CHECK(h.stats().prefetches == 0);   // no MSHR to track a prefetch: the prefetcher is off
+    CHECK(h.stats().posted_stores == 0);
+}
+
+TEST_CASE("MSHRs bound the prefetches in flight", "[mem][prefetch][mshr]") {
+    TestClock clk;   // time stands still: nothing completes
+    CacheHierarchy h(streaming(LlcPolicy::inclusive, 4, true));
+    h.set_clock(&clk);
+    for (uint64_t l = 0; l < 64; ++l) {
+        h.access_data(Hpa(0x600000 + l * 64), true);
+        CHECK(h.inflight() <= 4);
+    }
+    CHECK(h.stats().prefetch_dropped > 0);
+}

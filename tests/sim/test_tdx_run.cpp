@@ -321,3 +321,24 @@ TEST_CASE("tdx run: a private fault waits for the idle vCPUs' ticks (tdx.idle_ti
     m.x86()->detach_vcpus();
     td.detach_vcpus();
 }
+
+TEST_CASE("tdx run: TD private pages are encrypted with the TD's key (encrypted_pages), shared pages are not",
+          "[tdx][run][encrypt]") {
+    TdRig r;
+    const EncryptedPages* enc = r.m->kvm()->arch().encrypted_pages(*r.m->kvm());
+    REQUIRE(enc);
+    REQUIRE(r.touch(0x5000, true, true));
+    const auto priv = r.m->x86()->mirror()->lookup(Gfn(5));
+    REQUIRE(priv);
+    CHECK(enc->encrypted(priv->pfn));
+    // The secure EPT's pages (its root is a TDCX page) are the TD's private memory too.
+    CHECK(enc->encrypted(hpa_to_pfn(r.td().module().sept_root(r.td().tdr()))));
+    // Converted to shared, the page leaves the TD (REMOVE) and its shared alias is plain.
+    REQUIRE(r.m->kvm_convert_memory(0x6000, 4096, false, "test", r.ctx) == 0);
+    REQUIRE(r.touch(0x6000, true, false));
+    const auto shared = r.m->x86()->tdp().lookup(Gfn(6 | r.m->kvm()->gfn_direct_bits));
+    REQUIRE(shared);
+    CHECK_FALSE(enc->encrypted(shared->pfn));
+    REQUIRE(r.m->kvm_convert_memory(0x5000, 4096, false, "test", r.ctx) == 0);
+    CHECK_FALSE(enc->encrypted(priv->pfn));   // removed from the TD: no longer its private page
+}

@@ -205,3 +205,42 @@ TEST_CASE("caches: the built-in DRAM target keeps the fixed latency model") {
     CacheHierarchy plain(h);
     CHECK(plain.access(Hpa(0x1000)) == 123);
 }
+
+TEST_CASE("caches: a DRAM fill of an encrypted page pays the encryption adder, a shared page's does not, "
+          "prefetches are fills through the DRAM socket and pay it too") {
+    struct OnePage : EncryptedPages {
+        bool encrypted(Pfn p) const override { return p.raw() == 0x20; }
+    } enc;
+    PhysMem mem;
+    PhysMemTarget phys("phys", mem);
+    CountingDram dram("dram", sc_time(30, SC_NS));   // 60 cycles
+    MemHierarchyConfig h = small_caches();
+    h.mshrs = 16;
+    h.prefetch.l2_stream = true;
+    MemHierarchy caches("caches", h, kPeriod);
+    TestInitiator ini("ini");
+    ini.socket.bind(caches.in);
+    caches.dram.bind(dram.socket);
+    caches.phys.bind(phys.socket);
+    elaborate();
+    caches.set_encryption(&enc, 10);
+
+    Cycles c = 0;
+    caches.read64(0x20000, c);   // encrypted page
+    CHECK(c == 70);
+    CHECK(caches.encrypted_fills() == 1);
+    c = 0;
+    caches.read64(0x30000, c);   // shared page
+    CHECK(c == 60);
+    CHECK(caches.encrypted_fills() == 1);
+    c = 0;
+    caches.read64(0x20000, c);   // a hit decrypts nothing
+    CHECK(c == 4);
+    CHECK(caches.encrypted_fills() == 1);
+    // A stream of loads over the rest of the encrypted page: three demand misses train the
+    // streamer, which fetches the other 60 lines through the DRAM socket.
+    for (uint64_t l = 1; l < 64; ++l) caches.data_cycles(Hpa(0x20000 + l * 64));
+    CHECK(caches.caches().stats().prefetches == 60);
+    CHECK(dram.reads == 2 + 3 + 60);
+    CHECK(caches.encrypted_fills() == 1 + 3 + 60);
+}
