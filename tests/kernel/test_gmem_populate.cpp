@@ -107,7 +107,7 @@ TEST_CASE("kvm_gmem_populate refuses shared gfns (EINVAL), stops with partial pr
     CHECK(kvm_gmem_populate(*e.env.kvm, Gfn(70), e.src(1), 2, c) == -EINVAL);
 }
 
-TEST_CASE("kvm_gmem_populate on a slot without guest_memfd is EINVAL; an arch without a launch flow refuses",
+TEST_CASE("kvm_gmem_populate on a slot without guest_memfd is EINVAL, an arch without a launch flow refuses",
           "[kernel][gmem][populate]") {
     Env env{VmType::sw_protected, legacy_attrs()};
     REQUIRE(env.kvm);

@@ -241,7 +241,7 @@ TEST_CASE("validate checks cache geometry, TLB sets and nested levels", "[params
     CHECK(validate_error(ps) == "expected mmu.nested_levels 2..4 for mmu.nested_format stage2, got 5");
 }
 
-TEST_CASE("to_json is sorted and stable; describe has every field", "[params]") {
+TEST_CASE("to_json is sorted and stable, describe has every field", "[params]") {
     ParamSet a = ParamSet::preset("zen4-genoa");
     ParamSet b = ParamSet::preset("zen4-genoa");
     a.set("cost.ioctl", 1, "x");

@@ -340,7 +340,7 @@ TEST_CASE("issue 15 item 14: a smashed 1G page reloads into the L1 as 1G", "[mmu
     CHECK(r.mmu.stats().l1_hits == l1_before + 1);
 }
 
-TEST_CASE("issue 15 item 14: AMD's PTE cache visits every level, Intel's PSCs skip; both with and without nested entries", "[mmu][pwc]") {
+TEST_CASE("issue 15 item 14: AMD's PTE cache visits every level, Intel's PSCs skip, both with and without nested entries", "[mmu][pwc]") {
     // 4+4 levels, 4K pages, no nested TLB. Page 6 cold, then page 7 (same guest tables).
     //  pte: a non-leaf entry (either dimension) found by its hPA is a 2-cycle hit instead of
     //       a reference; leaves are always read. Cold: T4's nested walk 4 refs; T3, T2, T1

@@ -130,7 +130,7 @@ TEST_CASE("T09 T10 T11 other ASID, wrong GPA and Immutable raise NPF with the RM
     CHECK(f.access(0x32000, 32, Access::read).kind == RmpResult::Kind::npf);
 }
 
-TEST_CASE("T12 size mismatch outranks Validated; after PSMASH the access raises #VC") {
+TEST_CASE("T12 size mismatch outranks Validated, after PSMASH the access raises #VC") {
     Fix f;
     REQUIRE(f.priv(1024, 0x40'0000, PgLevel::k2M) == 0);     // {1,2M,0,0,5,g2m}
     RmpResult r = f.access(0x40'3000, 1027, Access::read, true, PgLevel::k4K);
@@ -219,7 +219,7 @@ TEST_CASE("T21 PVALIDATE 2M over 4K entries returns FAIL_SIZEMISMATCH and change
     for (uint64_t i = 0; i < 512; ++i) CHECK(f.rmp.read_entry(Pfn(2048 + i)).validated);
 }
 
-TEST_CASE("T22 PVALIDATE 4K inside a 2M entry raises NPF with SIZEM; after PSMASH only that page validates") {
+TEST_CASE("T22 PVALIDATE 4K inside a 2M entry raises NPF with SIZEM, after PSMASH only that page validates") {
     Fix f;
     REQUIRE(f.priv(2560, 0xa0'0000, PgLevel::k2M) == 0);
     RmpResult r = f.rmp.pvalidate(f.g, Gpa(0xa0'1000), Fix::spa(2561), PgLevel::k2M, PgLevel::k4K, true);
@@ -297,7 +297,7 @@ TEST_CASE("T27 RMPUPDATE 2M over an assigned 4K sub-page returns FAIL_OVERLAP") 
     CHECK(f.priv(4096, 0x20'0000, PgLevel::k2M) == RMP_SUCCESS);
 }
 
-TEST_CASE("T28 RMPUPDATE 4K inside a 2M page returns FAIL_OVERLAP; after PSMASH it succeeds") {
+TEST_CASE("T28 RMPUPDATE 4K inside a 2M page returns FAIL_OVERLAP, after PSMASH it succeeds") {
     Fix f;
     REQUIRE(f.priv(4608, 0x40'0000, PgLevel::k2M) == 0);
     CHECK(f.shared(4611) == RMP_FAIL_OVERLAP);
@@ -353,7 +353,7 @@ TEST_CASE("T31 PSMASH splits a 2M page into 512 entries keeping Validated and pe
     CHECK(f.rmp.asid_pages(kAsid) == 512);
 }
 
-TEST_CASE("T32 PSMASH of 4K entries returns 7; of a misaligned address FAIL_INPUT") {
+TEST_CASE("T32 PSMASH of 4K entries returns 7, of a misaligned address FAIL_INPUT") {
     Fix f;
     REQUIRE(f.priv(6144, 0x1000) == 0);
     CHECK(f.rmp.psmash(Fix::spa(6144)) == PSMASH_FAIL_BADPAGE);
@@ -381,7 +381,7 @@ TEST_CASE("T33 T34 T35 RMPADJUST grants a higher VMPL a subset of the caller's p
     CHECK(f.rmp.read_entry(Pfn(161)).vmsa);    // VMPL0 sets it (target VMPL 1, as Linux snp_set_vmsa)
 }
 
-TEST_CASE("T36 RMPADJUST 2M on 4K entries returns FAIL_SIZEMISMATCH; 4K on a 2M entry NPF+SIZEM") {
+TEST_CASE("T36 RMPADJUST 2M on 4K entries returns FAIL_SIZEMISMATCH, 4K on a 2M entry NPF+SIZEM") {
     Fix f;
     for (uint64_t i = 0; i < 512; ++i) f.gv(6656 + i, 0xe0'0000 + i * kPageSize);
     CHECK(f.rmp.rmpadjust(f.g, Gpa(0xe0'0000), Fix::spa(6656), PgLevel::k4K, PgLevel::k2M, 1, VMPL_R, false).eax ==

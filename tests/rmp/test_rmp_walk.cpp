@@ -53,7 +53,7 @@ TEST_CASE("the first guest page-table page owned by the hypervisor stops a priva
     CHECK(r.fault_gpa.raw() >> kPageShift == s.rig.guest.root() >> kPageShift);
 }
 
-TEST_CASE("a Guest-Valid walk and data page translate; each filled page costs its RMP reads") {
+TEST_CASE("a Guest-Valid walk and data page translate, each filled page costs its RMP reads") {
     SnpRig s;
     s.tables_private();
     s.make_private(kDataGpa, 16 * kPageSize, true);
@@ -125,7 +125,7 @@ TEST_CASE("T15 through the walker: a shared write to an assigned page gives NPF 
     CHECK(s.rig.rd(kGva, false).ok());
 }
 
-TEST_CASE("a 2M nested leaf over a 2M RMP entry needs one RMP read; over 4K entries it faults (G8)") {
+TEST_CASE("a 2M nested leaf over a 2M RMP entry needs one RMP read, over 4K entries it faults (G8)") {
     Rig flat{bare_config(0)};
     flat.standard(PgLevel::k4K, PgLevel::k2M);
     Rmp frmp{RmpConfig{Hpa(kRmpBase), kCoveredPages, 0, 0}, flat.mem};

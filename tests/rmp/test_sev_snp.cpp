@@ -39,7 +39,7 @@ struct SnpEnv {
 
 }  // namespace
 
-TEST_CASE("T38 a private fault-in makes the gmem page Guest-Invalid once; a second fault does no RMPUPDATE") {
+TEST_CASE("T38 a private fault-in makes the gmem page Guest-Invalid once, a second fault does no RMPUPDATE") {
     SnpEnv s;
     CycleCounter c;
     const Pfn p = s.get_pfn(5, c);
@@ -72,7 +72,7 @@ TEST_CASE("punching the page out of guest_memfd makes it hypervisor-owned again,
     CHECK(pc.total >= 1500 + 600);   // RMPUPDATE + CLFLUSH among the charges
 }
 
-TEST_CASE("an order-9 folio over 512 unassigned PFNs gets a 2M RMP entry; freeing one page PSMASHes it") {
+TEST_CASE("an order-9 folio over 512 unassigned PFNs gets a 2M RMP entry, freeing one page PSMASHes it") {
     SnpEnv s;
     CycleCounter c;
     const Pfn pfn(4096), last(4096 + 511);
@@ -98,7 +98,7 @@ TEST_CASE("an order-9 folio over 512 unassigned PFNs gets a 2M RMP entry; freein
     CHECK(!s.rmp.read_entry(Pfn(12288)).assigned);
 }
 
-TEST_CASE("an NPF with the RMP bit over a 2M RMP entry is PSMASHed and the 2 MB zapped; over 4K it is spurious") {
+TEST_CASE("an NPF with the RMP bit over a 2M RMP entry is PSMASHed and the 2 MB zapped, over 4K it is spurious") {
     SnpEnv s;
     CycleCounter c;
     const Pfn p = s.get_pfn(0, c);
@@ -213,7 +213,7 @@ std::optional<KvmArchOps::VmgexitResult> ap_vmgexit(SnpEnv& s, uint64_t apic_id,
 
 }  // namespace
 
-TEST_CASE("AP creation: KVM records the VMSA and the AP loads it at its next entry; VMRUN needs the VMSA bit") {
+TEST_CASE("AP creation: KVM records the VMSA and the AP loads it at its next entry, VMRUN needs the VMSA bit") {
     SnpEnv s;
     s.ops.set_nr_vcpus(2);
     CycleCounter c;

@@ -159,7 +159,7 @@ TEST_CASE("converting to shared zaps the private SPTE and the next fault maps sh
     CHECK_FALSE(r.m->check_invariants());
 }
 
-TEST_CASE("an SNP-style mismatch exits to userspace; armed, the vCPU stops with the exit", "[fault]") {
+TEST_CASE("an SNP-style mismatch exits to userspace, armed, the vCPU stops with the exit", "[fault]") {
     Rig r(R"({"params": {"kvm.config.vm_memory_attributes": true},
       "vm": {"type": "snp", "vcpus": 1, "guest_paging": "none",
         "guest_memfd": [{"id": "g0", "size": "64MiB"}],
@@ -481,7 +481,7 @@ struct FakeVcpu final : VcpuRequestTarget {
 
 }  // namespace
 
-TEST_CASE("a remote TLB flush kicks only vCPUs in guest mode, in parallel; each pays its own exit and flush",
+TEST_CASE("a remote TLB flush kicks only vCPUs in guest mode, in parallel, each pays its own exit and flush",
           "[fault][flush]") {
     Rig r(kDefaultVm);
     // Three more vCPUs: two running guest code, one outside guest mode (halted, or in the VMM).
@@ -514,7 +514,7 @@ TEST_CASE("a remote TLB flush kicks only vCPUs in guest mode, in parallel; each 
     r.m->x86()->detach_vcpus();
 }
 
-TEST_CASE("a read of never-written guest RAM maps the huge zero page read-only; the first write copies",
+TEST_CASE("a read of never-written guest RAM maps the huge zero page read-only, the first write copies",
           "[fault][thp][zero]") {
     Rig r(kDefaultVm);
     auto& proc = r.m->process();

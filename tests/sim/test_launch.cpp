@@ -133,7 +133,7 @@ TEST_CASE("sha384: the FIPS 180-4 example \"abc\"", "[launch]") {
     CHECK(mid != h.peek());
 }
 
-TEST_CASE("T39 SNP_LAUNCH_UPDATE NORMAL: the page goes Pre-Guest -> Guest-Valid (I 0) with the image; a second "
+TEST_CASE("T39 SNP_LAUNCH_UPDATE NORMAL: the page goes Pre-Guest -> Guest-Valid (I 0) with the image, a second "
           "update of the gfn is EIO",
           "[launch][snp]") {
     Rig r(snp_scenario(R"({"ioctl": {"snp_launch_start": {}}},
@@ -155,7 +155,7 @@ TEST_CASE("T39 SNP_LAUNCH_UPDATE NORMAL: the page goes Pre-Guest -> Guest-Valid 
     CHECK(r.m->snp_firmware()->stats().launch_updates == 1);
 }
 
-TEST_CASE("snp launch: the digest is the PAGE_INFO chain (pages, then one VMSA per vCPU); pre-fault only after "
+TEST_CASE("snp launch: the digest is the PAGE_INFO chain (pages, then one VMSA per vCPU), pre-fault only after "
           "finish",
           "[launch][snp]") {
     Rig r(snp_scenario(R"({"ioctl": {"snp_launch_start": {}}},
@@ -206,7 +206,7 @@ TEST_CASE("snp launch: one byte of the image, or its GPA, changes the launch dig
     CHECK(digest("0x11000", "0x5a") != base);
 }
 
-TEST_CASE("snp firmware: one byte changed inside a page changes the digest; UNMEASURED contents do not enter it",
+TEST_CASE("snp firmware: one byte changed inside a page changes the digest, UNMEASURED contents do not enter it",
           "[launch][snp]") {
     auto run = [](uint64_t byte_at, uint8_t v, psp::SnpPageType t) {
         PhysMem mem;
@@ -272,8 +272,8 @@ TEST_CASE("snp launch: KVM's argument checks (EINVAL) and a shared gfn (EIO: not
     CHECK(r.m->rmp()->read_entry(r.gmem_pfn(0x7ff)).validated);
 }
 
-TEST_CASE("C11/C44 KVM_TDX_INIT_MEM_REGION: PAGE.ADD (MAPPED, no accept) + 16 MR.EXTEND per measured page; "
-          "after finalize INIT_MEM_REGION is EINVAL; pre-fault only after finalize",
+TEST_CASE("C11/C44 KVM_TDX_INIT_MEM_REGION: PAGE.ADD (MAPPED, no accept) + 16 MR.EXTEND per measured page, "
+          "after finalize INIT_MEM_REGION is EINVAL, pre-fault only after finalize",
           "[launch][tdx]") {
     Rig r(tdx_scenario(R"({"ioctl": {"pre_fault_memory": {"gpa": "0x400000", "size": "4KiB"}}},
         {"ioctl": {"tdx_init_mem_region": {"gpa": "0x10000", "size": "8KiB", "value": "0x77"}}},
@@ -311,7 +311,7 @@ TEST_CASE("C11/C44 KVM_TDX_INIT_MEM_REGION: PAGE.ADD (MAPPED, no accept) + 16 MR
     CHECK(r.m->check_invariants() == std::nullopt);
 }
 
-TEST_CASE("tdx launch: one byte of a measured image, or its GPA, changes the MRTD; an unmeasured page's bytes do "
+TEST_CASE("tdx launch: one byte of a measured image, or its GPA, changes the MRTD, an unmeasured page's bytes do "
           "not",
           "[launch][tdx]") {
     auto mrtd = [](const std::string& gpa, const std::string& value, bool measure) {
@@ -329,7 +329,7 @@ TEST_CASE("tdx launch: one byte of a measured image, or its GPA, changes the MRT
     CHECK(mrtd("0x10000", "0x5a", false) != mrtd("0x11000", "0x5a", false));
 }
 
-TEST_CASE("tdx launch: a shared-bit GPA or a non-private gfn is refused; without a finalize step the TD is "
+TEST_CASE("tdx launch: a shared-bit GPA or a non-private gfn is refused, without a finalize step the TD is "
           "finalized with its vCPUs",
           "[launch][tdx]") {
     Rig r(tdx_scenario(R"({"ioctl": {"tdx_init_mem_region": {"gpa": "0x800000000000", "size": "4KiB"}}},

@@ -96,7 +96,7 @@ TEST_CASE("mapping 2M over a table frees the table and its leaves", "[tdp]") {
     CHECK(r.tdp.lookup(Gfn(0x7ff))->pfn == Pfn(0x801ff));
 }
 
-TEST_CASE("zap_leafs clears exactly the overlapping leaves; a partly covered huge leaf goes whole", "[tdp]") {
+TEST_CASE("zap_leafs clears exactly the overlapping leaves, a partly covered huge leaf goes whole", "[tdp]") {
     Rig r;
     bool flush = false;
     for (uint64_t i = 0; i < 16; ++i) r.tdp.map(Gfn(i), Pfn(0x1000 + i), PgLevel::k4K, true, &flush, r.ctx);

@@ -51,7 +51,7 @@ struct TdRig {
 
 }  // namespace
 
-TEST_CASE("tdx run: the TD is finalized when its vCPUs exist; pre-fault is then allowed", "[tdx][run]") {
+TEST_CASE("tdx run: the TD is finalized when its vCPUs exist, pre-fault is then allowed", "[tdx][run]") {
     TdRig r;
     CHECK(r.td().kvm_tdx().state() == kvm::TdState::runnable);
     CHECK(r.m->kvm()->pre_fault_allowed);
@@ -60,7 +60,7 @@ TEST_CASE("tdx run: the TD is finalized when its vCPUs exist; pre-fault is then 
     CHECK(r.m->x86()->mirror()->root_hpa() != r.m->x86()->tdp().root_hpa());
 }
 
-TEST_CASE("tdx run: a private fault maps into the mirror and AUGs; the #VE on the PENDING page is accepted",
+TEST_CASE("tdx run: a private fault maps into the mirror and AUGs, the #VE on the PENDING page is accepted",
           "[tdx][run]") {
     TdRig r;
     REQUIRE(r.touch(0x5000, true, true));
@@ -87,7 +87,7 @@ TEST_CASE("tdx run: a private fault maps into the mirror and AUGs; the #VE on th
     CHECK(r.mod().seamcalls == calls);
 }
 
-TEST_CASE("tdx run: conversion to shared zaps the mirror leaf with BLOCK, TRACK, REMOVE; the S-EPT follows",
+TEST_CASE("tdx run: conversion to shared zaps the mirror leaf with BLOCK, TRACK, REMOVE, the S-EPT follows",
           "[tdx][run]") {
     TdRig r;
     REQUIRE(r.touch(0x5000, true, true));
@@ -195,7 +195,7 @@ struct GuestModeStub final : VcpuRequestTarget {
 
 }  // namespace
 
-TEST_CASE("tdx run: a zap kicks only the vCPUs inside the TD; they re-enter at the new TD epoch and flush",
+TEST_CASE("tdx run: a zap kicks only the vCPUs inside the TD, they re-enter at the new TD epoch and flush",
           "[tdx][run][track]") {
     std::string text = kTd;
     text.replace(text.find("\"vcpus\": 1"), 10, "\"vcpus\": 3");

@@ -63,14 +63,14 @@ TEST_CASE("geometry: arm64 case 3: 4K, IPA 52 (LPA2) starts at level 0 with 16 r
     CHECK(g.ds);
 }
 
-TEST_CASE("geometry: arm64 case 4: 16K, IPA 40 -> SL0 1, 2 levels, 16 tables (256 KiB); largest block 32 MiB") {
+TEST_CASE("geometry: arm64 case 4: 16K, IPA 40 -> SL0 1, 2 levels, 16 tables (256 KiB), largest block 32 MiB") {
     const S2Geometry g = kvm_stage2_geometry(Granule::k16K, 40);
     CHECK(g.levels == 2);
     CHECK(g.root_bytes() == 256 * 1024);
     CHECK(level_size(Granule::k16K, min_block_level(Granule::k16K)) == 32ull << 20);
 }
 
-TEST_CASE("geometry: arm64 case 5: 64K, IPA 44 -> 2 levels from L2, 4 tables; L2 block = 512 MiB") {
+TEST_CASE("geometry: arm64 case 5: 64K, IPA 44 -> 2 levels from L2, 4 tables, L2 block = 512 MiB") {
     const S2Geometry g = kvm_stage2_geometry(Granule::k64K, 44);
     CHECK(g.start_level == 2);
     CHECK(g.concat == 4);

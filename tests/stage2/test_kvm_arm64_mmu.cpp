@@ -51,7 +51,7 @@ struct Rig {
 
 }  // namespace
 
-TEST_CASE("arm64 mmu: a read abort maps the VMM's page; the guest reads the VMM's bytes") {
+TEST_CASE("arm64 mmu: a read abort maps the VMM's page, the guest reads the VMM's bytes") {
     Rig r;
     REQUIRE(r.env.slot(0, 0, 64 * MiB, 0, kUaddr) == 0);
     REQUIRE(r.env.proc->host_write(Hva(kUaddr + 0x3000), 4096, 0xab, r.env.ctx).err == 0);
@@ -67,7 +67,7 @@ TEST_CASE("arm64 mmu: a read abort maps the VMM's page; the guest reads the VMM'
     CHECK(r.chk.ok());
 }
 
-TEST_CASE("arm64 mmu: arm64 case 12: THP-backed slot congruent mod 2 MiB -> 2 MiB leaf; not congruent -> 4K") {
+TEST_CASE("arm64 mmu: arm64 case 12: THP-backed slot congruent mod 2 MiB -> 2 MiB leaf, not congruent -> 4K") {
     Rig r(true);
     REQUIRE(r.env.slot(0, 0, 64 * MiB, 0, kUaddr) == 0);
     REQUIRE(r.env.slot(1, 0x1000'0000, 64 * MiB, 0, kUaddr + 0x1000'0000 + 0x1000) == 0);
@@ -78,7 +78,7 @@ TEST_CASE("arm64 mmu: arm64 case 12: THP-backed slot congruent mod 2 MiB -> 2 Mi
     CHECK(r.mmu->stats().map_block == 1);
 }
 
-TEST_CASE("arm64 mmu: arm64 case 9: dirty-logged slot: read maps 4K read-only; the write relaxes in place, local TLBI") {
+TEST_CASE("arm64 mmu: arm64 case 9: dirty-logged slot: read maps 4K read-only, the write relaxes in place, local TLBI") {
     Rig r;
     REQUIRE(r.env.slot(0, 0, 64 * MiB, uapi::KVM_MEM_LOG_DIRTY_PAGES, kUaddr) == 0);
     REQUIRE(r.env.proc->host_write(Hva(kUaddr + 0x5000), 4096, 1, r.env.ctx).err == 0);
@@ -112,7 +112,7 @@ TEST_CASE("arm64 mmu: arm64 case 13: an access-flag fault sets AF with no TLBI")
     CHECK(r.dom.stats().tlbi == tlbi_before);
 }
 
-TEST_CASE("arm64 mmu: arm64 case 14: no memslot -> MMIO; the same from a stage-1 walk -> an external abort") {
+TEST_CASE("arm64 mmu: arm64 case 14: no memslot -> MMIO, the same from a stage-1 walk -> an external abort") {
     Rig r;
     REQUIRE(r.env.slot(0, 0, 64 * MiB, 0, kUaddr) == 0);
     CHECK(r.mmu->kvm_handle_guest_abort(Gpa(0x8000'0000), kDabtL3, r.env.ctx).r == RET_PF_EMULATE);

@@ -80,7 +80,7 @@ TEST_CASE("kvm_pgtable: arm64 case 8: map(ipa=0x201000, 2 MiB) installs 512 leve
     CHECK(r.chk.ok());
 }
 
-TEST_CASE("kvm_pgtable: an aligned 2 MiB range becomes one level-2 block; 1 GiB one level-1 block") {
+TEST_CASE("kvm_pgtable: an aligned 2 MiB range becomes one level-2 block, 1 GiB one level-1 block") {
     Rig r;
     REQUIRE(r.pgt.kvm_pgtable_stage2_map(0x20'0000, 2 << 20, 0x8020'0000, kRW, r.ctx) == 0);
     CHECK(r.pgt.get_leaf(0x20'0000).second == 2);
@@ -115,7 +115,7 @@ TEST_CASE("kvm_pgtable: remapping a live leaf to another page is break-before-ma
     CHECK(r.pgt.kvm_pgtable_stage2_map(0x10'0000, 4096, 0x7100'0000, KVM_PGTABLE_PROT_R, r.ctx) == -EAGAIN);
 }
 
-TEST_CASE("kvm_pgtable: arm64 case 10: a 4K map inside a live 2 MiB block splits it with BBM; the rest re-faults") {
+TEST_CASE("kvm_pgtable: arm64 case 10: a 4K map inside a live 2 MiB block splits it with BBM, the rest re-faults") {
     Rig r;
     REQUIRE(r.pgt.kvm_pgtable_stage2_map(0x20'0000, 2 << 20, 0x8020'0000, KVM_PGTABLE_PROT_R, r.ctx) == 0);
     CHECK(r.pa(r.cpu1, 0x30'0000) == 0x8030'0000);
@@ -155,7 +155,7 @@ TEST_CASE("kvm_pgtable: arm64 case 26: relax_perms is in place with local TLBI: 
     CHECK_FALSE(r.strict.ok());
 }
 
-TEST_CASE("kvm_pgtable: wrprotect needs the caller's flush; mkyoung sets AF; an empty memcache is -ENOMEM") {
+TEST_CASE("kvm_pgtable: wrprotect needs the caller's flush, mkyoung sets AF, an empty memcache is -ENOMEM") {
     Rig r;
     REQUIRE(r.pgt.kvm_pgtable_stage2_map(0x10'0000, 4096, 0x7000'0000, kRW, r.ctx) == 0);
     CHECK(r.pa(r.cpu0, 0x10'0000, AccessType::write) == 0x7000'0000);

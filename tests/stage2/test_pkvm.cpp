@@ -47,7 +47,7 @@ TEST_CASE("pkvm: arm64 case 28: a hyp-owned page refuses every host and guest tr
     CHECK(r.pm.host_access(kPfn) == -EPERM);
 }
 
-TEST_CASE("pkvm: arm64 case 29: hyp_donate_host returns the page; a repeat is -EPERM") {
+TEST_CASE("pkvm: arm64 case 29: hyp_donate_host returns the page, a repeat is -EPERM") {
     Rig r;
     REQUIRE(r(r.pm.__pkvm_host_donate_hyp(kPfn, 1)) == 0);
     CHECK(r(r.pm.__pkvm_hyp_donate_host(kPfn, 1)) == 0);
@@ -57,7 +57,7 @@ TEST_CASE("pkvm: arm64 case 29: hyp_donate_host returns the page; a repeat is -E
     CHECK(r(r.pm.__pkvm_hyp_donate_host(kPfn, 1)) == -EPERM);
 }
 
-TEST_CASE("pkvm: arm64 cases 30-31: share with the hypervisor; pins block the unshare (-EBUSY)") {
+TEST_CASE("pkvm: arm64 cases 30-31: share with the hypervisor, pins block the unshare (-EBUSY)") {
     Rig r;
     REQUIRE(r(r.pm.__pkvm_host_share_hyp(kPfn)) == 0);
     CHECK(r.pm.host_state(kPfn) == S::shared_owned);
@@ -87,7 +87,7 @@ TEST_CASE("pkvm: arm64 case 32: FF-A share and unshare") {
     CHECK(r(r.pm.__pkvm_host_unshare_ffa(kPfn, 1)) == -EPERM);
 }
 
-TEST_CASE("pkvm: arm64 cases 33-34: one page shared with a non-protected guest at two IPAs; size and prot rules") {
+TEST_CASE("pkvm: arm64 cases 33-34: one page shared with a non-protected guest at two IPAs, size and prot rules") {
     Rig r;
     REQUIRE(r(r.pm.__pkvm_host_share_guest(kPfn, 0x10, 1, 1, kRWX)) == 0);
     CHECK(r(r.pm.__pkvm_host_share_guest(kPfn, 0x10, 1, 1, kRWX)) == -EPERM);
@@ -121,7 +121,7 @@ TEST_CASE("pkvm: arm64 case 35: donation to a protected guest annotates the host
     CHECK(r(r.pm.__pkvm_hyp_donate_host(kPfn, 1)) == -EPERM);
 }
 
-TEST_CASE("pkvm: arm64 cases 36-37: MEM_SHARE / MEM_UNSHARE convert in place; contents preserved, no copy") {
+TEST_CASE("pkvm: arm64 cases 36-37: MEM_SHARE / MEM_UNSHARE convert in place, contents preserved, no copy") {
     Rig r;
     const Hpa page(kPfn << kPageShift);
     REQUIRE(r(r.pm.__pkvm_guest_share_host(1, 0x10)) == -ENOENT);   // case 37: not donated yet
@@ -162,7 +162,7 @@ TEST_CASE("pkvm: arm64 case 38: a host access to a donated page: forced reclaim 
     CHECK(r(r.pm.__pkvm_guest_unshare_host(1, 0x10)) == -EHWPOISON);
 }
 
-TEST_CASE("pkvm: arm64 case 39: teardown reclaim: only while dying; OWNED zeroed, SHARED_OWNED kept, POISON ok") {
+TEST_CASE("pkvm: arm64 case 39: teardown reclaim: only while dying, OWNED zeroed, SHARED_OWNED kept, POISON ok") {
     Rig r;
     REQUIRE(r(r.pm.__pkvm_host_donate_guest(0x100, 0x10, 1)) == 0);
     REQUIRE(r(r.pm.__pkvm_host_donate_guest(0x101, 0x11, 1)) == 0);
@@ -183,7 +183,7 @@ TEST_CASE("pkvm: arm64 case 39: teardown reclaim: only while dying; OWNED zeroed
     CHECK(r.pm.stats().reclaim == 3);
 }
 
-TEST_CASE("pkvm: arm64 case 40: -EBUSY while pinned at EL2; memblock boundary -EINVAL; NOMAP -EPERM") {
+TEST_CASE("pkvm: arm64 case 40: -EBUSY while pinned at EL2, memblock boundary -EINVAL, NOMAP -EPERM") {
     Rig r;
     REQUIRE(r(r.pm.__pkvm_host_share_hyp(kPfn)) == 0);
     REQUIRE(r.pm.hyp_pin_shared_mem(kPfn) == 0);
@@ -194,7 +194,7 @@ TEST_CASE("pkvm: arm64 case 40: -EBUSY while pinned at EL2; memblock boundary -E
     CHECK(r(r.pm.__pkvm_host_donate_hyp(1ull << 30 >> kPageShift, 1)) == -EINVAL);   // beyond memory
 }
 
-TEST_CASE("pkvm: the ownership graph: every performed transition is an edge; DOT names the hypercalls") {
+TEST_CASE("pkvm: the ownership graph: every performed transition is an edge, DOT names the hypercalls") {
     CHECK(pkvm_check_transition(PkvmJoint::host_owned, PkvmJoint::guest_owned));
     CHECK(pkvm_check_transition(PkvmJoint::guest_owned, PkvmJoint::guest_shared_host));
     CHECK_FALSE(pkvm_check_transition(PkvmJoint::host_shared_hyp, PkvmJoint::guest_owned));

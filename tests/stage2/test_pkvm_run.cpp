@@ -115,7 +115,7 @@ TEST_CASE("pkvm run: arm64 case 35: a fault donates one page: host stage-2 DONAT
     CHECK(r.chk.ok());
 }
 
-TEST_CASE("pkvm run: the VMM's access to a donated page faults (SIGSEGV); nothing read, nothing written") {
+TEST_CASE("pkvm run: the VMM's access to a donated page faults (SIGSEGV), nothing read, nothing written") {
     Rig r;
     REQUIRE(r.env.proc->host_write(Hva(kUaddr + 0x1000), 4096, 0x11, r.env.ctx).err == 0);
     REQUIRE(r.access(0x1000, AccessType::write).ok());
@@ -222,7 +222,7 @@ TEST_CASE("pkvm run: arm64 case 17: a protected VM's memslots: no delete or move
     CHECK(r.env.slot(1, 256 * MiB, 2 * MiB, 0, kUaddr + 256 * MiB) == 0);
 }
 
-TEST_CASE("pkvm run: arm64 case 39: teardown reclaims every page: owned ones zeroed, shared ones not; unpinned") {
+TEST_CASE("pkvm run: arm64 case 39: teardown reclaims every page: owned ones zeroed, shared ones not, unpinned") {
     Rig r;
     REQUIRE(r.access(0x1000, AccessType::write).ok());
     REQUIRE(r.access(0x2000, AccessType::write).ok());
@@ -244,7 +244,7 @@ TEST_CASE("pkvm run: arm64 case 39: teardown reclaims every page: owned ones zer
     CHECK(r.chk.ok());
 }
 
-TEST_CASE("pkvm run: arm64 case 38: a host kernel (EL1) access to a donated page takes it back by force; the IPA "
+TEST_CASE("pkvm run: arm64 case 38: a host kernel (EL1) access to a donated page takes it back by force, the IPA "
           "is poisoned") {
     Rig r;
     REQUIRE(r.access(0x7000, AccessType::write).ok());

@@ -45,7 +45,7 @@ TEST_CASE("tlbi: TLB entries are tagged with the VMID: two VMs' same IPA coexist
     CHECK(r.hpa.raw() == 0x70'0000);
 }
 
-TEST_CASE("tlbi: IPAS2E1IS alone leaves the combined entry; VMALLE1IS after it removes it on every core") {
+TEST_CASE("tlbi: IPAS2E1IS alone leaves the combined entry, VMALLE1IS after it removes it on every core") {
     TwoCores t;
     for (Stage2Mmu* c : {&t.c0, &t.c1}) REQUIRE(c->translate(Gva(0x10'0000), AccessType::read, false).ok());
     // Remap the IPA (no BBM here: the TLB scope is under test).

@@ -104,7 +104,7 @@ TEST_CASE("walk: arm64 case 3: 4K, IPA 52 (LPA2): a high IPA resolves from level
     CHECK(t.mem_refs == 4);
 }
 
-TEST_CASE("walk: blocks at each granule's block levels; a block where none is allowed faults") {
+TEST_CASE("walk: blocks at each granule's block levels, a block where none is allowed faults") {
     SECTION("4K: 1 GiB at L1 and 2 MiB at L2") {
         Rig r(Granule::k4K, 40);
         r.s2.map(0x4000'0000, 0x8000'0000, 1, kS2Rw);
@@ -250,7 +250,7 @@ TEST_CASE("walk: arm64 case 7: 2 MiB leaves in both stages (4K, S1 4 levels, IPA
     CHECK(t.page_size == PgLevel::k2M);
 }
 
-TEST_CASE("walk: stage-1 faults go to the guest; a stage-1 table page unmapped at stage 2 is an S1PTW abort") {
+TEST_CASE("walk: stage-1 faults go to the guest, a stage-1 table page unmapped at stage 2 is an S1PTW abort") {
     Rig2 r(Granule::k4K, 40, 48);
     r.s1.map(0x40'0000, 0x2000'0000, 3, kS1Ro);
     SECTION("stage-1 table page missing at stage 2") {

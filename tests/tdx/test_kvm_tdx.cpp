@@ -57,7 +57,7 @@ struct TdRig {
 
 }  // namespace
 
-TEST_CASE("C44: finalize makes the TD RUNNABLE and allows pre-fault; INIT_MEM_REGION is then EINVAL",
+TEST_CASE("C44: finalize makes the TD RUNNABLE and allows pre-fault, INIT_MEM_REGION is then EINVAL",
           "[tdx][kvm]") {
     TdRig r;
     CHECK_FALSE(r.env.kvm->pre_fault_allowed);   // KVM_PRE_FAULT_MEMORY -> EOPNOTSUPP until finalize
@@ -87,8 +87,8 @@ TEST_CASE("tdx kvm: before finalize the leaf hook is TDH.MEM.PAGE.ADD from the I
     CHECK(r.tdx.bugged());
 }
 
-TEST_CASE("tdx kvm 6.18: the leaf hook counts nr_premapped, PAGE.ADD follows; finalize waits for every "
-          "counted page; a zap of a premapped page only uncounts it",
+TEST_CASE("tdx kvm 6.18: the leaf hook counts nr_premapped, PAGE.ADD follows, finalize waits for every "
+          "counted page, a zap of a premapped page only uncounts it",
           "[tdx][kvm][premap]") {
     TdRig r;
     r.tdx.set_page_add_in_map(false);
@@ -175,7 +175,7 @@ TEST_CASE("tdx kvm: a zap with vCPUs running is BLOCK, TRACK, kick, REMOVE, WBIN
     CHECK_FALSE(r.m.vcpu_inside(r.tdr, 0));
 }
 
-TEST_CASE("C42: a REMOVE answered BUSY|SEPT_TREE is retried once with every vCPU held out; a second BUSY bugs "
+TEST_CASE("C42: a REMOVE answered BUSY|SEPT_TREE is retried once with every vCPU held out, a second BUSY bugs "
           "the VM",
           "[tdx][kvm][zap][busy]") {
     TdRig r;
@@ -217,7 +217,7 @@ TEST_CASE("C42: a REMOVE answered BUSY|SEPT_TREE is retried once with every vCPU
     CHECK(r.tdx.bugged());
 }
 
-TEST_CASE("C20 (KVM): a kick that leaves a vCPU inside the TD holds REMOVE (TLB_TRACKING_NOT_DONE); the VM is "
+TEST_CASE("C20 (KVM): a kick that leaves a vCPU inside the TD holds REMOVE (TLB_TRACKING_NOT_DONE), the VM is "
           "bugged",
           "[tdx][kvm][zap][track]") {
     TdRig r;

@@ -90,7 +90,7 @@ TEST_CASE("C3: AUG below a FREE PDE is EPT_WALK_FAILED|RCX, RDX = level 1, state
     CHECK(s.rcx == septe::SVE);   // a FREE entry reads as SVE only
 }
 
-TEST_CASE("C4: SEPT.ADD links a table of 512 FREE entries; the page becomes PT_EPT", "[tdx][sept]") {
+TEST_CASE("C4: SEPT.ADD links a table of 512 FREE entries, the page becomes PT_EPT", "[tdx][sept]") {
     Rig r;
     r.tables(G, 1);
     const Hpa t = r.page();
@@ -167,7 +167,7 @@ TEST_CASE("C11: PAGE.ADD copies the source, maps the page MAPPED at once and cha
     CHECK(r.m.pamt(dst).pt == PageType::reg);
 }
 
-TEST_CASE("C12: MR.EXTEND of a FREE entry is EPT_ENTRY_NOT_PRESENT|RCX; misaligned is OPERAND_INVALID|RCX",
+TEST_CASE("C12: MR.EXTEND of a FREE entry is EPT_ENTRY_NOT_PRESENT|RCX, misaligned is OPERAND_INVALID|RCX",
           "[tdx][build]") {
     Rig r(false);
     r.tables(G, 0);
@@ -190,7 +190,7 @@ TEST_CASE("C13: MR.FINALIZE needs a vCPU (NO_VCPUS), then the TD is RUNNABLE", "
     CHECK(m.op_state(tdr) == OpState::runnable);
 }
 
-TEST_CASE("C14/C15: BLOCK makes MAPPED BLOCKED with BEPOCH = TD_EPOCH; again is ALREADY_BLOCKED (no error)",
+TEST_CASE("C14/C15: BLOCK makes MAPPED BLOCKED with BEPOCH = TD_EPOCH, again is ALREADY_BLOCKED (no error)",
           "[tdx][block]") {
     Rig r;
     r.tables(G, 0);
@@ -217,7 +217,7 @@ TEST_CASE("C17: REMOVE of an unblocked MAPPED page in RUNNABLE is GPA_RANGE_NOT_
     CHECK(r.m.tdh_mem_page_remove(gpa_level(G, 0), r.tdr).rax == 0xC0000B0600000001ull);
 }
 
-TEST_CASE("C18: in INITIALIZED a MAPPED page is removed without BLOCK/TRACK; RCX = the page", "[tdx][remove]") {
+TEST_CASE("C18: in INITIALIZED a MAPPED page is removed without BLOCK/TRACK, RCX = the page", "[tdx][remove]") {
     Rig r(false);
     r.tables(G, 0);
     const Hpa p = r.page();
@@ -257,7 +257,7 @@ TEST_CASE("C20/C21: a vCPU inside since the blocking epoch holds REMOVE and a se
     CHECK(s.rcx == p.raw());
 }
 
-TEST_CASE("C22/C23: with no vCPU inside TRACK + REMOVE succeed; two TRACKs track any older block",
+TEST_CASE("C22/C23: with no vCPU inside TRACK + REMOVE succeed, two TRACKs track any older block",
           "[tdx][remove][track]") {
     Rig r;
     r.tables(G, 0);
@@ -272,7 +272,7 @@ TEST_CASE("C22/C23: with no vCPU inside TRACK + REMOVE succeed; two TRACKs track
     CHECK(r.m.tdh_mem_page_remove(gpa_level(G + kPageSize, 0), r.tdr).rax == 0);
 }
 
-TEST_CASE("C24: WBINVD of a page still assigned is PAGE_METADATA_INCORRECT|RCX; after REMOVE it succeeds",
+TEST_CASE("C24: WBINVD of a page still assigned is PAGE_METADATA_INCORRECT|RCX, after REMOVE it succeeds",
           "[tdx][wbinvd]") {
     Rig r;
     r.tables(G, 0);
@@ -284,7 +284,7 @@ TEST_CASE("C24: WBINVD of a page still assigned is PAGE_METADATA_INCORRECT|RCX; 
     CHECK(r.m.tdh_phymem_page_wbinvd(p).rax == 0);
 }
 
-TEST_CASE("C25: UNBLOCK before tracking is TLB_TRACKING_NOT_DONE|SEPT_TREE; after TRACK + exits MAPPED again",
+TEST_CASE("C25: UNBLOCK before tracking is TLB_TRACKING_NOT_DONE|SEPT_TREE, after TRACK + exits MAPPED again",
           "[tdx][block][track]") {
     Rig r;
     r.tables(G, 0);
@@ -310,7 +310,7 @@ TEST_CASE("C26: SEPT.REMOVE of a blocked, tracked table with a MAPPED child is E
     CHECK(r.m.tdh_mem_sept_remove(gpa_level(G, 1), r.tdr).rax == 0xC0000B0E00000001ull);
 }
 
-TEST_CASE("C27: DEMOTE needs BLOCK + TRACK in RUNNABLE; then 512 4K MAPPED children, the new table PT_EPT",
+TEST_CASE("C27: DEMOTE needs BLOCK + TRACK in RUNNABLE, then 512 4K MAPPED children, the new table PT_EPT",
           "[tdx][demote]") {
     Rig r;
     r.tables(G, 1);
@@ -332,7 +332,7 @@ TEST_CASE("C27: DEMOTE needs BLOCK + TRACK in RUNNABLE; then 512 4K MAPPED child
     CHECK(r.m.pamt(t).pt == PageType::ept);
 }
 
-TEST_CASE("C28: DEMOTE of a blocked, tracked 2M PENDING leaf gives 512 PENDING; a 4K ACCEPT then maps one",
+TEST_CASE("C28: DEMOTE of a blocked, tracked 2M PENDING leaf gives 512 PENDING, a 4K ACCEPT then maps one",
           "[tdx][demote][accept]") {
     Rig r;
     r.tables(G, 1);
@@ -406,7 +406,7 @@ TEST_CASE("C33: SEPT.ADD while another LP is inside PAGE.ADD (TDR exclusive) is 
     CHECK(r.m.tdh_mem_sept_add(gpa_level(0, 3), r.tdr, r.page()).rax == 0);
 }
 
-TEST_CASE("C34: host BLOCK on an entry a guest ACCEPT holds: BUSY|RCX and host priority; the guest backs off",
+TEST_CASE("C34: host BLOCK on an entry a guest ACCEPT holds: BUSY|RCX and host priority, the guest backs off",
           "[tdx][busy][accept]") {
     Rig r;
     r.tables(G, 0);
@@ -445,7 +445,7 @@ TEST_CASE("C31 timed: a BLOCK inside [t, t + hold) makes an AUG of another threa
     CHECK(r.m.stats().busy == 2);
 }
 
-TEST_CASE("C31 timed: two AUGs at the same time in different entries share the tree; the same entry is BUSY|RCX",
+TEST_CASE("C31 timed: two AUGs at the same time in different entries share the tree, the same entry is BUSY|RCX",
           "[tdx][busy][timed]") {
     Rig r;
     r.tables(G, 0);
@@ -477,7 +477,7 @@ TEST_CASE("C32 timed: a TRACK holds the epoch lock: VP.ENTER and a second TRACK 
 }
 
 TEST_CASE("C34/A5 timed: an ACCEPT holds its entry while it zeroes: another ACCEPT is BUSY|RCX, a host BLOCK "
-          "sets host priority; a kick interrupts the ACCEPT",
+          "sets host priority, a kick interrupts the ACCEPT",
           "[tdx][busy][accept][timed]") {
     Rig r;
     r.tables(G, 0);
@@ -584,7 +584,7 @@ TEST_CASE("C41: a load from a PENDING page: TD exit type 6 with PENDING_VE_DISAB
     }
 }
 
-TEST_CASE("tdx: S-EPT entries encode their state in ignored bits; only NL_MAPPED and MAPPED are present",
+TEST_CASE("tdx: S-EPT entries encode their state in ignored bits, only NL_MAPPED and MAPPED are present",
           "[tdx][sept]") {
     for (SeptState s : {SeptState::free, SeptState::removed, SeptState::nl_mapped, SeptState::nl_blocked,
                         SeptState::mapped, SeptState::blocked, SeptState::pending, SeptState::pending_blocked}) {
