@@ -142,17 +142,25 @@ bool CacheHierarchy::prefetch(uint64_t raw, Cycles t) {
 }
 
 void CacheHierarchy::train(uint64_t raw) {
-    const uint64_t page = (raw >> page_lines_shift_) + 1;
+    const uint64_t pg = raw >> page_lines_shift_;
+    const uint64_t page = pg + 1;
     const int off = int(raw & ((1u << page_lines_shift_) - 1));
     const int lines = 1 << page_lines_shift_;
+    // The stream table is 4-way set-associative by page, LRU within a set (how the
+    // hardware organises its 32 trackers is not published; a set look-up keeps the
+    // simulator's cost per L2 reference constant).
+    const unsigned ways = std::min<unsigned>(4, unsigned(streams_.size()));
+    const size_t sets = streams_.size() / ways;
+    Stream* const set = &streams_[size_t(pg % sets) * ways];
     Stream* s = nullptr;
-    Stream* lru = &streams_[0];
-    for (auto& e : streams_) {
+    Stream* lru = set;
+    for (unsigned w = 0; w < ways; ++w) {
+        Stream& e = set[w];
         if (e.page == page) {
             s = &e;
             break;
         }
-        if (e.page == 0 || (lru->page != 0 && uint32_t(stream_clock_ - e.stamp) > uint32_t(stream_clock_ - lru->stamp)))
+        if (lru->page != 0 && (e.page == 0 || uint32_t(stream_clock_ - e.stamp) > uint32_t(stream_clock_ - lru->stamp)))
             lru = &e;
     }
     if (!s) {
@@ -235,8 +243,22 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
             break;
         }
     }
-    // Each level's set is searched for the line; only on a miss is the victim the fill will
-    // replace chosen (an empty way first, else the least recently used; the first of equals).
+    // The L1 first, on its own: a hit there needs none of the fill bookkeeping below (the
+    // L1 holds no prefetched lines, so its tags need no mask).
+    if (!levels_.empty()) {
+        SharedCache& l1 = *levels_.front().arr;
+        const size_t base = l1.set_of(raw) * l1.ways_;
+        const uint64_t* const tags = l1.tags_.get() + base;
+        for (unsigned w = 0; w < l1.ways_; ++w)
+            if (tags[w] == line) {
+                ++stats_.levels[0].hits;
+                l1.age_[base + w] = ++l1.clock_;
+                return std::max(l1_hit_, wait);
+            }
+    }
+    // Each level's set is searched for the line (the L1's was, above); only on a miss is
+    // the victim the fill will replace chosen (an empty way first, else the least recently
+    // used; the first of equals).
     size_t victims[8];
     const size_t n = std::min<size_t>(levels_.size(), 8);
     // Levels [0, filled) are filled on a miss: all of them, or all but a victim LLC.
@@ -257,7 +279,9 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
         uint64_t* const tags = l.tags_.get() + base;
         const unsigned ways = l.ways_;
         unsigned w = 0;
-        while (w < ways && (tags[w] & ~kPrefetched) != line) ++w;
+        if (i == 0) w = ways;   // searched above
+        else
+            while (w < ways && (tags[w] & ~kPrefetched) != line) ++w;
         if (w < ways) {
             const uint64_t t = tags[w];
             ++stats_.levels[i].hits;
@@ -277,13 +301,19 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
             return std::max(levels_[i].hit, wait);
         }
         const uint32_t* const age = l.age_.get() + base;
+        const uint32_t clock = l.clock_;
         unsigned victim = 0;
+        uint32_t oldest = 0;   // the largest age distance seen (a valid way's is >= 0)
         for (w = 0; w < ways; ++w) {
             if (tags[w] == kInvalid) {
                 victim = w;
                 break;
             }
-            if (uint32_t(l.clock_ - age[w]) > uint32_t(l.clock_ - age[victim])) victim = w;
+            const uint32_t d = clock - age[w];
+            if (d > oldest) {
+                oldest = d;
+                victim = w;
+            }
         }
         victims[i] = base + victim;
         ++stats_.levels[i].misses;
