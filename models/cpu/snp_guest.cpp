@@ -18,7 +18,7 @@ constexpr uint64_t kInsnNpfBits = mmu::PFERR_PRESENT | mmu::PFERR_USER | mmu::PF
 constexpr unsigned kMaxInsnRetries = 4;
 // The AP Creation NAE event (GHCB specification; arch/x86/include/uapi/asm/svm.h).
 constexpr uint64_t SVM_VMGEXIT_AP_CREATION = 0x80000013ull;
-constexpr uint32_t SVM_VMGEXIT_AP_CREATE = 1, SVM_VMGEXIT_AP_DESTROY = 2;
+constexpr uint32_t SVM_VMGEXIT_AP_DESTROY = 2;   // AP_CREATE (1) and other requests pass through as given
 // The new VMSA's SEV_FEATURES, passed in RAX (SVM_SEV_FEAT_SNP_ACTIVE).
 constexpr uint64_t kSevFeatSnpActive = 1;
 // snp_set_vmsa(): RMPADJUST's target VMPL; a VMSA can only be made for a VMPL above the

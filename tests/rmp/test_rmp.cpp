@@ -14,7 +14,6 @@ namespace {
 constexpr uint64_t kCovered = 1ull << 20;               // 4 GiB of covered memory
 constexpr uint64_t kBase = 0x1'0000'0000ull;            // table above it
 constexpr uint16_t kAsid = 5;
-constexpr uint64_t k2M = 2ull << 20;
 
 struct Fix {
     PhysMem mem;
