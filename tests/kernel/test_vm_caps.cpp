@@ -46,7 +46,6 @@ TEST_CASE("vm types: unsupported types are EINVAL (config bits and dependencies)
 }
 
 TEST_CASE("vm types: arch properties per type", "[vm]") {
-    const KvmConfig c;
     struct Row { VmType t; bool priv, prot, prefault; unsigned as_ids; bool ro; };
     const Row rows[] = {
         {VmType::default_vm, false, false, true, 2, true}, {VmType::sw_protected, true, false, true, 1, true},
