@@ -96,22 +96,33 @@ public:
     // Every installed leaf, in gfn order: fn(first gfn of the leaf, leaf). Cost follows
     // the tables present, not the address space (for invariant checks).
     template <class F>
-    void for_each_leaf(F&& fn) const { walk_leaves(root_, levels_, 0, fn); }
+    void for_each_leaf(F&& fn) const {
+        auto mapped = [this](Pfn p, uint64_t (&)[512]) {
+            return reinterpret_cast<const uint64_t*>(mem_.page_if_present(p));
+        };
+        walk_leaves(root_, levels_, 0, mapped, fn);
+    }
     // The same, with every table page read by read(Pfn, uint64_t (&)[512]) (false: no
     // table there) instead of through the kernel's own mapping of it: a checker reads the
     // tables over the memory's debug transport (models/mem/debug_port.hpp) as the hardware
     // would find them. A frame never written reads as zeros, so as an empty table.
     template <class Read, class F>
-    void for_each_leaf(Read&& read, F&& fn) const { walk_leaves_read(root_, levels_, 0, read, fn); }
+    void for_each_leaf(Read&& read, F&& fn) const {
+        auto copied = [&read](Pfn p, uint64_t (&buf)[512]) -> const uint64_t* { return read(p, buf) ? buf : nullptr; };
+        walk_leaves(root_, levels_, 0, copied, fn);
+    }
     const TdpMmuStats& stats() const { return stats_; }
 
 private:
     // KVM's FROZEN_SPTE (mmu/spte.h): a non-present value (no R/W/X, no P) a mirror SPTE
     // holds while its external hook runs, so other threads faulting there retry.
     static constexpr uint64_t kFrozenSpte = 0x5a0;
-    template <class F>
-    void walk_leaves(Pfn table, unsigned level, uint64_t base_gfn, F& fn) const {
-        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+    // get(Pfn, buf) gives a table page's 512 entries (the kernel's mapping of it, or a copy
+    // read into buf), nullptr when there is none.
+    template <class Get, class F>
+    void walk_leaves(Pfn table, unsigned level, uint64_t base_gfn, Get& get, F& fn) const {
+        uint64_t buf[512];
+        const uint64_t* t = get(table, buf);
         if (!t) return;
         const uint64_t span = 1ull << (9u * (level - 1u));
         for (unsigned i = 0; i < 512; ++i) {
@@ -121,22 +132,7 @@ private:
             if (fmt_.is_leaf(e, level))
                 fn(Gfn(g), SpteLeaf{hpa_to_pfn(Hpa(fmt_.addr(e, level))), PgLevel(level), fmt_.writable(e)});
             else
-                walk_leaves(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, fn);
-        }
-    }
-    template <class Read, class F>
-    void walk_leaves_read(Pfn table, unsigned level, uint64_t base_gfn, Read& read, F& fn) const {
-        uint64_t t[512];
-        if (!read(table, t)) return;
-        const uint64_t span = 1ull << (9u * (level - 1u));
-        for (unsigned i = 0; i < 512; ++i) {
-            const uint64_t e = t[i];
-            if (!fmt_.present(e)) continue;
-            const uint64_t g = base_gfn + i * span;
-            if (fmt_.is_leaf(e, level))
-                fn(Gfn(g), SpteLeaf{hpa_to_pfn(Hpa(fmt_.addr(e, level))), PgLevel(level), fmt_.writable(e)});
-            else
-                walk_leaves_read(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, read, fn);
+                walk_leaves(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, g, get, fn);
         }
     }
     Pfn alloc_table(ExecContext& ctx);
