@@ -735,7 +735,7 @@ int sc_main(int argc, char* argv[]) {
     run->add_option("--trace-max-events", ra.trace.max_events,
                     "Stop recording exits and walks after N events (default 2000000)")
         ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
-    run->add_option("--trace-walks", ra.trace.walk_sample,
+    CLI::Option* trace_walks = run->add_option("--trace-walks", ra.trace.walk_sample,
                     "Record one page walk in N on each vCPU's walk track (default 64; 0: no walk slices)")
         ->check(CLI::Range(0u, 1000000000u));
     run->add_option("--casemate", ra.casemate,
@@ -862,6 +862,10 @@ int sc_main(int argc, char* argv[]) {
                     fmt::print(stderr, "hvsim: --trace: expected one scenario file, got {}\n", expand(ra.files).size());
                     return 2;
                 }
+            }
+            if (trace_walks->count() && ra.trace.path.empty()) {
+                fmt::print(stderr, "hvsim: --trace-walks: needs --trace FILE\n");
+                return 2;
             }
             if (!trace_window.empty()) {
                 if (ra.trace.path.empty()) {

@@ -252,6 +252,7 @@ def main():
     for extra, msg in ((["--trace", f"{work}/x.txt"], "expected a file name ending in .pftrace"),
                        (["--trace", f"{work}/x.json", "--trace-window", "5:1"], "expected START:END"),
                        (["--trace-window", "0:1ms"], "needs --trace"),
+                       (["--trace-walks", "8"], "--trace-walks: needs --trace"),
                        (["--trace", f"{work}/nodir/x/y.json", "--trace-sample", "0"], "--trace-sample")):
         r = subprocess.run([hvsim, "run", scen, "-o", f"{work}/bad", "--quiet"] + extra, capture_output=True, text=True)
         if r.returncode != 2 or msg not in r.stderr:
