@@ -302,6 +302,7 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
                 *kvm_, mem_, alloc_, *proc_, *arm64_, tlbi_domain_,
                 kvm::arm64::PkvmMemProtect::Memblock{cfg_.host_mem_base, cfg_.host_mem_size, false}, cfg_.pkvm,
                 ac.pgtable, cfg_.pkvm_conversion);
+            pkvm_->set_kernel_profile(cfg_.kvm_profile);
             kvm_->set_arch_ops(*pkvm_);
         }
         return;
@@ -361,17 +362,6 @@ std::vector<std::string> Machine::warnings() const {
                       : cfg_.mmu.nested_format == mmu::NestedFormat::ept ? kvm::HostPaging::intel_ept
                                                                        : kvm::HostPaging::amd_npt;
     std::vector<std::string> w = ops.unmodelled(host);
-    // Which kernel a protected VM follows (docs/arm64.md, "Kernel profiles"): pKVM's
-    // protected-VM memory arrived in Linux 7.1; the in-place conversion proposal would back it
-    // with guest_memfd.
-    if (pkvm_ && cfg_.kvm_profile == "linux-6.18")
-        w.push_back("kvm.profile linux-6.18: upstream Linux 6.18 cannot run protected VMs (pKVM's protected-VM memory, "
-                    "KVM_VM_TYPE_ARM_PROTECTED, arrived in Linux 7.1); this run follows Linux 7.1's pKVM (kvm.profile "
-                    "linux-7.2 selects it without this warning)");
-    if (pkvm_ && cfg_.kvm_profile == "inplace")
-        w.push_back("kvm.profile inplace: the in-place conversion proposal backs a protected VM's memory with "
-                    "guest_memfd; not modelled: the memory here is the memslots' anonymous memory, pinned page by page "
-                    "as in Linux 7.1 (the in-place MEM_SHARE / MEM_UNSHARE at EL2 is the same in both)");
     return w;
 }
 

@@ -81,7 +81,18 @@ PkvmHyp::~PkvmHyp() {
 }
 
 std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
-    return {"pKVM partly modelled: the guest runs with its MMU off (no guest stage 1)"};
+    std::vector<std::string> w{"pKVM partly modelled: the guest runs with its MMU off (no guest stage 1)"};
+    // pKVM's protected-VM memory arrived in Linux 7.1; the in-place conversion proposal
+    // would back it with guest_memfd.
+    if (profile_ == "linux-6.18")
+        w.push_back("kvm.profile linux-6.18: upstream Linux 6.18 cannot run protected VMs (pKVM's protected-VM memory, "
+                    "KVM_VM_TYPE_ARM_PROTECTED, arrived in Linux 7.1); this run follows Linux 7.1's pKVM (kvm.profile "
+                    "linux-7.2 selects it without this warning)");
+    if (profile_ == "inplace")
+        w.push_back("kvm.profile inplace: the in-place conversion proposal backs a protected VM's memory with "
+                    "guest_memfd; not modelled: the memory here is the memslots' anonymous memory, pinned page by page "
+                    "as in Linux 7.1 (the in-place MEM_SHARE / MEM_UNSHARE at EL2 is the same in both)");
+    return w;
 }
 
 // kvm_arch_prepare_memory_region() for a protected VM (arm64 mmu.c, Linux 7.1): once the

@@ -93,6 +93,9 @@ public:
     int prepare_memory_region(const Kvm& kvm, const kvm_memory_slot* new_slot, kvm_mr_change change) const override;
     void vcpu_run(Kvm&) override { hyp_vm_created_ = true; }
     std::vector<std::string> unmodelled(HostPaging host) const override;
+    // The kernel profile the run follows (kvm.profile): which kernel's protected VMs the
+    // warnings compare this model with (docs/arm64.md, "Kernel profiles").
+    void set_kernel_profile(std::string p) { profile_ = std::move(p); }
 
     // ProtectedAbortHandler: pkvm_mem_abort().
     PageFaultOutcome pkvm_mem_abort(Gpa ipa, uint64_t esr, const kvm_memory_slot& slot, ExecContext& ctx) override;
@@ -175,6 +178,7 @@ private:
     bool hyp_vm_created_ = false;
     bool torn_down_ = false;
     PkvmRunStats stats_;
+    std::string profile_;
 };
 
 }  // namespace hvsim::kvm::arm64
