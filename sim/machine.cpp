@@ -286,7 +286,6 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         // sync_hyp_vcpu(), nvhe/hyp-main.c): charged with the exit.
         cfg_.costs.vmexit = cfg_.arm64_guest_exit;
         cfg_.costs.vmentry = cfg_.arm64_guest_entry;
-        if (kvm_->type() == kvm::VmType::pkvm) cfg_.costs.vmexit += cfg_.pkvm_hyp_vcpu_sync;
         kvm::arm64::Arm64MmuCosts ac;
         ac.handle_guest_abort = k.kvm_mmu_page_fault;
         ac.mmu_lock = k.mmu_lock;
@@ -303,6 +302,7 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
                 kvm::arm64::PkvmMemProtect::Memblock{cfg_.host_mem_base, cfg_.host_mem_size, false}, cfg_.pkvm,
                 ac.pgtable, cfg_.pkvm_conversion);
             pkvm_->set_kernel_profile(cfg_.kvm_profile);
+            cfg_.costs.vmexit += cfg_.pkvm_hyp_vcpu_sync;   // EL2's copy of the vCPU, synced per exit
             kvm_->set_arch_ops(*pkvm_);
         }
         return;
