@@ -60,6 +60,7 @@ def main():
             "guest_memfd": "g", "size": 1, "content_policy": "zero", "flags": 1}}}]},
         "host read through both": {"steps": [{"host": {"read": {"guest_memfd": "g", "userspace_addr": 0, "size": 1}}}]},
         "metric name with spaces": {"expect": {"metrics": {"Faults Private": 1}}},
+        "who on a pin": {"steps": [{"host": {"pin": {"userspace_addr": 0, "size": 4096, "who": "kernel"}}}]},
     }
     for what, doc in bad.items():
         if validator.is_valid(doc):
