@@ -1,4 +1,5 @@
 // The summary table `hvsim run` prints: the headline figures of a results document.
+#include <algorithm>
 #include <fmt/format.h>
 
 #include <string>
@@ -121,10 +122,16 @@ std::string format_summary(const json& r) {
     // for host steps the ioctls and page faults they charge (the data copy is not timed).
     const auto& steps = r.contains("steps") ? r.at("steps") : json::array();
     if (!steps.empty() && steps.size() <= 12) {
-        o += fmt::format("\n  {:<5} {:<26} {:<14} {:>14}  {}\n", "step", "op", "result", "cycles", "name");
+        // The op and result columns widen to their longest entry (GHCB_ERR_INVALID_INPUT).
+        size_t wop = 26, wres = 14;
+        for (const auto& st : steps) {
+            wop = std::max(wop, st.at("op").get_ref<const std::string&>().size());
+            wres = std::max(wres, st.at("result").get_ref<const std::string&>().size());
+        }
+        o += fmt::format("\n  {:<5} {:<{}} {:<{}} {:>14}  {}\n", "step", "op", wop, "result", wres, "cycles", "name");
         for (const auto& st : steps)
-            o += fmt::format("  {:<5} {:<26} {:<14} {:>14}  {}\n", st.at("index").get<size_t>(),
-                             st.at("op").get<std::string>(), st.at("result").get<std::string>(),
+            o += fmt::format("  {:<5} {:<{}} {:<{}} {:>14}  {}\n", st.at("index").get<size_t>(),
+                             st.at("op").get<std::string>(), wop, st.at("result").get<std::string>(), wres,
                              grouped(st.at("cycles").get<uint64_t>()), st.at("name").get<std::string>());
     }
     // Per vCPU (vcpu.N.* metrics; the lines above are their sums), for up to 16 vCPUs.
