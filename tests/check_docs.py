@@ -30,6 +30,8 @@ def files(repo):
 def preset_rows(hvsim, platform):
     out = subprocess.run([hvsim, "params", platform], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
+        if not line.strip():
+            break   # the parameter table ends; the kernel profiles follow (not preset values)
         name, value, unit, rest = line[0:40].strip(), line[41:55].strip(), line[56:64].strip(), line[65:]
         m = re.match(r"(.*)  \[(.*)\]$", rest)
         yield name, value, unit, m.group(2) if m else ""
