@@ -468,7 +468,7 @@ int Kvm::kvm_vm_ioctl_get_dirty_log(const uapi::kvm_dirty_log& log, std::vector<
     // it, and write-protect what was dirty so the next write is logged again; one TLB
     // flush for the slot at the end (kvm_flush_remote_tlbs_memslot()).
     bitmap.assign(slot->dirty_bitmap.size(), 0);
-    ctx.charge("mmu_lock", costs().mmu_lock);
+    MmuLockGuard lock(mmu_lock_, MmuLock::Mode::write, ctx, costs().mmu_lock);   // KVM_MMU_LOCK
     bool flush = false;
     for (size_t i = 0; i < slot->dirty_bitmap.size(); ++i) {
         const uint64_t mask = slot->dirty_bitmap[i];
@@ -496,7 +496,7 @@ int Kvm::kvm_vm_ioctl_clear_dirty_log(const uapi::kvm_clear_dirty_log& log, cons
     if (log.first_page > npages || log.num_pages > npages - log.first_page ||
         (log.num_pages < npages - log.first_page && (log.num_pages & 63)))
         return -EINVAL;
-    ctx.charge("mmu_lock", costs().mmu_lock);
+    MmuLockGuard lock(mmu_lock_, MmuLock::Mode::write, ctx, costs().mmu_lock);   // KVM_MMU_LOCK
     bool flush = false;
     const uint64_t words = (uint64_t(log.num_pages) + 63) / 64;
     for (uint64_t k = 0; k < words && k < bitmap.size(); ++k) {
@@ -568,11 +568,18 @@ MmuInvalidation::MmuInvalidation(Kvm& kvm, InvalidateCause cause, AttrFilter fil
     rec_.attr_filter = filter;
 }
 
+MmuInvalidation::~MmuInvalidation() {
+    if (locked_) kvm_.mmu_lock().unlock(MmuLock::Mode::write, ctx_, lock_timed_);
+}
+
 void MmuInvalidation::begin() {
     if (begun_) return;
     begun_ = true;
     zapped_before_ = kvm_.mmu().sptes_zapped_total();
-    ctx_.charge("mmu_lock", kvm_.costs().mmu_lock);
+    // KVM_MMU_LOCK for write: held across invalidate_begin and the unmaps until
+    // flush_and_unlock() (kvm_handle_hva_range(), kvm_gmem_invalidate_begin()).
+    lock_timed_ = kvm_.mmu_lock().lock(MmuLock::Mode::write, ctx_, kvm_.costs().mmu_lock);
+    locked_ = true;
     kvm_.kvm_mmu_invalidate_begin();
 }
 
@@ -628,12 +635,14 @@ void MmuInvalidation::flush_and_unlock() {
         rec_.flush_remote = true;
         flush_ = false;
     }
+    if (locked_) kvm_.mmu_lock().unlock(MmuLock::Mode::write, ctx_, lock_timed_);
+    locked_ = false;
     ctx_.sync();   // mmu_lock dropped: a concurrent fault may now observe in_progress
 }
 
 void MmuInvalidation::end() {
     ctx_.sync();
-    ctx_.charge("mmu_lock", kvm_.costs().mmu_lock);
+    MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::write, ctx_, kvm_.costs().mmu_lock);
     // What faults were kept off: kvm's union as this invalidation ends (it includes what
     // the arch added, e.g. huge-page frames around an attribute change).
     if (kvm_.mmu_invalidate_range_start.raw() != kInvalidGfn && any_range_) {

@@ -18,6 +18,7 @@
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
 #include "kernel/memslot.hpp"
+#include "kernel/mmu_lock.hpp"
 #include "kernel/range_map.hpp"
 #include "kernel/stats.hpp"
 #include "kernel/uapi.hpp"
@@ -70,6 +71,9 @@ public:
 class MmuInvalidation {
 public:
     MmuInvalidation(Kvm& kvm, InvalidateCause cause, AttrFilter filter, ExecContext& outer);
+    ~MmuInvalidation();   // drops mmu_lock if a caller returned between begin() and flush_and_unlock()
+    MmuInvalidation(const MmuInvalidation&) = delete;
+    MmuInvalidation& operator=(const MmuInvalidation&) = delete;
     ExecContext& ctx() { return ctx_; }
     // Take mmu_lock and kvm_mmu_invalidate_begin() (done once, on the first range).
     void begin();
@@ -95,6 +99,7 @@ private:
     InvalidationRecord rec_;
     uint64_t zapped_before_ = 0;
     bool begun_ = false, flush_ = false, any_range_ = false;
+    bool locked_ = false, lock_timed_ = false;   // the write mmu_lock taken in begin()
 };
 
 class Kvm : public std::enable_shared_from_this<Kvm> {
@@ -189,6 +194,10 @@ public:
     // (for results and trace counters).
     uint64_t nr_private_pages() const;
 
+    // ---- kvm->mmu_lock (kernel/mmu_lock.hpp) ----
+    MmuLock& mmu_lock() { return mmu_lock_; }
+    const MmuLock& mmu_lock() const { return mmu_lock_; }
+
     // ---- MMU invalidation state (include/linux/kvm_host.h, kvm_main.c; §5.3) ----
     uint64_t mmu_invalidate_seq = 0;
     int64_t mmu_invalidate_in_progress = 0;
@@ -252,6 +261,7 @@ private:
     NullMmuOps null_mmu_;
     VmmProcess& proc_;
     KvmStats stats_;
+    MmuLock mmu_lock_;
 
     KvmMemslots memslots_[2];        // KVM_MAX_NR_ADDRESS_SPACES
     uint64_t nr_memslot_pages_ = 0;

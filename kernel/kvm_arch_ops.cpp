@@ -172,8 +172,8 @@ public:
     PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
         return {"TDX partly modelled: the module's locks are held in simulated time by the SEAMCALLs and ACCEPTs of "
-                "a run, but not by TDH.VP.ENTER (no zero-step entry lock, no epoch-lock contention with TRACK), and "
-                "KVM's mmu_lock does not keep a zap and a fault apart; private memory is mapped at 4K only (no 2M "
+                "a run, but not by TDH.VP.ENTER (no zero-step entry lock, no epoch-lock contention with TRACK); "
+                "private memory is mapped at 4K only (no 2M "
                 "AUG, DEMOTE or PROMOTE in runs); idle vCPUs' ticks delay private faults through an estimated "
                 "serialization (tdx.idle_tick_hz)"};
     }

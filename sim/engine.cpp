@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "kernel/guest_memfd.hpp"
 #include "models/mem/debug_port.hpp"
@@ -57,6 +58,8 @@ public:
         qk_.inc(sc_time::from_value(c * period_ps_));
     }
     void sync() override { qk_.sync(); }
+    // Its local time (the simulation's time plus its quantum offset), for kvm->mmu_lock.
+    Cycles cycles_now() const { return local_now(); }
 
 private:
     Cycles local_now() const { return (sc_time_stamp() + qk_.get_local_time()).value() / period_ps_; }
@@ -900,6 +903,26 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         t.attach(vcpus, hosts);
     };
     auto* top = new Top("top", s, *machine, opt, prog, elaborate);
+    // kvm->mmu_lock is held in simulated time (kernel/mmu_lock.hpp): the global time, and
+    // the local time of the thread that takes it (a vCPU or a VMM thread, found by its
+    // SystemC process; any other caller takes it untimed).
+    if (kvm::Kvm* k = machine->kvm()) {
+        auto threads = std::make_shared<std::unordered_map<const sc_object*, std::function<Cycles()>>>();
+        auto add = [&](sc_module* m, std::function<Cycles()> f) {
+            for (sc_object* o : m->get_child_objects())
+                if (sc_process_handle(o).valid()) (*threads)[o] = f;
+        };
+        for (cpu::Vcpu* v : vcpus) add(v, [v] { return v->cycles_now(); });
+        for (HostThread* h : hosts) add(h, [h] { return h->cycles_now(); });
+        k->mmu_lock().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); },
+                                [threads]() -> std::optional<Cycles> {
+                                    const sc_process_handle p = sc_get_current_process_handle();
+                                    if (!p.valid()) return std::nullopt;
+                                    auto it = threads->find(p.get_process_object());
+                                    if (it == threads->end()) return std::nullopt;
+                                    return it->second();
+                                });
+    }
     // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
     if (kvm::TdxBackend* t = machine->tdx())
         t->kvm_tdx().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });

@@ -341,6 +341,11 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     if (x86_->mirror()) {
         tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels);
         tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
+        // A TD vCPU exits through the module and enters with TDH.VP.ENTER: every exit and
+        // entry KVM charges for it (faults, hypercalls, remote-flush and TRACK kicks) is the
+        // module's, as the arm64 world switch replaces the VMX costs above.
+        cfg_.costs.vmexit = tdx_->td_exit_cycles();
+        cfg_.costs.vmentry = tdx_->td_entry_cycles();
         tdx_->kvm_tdx().set_page_add_in_map(cfg_.tdx_page_add_in_map);
         tdx_->set_idle_ticks(cfg_.tdx_idle_tick_hz, cfg_.freq_mhz);
         x86_->set_external_ops(tdx_.get());
@@ -770,8 +775,14 @@ std::optional<VcpuExitRecord> Machine::take_exit(unsigned vcpu) {
 
 // VM entry; a TD enters through the module (TDH.VP.ENTER).
 void Machine::vmentry(ExecContext& ctx) const {
-    ctx.charge("vmentry", cfg_.costs.vmentry);
     if (tdx_) tdx_->charge_td_entry(ctx);
+    else ctx.charge("vmentry", cfg_.costs.vmentry);
+}
+
+// VM exit; a TD exits through the module (its exit replaces the VMX one).
+void Machine::vmexit(ExecContext& ctx) const {
+    if (tdx_) tdx_->charge_td_exit(ctx);
+    else ctx.charge("vmexit", cfg_.costs.vmexit);
 }
 
 namespace {
@@ -821,10 +832,9 @@ cpu::NpfAction Machine::handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_c
     ++exits_.npf;
     note_exit(vcpu, gpa.raw(), error_code, false);
     v.log.begin();
-    ctx.charge("vmexit", c.vmexit);
+    vmexit(ctx);
     // SEV-ES/SNP: an NPF is an automatic exit, which saves and restores the encrypted VMSA.
     if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
-    if (tdx_) tdx_->charge_td_exit(ctx);
     // arm64: a stage-2 abort (ESR_EL2 in error_code); x86: #NPF / EPT violation.
     const kvm::PageFaultOutcome out = arm64_ ? arm64_->kvm_handle_guest_abort(gpa, error_code, ctx)
                                              : x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
@@ -915,8 +925,7 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
     ++exits_.hypercall;
     note_exit(vcpu, a0, nr, true);
     v.log.begin();
-    ctx.charge("vmexit", c.vmexit);
-    if (tdx_) tdx_->charge_td_exit(ctx);
+    vmexit(ctx);
     // A VMGEXIT the backend handles in the kernel (sev_handle_vmgexit(): SNP AP creation):
     // a0/a1 = SW_EXITINFO1/2, a2 = RAX; the GHCB's answer comes back as
     // SW_EXITINFO1[31:0] | SW_EXITINFO2 << 32.

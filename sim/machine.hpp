@@ -240,6 +240,7 @@ private:
     int gmem_fd_of(const kvm::GuestMemfd* g) const;
     std::string policy_for(bool to_private) const;
     void vmentry(ExecContext& ctx) const;
+    void vmexit(ExecContext& ctx) const;
     // A protected guest's hypercall, handled at EL2 (MEM_SHARE / MEM_UNSHARE / MEM_RELINQUISH).
     bool pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t* ret,
                         ExecContext& vctx);

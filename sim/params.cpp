@@ -246,10 +246,10 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.tdx_track", 2000, "TDX: TDH.MEM.TRACK (advance the TD epoch)", "estimate"));
     v.push_back(cycles("cost.tdx_page_remove", 2500, "TDX: TDH.MEM.PAGE.REMOVE", "estimate"));
     v.push_back(cycles("cost.tdx_wbinvd", 3000, "TDX: TDH.PHYMEM.PAGE.WBINVD of a 4 KiB page", "estimate"));
-    v.push_back(cycles("cost.tdx_td_exit", 4000, "TDX: a TD exit through the TDX module (state save, SEAMRET), on "
-                       "top of cost.vmexit", "estimate"));
-    v.push_back(cycles("cost.tdx_td_entry", 4000, "TDX: TDH.VP.ENTER (SEAMCALL, state restore), on top of "
-                       "cost.vmentry", "estimate"));
+    v.push_back(cycles("cost.tdx_td_exit", 4600, "TDX: a TD exit through the TDX module (state save, SEAMRET to "
+                       "KVM); replaces cost.vmexit for a TD vCPU", "estimate"));
+    v.push_back(cycles("cost.tdx_td_entry", 2600, "TDX: the TDH.VP.ENTER leaf (state restore, entry), on top of "
+                       "cost.tdx_seamcall; the two replace cost.vmentry for a TD vCPU", "estimate"));
     v.push_back(cycles("cost.tdx_ve", 1500, "TDX: #VE delivered by the module and the guest's handler (no exit)",
                        "estimate"));
     v.push_back(cycles("cost.tdx_page_add", 5000, "TDX: TDH.MEM.PAGE.ADD of a 4 KiB page at TD build time (copy "

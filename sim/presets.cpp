@@ -58,10 +58,13 @@ std::vector<PresetDef> build() {
                      {"cost.tdx_track", 2000, "estimate (docs/sources.md §3: TDH.MEM.TRACK)"},
                      {"cost.tdx_page_remove", 2500, "estimate (docs/sources.md §3: TDH.MEM.PAGE.REMOVE)"},
                      {"cost.tdx_wbinvd", 3000, "estimate (docs/sources.md §3: TDH.PHYMEM.PAGE.WBINVD 4K)"},
-                     {"cost.tdx_td_exit", 4000,
-                      "estimate (TD exit round trip 6,000 in docs/sources.md §3, raised to 9,200 with cost.vmexit and "
-                      "cost.vmentry so one accept fault costs about 8 us: Dstack-TEE/dstack PR #1220)"},
-                     {"cost.tdx_td_entry", 4000, "estimate (as cost.tdx_td_exit)"},
+                     {"cost.tdx_td_exit", 4600,
+                      "estimate (TD exit round trip 6,000 in docs/sources.md §3, raised to 9,200 so one accept fault "
+                      "costs about 8 us: Dstack-TEE/dstack PR #1220; half of it is the exit, which replaces "
+                      "cost.vmexit for a TD vCPU)"},
+                     {"cost.tdx_td_entry", 2600,
+                      "estimate (the other half of the 9,200-cycle round trip of cost.tdx_td_exit is TDH.VP.ENTER: "
+                      "cost.tdx_seamcall plus this leaf; it replaces cost.vmentry for a TD vCPU)"},
                      {"cost.tdx_ve", 1500, "estimate (docs/sources.md §3: #VE handled in the TD without exit)"},
                      {"mem.llc.policy", "inclusive",
                       "estimate (the mesh LLC is non-inclusive since Skylake-SP but filled on demand misses; "

@@ -350,6 +350,9 @@ json build_results(const ResultInputs& in) {
     }
     if (auto* k = in.m.kvm()) {
         const auto& s = k->stats();
+        // kvm->mmu_lock held in simulated time (kernel/mmu_lock.hpp).
+        m["mmu_lock.waits"] = k->mmu_lock().stats().waits;
+        m["mmu_lock.wait_cycles"] = k->mmu_lock().stats().wait_cycles;
         m["kvm.memslot.create"] = s.memslot_create;
         m["kvm.memslot.delete"] = s.memslot_delete;
         m["kvm.memslot.move"] = s.memslot_move;

@@ -210,7 +210,8 @@ PageFaultOutcome Arm64Mmu::user_mem_abort(Gpa ipa, uint64_t e, const kvm_memory_
     if (writable && (!logging || write)) prot |= KVM_PGTABLE_PROT_W;
     if (exec || dic_) prot |= KVM_PGTABLE_PROT_X;
     ctx.sync();
-    ctx.charge("mmu_lock", costs_.mmu_lock);
+    // kvm_fault_lock(): read_lock(&kvm->mmu_lock) (stage-2 faults in parallel since 6.2).
+    MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::read, ctx, costs_.mmu_lock);
     if (kvm_.mmu_invalidate_retry_gfn(mmu_seq, gfn)) {
         out.r = RET_PF_RETRY;
         out.why = "invalidation raced the fault";
@@ -261,7 +262,8 @@ PageFaultOutcome Arm64Mmu::gmem_abort(Gpa ipa, uint64_t e, const kvm_memory_slot
     if (!(slot.flags & uapi::KVM_MEM_READONLY)) prot |= KVM_PGTABLE_PROT_W;
     if (exec || dic_) prot |= KVM_PGTABLE_PROT_X;
     ctx.sync();
-    ctx.charge("mmu_lock", costs_.mmu_lock);
+    // kvm_fault_lock(): read_lock(&kvm->mmu_lock) (stage-2 faults in parallel since 6.2).
+    MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::read, ctx, costs_.mmu_lock);
     if (kvm_.mmu_invalidate_retry_gfn(mmu_seq, gfn)) {
         out.r = RET_PF_RETRY;
         out.why = "invalidation raced the fault";

@@ -262,8 +262,9 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
         return out;
     }
     ctx.sync();
-    ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+    MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::write, ctx, kvm_.costs().mmu_lock);
     const int r = donate(gfn, *pfn, hva, ctx);
+    lock.unlock();
     if (r) {
         proc_.unpin_user_pages(hva, kPageSize, ctx);
         out.r = r == -EAGAIN || r == -EPERM ? RET_PF_RETRY : -EFAULT;

@@ -248,7 +248,8 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
         return out;
     }
 
-    ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+    // kvm_tdp_mmu_page_fault(): read_lock(&kvm->mmu_lock) until the fault is done.
+    MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::read, ctx, kvm_.costs().mmu_lock);
     if (is_page_fault_stale(fault)) {
         ++stats_.retries;
         out.r = RET_PF_RETRY;
@@ -503,11 +504,13 @@ int X86Mmu::kvm_tdp_mmu_map_private_pfn(Gfn gfn, Pfn pfn, ExecContext& ctx) {
     if (!mirror_) return -EOPNOTSUPP;
     // The fault KVM builds carries the pfn already (no faultin); RET_PF_RETRY loops.
     for (unsigned tries = 0; tries < kMaxPrefaultRetries; ++tries) {
-        ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+        // kvm_tdp_mmu_map_private_pfn(): the map under read_lock(&kvm->mmu_lock).
+        MmuLockGuard lock(kvm_.mmu_lock(), MmuLock::Mode::read, ctx, kvm_.costs().mmu_lock);
         bool flush = false;
         const MapResult m = mirror_->map(gfn, pfn, PgLevel::k4K, true, &flush, ctx);
         if (flush) kvm_flush_remote_tlbs(ctx);
         if (m == MapResult::busy) {
+            lock.unlock();
             ++stats_.external_busy;
             ctx.sync();
             continue;

@@ -40,8 +40,8 @@ struct TdxCosts {
     Cycles track = 0;         // cost.tdx_track: TDH.MEM.TRACK
     Cycles page_remove = 0;   // cost.tdx_page_remove: TDH.MEM.PAGE.REMOVE
     Cycles wbinvd = 0;        // cost.tdx_wbinvd: TDH.PHYMEM.PAGE.WBINVD (4K)
-    Cycles td_exit = 0;       // cost.tdx_td_exit: a TD exit through the module, beyond cost.vmexit
-    Cycles td_entry = 0;      // cost.tdx_td_entry: TDH.VP.ENTER, beyond cost.vmentry
+    Cycles td_exit = 0;       // cost.tdx_td_exit: a TD exit through the module (replaces cost.vmexit)
+    Cycles td_entry = 0;      // cost.tdx_td_entry: TDH.VP.ENTER's leaf, beyond cost.tdx_seamcall (replaces cost.vmentry)
     Cycles ve = 0;            // cost.tdx_ve: #VE delivery and the guest's handler, no exit
     Cycles accept_4k = 0;     // cost.tdx_accept_4k: TDG.MEM.PAGE.ACCEPT of 4K (TDCALL, zeroing)
     Cycles idle_tick = 0;     // cost.tdx_idle_tick: an idle vCPU's tick beyond its TD exit and entry

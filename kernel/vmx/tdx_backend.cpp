@@ -64,7 +64,6 @@ void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
     // slowest, one IPI round trip. Every vCPU's TLB is flushed: the kicked ones and the
     // ones outside both enter again through TDH.VP.ENTER, which flushes when TD_EPOCH moved.
     const KvmCosts& c = kvm_.costs();
-    const TdxCosts& t = tdx_->costs();
     unsigned ipis = 0;
     module_.interrupt_guest_leaves(tdr_);
     for (size_t i = 0; i < vcpus_.size(); ++i) {
@@ -73,7 +72,7 @@ void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
         if (i >= vp_.size() || !module_.vcpu_inside(tdr_, vp_[i])) continue;
         module_.td_exit(tdr_, vp_[i]);
         ++ipis;
-        if (v.requests) v.requests->charge_before_guest(c.vmexit + t.td_exit + t.td_entry + c.vmentry);
+        if (v.requests) v.requests->charge_before_guest(td_exit_cycles() + td_entry_cycles());
     }
     kicked_ += ipis;
     if (ipis) ctx.charge("tdx_kick_ipi", c.tlb_flush_remote_ipi);
@@ -165,9 +164,7 @@ uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, Pg
 }
 
 Cycles TdxBackend::idle_tick_cycles() const {
-    const KvmCosts& c = kvm_.costs();
-    const TdxCosts& t = tdx_->costs();
-    return c.vmexit + t.td_exit + t.idle_tick + t.td_entry + c.vmentry;
+    return td_exit_cycles() + tdx_->costs().idle_tick + td_entry_cycles();
 }
 
 void TdxBackend::charge_idle_ticks(Cycles fault, ExecContext& ctx) {

@@ -60,9 +60,15 @@ public:
     // module's status that ended it (or ~0 if an exit stopped the vCPU).
     uint64_t guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, PgLevel level, ExecContext& ctx,
                           const std::function<bool(uint64_t)>& exit_to_kvm);
-    // The module's share of a TD exit / of TDH.VP.ENTER (on top of the VMX exit and entry).
-    void charge_td_exit(ExecContext& ctx) const { ctx.charge("tdx_td_exit", tdx_->costs().td_exit); }
-    void charge_td_entry(ExecContext& ctx) const { ctx.charge("tdh_vp_enter", tdx_->costs().td_entry); }
+    // A TD vCPU leaves and enters through the TDX module, not through a VMX exit and
+    // VMLAUNCH/VMRESUME of KVM's own: a TD exit is the module's state save and SEAMRET to KVM
+    // (cost.tdx_td_exit, the whole exit), an entry the SEAMCALL TDH.VP.ENTER (cost.tdx_seamcall
+    // round trip plus the leaf's state restore, cost.tdx_td_entry): tdx_vcpu_run() ->
+    // tdh_vp_enter(). They replace cost.vmexit / cost.vmentry for TD vCPUs.
+    void charge_td_exit(ExecContext& ctx) const { ctx.charge("tdx_td_exit", td_exit_cycles()); }
+    void charge_td_entry(ExecContext& ctx) const { ctx.charge("tdh_vp_enter", td_entry_cycles()); }
+    Cycles td_exit_cycles() const { return tdx_->costs().td_exit; }
+    Cycles td_entry_cycles() const { return tdx_->costs().seamcall + tdx_->costs().td_entry; }
 
     // Checked builds: the S-EPT agrees with KVM's mirror (same gfns, same frames, every
     // S-EPT leaf MAPPED or PENDING), and the PAMT says each frame is a REG page of this TD.

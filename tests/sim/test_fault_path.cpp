@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <functional>
+#include <optional>
 
 #include "kernel/guest_memfd.hpp"
 #include "sim/loader.hpp"
@@ -707,4 +708,84 @@ TEST_CASE("tdx: pre-fault refuses a GPA with the shared bit (EINVAL) once allowe
     uapi::kvm_pre_fault_memory ok{0x5000, 0x1000, 0, {}};
     CHECK(r.m->x86()->kvm_vcpu_pre_fault_memory(ok, c) == 0);
     CHECK(r.m->x86()->mirror()->lookup(Gfn(5)));
+}
+
+namespace {
+
+// One simulated thread with a local time; sync() hands control to the test's other thread.
+struct TimedThread final : ExecContext {
+    Cycles t = 0, waited = 0;
+    std::function<void()> at_sync;
+    void charge(std::string_view step, Cycles c) override {
+        t += c;
+        if (step == "mmu_lock_wait") waited += c;
+    }
+    void sync() override {
+        if (at_sync) at_sync();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("mmu_lock: a fault whose read_lock falls in an invalidation's write hold waits for it, then retries",
+          "[fault][mmu_lock][race]") {
+    // kvm_tdp_mmu_page_fault() takes mmu_lock for read after faultin; an MMU-notifier
+    // invalidation of its gfn holds it for write from kvm_mmu_invalidate_begin() through the
+    // zap. The fault gets the lock at the writer's release and is_page_fault_stale() sends it
+    // back (mmu_invalidate_retry_gfn(): in progress over its gfn).
+    Rig r(kDefaultVm, {{"host.thp", "false"}});
+    kvm::Kvm& k = *r.m->kvm();
+    Cycles global = 0;
+    TimedThread* running = nullptr;
+    k.mmu_lock().set_clock([&] { return global; },
+                           [&]() -> std::optional<Cycles> {
+                               if (!running) return std::nullopt;
+                               return running->t;
+                           });
+    const kvm::kvm_memory_slot* slot = k.gfn_to_memslot(0, Gfn(5));
+    REQUIRE(slot);
+    TimedThread fault, vmm;
+    fault.t = 100000;
+    vmm.t = 99900;   // the invalidation starts before the fault reaches mmu_lock
+    std::optional<kvm::MmuInvalidation> inv;
+    int step = 0;
+    Cycles released_at = 0;
+    fault.at_sync = [&] {
+        ++step;
+        if (step == 1) return;   // after faultin: the other thread is still behind
+        running = &vmm;
+        if (step == 2) {   // read_lock() brings the fault in time order: the VMM runs first
+            global = vmm.t;
+            inv.emplace(k, kvm::InvalidateCause::hva_notifier, kvm::AttrFilter::shared, vmm);
+            inv->begin();   // write_lock, kvm_mmu_invalidate_begin()
+            inv->unmap(*slot, Gfn(5), Gfn(6));
+            CHECK(k.mmu_lock().writer_inside());
+        } else if (step == 3) {   // the fault's first poll: the VMM finishes its zap and drops the lock
+            vmm.charge("zap", 5000);
+            inv->flush_and_unlock();
+            released_at = vmm.t;
+        }
+        global = fault.t;
+        running = &fault;
+    };
+    running = &fault;
+    const kvm::PageFaultOutcome out = r.m->x86()->kvm_mmu_page_fault(Gpa(0x5000), mmu::PFERR_USER, fault);
+    CHECK(out.r == kvm::RET_PF_RETRY);
+    CHECK(step == 3);
+    REQUIRE(released_at > 100000);
+    CHECK(fault.waited > 0);
+    CHECK(fault.t >= released_at);   // it got the lock only when the writer released it
+    CHECK(k.mmu_lock().stats().waits == 1);
+    CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(5)));
+    running = &vmm;
+    global = vmm.t;
+    inv->end();
+    // After kvm_mmu_invalidate_end() the retried fault maps the page without waiting.
+    TimedThread again;
+    again.t = std::max(vmm.t, fault.t) + 1000;
+    global = again.t;
+    running = &again;
+    CHECK(r.m->x86()->kvm_mmu_page_fault(Gpa(0x5000), mmu::PFERR_USER, again).r == kvm::RET_PF_FIXED);
+    CHECK(again.waited == 0);
+    running = nullptr;
 }

@@ -286,13 +286,12 @@ TEST_CASE("tdx run: a private fault waits for the idle vCPUs' ticks (tdx.idle_ti
     REQUIRE(touch(0x5000) > 0);   // links the tables
     CHECK_FALSE(td.idle_ticks_enabled());
     const Cycles plain = touch(0x6000);   // exit, AUG, entry, #VE, ACCEPT: the same path as the next
-    // 2 idle vCPUs at 1000 Hz, one tick round trip of cost.vmexit + tdx_td_exit +
-    // tdx_idle_tick + tdx_td_entry + cost.vmentry: they take u = num / den of the
+    // 2 idle vCPUs at 1000 Hz, one tick round trip of tdx_td_exit + tdx_idle_tick +
+    // TDH.VP.ENTER (tdx_seamcall + tdx_td_entry): they take u = num / den of the
     // serialization point, and the fault waits plain * u / (1 - u).
     td.set_idle_ticks(1000, 3000);
     const Cycles tick = td.idle_tick_cycles();
-    CHECK(tick == cfg.costs.vmexit + cfg.tdx_costs.td_exit + cfg.tdx_costs.idle_tick + cfg.tdx_costs.td_entry +
-                      cfg.costs.vmentry);
+    CHECK(tick == cfg.tdx_costs.td_exit + cfg.tdx_costs.idle_tick + cfg.tdx_costs.seamcall + cfg.tdx_costs.td_entry);
     const uint64_t num = 2ull * 1000 * tick, den = 3000ull * 1000000;
     // The fault is two waits (its exit to KVM, then the #VE), each rounded down.
     const Cycles waited = touch(0x7000) - plain, want = plain * num / (den - num);
@@ -341,4 +340,25 @@ TEST_CASE("tdx run: TD private pages are encrypted with the TD's key (encrypted_
     CHECK_FALSE(enc->encrypted(shared->pfn));
     REQUIRE(r.m->kvm_convert_memory(0x5000, 4096, false, "test", r.ctx) == 0);
     CHECK_FALSE(enc->encrypted(priv->pfn));   // removed from the TD: no longer its private page
+}
+
+TEST_CASE("tdx run: a TD vCPU exits through the module and enters with TDH.VP.ENTER, not VMX exit and entry",
+          "[tdx][run]") {
+    TdRig r;
+    REQUIRE(r.touch(0x5000, true, true));
+    const auto fp = r.m->fault_paths();
+    REQUIRE(fp.count("npf.private.4K"));
+    const auto& t = r.m->config().tdx_costs;
+    bool exit = false, entry = false;
+    for (auto& [name, c] : fp.at("npf.private.4K").steps) {
+        // The TD's exit and entry replace the VMX ones (tdx_vcpu_run() -> tdh_vp_enter()).
+        CHECK(name != "vmexit");
+        CHECK(name != "vmentry");
+        if (name == "tdx_td_exit") exit = c == t.td_exit;
+        if (name == "tdh_vp_enter") entry = c == t.seamcall + t.td_entry;
+    }
+    CHECK(exit);
+    CHECK(entry);
+    // Round trip as calibrated (9,200 cycles on sapphire-rapids).
+    CHECK(t.td_exit + t.seamcall + t.td_entry == 9200);
 }
