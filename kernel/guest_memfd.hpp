@@ -75,6 +75,12 @@ public:
     int kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& args, ExecContext& ctx);
     // In-place attributes of file page `index` (default PRIVATE unless INIT_SHARED).
     uint64_t kvm_gmem_get_attributes(uint64_t index) const;
+    // [PROPOSED] A protected VM's MEM_SHARE / MEM_UNSHARE under the in-place conversion
+    // series for pKVM: EL2 has already moved the page's ownership, so only the file's
+    // shareability of `index` follows (no zap, no invalidation: the page stays where it
+    // is, mapped by the guest; a shared page may be faulted by the VMM's mmap, a private
+    // one is SIGBUS there).
+    void kvm_gmem_set_shareability(uint64_t index, bool shared);
 
     // ---- bindings (kvm_gmem_bind / kvm_gmem_unbind, called from memslot changes) ----
     int bind(kvm_memory_slot& slot, uint64_t offset);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <stdexcept>
 #include <vector>
 
 #include "kernel/guest_memfd.hpp"
@@ -185,6 +186,11 @@ uint64_t Kvm::nr_private_pages() const {
 
 uint64_t GuestMemfd::kvm_gmem_get_attributes(uint64_t index) const {
     return attributes_.find(index).value_or(0);
+}
+
+void GuestMemfd::kvm_gmem_set_shareability(uint64_t index, bool shared) {
+    if (index >= npages()) throw std::out_of_range("guest_memfd: shareability beyond the file");
+    attributes_.assign(index, index + 1, shared ? 0 : uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE);
 }
 
 int GuestMemfd::kvm_gmem_set_attributes2(uapi::kvm_memory_attributes2& a, ExecContext& ctx) {

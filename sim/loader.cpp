@@ -1224,15 +1224,35 @@ private:
     }
 
     void top_expect(const json& j, const std::string& ptr) {
-        object(j, ptr, {"metrics"}, "an expect object {\"metrics\"}");
-        const json* m = opt(j, "metrics");
-        if (!m) return;
-        const std::string mp = ptr + "/metrics";
-        if (!m->is_object()) expected(mp, "an object of metric bounds", describe(*m));
-        for (const auto& [name, b] : m->items()) {
+        object(j, ptr, {"metrics", "arch"}, "an expect object {\"metrics\", \"arch\"}");
+        if (const json* m = opt(j, "metrics")) metric_bounds(*m, ptr + "/metrics", nullptr);
+        // Per-architecture bounds: {"arch": {"arm64": {"metrics": {...}}, "x86": {...}}}.
+        if (const json* a = opt(j, "arch")) {
+            const std::string ap = ptr + "/arch";
+            object(*a, ap, {"x86", "arm64"}, "an object of architectures {\"x86\", \"arm64\"}");
+            for (const auto& [arch, e] : a->items()) {
+                const std::string p = ap + "/" + arch;
+                object(e, p, {"metrics"}, "an expect object {\"metrics\"}");
+                auto& into = s_.expect_metrics_arch[arch];
+                if (const json* m = opt(e, "metrics")) metric_bounds(*m, p + "/metrics", &into);
+            }
+        }
+    }
+
+    // A metrics object: name -> bound. `arch`: the per-architecture map (null drops a bound).
+    void metric_bounds(const json& m, const std::string& mp,
+                       std::map<std::string, std::optional<scn::MetricBound>>* arch) {
+        if (!m.is_object()) expected(mp, "an object of metric bounds", describe(m));
+        for (const auto& item : m.items()) {
+            const std::string& name = item.key();
+            const json& b = item.value();
             const std::string p = mp + "/" + jsonu::pointer_token(name);
             if (!is_metric_name(name))
                 expected(p, "a dotted snake_case metric name", "'" + name + "'");
+            if (arch && b.is_null()) {
+                (*arch)[name] = std::nullopt;
+                continue;
+            }
             scn::MetricBound mb;
             if (b.is_number()) {
                 mb.eq = b.get<double>();
@@ -1246,7 +1266,8 @@ private:
                 if (mb.min && mb.max && *mb.min > *mb.max)
                     expected(p, "min <= max", fmt::format("min {} > max {}", *mb.min, *mb.max));
             }
-            s_.expect_metrics[name] = mb;
+            if (arch) (*arch)[name] = mb;
+            else s_.expect_metrics[name] = mb;
         }
     }
 };

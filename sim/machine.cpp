@@ -61,11 +61,13 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
     const std::string fmt = p.get_string("mmu.nested_format");
     c.stage2 = fmt == "stage2";
     if (c.stage2) {
-        // What hvsim models of arm64 today: KVM/arm64's stage 2 under a guest with its
-        // MMU off (stage 1 not walked), running the VM types that exist on arm64.
-        if (s.vm.guest_paging_levels)
+        // KVM/arm64's stage 2 under a guest whose stage 1 (if any) is VMSAv8-64 with the 4K
+        // granule and a 48-bit VA (4 levels), running the VM types that exist on arm64.
+        if (s.vm.guest_paging_levels == 5)
             throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() +
-                                        "): arm64 guest stage-1 page tables are not modelled; use \"guest_paging\": \"none\"");
+                                        "): \"guest_paging\": \"5-level\" has no arm64 stage-1 equivalent here "
+                                        "(52-bit VAs with the 4K granule need FEAT_LPA2's level -1, not modelled); "
+                                        "use \"4-level\" (48-bit VA)");
         if (s.vm.type != "default" && s.vm.type != "pkvm")
             throw std::invalid_argument("mmu.nested_format \"stage2\" (platform " + p.platform() + "): VM type \"" +
                                         s.vm.type + "\" is x86-only; arm64 runs \"default\" and \"pkvm\"");

@@ -231,7 +231,7 @@ std::vector<ParamDecl> build_decls() {
                        "estimate"));
     v.push_back(cycles("cost.attr_update", 400, "per range stored in a memory-attribute range map", "estimate"));
     v.push_back(cycles("cost.memslot_update", 5000, "install a new memslot array and synchronize_srcu", "estimate"));
-    v.push_back(cycles("cost.guest_pf", 1500, "guest #PF handler installing a guest PTE", "estimate"));
+    v.push_back(cycles("cost.guest_pf", 1500, "guest #PF handler installing a guest PTE (arm64: the guest kernel's stage-1 translation fault, a data abort taken to its own EL1)", "estimate"));
     v.push_back(cycles("cost.hypercall", 300, "kernel-side handling of a VMMCALL/VMCALL (exit not included)",
                        "estimate"));
     v.push_back(cycles("cost.pin_page", 250, "FOLL_LONGTERM pin of one 4 KiB page", "estimate"));

@@ -12,13 +12,6 @@ using nlohmann::json;
 
 namespace {
 
-// RFC 6901: "~" -> "~0", "/" -> "~1".
-std::string json_pointer_escape(const std::string& key) {
-    std::string o;
-    for (char c : key) o += c == '~' ? std::string("~0") : c == '/' ? std::string("~1") : std::string(1, c);
-    return o;
-}
-
 const char* cause_name(kvm::InvalidateCause c) { return kvm::invalidate_cause_name(c); }
 
 // Power-of-two buckets keyed by their lower bound: {"1024": n} counts totals in [1024, 2048).
@@ -345,6 +338,8 @@ json build_results(const ResultInputs& in) {
         m["pkvm.pages_copied"] = r.pages_copied;
         m["pkvm.pages_zeroed"] = r.pages_zeroed;
         m["pkvm.pinned"] = r.pinned;
+        m["pkvm.gmem_donated"] = r.gmem_donated;
+        m["pkvm.gmem_held"] = r.gmem_held;
         m["pkvm.teardown_cycles"] = r.teardown_cycles;
         m["pkvm.host_s2.tables"] = uint64_t(pk->host_pgt().table_pages());
     }
@@ -497,10 +492,13 @@ json build_results(const ResultInputs& in) {
 std::vector<Failure> check_metric_expectations(const scn::Scenario& s, const json& results,
                                                std::vector<Failure> failures) {
     const json& m = results.at("metrics");
-    for (const auto& entry : s.expect_metrics) {
-        const std::string& name = entry.first;   // named, not a structured binding: lambdas below use it
-        const auto& b = entry.second;
-        const std::string ptr = "/expect/metrics/" + json_pointer_escape(name);
+    // The bounds of the run's architecture (expect.arch), from the platform's MMU format.
+    const std::string arch = scn::expect_arch_of_nested_format(
+        results.contains("params") ? results.at("params").value("mmu.nested_format", std::string()) : std::string());
+    for (const auto& entry : scn::effective_metric_bounds(s, arch)) {
+        const std::string& name = entry.name;   // named, not a structured binding: lambdas below use it
+        const auto& b = entry.bound;
+        const std::string ptr = entry.ptr;
         auto add = [&](std::string msg, std::string text) {
             failures.push_back(Failure{"metric", ptr, std::nullopt, std::move(msg), std::move(text)});
         };

@@ -207,7 +207,43 @@ struct Scenario {
     VmDecl vm;
     std::vector<Step> steps;
     std::map<std::string, MetricBound> expect_metrics;
+    // expect.arch.<arch>.metrics: per-architecture bounds ("x86", "arm64"). On that
+    // architecture a bound replaces expect.metrics' bound of the same name, or adds one; a
+    // null (nullopt) drops the common bound there.
+    std::map<std::string, std::map<std::string, std::optional<MetricBound>>> expect_metrics_arch;
 };
+
+// The architecture a run's platform has, as expect.arch names it: "arm64" for a stage-2
+// MMU (mmu.nested_format "stage2"), else "x86".
+inline std::string expect_arch_of_nested_format(const std::string& nested_format) {
+    return nested_format == "stage2" ? "arm64" : "x86";
+}
+
+// The metric bounds a run on `arch` checks, each with the JSON pointer it came from.
+struct EffectiveBound {
+    std::string ptr;
+    std::string name;
+    MetricBound bound;
+};
+inline std::vector<EffectiveBound> effective_metric_bounds(const Scenario& s, const std::string& arch) {
+    auto escape = [](const std::string& n) {
+        std::string o;
+        for (char c : n) o += c == '~' ? std::string("~0") : c == '/' ? std::string("~1") : std::string(1, c);
+        return o;
+    };
+    const auto a = s.expect_metrics_arch.find(arch);
+    std::vector<EffectiveBound> out;
+    for (const auto& entry : s.expect_metrics) {
+        if (a != s.expect_metrics_arch.end() && a->second.count(entry.first)) continue;
+        out.push_back(EffectiveBound{"/expect/metrics/" + escape(entry.first), entry.first, entry.second});
+    }
+    if (a != s.expect_metrics_arch.end())
+        for (const auto& entry : a->second)
+            if (entry.second)
+                out.push_back(EffectiveBound{"/expect/arch/" + arch + "/metrics/" + escape(entry.first), entry.first,
+                                             *entry.second});
+    return out;
+}
 
 // The result of an snp_ap_create step as the guest sees it, by name (the step's "status"):
 // RMPADJUST's return codes (APM vol. 3), or 0x100 | the GHCB error KVM answered with

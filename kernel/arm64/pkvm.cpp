@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernel/error_rule.hpp"
+#include "kernel/guest_memfd.hpp"
 #include "kernel/kvm.hpp"
 
 namespace hvsim::kvm::arm64 {
@@ -81,7 +82,7 @@ PkvmHyp::~PkvmHyp() {
 }
 
 std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
-    std::vector<std::string> w{"pKVM partly modelled: the guest runs with its MMU off (no guest stage 1)"};
+    std::vector<std::string> w;
     // pKVM's protected-VM memory arrived in Linux 7.1; the in-place conversion proposal
     // would back it with guest_memfd.
     if (profile_ == "linux-6.18")
@@ -89,9 +90,9 @@ std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
                     "KVM_VM_TYPE_ARM_PROTECTED, arrived in Linux 7.1); this run follows Linux 7.1's pKVM (kvm.profile "
                     "linux-7.2 selects it without this warning)");
     if (profile_ == "inplace")
-        w.push_back("kvm.profile inplace: the in-place conversion proposal backs a protected VM's memory with "
-                    "guest_memfd; not modelled: the memory here is the memslots' anonymous memory, pinned page by page "
-                    "as in Linux 7.1 (the in-place MEM_SHARE / MEM_UNSHARE at EL2 is the same in both)");
+        w.push_back("kvm.profile inplace: a guest_memfd page's shareability follows MEM_SHARE / MEM_UNSHARE in KVM's "
+                    "host glue right after EL2 answers (the proposal's exit to the VMM and its conversion ioctl are "
+                    "not modelled; cost.attr_update is charged instead)");
     return w;
 }
 
@@ -100,6 +101,15 @@ std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
 // no slot may be read-only or dirty-logged (the host cannot write-protect or log what it
 // does not map).
 int PkvmHyp::prepare_memory_region(const Kvm&, const kvm_memory_slot* new_slot, kvm_mr_change change) const {
+    // Linux 7.1's protected-VM fault path (pkvm_mem_abort()) pins the slot's userspace memory
+    // and never consults guest_memfd; a guest_memfd slot is refused up front here (EINVAL,
+    // estimate: the errno of arm64's other guest_memfd slot checks). kvm.profile inplace
+    // follows the in-place conversion proposal, where guest_memfd backs the private memory.
+    if (new_slot && new_slot->has_gmem() && !gmem_backed() &&
+        (change == kvm_mr_change::create || change == kvm_mr_change::move))
+        return error_rule(-EINVAL, "kvm_arch_prepare_memory_region: a protected VM's memory is the memslot's "
+                                   "userspace memory in Linux 7.1 (guest_memfd backing is the in-place conversion "
+                                   "proposal: kvm.profile inplace)");
     if (hyp_vm_created_ && (change == kvm_mr_change::delete_ || change == kvm_mr_change::move))
         return error_rule(-EPERM, "kvm_arch_prepare_memory_region: a protected VM's memslots cannot be deleted or "
                                   "moved once it has run (pkvm_hyp_vm_is_created)");
@@ -199,7 +209,7 @@ void PkvmHyp::zero_and_clean(Pfn pfn, ExecContext& ctx) {
 // ---------------------------------------------------------------------------------------
 // Donation on fault
 
-int PkvmHyp::donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx) {
+int PkvmHyp::donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx, GuestMemfd* gmem, uint64_t index) {
     host_hvc("pkvm: hvc __pkvm_host_donate_guest", ctx);
     const int r = mp_.__pkvm_host_donate_guest(pfn.raw(), gfn.raw(), handle_);
     if (r) return r;
@@ -212,9 +222,68 @@ int PkvmHyp::donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx) {
     // ... and the guest gets it, PAGE_SIZE RWX whatever the access was (pkvm_mem_abort()).
     const int m = guest_.pgt().kvm_pgtable_stage2_map(gfn_to_gpa(gfn).raw(), kPageSize, pa, KVM_PGTABLE_PROT_RWX, ctx);
     if (m && m != -EAGAIN) throw std::runtime_error("pKVM: guest stage-2 map failed after the donation");
-    donated_[gfn.raw()] = Donated{hva, pfn};
-    ++stats_.pinned;
+    donated_[gfn.raw()] = Donated{hva, pfn, gmem, index};
+    if (gmem) {
+        ++stats_.gmem_donated;
+        ++stats_.gmem_held;
+    } else {
+        ++stats_.pinned;
+    }
     return 0;
+}
+
+void PkvmHyp::release_backing(const Donated& d, ExecContext& ctx) {
+    if (d.gmem) {
+        // The folio reference goes; the page stays in the file's page cache (freed there
+        // by a punch hole or the file's release, as any guest_memfd page).
+        d.gmem->unpin(d.index, d.pfn, ctx);
+        --stats_.gmem_held;
+        return;
+    }
+    proc_.unpin_user_pages(d.hva, kPageSize, ctx);
+    --stats_.pinned;
+}
+
+void PkvmHyp::gmem_shareability(Gfn gfn, bool shared, ExecContext& ctx) {
+    auto it = donated_.find(gfn.raw());
+    if (it == donated_.end() || !it->second.gmem) return;
+    ctx.charge("attr_update", kvm_.costs().attr_update);
+    it->second.gmem->kvm_gmem_set_shareability(it->second.index, shared);
+}
+
+// The in-place conversion proposal for pKVM: a fault on a guest_memfd slot takes the page
+// from the file (kvm_gmem_get_pfn(): allocated and cleared on first use) and donates it.
+// Nothing of the VMM's memory is pinned and nothing counts against RLIMIT_MEMLOCK: the
+// folio reference the donation holds keeps the page (GuestMemfd::pin()).
+PageFaultOutcome PkvmHyp::pkvm_gmem_abort(Gfn gfn, const kvm_memory_slot& slot, ExecContext& ctx) {
+    PageFaultOutcome out;
+    Pfn pfn(0);
+    int max_order = 0;
+    const int g = kvm_gmem_get_pfn(kvm_, slot, gfn, pfn, max_order, ctx);
+    if (g) {
+        // As gmem_abort(): KVM_EXIT_MEMORY_FAULT for the VMM.
+        out.exit = MemoryFaultExit{gfn_to_gpa(gfn).raw(), kPageSize, uapi::KVM_MEMORY_EXIT_FLAG_PRIVATE};
+        out.r = -EFAULT;
+        out.why = "pkvm_mem_abort: kvm_gmem_get_pfn failed";
+        return out;
+    }
+    GuestMemfd* file = slot.gmem.file;
+    const uint64_t index = gfn - slot.base_gfn + slot.gmem.pgoff;
+    file->pin(index);
+    ctx.sync();
+    ctx.charge("mmu_lock", kvm_.costs().mmu_lock);
+    const int r = donate(gfn, pfn, Hva(0), ctx, file, index);
+    if (r) {
+        file->unpin(index, pfn, ctx);
+        out.r = r == -EAGAIN || r == -EPERM ? RET_PF_RETRY : -EFAULT;
+        out.why = "__pkvm_host_donate_guest refused the page";
+        return out;
+    }
+    // The page is private now: the VMM's mmap of the file cannot fault it in.
+    file->kvm_gmem_set_shareability(index, false);
+    out.r = RET_PF_FIXED;
+    out.level = PgLevel::k4K;
+    return out;
 }
 
 // pkvm_mem_abort() (mmu.c, Linux 7.1): pin exactly one page of the slot's userspace memory
@@ -246,6 +315,7 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
         out.why = "pkvm_mem_abort: account_locked_vm() over RLIMIT_MEMLOCK (kvm.config.memlock_limit)";
         return out;
     }
+    if (slot.has_gmem() && gmem_backed()) return pkvm_gmem_abort(gfn, slot, ctx);
     const Hva hva = slot.gfn_to_hva(gfn);
     const int64_t n = proc_.pin_user_pages(hva, kPageSize, ctx);
     if (n < 0) {
@@ -286,6 +356,7 @@ int64_t PkvmHyp::share_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
     // the guest's leaf keeps its output address and permissions, only its state bits move.
     host_stage2_set_owned(pfn, ctx);
     guest_.pgt().kvm_pgtable_stage2_set_sw_bits(gfn_to_gpa(gfn).raw(), pkvm_mkstate(PkvmPageState::shared_owned), ctx);
+    gmem_shareability(gfn, true, ctx);
     return 0;
 }
 
@@ -296,6 +367,7 @@ int64_t PkvmHyp::unshare_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
     host_pgt_->kvm_pgtable_stage2_annotate(pfn.raw() << kPageShift,
                                            pkvm_host_donation_annotation(PkvmOwner::guest, handle_, gfn.raw()), ctx);
     guest_.pgt().kvm_pgtable_stage2_set_sw_bits(gfn_to_gpa(gfn).raw(), pkvm_mkstate(PkvmPageState::owned), ctx);
+    gmem_shareability(gfn, false, ctx);
     return 0;
 }
 
@@ -349,15 +421,19 @@ int64_t PkvmHyp::mem_share(Gfn gfn, ExecContext& ctx, bool* needs_fault) {
         return 0;
     }
     const bool fresh = share_donated_.erase(gfn.raw()) > 0;
-    if (conv_ == PkvmConversion::copy && !fresh) return convert_by_copy(gfn, true, ctx);
     auto it = donated_.find(gfn.raw());
+    // A guest_memfd page converts in place whatever pkvm.conversion says: the file is the
+    // page (the copy-based design has distinct private and shared pages).
+    const bool gmem = it != donated_.end() && it->second.gmem;
+    if (conv_ == PkvmConversion::copy && !fresh && !gmem) return convert_by_copy(gfn, true, ctx);
     return share_in_place(gfn, it == donated_.end() ? Pfn(0) : it->second.pfn, ctx);
 }
 
 int64_t PkvmHyp::mem_unshare(Gfn gfn, ExecContext& ctx) {
     ++stats_.guest_hvcs;
-    if (conv_ == PkvmConversion::copy) return convert_by_copy(gfn, false, ctx);
     auto it = donated_.find(gfn.raw());
+    if (conv_ == PkvmConversion::copy && !(it != donated_.end() && it->second.gmem))
+        return convert_by_copy(gfn, false, ctx);
     if (it == donated_.end()) return smccc_ret(mp_.__pkvm_guest_unshare_host(handle_, gfn.raw()));
     return unshare_in_place(gfn, it->second.pfn, ctx);
 }
@@ -374,9 +450,8 @@ int64_t PkvmHyp::mem_relinquish(Gfn gfn, ExecContext& ctx) {
     ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
     ++stats_.pages_zeroed;
     host_stage2_set_owned(it->second.pfn, ctx);
-    proc_.unpin_user_pages(it->second.hva, kPageSize, ctx);
+    release_backing(it->second, ctx);
     donated_.erase(it);
-    --stats_.pinned;
     return 0;
 }
 
@@ -396,16 +471,19 @@ void PkvmHyp::teardown(ExecContext& ctx) {
             throw std::runtime_error("pKVM: reclaiming a dying guest's page failed: " + std::to_string(r));
         guest_.pgt().kvm_pgtable_stage2_unmap(gfn << kPageShift, kPageSize, cc);
         if (owned) {   // zeroed by the reclaim, cleaned to PoC
+            // A guest_memfd page stays in the file: its bytes must not outlive the guest.
+            if (pg.gmem) mem_.fill(pfn_to_hpa(pg.pfn), 0, kPageSize);
             cc.charge("pkvm: zero page", costs_.zero_4k);
             cc.charge("pkvm: clean to PoC", costs_.cmo_4k());
             ++stats_.pages_zeroed;
         }
         host_stage2_set_owned(pg.pfn, cc);
-        proc_.unpin_user_pages(pg.hva, kPageSize, cc);
+        release_backing(pg, cc);
     }
     donated_.clear();
     poisoned_.clear();
     stats_.pinned = 0;
+    stats_.gmem_held = 0;
     host_hvc("pkvm: hvc __pkvm_finalize_teardown_vm", cc);
     guest_.pgt().kvm_tlb_flush_vmid(cc);
     torn_down_ = true;

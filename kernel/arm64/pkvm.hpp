@@ -67,6 +67,8 @@ struct PkvmRunStats {
     uint64_t pages_zeroed = 0;       // reclaimed guest-owned pages zeroed before the host gets them
     uint64_t forced_reclaims = 0;    // host kernel accesses that took a donated page back (IPA poisoned)
     uint64_t pinned = 0;             // pages pinned for the guest right now
+    uint64_t gmem_donated = 0;       // guest_memfd folios donated (kvm.profile inplace), cumulative
+    uint64_t gmem_held = 0;          // guest_memfd folios the guest holds right now
     Cycles teardown_cycles = 0;
 };
 
@@ -96,6 +98,9 @@ public:
     // The kernel profile the run follows (kvm.profile): which kernel's protected VMs the
     // warnings compare this model with (docs/arm64.md, "Kernel profiles").
     void set_kernel_profile(std::string p) { profile_ = std::move(p); }
+    // kvm.profile inplace: a protected VM's private memory may come from guest_memfd (the
+    // in-place conversion proposal for pKVM); upstream profiles refuse such memslots.
+    bool gmem_backed() const { return profile_ == "inplace"; }
 
     // ProtectedAbortHandler: pkvm_mem_abort().
     PageFaultOutcome pkvm_mem_abort(Gpa ipa, uint64_t esr, const kvm_memory_slot& slot, ExecContext& ctx) override;
@@ -142,11 +147,22 @@ private:
     struct Donated {
         Hva hva;     // the pinned userspace page behind the gfn
         Pfn pfn;
+        // kvm.profile inplace: the page is a guest_memfd folio (file page `index`), held
+        // by a folio reference instead of a pin of the VMM's memory.
+        GuestMemfd* gmem = nullptr;
+        uint64_t index = 0;
     };
+    // The guest_memfd path of pkvm_mem_abort() (kvm.profile inplace).
+    PageFaultOutcome pkvm_gmem_abort(Gfn gfn, const kvm_memory_slot& slot, ExecContext& ctx);
+    // Give a donated page back to where it came from: unpin the VMM's page, or drop the
+    // folio reference (the page stays in guest_memfd's page cache).
+    void release_backing(const Donated& d, ExecContext& ctx);
+    // The guest_memfd's shareability of a donated page follows a conversion at EL2.
+    void gmem_shareability(Gfn gfn, bool shared, ExecContext& ctx);
     // handle_host_mem_abort(): map the largest block around pa inside the host's memory.
     int host_stage2_idmap(uint64_t pa, ExecContext& ctx);
     void host_hvc(const char* what, ExecContext& ctx) { ctx.charge(what, costs_.host_hvc); }
-    int donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx);
+    int donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx, GuestMemfd* gmem = nullptr, uint64_t index = 0);
     // The host stage-2 maps pfn again (the annotation replaced by a valid identity entry).
     void host_stage2_set_owned(Pfn pfn, ExecContext& ctx);
     void zero_and_clean(Pfn pfn, ExecContext& ctx);

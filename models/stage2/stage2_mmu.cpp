@@ -383,8 +383,11 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
         for (;; ++level) {
             const uint64_t idx = (va >> level_shift(g, level)) & ((1ull << level_bits(g)) - 1);
             const uint64_t dipa = table + idx * 8;
-            // S1PTW: the descriptor's IPA through stage 2.
+            // S1PTW: the descriptor's IPA through stage 2 (a stage-2 TLB hit is the
+            // nested-TLB hit of an x86 2D walk: walk.ntlb_hits).
+            const uint64_t s2hits = s2stats_.s2tlb_hits;
             S2Out t = s2_translate(dipa, kR, cyc, refs);
+            if (s2stats_.s2tlb_hits != s2hits) ++stats_.ntlb_hits;
             if (!t.ok) return finish(s2_fault(dipa, t, at, true));
             const uint64_t d = port_->read64(t.pa, cyc);
             ++refs;

@@ -45,8 +45,12 @@ public:
     mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc, bool /*check*/ = true) override {
         return mod_.mmu().translate_gpa(ipa, at, enc);
     }
-    // The guest kernel's TTBR0_EL1 (ASID 1: one address space per guest here).
-    void set_guest_root(Gpa root) override { mod_.mmu().set_ttbr0(1, root); }
+    // The guest kernel turning its MMU on: TCR_EL1 (TG0 = 4K, T0SZ = 16: 48-bit VA, the
+    // format cpu::GuestOs builds) and TTBR0_EL1 (ASID 1: one address space per guest here).
+    void set_guest_root(Gpa root) override {
+        mod_.mmu().set_tcr(Granule::k4K, 48);
+        mod_.mmu().set_ttbr0(1, root);
+    }
     void flush_all() override { mod_.mmu().flush_all(); }
     const mmu::MmuStats& stats() const override { return mod_.mmu().stats(); }
 

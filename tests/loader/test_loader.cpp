@@ -272,6 +272,41 @@ TEST_CASE("every step kind, flags as names and raw integers, fd references", "[l
     CHECK(s.expect_metrics.at("tlb.l1.hits").eq == std::optional<double>(0));
 }
 
+TEST_CASE("expect.arch: per-architecture bounds replace, add or drop the common ones", "[loader]") {
+    const scn::Scenario s = load_scenario_text(R"({"expect": {
+        "metrics": {"mmu.huge_splits": {"min": 32}, "faults.fast": 24, "mmu.map.2m": {"min": 64}},
+        "arch": {"arm64": {"metrics": {"mmu.huge_splits": {"max": 4}, "mmu.map.2m": null, "s2.bbm": {"min": 1}}}}}})",
+                                               "t.json");
+    auto find = [](const std::vector<scn::EffectiveBound>& v, const std::string& n) -> const scn::EffectiveBound* {
+        for (const auto& b : v)
+            if (b.name == n) return &b;
+        return nullptr;
+    };
+    const auto x86 = scn::effective_metric_bounds(s, "x86");
+    REQUIRE(x86.size() == 3);
+    REQUIRE(find(x86, "mmu.huge_splits"));
+    CHECK(find(x86, "mmu.huge_splits")->bound.min == std::optional<double>(32));
+    CHECK(find(x86, "mmu.huge_splits")->ptr == "/expect/metrics/mmu.huge_splits");
+    CHECK_FALSE(find(x86, "s2.bbm"));
+    const auto arm = scn::effective_metric_bounds(s, "arm64");
+    REQUIRE(arm.size() == 3);   // faults.fast, mmu.huge_splits (replaced), s2.bbm (added); mmu.map.2m dropped
+    REQUIRE(find(arm, "mmu.huge_splits"));
+    CHECK(find(arm, "mmu.huge_splits")->bound.max == std::optional<double>(4));
+    CHECK_FALSE(find(arm, "mmu.huge_splits")->bound.min);
+    CHECK(find(arm, "mmu.huge_splits")->ptr == "/expect/arch/arm64/metrics/mmu.huge_splits");
+    CHECK_FALSE(find(arm, "mmu.map.2m"));
+    REQUIRE(find(arm, "faults.fast"));
+    CHECK(find(arm, "faults.fast")->bound.eq == std::optional<double>(24));
+    CHECK(scn::expect_arch_of_nested_format("stage2") == "arm64");
+    CHECK(scn::expect_arch_of_nested_format("ept") == "x86");
+
+    CHECK(error_of(R"({"expect": {"arch": {"aarch64": {}}}})") ==
+          "t.json: /expect/arch/aarch64: expected one of [x86, arm64], got 'aarch64'");
+    CHECK(error_of(R"({"expect": {"arch": {"arm64": {"metrics": {"a.b": {"min": 2, "max": 1}}}}}})") ==
+          "t.json: /expect/arch/arm64/metrics/a.b: expected min <= max, got min 2 > max 1");
+    CHECK(error_of(R"({"expect": {"metrics": {"a.b": null}}})").find("/expect/metrics/a.b") != std::string::npos);
+}
+
 TEST_CASE("defaults: name from the file stem, zen4-genoa, seed 1, a one-vCPU default VM", "[loader]") {
     const scn::Scenario s = load_scenario_text("{}", "some/dir/quick-start.json");
     CHECK(s.file == "some/dir/quick-start.json");
@@ -513,7 +548,7 @@ TEST_CASE("unknown keys name the allowed keys and the near match", "[loader][err
           "t.json: /steps/0/expect/exit/reasn: expected one of [reason, gpa, size, flags], got 'reasn' (did you mean "
           "'reason'?)");
     CHECK(error_of(R"({"expect": {"metric": {}}})") ==
-          "t.json: /expect/metric: expected one of [metrics], got 'metric' (did you mean 'metrics'?)");
+          "t.json: /expect/metric: expected one of [metrics, arch], got 'metric' (did you mean 'metrics'?)");
     CHECK(error_of(R"({"expect": {"metrics": {"faults.private": {"minimum": 1}}}})") ==
           "t.json: /expect/metrics/faults.private/minimum: expected one of [min, max, eq], got 'minimum'");
     CHECK(error_of(R"({"zzz": 1})") ==

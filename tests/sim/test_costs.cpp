@@ -74,7 +74,7 @@ TEST_CASE("costs: an arm64 machine charges the EL2 world switch and its own TLB 
 TEST_CASE("costs: kvm.profile says which kernel a protected VM's run follows", "[costs][pkvm]") {
     CHECK_FALSE(Arm64Machine("pkvm", "linux-7.2").warns("kvm.profile"));
     CHECK(Arm64Machine("pkvm", "linux-6.18").warns("kvm.profile linux-6.18: upstream Linux 6.18 cannot run protected"));
-    CHECK(Arm64Machine("pkvm", "inplace").warns("guest_memfd; not modelled"));
+    CHECK(Arm64Machine("pkvm", "inplace").warns("kvm.profile inplace: a guest_memfd page's shareability"));
     // A non-protected VM has no pKVM rules to follow.
     CHECK_FALSE(Arm64Machine("default", "linux-6.18").warns("kvm.profile"));
 }
