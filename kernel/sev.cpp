@@ -65,15 +65,21 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r,
 // The pfns behind a registered region's pages (anonymous guest RAM; a page of a file
 // mapping has no anon page and is left out): the pages whose DRAM fills are decrypted.
 void Kvm::sev_track_pfns(uint64_t first_page, uint64_t npages, bool add) {
+    // Gather the pages into runs of consecutive pfns, then count each run at once.
+    const int64_t delta = add ? 1 : -1;
+    uint64_t run_start = 0, run_len = 0;
     for (uint64_t i = 0; i < npages; ++i) {
         const auto pfn = proc_.anon_page(Hva((first_page + i) << kPageShift));
         if (!pfn) continue;
-        if (add) {
-            ++sev_enc_.pfns[pfn->raw()];
-        } else if (auto it = sev_enc_.pfns.find(pfn->raw()); it != sev_enc_.pfns.end() && --it->second == 0) {
-            sev_enc_.pfns.erase(it);
+        if (run_len && run_start + run_len == pfn->raw()) {
+            ++run_len;
+            continue;
         }
+        if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
+        run_start = pfn->raw();
+        run_len = 1;
     }
+    if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
 }
 
 void Kvm::sev_unpin_all() {

@@ -149,3 +149,22 @@ TEST_CASE("fault path percentile: nearest rank of the sorted samples", "[fault_p
         REQUIRE(hvsim::kvm::percentile(v, p) == sorted[rank - 1]);
     }
 }
+
+TEST_CASE("range map: add counts over ranges, absent keys count as zero, zero removes", "[range_map]") {
+    RangeMap<uint32_t> m;
+    m.add(0, 100, 1);
+    REQUIRE(m.nodes() == 1);
+    m.add(50, 150, 1);
+    REQUIRE(m.find(10) == 1u);
+    REQUIRE(m.find(60) == 2u);
+    REQUIRE(m.find(120) == 1u);
+    REQUIRE(m.nodes() == 3);
+    m.add(0, 200, -1);   // keys 150..199 are absent: they stay absent
+    REQUIRE_FALSE(m.contains(10));
+    REQUIRE(m.find(60) == 1u);
+    REQUIRE_FALSE(m.contains(120));
+    REQUIRE_FALSE(m.contains(170));
+    REQUIRE(m.nodes() == 1);
+    m.add(50, 100, -1);
+    REQUIRE(m.empty());
+}
