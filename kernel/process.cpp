@@ -490,10 +490,8 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
                 ctx.charge("zero_2m", costs_.zero_2m);
                 ++stats_.host_faults;
                 ++stats_.thp_allocated;
-                for (uint64_t i = 0; i < 512; ++i) {
-                    mem_.discard(*h + i);
-                    anon_.insert(region + (i << kPageShift), AnonPage{*h + i, 0});
-                }
+                mem_.discard_range(*h, 512);            // a fresh folio reads as zeros
+                anon_.insert_run(region, 512, *h, 0);   // nothing of the region was mapped
                 stats_.anon_pages_allocated += 512;
                 thp_regions_.insert(region);
                 return anon_.find(hva_page);
