@@ -53,6 +53,33 @@ public:
         return &l->pages[b];
     }
 
+    // Map n pages from hva_page to the consecutive pages from pfn, each with `pins` pins;
+    // none of them may be mapped. A leaf at a time: a bulk fault-in (legacy SEV pinning
+    // 64 GiB) fills arrays instead of looking up every page.
+    void insert_run(uint64_t hva_page, uint64_t n, Pfn pfn, uint32_t pins) {
+        uint64_t pg = hva_page >> kPageShift;
+        const uint64_t end = pg + n;
+        auto hint = leaves_.end();
+        while (pg < end) {
+            const uint64_t key = pg & ~uint64_t(kLeafPages - 1);
+            Leaf* l = leaf(key);
+            if (!l) {
+                hint = leaves_.try_emplace(hint, key);   // keys ascend: the hint is the next node
+                l = &hint->second;
+                ++hint;
+                last_key_ = key;
+                last_ = l;
+            }
+            const uint64_t stop = end < key + kLeafPages ? end : key + kLeafPages;
+            for (; pg < stop; ++pg, ++pfn) {
+                const unsigned b = unsigned(pg - key);
+                l->present |= uint16_t(1u << b);
+                l->pages[b] = AnonPage{pfn, pins};
+                ++size_;
+            }
+        }
+    }
+
     // Unmap hva_page; false if it was not mapped.
     bool erase(uint64_t hva_page) {
         const uint64_t key = key_of(hva_page);

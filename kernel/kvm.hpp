@@ -275,9 +275,10 @@ private:
     std::vector<EncRegion> sev_regions_;
     uint64_t sev_pages_locked_ = 0;
     // pfn -> registered regions pinning it (a page stays pinned, so its pfn is fixed).
+    // Runs of pfns with one count each: registering 64 GiB of contiguous pages is a node.
     struct SevEncPages final : EncryptedPages {
-        std::unordered_map<uint64_t, uint32_t> pfns;
-        bool encrypted(Pfn p) const override { return pfns.count(p.raw()) != 0; }
+        RangeMap<uint32_t> pfns;
+        bool encrypted(Pfn p) const override { return pfns.contains(p.raw()); }
     };
     SevEncPages sev_enc_;
     void sev_track_pfns(uint64_t first_page, uint64_t npages, bool add);

@@ -41,9 +41,9 @@ void VmmProcess::close_all(ExecContext& ctx) {
         unmap_range(s, maps_.begin()->second.end, ctx);
     }
     while (!pins_.empty()) {
-        Pin p = pins_.begin()->second;
+        const PinRun r = std::move(pins_.begin()->second);
         pins_.erase(pins_.begin());
-        release_pin(p, ctx);
+        r.pages.for_each(0, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { release_pins(r, s, e, pfn, ctx); });
     }
     while (!anon_.empty()) free_anon_page(*anon_.next(0), ctx);
     for (auto& [pfn, pins] : anon_orphans_) {
@@ -398,8 +398,9 @@ std::optional<Pfn> VmmProcess::replace_anon_page(Hva hva, Pfn pfn) {
     a->pfn = pfn;
     // The 2M region is no longer one huge page; pins follow the page they hold.
     thp_regions_.erase(page & ~((2ull << 20) - 1));
-    for (auto [b, e] = pins_.equal_range(page); b != e; ++b)
-        if (!b->second.gmem && b->second.pfn == old) b->second.pfn = pfn;
+    const uint64_t pno = page >> kPageShift;
+    for (auto& [seq, r] : pins_)
+        if (!r.gmem && r.pages.find(pno) == old) r.pages.assign(pno, pno + 1, pfn);
     return old;
 }
 
@@ -489,10 +490,8 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
                 ctx.charge("zero_2m", costs_.zero_2m);
                 ++stats_.host_faults;
                 ++stats_.thp_allocated;
-                for (uint64_t i = 0; i < 512; ++i) {
-                    mem_.discard(*h + i);
-                    anon_.insert(region + (i << kPageShift), AnonPage{*h + i, 0});
-                }
+                mem_.discard_range(*h, 512);            // a fresh folio reads as zeros
+                anon_.insert_run(region, 512, *h, 0);   // nothing of the region was mapped
                 stats_.anon_pages_allocated += 512;
                 thp_regions_.insert(region);
                 return anon_.find(hva_page);
@@ -576,71 +575,166 @@ GupResult VmmProcess::get_user_pages(Hva hva, bool write, ExecContext& ctx) {
     return fault_in(page_down(hva.raw()), write, ctx);
 }
 
+void VmmProcess::record_pins(uint64_t call_seq, uint64_t page, uint64_t n, Pfn pfn,
+                             const std::shared_ptr<GuestMemfd>& gmem, uint64_t index) {
+    // Extend the call's current run when the pages are of the same kind (anonymous, or the
+    // same file at the same offset); else open a run. The runs of one call never share a
+    // page, so their order among themselves does not matter.
+    const uint64_t delta = index - page;
+    PinRun* r = nullptr;
+    if (!pins_.empty()) {
+        auto last = std::prev(pins_.end());
+        if (last->first >= call_seq && last->second.gmem == gmem && (!gmem || last->second.index_delta == delta))
+            r = &last->second;
+    }
+    if (!r) {
+        r = &pins_[next_pin_seq_++];
+        r->gmem = gmem;
+        r->index_delta = gmem ? delta : 0;
+    }
+    r->pages.assign(page, page + n, pfn);
+    nr_pins_ += n;
+    stats_.pins += n;
+}
+
+uint64_t VmmProcess::fresh_anon_pages(uint64_t hva_page, uint64_t end) const {
+    if (thp_ || hva_page >= kTaskSizeMax) return 0;   // THP folios are per 2M region: the page-by-page path
+    end = std::min(end, kTaskSizeMax);
+    if (auto m = maps_.upper_bound(hva_page); m != maps_.begin() && std::prev(m)->second.end > hva_page) return 0;
+    if (auto m = maps_.lower_bound(hva_page); m != maps_.end()) end = std::min(end, m->first);
+    if (const auto a = anon_.next(hva_page)) end = std::min(end, *a);
+    if (auto z = zero_pages_.lower_bound(hva_page); z != zero_pages_.end()) end = std::min(end, *z);
+    const uint64_t region = hva_page & ~((2ull << 20) - 1);
+    if (auto h = huge_zero_regions_.lower_bound(region); h != huge_zero_regions_.end())
+        end = std::min(end, std::max(*h, hva_page));
+    return end > hva_page ? (end - hva_page) >> kPageShift : 0;
+}
+
+bool VmmProcess::pin_fresh_anon(uint64_t call_seq, uint64_t hva_page, uint64_t n, ExecContext& ctx) {
+    // What n write faults of do_anonymous_page() and n pins would do, page for page: the
+    // same pages (alloc_bulk() hands out what n alloc(0) calls would), the same cycles.
+    const std::vector<HostPageAllocator::PfnRun> runs = alloc_.alloc_bulk(n);
+    if (runs.empty()) return false;
+    ctx.charge("host_fault", costs_.host_fault * n);
+    ctx.charge("page_alloc", costs_.page_alloc * n);
+    ctx.charge("zero_4k", costs_.zero_4k * n);
+    ctx.charge("pin_page", costs_.pin_page * n);
+    uint64_t page = hva_page;
+    for (const HostPageAllocator::PfnRun& run : runs) {
+        mem_.discard_range(run.first, run.count);   // fresh anonymous pages read as zeros
+        anon_.insert_run(page, run.count, run.first, 1);
+        record_pins(call_seq, page >> kPageShift, run.count, run.first, nullptr, 0);
+        page += run.count << kPageShift;
+    }
+    stats_.host_faults += n;
+    stats_.anon_pages_allocated += n;
+    return true;
+}
+
 int64_t VmmProcess::pin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
     if (size == 0) return 0;
     const uint64_t first = page_down(hva.raw());
     const uint64_t end = page_up(hva.raw() + size);
     if (end <= first) return -EINVAL;
-    std::vector<std::multimap<uint64_t, Pin>::iterator> done;
-    for (uint64_t page = first; page < end; page += kPageSize) {
+    const uint64_t call_seq = next_pin_seq_;
+    const uint64_t pins_before = nr_pins_;
+    for (uint64_t page = first; page < end;) {
+        if (const uint64_t n = fresh_anon_pages(page, end); n > 1 && pin_fresh_anon(call_seq, page, n, ctx)) {
+            page += n << kPageShift;
+            continue;
+        }
         const GupResult g = fault_in(page, true, ctx);
         if (g.err) {
-            for (auto it : done) {   // all or nothing
-                Pin p = it->second;
+            // All or nothing: drop what this call pinned, oldest page first.
+            while (!pins_.empty() && std::prev(pins_.end())->first >= call_seq) {
+                auto it = pins_.lower_bound(call_seq);
+                const PinRun r = std::move(it->second);
                 pins_.erase(it);
-                release_pin(p, ctx);
+                r.pages.for_each(0, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { release_pins(r, s, e, pfn, ctx); });
             }
             return g.err;
         }
-        ctx.charge("pin_page", costs_.pin_page);
-        Pin p;
-        p.hva_page = page;
-        p.pfn = g.pfn;
         auto m = mapping_at(page);
-        if (m != maps_.end() && m->second.kind == FileKind::guest_memfd) {
-            p.gmem = m->second.gmem;
-            p.index = m->second.pgoff + ((page - m->first) >> kPageShift);
-            p.gmem->pin(p.index);
+        const bool gmem = m != maps_.end() && m->second.kind == FileKind::guest_memfd;
+        if (!gmem && g.level == PgLevel::k2M && (page & ((2ull << 20) - 1)) == 0 && end - page >= (2ull << 20)) {
+            // An intact transparent huge page, all of it in the range: its 512 pages are
+            // consecutive, so they are pinned as one piece (the cycles of 512 pins).
+            ctx.charge("pin_page", costs_.pin_page * 512);
+            for (uint64_t i = 0; i < 512; ++i) ++anon_.find(page + (i << kPageShift))->pins;
+            record_pins(call_seq, page >> kPageShift, 512, g.pfn, nullptr, 0);
+            page += 2ull << 20;
+            continue;
+        }
+        ctx.charge("pin_page", costs_.pin_page);
+        if (gmem) {
+            const uint64_t index = m->second.pgoff + ((page - m->first) >> kPageShift);
+            m->second.gmem->pin(index);
+            record_pins(call_seq, page >> kPageShift, 1, g.pfn, m->second.gmem, index);
         } else {
             ++anon_.find(page)->pins;
+            record_pins(call_seq, page >> kPageShift, 1, g.pfn, nullptr, 0);
         }
-        done.push_back(pins_.emplace(page, std::move(p)));
-        ++stats_.pins;
+        page += kPageSize;
     }
-    return int64_t(done.size());
+    return int64_t(nr_pins_ - pins_before);
 }
 
-void VmmProcess::release_pin(const Pin& p, ExecContext& ctx) {
+void VmmProcess::release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index, Pfn pfn, ExecContext& ctx) {
     ++stats_.unpins;
-    if (p.gmem) {
-        p.gmem->unpin(p.index, p.pfn, ctx);
+    if (gmem) {
+        gmem->unpin(index, pfn, ctx);
         return;
     }
-    AnonPage* a = anon_.find(p.hva_page);
-    if (a && a->pfn == p.pfn && a->pins) {
+    AnonPage* a = anon_.find(hva_page);
+    if (a && a->pfn == pfn && a->pins) {
         --a->pins;
         return;
     }
-    auto o = anon_orphans_.find(p.pfn.raw());
+    auto o = anon_orphans_.find(pfn.raw());
     if (o != anon_orphans_.end() && --o->second == 0) {
         anon_orphans_.erase(o);
-        mem_.discard(p.pfn);
-        alloc_.free(p.pfn, 0);
+        mem_.discard(pfn);
+        alloc_.free(pfn, 0);
     }
+}
+
+void VmmProcess::release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx) {
+    for (uint64_t p = s; p < e; ++p)
+        release_pin(p << kPageShift, r.gmem.get(), p + r.index_delta, pfn + (p - s), ctx);
+    nr_pins_ -= e - s;
 }
 
 int64_t VmmProcess::unpin_user_pages(Hva hva, uint64_t size, ExecContext& ctx) {
     if (size == 0) return 0;
-    const uint64_t first = page_down(hva.raw());
-    const uint64_t end = page_up(hva.raw() + size);
+    const uint64_t first = page_down(hva.raw()) >> kPageShift;
+    const uint64_t end = page_up(hva.raw() + size) >> kPageShift;
+    if (end <= first) return 0;
+    // Each page of the range drops its oldest pin: walk the runs oldest first, taking from
+    // each the pages of the range that have not dropped a pin yet.
+    RangeMap<uint8_t> todo;   // pages still to unpin
+    todo.assign(first, end, 1);
     int64_t n = 0;
-    for (uint64_t page = first; page < end; page += kPageSize) {
-        auto it = pins_.find(page);
-        if (it == pins_.end()) continue;
-        Pin p = it->second;
-        pins_.erase(it);
-        release_pin(p, ctx);
-        ++n;
+    struct Piece {
+        uint64_t s, e;
+        Pfn pfn;
+    };
+    std::vector<Piece> pieces;
+    for (auto it = pins_.begin(); it != pins_.end() && !todo.empty();) {
+        PinRun& r = it->second;
+        pieces.clear();
+        todo.for_each(first, end, [&](uint64_t ts, uint64_t te, uint8_t) {
+            r.pages.for_each(ts, te, [&](uint64_t s, uint64_t e, Pfn pfn) { pieces.push_back({s, e, pfn}); });
+        });
+        for (const Piece& p : pieces) {
+            release_pins(r, p.s, p.e, p.pfn, ctx);
+            r.pages.erase(p.s, p.e);
+            todo.erase(p.s, p.e);
+            n += int64_t(p.e - p.s);
+        }
+        if (r.pages.empty())
+            it = pins_.erase(it);
+        else
+            ++it;
     }
     return n;
 }

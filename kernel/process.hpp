@@ -21,6 +21,7 @@
 #include "kernel/costs.hpp"
 #include "kernel/kvm_config.hpp"
 #include "kernel/kvm_host.hpp"
+#include "kernel/range_map.hpp"
 #include "kernel/stats.hpp"
 #include "kernel/uapi.hpp"
 #include "models/mem/page_alloc.hpp"
@@ -195,7 +196,9 @@ public:
     size_t nr_huge_zero_regions() const { return huge_zero_regions_.size(); }
     std::optional<Pfn> anon_page(Hva hva) const;
     size_t nr_mappings() const { return maps_.size(); }
-    uint64_t nr_pins() const { return pins_.size(); }
+    uint64_t nr_pins() const { return nr_pins_; }
+    // Pin records (runs of pages pinned by one call); what the scale tests assert on.
+    size_t nr_pin_runs() const { return pins_.size(); }
 
     static constexpr uint64_t kMmapBase = 0x600000000000ull;   // where non-fixed mmaps go
 
@@ -210,11 +213,13 @@ private:
         uint64_t pgoff = 0;                   // file page at the mapping's start
         std::map<uint64_t, Pfn> ptes;         // file page index -> page, faulted in
     };
-    struct Pin {
-        uint64_t hva_page;
-        std::shared_ptr<GuestMemfd> gmem;     // null: anonymous page
-        uint64_t index = 0;
-        Pfn pfn;
+    // The long-term pins one pin_user_pages() call took on one stretch of anonymous memory
+    // or of one guest_memfd mapping: the pinned page of each hva page, as runs (a bulk
+    // pin of physically contiguous pages is one node, not a node per page).
+    struct PinRun {
+        std::shared_ptr<GuestMemfd> gmem;     // null: anonymous pages
+        uint64_t index_delta = 0;             // gmem: file index = hva page number + delta
+        RangeMap<Pfn> pages;                  // hva page number -> the page pinned
     };
 
     std::map<uint64_t, Mapping>::iterator mapping_at(uint64_t hva);
@@ -234,7 +239,20 @@ private:
                             bool mapped_only = false);
     HostAccessResult host_read_impl(Hva hva, uint64_t size, ExecContext& ctx, bool mapped_only);
     HostAccessResult host_write_impl(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx, bool mapped_only);
-    void release_pin(const Pin& p, ExecContext& ctx);
+    // unpin_user_page() of one pinned page.
+    void release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index, Pfn pfn, ExecContext& ctx);
+    // release_pin() of the pages [s, e) (hva page numbers) of run r, pinned from pfn on.
+    void release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx);
+    // Record a pin of [page, page + n) (hva page numbers) on the pages from pfn, taken by the
+    // pin_user_pages() call whose first run is `call_seq`.
+    void record_pins(uint64_t call_seq, uint64_t page, uint64_t n, Pfn pfn, const std::shared_ptr<GuestMemfd>& gmem,
+                     uint64_t index);
+    // How many pages from hva_page (up to end) have nothing behind them yet (no mapping,
+    // no anonymous or zero page, no THP): what pin_fresh_anon() can fault in at once.
+    uint64_t fresh_anon_pages(uint64_t hva_page, uint64_t end) const;
+    // Fault in and pin n fresh anonymous pages from hva_page at once; false (nothing done)
+    // if the allocator cannot supply them all.
+    bool pin_fresh_anon(uint64_t call_seq, uint64_t hva_page, uint64_t n, ExecContext& ctx);
     void close_all(ExecContext& ctx);
 
     PhysMem& mem_;
@@ -257,7 +275,10 @@ private:
     std::set<uint64_t> zero_pages_;               // hva pages mapped to the 4K zero page
     std::optional<Pfn> zero_pfn_, huge_zero_pfn_; // never written, freed at exit
     std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
-    std::multimap<uint64_t, Pin> pins_;           // hva page -> pin
+    // Pins by age (a sequence number per run): unpinning a page drops its oldest pin first.
+    std::map<uint64_t, PinRun> pins_;
+    uint64_t next_pin_seq_ = 0;
+    uint64_t nr_pins_ = 0;
     std::map<int, Hva> gmem_whole_maps_;          // gmem fd -> implicit whole-file mapping
     std::vector<std::weak_ptr<Kvm>> vms_;         // every VM created here (kvm->mm == this)
     HostStage2* host_s2_ = nullptr;

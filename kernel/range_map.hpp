@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "models/common/types.hpp"
 
@@ -73,6 +74,30 @@ public:
                 runs_.erase(it);
             }
         }
+    }
+
+    // Counting values (not linear ones): add delta to the value of every key in
+    // [start, end); an absent key counts as 0 and a key whose value reaches 0 is removed
+    // (a negative delta leaves absent keys absent).
+    void add(uint64_t start, uint64_t end, int64_t delta) {
+        if (start >= end || delta == 0) return;
+        struct Piece {
+            uint64_t s, e;
+            V v;
+        };
+        std::vector<Piece> pieces;
+        for_each(start, end, [&](uint64_t s, uint64_t e, const V& v) { pieces.push_back({s, e, v}); });
+        uint64_t pos = start;
+        for (const Piece& p : pieces) {
+            if (pos < p.s && delta > 0) assign(pos, p.s, V(delta));
+            const V nv = V(int64_t(p.v) + delta);
+            if (nv == V(0))
+                erase(p.s, p.e);
+            else
+                assign(p.s, p.e, nv);
+            pos = p.e;
+        }
+        if (pos < end && delta > 0) assign(pos, end, V(delta));
     }
 
     // Remove every key in [start, end).

@@ -28,6 +28,7 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, E
     if (npages > uint64_t(INT32_MAX)) return -EINVAL;
 
     // pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM): all or nothing (partial -> ENOMEM).
+    const uint64_t first_run = proc_.next_pin_seq_;
     const int64_t pinned = proc_.pin_user_pages(Hva(first << kPageShift), npages << kPageShift, ctx);
     if (pinned < 0 || uint64_t(pinned) != npages) return -ENOMEM;
     // sev_clflush_pages(): the pages' cache lines are written back before encryption.
@@ -35,7 +36,15 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_reg_region(const uapi::kvm_enc_region& r, E
 
     sev_pages_locked_ += npages;
     sev_regions_.push_back({r.addr, r.size, npages});
-    sev_track_pfns(first, npages, true);
+    // The pages just pinned are the region's anonymous pages (a page of a guest_memfd
+    // mapping has no anonymous page and is left out): count their pfns run by run, as
+    // the pins of this call record them, instead of looking each page up.
+    for (auto it = proc_.pins_.lower_bound(first_run); it != proc_.pins_.end(); ++it) {
+        if (it->second.gmem) continue;
+        it->second.pages.for_each(first, first + npages, [&](uint64_t s, uint64_t e, Pfn pfn) {
+            sev_enc_.pfns.add(pfn.raw(), pfn.raw() + (e - s), 1);
+        });
+    }
     stats_.sev_regions = sev_regions_.size();
     stats_.sev_pages_pinned = sev_pages_locked_;
     stats_.sev_pages_pinned_peak = std::max(stats_.sev_pages_pinned_peak, sev_pages_locked_);
@@ -65,15 +74,21 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r,
 // The pfns behind a registered region's pages (anonymous guest RAM; a page of a file
 // mapping has no anon page and is left out): the pages whose DRAM fills are decrypted.
 void Kvm::sev_track_pfns(uint64_t first_page, uint64_t npages, bool add) {
+    // Gather the pages into runs of consecutive pfns, then count each run at once.
+    const int64_t delta = add ? 1 : -1;
+    uint64_t run_start = 0, run_len = 0;
     for (uint64_t i = 0; i < npages; ++i) {
         const auto pfn = proc_.anon_page(Hva((first_page + i) << kPageShift));
         if (!pfn) continue;
-        if (add) {
-            ++sev_enc_.pfns[pfn->raw()];
-        } else if (auto it = sev_enc_.pfns.find(pfn->raw()); it != sev_enc_.pfns.end() && --it->second == 0) {
-            sev_enc_.pfns.erase(it);
+        if (run_len && run_start + run_len == pfn->raw()) {
+            ++run_len;
+            continue;
         }
+        if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
+        run_start = pfn->raw();
+        run_len = 1;
     }
+    if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
 }
 
 void Kvm::sev_unpin_all() {

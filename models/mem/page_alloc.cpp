@@ -1,5 +1,6 @@
 #include "models/mem/page_alloc.hpp"
 
+#include <bit>
 #include <new>
 #include <stdexcept>
 
@@ -30,6 +31,35 @@ std::optional<Pfn> HostPageAllocator::alloc(unsigned order) {
     }
     free_pages_ -= 1ull << order;
     return Pfn(pfn);
+}
+
+std::vector<HostPageAllocator::PfnRun> HostPageAllocator::alloc_bulk(uint64_t n) {
+    std::vector<PfnRun> runs;
+    if (n == 0 || n > free_pages_) return runs;
+    while (n) {
+        // alloc(0) takes from the smallest non-empty order; every order below stays empty
+        // until this block is used up, so one-page calls would take its pages in order.
+        unsigned o = 0;
+        while (free_[o].empty()) ++o;   // n <= free_pages_: some order has a block
+        const uint64_t pfn = *free_[o].begin();
+        free_[o].erase(free_[o].begin());
+        const uint64_t size = 1ull << o;
+        const uint64_t take = n < size ? n : size;
+        // What one-page splits leave of a partly used block: the rest of it as the aligned
+        // blocks of the binary decomposition (each split frees the upper buddy).
+        for (uint64_t pos = take; pos < size;) {
+            const unsigned j = unsigned(std::countr_zero(pos));
+            free_[j].insert(pfn + pos);
+            pos += 1ull << j;
+        }
+        if (!runs.empty() && runs.back().first + runs.back().count == Pfn(pfn))
+            runs.back().count += take;
+        else
+            runs.push_back({Pfn(pfn), take});
+        free_pages_ -= take;
+        n -= take;
+    }
+    return runs;
 }
 
 void HostPageAllocator::free(Pfn p, unsigned order) {

@@ -81,6 +81,17 @@ public:
     std::optional<Pfn> alloc(unsigned order);
     void free(Pfn pfn, unsigned order);
 
+    // n pages of order 0, exactly the pages n calls of alloc(0) would hand out, in the same
+    // order, and leaving the free lists as those calls would: taken a block at a time (the
+    // lowest block of the smallest non-empty order, whole, or split as alloc() splits it), so
+    // pinning 64 GiB costs a few free-list operations per block, not per page. Returned as
+    // runs of consecutive pfns; empty (nothing taken) if fewer than n pages are free.
+    struct PfnRun {
+        Pfn first;
+        uint64_t count;
+    };
+    std::vector<PfnRun> alloc_bulk(uint64_t n);
+
     uint64_t free_pages() const { return free_pages_; }
     uint64_t total_pages() const { return total_pages_; }
     uint64_t used_pages() const { return total_pages_ - free_pages_; }

@@ -29,8 +29,19 @@ PhysMem::~PhysMem() = default;
 
 PhysMem::Leaf::~Leaf() {
     for (Page* pg : p)
-        if (pg && is_patch(pg)) delete as_patch(pg);
-        else if (pg && !shared(pg)) delete pg;
+        if (pg && !is_patch(pg) && !shared(pg)) delete pg;   // patches belong to the pool
+}
+
+PhysMem::Patch* PhysMem::PatchPool::get(const Patch& init) {
+    if (free_.empty()) {
+        blocks_.push_back(std::make_unique<Patch[]>(kBlock));
+        Patch* b = blocks_.back().get();
+        for (size_t i = kBlock; i-- > 0;) free_.push_back(b + i);   // lowest first out
+    }
+    Patch* p = free_.back();
+    free_.pop_back();
+    *p = init;
+    return p;
 }
 
 namespace {
@@ -80,7 +91,7 @@ bool PhysMem::try_patch(Page*& pg, uint64_t pfn, size_t off, const uint8_t* src,
     if (&p == &fresh) {
         if (p.n == 0) return true;   // nothing changed: untouched or uniform stays so
         if (pg) --uniform_;
-        pg = reinterpret_cast<Page*>(reinterpret_cast<uintptr_t>(new Patch(fresh)) | 1);
+        pg = reinterpret_cast<Page*>(reinterpret_cast<uintptr_t>(patches_.get(fresh)) | 1);
         ++patched_;
         forget(pfn);   // a read-only grant of the zero or uniform page is stale now
     }
@@ -91,7 +102,7 @@ PhysMem::Page* PhysMem::materialize(Page*& pg, uint64_t pfn) {
     const Patch* p = as_patch(pg);
     Page* own = new Page;
     p->read(0, own->b.data(), kPageSize);
-    delete p;
+    patches_.put(const_cast<Patch*>(p));
     pg = own;
     --patched_;
     ++resident_;
@@ -193,7 +204,7 @@ void PhysMem::discard(Pfn pfn) {
     Page** s = pfn.raw() < kMaxPfn ? slot(pfn, false) : nullptr;
     if (!s || !*s) return;
     if (is_patch(*s)) {
-        delete as_patch(*s);
+        free_patch(*s);
         --patched_;
     } else if (shared(*s)) {
         --uniform_;
@@ -203,6 +214,19 @@ void PhysMem::discard(Pfn pfn) {
     }
     *s = nullptr;
     forget(pfn.raw());
+}
+
+void PhysMem::discard_range(Pfn first, uint64_t n) {
+    uint64_t f = first.raw();
+    const uint64_t end = f + n;
+    while (f < end) {
+        const uint64_t leaf_end = std::min(end, (f | (kFan - 1)) + 1);
+        if (f >= kMaxPfn || !slot(Pfn(f), false)) {   // no leaf here: nothing to drop
+            f = leaf_end;
+            continue;
+        }
+        for (; f < leaf_end; ++f) discard(Pfn(f));
+    }
 }
 
 uint64_t PhysMem::read64(Hpa a) const {
@@ -276,7 +300,7 @@ void PhysMem::fill(Hpa a, uint8_t byte, size_t n) {
         if (chunk == kPageSize) {
             // A whole page of one value: share the uniform copy.
             if (!pg || !shared(pg) || pg->b[0] != byte) {
-                if (pg && is_patch(pg)) { delete as_patch(pg); --patched_; }
+                if (pg && is_patch(pg)) { free_patch(pg); --patched_; }
                 else if (pg && !shared(pg)) { delete pg; --resident_; }
                 else if (pg) --uniform_;
                 pg = reinterpret_cast<Page*>(const_cast<uint8_t*>(uniform_table().bytes[byte]));

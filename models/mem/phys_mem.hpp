@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "models/common/types.hpp"
 
@@ -39,6 +40,9 @@ public:
     static const uint8_t* zero_page();
     // Drops the page's contents: it reads as zeros again and frees host memory.
     void discard(Pfn pfn);
+    // discard() of every page of [first, first + n): a leaf of the radix that was never
+    // created (1,024 untouched pages) is skipped whole.
+    void discard_range(Pfn first, uint64_t n);
 
     uint64_t read64(Hpa a) const;
     void write64(Hpa a, uint64_t v);
@@ -101,6 +105,21 @@ private:
         uint64_t word(unsigned w) const;
         void read(size_t off, uint8_t* dst, size_t len) const;
     };
+    // Patches come from a free list over blocks of them: the first small store into a fresh
+    // page (every first-touch fault) is a pop, not a malloc. The blocks live as long as the
+    // PhysMem (declared before the radix, so every leaf is gone before them).
+    class PatchPool {
+    public:
+        Patch* get(const Patch& init);
+        void put(Patch* p) { free_.push_back(p); }
+
+    private:
+        static constexpr size_t kBlock = 256;
+        std::vector<std::unique_ptr<Patch[]>> blocks_;
+        std::vector<Patch*> free_;
+    };
+    PatchPool patches_;
+    void free_patch(Page* pg) { patches_.put(as_patch(pg)); }
     static bool is_patch(const Page* pg) { return reinterpret_cast<uintptr_t>(pg) & 1; }
     static Patch* as_patch(Page* pg) { return reinterpret_cast<Patch*>(reinterpret_cast<uintptr_t>(pg) & ~uintptr_t(1)); }
     static const Patch* as_patch(const Page* pg) {

@@ -127,6 +127,32 @@ TEST_CASE("anon page table: a 2 MiB region filled page by page is 32 leaves, fou
     REQUIRE_FALSE(t.any_in(0, region));
 }
 
+TEST_CASE("anon page table: insert_run fills partly used leaves and new ones, as page inserts would", "[range_map][anon]") {
+    using hvsim::kvm::AnonPage;
+    using hvsim::kvm::AnonPageTable;
+    AnonPageTable run, paged;
+    const uint64_t base = 0x7f0000000000ull;
+    // Pages 3 and 60 mapped first: the run [4, 60) starts inside one leaf and ends inside another.
+    for (AnonPageTable* t : {&run, &paged})
+        for (uint64_t i : {3u, 60u}) t->insert(base + (i << kPageShift), AnonPage{Pfn(i), 0});
+    run.insert_run(base + (4 << kPageShift), 56, Pfn(1000), 1);
+    for (uint64_t i = 0; i < 56; ++i) paged.insert(base + ((4 + i) << kPageShift), AnonPage{Pfn(1000 + i), 1});
+    REQUIRE(run.size() == paged.size());
+    REQUIRE(run.size() == 58);
+    for (uint64_t i = 0; i < 80; ++i) {
+        const AnonPage* a = run.find(base + (i << kPageShift));
+        const AnonPage* b = paged.find(base + (i << kPageShift));
+        REQUIRE((a == nullptr) == (b == nullptr));
+        if (a) {
+            REQUIRE(a->pfn == b->pfn);
+            REQUIRE(a->pins == b->pins);
+        }
+    }
+    REQUIRE(run.find(base + (59 << kPageShift))->pfn == Pfn(1055));
+    REQUIRE(run.find(base + (3 << kPageShift))->pins == 0u);
+    REQUIRE(*run.next(base + (61 << kPageShift) - kPageSize) == base + (60 << kPageShift));
+}
+
 // ---- fault-path percentiles (kernel/fault_path.hpp): a selection must give the sorted rank ----
 #include <algorithm>
 #include <random>
@@ -148,4 +174,23 @@ TEST_CASE("fault path percentile: nearest rank of the sorted samples", "[fault_p
         size_t rank = size_t(p / 100.0 * double(v.size()) + 0.999999);
         REQUIRE(hvsim::kvm::percentile(v, p) == sorted[rank - 1]);
     }
+}
+
+TEST_CASE("range map: add counts over ranges, absent keys count as zero, zero removes", "[range_map]") {
+    RangeMap<uint32_t> m;
+    m.add(0, 100, 1);
+    REQUIRE(m.nodes() == 1);
+    m.add(50, 150, 1);
+    REQUIRE(m.find(10) == 1u);
+    REQUIRE(m.find(60) == 2u);
+    REQUIRE(m.find(120) == 1u);
+    REQUIRE(m.nodes() == 3);
+    m.add(0, 200, -1);   // keys 150..199 are absent: they stay absent
+    REQUIRE_FALSE(m.contains(10));
+    REQUIRE(m.find(60) == 1u);
+    REQUIRE_FALSE(m.contains(120));
+    REQUIRE_FALSE(m.contains(170));
+    REQUIRE(m.nodes() == 1);
+    m.add(50, 100, -1);
+    REQUIRE(m.empty());
 }

@@ -111,3 +111,100 @@ TEST_CASE("encrypted_pages: no memory encryption for plain, sw_protected and pKV
         CHECK(e.kvm->arch().encrypted_pages(*e.kvm) == nullptr);
     }
 }
+
+TEST_CASE("sev regions: a large registration pins as runs, with the pages one-by-one faults would get", "[sev][scale]") {
+    const uint64_t base = 0x7f0000000000ull, size = 64 * MiB, pages = size >> kPageShift;
+    KvmConfig c;
+    c.memlock_limit = 0;
+    Env bulk(VmType::sev, c), paged(VmType::sev, c);
+    // The reference: every page written by the VMM first (a write fault each), then registered.
+    for (uint64_t off = 0; off < size; off += 4096) REQUIRE(paged.proc->host_write(Hva(base + off), 8, 1, paged.ctx).err == 0);
+    REQUIRE(reg(paged, base, size) == 0);
+    const Cycles before = bulk.ctx.total;
+    REQUIRE(reg(bulk, base, size) == 0);
+    CHECK(bulk.ctx.total - before == bulk.costs.ioctl +
+                                         pages * (bulk.costs.host_fault + bulk.costs.page_alloc + bulk.costs.zero_4k +
+                                                  bulk.costs.pin_page + bulk.costs.clflush_4k));
+    CHECK(bulk.proc->nr_pins() == pages);
+    CHECK(bulk.proc->nr_pin_runs() == 1);
+    CHECK(bulk.proc->nr_anon_pages() == pages);
+    CHECK(bulk.proc->stats().host_faults == pages);
+    for (uint64_t off = 0; off < size; off += 4096) {
+        const auto a = bulk.proc->anon_page(Hva(base + off)), b = paged.proc->anon_page(Hva(base + off));
+        REQUIRE(a);
+        REQUIRE(a == b);
+    }
+    CHECK(bulk.alloc.free_pages() == paged.alloc.free_pages());
+    CHECK(bulk.alloc.alloc(0) == paged.alloc.alloc(0));
+    const EncryptedPages* enc = bulk.kvm->arch().encrypted_pages(*bulk.kvm);
+    CHECK(enc->encrypted(*bulk.proc->anon_page(Hva(base + size - 4096))));
+    REQUIRE(unreg(bulk, base, size) == 0);
+    CHECK(bulk.proc->nr_pins() == 0);
+    CHECK(bulk.proc->nr_pin_runs() == 0);
+    CHECK_FALSE(enc->encrypted(*bulk.proc->anon_page(Hva(base))));
+    CHECK(bulk.proc->stats().unpins == pages);
+}
+
+TEST_CASE("pins: unpinning a page drops its oldest pin, overlapping pins count per page", "[sev][pin]") {
+    Env e(VmType::sev);
+    const uint64_t base = 0x7f0000000000ull;
+    VmmProcess& p = *e.proc;
+    REQUIRE(p.pin_user_pages(Hva(base), 4 * 4096, e.ctx) == 4);            // pages 0..3
+    REQUIRE(p.pin_user_pages(Hva(base + 2 * 4096), 4 * 4096, e.ctx) == 4);  // pages 2..5
+    CHECK(p.nr_pins() == 8);
+    CHECK(p.unpin_user_pages(Hva(base), 6 * 4096, e.ctx) == 6);   // one pin per page: 2 and 3 keep one
+    CHECK(p.nr_pins() == 2);
+    CHECK(p.unpin_user_pages(Hva(base + 4 * 4096), 2 * 4096, e.ctx) == 0);   // 4 and 5 have none left
+    // Munmap frees the unpinned pages; the pinned ones live on until their last pin goes.
+    const uint64_t used = e.alloc.used_pages();
+    REQUIRE(p.munmap(Hva(base), 6 * 4096, e.ctx) == 0);
+    CHECK(e.alloc.used_pages() == used - 4);
+    CHECK(p.unpin_user_pages(Hva(base), 6 * 4096, e.ctx) == 2);
+    CHECK(e.alloc.used_pages() == used - 6);
+    CHECK(p.nr_pins() == 0);
+}
+
+TEST_CASE("pins: a bulk pin the allocator cannot back pins nothing and allocates nothing", "[sev][pin]") {
+    Env e(VmType::sev);
+    const uint64_t base = 0x7f0000000000ull;
+    (void)e.alloc.alloc_bulk(e.alloc.free_pages() - 10);
+    const uint64_t free_before = e.alloc.free_pages();
+    CHECK(e.proc->pin_user_pages(Hva(base), 16 * 4096, e.ctx) == -ENOMEM);
+    CHECK(e.proc->nr_pins() == 0);
+    CHECK(e.proc->nr_pin_runs() == 0);
+    CHECK(e.alloc.free_pages() == free_before - 10);   // the 10 pages faulted in stay mapped, unpinned
+    CHECK(e.proc->nr_anon_pages() == 10);
+}
+
+TEST_CASE("sev regions: with THP a registration pins each huge page as one piece", "[sev][scale]") {
+    const uint64_t base = 0x7f0000000000ull, size = 64 * MiB, pages = size >> kPageShift, regions = size >> 21;
+    KvmConfig c;
+    c.memlock_limit = 0;
+    {
+        Env e(VmType::sev, c);
+        e.proc->set_thp(true);
+        const Cycles before = e.ctx.total;
+        REQUIRE(reg(e, base, size) == 0);
+        CHECK(e.proc->stats().thp_allocated == regions);
+        CHECK(e.ctx.total - before == e.costs.ioctl +
+                                          regions * (e.costs.host_fault + e.costs.page_alloc + e.costs.zero_2m) +
+                                          pages * (e.costs.pin_page + e.costs.clflush_4k));
+        CHECK(e.proc->nr_pins() == pages);
+        CHECK(e.proc->nr_pin_runs() == 1);
+        REQUIRE(unreg(e, base, size) == 0);
+        CHECK(e.proc->nr_pins() == 0);
+        CHECK(e.proc->stats().unpins == pages);
+    }
+    {
+        // A read first maps the huge zero page over region 0: the write then copies 4K pages
+        // there (pinned one by one), the other regions get huge pages.
+        Env e(VmType::sev, c);
+        e.proc->set_thp(true);
+        REQUIRE(e.proc->get_user_pages(Hva(base), false, e.ctx).err == 0);   // a read fault
+        REQUIRE(reg(e, base, size) == 0);
+        CHECK(e.proc->stats().thp_allocated == regions - 1);
+        CHECK(e.proc->nr_pins() == pages);
+        REQUIRE(unreg(e, base, size) == 0);
+        CHECK(e.proc->nr_pins() == 0);
+    }
+}

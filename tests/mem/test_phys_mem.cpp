@@ -138,3 +138,20 @@ TEST_CASE("sparse stores into untouched or uniform pages are patches, not copies
     CHECK(m.pages_patched() == patched - 3);
     m.set_page_listener(nullptr, nullptr);
 }
+
+TEST_CASE("discard_range drops every page of the range, across untouched radix leaves", "[mem]") {
+    PhysMem m;
+    // Pages in three different 1,024-page leaves, with untouched leaves between them.
+    for (const uint64_t pfn : {uint64_t(5), uint64_t(1023), uint64_t(1024), uint64_t(5000), uint64_t(9000)})
+        m.fill(pfn_to_hpa(Pfn(pfn)), 0x5a, 100);   // a patch or own copy each
+    const size_t before = m.pages_resident() + m.pages_patched() + m.pages_uniform();
+    REQUIRE(before == 5);
+    m.discard_range(Pfn(6), 5000 - 6 + 1);   // 6 .. 5000: drops 1023, 1024 and 5000
+    CHECK(m.pages_resident() + m.pages_patched() + m.pages_uniform() == 2);
+    CHECK(m.read64(pfn_to_hpa(Pfn(5))) == 0x5a5a5a5a5a5a5a5aull);
+    CHECK(m.read64(pfn_to_hpa(Pfn(1023))) == 0);
+    CHECK(m.read64(pfn_to_hpa(Pfn(5000))) == 0);
+    CHECK(m.read64(pfn_to_hpa(Pfn(9000))) == 0x5a5a5a5a5a5a5a5aull);
+    m.discard_range(Pfn(0), 1ull << 20);
+    CHECK(m.pages_resident() + m.pages_patched() + m.pages_uniform() == 0);
+}
