@@ -465,8 +465,43 @@ TEST_CASE("tdx run huge: a 2M range with mixed attributes is mapped at 4K", "[td
     REQUIRE(r.m->kvm_convert_memory(0x3ff000, 0x1000, false, "test", r.ctx) == 0);
     CHECK(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
     // The 2M ACCEPT's exit maps only 4K (attributes not uniform): PAGE_SIZE_MISMATCH, then
-    // the 511 private 4K pages; the shared one's 4K ACCEPT ... is not asked for here.
+    // 4K ACCEPTs (the shared page's exits as a memory fault and the VMM converts it back).
     CHECK(r.td().kvm_tdx().stats().aug_2m == 0);
     CHECK(r.td().accept_fallbacks() == 1);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: deleting the memslot removes 2M private leaves whole (BLOCK, TRACK, REMOVE at 2M)",
+          "[tdx][run][huge][zap]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x400000, PgLevel::k2M) == 0);
+    REQUIRE(r.td().kvm_tdx().stats().aug_2m == 2);
+    uapi::kvm_userspace_memory_region2 del{};
+    del.slot = 0;
+    del.memory_size = 0;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), del, r.ctx) == 0);
+    CHECK(r.mod().remove == 2);
+    CHECK(r.td().kvm_tdx().stats().remove_2m == 2);
+    CHECK(r.mod().demote == 0);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    CHECK_FALSE(r.td().kvm_tdx().bugged());
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: once split a 2M range stays 4K (no PROMOTE), a later 2M ACCEPT falls back to 4K",
+          "[tdx][run][huge]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    // Convert the whole 2M to shared after a 4K conversion split it, then back to private.
+    REQUIRE(r.m->kvm_convert_memory(0x201000, 0x1000, false, "test", r.ctx) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x200000, false, "test", r.ctx) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x200000, true, "test", r.ctx) == 0);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    REQUIRE(r.m->x86()->mirror()->has_table_at(Gfn(0x200), PgLevel::k2M));
+    const uint64_t aug_2m = r.td().kvm_tdx().stats().aug_2m;
+    CHECK(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    CHECK(r.td().kvm_tdx().stats().aug_2m == aug_2m);   // the mirror's table stays: 4K leaves
+    CHECK(r.td().accept_fallbacks() == 1);
+    CHECK(r.mod().promote == 0);
     CHECK_FALSE(r.m->check_invariants());
 }
