@@ -811,6 +811,11 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
             return out;
         }
     }
+    // 2M private leaves need 2M guest_memfd folios to map (kvm_max_level_for_order()).
+    if (mc.tdx_huge_private && mc.kvm.gmem_max_order != 9) {
+        out.refused = "/params/kvm.config.tdx_huge_private: needs gmem.max_order = 9 (2 MiB guest_memfd folios)";
+        return out;
+    }
     sc_set_time_resolution(1, SC_PS);
     tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_time(double(mc.quantum_ns), SC_NS));
 

@@ -174,10 +174,12 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&t.td_entry, "cost.tdx_td_entry"},     {&t.ve, "cost.tdx_ve"},
         {&t.accept_4k, "cost.tdx_accept_4k"},   {&t.idle_tick, "cost.tdx_idle_tick"},
         {&t.page_add, "cost.tdx_page_add"},     {&t.mr_extend, "cost.tdx_mr_extend"},
+        {&t.page_aug_2m, "cost.tdx_page_aug_2m"}, {&t.demote, "cost.tdx_demote"},
     };
     for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
     c.tdx_idle_tick_hz = p.get_u64("tdx.idle_tick_hz");
     c.tdx_page_add_in_map = p.get_bool("kvm.config.tdx_page_add_in_map");
+    c.tdx_huge_private = p.get_bool("kvm.config.tdx_huge_private");
 
     c.host_mem_base = p.get_u64("host.mem_base");
     c.host_mem_size = p.get_u64("host.mem_size");
@@ -349,6 +351,7 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         cfg_.costs.vmexit = tdx_->td_exit_cycles();
         cfg_.costs.vmentry = tdx_->td_entry_cycles();
         tdx_->kvm_tdx().set_page_add_in_map(cfg_.tdx_page_add_in_map);
+        tdx_->kvm_tdx().set_huge_private(cfg_.tdx_huge_private);
         tdx_->set_idle_ticks(cfg_.tdx_idle_tick_hz, cfg_.freq_mhz);
         x86_->set_external_ops(tdx_.get());
         kvm::X86Mmu* mmu = x86_.get();
@@ -827,7 +830,11 @@ cpu::NpfAction Machine::handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_c
     const auto& c = cfg_.costs;
     // A TD's access the secure EPT walk faulted on goes to the TDX module first: a PENDING
     // page is a #VE the guest answers with ACCEPT, without an exit to KVM.
-    if (tdx_ && !kvm_->kvm_is_gfn_alias(gpa_to_gfn(gpa)) && tdx_->td_ept_violation_handled_by_guest(vcpu, gpa, ctx)) {
+    // A #VE whose 4K ACCEPT itself exits (a 2M PENDING leaf covers the page) comes to KVM
+    // as that ACCEPT's exit, at its level.
+    PgLevel max_level = v.fault_max_level;
+    if (tdx_ && !kvm_->kvm_is_gfn_alias(gpa_to_gfn(gpa)) &&
+        tdx_->td_ept_violation_handled_by_guest(vcpu, gpa, ctx, &max_level)) {
         return cpu::NpfAction::guest;
     }
     ++exits_.total;
@@ -839,7 +846,7 @@ cpu::NpfAction Machine::handle_npf_exit(unsigned vcpu, Gpa gpa, uint64_t error_c
     if (const Cycles x = kvm_->arch().exit_extra_cycles()) ctx.charge("ae_exit", x);
     // arm64: a stage-2 abort (ESR_EL2 in error_code); x86: #NPF / EPT violation.
     const kvm::PageFaultOutcome out = arm64_ ? arm64_->kvm_handle_guest_abort(gpa, error_code, ctx)
-                                             : x86_->kvm_mmu_page_fault(gpa, error_code, ctx);
+                                             : x86_->kvm_mmu_page_fault(gpa, error_code, ctx, max_level);
     // npf_interception(): when the guest is to re-enter and the NPF carries the RMP bit,
     // the backend repairs the RMP (sev_handle_rmp_fault()).
     if ((out.r == kvm::RET_PF_FIXED || out.r == kvm::RET_PF_SPURIOUS || out.r == kvm::RET_PF_RETRY) &&
@@ -912,9 +919,15 @@ bool Machine::handle_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t
         ++exits_.hypercall;
         // An ACCEPT that the module turns into an EPT-violation TD exit goes through KVM's
         // fault path like any exit (tdx_handle_ept_violation()), then the guest retries.
-        auto exit_to_kvm = [&](uint64_t gpa) {
+        // KVM maps no larger than the ACCEPT's requested level (the huge-page series honours
+        // the level in the extended exit qualification; released KVM maps 4K anyway).
+        auto exit_to_kvm = [&](uint64_t gpa, PgLevel level) {
             if (v.module) v.module->note_npf_exit();
-            return handle_npf(vcpu, Gpa(gpa), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, vctx) != cpu::NpfAction::stop;
+            v.fault_max_level = level;
+            const bool go =
+                handle_npf(vcpu, Gpa(gpa), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, vctx) != cpu::NpfAction::stop;
+            v.fault_max_level = PgLevel::k1G;
+            return go;
         };
         *ret = tdx_->guest_accept(vcpu, a0, a1 << kPageShift, PgLevel(a2), vctx, exit_to_kvm);
         return *ret == 0;

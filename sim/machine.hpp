@@ -70,6 +70,7 @@ struct MachineConfig {
     kvm::TdxCosts tdx_costs;        // cost.tdx_* (TDX VMs)
     uint64_t tdx_idle_tick_hz = 0;  // tdx.idle_tick_hz
     bool tdx_page_add_in_map = true;   // kvm.config.tdx_page_add_in_map (6.19 INIT_MEM_REGION flow)
+    bool tdx_huge_private = false;     // kvm.config.tdx_huge_private (2M private leaves, huge-page series)
     uint64_t host_mem_base = 4ull << 30, host_mem_size = 512ull << 30;
     bool host_thp = true;
     std::string conversion_policy = "auto";   // vmm.conversion_policy
@@ -234,6 +235,8 @@ private:
         std::unique_ptr<cpu::WalkObserver> walk_tracer;    // set_trace
         uint64_t exit_gpa = 0, exit_code = 0;             // the exit in flight, for its trace slice
         bool exit_is_hypercall = false;
+        // The mapping level the exit in flight allows (a TD's ACCEPT exit: the accept's level).
+        PgLevel fault_max_level = PgLevel::k1G;
     };
     int resolve_fd(const scn::FdRef& f) const;
     uapi::kvm_userspace_memory_region2 region2_of(const scn::MemslotDecl& m) const;

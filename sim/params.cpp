@@ -265,6 +265,12 @@ std::vector<ParamDecl> build_decls() {
                        "wake-up, the guest's tick handler); charged to private faults that wait for idle vCPUs' "
                        "ticks (tdx.idle_tick_hz)",
                        "estimate"));
+    v.push_back(cycles("cost.tdx_page_aug_2m", 7000, "TDX: TDH.MEM.PAGE.AUG of a 2 MiB page (PENDING; the module "
+                       "checks the 512 4K PAMT entries of the range), kvm.config.tdx_huge_private",
+                       "estimate"));
+    v.push_back(cycles("cost.tdx_demote", 10000, "TDX: TDH.MEM.PAGE.DEMOTE of a blocked 2 MiB leaf into a new "
+                       "secure EPT page of 512 4K entries (and 512 4K PAMT entries), kvm.config.tdx_huge_private",
+                       "estimate"));
     v.push_back(count("tdx.idle_tick_hz", "Hz", 0, 100000, 0,
                       "TDX: ticks per second each idle TD vCPU takes (the guest's periodic tick, Linux HZ, when "
                       "the tick is not stopped in idle); 0: idle vCPUs take no ticks. A private fault of a busy "
@@ -328,6 +334,12 @@ std::vector<ParamDecl> build_decls() {
                      "KVM_TDX_INIT_MEM_REGION issues TDH.MEM.PAGE.ADD inside the mirror update (Linux 6.19, "
                      "\"KVM TDX changes for 6.19\") instead of mapping first and counting nr_premapped (6.18)",
                      kLinux618));
+    v.push_back(flag("kvm.config.tdx_huge_private", false,
+                     "TDX: map TD private memory at 2 MiB where the guest_memfd folio is 2 MiB and the attributes "
+                     "are uniform (TDH.MEM.PAGE.AUG at 2M, TDH.MEM.PAGE.DEMOTE before a 4K-granular zap); needs "
+                     "gmem.max_order = 9; false: 4K only, as released Linux [PROPOSED]",
+                     "the TDX huge page series (\"TDX: Dynamic PAMT + S-EPT Hugepage\", LKML RFC v5, 2026-01-28), "
+                     "not merged as of 7.2"));
     {
         std::vector<std::string> names;
         for (const auto& p : kernel_profiles()) names.push_back(p.name);

@@ -92,6 +92,12 @@ std::vector<PresetDef> build() {
                      {"cost.tdx_idle_tick", 2270,
                       "estimate (calibrated: with the TD exit and entry costs a tick round trip is 11,470 cycles, so "
                       "248 idle vCPUs at HZ=1000 make one accept fault about 153 us: Dstack-TEE/dstack PR #1220)"},
+                     {"cost.tdx_page_aug_2m", 7000,
+                      "estimate (cost.tdx_page_aug 3,000 plus a scan of the 512 4K PAMT entries of the range, about "
+                      "8 cycles each; no public per-leaf figure)"},
+                     {"cost.tdx_demote", 10000,
+                      "estimate (a leaf like TDH.MEM.RANGE.BLOCK, about 3,000, plus 512 S-EPT entries and 512 4K PAMT "
+                      "entries written, about 14 cycles per 4K sub-page; no public per-leaf figure)"},
                  }});
 
     // Arm Neoverse N2, pKVM host (nVHE, protected guests). Stage-2 replaces NPT/EPT.

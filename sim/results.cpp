@@ -281,6 +281,10 @@ json build_results(const ResultInputs& in) {
         m["tdx.idle_ticks"] = t->idle_ticks_waited();
         m["tdx.page_add"] = s.page_add;
         m["tdx.mr_extend"] = s.mr_extend;
+        // kvm.config.tdx_huge_private: the 2M leaves among tdx.aug / tdx.remove, and DEMOTE.
+        m["tdx.aug_2m"] = t->kvm_tdx().stats().aug_2m;
+        m["tdx.remove_2m"] = t->kvm_tdx().stats().remove_2m;
+        m["tdx.demote"] = s.demote;
         m["sept.pages"] = s.sept_pages;
     }
     if (auto* a = in.m.arm64()) {

@@ -20,6 +20,31 @@ TdpMmu::TdpMmu(PhysMem& mem, HostPageAllocator& alloc, unsigned levels, mmu::Nes
 TdpMmu::~TdpMmu() {
     CycleCounter teardown;
     free_subtree(root_, levels_, teardown);
+    free_retired();
+}
+
+void TdpMmu::free_table(Pfn table) {
+    // A walker inside an external hook may still point into the table (Linux frees page
+    // tables after an RCU grace period, tdp_mmu_free_sp_rcu_callback()): retire it until
+    // the last walker leaves.
+    if (walkers_) {
+        retired_.push_back(table);
+        return;
+    }
+    mem_.discard(table);
+    alloc_.free(table, 0);
+}
+
+void TdpMmu::free_retired() {
+    for (Pfn p : retired_) {
+        mem_.discard(p);
+        alloc_.free(p, 0);
+    }
+    retired_.clear();
+}
+
+bool TdpMmu::is_retired(Pfn table) const {
+    return std::find(retired_.begin(), retired_.end(), table) != retired_.end();
 }
 
 Pfn TdpMmu::alloc_table(ExecContext& ctx) {
@@ -61,8 +86,7 @@ void TdpMmu::free_subtree(Pfn table, unsigned level, ExecContext& ctx) {
             }
         }
     }
-    mem_.discard(table);
-    alloc_.free(table, 0);
+    free_table(table);
     ++stats_.sp_freed;
 }
 
@@ -73,10 +97,15 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         throw std::logic_error("TdpMmu::map: gfn/pfn not aligned to the mapping level");
     if (g >= (1ull << (9 * levels_ + 3)))
         throw std::out_of_range("TdpMmu::map: gfn beyond the nested table's reach");
+    // The walk holds no pointer into a table across an external hook: the hook syncs, and
+    // another thread may meanwhile remove the table (it is retired, not freed, while this
+    // walker is inside, see free_table()) or its page may move. After a hook the entry is
+    // found again by table and index, and a retired table makes the fault retry.
+    Walker walker(*this);
     Pfn table = root_;
     for (unsigned lvl = levels_; lvl > goal; --lvl) {
-        uint64_t* t = table_ptr(table);
-        uint64_t& e = t[mmu::table_index(g << kPageShift, lvl)];
+        const unsigned idx = mmu::table_index(g << kPageShift, lvl);
+        uint64_t& e = table_ptr(table)[idx];
         // Another thread is inside the external hook for this SPTE (is_frozen_spte()): retry.
         if (external_ && e == kFrozenSpte) return MapResult::busy;
         if (!fmt_.present(e)) {
@@ -90,22 +119,31 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
                 const uint64_t old = e;
                 e = kFrozenSpte;
                 const int r = external_->link_external_spt(base, PgLevel(lvl), child, ctx);
-                e = old;
-                if (r) {
+                const bool gone = is_retired(table);
+                if (!gone) table_ptr(table)[idx] = old;
+                if (r || gone) {
                     mem_.discard(child);
                     alloc_.free(child, 0);
                     ++stats_.sp_freed;
-                    return r == -EBUSY ? MapResult::busy : MapResult::error;
+                    // A table removed during the hook: the fault retries from the root (the
+                    // external table linked meanwhile stays, as an empty S-EPT page would).
+                    return r == -EBUSY || (gone && !r) ? MapResult::busy : MapResult::error;
                 }
             }
-            e = fmt_.make_table(pfn_to_hpa(child).raw()) | table_ad();
+            table_ptr(table)[idx] = fmt_.make_table(pfn_to_hpa(child).raw()) | table_ad();
             ctx.charge("tdp_mmu_link_sp", costs_.spte_write);
             table = child;
             continue;
         }
         if (fmt_.is_leaf(e, lvl)) {
-            // A mirror maps at 4K only (the backend caps the level), so it never splits here.
-            if (external_) throw std::logic_error("TdpMmu::map: huge leaf in a mirror root");
+            if (external_) {
+                // A fault below a huge private leaf (the guest accepts at 4K inside a 2M
+                // mapping): the external leaf is demoted first, then the mirror's.
+                const MapResult r = split_mirror_huge(table, idx, lvl, Gfn(g & ~(pages_at(lvl) - 1)), &table, ctx);
+                if (r != MapResult::fixed) return r;
+                *flush = true;
+                continue;
+            }
             // tdp_mmu_split_huge_page(): the huge leaf becomes a table of leaves one level
             // down mapping the same frames, then the walk continues into it.
             table = split_huge(e, lvl, ctx);
@@ -114,8 +152,8 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         }
         table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
     }
-    uint64_t* t = table_ptr(table);
-    uint64_t& e = t[mmu::table_index(g << kPageShift, goal)];
+    const unsigned idx = mmu::table_index(g << kPageShift, goal);
+    uint64_t& e = table_ptr(table)[idx];
     if (external_ && e == kFrozenSpte) return MapResult::busy;
     uint64_t want = fmt_.make_leaf(pfn_to_hpa(pfn).raw(), level, writable, true);
     // make_spte(): a leaf installed by a fault is born accessed, and dirty when writable
@@ -143,10 +181,19 @@ MapResult TdpMmu::map(Gfn gfn, Pfn pfn, PgLevel level, bool writable, bool* flus
         const uint64_t old = e;
         e = kFrozenSpte;
         const int r = external_->set_external_spte(gfn, level, pfn, ctx);
-        e = old;
+        if (!r && is_retired(table)) {
+            // The table was removed while the hook ran (handle_removed_pt() on another
+            // thread): the external leaf just set has no mirror entry any more, so it goes
+            // again, as the remover would have removed it after the hook, and the fault
+            // retries from the root.
+            external_->remove_external_spte(gfn, level, pfn, ctx);
+            ++stats_.hook_races;
+            return MapResult::busy;
+        }
+        table_ptr(table)[idx] = old;
         if (r) return r == -EBUSY ? MapResult::busy : MapResult::error;
     }
-    e = want;
+    table_ptr(table)[idx] = want;
     count_leaf(goal, +1);
     ++stats_.sptes_installed;
     ctx.charge("tdp_mmu_set_spte", costs_.spte_write);
@@ -169,6 +216,21 @@ Pfn TdpMmu::split_huge(uint64_t& e, unsigned lvl, ExecContext& ctx) {
     e = fmt_.make_table(pfn_to_hpa(child).raw()) | table_ad();
     ++stats_.huge_splits;
     return child;
+}
+
+MapResult TdpMmu::split_mirror_huge(Pfn table, unsigned idx, unsigned lvl, Gfn base, Pfn* child, ExecContext& ctx) {
+    Walker walker(*this);
+    uint64_t& e = table_ptr(table)[idx];
+    const uint64_t old = e;
+    const Pfn pfn = hpa_to_pfn(Hpa(fmt_.addr(old, lvl)));
+    e = kFrozenSpte;
+    const int r = external_->split_external_spt(base, PgLevel(lvl), pfn, ctx);
+    if (is_retired(table)) return MapResult::busy;   // removed during the hook (see map())
+    uint64_t& now = table_ptr(table)[idx];
+    now = old;
+    if (r) return r == -EBUSY ? MapResult::busy : MapResult::error;
+    *child = split_huge(now, lvl, ctx);
+    return MapResult::fixed;
 }
 
 uint64_t TdpMmu::wrprot_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end, bool split,
@@ -227,28 +289,47 @@ bool TdpMmu::make_writable(Gfn gfn, ExecContext& ctx) {
 
 uint64_t TdpMmu::zap_range(Pfn table, unsigned level, uint64_t base_gfn, uint64_t start, uint64_t end,
                            ExecContext& ctx) {
-    uint64_t* t = table_ptr(table);
+    Walker walker(*this);
     const uint64_t span = pages_at(level);
     const uint64_t first = start > base_gfn ? (start - base_gfn) / span : 0;
     const uint64_t last_excl = std::min<uint64_t>(512, (end - base_gfn + span - 1) / span);
     uint64_t zapped = 0;
     for (uint64_t i = first; i < last_excl; ++i) {
-        uint64_t& e = t[i];
+        // Found again each time: an external hook below may have let other threads run.
+        if (is_retired(table)) break;
+        uint64_t& e = table_ptr(table)[i];
         if (!fmt_.present(e)) continue;
-        if (fmt_.is_leaf(e, level)) {
+        const uint64_t leaf_base = base_gfn + i * span;
+        if (external_ && level > 1 && fmt_.is_leaf(e, level) && (start > leaf_base || end < leaf_base + span)) {
+            // A huge mirror leaf the range covers only in part is split first (the TDX
+            // huge-page series splits private leaves across the zap's boundaries:
+            // BLOCK, TRACK, kick, DEMOTE), then only the covered small leaves go. If the
+            // split fails the VM is bugged and the leaf is zapped whole, as before.
+            Pfn child;
+            if (split_mirror_huge(table, unsigned(i), level, Gfn(leaf_base), &child, ctx) == MapResult::fixed) {
+                zapped += zap_range(child, level - 1, leaf_base, std::max(start, leaf_base),
+                                    std::min(end, leaf_base + span), ctx);
+                continue;
+            }
+            if (is_retired(table)) break;
+        }
+        const uint64_t cur = table_ptr(table)[i];
+        if (fmt_.is_leaf(cur, level)) {
             // A mirror leaf goes from the external table first (remove_external_spte());
             // its failure bugs the VM and the mirror SPTE is cleared anyway (KVM_BUG_ON).
-            if (external_)
+            if (external_) {
                 external_->remove_external_spte(Gfn(base_gfn + i * span), PgLevel(level),
-                                                hpa_to_pfn(Hpa(fmt_.addr(e, level))), ctx);
-            e = 0;
+                                                hpa_to_pfn(Hpa(fmt_.addr(cur, level))), ctx);
+                if (is_retired(table)) break;
+            }
+            table_ptr(table)[i] = 0;
             count_leaf(level, -1);
             ++zapped;
             ctx.charge("tdp_mmu_zap_spte", costs_.zap_spte);
             continue;
         }
         const uint64_t child_base = base_gfn + i * span;
-        zapped += zap_range(hpa_to_pfn(Hpa(fmt_.addr(e, level))), level - 1, child_base, std::max(start, child_base),
+        zapped += zap_range(hpa_to_pfn(Hpa(fmt_.addr(cur, level))), level - 1, child_base, std::max(start, child_base),
                             std::min(end, child_base + span), ctx);
     }
     return zapped;
@@ -261,6 +342,20 @@ uint64_t TdpMmu::zap_leafs(Gfn start, Gfn end, ExecContext& ctx) {
     const uint64_t n = zap_range(root_, levels_, 0, s, e, ctx);
     stats_.sptes_zapped += n;
     return n;
+}
+
+bool TdpMmu::has_table_at(Gfn gfn, PgLevel level) const {
+    const uint64_t g = gfn.raw();
+    Pfn table = root_;
+    for (unsigned lvl = levels_; lvl >= unsigned(level); --lvl) {
+        const uint64_t* t = reinterpret_cast<const uint64_t*>(mem_.page_if_present(table));
+        if (!t) return false;
+        const uint64_t e = t[mmu::table_index(g << kPageShift, lvl)];
+        if (!fmt_.present(e) || fmt_.is_leaf(e, lvl)) return false;
+        if (lvl == unsigned(level)) return true;
+        table = hpa_to_pfn(Hpa(fmt_.addr(e, lvl)));
+    }
+    return false;
 }
 
 std::optional<SpteLeaf> TdpMmu::lookup(Gfn gfn) const {

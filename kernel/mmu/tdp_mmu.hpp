@@ -4,8 +4,10 @@
 // walker sees is exactly what KVM wrote.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "kernel/kvm_host.hpp"
 #include "models/mem/page_alloc.hpp"
@@ -28,6 +30,7 @@ struct TdpMmuStats {
     uint64_t sp_freed = 0;
     uint64_t huge_splits = 0;       // huge leaf replaced by a table of smaller leaves
     uint64_t huge_collapses = 0;    // table replaced by a huge leaf
+    uint64_t hook_races = 0;        // external leaves undone: their table went during the hook
     uint64_t leaves_4k = 0, leaves_2m = 0, leaves_1g = 0;   // currently installed
 };
 
@@ -51,6 +54,11 @@ public:
     virtual int set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) = 0;
     // A present leaf zapped (handle_removed_pt() / tdp_mmu_zap_leafs() on a mirror root).
     virtual int remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) = 0;
+    // A present huge leaf of `level` mapping pfn at gfn split into a table of leaves one
+    // level down, mapping the same frames (the split_external_spt hook of the TDX huge-page
+    // series, "KVM: TDX huge page support for private memory"). -EOPNOTSUPP: the external
+    // table has no huge leaves (a mirror maps at 4K only then).
+    virtual int split_external_spt(Gfn, PgLevel, Pfn, ExecContext&) { return -EOPNOTSUPP; }
 };
 
 struct SpteLeaf {
@@ -91,6 +99,9 @@ public:
     bool make_writable(Gfn gfn, ExecContext& ctx);
 
     std::optional<SpteLeaf> lookup(Gfn gfn) const;
+    // Whether the entry of `level` covering gfn points to a page table (a huge leaf there
+    // would replace it).
+    bool has_table_at(Gfn gfn, PgLevel level) const;
     // make_nonleaf_spte(): a table entry is born accessed (not in a mirror root).
     uint64_t table_ad() const { return external_ ? 0 : fmt_.accessed_bit(); }
     // Every installed leaf, in gfn order: fn(first gfn of the leaf, leaf). Cost follows
@@ -142,6 +153,24 @@ private:
                           ExecContext& ctx);
     // Replace the huge leaf `e` at `level` by a table of 512 leaves one level down.
     Pfn split_huge(uint64_t& e, unsigned level, ExecContext& ctx);
+    // A mirror root's huge leaf `e` (level `lvl`, first gfn `base`) is split in the external
+    // table first (split_external_spt(), the mirror SPTE frozen meanwhile), then here.
+    // MapResult::fixed with the new table in *child, or busy / error (the leaf unchanged).
+    MapResult split_mirror_huge(Pfn table, unsigned idx, unsigned lvl, Gfn base, Pfn* child, ExecContext& ctx);
+    // Page-table pages are freed only when no walker is inside an external hook (Linux:
+    // RCU-deferred freeing of TDP MMU pages); until then they are retired.
+    struct Walker {
+        explicit Walker(TdpMmu& m) : mmu(m) { ++mmu.walkers_; }
+        ~Walker() {
+            if (--mmu.walkers_ == 0) mmu.free_retired();
+        }
+        Walker(const Walker&) = delete;
+        Walker& operator=(const Walker&) = delete;
+        TdpMmu& mmu;
+    };
+    void free_table(Pfn table);
+    void free_retired();
+    bool is_retired(Pfn table) const;
     void count_leaf(unsigned level, int delta);
     uint64_t* table_ptr(Pfn table) { return reinterpret_cast<uint64_t*>(mem_.page(table)); }
 
@@ -153,6 +182,8 @@ private:
     Pfn root_;
     TdpMmuStats stats_;
     ExternalSpteOps* external_ = nullptr;
+    unsigned walkers_ = 0;
+    std::vector<Pfn> retired_;
 };
 
 }  // namespace hvsim::kvm

@@ -50,7 +50,7 @@ void X86Mmu::attach_vcpu(mmu::Mmu& hw, VcpuRequestTarget* requests) {
 // ---------------------------------------------------------------------------------------
 // Fault path
 
-PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx) {
+PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx, PgLevel max_level) {
     ++stats_.faults;
     ctx.charge("kvm_mmu_page_fault", kvm_.costs().kvm_mmu_page_fault);
     kvm_page_fault fault;
@@ -66,6 +66,7 @@ PageFaultOutcome X86Mmu::kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecCo
     if (!(error_code & mmu::PFERR_RSVD) && kvm_.arch().fault_is_private(kvm_, gpa_to_gfn(gpa), error_code))
         fault.error_code |= PFERR_PRIVATE_ACCESS;
     fault.is_private = fault.error_code & PFERR_PRIVATE_ACCESS;
+    fault.max_level = max_level;
     // vcpu_run() holds kvm->srcu while it handles the exit: a memslot the fault looked up
     // is not zapped or freed under it (kvm_set_memslot() waits for the reader).
     const int idx = kvm_.srcu_read_lock();
@@ -220,7 +221,7 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     out.is_private = fault.is_private;
     if (fault.is_private) ++stats_.private_faults;
     else ++stats_.shared_faults;
-    fault.max_level = PgLevel::k1G;   // KVM_MAX_HUGEPAGE_LEVEL on the TDP MMU
+    fault.max_level = std::min(fault.max_level, PgLevel::k1G);   // KVM_MAX_HUGEPAGE_LEVEL on the TDP MMU
     // KVM never creates a memslot the TDP root cannot reach (kvm_mmu_max_gfn() follows
     // the root level); a gfn beyond it can only come from a misconfigured scenario.
     if (root_gfn(fault).raw() >> (9 * tdp_.levels())) {
@@ -258,6 +259,11 @@ PageFaultOutcome X86Mmu::kvm_tdp_page_fault(kvm_page_fault& fault, ExecContext& 
     }
     PgLevel level = max_mapping_level(fault, fault.max_level);
     if (fault.is_private) level = std::min(level, kvm_.arch().gmem_max_mapping_level(kvm_, fault.pfn));
+    // A mirror never merges a table back into a huge leaf: the secure EPT has no way to do
+    // it but TDH.MEM.PAGE.PROMOTE, which KVM does not issue (the TDX huge-page series
+    // disallows page merging on the mirror root), so the fault maps below the table.
+    if (fault.is_private && mirror_ && level > PgLevel::k4K && mirror_->has_table_at(root_gfn(fault), level))
+        level = PgLevel::k4K;
     fault.goal_level = level;
     const uint64_t n = frame_pages(level);
     const Gfn gfn(root_gfn(fault).raw() & ~(n - 1));

@@ -84,7 +84,10 @@ public:
     void detach_vcpus() { vcpus_.clear(); }
 
     // kvm_mmu_page_fault() for an #NPF / EPT violation at gpa with the hardware error code.
-    PageFaultOutcome kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx);
+    // max_level caps the mapping (a TD's ACCEPT exit: the guest's requested accept level,
+    // which the TDX huge-page series honours).
+    PageFaultOutcome kvm_mmu_page_fault(Gpa gpa, uint64_t error_code, ExecContext& ctx,
+                                        PgLevel max_level = PgLevel::k1G);
     // kvm_vcpu_pre_fault_memory() (virt/kvm/kvm_main.c) with the x86 arch hook;
     // returns 0 or -errno and updates range->gpa/size as the ioctl copies them back.
     int kvm_vcpu_pre_fault_memory(uapi::kvm_pre_fault_memory& range, ExecContext& ctx);

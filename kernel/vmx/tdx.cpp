@@ -32,13 +32,17 @@ int KvmTdx::link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ct
 }
 
 int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
-    // KVM maps private memory at 4K only (tdx_gmem_private_max_mapping_level()).
-    if (level != PgLevel::k4K) return bug(0);
+    // Released KVM maps private memory at 4K only (tdx_gmem_private_max_mapping_level());
+    // the huge-page series also at 2M, AUGed whole once the TD runs (PAGE.ADD has no level).
+    const bool huge = level == PgLevel::k2M && huge_private_ && state_ == TdState::runnable;
+    if (level != PgLevel::k4K && !huge) return bug(0);
     uint64_t err;
     if (state_ == TdState::runnable) {
-        timed_call(ctx, costs_.page_aug);
-        ctx.charge("tdh_mem_page_aug", costs_.seamcall + costs_.page_aug);
-        err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), 0), tdr_, pfn_to_hpa(pfn)).rax;
+        const Cycles leaf = huge ? costs_.page_aug_2m : costs_.page_aug;
+        timed_call(ctx, leaf);
+        ctx.charge(huge ? "tdh_mem_page_aug_2m" : "tdh_mem_page_aug", costs_.seamcall + leaf);
+        err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level)), tdr_, pfn_to_hpa(pfn)).rax;
+        if (!err && huge) ++stats_.aug_2m;
     } else if (!page_add_in_map_) {
         // 6.18: tdx_mem_page_record_premap_cnt(); tdx_gmem_post_populate() adds the page.
         ++nr_premapped_;
@@ -88,8 +92,11 @@ void KvmTdx::tdx_track(ExecContext& ctx) {
 }
 
 int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
-    if (level != PgLevel::k4K) return bug(0);
-    const uint64_t gl = tdx::gpa_level(gpa_of(gfn), 0);
+    // A 2M leaf (huge-page series) goes whole: BLOCK, TRACK, REMOVE at 2M, then WBINVD of
+    // each of its 512 pages (TDH.PHYMEM.PAGE.WBINVD takes a 4K page).
+    const bool huge = level == PgLevel::k2M && huge_private_;
+    if (level != PgLevel::k4K && !huge) return bug(0);
+    const uint64_t gl = tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level));
     // tdx_sept_zap_private_spte(): BLOCK, retried once with every vCPU held out.
     timed_call(ctx, costs_.range_block);
     ctx.charge("tdh_mem_range_block", costs_.seamcall + costs_.range_block);
@@ -125,10 +132,42 @@ int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& c
             },
             ctx);
     if (err) return bug(err);
+    if (huge) ++stats_.remove_2m;
     // The page goes back to the host: write back and invalidate its lines under the TD key.
-    ctx.charge("tdh_phymem_page_wbinvd", costs_.seamcall + costs_.wbinvd);
-    err = module_.tdh_phymem_page_wbinvd(pfn_to_hpa(pfn)).rax;
+    const uint64_t pages = huge ? 512 : 1;
+    for (uint64_t i = 0; i < pages; ++i) {
+        ctx.charge("tdh_phymem_page_wbinvd", costs_.seamcall + costs_.wbinvd);
+        err = module_.tdh_phymem_page_wbinvd(pfn_to_hpa(Pfn(pfn.raw() + i))).rax;
+        if (err) return bug(err);
+    }
+    return 0;
+}
+
+int KvmTdx::split_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) {
+    // Only 2M private leaves exist (1G private pages are not modelled).
+    if (level != PgLevel::k2M || !huge_private_) return bug(0);
+    const uint64_t gl = tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level));
+    auto block = [&] {
+        timed_call(ctx, costs_.range_block);
+        ctx.charge("tdh_mem_range_block", costs_.seamcall + costs_.range_block);
+        return module_.tdh_mem_range_block(gl, tdr_).rax;
+    };
+    uint64_t err = block();
+    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus(block, ctx);
     if (err) return bug(err);
+    // In RUNNABLE the module demotes only a blocked leaf whose BEPOCH is tracked; before
+    // finalize (no huge leaf exists then) tdx_track() is a no-op.
+    tdx_track(ctx);
+    if (bugged_) return -EIO;
+    auto demote = [&] {
+        timed_call(ctx, costs_.demote);
+        ctx.charge("tdh_mem_page_demote", costs_.seamcall + costs_.demote);
+        return module_.tdh_mem_page_demote(gl, tdr_, pfn_to_hpa(table)).rax;
+    };
+    err = demote();
+    if (tdx::is_operand_busy(err)) err = tdh_do_no_vcpus(demote, ctx);
+    if (err) return bug(err);
+    ++stats_.demotes;
     return 0;
 }
 

@@ -47,6 +47,8 @@ struct TdxCosts {
     Cycles idle_tick = 0;     // cost.tdx_idle_tick: an idle vCPU's tick beyond its TD exit and entry
     Cycles page_add = 0;      // cost.tdx_page_add: TDH.MEM.PAGE.ADD (copy a 4K source page into the TD)
     Cycles mr_extend = 0;     // cost.tdx_mr_extend: TDH.MR.EXTEND of 256 bytes (16 per measured page)
+    Cycles page_aug_2m = 0;   // cost.tdx_page_aug_2m: TDH.MEM.PAGE.AUG of 2M (512 PAMT entries checked)
+    Cycles demote = 0;        // cost.tdx_demote: TDH.MEM.PAGE.DEMOTE 2M -> 512 x 4K (a new S-EPT page filled)
 };
 
 // KVM_TDX_INIT_MEM_REGION's argument (struct kvm_tdx_init_mem_region, uapi asm/kvm.h); the
@@ -61,6 +63,9 @@ struct KvmTdxStats {
     uint64_t busy_retries = 0;   // BUSY answers KVM retried (fault path: -EBUSY; zap: no-vCPU retry)
     uint64_t kicks = 0;          // kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)
     uint64_t tracks = 0;         // tdx_track() calls that issued TDH.MEM.TRACK
+    uint64_t aug_2m = 0;         // TDH.MEM.PAGE.AUG at 2M that succeeded
+    uint64_t remove_2m = 0;      // TDH.MEM.PAGE.REMOVE at 2M that succeeded
+    uint64_t demotes = 0;        // TDH.MEM.PAGE.DEMOTE that succeeded (huge leaf split)
 };
 
 // enum kvm_tdx_state (vmx/tdx.h).
@@ -75,6 +80,17 @@ public:
     int link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx);
     int set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx);
     int remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx);
+    // The huge-page series' split_external_spt (tdx_sept_split_private_spt()): BLOCK the
+    // 2M leaf, tdx_track() (TRACK + kick), TDH.MEM.PAGE.DEMOTE with `table` (a page from
+    // the external-SPT cache) as the new S-EPT page. A BUSY BLOCK or DEMOTE is retried once
+    // with every vCPU held out, as a zap's; anything else bugs the VM (-EIO).
+    int split_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx);
+
+    // kvm.config.tdx_huge_private: private memory is mapped at 2M where the guest_memfd
+    // folio is 2M and the range's attributes are uniform (the huge-page series'
+    // tdx_gmem_private_max_mapping_level()); off, 4K only as released Linux.
+    void set_huge_private(bool b) { huge_private_ = b; }
+    bool huge_private() const { return huge_private_; }
 
     // KVM_TDX_INIT_MEM_REGION's per-page source (kvm_tdx->page_add_src) and its state check:
     // -EINVAL once the TD is RUNNABLE.
@@ -162,6 +178,7 @@ private:
     MapPrivatePfn map_private_pfn_;
     std::function<Cycles()> clock_;
     bool page_add_in_map_ = true;
+    bool huge_private_ = false;
     uint64_t nr_premapped_ = 0;      // kvm_tdx->nr_premapped (6.18 flow)
     bool measure_ = false;           // tdx_gmem_post_populate_arg.flags & KVM_TDX_MEASURE_MEMORY_REGION
     uint64_t init_mem_pages_ = 0;
@@ -203,12 +220,29 @@ public:
         return base_.supports_content_policy(p, to_private);
     }
     std::optional<uint8_t> none_policy_fill() const override { return base_.none_policy_fill(); }
-    std::vector<std::string> unmodelled(HostPaging host) const override { return base_.unmodelled(host); }
+    // With 2M private leaves the run says what of the huge-page series it does not model.
+    std::vector<std::string> unmodelled(HostPaging host) const override {
+        std::vector<std::string> w = base_.unmodelled(host);
+        if (!tdx_.huge_private()) return w;
+        static constexpr std::string_view k4K = "private memory is mapped at 4K only (no 2M AUG, DEMOTE or PROMOTE in runs)";
+        const std::string huge =
+            "private memory is mapped at 2M as the unmerged TDX huge-page series does (kvm.config.tdx_huge_private): "
+            "DEMOTE is never interrupted (no TDX_INTERRUPTED_RESTARTABLE), PROMOTE is not issued, 1G private pages "
+            "and Dynamic PAMT are not modelled";
+        for (std::string& s : w)
+            if (const size_t at = s.find(k4K); at != std::string::npos) s.replace(at, k4K.size(), huge);
+        return w;
+    }
     std::optional<HostPaging> requires_host() const override { return base_.requires_host(); }
     bool has_mirrored_tdp() const override { return base_.has_mirrored_tdp(); }
-    PgLevel private_max_mapping_level() const override { return base_.private_max_mapping_level(); }
+    // 4K as released Linux; 2M with kvm.config.tdx_huge_private (the huge-page series).
+    PgLevel private_max_mapping_level() const override {
+        return tdx_.huge_private() ? PgLevel::k2M : base_.private_max_mapping_level();
+    }
+    PgLevel gmem_max_mapping_level(const Kvm& k, Pfn p) const override {
+        return tdx_.huge_private() ? PgLevel::k2M : base_.gmem_max_mapping_level(k, p);
+    }
     // Every other hook forwards too, so a hook the built-in TDX ops gain later is not lost.
-    PgLevel gmem_max_mapping_level(const Kvm& k, Pfn p) const override { return base_.gmem_max_mapping_level(k, p); }
     int gmem_prepare(Kvm& k, Pfn p, Gfn g, int order, ExecContext& ctx) override {
         return base_.gmem_prepare(k, p, g, order, ctx);
     }

@@ -57,6 +57,16 @@ int TdxBackend::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContex
     return tdx_->remove_external_spte(gfn, level, pfn, ctx);
 }
 
+int TdxBackend::split_external_spt(Gfn gfn, PgLevel level, Pfn, ExecContext& ctx) {
+    // The new S-EPT page comes from the vCPU's external-SPT cache (a page of its own); the
+    // zap's TRACK sees the vCPUs that are in the TD now.
+    const Pfn page = alloc_page(alloc_, "a secure EPT page");
+    sync_td_vcpus();
+    const int r = tdx_->split_external_spt(gfn, level, page, ctx);
+    if (r) alloc_.free(page, 0);
+    return r;
+}
+
 void TdxBackend::kick_all_outside_guest_mode(ExecContext& ctx) {
     // kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): only the vCPUs inside the TD
     // (IN_GUEST_MODE) get the IPI; each takes a TD exit, which drops the module's REFCOUNT
@@ -93,7 +103,8 @@ void TdxBackend::sync_td_vcpus() {
     }
 }
 
-bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx) {
+bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx,
+                                                   PgLevel* accept_level) {
     if (vcpu >= vp_.size()) return false;
     const tdx::GuestRet v = module_.td_ept_violation(tdr_, vp_[vcpu], gpa.raw());
     if (v.kind != tdx::GuestRet::Kind::ve) return false;
@@ -110,6 +121,12 @@ bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecC
         if (a.kind != tdx::GuestRet::Kind::status || !guest_busy(a.rax)) break;
         ++guest_busy_retries_;
     }
+    if (a.kind == tdx::GuestRet::Kind::td_exit) {
+        // The 4K ACCEPT found a 2M PENDING leaf (huge-page series): an EPT-violation TD exit
+        // of type ACCEPT at the requested level; KVM splits the leaf and the guest retries.
+        if (accept_level) *accept_level = PgLevel(a.req_level + 1);
+        return false;
+    }
     if (a.kind == tdx::GuestRet::Kind::status &&
         (a.rax == 0 || (a.rax & tdx::status::STATUS_MASK) == tdx::status::PAGE_ALREADY_ACCEPTED)) {
         if (a.rax == 0) ++accepts_;
@@ -120,7 +137,7 @@ bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecC
 }
 
 uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, PgLevel level, ExecContext& ctx,
-                                  const std::function<bool(uint64_t)>& exit_to_kvm) {
+                                  const std::function<bool(uint64_t, PgLevel)>& exit_to_kvm) {
     if (vcpu >= vp_.size()) throw std::runtime_error("accept from a vCPU the TD does not have");
     const uint64_t step = level_size(level);
     for (uint64_t a = gpa; a < gpa + size; a += step) {
@@ -134,7 +151,7 @@ uint64_t TdxBackend::guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, Pg
             const tdx::GuestRet r = module_.tdg_mem_page_accept(tdr_, vp_[vcpu], tdx::gpa_level(a, unsigned(level) - 1));
             if (r.kind == tdx::GuestRet::Kind::td_exit) {
                 // The ACCEPT's EPT violation: KVM maps (AUGs) the page, the guest retries.
-                if (!exit_to_kvm(a)) return ~0ull;
+                if (!exit_to_kvm(a, PgLevel(r.req_level + 1))) return ~0ull;
                 continue;
             }
             const uint64_t st = r.rax & tdx::status::STATUS_MASK;
@@ -209,8 +226,13 @@ std::optional<std::string> TdxBackend::check(const TdpMmu& mirror) const {
         const tdx::PamtEntry p = module_.pamt(s.hpa);
         if (p.pt != tdx::PageType::reg || p.owner != tdr_.raw())
             bad = fmt::format("PAMT of {:#x} (mapped at gpa {:#x}) is not a REG page of the TD", s.hpa.raw(), s.gpa);
-        if (!bad && !kvm_.kvm_mem_is_private(gfn))
-            bad = fmt::format("gfn {:#x} is mapped private in the secure EPT but its attributes say shared", gfn.raw());
+        // A 2M leaf needs all 512 gfns private (the huge-page series maps 2M only over
+        // uniform attributes and splits before a partial conversion).
+        const uint64_t n = level_pages(leaf.level);
+        if (!bad && !kvm_.kvm_range_has_memory_attributes(gfn, gfn + n, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+                                                          uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE))
+            bad = fmt::format("gfn {:#x} (level {}) is mapped private in the secure EPT but its attributes say shared",
+                              gfn.raw(), level_name(leaf.level));
     });
     if (!bad && i != leaves.size())
         bad = fmt::format("secure EPT has {} leaves the mirror does not map (first at {:#x})", leaves.size() - i,

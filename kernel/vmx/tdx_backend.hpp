@@ -45,6 +45,8 @@ public:
     int link_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& ctx) override;
     int set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) override;
     int remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) override;
+    // DEMOTE takes a page of its own for the new S-EPT table, as SEPT.ADD does.
+    int split_external_spt(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) override;
     // TdxVcpuKicker: KVM_REQ_OUTSIDE_GUEST_MODE; every vCPU flushes on its next TD entry
     // (the module's epoch check in TDH.VP.ENTER).
     void kick_all_outside_guest_mode(ExecContext& ctx) override;
@@ -52,14 +54,20 @@ public:
     // The module's classification of an S-EPT walk fault of vCPU `vcpu` at private `gpa`
     // (td_ept_violation()): true when it was a #VE on a PENDING page that the guest's
     // handler accepted (no exit to KVM); false when it is an EPT-violation TD exit for KVM.
-    bool td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx);
+    // When the guest's 4K ACCEPT itself exits (a 2M PENDING leaf covers the page: the
+    // host must split it), false too, with *accept_level = 4K: the exit's requested level,
+    // which KVM honours as the fault's maximum level (the huge-page series).
+    bool td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx,
+                                           PgLevel* accept_level = nullptr);
     // The guest accepts [gpa, gpa + size) at `level` (Linux tdx_accept_memory() / TDVF):
     // an ACCEPT that finds no page exits to KVM (`exit_to_kvm(gpa)`, which AUGs it) and is
     // retried; a 2M ACCEPT the host mapped at 4K answers PAGE_SIZE_MISMATCH and the guest
     // falls back to the 512 4K pages; an already accepted page is skipped. 0, or the
     // module's status that ended it (or ~0 if an exit stopped the vCPU).
+    // `exit_to_kvm(gpa, level)` gets the ACCEPT's requested level (the extended exit
+    // qualification), which KVM honours as the fault's maximum mapping level.
     uint64_t guest_accept(unsigned vcpu, uint64_t gpa, uint64_t size, PgLevel level, ExecContext& ctx,
-                          const std::function<bool(uint64_t)>& exit_to_kvm);
+                          const std::function<bool(uint64_t, PgLevel)>& exit_to_kvm);
     // A TD vCPU leaves and enters through the TDX module, not through a VMX exit and
     // VMLAUNCH/VMRESUME of KVM's own: a TD exit is the module's state save and SEAMRET to KVM
     // (cost.tdx_td_exit, the whole exit), an entry the SEAMCALL TDH.VP.ENTER (cost.tdx_seamcall

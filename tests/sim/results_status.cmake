@@ -115,6 +115,20 @@ endif()
 string(REGEX MATCHALL "\n" nl "${err}")
 list(LENGTH nl nlines)
 want("tdx on zen4-genoa: one line" "${nlines}" "1")
+# 2M private leaves (kvm.config.tdx_huge_private) need 2 MiB guest_memfd folios: refused
+# with one line without gmem.max_order = 9.
+file(READ ${SCENARIOS}/kvm-selftests/guest_memfd-test_create_guest_memfd-tdx.json scn)
+string(JSON scn SET "${scn}" params "{\"kvm.config.tdx_huge_private\": true}")
+file(WRITE ${WORK}/tdx-huge.json "${scn}")
+execute_process(COMMAND ${HVSIM} run --no-progress -o ${WORK}/tdx-huge ${WORK}/tdx-huge.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+want("tdx huge without 2M folios: exit" "${rc}" "2")
+if(NOT err MATCHES "/params/kvm.config.tdx_huge_private: needs gmem.max_order = 9")
+  message(FATAL_ERROR "tdx huge without 2M folios: ${err}")
+endif()
+string(REGEX MATCHALL "\n" nl "${err}")
+list(LENGTH nl nlines)
+want("tdx huge without 2M folios: one line" "${nlines}" "1")
 
 # The summary's numbers say what they are: the guest kernel's guest-physical lookups apart
 # from the TLB's, fault outcomes, the per-vCPU table, the step table.

@@ -2,6 +2,10 @@
 // KVM installed. Split, collapse and range zaps are checked entry by entry.
 #include <catch2/catch.hpp>
 
+#include <functional>
+#include <utility>
+#include <vector>
+
 #include "kernel/costs.hpp"
 #include "kernel/mmu/tdp_mmu.hpp"
 #include "models/mem/cache.hpp"
@@ -144,4 +148,94 @@ TEST_CASE("issue 15 item 14: SPTEs carry the A/D bits make_spte() presets, so th
         REQUIRE(hw.translate(Gva(0x406000), mmu::AccessType::write, false).ok());
         CHECK(hw.stats().ad_writes == 0);
     }
+}
+
+namespace {
+
+// A mirror root's external table as a firmware keeps it: what was set and removed, and
+// what "another thread" does while a hook syncs (on_set).
+struct ExternalLog final : ExternalSpteOps {
+    std::vector<std::pair<uint64_t, PgLevel>> set, removed, split;
+    std::function<void()> on_set;
+    int link_external_spt(Gfn, PgLevel, Pfn, ExecContext&) override { return 0; }
+    int set_external_spte(Gfn gfn, PgLevel level, Pfn, ExecContext&) override {
+        set.emplace_back(gfn.raw(), level);
+        if (on_set) {
+            auto f = std::move(on_set);   // once
+            on_set = nullptr;
+            f();
+        }
+        return 0;
+    }
+    int remove_external_spte(Gfn gfn, PgLevel level, Pfn, ExecContext&) override {
+        removed.emplace_back(gfn.raw(), level);
+        return 0;
+    }
+    int split_external_spt(Gfn gfn, PgLevel level, Pfn, ExecContext&) override {
+        split.emplace_back(gfn.raw(), level);
+        return 0;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("mirror root: a table another thread removes while a leaf hook runs is not freed under the walker, the "
+          "fault retries",
+          "[tdp][mirror]") {
+    // The hook syncs, so another thread runs meanwhile: here it maps 2M over the table the
+    // first fault is installing into (handle_removed_pt() frees that table). Before the
+    // table pages were retired until the last walker left, the first fault then wrote its
+    // leaf into a freed page (heap-use-after-free under ASan) and reported it installed.
+    Rig r(mmu::NestedFormat::ept);
+    ExternalLog ext;
+    r.tdp.set_external_ops(&ext);
+    bool flush = false;
+    REQUIRE(r.tdp.map(Gfn(0x200), Pfn(0x40200), PgLevel::k4K, true, &flush, r.ctx) == MapResult::fixed);
+    MapResult inner = MapResult::error;
+    ext.on_set = [&] {
+        bool f2 = false;
+        inner = r.tdp.map(Gfn(0x200), Pfn(0x40200), PgLevel::k2M, true, &f2, r.ctx);
+    };
+    const uint64_t freed = r.tdp.stats().sp_freed;
+    CHECK(r.tdp.map(Gfn(0x201), Pfn(0x40201), PgLevel::k4K, true, &flush, r.ctx) == MapResult::busy);
+    CHECK(inner == MapResult::fixed);
+    CHECK(r.tdp.stats().sp_freed == freed + 1);   // the table went once the walker left
+    CHECK(r.tdp.stats().hook_races == 1);
+    // The external leaf set during the race is removed again; the 2M leaf stays.
+    REQUIRE(ext.removed.size() == 1);
+    CHECK(ext.removed[0] == std::make_pair(uint64_t(0x201), PgLevel::k4K));
+    const auto leaf = r.tdp.lookup(Gfn(0x201));
+    REQUIRE(leaf);
+    CHECK(leaf->level == PgLevel::k2M);
+    CHECK(leaf->pfn == Pfn(0x40201));
+    CHECK(r.tdp.stats().leaves_2m == 1);
+    CHECK(r.tdp.stats().leaves_4k == 0);
+}
+
+TEST_CASE("mirror root: a zap that covers part of a huge leaf splits it in the external table first", "[tdp][mirror]") {
+    Rig r(mmu::NestedFormat::ept);
+    ExternalLog ext;
+    r.tdp.set_external_ops(&ext);
+    bool flush = false;
+    REQUIRE(r.tdp.map(Gfn(0x200), Pfn(0x40200), PgLevel::k2M, true, &flush, r.ctx) == MapResult::fixed);
+    CHECK(r.tdp.zap_leafs(Gfn(0x201), Gfn(0x202), r.ctx) == 1);
+    REQUIRE(ext.split.size() == 1);
+    CHECK(ext.split[0] == std::make_pair(uint64_t(0x200), PgLevel::k2M));
+    REQUIRE(ext.removed.size() == 1);
+    CHECK(ext.removed[0] == std::make_pair(uint64_t(0x201), PgLevel::k4K));
+    CHECK_FALSE(r.tdp.lookup(Gfn(0x201)));
+    CHECK(r.tdp.lookup(Gfn(0x202))->level == PgLevel::k4K);
+    CHECK(r.tdp.stats().leaves_4k == 511);
+    // A zap of the whole 2M goes without a split; a direct root still zaps a partly covered
+    // huge leaf whole (see above).
+    REQUIRE(r.tdp.map(Gfn(0x400), Pfn(0x40400), PgLevel::k2M, true, &flush, r.ctx) == MapResult::fixed);
+    CHECK(r.tdp.zap_leafs(Gfn(0x400), Gfn(0x600), r.ctx) == 1);
+    CHECK(ext.split.size() == 1);
+    CHECK(ext.removed.back() == std::make_pair(uint64_t(0x400), PgLevel::k2M));
+    // A 4K fault inside a huge leaf splits it too.
+    REQUIRE(r.tdp.map(Gfn(0x600), Pfn(0x40600), PgLevel::k2M, true, &flush, r.ctx) == MapResult::fixed);
+    CHECK(r.tdp.map(Gfn(0x601), Pfn(0x40601), PgLevel::k4K, true, &flush, r.ctx) == MapResult::spurious);
+    CHECK(ext.split.size() == 2);
+    CHECK(r.tdp.has_table_at(Gfn(0x600), PgLevel::k2M));
+    CHECK_FALSE(r.tdp.has_table_at(Gfn(0x800), PgLevel::k2M));
 }

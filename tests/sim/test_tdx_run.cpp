@@ -24,8 +24,8 @@ struct TdRig {
     std::unique_ptr<mmu::Mmu> hw;
     kvm::CycleCounter ctx;
 
-    TdRig()
-        : s(load_scenario_text(kTd, "td.json")), p(std::make_unique<ParamSet>(resolve_params(s, {}))),
+    explicit TdRig(const std::string& text = kTd)
+        : s(load_scenario_text(text, "td.json")), p(std::make_unique<ParamSet>(resolve_params(s, {}))),
           cache(machine_config(*p, s).mem) {
         m = std::make_unique<Machine>(s, machine_config(*p, s));
         REQUIRE(m->create_vm_err() == 0);
@@ -147,7 +147,7 @@ TEST_CASE("tdx run: deleting the memslot removes every private page from the sec
 TEST_CASE("tdx run: a 2M ACCEPT over memory the host maps at 4K falls back to 512 4K accepts (512 AUGs)",
           "[tdx][run]") {
     TdRig r;
-    auto exit_to_kvm = [&](uint64_t g) {
+    auto exit_to_kvm = [&](uint64_t g, PgLevel) {
         return r.m->handle_npf(0, Gpa(g), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, r.ctx) != cpu::NpfAction::stop;
     };
     CHECK(r.td().guest_accept(0, 0x200000, 0x200000, PgLevel::k2M, r.ctx, exit_to_kvm) == 0);
@@ -171,7 +171,7 @@ TEST_CASE("tdx run: a 2M ACCEPT over memory the host maps at 4K falls back to 51
 TEST_CASE("tdx run: a 4K ACCEPT of a page the host has not added exits to KVM, which AUGs it", "[tdx][run]") {
     TdRig r;
     unsigned exits = 0;
-    auto exit_to_kvm = [&](uint64_t g) {
+    auto exit_to_kvm = [&](uint64_t g, PgLevel) {
         ++exits;
         return r.m->handle_npf(0, Gpa(g), mmu::PFERR_GUEST_FINAL | mmu::PFERR_USER, r.ctx) != cpu::NpfAction::stop;
     };
@@ -361,4 +361,167 @@ TEST_CASE("tdx run: a TD vCPU exits through the module and enters with TDH.VP.EN
     CHECK(entry);
     // Round trip as calibrated (9,200 cycles on sapphire-rapids).
     CHECK(t.td_exit + t.seamcall + t.td_entry == 9200);
+}
+
+// ---- 2M private leaves (kvm.config.tdx_huge_private, gmem.max_order 9) ----
+
+namespace {
+
+std::string huge_td() {
+    std::string t = kTd;
+    t.replace(t.find("\"vm\""), 4, R"("params": {"kvm.config.tdx_huge_private": true, "gmem.max_order": 9}, "vm")");
+    return t;
+}
+
+// The guest's ACCEPT step as the vCPU makes it (the TDCALL, its exits to KVM at the
+// ACCEPT's level).
+uint64_t accept(TdRig& r, uint64_t gpa, uint64_t size, PgLevel level) {
+    uint64_t ret = ~0ull;
+    r.m->handle_hypercall(0, Machine::kTdcallAccept, gpa, size >> kPageShift, uint64_t(level), &ret, r.ctx);
+    return ret;
+}
+
+}  // namespace
+
+TEST_CASE("tdx run huge: a 2M ACCEPT exits once, KVM AUGs the 2M page and the retried ACCEPT succeeds",
+          "[tdx][run][huge]") {
+    TdRig r(huge_td());
+    REQUIRE(r.td().kvm_tdx().huge_private());
+    CHECK(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    CHECK(r.m->exits().npf == 1);
+    CHECK(r.mod().aug == 1);
+    CHECK(r.td().kvm_tdx().stats().aug_2m == 1);
+    CHECK(r.mod().accept == 1);
+    CHECK(r.mod().accept_4k_pages == 512);
+    CHECK(r.td().accept_fallbacks() == 0);
+    CHECK(r.m->x86()->stats().map_2m == 1);
+    REQUIRE(r.m->x86()->mirror()->lookup(Gfn(0x3ff)));
+    CHECK(r.m->x86()->mirror()->lookup(Gfn(0x3ff))->level == PgLevel::k2M);
+    const auto leaves = r.td().module().sept_leaves(r.td().tdr());
+    REQUIRE(leaves.size() == 1);
+    CHECK(leaves[0].level == 1);
+    CHECK(leaves[0].state == tdx::SeptState::mapped);
+    CHECK_FALSE(r.m->check_invariants());
+    // The guest touches it without a fault.
+    const uint64_t npf = r.m->exits().npf;
+    REQUIRE(r.touch(0x3ff000, true, true));
+    CHECK(r.m->exits().npf == npf);
+    // A 4K ACCEPT is honoured at 4K: KVM maps 4K, not 2M, for it.
+    CHECK(accept(r, 0x400000, 0x1000, PgLevel::k4K) == 0);
+    CHECK(r.m->x86()->mirror()->lookup(Gfn(0x400))->level == PgLevel::k4K);
+    CHECK(r.td().kvm_tdx().stats().aug_2m == 1);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: converting 4K inside a 2M private leaf DEMOTEs it, then removes the 4K page",
+          "[tdx][run][huge][zap]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x201000, 0x1000, false, "test", r.ctx) == 0);
+    CHECK(r.mod().demote == 1);
+    CHECK(r.td().kvm_tdx().stats().demotes == 1);
+    CHECK(r.mod().block == 2);    // the 2M leaf, then the 4K child
+    CHECK(r.mod().track == 2);
+    CHECK(r.mod().remove == 1);
+    CHECK(r.td().kvm_tdx().stats().remove_2m == 0);
+    CHECK(r.mod().wbinvd == 1);
+    const auto leaves = r.td().module().sept_leaves(r.td().tdr());
+    CHECK(leaves.size() == 511);
+    for (const auto& l : leaves) {
+        CHECK(l.level == 0);
+        CHECK(l.state == tdx::SeptState::mapped);
+    }
+    CHECK_FALSE(r.m->x86()->mirror()->lookup(Gfn(0x201)));
+    REQUIRE(r.m->x86()->mirror()->lookup(Gfn(0x202)));
+    CHECK(r.m->x86()->mirror()->lookup(Gfn(0x202))->level == PgLevel::k4K);
+    CHECK(r.m->x86()->mirror()->stats().leaves_4k == 511);
+    CHECK(r.m->x86()->mirror()->stats().leaves_2m == 0);
+    CHECK_FALSE(r.td().kvm_tdx().bugged());
+    CHECK_FALSE(r.m->check_invariants());
+    // The guest's data in the rest of the 2M page stays where it was: no fault, no accept.
+    const uint64_t npf = r.m->exits().npf, acc = r.mod().accept;
+    REQUIRE(r.touch(0x202000, false, true));
+    CHECK(r.m->exits().npf == npf);
+    CHECK(r.mod().accept == acc);
+}
+
+TEST_CASE("tdx run huge: converting a whole aligned 2M is one BLOCK, TRACK, REMOVE at 2M, no DEMOTE",
+          "[tdx][run][huge][zap]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x200000, false, "test", r.ctx) == 0);
+    CHECK(r.mod().demote == 0);
+    CHECK(r.mod().block == 1);
+    CHECK(r.mod().track == 1);
+    CHECK(r.mod().remove == 1);
+    CHECK(r.td().kvm_tdx().stats().remove_2m == 1);
+    CHECK(r.mod().wbinvd == 512);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: a first touch maps 2M PENDING, the #VE's 4K ACCEPT exits and KVM DEMOTEs, the rest stays "
+          "PENDING",
+          "[tdx][run][huge]") {
+    TdRig r(huge_td());
+    REQUIRE(r.touch(0x205000, true, true));
+    CHECK(r.td().kvm_tdx().stats().aug_2m == 1);
+    CHECK(r.mod().ve >= 1);
+    CHECK(r.mod().demote == 1);
+    CHECK(r.mod().accept == 1);
+    CHECK(r.td().module().sept_read(r.td().tdr(), 0x205000, 0).state == tdx::SeptState::mapped);
+    CHECK(r.td().module().sept_read(r.td().tdr(), 0x206000, 0).state == tdx::SeptState::pending);
+    CHECK_FALSE(r.m->check_invariants());
+    // The next page's #VE is accepted in the guest, without an exit or another AUG.
+    const uint64_t npf = r.m->exits().npf;
+    REQUIRE(r.touch(0x206000, true, true));
+    CHECK(r.m->exits().npf == npf);
+    CHECK(r.mod().aug == 1);
+    CHECK(r.mod().accept == 2);
+}
+
+TEST_CASE("tdx run huge: a 2M range with mixed attributes is mapped at 4K", "[tdx][run][huge]") {
+    TdRig r(huge_td());
+    REQUIRE(r.m->kvm_convert_memory(0x3ff000, 0x1000, false, "test", r.ctx) == 0);
+    CHECK(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    // The 2M ACCEPT's exit maps only 4K (attributes not uniform): PAGE_SIZE_MISMATCH, then
+    // 4K ACCEPTs (the shared page's exits as a memory fault and the VMM converts it back).
+    CHECK(r.td().kvm_tdx().stats().aug_2m == 0);
+    CHECK(r.td().accept_fallbacks() == 1);
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: deleting the memslot removes 2M private leaves whole (BLOCK, TRACK, REMOVE at 2M)",
+          "[tdx][run][huge][zap]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x400000, PgLevel::k2M) == 0);
+    REQUIRE(r.td().kvm_tdx().stats().aug_2m == 2);
+    uapi::kvm_userspace_memory_region2 del{};
+    del.slot = 0;
+    del.memory_size = 0;
+    REQUIRE(r.m->process().ioctl_set_user_memory_region2(r.m->vm_fd(), del, r.ctx) == 0);
+    CHECK(r.mod().remove == 2);
+    CHECK(r.td().kvm_tdx().stats().remove_2m == 2);
+    CHECK(r.mod().demote == 0);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    CHECK_FALSE(r.td().kvm_tdx().bugged());
+    CHECK_FALSE(r.m->check_invariants());
+}
+
+TEST_CASE("tdx run huge: once split a 2M range stays 4K (no PROMOTE), a later 2M ACCEPT falls back to 4K",
+          "[tdx][run][huge]") {
+    TdRig r(huge_td());
+    REQUIRE(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    // Convert the whole 2M to shared after a 4K conversion split it, then back to private.
+    REQUIRE(r.m->kvm_convert_memory(0x201000, 0x1000, false, "test", r.ctx) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x200000, false, "test", r.ctx) == 0);
+    REQUIRE(r.m->kvm_convert_memory(0x200000, 0x200000, true, "test", r.ctx) == 0);
+    CHECK(r.td().module().sept_leaves(r.td().tdr()).empty());
+    REQUIRE(r.m->x86()->mirror()->has_table_at(Gfn(0x200), PgLevel::k2M));
+    const uint64_t aug_2m = r.td().kvm_tdx().stats().aug_2m;
+    CHECK(accept(r, 0x200000, 0x200000, PgLevel::k2M) == 0);
+    CHECK(r.td().kvm_tdx().stats().aug_2m == aug_2m);   // the mirror's table stays: 4K leaves
+    CHECK(r.td().accept_fallbacks() == 1);
+    CHECK(r.mod().promote == 0);
+    CHECK_FALSE(r.m->check_invariants());
 }

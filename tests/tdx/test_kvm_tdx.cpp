@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "kernel/vmx/tdx.hpp"
 #include "tests/kernel/kernel_fixture.hpp"
@@ -281,4 +283,161 @@ TEST_CASE("C32 (KVM): a TRACK answered BUSY|TD_EPOCH (another LP inside TRACK) i
     CHECK(r.m.stats().track == 1);
     CHECK(r.m.stats().remove == 1);
     CHECK_FALSE(r.tdx.bugged());
+}
+
+// ---- 2M private leaves (kvm.config.tdx_huge_private: the TDX huge-page series) ----
+
+namespace {
+
+// A RUNNABLE TD with the S-EPT tables down to the PD of G (a 2M leaf needs no PT) and a
+// 2M-aligned frame for it.
+struct HugeRig : TdRig {
+    const Pfn big{0x220000000ull >> kPageShift};
+    const Gfn gfn = gpa_to_gfn(Gpa(G));
+    HugeRig() {
+        tdx.set_huge_private(true);
+        REQUIRE(tdx.tdx_td_finalize(ctx) == 0);
+        for (PgLevel l : {PgLevel(4), PgLevel::k1G}) {
+            const uint64_t span = 1ull << (kPageShift + 9 * (unsigned(l) - 1));
+            REQUIRE(tdx.link_external_spt(Gfn((G & ~(span - 1)) >> kPageShift), l, page(), ctx) == 0);
+        }
+    }
+};
+
+// Records the SEAMCALL steps KVM charges, in order.
+struct StepLog final : ExecContext {
+    std::vector<std::string> steps;
+    std::function<void(std::string_view, unsigned)> on_step;
+    void charge(std::string_view step, Cycles) override {
+        if (step.rfind("tdh_", 0) != 0) return;
+        steps.emplace_back(step);
+        unsigned n = 0;
+        for (const auto& s : steps) n += s == step;
+        if (on_step) on_step(step, n);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("tdx kvm huge: a 2M private leaf is one TDH.MEM.PAGE.AUG at 2M, the guest's 2M ACCEPT then succeeds",
+          "[tdx][kvm][huge]") {
+    HugeRig r;
+    StepLog log;
+    REQUIRE(r.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, log) == 0);
+    CHECK(log.steps == std::vector<std::string>{"tdh_mem_page_aug_2m"});
+    CHECK(r.tdx.stats().aug_2m == 1);
+    CHECK(r.m.stats().aug == 1);
+    const auto v = r.m.sept_read(r.tdr, G, 1);
+    CHECK(v.level == 1);
+    CHECK(v.state == tdx::SeptState::pending);
+    CHECK(r.m.pamt(pfn_to_hpa(r.big) + 0x1ff000).pt == tdx::PageType::reg);
+    CHECK(r.m.child_count(r.tdr) == 512 + 2);   // 512 pages and the two S-EPT pages
+    // No PAGE_SIZE_MISMATCH: the 2M ACCEPT finds a 2M PENDING leaf.
+    CHECK(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 1)).rax == 0);
+    CHECK(r.m.sept_read(r.tdr, G, 1).state == tdx::SeptState::mapped);
+    // Released KVM (switch off) still refuses a 2M leaf: KVM_BUG_ON.
+    TdRig off;
+    REQUIRE(off.tdx.tdx_td_finalize(off.ctx) == 0);
+    CHECK(off.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, off.ctx) == -EIO);
+}
+
+TEST_CASE("tdx kvm huge: a split is BLOCK 2M, TRACK, kick, DEMOTE, the 512 children unblocked", "[tdx][kvm][huge]") {
+    HugeRig r;
+    REQUIRE(r.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, r.ctx) == 0);
+    REQUIRE(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 1)).rax == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    r.kick.on_kick = [&] { r.all_exit(); };
+    StepLog log;
+    const Pfn table = r.page();
+    CHECK(r.tdx.split_external_spt(r.gfn, PgLevel::k2M, table, log) == 0);
+    CHECK(log.steps ==
+          std::vector<std::string>{"tdh_mem_range_block", "tdh_mem_track", "tdh_mem_page_demote"});
+    CHECK(r.kick.kicks == 1);
+    CHECK(r.tdx.stats().demotes == 1);
+    CHECK(r.m.stats().demote == 1);
+    CHECK(r.m.sept_read(r.tdr, G, 1).state == tdx::SeptState::nl_mapped);
+    for (uint64_t off : {uint64_t(0), uint64_t(0x1000), uint64_t(0x1ff000)}) {
+        const auto v = r.m.sept_read(r.tdr, G + off, 0);
+        CHECK(v.level == 0);
+        CHECK(v.state == tdx::SeptState::mapped);   // BLOCKED -> children MAPPED, not blocked
+        CHECK((v.entry & tdx::septe::ADDR) == pfn_to_hpa(r.big).raw() + off);
+    }
+    CHECK(r.m.pamt(pfn_to_hpa(table)).pt == tdx::PageType::ept);
+    // A 4K zap of one child then is the 4K sequence.
+    CHECK(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G + 0x1000)), PgLevel::k4K, Pfn(r.big.raw() + 1), r.ctx) == 0);
+    CHECK(r.m.sept_read(r.tdr, G + 0x1000, 0).state == tdx::SeptState::free);
+    CHECK(r.m.sept_read(r.tdr, G + 0x2000, 0).state == tdx::SeptState::mapped);
+    CHECK(r.m.stats().remove == 1);
+}
+
+TEST_CASE("tdx kvm huge: a split of a PENDING 2M leaf leaves 512 PENDING 4K pages the guest accepts one by one",
+          "[tdx][kvm][huge]") {
+    HugeRig r;
+    REQUIRE(r.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, r.ctx) == 0);
+    // C39: a 4K ACCEPT inside the 2M PENDING leaf exits (requested 4K, reached 2M).
+    const tdx::GuestRet a = r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G + 0x3000, 0));
+    REQUIRE(a.kind == tdx::GuestRet::Kind::td_exit);
+    CHECK(a.req_level == 0);
+    CHECK(a.reached_level == 1);
+    REQUIRE(r.tdx.split_external_spt(r.gfn, PgLevel::k2M, r.page(), r.ctx) == 0);
+    CHECK(r.m.sept_read(r.tdr, G + 0x3000, 0).state == tdx::SeptState::pending);
+    CHECK(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G + 0x3000, 0)).rax == 0);
+    CHECK(r.m.sept_read(r.tdr, G + 0x4000, 0).state == tdx::SeptState::pending);
+}
+
+TEST_CASE("tdx kvm huge: a 2M zap is BLOCK, TRACK, kick, REMOVE at 2M and 512 WBINVD, no DEMOTE",
+          "[tdx][kvm][huge][zap]") {
+    HugeRig r;
+    REQUIRE(r.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, r.ctx) == 0);
+    StepLog log;
+    CHECK(r.tdx.remove_external_spte(r.gfn, PgLevel::k2M, r.big, log) == 0);
+    REQUIRE(log.steps.size() == 3 + 512);
+    CHECK(log.steps[0] == "tdh_mem_range_block");
+    CHECK(log.steps[1] == "tdh_mem_track");
+    CHECK(log.steps[2] == "tdh_mem_page_remove");
+    CHECK(log.steps[514] == "tdh_phymem_page_wbinvd");
+    CHECK(r.tdx.stats().remove_2m == 1);
+    CHECK(r.m.stats().demote == 0);
+    CHECK(r.m.stats().wbinvd == 512);
+    CHECK(r.m.sept_read(r.tdr, G, 1).state == tdx::SeptState::free);
+    CHECK(r.m.pamt(pfn_to_hpa(r.big) + 0x100000).pt == tdx::PageType::nda);
+    CHECK(r.m.child_count(r.tdr) == 2);
+}
+
+TEST_CASE("tdx kvm huge: a DEMOTE answered BUSY is retried once with every vCPU held out, a second BUSY bugs the VM",
+          "[tdx][kvm][huge][busy]") {
+    HugeRig r;
+    REQUIRE(r.tdx.set_external_spte(r.gfn, PgLevel::k2M, r.big, r.ctx) == 0);
+    // Another logical processor holds the S-EPT tree exclusively when DEMOTE comes (it
+    // takes the tree shared); the no-vCPU kick ends that.
+    StepLog log;
+    bool held_out = false;
+    log.on_step = [&](std::string_view s, unsigned n) {
+        if (s == "tdh_mem_page_demote" && n == 1) r.m.hold(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+    };
+    r.kick.on_kick = [&] {
+        if (r.kick.kicks == 2) {
+            held_out = !r.tdx.vcpu_may_enter();
+            r.m.release(r.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+        }
+    };
+    CHECK(r.tdx.split_external_spt(r.gfn, PgLevel::k2M, r.page(), log) == 0);
+    CHECK(held_out);
+    CHECK(r.tdx.vcpu_may_enter());
+    CHECK(r.tdx.stats().busy_retries == 1);
+    CHECK(r.kick.kicks == 2);   // the TRACK's kick and the no-vCPU kick
+    CHECK(r.m.stats().demote == 1);
+    CHECK_FALSE(r.tdx.bugged());
+
+    // The contention does not end: the second BUSY makes the VM bugged.
+    HugeRig q;
+    REQUIRE(q.tdx.set_external_spte(q.gfn, PgLevel::k2M, q.big, q.ctx) == 0);
+    StepLog log2;
+    log2.on_step = [&](std::string_view s, unsigned n) {
+        if (s == "tdh_mem_page_demote" && n == 1) q.m.hold(q.tdr, tdx::TdxModule::Hold::sept_tree_exclusive);
+    };
+    CHECK(q.tdx.split_external_spt(q.gfn, PgLevel::k2M, q.page(), log2) == -EIO);
+    CHECK(q.tdx.bugged());
+    CHECK(q.m.stats().demote == 0);
+    CHECK(q.m.sept_read(q.tdr, G, 1).state == tdx::SeptState::pending_blocked);
 }
