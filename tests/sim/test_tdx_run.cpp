@@ -342,3 +342,15 @@ TEST_CASE("tdx run: TD private pages are encrypted with the TD's key (encrypted_
     REQUIRE(r.m->kvm_convert_memory(0x5000, 4096, false, "test", r.ctx) == 0);
     CHECK_FALSE(enc->encrypted(priv->pfn));   // removed from the TD: no longer its private page
 }
+
+TEST_CASE("tdx run: a machine built without a platform gets the plain TDX module, no SystemC module", "[tdx][run]") {
+    scn::Scenario s = load_scenario_text(kTd, "td.json");
+    const ParamSet p = resolve_params(s, {});
+    const MachineConfig cfg = machine_config(p, s);
+    REQUIRE_FALSE(cfg.hw_modules);   // only the platform (sim/engine.cpp) asks for modules
+    Machine m(s, cfg);
+    REQUIRE(m.create_vm_err() == 0);
+    CHECK(m.tdx() != nullptr);
+    CHECK(m.tdx_module() == nullptr);
+    CHECK(m.rmp_module() == nullptr);
+}
