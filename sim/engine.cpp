@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -250,15 +251,29 @@ struct Progress {
     }
 };
 
-// The platform's memory side, shared by the cores: the bytes and the DRAM behind every
-// core's caches. The LLCs the cores share (mem.llc.shared_by) are structures inside the
-// cores' hierarchies, not modules: each core counts its own LLC hits and misses.
+// The platform's memory side, shared by the cores: the bytes, the DRAM, and the last-level
+// caches between them (one per mem.llc.shared_by cores: top.mem.llc, or top.mem.llc0,
+// llc1, ... when there are several), each filling from the DRAM.
 class MemSystem : public sc_module {
 public:
-    MemSystem(sc_module_name n, PhysMem& mem, const DramConfig& dram_cfg, uint64_t period_ps)
-        : sc_module(n), phys("phys", mem), dram("dram", dram_cfg, period_ps) {}
+    MemSystem(sc_module_name n, PhysMem& mem, const DramConfig& dram_cfg, uint64_t period_ps,
+              const MemHierarchyConfig& caches, unsigned cores)
+        : sc_module(n), phys("phys", mem), dram("dram", dram_cfg, period_ps) {
+        if (caches.levels.empty()) return;
+        const unsigned per = std::max(1u, caches.llc_shared_by), groups = (cores + per - 1) / per;
+        for (unsigned g = 0; g < groups; ++g) {
+            const std::string llc_name = groups == 1 ? "llc" : fmt::format("llc{}", g);
+            llcs.push_back(new LlcModule(llc_name.c_str(), caches.levels.back(), caches.line_bytes, period_ps));
+            llcs.back()->dram.bind(dram.socket);
+        }
+    }
     PhysMemTarget phys;
     DramTarget dram;
+    std::vector<LlcModule*> llcs;   // SystemC modules live as long as the simulation
+    // The LLC core `i` shares (nullptr: no caches).
+    LlcModule* llc_of(unsigned i, unsigned per) const {
+        return llcs.empty() ? nullptr : llcs[i / std::max(1u, per)];
+    }
 };
 
 // The platform's root module and the scenario controller. Every module of the platform is
@@ -267,14 +282,16 @@ public:
 class Top : public sc_module {
 public:
     SC_HAS_PROCESS(Top);
-    Top(sc_module_name n, const scn::Scenario& s, Machine& m, const RunOptions& opt, Progress& prog,
+    Top(sc_module_name n, const scn::Scenario& s, const RunOptions& opt, Progress& prog,
         const std::function<void(Top&)>& elaborate)
-        : sc_module(n), s_(s), m_(m), opt_(opt), prog_(prog) {
+        : sc_module(n), s_(s), opt_(opt), prog_(prog) {
         SC_THREAD(controller);
         elaborate(*this);
     }
-    // The vCPUs and VMM threads the controller drives (children made by `elaborate`).
-    void attach(std::vector<cpu::Vcpu*> vcpus, std::vector<HostThread*> hosts) {
+    // The machine (built inside `elaborate`, so the VM's hardware modules are children of
+    // top), the vCPUs and VMM threads the controller drives.
+    void attach(Machine& m, std::vector<cpu::Vcpu*> vcpus, std::vector<HostThread*> hosts) {
+        m_ = &m;
         vcpus_ = std::move(vcpus);
         hosts_ = std::move(hosts);
     }
@@ -286,7 +303,7 @@ public:
     bool interrupted = false;
 
 private:
-    Cycles now() const { return sc_time_stamp().value() / m_.config().period_ps; }
+    Cycles now() const { return sc_time_stamp().value() / m_->config().period_ps; }
 
     cpu::AccessSpec access_spec(const scn::Access& a, unsigned vcpu, size_t step_index) const {
         cpu::AccessSpec sp;
@@ -303,8 +320,8 @@ private:
         sp.value = a.value;
         // Without an explicit choice the guest addresses memory the way it believes it
         // is: private where the VM has private memory and the attributes say so.
-        sp.enc = a.is_private.value_or(m_.kvm() && m_.kvm()->has_private_mem() &&
-                                       m_.kvm()->kvm_mem_is_private(gpa_to_gfn(Gpa(a.gpa))));
+        sp.enc = a.is_private.value_or(m_->kvm() && m_->kvm()->has_private_mem() &&
+                                       m_->kvm()->kvm_mem_is_private(gpa_to_gfn(Gpa(a.gpa))));
         // A different stream per step and per vCPU, all derived from the scenario seed.
         sp.seed = s_.seed * 0x9e3779b97f4a7c15ull + step_index * 0x100000001b3ull + vcpu;
         if (a.replay) {
@@ -327,14 +344,14 @@ private:
         if (auto* a = std::get_if<scn::Access>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
-                m_.arm_vcpu(v, st.expect.exit.has_value());
+                m_->arm_vcpu(v, st.expect.exit.has_value());
                 vcpus_[v]->post_access(access_spec(*a, v, rec.index));
                 evs &= vcpus_[v]->done();
             }
         } else if (auto* h = std::get_if<scn::MapGpaRange>(&st.op)) {
             rec.vcpus = st.vcpus;
             for (unsigned v : st.vcpus) {
-                m_.arm_vcpu(v, st.expect.exit.has_value());
+                m_->arm_vcpu(v, st.expect.exit.has_value());
                 cpu::HypercallSpec hs;
                 hs.nr = uapi::KVM_HC_MAP_GPA_RANGE;
                 hs.a0 = h->gpa;
@@ -360,7 +377,7 @@ private:
             HostThread* worker = hosts_.at(host_idx++);
             rec.host = worker;
             StepRecord* r = &rec;
-            worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_.exec_uapi_step(st, ctx); },
+            worker->post([this, r, &st](ExecContext& ctx) { r->outcome = m_->exec_uapi_step(st, ctx); },
                          trace ? step_label(rec) + ": " + op_name(st) : std::string());
             evs &= worker->done();
         }
@@ -385,7 +402,7 @@ private:
             rec.interrupted |= res.interrupted;
             if (std::holds_alternative<scn::MapGpaRange>(rec.step->op) && !res.stopped)
                 rec.hypercall_ret = int64_t(res.hypercall_ret);
-            auto e = m_.take_exit(v);
+            auto e = m_->take_exit(v);
             // KVM_EXIT_MMIO carries the emulated access's length (kvm_run->mmio.len): the
             // access's width, in fragments of at most 8 bytes (emulator_read_write_onepage()).
             if (e && e->reason == "mmio" && e->size == 0)
@@ -431,7 +448,7 @@ private:
                                100.0 * double(now.cache_hits - tlb_prev_[v].cache_hits) / double(dr));
             tlb_prev_[v] = now;
         }
-        if (const kvm::Kvm* k = m_.kvm()) {
+        if (const kvm::Kvm* k = m_->kvm()) {
             const uint64_t priv = k->nr_private_pages();
             trace->counter(private_pages_track, rec.end, double(priv));
             trace->counter(shared_pages_track, rec.end, double(k->nr_memslot_pages() - std::min(priv, k->nr_memslot_pages())));
@@ -456,7 +473,7 @@ private:
     // host reads of a guest_memfd at earlier set_memory_attributes2 steps on that file.
     std::string conversion_hint(const StepRecord& r) const {
         if (auto* a = std::get_if<scn::Access>(&r.step->op)) {
-            const auto& cs = m_.conversions();
+            const auto& cs = m_->conversions();
             for (auto it = cs.rbegin(); it != cs.rend(); ++it)
                 if (!it->err && it->gpa < a->gpa + a->size && a->gpa < it->gpa + it->size)
                     return fmt::format("; the range was last converted to {} ({}, gpa {:#x} size {:#x}) with content policy {}",
@@ -544,11 +561,11 @@ private:
             if (want && *want != o.err)
                 fail(r, fmt::format("expected errno {}, got {}{}", *ex.err, errno_name(o.err),
                                     o.err && !o.why.empty() ? " (" + o.why + ")"
-                                                            : enotty_hint(st, o.err, m_.config().kvm)));
+                                                            : enotty_hint(st, o.err, m_->config().kvm)));
         } else if (o.err && !ex.signal) {
             fail(r, fmt::format("{} failed: {}{} (add \"expect\": {{\"errno\": \"{}\"}} if that is intended)",
                                 op_name(st), errno_name(o.err),
-                                o.why.empty() ? enotty_hint(st, o.err, m_.config().kvm) : ": " + o.why,
+                                o.why.empty() ? enotty_hint(st, o.err, m_->config().kvm) : ": " + o.why,
                                 errno_name(o.err)));
         }
         if (ex.error_offset && o.error_offset != ex.error_offset)
@@ -611,7 +628,7 @@ private:
                 }
                 step_wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
                 if (opt_.check_invariants)
-                    if (auto bad = m_.check_invariants())
+                    if (auto bad = m_->check_invariants())
                         failures.push_back(Failure{"invariant", st.pointer, i, *bad,
                                                    fmt::format("invariant violated after step {} ({}): {}", i,
                                                                st.pointer, *bad)});
@@ -625,7 +642,7 @@ private:
     }
 
     const scn::Scenario& s_;
-    Machine& m_;
+    Machine* m_ = nullptr;
     std::vector<cpu::Vcpu*> vcpus_;
     std::vector<HostThread*> hosts_;
     RunOptions opt_;
@@ -668,10 +685,16 @@ std::string expect_text(const scn::Expect& e) {
 
 // The SystemC module hierarchy and each hardware module's counters (results.json
 // "modules"; docs/systemc.md). Names are the modules' hierarchical names.
-nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const std::vector<cpu::Vcpu*>& vcpus) {
+nlohmann::json module_tree(Machine& machine, MemSystem& memsys, unsigned llc_shared_by,
+                           const std::vector<cpu::Vcpu*>& vcpus) {
+    PhysMemTarget& phys = memsys.phys;
+    const DramTarget& dram = memsys.dram;
     nlohmann::json m = nlohmann::json::object();
-    for (cpu::Vcpu* v : vcpus) {
-        cpu::Vcpu& vc = *v;
+    // Each LLC's hits and misses: those of the cores that share it.
+    std::vector<CacheLevelStats> llc_refs(memsys.llcs.size());
+    for (unsigned i = 0; i < vcpus.size(); ++i) {
+        cpu::Vcpu& vc = *vcpus[i];
+        const LlcModule* llc = memsys.llc_of(i, llc_shared_by);
         const auto& st = vc.translator().stats();
         m[vc.translator().module().name()] = {{"kind", std::string(vc.translator().kind())},
                                      {"socket", "mem -> " + std::string(vc.caches().name()) + ".in"},
@@ -682,13 +705,29 @@ nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const st
                                      {"pwc_hits", st.pwc_hits},
                                      {"ntlb_hits", st.ntlb_hits}};
         nlohmann::json c = {{"kind", "cache hierarchy"},
-                             {"sockets", fmt::format("in; dram -> {}; phys -> {}", dram.socket.name(), phys.socket.name())}};
+                             {"sockets", fmt::format("in; dram -> {}; phys -> {}",
+                                                     llc ? llc->in.name() : dram.socket.name(), phys.socket.name())}};
         const auto& cs = vc.caches().caches().stats();
         const auto& cc = vc.caches().caches().config();
         for (size_t l = 0; l < cc.levels.size(); ++l)
             c[cc.levels[l].name] = {{"hits", cs.levels[l].hits}, {"misses", cs.levels[l].misses}};
         c["line_fills"] = cs.dram;
         m[vc.caches().name()] = c;
+        if (llc && !cs.levels.empty()) {
+            auto& r = llc_refs[size_t(std::find(memsys.llcs.begin(), memsys.llcs.end(), llc) - memsys.llcs.begin())];
+            r.hits += cs.levels.back().hits;
+            r.misses += cs.levels.back().misses;
+        }
+    }
+    for (size_t g = 0; g < memsys.llcs.size(); ++g) {
+        const LlcModule& l = *memsys.llcs[g];
+        m[l.name()] = {{"kind", "llc"},
+                       {"sockets", fmt::format("in; dram -> {}", dram.socket.name())},
+                       {"size_bytes", l.array().config().size_bytes},
+                       {"ways", l.array().config().ways},
+                       {"hits", llc_refs[g].hits},
+                       {"misses", llc_refs[g].misses},
+                       {"line_fills", l.core_fills()}};
     }
     const auto& ds = dram.timing().stats();
     nlohmann::json d = {{"kind", "dram"},
@@ -704,6 +743,23 @@ nlohmann::json module_tree(PhysMemTarget& phys, const DramTarget& dram, const st
     m[phys.name()] = {{"kind", "physical memory"},
                       {"pages_resident", phys.mem().pages_resident()},
                       {"pages_uniform", phys.mem().pages_uniform()}};
+    // The VM's hardware: the RMP of an SEV-SNP VM (its instruction and check counters are
+    // the rmp.* metrics; here its own table traffic through its socket).
+    if (const rmp::RmpModule* r = machine.rmp_module())
+        m[r->name()] = {{"kind", "rmp"},
+                        {"socket", "table -> " + std::string(phys.socket.name())},
+                        {"direct", r->direct()},
+                        {"transactions", r->transactions()},
+                        {"debug_transactions", r->debug_transactions()}};
+    // The TDX module of a TD (its leaves' counters are the tdx.* metrics; here its own
+    // memory traffic through its socket).
+    if (const tdx::SeamModule* t = machine.tdx_module())
+        m[t->name()] = {{"kind", "tdx module"},
+                        {"socket", "mem -> " + std::string(phys.socket.name())},
+                        {"direct", t->direct()},
+                        {"reads", t->reads()},
+                        {"writes", t->writes()},
+                        {"debug_transactions", t->debug_transactions()}};
     return m;
 }
 
@@ -831,57 +887,56 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         casemate = std::make_unique<stage2::CasemateTrace>(casemate_file);
         mc.stage2_sink = casemate.get();
     }
-    auto machine = std::make_unique<Machine>(s, mc);
+    // The platform, elaborated inside `top`: the machine (KVM and the VM, whose hardware
+    // modules, the RMP of an SEV-SNP VM and the TDX module of a TD, are then top.rmp and
+    // top.tdx), physical memory and DRAM shared by the cores (top.mem), the vCPU modules
+    // each bringing its MMU and caches (top.vcpuN), the VMM threads (top.vmmN) and the debug
+    // port the invariant checks read memory through (top.debug; docs/systemc.md).
+    mc.hw_modules = true;
+    std::unique_ptr<Machine> machine;
     kvm::CycleCounter boot;
-    if (std::string err = machine->setup(boot); !err.empty()) {
-        out.refused = err;
-        return out;
-    }
-
     std::unique_ptr<cpu::GuestOs> guest;
-    if (s.vm.guest_paging_levels) {
-        if (!s.vm.guest_pt_region && s.vm.memslots.empty()) {
-            out.refused = "/vm/guest_paging: guest paging needs a memslot for its page tables (vm.memslots is empty; "
-                          "set vm.guest_paging to \"none\" or vm.guest_pt_region)";
-            return out;
-        }
-        auto [base, size] = guest_pt_region(s);
-        cpu::GuestOsConfig gc;
-        gc.levels = s.vm.guest_paging_levels;
-        // The guest's tables are in the format of the platform's MMU: arm64's stage 1 under stage 2.
-        gc.format = mc.stage2 ? cpu::GuestPtFormat::vmsa : cpu::GuestPtFormat::x86;
-        gc.page_size = s.vm.guest_page_size;
-        gc.pt_base = base;
-        gc.pt_size = size;
-        gc.pf_cycles = mc.costs.guest_pf;
-        guest = std::make_unique<cpu::GuestOs>(gc);
-    }
-
-    // The machine completes the MMU configuration from the VM type (its arch ops).
-    const MachineConfig& vmc = machine->config();
-    // The platform, elaborated inside `top`: physical memory and DRAM shared by the cores
-    // (top.mem), the vCPU modules each bringing its MMU and caches (top.vcpuN), the VMM
-    // threads (top.vmmN) and the debug port the invariant checks read memory through
-    // (top.debug; docs/systemc.md).
     MemSystem* memsys = nullptr;
     std::vector<const CacheHierarchy*> caches;
     std::vector<const cpu::Translator*> mmus;
     std::vector<cpu::Vcpu*> vcpus;
     std::vector<HostThread*> hosts;
-    // The LLCs: vCPU i shares LLC i / mem.llc.shared_by with its neighbours (a CCX, a mesh).
-    std::vector<std::unique_ptr<SharedCache>> llcs;
     Progress prog;
     auto elaborate = [&](Top& t) {
-        memsys = new MemSystem("mem", machine->mem(), mc.dram, mc.period_ps);
+        machine = std::make_unique<Machine>(s, mc);
+        if (std::string err = machine->setup(boot); !err.empty()) {
+            out.refused = err;
+            return;
+        }
+        if (s.vm.guest_paging_levels) {
+            if (!s.vm.guest_pt_region && s.vm.memslots.empty()) {
+                out.refused = "/vm/guest_paging: guest paging needs a memslot for its page tables (vm.memslots is "
+                              "empty; set vm.guest_paging to \"none\" or vm.guest_pt_region)";
+                return;
+            }
+            auto [base, size] = guest_pt_region(s);
+            cpu::GuestOsConfig gc;
+            gc.levels = s.vm.guest_paging_levels;
+            // The guest's tables are in the format of the platform's MMU: arm64's stage 1 under stage 2.
+            gc.format = mc.stage2 ? cpu::GuestPtFormat::vmsa : cpu::GuestPtFormat::x86;
+            gc.page_size = s.vm.guest_page_size;
+            gc.pt_base = base;
+            gc.pt_size = size;
+            gc.pf_cycles = mc.costs.guest_pf;
+            guest = std::make_unique<cpu::GuestOs>(gc);
+        }
+        // The machine completes the MMU configuration from the VM type (its arch ops).
+        const MachineConfig& vmc = machine->config();
+        memsys = new MemSystem("mem", machine->mem(), mc.dram, mc.period_ps, mc.mem, s.vm.vcpus);
         // SEV-SNP: the RMP's own table references go to physical memory (rmp_module.hpp).
         if (rmp::RmpModule* rm = machine->rmp_module()) rm->table.bind(memsys->phys.socket);
+        // TDX: the module's S-EPT references, page copies and zeroing (seam_module.hpp).
+        if (tdx::SeamModule* tm = machine->tdx_module()) tm->mem.bind(memsys->phys.socket);
         for (unsigned i = 0; i < s.vm.vcpus; ++i) {
             cpu::VcpuConfig vc;
-            if (!mc.mem.levels.empty()) {
-                const unsigned g = i / std::max(1u, mc.mem.llc_shared_by);
-                if (g >= llcs.size()) llcs.push_back(std::make_unique<SharedCache>(mc.mem.levels.back(), mc.mem.line_bytes));
-                vc.llc = llcs[g].get();
-            }
+            // vCPU i shares LLC i / mem.llc.shared_by with its neighbours (a CCX, a mesh).
+            LlcModule* llc = memsys->llc_of(i, mc.mem.llc_shared_by);
+            if (llc) vc.llc = &llc->array();
             vc.cache_data = mc.cache_data;
             vc.id = i;
             vc.mmu = vmc.mmu;
@@ -895,7 +950,9 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
             auto* v = new cpu::Vcpu(fmt::format("vcpu{}", i).c_str(), vc, guest.get(), *machine);
             v->data.bind(memsys->phys.socket);
             v->caches().phys.bind(memsys->phys.socket);
-            v->caches().dram.bind(memsys->dram.socket);
+            // Line fills: through the LLC this core shares to DRAM (no caches: straight there).
+            if (llc) v->caches().dram.bind(llc->in);
+            else v->caches().dram.bind(memsys->dram.socket);
             machine->attach_vcpu(i, v->translator());
             machine->attach_vcpu_module(i, *v);
             caches.push_back(&v->caches().caches());
@@ -907,9 +964,10 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         auto* debug = new DebugMemPort("debug");
         debug->socket.bind(memsys->phys.socket);
         machine->attach_debug_port(debug);
-        t.attach(vcpus, hosts);
+        t.attach(*machine, vcpus, hosts);
     };
-    auto* top = new Top("top", s, *machine, opt, prog, elaborate);
+    auto* top = new Top("top", s, opt, prog, elaborate);
+    if (!out.refused.empty()) return out;
     // kvm->mmu_lock is held in simulated time (kernel/mmu_lock.hpp): the global time, and
     // the local time of the thread that takes it (a vCPU or a VMM thread, found by its
     // SystemC process; any other caller takes it untimed).
@@ -1039,7 +1097,7 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     in.error = out.fatal;
     in.failures = &out.failures;
     out.results = build_results(in);
-    out.results["modules"] = module_tree(memsys->phys, memsys->dram, vcpus);
+    out.results["modules"] = module_tree(*machine, *memsys, mc.mem.llc_shared_by, vcpus);
     if (trace) {
         machine->set_trace(nullptr, {});
         trace->write();

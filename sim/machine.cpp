@@ -323,8 +323,9 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
         constexpr uint64_t kMiB = 1ull << 20;
         const rmp::RmpConfig rc{Hpa((top + kMiB - 1) & ~(kMiB - 1)), top >> kPageShift, cfg_.rmp_cache_entries,
                                 cfg_.rmp_cache_hit_cycles};
-        // A SystemC module only while the simulation is being elaborated (docs/systemc.md).
-        if (sc_core::sc_get_status() == sc_core::SC_ELABORATION) {
+        // A SystemC module when the platform is being elaborated around the machine
+        // (docs/systemc.md); the plain model otherwise.
+        if (cfg_.hw_modules) {
             rmp_module_ = std::make_unique<rmp::RmpModule>("rmp", rc, mem_);
             rmp_ = &rmp_module_->rmp();
         } else {
@@ -343,7 +344,15 @@ Machine::Machine(const scn::Scenario& s, const MachineConfig& cfg)
     // A VM whose private memory a firmware maps (TDX): the module, and KVM's backend behind
     // the mirror root.
     if (x86_->mirror()) {
-        tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, mem_, alloc_, cfg_.mmu.nested_levels);
+        tdx::TdxModule* fw = nullptr;
+        if (cfg_.hw_modules) {
+            tdx_module_ = std::make_unique<tdx::SeamModule>("tdx", mem_);
+            fw = &tdx_module_->module();
+        } else {
+            tdx_plain_ = std::make_unique<tdx::TdxModule>(mem_);
+            fw = tdx_plain_.get();
+        }
+        tdx_ = std::make_unique<kvm::TdxBackend>(*kvm_, *fw, alloc_, cfg_.mmu.nested_levels);
         tdx_->kvm_tdx().set_costs(cfg_.tdx_costs);
         // A TD vCPU exits through the module and enters with TDH.VP.ENTER: every exit and
         // entry KVM charges for it (faults, hypercalls, remote-flush and TRACK kicks) is the

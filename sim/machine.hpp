@@ -24,6 +24,7 @@
 #include "models/cpu/guest_os.hpp"
 #include "models/cpu/snp_guest.hpp"
 #include "models/rmp/rmp_module.hpp"
+#include "models/tdx/seam_module.hpp"
 #include "models/cpu/vcpu.hpp"
 #include "models/mem/cache.hpp"
 #include "models/mem/debug_port.hpp"
@@ -89,6 +90,12 @@ struct MachineConfig {
     // arm64: an observer of every stage-2 store, barrier and TLBI from the start (hvsim run
     // --casemate); not a parameter.
     stage2::TraceSink* stage2_sink = nullptr;
+    // The VM's hardware (the RMP, the TDX module) as SystemC modules, children of the module
+    // under construction: set by a caller that builds the machine while elaborating its
+    // platform (sim/engine.cpp builds it inside `top`, so they are top.rmp, top.tdx). Off,
+    // the plain models (unit tests, the fuzz harness: no platform, nothing elaborated). Not
+    // a parameter.
+    bool hw_modules = false;
 };
 MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s);
 
@@ -164,6 +171,10 @@ public:
     kvm::Kvm* kvm() { return kvm_.get(); }
     kvm::X86Mmu* x86() { return x86_.get(); }
     // The TD's module and KVM backend (VMs with mirrored TDP), else nullptr.
+    // The TDX module's SystemC module (its socket is bound by the platform to physical
+    // memory), when MachineConfig::hw_modules and the VM is a TD; nullptr otherwise.
+    tdx::SeamModule* tdx_module() { return tdx_module_.get(); }
+    const tdx::SeamModule* tdx_module() const { return tdx_module_.get(); }
     kvm::TdxBackend* tdx() { return tdx_.get(); }
     const kvm::TdxBackend* tdx() const { return tdx_.get(); }
     kvm::arm64::Arm64Mmu* arm64() { return arm64_.get(); }
@@ -201,8 +212,9 @@ public:
     // SEV-SNP runs: the RMP, KVM's SNP backend and the guest's SNP side (nullptr otherwise).
     const rmp::Rmp* rmp() const { return rmp_; }
     // The RMP's SystemC module (its table socket is bound by the platform to physical
-    // memory), when the machine was built during elaboration; nullptr otherwise.
+    // memory), when MachineConfig::hw_modules; nullptr otherwise.
     rmp::RmpModule* rmp_module() { return rmp_module_.get(); }
+    const rmp::RmpModule* rmp_module() const { return rmp_module_.get(); }
     const kvm::SevSnpOps* snp_ops() const { return snp_ops_.get(); }
     const cpu::SnpGuest* snp_guest() const { return snp_guest_.get(); }
     const psp::SnpFirmware* snp_firmware() const { return snp_fw_.get(); }
@@ -255,6 +267,11 @@ private:
     std::unique_ptr<kvm::VmmProcess> proc_;
     std::shared_ptr<kvm::Kvm> kvm_;
     std::unique_ptr<kvm::X86Mmu> x86_;
+    // The TDX module (firmware on the platform, KVM's backend calls it): a SystemC module
+    // "tdx" (top.tdx) when MachineConfig::hw_modules, else the plain model. Declared before
+    // the backend, which holds it.
+    std::unique_ptr<tdx::SeamModule> tdx_module_;
+    std::unique_ptr<tdx::TdxModule> tdx_plain_;
     std::unique_ptr<kvm::TdxBackend> tdx_;
     stage2::TlbiDomain tlbi_domain_;
     stage2::BbmChecker bbm_;   // arm64: every live descriptor change of the run, checked
@@ -277,8 +294,8 @@ private:
     void note_exit(unsigned vcpu, uint64_t gpa, uint64_t code, bool hypercall);
     // SEV-SNP: the RMP lives in mem_; the backend is the VM's arch ops (set_arch_ops).
     static constexpr uint16_t kSnpAsid = 1;
-    // The RMP: a SystemC module "rmp" when built during elaboration, else the plain model
-    // (machines built without a simulation: unit tests, the fuzz harness).
+    // The RMP: a SystemC module "rmp" (a child of the module being built: top.rmp) when
+    // MachineConfig::hw_modules, else the plain model.
     std::unique_ptr<rmp::RmpModule> rmp_module_;
     std::unique_ptr<rmp::Rmp> rmp_plain_;
     rmp::Rmp* rmp_ = nullptr;

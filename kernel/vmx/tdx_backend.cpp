@@ -15,8 +15,8 @@ Pfn alloc_page(HostPageAllocator& a, const char* what) {
 }
 }  // namespace
 
-TdxBackend::TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels)
-    : kvm_(kvm), alloc_(alloc), module_(mem) {
+TdxBackend::TdxBackend(Kvm& kvm, tdx::TdxModule& module, HostPageAllocator& alloc, unsigned levels)
+    : kvm_(kvm), alloc_(alloc), module_(module) {
     tdr_ = pfn_to_hpa(alloc_page(alloc_, "the TDR"));
     root_ = pfn_to_hpa(alloc_page(alloc_, "the S-EPT root"));
     module_.create_td(tdr_, root_, levels, /*pending_ve_disable=*/false);

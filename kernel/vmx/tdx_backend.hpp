@@ -24,8 +24,9 @@ class TdxBackend final : public ExternalSpteOps, public TdxVcpuKicker, public Td
 public:
     // tdx_td_init(): TDR and the S-EPT root page come from host memory; the TD is built
     // with `levels`-level S-EPT (GPAW 48 or 52). PENDING_VE_DISABLE is clear, so an access
-    // to a PENDING page is a #VE the guest answers with ACCEPT.
-    TdxBackend(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, unsigned levels);
+    // to a PENDING page is a #VE the guest answers with ACCEPT. `module` is the platform's
+    // TDX module (the firmware KVM calls into; it outlives the backend).
+    TdxBackend(Kvm& kvm, tdx::TdxModule& module, HostPageAllocator& alloc, unsigned levels);
     // Gives the VM back its built-in arch ops (the TdxArchOps installed here die with it).
     ~TdxBackend();
     TdxBackend(const TdxBackend&) = delete;
@@ -137,7 +138,7 @@ private:
     };
     Kvm& kvm_;
     HostPageAllocator& alloc_;
-    tdx::TdxModule module_;
+    tdx::TdxModule& module_;
     Hpa tdr_, root_;
     std::unique_ptr<KvmTdx> tdx_;
     std::unique_ptr<TdxArchOps> ops_;

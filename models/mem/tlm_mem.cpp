@@ -106,6 +106,7 @@ MemHierarchy::MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfi
     dram.bind(*this);
     phys.bind(*this);
     cache_.set_line_fill(this);
+    miss_ext_.array = llc;
 }
 
 void MemHierarchy::end_of_elaboration() {
@@ -122,7 +123,9 @@ Cycles MemHierarchy::fill(uint64_t line_addr) {
     fill_tr_.set_dmi_allowed(false);
     fill_tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
     sc_core::sc_time d = sc_core::SC_ZERO_TIME;
+    if (miss_ext_.array) fill_tr_.set_extension(&miss_ext_);
     dram->b_transport(fill_tr_, d);
+    if (miss_ext_.array) fill_tr_.clear_extension(&miss_ext_);
     if (fill_tr_.is_response_error())
         SC_REPORT_ERROR(name(), ("line fill failed: " + fill_tr_.get_response_string()).c_str());
     // Round up: a DRAM clocked differently from the core still costs whole core cycles.

@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "models/mem/cache.hpp"
+#include "models/mem/llc_module.hpp"
 #include "models/mem/phys_mem.hpp"
 
 namespace hvsim {
@@ -126,6 +127,9 @@ private:
     Cycles enc_extra_ = 0;
     uint64_t enc_fills_ = 0;
     tlm::tlm_generic_payload fill_tr_, phys_tr_;
+    // On each line fill: the shared last level it missed in (an LlcModule that owns that
+    // array passes the fill on to DRAM without a second look-up).
+    LlcMissExtension miss_ext_;
     uint8_t line_buf_[4096];
 };
 

@@ -97,7 +97,7 @@ uint64_t arch_view(uint64_t e) {
 }
 }  // namespace septe
 
-TdxModule::TdxModule(PhysMem& mem) : mem_(mem) {}
+TdxModule::TdxModule(PhysMem& mem) : mem_{mem} {}
 
 void TdxModule::write_entry(const Walk& w, uint64_t v) {
     const SeptState from = septe::state(w.entry), to = septe::state(v);
@@ -725,11 +725,13 @@ void TdxModule::guest_unlock_entry(Hpa tdr, uint64_t gpa) {
 }
 
 TdxModule::SeptView TdxModule::sept_read(Hpa tdr, uint64_t gpa, unsigned level) const {
+    const DebugView dbg(mem_);
     const Walk w = walk(*td(tdr), gpa, level, true);
     return SeptView{w.level, septe::state(w.entry), w.entry, Hpa(w.entry_hpa)};
 }
 
 std::vector<TdxModule::Leaf4> TdxModule::sept_leaves(Hpa tdr) const {
+    const DebugView dbg(mem_);
     std::vector<Leaf4> out;
     const Td& t = *td(tdr);
     struct Rec {

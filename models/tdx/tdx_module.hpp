@@ -113,9 +113,25 @@ struct TdxStats {
     uint64_t sept_pages = 0;         // S-EPT pages (PT_EPT) in use, root excluded
 };
 
+// Where the module's own memory references go when it is not reading and writing physical
+// memory in place: the SystemC module (seam_module.hpp) sends them through its socket.
+// `debug` marks the inspection views (sept_read(), sept_leaves(): KVM's checks and the
+// printers), which are no references the module makes.
+class TdxMemory {
+public:
+    virtual ~TdxMemory() = default;
+    virtual void read(uint64_t hpa, void* dst, unsigned n, bool debug) = 0;
+    virtual void write(uint64_t hpa, const void* src, unsigned n) = 0;
+    virtual void fill(uint64_t hpa, uint8_t byte, unsigned n) = 0;   // n bytes of one value
+};
+
 class TdxModule {
 public:
     explicit TdxModule(PhysMem& mem);
+    TdxModule(const TdxModule&) = delete;
+    TdxModule& operator=(const TdxModule&) = delete;
+    // nullptr: physical memory in place (the default).
+    void set_memory(TdxMemory* m) { mem_.port = m; }
 
     // TD build (TDH.MNG.CREATE, KEY.CONFIG, ADDCX, MNG.INIT collapsed): the TDR page, the
     // page that becomes the S-EPT root (a TDCS page), the S-EPT levels (4 or 5; GPAW 48 or
@@ -271,7 +287,44 @@ private:
     static void mrtd_block(Td& t, const char* tag, uint64_t gpa);
     SeamRet done(SeamRet r);
 
-    PhysMem& mem_;
+    // The module's memory references (S-EPT entries, table initialisation, page copies and
+    // zeroing): physical memory in place, or through a TdxMemory. Same calls as PhysMem's.
+    struct ModuleMemory {
+        PhysMem& phys;
+        TdxMemory* port = nullptr;
+        mutable unsigned debug = 0;   // > 0 inside an inspection view (DebugView)
+        uint64_t read64(Hpa a) const {
+            if (!port) return phys.read64(a);
+            uint64_t v = 0;
+            port->read(a.raw(), &v, sizeof v, debug > 0);
+            return v;
+        }
+        void write64(Hpa a, uint64_t v) {
+            if (!port) return phys.write64(a, v);
+            port->write(a.raw(), &v, sizeof v);
+        }
+        void read(Hpa a, void* dst, size_t n) const {
+            if (!port) return phys.read(a, dst, n);
+            port->read(a.raw(), dst, unsigned(n), debug > 0);
+        }
+        void write(Hpa a, const void* src, size_t n) {
+            if (!port) return phys.write(a, src, n);
+            port->write(a.raw(), src, unsigned(n));
+        }
+        void fill(Hpa a, uint8_t byte, size_t n) {
+            if (!port) return phys.fill(a, byte, n);
+            port->fill(a.raw(), byte, unsigned(n));
+        }
+    };
+    // Marks the references an inspection view makes as debug ones.
+    struct DebugView {
+        const ModuleMemory& m;
+        explicit DebugView(const ModuleMemory& mm) : m(mm) { ++m.debug; }
+        ~DebugView() { --m.debug; }
+        DebugView(const DebugView&) = delete;
+        DebugView& operator=(const DebugView&) = delete;
+    };
+    ModuleMemory mem_;
     std::map<uint64_t, Td> tds_;
     std::unordered_map<uint64_t, PamtEntry> pamt4k_, pamt2m_;   // keyed by page PA
     TdxStats stats_;

@@ -525,3 +525,15 @@ TEST_CASE("tdx run huge: once split a 2M range stays 4K (no PROMOTE), a later 2M
     CHECK(r.mod().promote == 0);
     CHECK_FALSE(r.m->check_invariants());
 }
+
+TEST_CASE("tdx run: a machine built without a platform gets the plain TDX module, no SystemC module", "[tdx][run]") {
+    scn::Scenario s = load_scenario_text(kTd, "td.json");
+    const ParamSet p = resolve_params(s, {});
+    const MachineConfig cfg = machine_config(p, s);
+    REQUIRE_FALSE(cfg.hw_modules);   // only the platform (sim/engine.cpp) asks for modules
+    Machine m(s, cfg);
+    REQUIRE(m.create_vm_err() == 0);
+    CHECK(m.tdx() != nullptr);
+    CHECK(m.tdx_module() == nullptr);
+    CHECK(m.rmp_module() == nullptr);
+}
