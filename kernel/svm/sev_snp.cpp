@@ -129,12 +129,13 @@ void SevSnpOps::gmem_invalidate(Kvm&, Pfn start, Pfn end, ExecContext& ctx) {
             level = PgLevel::k4K;
         }
         if (rmp_make_shared(Pfn(p), level, ctx)) {
-            // kvm_rmp_make_shared() failure: KVM_BUG_ON + snp_leak_pages(); never freed.
+            // A failed RMPUPDATE is a WARN and the loop goes on (goto next_pfn): no flush, and
+            // the folio is still freed by the page cache after this hook returns.
             ++stats_.rmpupdate_failures;
         } else {
             ++stats_.invalidate_rmpupdates;
+            ctx.charge("clflush", costs_.clflush_4k * n);
         }
-        ctx.charge("clflush", costs_.clflush_4k * n);
         p += n;
     }
 }

@@ -2,6 +2,9 @@
 // sev_handle_rmp_fault, driven through the simulated KVM core (guest_memfd, attributes).
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <string>
+
 #include "kernel/svm/sev_snp.hpp"
 #include "tests/kernel/kernel_fixture.hpp"
 
@@ -70,6 +73,29 @@ TEST_CASE("punching the page out of guest_memfd makes it hypervisor-owned again,
     CHECK(s.ops.stats().invalidate_rmpupdates == 1);
     CHECK(s.rmp.asid_pages(kAsid) == 0);
     CHECK(pc.total >= 1500 + 600);   // RMPUPDATE + CLFLUSH among the charges
+}
+
+TEST_CASE("a failed RMPUPDATE in sev_gmem_invalidate is skipped without a CLFLUSH and the page is still freed") {
+    // sev_gmem_invalidate(): rmp_make_shared() failing is a WARN and `goto next_pfn` (no
+    // flush); kvm_gmem_free_folio() has no say, so the page cache frees the folio anyway.
+    SnpEnv s;
+    CycleCounter c;
+    const Pfn p = s.get_pfn(9, c);
+    // Firmware-owned pages are immutable: RMPUPDATE of them fails with FAIL_PERMISSION.
+    REQUIRE(s.rmp.rmpupdate(pfn_to_hpa(p), rmp::RmpState{Gpa(9 * kPageSize), true, PgLevel::k4K, true, kAsid}) == 0);
+    const uint64_t freed = s.env.kvm->stats().gmem_pages_freed;
+    struct Steps final : ExecContext {
+        std::map<std::string, Cycles> by_step;
+        void charge(std::string_view st, Cycles c) override { by_step[std::string(st)] += c; }
+    } pc;
+    REQUIRE(s.env.proc->fallocate(s.gfd, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, 9 * kPageSize, kPageSize,
+                                  pc) == 0);
+    CHECK(s.ops.stats().rmpupdate_failures == 1);
+    CHECK(s.ops.stats().invalidate_rmpupdates == 0);
+    CHECK(s.rmp.read_entry(p).assigned);
+    CHECK(s.env.kvm->stats().gmem_pages_freed == freed + 1);
+    CHECK(pc.by_step.count("clflush") == 0);
+    CHECK(pc.by_step.count("page_free") == 1);
 }
 
 TEST_CASE("an order-9 folio over 512 unassigned PFNs gets a 2M RMP entry, freeing one page PSMASHes it") {
