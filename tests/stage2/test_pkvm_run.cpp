@@ -491,3 +491,20 @@ TEST_CASE("pkvm run: 16K pages: a protected fault maps one 16K leaf and donates 
     CHECK(r.hyp->mem_protect().guest_state(1, (0x30'4000 >> 14) + 1) == PkvmPageState::nopage);
     CHECK(r.hyp->check().empty());
 }
+
+TEST_CASE("pkvm run: 64K pages: a host kernel access to any frame of a donated page takes the whole page back") {
+    Rig r(arm64::PkvmConversion::in_place, 0, Granule::k64K);
+    REQUIRE(r.access(0x21'0000, AccessType::write).ok());
+    const Pfn pfn = r.pfn_of(0x21'0000);
+    r.env.mem.fill(pfn_to_hpa(pfn), 0x5a, 65536);
+    // The 6th frame: EL1 aborts, pkvm_force_reclaim_guest_page() reclaims the 64 KiB page.
+    CHECK(r.hyp->host_kernel_access(pfn + 5, r.env.ctx) == 0);
+    CHECK(r.hyp->stats().forced_reclaims == 1);
+    CHECK(r.hyp->stats().pages_zeroed == 1);
+    CHECK(r.env.mem.read64(pfn_to_hpa(pfn)) == 0);
+    CHECK(r.env.mem.read64(Hpa((pfn.raw() + 15) << kPageShift)) == 0);
+    CHECK(r.hyp->mem_protect().host_state(pfn.raw() >> 4) == PkvmPageState::owned);
+    CHECK(r.hyp->mem_protect().guest_state(1, 0x21) == PkvmPageState::poison);
+    CHECK((r.host_entry(pfn + 15) & desc::VALID));
+    CHECK(r.hyp->check().empty());
+}
