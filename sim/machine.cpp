@@ -77,11 +77,11 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         const std::string g = p.get_string("s2.granule");
         c.s2_granule = g == "64K" ? stage2::Granule::k64K : g == "16K" ? stage2::Granule::k16K : stage2::Granule::k4K;
         if (c.s2_granule != stage2::Granule::k4K) {
-            if (s.vm.type == "pkvm")
-                throw std::invalid_argument(
-                    "s2.granule " + g + ": pKVM works in the host's PAGE_SIZE (a protected guest learns it from "
-                    "HYP_MEMINFO), but hvsim's host has 4 KiB base pages and pKVM's ownership is modelled per 4 KiB "
-                    "page, so a " + g + " protected page is not modelled; a pkvm VM runs with s2.granule 4K");
+            // pKVM works in the host's PAGE_SIZE too (ownership, donations, the guest's leaves;
+            // the guest learns it from HYP_MEMINFO). The copy-based conversion is kept to 4 KiB.
+            if (s.vm.type == "pkvm" && p.get_string("pkvm.conversion") == "copy")
+                throw std::invalid_argument("s2.granule " + g + ": pkvm.conversion \"copy\" is modelled with 4 KiB "
+                                            "pages only; a " + g + " protected VM converts in place");
             if (!p.get_bool("host.thp"))
                 throw std::invalid_argument("s2.granule " + g + ": the simulated host's base pages are 4 KiB, so a " + g +
                                             " stage-2 page must come from a transparent huge page; set host.thp");
@@ -1031,7 +1031,10 @@ bool Machine::pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a
     // What the conversion cost, for conversions.* (EL2 converts, not the VMM, but the guest's
     // request is the same one SNP and TDX guests make).
     kvm::CountingContext cctx(ctx);
-    for (uint64_t i = 0; i < a1 && rc == 0; ++i) {
+    // One call per PAGE_SIZE page (the guest learnt the granule from HYP_MEMINFO); an
+    // unaligned IPA is refused by EL2.
+    const uint64_t step = pkvm_->page_size() >> kPageShift;
+    for (uint64_t i = 0; i < a1 && rc == 0; i += step) {
         const Gfn gfn = gpa_to_gfn(Gpa(a0)) + i;
         cctx.charge("pkvm: guest hvc at EL2", cfg_.pkvm.guest_hvc);
         if (relinquish) {

@@ -1,6 +1,7 @@
 #include "kernel/arm64/pkvm.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <sstream>
 #include <stdexcept>
@@ -45,30 +46,36 @@ int64_t smccc_ret(int r) { return r ? SMCCC_RET_INVALID_PARAMETER : 0; }
 }  // namespace
 
 std::optional<Hpa> PkvmHyp::HostMemcache::alloc_table_page() {
-    auto p = alloc->alloc(0);
+    auto p = alloc->alloc(order);
     if (!p) return std::nullopt;
     const Hpa a = pfn_to_hpa(*p);
-    mem->fill(a, 0, kPageSize);
+    mem->fill(a, 0, kPageSize << order);
     return a;
 }
 
-void PkvmHyp::HostMemcache::free_table_page(Hpa page) { alloc->free(hpa_to_pfn(page), 0); }
+void PkvmHyp::HostMemcache::free_table_page(Hpa page) { alloc->free(hpa_to_pfn(page), order); }
 
 PkvmHyp::PkvmHyp(Kvm& kvm, PhysMem& mem, HostPageAllocator& alloc, VmmProcess& proc, Arm64Mmu& guest,
                  stage2::TlbiDomain& dom, PkvmMemProtect::Memblock host_mem, const PkvmCosts& costs,
                  const PgtableCosts& pgt_costs, PkvmConversion conv)
     : kvm_(kvm), mem_(mem), alloc_(alloc), proc_(proc), guest_(guest), host_mem_(host_mem), costs_(costs),
-      conv_(conv), mp_(mem, {host_mem}), handle_(guest.pgt().vmid()) {
+      conv_(conv), page_shift_(stage2::granule_shift(guest.pgt().geometry().granule)),
+      mp_(mem, {host_mem}, page_shift_), handle_(guest.pgt().vmid()) {
     host_mc_.alloc = &alloc;
     host_mc_.mem = &mem;
-    // The host stage 2 (host_mmu.pgt): VMID 0, 4K granule, an identity map over the PA
-    // range (48 bits), built lazily as the host touches memory.
-    auto p = alloc.alloc(0);
+    host_mc_.order = page_shift_ - kPageShift;
+    // The host stage 2 (host_mmu.pgt): VMID 0, the host's PAGE_SIZE as its granule (the
+    // guest's too), an identity map over the PA range (48 bits), built lazily as the host
+    // touches memory. Its root may be concatenated (16K with 48 bits: two tables), naturally
+    // aligned as a buddy block is.
+    const auto geo = stage2::kvm_stage2_geometry(guest.pgt().geometry().granule, 48);
+    const uint64_t pgd_frames = std::max<uint64_t>(geo.root_bytes() >> kPageShift, 1);
+    host_pgd_order_ = unsigned(std::countr_zero(std::bit_ceil(pgd_frames)));
+    auto p = alloc.alloc(host_pgd_order_);
     if (!p) throw std::runtime_error("pKVM: no memory for the host stage-2 pgd");
     host_pgd_ = *p;
-    mem.fill(pfn_to_hpa(host_pgd_), 0, kPageSize);
-    host_pgt_ = std::make_unique<KvmPgtable>(mem, host_mc_, dom, stage2::kvm_stage2_geometry(stage2::Granule::k4K, 48), 0,
-                                             pfn_to_hpa(host_pgd_), pgt_costs, true);
+    mem.fill(pfn_to_hpa(host_pgd_), 0, pgd_frames << kPageShift);
+    host_pgt_ = std::make_unique<KvmPgtable>(mem, host_mc_, dom, geo, 0, pfn_to_hpa(host_pgd_), pgt_costs, true);
     guest_.set_protected(this);
     proc_.set_host_stage2(this);
 }
@@ -78,7 +85,7 @@ PkvmHyp::~PkvmHyp() {
     guest_.set_protected(nullptr);
     CycleCounter c;
     host_pgt_->kvm_pgtable_stage2_destroy(c);
-    alloc_.free(host_pgd_, 0);
+    alloc_.free(host_pgd_, host_pgd_order_);
 }
 
 std::vector<std::string> PkvmHyp::unmodelled(HostPaging) const {
@@ -176,18 +183,19 @@ int PkvmHyp::host_kernel_access(Pfn pfn, ExecContext& ctx) {
     const int r = mp_.__pkvm_host_force_reclaim_page_guest(pa);
     if (r == -EAGAIN) return 0;   // no longer faults (raced with a share or a reclaim): retry
     if (r) return r;
+    const uint64_t page = pg(pfn.raw());
     // EL2 (mem_protect.c): the guest loses the page and its IPA is poisoned (break-before-make
     // of the guest leaf, TLBI of the guest's VMID); the page was zeroed by the reclaim, cleaned
     // to PoC, and the host's stage 2 maps it again.
-    auto it = std::find_if(donated_.begin(), donated_.end(), [&](const auto& e) { return e.second.pfn == pfn; });
+    auto it = std::find_if(donated_.begin(), donated_.end(), [&](const auto& e) { return pg(e.second.pfn.raw()) == page; });
     if (it == donated_.end()) throw std::runtime_error("pKVM: forced reclaim of a page the host never donated");
     const uint64_t gfn = it->first;
     guest_.pgt().kvm_pgtable_stage2_annotate(gfn << kPageShift,
                                              KVM_GUEST_INVALID_PTE_TYPE_POISONED << KVM_INVALID_PTE_TYPE_SHIFT, ctx);
-    ctx.charge("pkvm: zero page", costs_.zero_4k);
-    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    ctx.charge("pkvm: zero page", zero_cost());
+    ctx.charge("pkvm: clean to PoC", cmo_cost());
     ++stats_.pages_zeroed;
-    host_stage2_set_owned(pfn, ctx);
+    host_stage2_set_owned(it->second.pfn, ctx);
     poisoned_.insert(gfn);
     ++stats_.forced_reclaims;
     return 0;
@@ -196,13 +204,13 @@ int PkvmHyp::host_kernel_access(Pfn pfn, ExecContext& ctx) {
 void PkvmHyp::host_stage2_set_owned(Pfn pfn, ExecContext& ctx) {
     const uint64_t pa = pfn.raw() << kPageShift;
     // The annotation is invalid: the identity mapping goes in without break-before-make.
-    host_pgt_->kvm_pgtable_stage2_map(pa, kPageSize, pa, KVM_PGTABLE_PROT_RWX, ctx);
+    host_pgt_->kvm_pgtable_stage2_map(pa, page_size(), pa, KVM_PGTABLE_PROT_RWX, ctx);
 }
 
 void PkvmHyp::zero_and_clean(Pfn pfn, ExecContext& ctx) {
-    mem_.fill(pfn_to_hpa(pfn), 0, kPageSize);
-    ctx.charge("pkvm: zero page", costs_.zero_4k);
-    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    mem_.fill(pfn_to_hpa(pfn), 0, page_size());
+    ctx.charge("pkvm: zero page", zero_cost());
+    ctx.charge("pkvm: clean to PoC", cmo_cost());
     ++stats_.pages_zeroed;
 }
 
@@ -211,16 +219,16 @@ void PkvmHyp::zero_and_clean(Pfn pfn, ExecContext& ctx) {
 
 int PkvmHyp::donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx, GuestMemfd* gmem, uint64_t index) {
     host_hvc("pkvm: hvc __pkvm_host_donate_guest", ctx);
-    const int r = mp_.__pkvm_host_donate_guest(pfn.raw(), gfn.raw(), handle_);
+    const int r = mp_.__pkvm_host_donate_guest(pg(pfn.raw()), pg(gfn.raw()), handle_);
     if (r) return r;
     const uint64_t pa = pfn.raw() << kPageShift;
     // host_stage2_set_owner_metadata_locked(): the host loses the page (break-before-make
-    // and a TLBI of VMID 0 if it had it mapped) ...
+    // and a TLBI of VMID 0 if it had it mapped); the annotation's gfn counts PAGE_SIZE pages ...
     if (const int a = host_pgt_->kvm_pgtable_stage2_annotate(
-            pa, pkvm_host_donation_annotation(PkvmOwner::guest, handle_, gfn.raw()), ctx))
+            pa, pkvm_host_donation_annotation(PkvmOwner::guest, handle_, pg(gfn.raw())), ctx))
         throw std::runtime_error("pKVM: host stage-2 annotation failed (EL2 would panic)");
     // ... and the guest gets it, PAGE_SIZE RWX whatever the access was (pkvm_mem_abort()).
-    const int m = guest_.pgt().kvm_pgtable_stage2_map(gfn_to_gpa(gfn).raw(), kPageSize, pa, KVM_PGTABLE_PROT_RWX, ctx);
+    const int m = guest_.pgt().kvm_pgtable_stage2_map(gfn_to_gpa(gfn).raw(), page_size(), pa, KVM_PGTABLE_PROT_RWX, ctx);
     if (m && m != -EAGAIN) throw std::runtime_error("pKVM: guest stage-2 map failed after the donation");
     donated_[gfn.raw()] = Donated{hva, pfn, gmem, index};
     if (gmem) {
@@ -240,7 +248,7 @@ void PkvmHyp::release_backing(const Donated& d, ExecContext& ctx) {
         --stats_.gmem_held;
         return;
     }
-    proc_.unpin_user_pages(d.hva, kPageSize, ctx);
+    proc_.unpin_user_pages(d.hva, page_size(), ctx);
     --stats_.pinned;
 }
 
@@ -291,13 +299,14 @@ PageFaultOutcome PkvmHyp::pkvm_gmem_abort(Gfn gfn, const kvm_memory_slot& slot, 
 // won) unpins and resumes; a poisoned IPA is -EFAULT from KVM_RUN.
 PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slot& slot, ExecContext& ctx) {
     PageFaultOutcome out;
-    const Gfn gfn = gpa_to_gfn(ipa);
+    // The faulting IPA's PAGE_SIZE page (its first 4 KiB frame).
+    const Gfn gfn(gpa_to_gfn(ipa).raw() & ~(frames() - 1));
     if (torn_down_) {
         out.r = -EFAULT;
         out.why = "the protected VM was torn down";
         return out;
     }
-    const PkvmPageState gs = mp_.guest_state(handle_, gfn.raw());
+    const PkvmPageState gs = mp_.guest_state(handle_, pg(gfn.raw()));
     if (gs == PkvmPageState::poison) {
         out.r = -EFAULT;
         out.why = "pkvm_pgtable_stage2_map: the IPA was poisoned by a forced reclaim";
@@ -310,22 +319,41 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
     }
     // account_locked_vm(): the page counts against the VMM's RLIMIT_MEMLOCK while the guest
     // holds it (kvm.config.memlock_limit; 0 = unlimited, as with CAP_IPC_LOCK).
-    if (const uint64_t limit = kvm_.config().memlock_limit; limit && stats_.pinned + 1 > (limit >> kPageShift)) {
+    if (const uint64_t limit = kvm_.config().memlock_limit; limit && stats_.pinned + 1 > (limit >> page_shift_)) {
         out.r = -ENOMEM;
         out.why = "pkvm_mem_abort: account_locked_vm() over RLIMIT_MEMLOCK (kvm.config.memlock_limit)";
         return out;
     }
-    if (slot.has_gmem() && gmem_backed()) return pkvm_gmem_abort(gfn, slot, ctx);
+    if (slot.has_gmem() && gmem_backed()) {
+        if (page_shift_ != kPageShift) {
+            out.r = -EFAULT;
+            out.why = "pkvm_mem_abort: guest_memfd with a 16K/64K PAGE_SIZE is not modelled (its folios are 4 KiB)";
+            return out;
+        }
+        return pkvm_gmem_abort(gfn, slot, ctx);
+    }
     const Hva hva = slot.gfn_to_hva(gfn);
-    const int64_t n = proc_.pin_user_pages(hva, kPageSize, ctx);
+    const int64_t n = proc_.pin_user_pages(hva, page_size(), ctx);
     if (n < 0) {
         out.r = int(n);
         out.why = "pkvm_mem_abort: pin_user_pages(FOLL_LONGTERM) failed";
         return out;
     }
-    const auto pfn = proc_.anon_page(hva);
+    auto pfn = proc_.anon_page(hva);
+    // A 16K/64K page: the simulated host's base pages are 4 KiB, so the page is a naturally
+    // aligned run of frames inside one transparent huge page (host.thp), checked frame by frame.
+    for (uint64_t i = 1; pfn && i < frames(); ++i) {
+        const auto f = proc_.anon_page(hva + (i << kPageShift));
+        if ((pfn->raw() & (frames() - 1)) || !f || f->raw() != pfn->raw() + i) {
+            proc_.unpin_user_pages(hva, page_size(), ctx);
+            out.r = -EFAULT;
+            out.why = "pkvm_mem_abort: a 16K/64K page needs a transparent huge page behind the slot (host.thp; the "
+                      "simulated host's base pages are 4 KiB)";
+            return out;
+        }
+    }
     if (!pfn) {
-        proc_.unpin_user_pages(hva, kPageSize, ctx);
+        proc_.unpin_user_pages(hva, page_size(), ctx);
         out.r = -EIO;
         out.why = "pkvm_mem_abort: only anonymous memory backs a protected VM here (a guest_memfd or file mapping is "
                   "not modelled)";
@@ -336,7 +364,7 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
     const int r = donate(gfn, *pfn, hva, ctx);
     lock.unlock();
     if (r) {
-        proc_.unpin_user_pages(hva, kPageSize, ctx);
+        proc_.unpin_user_pages(hva, page_size(), ctx);
         out.r = r == -EAGAIN || r == -EPERM ? RET_PF_RETRY : -EFAULT;
         out.why = "__pkvm_host_donate_guest refused the page";
         return out;
@@ -350,7 +378,7 @@ PageFaultOutcome PkvmHyp::pkvm_mem_abort(Gpa ipa, uint64_t, const kvm_memory_slo
 // The guest's hypercalls
 
 int64_t PkvmHyp::share_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
-    const int r = mp_.__pkvm_guest_share_host(handle_, gfn.raw());
+    const int r = mp_.__pkvm_guest_share_host(handle_, pg(gfn.raw()));
     if (r) return smccc_ret(r);
     // The host gets the page back in its stage 2 (the annotation was invalid: no TLBI);
     // the guest's leaf keeps its output address and permissions, only its state bits move.
@@ -361,11 +389,11 @@ int64_t PkvmHyp::share_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
 }
 
 int64_t PkvmHyp::unshare_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx) {
-    const int r = mp_.__pkvm_guest_unshare_host(handle_, gfn.raw());
+    const int r = mp_.__pkvm_guest_unshare_host(handle_, pg(gfn.raw()));
     if (r) return smccc_ret(r);
     // The host loses the page again: annotation by break-before-make, TLBI of VMID 0.
     host_pgt_->kvm_pgtable_stage2_annotate(pfn.raw() << kPageShift,
-                                           pkvm_host_donation_annotation(PkvmOwner::guest, handle_, gfn.raw()), ctx);
+                                           pkvm_host_donation_annotation(PkvmOwner::guest, handle_, pg(gfn.raw())), ctx);
     guest_.pgt().kvm_pgtable_stage2_set_sw_bits(gfn_to_gpa(gfn).raw(), pkvm_mkstate(PkvmPageState::owned), ctx);
     gmem_shareability(gfn, false, ctx);
     return 0;
@@ -381,6 +409,7 @@ int64_t PkvmHyp::convert_by_copy(Gfn gfn, bool to_shared, ExecContext& ctx) {
     if (it == donated_.end() || gs != (to_shared ? PkvmPageState::owned : PkvmPageState::shared_owned))
         return SMCCC_RET_INVALID_PARAMETER;
     const Donated old = it->second;
+    if (page_shift_ != kPageShift) return SMCCC_RET_NOT_SUPPORTED;   // refused up front by the machine
     auto fresh = alloc_.alloc(0);
     if (!fresh) return SMCCC_RET_INVALID_PARAMETER;
     uint8_t buf[kPageSize];
@@ -412,9 +441,12 @@ int64_t PkvmHyp::convert_by_copy(Gfn gfn, bool to_shared, ExecContext& ctx) {
 int64_t PkvmHyp::mem_share(Gfn gfn, ExecContext& ctx, bool* needs_fault) {
     ++stats_.guest_hvcs;
     *needs_fault = false;
+    // pkvm_memshare_call(): the IPA must be PAGE_ALIGNED (the guest's PAGE_SIZE, learnt from
+    // HYP_MEMINFO), or the guest gets INVALID_PARAMETER without a transition.
+    if (!page_aligned(gfn)) return SMCCC_RET_INVALID_PARAMETER;
     // MEM_SHARE of a page the host has not donated yet: EL2 fakes a level-3 write
     // translation fault at the IPA and rewinds the HVC; the host donates, the HVC re-runs.
-    if (mp_.guest_state(handle_, gfn.raw()) == PkvmPageState::nopage) {
+    if (mp_.guest_state(handle_, pg(gfn.raw())) == PkvmPageState::nopage) {
         ++stats_.share_enoent;
         share_donated_.insert(gfn.raw());
         *needs_fault = true;
@@ -431,23 +463,25 @@ int64_t PkvmHyp::mem_share(Gfn gfn, ExecContext& ctx, bool* needs_fault) {
 
 int64_t PkvmHyp::mem_unshare(Gfn gfn, ExecContext& ctx) {
     ++stats_.guest_hvcs;
+    if (!page_aligned(gfn)) return SMCCC_RET_INVALID_PARAMETER;   // pkvm_memunshare_call()
     auto it = donated_.find(gfn.raw());
     if (conv_ == PkvmConversion::copy && !(it != donated_.end() && it->second.gmem))
         return convert_by_copy(gfn, false, ctx);
-    if (it == donated_.end()) return smccc_ret(mp_.__pkvm_guest_unshare_host(handle_, gfn.raw()));
+    if (it == donated_.end()) return smccc_ret(mp_.__pkvm_guest_unshare_host(handle_, pg(gfn.raw())));
     return unshare_in_place(gfn, it->second.pfn, ctx);
 }
 
 int64_t PkvmHyp::mem_relinquish(Gfn gfn, ExecContext& ctx) {
     ++stats_.guest_hvcs;
+    if (!page_aligned(gfn)) return SMCCC_RET_INVALID_PARAMETER;
     auto it = donated_.find(gfn.raw());
     const uint64_t ipa = gfn_to_gpa(gfn).raw();
-    const int r = mp_.__pkvm_guest_relinquish_to_host(handle_, gfn.raw());
+    const int r = mp_.__pkvm_guest_relinquish_to_host(handle_, pg(gfn.raw()));
     if (r) return smccc_ret(r);
     if (it == donated_.end()) throw std::runtime_error("pKVM: relinquished a page the host never pinned");
-    guest_.pgt().kvm_pgtable_stage2_unmap(ipa, kPageSize, ctx);
-    ctx.charge("pkvm: zero page", costs_.zero_4k);
-    ctx.charge("pkvm: clean to PoC", costs_.cmo_4k());
+    guest_.pgt().kvm_pgtable_stage2_unmap(ipa, page_size(), ctx);
+    ctx.charge("pkvm: zero page", zero_cost());
+    ctx.charge("pkvm: clean to PoC", cmo_cost());
     ++stats_.pages_zeroed;
     host_stage2_set_owned(it->second.pfn, ctx);
     release_backing(it->second, ctx);
@@ -466,15 +500,15 @@ void PkvmHyp::teardown(ExecContext& ctx) {
     if (mp_.__pkvm_start_teardown_vm(handle_)) throw std::runtime_error("pKVM: the VM was already dying");
     for (const auto& [gfn, pg] : donated_) {
         host_hvc("pkvm: hvc __pkvm_reclaim_dying_guest_page", cc);
-        const bool owned = mp_.guest_state(handle_, gfn) == PkvmPageState::owned;
-        if (const int r = mp_.__pkvm_host_reclaim_page_guest(gfn, handle_))
+        const bool owned = mp_.guest_state(handle_, this->pg(gfn)) == PkvmPageState::owned;
+        if (const int r = mp_.__pkvm_host_reclaim_page_guest(this->pg(gfn), handle_))
             throw std::runtime_error("pKVM: reclaiming a dying guest's page failed: " + std::to_string(r));
-        guest_.pgt().kvm_pgtable_stage2_unmap(gfn << kPageShift, kPageSize, cc);
+        guest_.pgt().kvm_pgtable_stage2_unmap(gfn << kPageShift, page_size(), cc);
         if (owned) {   // zeroed by the reclaim, cleaned to PoC
             // A guest_memfd page stays in the file: its bytes must not outlive the guest.
             if (pg.gmem) mem_.fill(pfn_to_hpa(pg.pfn), 0, kPageSize);
-            cc.charge("pkvm: zero page", costs_.zero_4k);
-            cc.charge("pkvm: clean to PoC", costs_.cmo_4k());
+            cc.charge("pkvm: zero page", zero_cost());
+            cc.charge("pkvm: clean to PoC", cmo_cost());
             ++stats_.pages_zeroed;
         }
         host_stage2_set_owned(pg.pfn, cc);
@@ -498,7 +532,7 @@ std::string PkvmHyp::check() const {
     std::ostringstream os;
     mp_.for_each_page([&](uint64_t pfn, PkvmPageState host, PkvmOwner annot, unsigned vm, uint64_t gfn) {
         if (!bad.empty()) return;
-        const uint64_t pa = pfn << kPageShift;
+        const uint64_t pa = pfn << page_shift_;
         const uint64_t pte = host_pgt_->get_entry(pa).first;
         if (host == PkvmPageState::nopage) {
             const uint64_t want = pkvm_host_donation_annotation(annot, vm, gfn);
@@ -519,7 +553,7 @@ std::string PkvmHyp::check() const {
             // A forced reclaim left the POISONED annotation where the leaf was.
             const uint64_t want = KVM_GUEST_INVALID_PTE_TYPE_POISONED << KVM_INVALID_PTE_TYPE_SHIFT;
             if (guest_.pgt().get_entry(gfn << kPageShift).first != want ||
-                mp_.guest_state(handle_, gfn) != PkvmPageState::poison) {
+                mp_.guest_state(handle_, this->pg(gfn)) != PkvmPageState::poison) {
                 os << "pKVM: gfn " << std::hex << gfn << " was poisoned but its guest stage-2 entry is not the "
                    << "POISONED annotation";
                 return os.str();
@@ -527,9 +561,9 @@ std::string PkvmHyp::check() const {
             continue;
         }
         const auto [pte, level] = guest_.pgt().get_leaf(gfn << kPageShift);
-        const PkvmPageState gs = mp_.guest_state(handle_, gfn);
-        const auto owner_pfn = mp_.guest_pfn(handle_, gfn);
-        if (level != 3 || !owner_pfn || *owner_pfn != pg.pfn.raw() ||
+        const PkvmPageState gs = mp_.guest_state(handle_, this->pg(gfn));
+        const auto owner_pfn = mp_.guest_pfn(handle_, this->pg(gfn));
+        if (level != 3 || !owner_pfn || *owner_pfn != this->pg(pg.pfn.raw()) ||
             d::oa(pte, guest_.pgt().geometry().granule, false) != (pg.pfn.raw() << kPageShift) ||
             pkvm_getstate(pte) != gs) {
             os << "pKVM: the guest stage-2 leaf of gfn " << std::hex << gfn << " does not agree with the ownership ("

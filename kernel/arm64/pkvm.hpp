@@ -136,11 +136,16 @@ public:
     const PkvmRunStats& stats() const { return stats_; }
     PkvmConversion conversion() const { return conv_; }
     unsigned handle() const { return handle_; }
+    // PAGE_SIZE: pKVM's unit, the stage-2 granule (what HYP_MEMINFO returns to the guest).
+    // Ownership, donations, shares, reclaims and the guest's leaves are per page of this
+    // size; a 16K or 64K page is 4 or 16 frames of simulated memory held as one unit.
+    uint64_t page_size() const { return 1ull << page_shift_; }
 
 private:
     struct HostMemcache final : PgtableMemcache {
         HostPageAllocator* alloc = nullptr;
         PhysMem* mem = nullptr;
+        unsigned order = 0;   // a table page is one granule
         std::optional<Hpa> alloc_table_page() override;
         void free_table_page(Hpa page) override;
     };
@@ -170,6 +175,14 @@ private:
     int64_t unshare_in_place(Gfn gfn, Pfn pfn, ExecContext& ctx);
     // Copy-based conversion: the page's bytes move to a fresh page, the old one is reclaimed.
     int64_t convert_by_copy(Gfn gfn, bool to_shared, ExecContext& ctx);
+    // 4 KiB frame numbers (Gfn / Pfn) to pKVM's page numbers and back.
+    uint64_t pg(uint64_t frame) const { return frame >> (page_shift_ - kPageShift); }
+    uint64_t frames() const { return page_size() >> kPageShift; }
+    bool page_aligned(Gfn gfn) const { return (gfn.raw() & (frames() - 1)) == 0; }
+    // Zeroing and cleaning to PoC a PAGE_SIZE page: the 4 KiB costs times the frames (the
+    // CMO is cost.pkvm_cmo_2m scaled to the page).
+    Cycles zero_cost() const { return costs_.zero_4k * frames(); }
+    Cycles cmo_cost() const { return costs_.cmo_2m / ((2ull << 20) >> page_shift_); }
 
     Kvm& kvm_;
     PhysMem& mem_;
@@ -179,10 +192,12 @@ private:
     PkvmMemProtect::Memblock host_mem_;
     PkvmCosts costs_;
     PkvmConversion conv_;
+    unsigned page_shift_;
     PkvmMemProtect mp_;
     unsigned handle_;
     HostMemcache host_mc_;
     Pfn host_pgd_;
+    unsigned host_pgd_order_ = 0;
     std::unique_ptr<KvmPgtable> host_pgt_;
     std::map<uint64_t, Donated> donated_;   // gfn -> the pinned page (pkvm_mappings)
     // Pages donated by MEM_SHARE's fault: still the host's bytes, shared without a copy

@@ -76,8 +76,11 @@ std::string pkvm_state_dot() {
 
 // ---------------------------------------------------------------------------------------
 
-PkvmMemProtect::PkvmMemProtect(PhysMem& mem, std::vector<Memblock> memblocks) : mem_(mem), blocks_(std::move(memblocks)) {
-    for (const auto& b : blocks_) mem_pages_ = std::max(mem_pages_, (b.base + b.size) >> kPageShift);
+PkvmMemProtect::PkvmMemProtect(PhysMem& mem, std::vector<Memblock> memblocks, unsigned page_shift)
+    : mem_(mem), blocks_(std::move(memblocks)), page_shift_(page_shift) {
+    if (page_shift_ != 12 && page_shift_ != 14 && page_shift_ != 16)
+        throw std::invalid_argument("pKVM: PAGE_SHIFT must be 12, 14 or 16 (4K, 16K or 64K pages)");
+    for (const auto& b : blocks_) mem_pages_ = std::max(mem_pages_, (b.base + b.size) >> page_shift_);
 }
 
 PkvmPageState PkvmMemProtect::host_state(uint64_t pfn) const {
@@ -125,7 +128,7 @@ PkvmJoint PkvmMemProtect::joint(uint64_t pfn) const {
 // beyond memory or straddling two regions is -EINVAL, NOMAP memory -EPERM.
 int PkvmMemProtect::check_range(uint64_t pfn, uint64_t nr) const {
     if (nr == 0 || pfn + nr < pfn || pfn + nr > mem_pages_) return -EINVAL;
-    const uint64_t a = pfn << kPageShift, e = (pfn + nr) << kPageShift;
+    const uint64_t a = pfn << page_shift_, e = (pfn + nr) << page_shift_;
     for (const auto& b : blocks_) {
         if (a >= b.base && a < b.base + b.size) {
             if (e > b.base + b.size) return -EINVAL;
@@ -259,13 +262,14 @@ int PkvmMemProtect::__pkvm_host_unshare_ffa(uint64_t pfn, uint64_t nr) {
     return 0;
 }
 
-// __guest_check_transition_size(): one page, or one level-2 block (2 MiB with 4K pages)
-// with pfn and gfn aligned to it.
+// __guest_check_transition_size(): one page, or one level-2 block (2 MiB, 32 MiB or 512 MiB
+// for 4K, 16K or 64K pages) with pfn and gfn aligned to it.
 int PkvmMemProtect::__pkvm_host_share_guest(uint64_t pfn, uint64_t gfn, uint64_t nr, unsigned vm, uint32_t prot) {
     ++stats_.hypercalls;
     if (prot & ~7u) return refuse(-EINVAL);
     if (int r = check_range(pfn, nr)) return refuse(r);
-    if (nr != 1 && (nr != 512 || (pfn & 511) || (gfn & 511))) return refuse(-EINVAL);
+    const uint64_t blk = block_pages();
+    if (nr != 1 && (nr != blk || (pfn & (blk - 1)) || (gfn & (blk - 1)))) return refuse(-EINVAL);
     Vm& v = vms_[vm];
     for (uint64_t i = 0; i < nr; ++i)
         if (guest_state(vm, gfn + i) != S::nopage) return refuse(-EPERM);
@@ -290,7 +294,7 @@ int PkvmMemProtect::__pkvm_host_share_guest(uint64_t pfn, uint64_t gfn, uint64_t
 
 int PkvmMemProtect::__pkvm_host_unshare_guest(uint64_t gfn, uint64_t nr, unsigned vm) {
     ++stats_.hypercalls;
-    if (nr != 1 && nr != 512) return refuse(-EINVAL);
+    if (nr != 1 && nr != block_pages()) return refuse(-EINVAL);
     Vm& v = vms_[vm];
     auto it = v.s2.find(gfn);
     if (it == v.s2.end()) return refuse(-ENOENT);
@@ -347,7 +351,8 @@ int PkvmMemProtect::guest_leaf(unsigned vm, uint64_t gfn, PkvmPageState want, Gu
 // host's own again (OWNED, its stage-2 annotation replaced by a valid identity entry).
 void PkvmMemProtect::give_back_to_host(uint64_t pfn, bool zero, const char* op) {
     Step st(*this, pfn, op);
-    if (zero) mem_.fill(Hpa(pfn << kPageShift), 0, kPageSize);   // the guest's data never reaches the host
+    // The guest's data never reaches the host: the whole PAGE_SIZE page is zeroed.
+    if (zero) mem_.fill(Hpa(pfn << page_shift_), 0, page_size());
     Page& p = page(pfn);
     p.host = S::owned;
     p.annot = PkvmOwner::host;
@@ -389,7 +394,7 @@ int PkvmMemProtect::__pkvm_guest_unshare_host(unsigned vm, uint64_t gfn) {
 
 int PkvmMemProtect::__pkvm_host_force_reclaim_page_guest(uint64_t phys) {
     ++stats_.hypercalls;
-    const uint64_t pfn = phys >> kPageShift;
+    const uint64_t pfn = phys >> page_shift_;
     if (check_range(pfn, 1)) return refuse(-EFAULT);
     const PkvmPageState h = host_state(pfn);
     if (h == S::owned || h == S::shared_owned || h == S::shared_borrowed) return refuse(-EAGAIN);

@@ -66,7 +66,15 @@ public:
         uint64_t base = 0, size = 0;
         bool nomap = false;
     };
-    PkvmMemProtect(PhysMem& mem, std::vector<Memblock> memblocks);
+    // `page_shift`: the host's PAGE_SHIFT, pKVM's unit (12, 14 or 16 for the 4K, 16K and 64K
+    // granules). Every pfn and gfn below counts pages of that size (hyp_vmemmap has one entry
+    // per PAGE_SIZE page), so a 64K page is 16 frames of simulated memory held as one unit.
+    PkvmMemProtect(PhysMem& mem, std::vector<Memblock> memblocks, unsigned page_shift = kPageShift);
+    unsigned page_shift() const { return page_shift_; }
+    uint64_t page_size() const { return 1ull << page_shift_; }
+    // Pages in one level-2 block (2 MiB / 32 MiB / 512 MiB): the only nr besides 1 that
+    // __pkvm_host_share_guest() accepts (__guest_check_transition_size()).
+    uint64_t block_pages() const { return 1ull << (page_shift_ - 3); }
 
     // Host <-> hypervisor.
     int __pkvm_host_share_hyp(uint64_t pfn);
@@ -94,7 +102,7 @@ public:
     int __pkvm_start_teardown_vm(unsigned vm);
     int __pkvm_host_reclaim_page_guest(uint64_t gfn, unsigned vm);
 
-    // A host access to pfn through its stage 2: 0, or -EPERM for an annotated page (EL2
+    // A host access to pfn (a page of page_size()) through its stage 2: 0, or -EPERM for an annotated page (EL2
     // injects an abort into the host).
     int host_access(uint64_t pfn) const;
     PkvmPageState host_state(uint64_t pfn) const;
@@ -146,6 +154,7 @@ private:
 
     PhysMem& mem_;
     std::vector<Memblock> blocks_;
+    unsigned page_shift_ = kPageShift;
     uint64_t mem_pages_ = 0;
     std::map<uint64_t, Page> pages_;
     std::map<unsigned, Vm> vms_;

@@ -204,3 +204,60 @@ TEST_CASE("pkvm: the ownership graph: every performed transition is an edge, DOT
     CHECK(dot.find("MEM_SHARE") != std::string::npos);
     CHECK(dot.find("__pkvm_host_donate_guest") != std::string::npos);
 }
+
+// With a 64K (or 16K) host PAGE_SIZE, pKVM's unit is that page: pfns and gfns count 64 KiB
+// pages, a donation or reclaim moves all 16 frames of one at once, and the zeroing of a
+// reclaimed page covers all of it.
+TEST_CASE("pkvm: 64K pages: donate, MEM_SHARE, MEM_UNSHARE and teardown reclaim move one 64 KiB unit") {
+    PhysMem mem;
+    PkvmMemProtect pm{mem, {{0, 64ull << 20, false}}, 16};
+    CHECK(pm.page_size() == 65536);
+    CHECK(pm.block_pages() == 8192);   // one level-2 block: 512 MiB
+    constexpr uint64_t pfn = 0x20;     // PA 2 MiB
+    const Hpa base(pfn << 16);
+    REQUIRE(pm.__pkvm_host_donate_guest(pfn, 0x3, 1) == 0);
+    CHECK(pm.host_state(pfn) == S::nopage);
+    CHECK(pm.host_state(pfn + 1) == S::owned);   // the next 64 KiB page is untouched
+    CHECK(pm.host_access(pfn) == -EPERM);
+    CHECK(pm.check_host_stage2().empty());
+    mem.fill(base, 0x5a, 65536);   // the guest's data fills the whole page
+    REQUIRE(pm.__pkvm_guest_share_host(1, 0x3) == 0);
+    CHECK(pm.host_state(pfn) == S::shared_borrowed);
+    CHECK(mem.read64(Hpa(base.raw() + 0xfff8)) == 0x5a5a5a5a5a5a5a5aull);   // preserved, last frame too
+    REQUIRE(pm.__pkvm_guest_unshare_host(1, 0x3) == 0);
+    CHECK(pm.host_state(pfn) == S::nopage);
+    REQUIRE(pm.__pkvm_start_teardown_vm(1) == 0);
+    REQUIRE(pm.__pkvm_host_reclaim_page_guest(0x3, 1) == 0);
+    CHECK(pm.host_state(pfn) == S::owned);
+    for (uint64_t off = 0; off < 65536; off += 4096) CHECK(mem.read64(Hpa(base.raw() + off + 8)) == 0);   // all 16 frames zeroed
+    CHECK(pm.check_host_stage2().empty());
+    CHECK(pm.stats().donate == 1);
+    CHECK(pm.stats().share == 1);
+    CHECK(pm.stats().unshare == 1);
+    CHECK(pm.stats().reclaim == 1);
+}
+
+TEST_CASE("pkvm: 64K pages: a forced reclaim zeroes the whole 64 KiB page, share_guest blocks are 512 MiB") {
+    PhysMem mem;
+    PkvmMemProtect pm{mem, {{0, 1ull << 30, false}}, 16};
+    const Hpa base(0x20ull << 16);
+    REQUIRE(pm.__pkvm_host_donate_guest(0x20, 0x3, 1) == 0);
+    mem.fill(base, 0x5a, 65536);
+    // An address inside the page (the 9th frame) names the page.
+    REQUIRE(pm.__pkvm_host_force_reclaim_page_guest(base.raw() + 0x8000) == 0);
+    CHECK(mem.read64(Hpa(base.raw() + 0xfff8)) == 0);
+    CHECK(pm.guest_state(1, 0x3) == S::poison);
+    // nr must be 1 or a 512 MiB block (8192 pages) aligned in both spaces.
+    CHECK(pm.__pkvm_host_share_guest(0x40, 0x10, 512, 2, kRWX) == -EINVAL);
+    CHECK(pm.__pkvm_host_share_guest(0x2000, 0x10, 8192, 2, kRWX) == -EINVAL);   // gfn not block-aligned
+    CHECK(pm.__pkvm_host_share_guest(0x40, 0x10, 1, 2, kRWX) == 0);
+}
+
+TEST_CASE("pkvm: 16K pages: block_pages is a 32 MiB block, a page outside memory is -EINVAL") {
+    PhysMem mem;
+    PkvmMemProtect pm{mem, {{0, 64ull << 20, false}}, 14};
+    CHECK(pm.block_pages() == 2048);
+    CHECK(pm.__pkvm_host_donate_guest(4096, 0, 1) == -EINVAL);   // 64 MiB / 16 KiB = 4096 pages
+    CHECK(pm.__pkvm_host_donate_guest(4095, 0, 1) == 0);
+    CHECK_THROWS_AS((PkvmMemProtect{mem, {{0, 1ull << 20, false}}, 13}), std::invalid_argument);
+}

@@ -36,12 +36,13 @@ struct Rig {
         c.memlock_limit = memlock;
         return c;
     }
-    explicit Rig(arm64::PkvmConversion conv = arm64::PkvmConversion::in_place, uint64_t memlock = 0)
+    explicit Rig(arm64::PkvmConversion conv = arm64::PkvmConversion::in_place, uint64_t memlock = 0,
+                 Granule granule = Granule::k4K)
         : env(VmType::pkvm, config(memlock)) {
         env.kvm->set_mmu_ops(nullptr);
         env.proc->set_thp(true);
         dom.add_sink(&chk);
-        mmu = std::make_unique<Arm64Mmu>(*env.kvm, env.mem, env.alloc, kvm_stage2_geometry(Granule::k4K, 40), 1, dom,
+        mmu = std::make_unique<Arm64Mmu>(*env.kvm, env.mem, env.alloc, kvm_stage2_geometry(granule, 40), 1, dom,
                                          arm64::Arm64MmuCosts{}, true, true);
         arm64::PkvmCosts c;
         c.host_hvc = 800;
@@ -413,4 +414,97 @@ TEST_CASE("pkvm run: kvm.profile inplace: a fault donates a guest_memfd page, no
     CHECK(*file->filemap_lookup(5) == *pfn);
     CHECK(r.env.mem.read64(pfn_to_hpa(*pfn)) == 0);
     CHECK((r.host_entry(*pfn) & desc::VALID) != 0);
+}
+
+// With a 16K or 64K host PAGE_SIZE, pKVM's unit is that page (the stage-2 granule): a fault
+// donates one page of that size, the guest maps one leaf of it, the host stage 2 carries one
+// annotation for it, and the reclaim zeroes all of it.
+TEST_CASE("pkvm run: 64K pages: a fault donates one 64 KiB page, MEM_SHARE and MEM_UNSHARE move it, teardown reclaims it") {
+    Rig r(arm64::PkvmConversion::in_place, 0, Granule::k64K);
+    CHECK(r.hyp->page_size() == 65536);
+    const auto t = r.access(0x21'0008, AccessType::write);   // inside the page at 0x210000
+    REQUIRE(t.ok());
+    r.env.mem.fill(Hpa(t.hpa.raw() & ~0xffffull), 0x5a, 65536);   // the guest's data in every frame
+    const Pfn pfn = r.pfn_of(0x21'0000);
+    CHECK((pfn.raw() & 15) == 0);                                  // 16 frames, naturally aligned
+    CHECK(r.pfn_of(0x21'f000).raw() == pfn.raw() + 15);
+    const auto [leaf, level] = r.mmu->pgt().get_leaf(0x21'f000);   // one 64K leaf covers the page
+    CHECK(level == 3);
+    CHECK(desc::oa(leaf, Granule::k64K, false) == pfn.raw() << kPageShift);
+    const uint64_t page = pfn.raw() >> 4;
+    CHECK(r.hyp->mem_protect().host_state(page) == PkvmPageState::nopage);
+    CHECK(r.host_entry(pfn) == arm64::pkvm_host_donation_annotation(arm64::PkvmOwner::guest, 1, 0x21));
+    CHECK(r.host_entry(pfn + 15) == r.host_entry(pfn));   // the same 64K entry
+    CHECK(r.hyp->host_stage2_access(pfn + 9, true, r.env.ctx) == -EPERM);
+    CHECK(r.hyp->mem_protect().stats().donate == 1);
+    CHECK(r.hyp->stats().pinned == 1);
+    CHECK(r.hyp->check().empty());
+    // MEM_SHARE / MEM_UNSHARE: one call for the whole page, contents preserved.
+    REQUIRE(r.share(0x21'0000) == 0);
+    CHECK(r.hyp->mem_protect().host_state(page) == PkvmPageState::shared_borrowed);
+    CHECK(r.hyp->host_stage2_access(pfn + 15, true, r.env.ctx) == 0);
+    CHECK(r.env.mem.read64(Hpa((pfn.raw() + 15) << kPageShift)) == 0x5a5a5a5a5a5a5a5aull);
+    CHECK(r.hyp->check().empty());
+    REQUIRE(r.hyp->mem_unshare(gpa_to_gfn(Gpa(0x21'0000)), r.env.ctx) == 0);
+    CHECK(r.hyp->mem_protect().host_state(page) == PkvmPageState::nopage);
+    CHECK(r.hyp->host_stage2_access(pfn + 3, true, r.env.ctx) == -EPERM);
+    CHECK(r.hyp->mem_protect().stats().share == 1);
+    CHECK(r.hyp->mem_protect().stats().unshare == 1);
+    CHECK(r.hyp->check().empty());
+    // Teardown: one reclaim, the whole page zeroed, the host's again.
+    r.hyp->teardown(r.env.ctx);
+    CHECK(r.hyp->mem_protect().stats().reclaim == 1);
+    CHECK(r.hyp->stats().pages_zeroed == 1);
+    CHECK(r.hyp->stats().pinned == 0);
+    CHECK(r.env.mem.read64(Hpa((pfn.raw() + 15) << kPageShift)) == 0);
+    CHECK(r.hyp->mem_protect().host_state(page) == PkvmPageState::owned);
+    CHECK(r.hyp->check().empty());
+}
+
+TEST_CASE("pkvm run: 64K pages: MEM_SHARE and MEM_UNSHARE of an IPA not 64 KiB aligned are INVALID_PARAMETER") {
+    Rig r(arm64::PkvmConversion::in_place, 0, Granule::k64K);
+    REQUIRE(r.access(0x21'0000, AccessType::write).ok());
+    bool fault = false;
+    // pkvm_memshare_call(): !PAGE_ALIGNED(ipa) -> SMCCC_RET_INVALID_PARAMETER, no transition.
+    CHECK(r.hyp->mem_share(gpa_to_gfn(Gpa(0x21'1000)), r.env.ctx, &fault) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK_FALSE(fault);
+    CHECK(r.hyp->mem_unshare(gpa_to_gfn(Gpa(0x21'8000)), r.env.ctx) == arm64::SMCCC_RET_INVALID_PARAMETER);
+    CHECK(r.hyp->mem_protect().stats().share == 0);
+    CHECK(r.hyp->mem_protect().guest_state(1, 0x21) == PkvmPageState::owned);
+    CHECK(r.hyp->check().empty());
+}
+
+TEST_CASE("pkvm run: 16K pages: a protected fault maps one 16K leaf and donates one 16 KiB page") {
+    Rig r(arm64::PkvmConversion::in_place, 0, Granule::k16K);
+    CHECK(r.hyp->page_size() == 16384);
+    REQUIRE(r.access(0x30'6004, AccessType::read).ok());   // inside the page at 0x304000
+    const Pfn pfn = r.pfn_of(0x30'4000);
+    CHECK((pfn.raw() & 3) == 0);
+    const auto [leaf, level] = r.mmu->pgt().get_leaf(0x30'4000);
+    CHECK(level == 3);
+    CHECK((leaf & desc::S2AP_W));   // RWX whatever the access
+    CHECK(desc::oa(leaf, Granule::k16K, false) == pfn.raw() << kPageShift);
+    CHECK(r.hyp->mem_protect().guest_state(1, 0x30'4000 >> 14) == PkvmPageState::owned);
+    CHECK(r.hyp->mem_protect().host_state(pfn.raw() >> 2) == PkvmPageState::nopage);
+    CHECK(r.hyp->mem_protect().stats().donate == 1);
+    // The next 16 KiB page is untouched.
+    CHECK(r.hyp->mem_protect().guest_state(1, (0x30'4000 >> 14) + 1) == PkvmPageState::nopage);
+    CHECK(r.hyp->check().empty());
+}
+
+TEST_CASE("pkvm run: 64K pages: a host kernel access to any frame of a donated page takes the whole page back") {
+    Rig r(arm64::PkvmConversion::in_place, 0, Granule::k64K);
+    REQUIRE(r.access(0x21'0000, AccessType::write).ok());
+    const Pfn pfn = r.pfn_of(0x21'0000);
+    r.env.mem.fill(pfn_to_hpa(pfn), 0x5a, 65536);
+    // The 6th frame: EL1 aborts, pkvm_force_reclaim_guest_page() reclaims the 64 KiB page.
+    CHECK(r.hyp->host_kernel_access(pfn + 5, r.env.ctx) == 0);
+    CHECK(r.hyp->stats().forced_reclaims == 1);
+    CHECK(r.hyp->stats().pages_zeroed == 1);
+    CHECK(r.env.mem.read64(pfn_to_hpa(pfn)) == 0);
+    CHECK(r.env.mem.read64(Hpa((pfn.raw() + 15) << kPageShift)) == 0);
+    CHECK(r.hyp->mem_protect().host_state(pfn.raw() >> 4) == PkvmPageState::owned);
+    CHECK(r.hyp->mem_protect().guest_state(1, 0x21) == PkvmPageState::poison);
+    CHECK((r.host_entry(pfn + 15) & desc::VALID));
+    CHECK(r.hyp->check().empty());
 }
