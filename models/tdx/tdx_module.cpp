@@ -186,11 +186,13 @@ bool TdxModule::timed_busy(Td::TimedLock& l, bool exclusive) {
 std::optional<SeamRet> TdxModule::prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t busy_operand) {
     ++stats_.seamcalls;
     cur_ = take_timing();
+    // check_lock_and_map_explicit_tdr(): the TDR operand's PAMT walk must end at a PT_TDR
+    // entry (an unassigned page is an invalid operand, any other type wrong metadata).
+    const PamtEntry tdr_pamt = pamt_walk(tdr.raw() & ~kPageMask);
     Td* t = td(tdr);
-    if (!t) {
-        const bool assigned = pamt_entry(tdr.raw() & ~kPageMask, 0).pt != PageType::nda;
-        return ret((assigned ? status::PAGE_METADATA_INCORRECT : status::OPERAND_INVALID) | busy_operand);
-    }
+    if (!t || tdr_pamt.pt != PageType::tdr)
+        return ret((tdr_pamt.pt == PageType::nda ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) |
+                   busy_operand);
     if (t->tdr_excl || (tdr_exclusive && t->tdr_shared) || timed_busy(t->tdr_t, tdr_exclusive))
         return ret(status::OPERAND_BUSY | busy_operand);
     if (t->fatal) return ret(status::TD_FATAL);
