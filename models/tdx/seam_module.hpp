@@ -3,8 +3,10 @@
 // memory references leave: the S-EPT entries its leaves read and write (8 bytes at the
 // entry's HPA), the initialisation of a table TDH.MEM.SEPT.ADD takes over (512 entry
 // writes), the page copy of TDH.MEM.PAGE.ADD and the zeroing of TDG.MEM.PAGE.ACCEPT (4 KiB
-// each, the zeroing a write that carries a FillExtension). The inspection views (KVM's
-// checks of the S-EPT against the mirror, the printers) go as transport_dbg.
+// each, the zeroing a write that carries a FillExtension), and the PAMT entries (16 bytes
+// each at tdx::pamt::entry_hpa(); RANGE.BLOCK writes the 8-byte BEPOCH). The inspection
+// views (KVM's checks of the S-EPT against the mirror and of the PAMT, the printers, the
+// encrypted-pages hook) go as transport_dbg.
 //
 // The module runs on a logical processor in SEAM mode: it is firmware, not a device, and one
 // of it serves every core; the platform builds it once, as `top.tdx`, a peer of the cores.
@@ -15,8 +17,8 @@
 // b_transport. The delay a target annotates is summed (delay()) but not charged: each leaf
 // costs its preset cycles (cost.tdx_*), as the RMP's instructions do.
 //
-// Not through the socket: the PAMT, kept in the module's own state rather than in simulated
-// memory (pamt()); the TD control structures (TDR/TDCS fields).
+// Not through the socket: the TD control structures (TDR/TDCS fields), kept in the module's
+// own state rather than in simulated memory.
 #pragma once
 
 #include <systemc>

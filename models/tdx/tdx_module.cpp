@@ -97,6 +97,24 @@ uint64_t arch_view(uint64_t e) {
 }
 }  // namespace septe
 
+namespace pamt {
+void encode(const PamtEntry& e, uint8_t out[kEntryBytes]) {
+    const uint64_t w0 = uint64_t(e.pt) << 16 | ((e.owner >> 12) & ((1ull << 40) - 1)) << 24;
+    for (unsigned i = 0; i < 8; ++i) {
+        out[i] = uint8_t(w0 >> (8 * i));
+        out[8 + i] = uint8_t(e.bepoch >> (8 * i));
+    }
+}
+PamtEntry decode(const uint8_t in[kEntryBytes]) {
+    uint64_t w0 = 0, w1 = 0;
+    for (unsigned i = 0; i < 8; ++i) {
+        w0 |= uint64_t(in[i]) << (8 * i);
+        w1 |= uint64_t(in[8 + i]) << (8 * i);
+    }
+    return PamtEntry{PageType(uint8_t(w0 >> 16)), (w0 >> 24) << 12, w1};
+}
+}  // namespace pamt
+
 TdxModule::TdxModule(PhysMem& mem) : mem_{mem} {}
 
 void TdxModule::write_entry(const Walk& w, uint64_t v) {
@@ -130,8 +148,8 @@ void TdxModule::create_td(Hpa tdr, Hpa sept_root, unsigned levels, bool pending_
     t.levels = levels;
     t.pending_ve_disable = pending_ve_disable;
     fill_free_table(t.root);
-    pamt4k_[t.tdr] = PamtEntry{PageType::tdr, 0, 0};
-    pamt4k_[t.root] = PamtEntry{PageType::tdcx, t.tdr, 0};
+    set_pamt(t.tdr, 0, PamtEntry{PageType::tdr, 0, 0});
+    set_pamt(t.root, 0, PamtEntry{PageType::tdcx, t.tdr, 0});
     tds_.emplace(t.tdr, std::move(t));
 }
 
@@ -168,11 +186,13 @@ bool TdxModule::timed_busy(Td::TimedLock& l, bool exclusive) {
 std::optional<SeamRet> TdxModule::prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t busy_operand) {
     ++stats_.seamcalls;
     cur_ = take_timing();
+    // check_lock_and_map_explicit_tdr(): the TDR operand's PAMT walk must end at a PT_TDR
+    // entry (an unassigned page is an invalid operand, any other type wrong metadata).
+    const PamtEntry tdr_pamt = pamt_walk(tdr.raw() & ~kPageMask);
     Td* t = td(tdr);
-    if (!t) {
-        auto it = pamt4k_.find(tdr.raw());
-        return ret((it == pamt4k_.end() ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) | busy_operand);
-    }
+    if (!t || tdr_pamt.pt != PageType::tdr)
+        return ret((tdr_pamt.pt == PageType::nda ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) |
+                   busy_operand);
     if (t->tdr_excl || (tdr_exclusive && t->tdr_shared) || timed_busy(t->tdr_t, tdr_exclusive))
         return ret(status::OPERAND_BUSY | busy_operand);
     if (t->fatal) return ret(status::TD_FATAL);
@@ -262,37 +282,56 @@ std::optional<SeamRet> TdxModule::require_blocked_tracked(const Td& t, const Wal
                                                           uint64_t tracking_operand) const {
     if (t.op != OpState::runnable) return std::nullopt;   // TLB tracking only in RUNNABLE
     if (!is_blocked(septe::state(w.entry))) return ret(status::GPA_RANGE_NOT_BLOCKED | operand::RCX);
-    if (!is_tlb_tracked(t, pamt(Hpa(page_pa)).bepoch)) return ret(status::TLB_TRACKING_NOT_DONE | tracking_operand);
+    if (!is_tlb_tracked(t, pamt_walk(page_pa).bepoch)) return ret(status::TLB_TRACKING_NOT_DONE | tracking_operand);
     return std::nullopt;
 }
 
 bool TdxModule::page_nda_4k(uint64_t pa) const {
-    auto big = pamt2m_.find(pa & ~(level_bytes(1) - 1));
-    if (big != pamt2m_.end() && big->second.pt != PageType::nda) return false;
-    auto it = pamt4k_.find(pa);
-    return it == pamt4k_.end() || it->second.pt == PageType::nda;
+    const PamtEntry e = pamt_walk(pa);
+    return e.pt == PageType::nda;
 }
 
+// A 2M range: the walk down to its 2M entry, then each of its 512 4K entries (the 2M
+// AUG's scan, tdh_mem_page_aug.c).
 bool TdxModule::range_nda(uint64_t pa, uint64_t pages) const {
+    if (pages == 1) return page_nda_4k(pa);
+    if (pamt_entry(pa, 2).pt != PageType::nda || pamt_entry(pa, 1).pt != PageType::nda) return false;
     for (uint64_t i = 0; i < pages; ++i)
-        if (!page_nda_4k(pa + i * kPageSize)) return false;
+        if (pamt_entry(pa + i * kPageSize, 0).pt != PageType::nda) return false;
     return true;
 }
 
-void TdxModule::set_pamt(uint64_t pa, unsigned level, PamtEntry e) {
-    if (level == 0) pamt4k_[pa] = e;
-    else pamt2m_[pa] = e;
+PamtEntry TdxModule::pamt_entry(uint64_t pa, unsigned level) const {
+    if (pa >= pamt::kCovered) return PamtEntry{};   // outside the TDMR: never assigned
+    uint8_t b[pamt::kEntryBytes];
+    mem_.read(Hpa(pamt::entry_hpa(pa, level)), b, sizeof b);
+    return pamt::decode(b);
 }
-void TdxModule::clear_pamt(uint64_t pa, unsigned level) {
-    if (level == 0) pamt4k_.erase(pa);
-    else pamt2m_.erase(pa);
+
+PamtEntry TdxModule::pamt_walk(uint64_t pa) const {
+    for (unsigned level = 2; level > 0; --level) {
+        const PamtEntry e = pamt_entry(pa, level);
+        if (e.pt == PageType::reg) return e;
+    }
+    return pamt_entry(pa, 0);
+}
+
+void TdxModule::set_pamt(uint64_t pa, unsigned level, PamtEntry e) {
+    if (pa >= pamt::kCovered) throw std::invalid_argument("tdx: page outside the TDMR the PAMT covers");
+    uint8_t b[pamt::kEntryBytes];
+    pamt::encode(e, b);
+    mem_.write(Hpa(pamt::entry_hpa(pa, level)), b, sizeof b);
+}
+void TdxModule::clear_pamt(uint64_t pa, unsigned level) { set_pamt(pa, level, PamtEntry{}); }
+// RANGE.BLOCK writes the BEPOCH field only (bytes 8-15 of the entry).
+void TdxModule::set_bepoch(uint64_t pa, unsigned level, uint64_t bepoch) {
+    if (pa >= pamt::kCovered) throw std::invalid_argument("tdx: page outside the TDMR the PAMT covers");
+    mem_.write64(Hpa(pamt::entry_hpa(pa, level) + 8), bepoch);
 }
 
 PamtEntry TdxModule::pamt(Hpa page) const {
-    auto big = pamt2m_.find(page.raw() & ~(level_bytes(1) - 1));
-    if (big != pamt2m_.end() && big->second.pt != PageType::nda) return big->second;
-    auto it = pamt4k_.find(page.raw() & ~kPageMask);
-    return it == pamt4k_.end() ? PamtEntry{} : it->second;
+    const DebugView dbg(mem_);
+    return pamt_walk(page.raw() & ~kPageMask);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -313,7 +352,7 @@ SeamRet TdxModule::tdh_mem_sept_add(uint64_t gpa_lvl, Hpa tdr, Hpa page, bool al
     if (page.raw() & kPageMask) return done(ret(status::OPERAND_INVALID | operand::R8));
     if (!page_nda_4k(page.raw())) return done(ret(status::PAGE_METADATA_INCORRECT | operand::R8));
     fill_free_table(page.raw());
-    pamt4k_[page.raw()] = PamtEntry{PageType::ept, t.tdr, 0};
+    set_pamt(page.raw(), 0, PamtEntry{PageType::ept, t.tdr, 0});
     write_entry(w, septe::make(SeptState::nl_mapped, page.raw()));
     ++t.chldcnt;
     ++stats_.sept_add;
@@ -335,7 +374,7 @@ SeamRet TdxModule::tdh_mem_page_add(uint64_t gpa_lvl, Hpa tdr, Hpa target, Hpa s
     uint8_t buf[kPageSize];
     mem_.read(source, buf, kPageSize);
     mem_.write(target, buf, kPageSize);
-    pamt4k_[target.raw()] = PamtEntry{PageType::reg, t.tdr, 0};
+    set_pamt(target.raw(), 0, PamtEntry{PageType::reg, t.tdr, 0});
     write_entry(w, septe::make(SeptState::mapped, target.raw()));
     ++t.chldcnt;
     // MRTD: the string "MEM.PAGE.ADD" and the GPA; contents are measured by MR.EXTEND.
@@ -413,9 +452,7 @@ SeamRet TdxModule::tdh_mem_range_block(uint64_t gpa_lvl, Hpa tdr) {
     }
     const uint64_t pa = w.entry & septe::ADDR;
     // BEPOCH of the page at its mapping size, or of the child S-EPT page.
-    if (s == SeptState::nl_mapped) pamt4k_[pa].bepoch = t.epoch;
-    else if (level == 0) pamt4k_[pa].bepoch = t.epoch;
-    else pamt2m_[pa].bepoch = t.epoch;
+    set_bepoch(pa, s == SeptState::nl_mapped ? 0 : level, t.epoch);
     write_entry(w, septe::make(to, pa));
     ++stats_.block;
     return done(ret(status::SUCCESS));
@@ -486,7 +523,7 @@ SeamRet TdxModule::tdh_mem_sept_remove(uint64_t gpa_lvl, Hpa tdr) {
         if (septe::state(mem_.read64(Hpa(table + 8ull * i))) != SeptState::free)
             return done(ret(status::EPT_PAGE_NOT_FREE | operand::RCX));
     write_entry(w, septe::make(SeptState::free, 0));
-    pamt4k_.erase(table);
+    clear_pamt(table, 0);
     --t.chldcnt;
     ++stats_.sept_remove;
     --stats_.sept_pages;
@@ -511,10 +548,10 @@ SeamRet TdxModule::tdh_mem_page_demote(uint64_t gpa_lvl, Hpa tdr, Hpa new_table)
     const SeptState child = unblocked(s);
     for (unsigned i = 0; i < 512; ++i)
         mem_.write64(Hpa(new_table.raw() + 8ull * i), septe::make(child, pa + uint64_t(i) * kPageSize));
-    const PamtEntry big = pamt2m_[pa];
-    pamt2m_.erase(pa);
-    for (unsigned i = 0; i < 512; ++i) pamt4k_[pa + uint64_t(i) * kPageSize] = PamtEntry{PageType::reg, big.owner, 0};
-    pamt4k_[new_table.raw()] = PamtEntry{PageType::ept, t.tdr, 0};
+    const PamtEntry big = pamt_entry(pa, 1);
+    clear_pamt(pa, 1);
+    for (unsigned i = 0; i < 512; ++i) set_pamt(pa + uint64_t(i) * kPageSize, 0, PamtEntry{PageType::reg, big.owner, 0});
+    set_pamt(new_table.raw(), 0, PamtEntry{PageType::ept, t.tdr, 0});
     write_entry(w, septe::make(SeptState::nl_mapped, new_table.raw()));
     ++t.chldcnt;
     ++stats_.demote;
@@ -544,9 +581,9 @@ SeamRet TdxModule::tdh_mem_page_promote(uint64_t gpa_lvl, Hpa tdr) {
         ok = septe::state(e) == cs && (e & septe::ADDR) == base + uint64_t(i) * kPageSize;
     }
     if (!ok) return done(ret(status::EPT_INVALID_PROMOTE_CONDITIONS | operand::RCX));
-    for (unsigned i = 0; i < 512; ++i) pamt4k_.erase(base + uint64_t(i) * kPageSize);
-    pamt2m_[base] = PamtEntry{PageType::reg, t.tdr, 0};
-    pamt4k_.erase(table);
+    for (unsigned i = 0; i < 512; ++i) clear_pamt(base + uint64_t(i) * kPageSize, 0);
+    set_pamt(base, 1, PamtEntry{PageType::reg, t.tdr, 0});
+    clear_pamt(table, 0);
     write_entry(w, septe::make(cs, base));
     --t.chldcnt;
     ++stats_.promote;

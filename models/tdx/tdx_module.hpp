@@ -10,7 +10,9 @@
 //    an entry sits in otherwise-ignored bits (sept_manager.h: D, TDEX, TDBW, TDB, TDP,
 //    IPAT, PS); present (RWX != 0) only in NL_MAPPED and MAPPED, so the CPU's EPT walk
 //    faults on every other state.
-//  - The PAMT: page type, owner TDR and BEPOCH per 4K page and per 2M page.
+//  - The PAMT: page type, owner TDR and BEPOCH per 1G, 2M and 4K page, 16-byte entries in
+//    physical memory (namespace pamt below), read and written like the S-EPT through the
+//    module's memory references.
 //  - Per TD (TDR/TDCS): OP_STATE, lifecycle, TD_EPOCH and REFCOUNT[2], child count, MRTD.
 //
 // Simplifications (documented):
@@ -73,6 +75,34 @@ struct PamtEntry {
     uint64_t owner = 0;    // TDR HPA
     uint64_t bepoch = 0;   // TD_EPOCH when the page (or child table) was blocked
 };
+
+// Where the PAMT lives and how an entry is encoded. The kernel hands the module one PAMT area
+// per TDMR at TDX init (arch/x86/virt/vmx/tdx/tdx.c: tdmr_set_up_pamt()); here one TDMR
+// covers host physical [0, kCovered) and its three arrays (PAMT_1G, PAMT_2M, PAMT_4K) sit
+// at kBase, above every address the host page allocator hands out (host.mem_base +
+// host.mem_size stays below 2^40), so they move no allocation. Memory is sparse: an
+// untouched entry reads as zero, which is PT_NDA with no owner, so an unused PAMT costs
+// nothing. Entry layout (TDX module 1.5 pamt_manager.h, pamt_entry_t), little endian:
+//   bytes 0-1  entry lock (always 0 here: leaves run one at a time)
+//   byte  2    page type (PageType)
+//   bytes 3-7  owner: TDR HPA >> 12 (40 bits)
+//   bytes 8-15 BEPOCH
+// Clearing an entry writes zeros (the module sets PT_NDA; the stale owner is never read).
+namespace pamt {
+inline constexpr uint64_t kCovered = 1ull << 48;          // one TDMR: host PA [0, 256 TiB)
+inline constexpr unsigned kEntryBytes = 16;
+inline constexpr uint64_t kBase = 1ull << 51;             // PAMT_4K array
+inline constexpr uint64_t kBase4k = kBase;
+inline constexpr uint64_t kBase2m = kBase4k + (kCovered >> 12) * kEntryBytes;
+inline constexpr uint64_t kBase1g = kBase2m + (kCovered >> 21) * kEntryBytes;
+inline constexpr uint64_t kEnd = kBase1g + (kCovered >> 30) * kEntryBytes;
+// The entry of the page containing pa at module level 0 (4K), 1 (2M) or 2 (1G).
+constexpr uint64_t entry_hpa(uint64_t pa, unsigned level) {
+    return (level == 0 ? kBase4k : level == 1 ? kBase2m : kBase1g) + (pa >> (12 + 9 * level)) * kEntryBytes;
+}
+void encode(const PamtEntry& e, uint8_t out[kEntryBytes]);
+PamtEntry decode(const uint8_t in[kEntryBytes]);
+}  // namespace pamt
 
 enum class OpState : uint8_t { uninitialized, initialized, runnable };
 enum class Lifecycle : uint8_t { hkid_assigned, keys_configured, blocked, teardown };
@@ -196,7 +226,9 @@ public:
     // Every leaf entry (state mapped/blocked/pending/pending_blocked), in GPA order.
     struct Leaf4 { uint64_t gpa; unsigned level; SeptState state; Hpa hpa; };
     std::vector<Leaf4> sept_leaves(Hpa tdr) const;
-    PamtEntry pamt(Hpa page) const;            // the 4K entry (or the covering 2M one)
+    // The page's leaf PAMT entry (the covering 1G or 2M one if that is PT_REG, else the 4K
+    // one), read as an inspection view (transport_dbg through the socket).
+    PamtEntry pamt(Hpa page) const;
     OpState op_state(Hpa tdr) const;
     uint64_t td_epoch(Hpa tdr) const;
     uint64_t child_count(Hpa tdr) const;
@@ -280,8 +312,13 @@ private:
     // Every S-EPT entry change goes through here and must be an edge of the S-EPT
     // page-state graph (sept_state_graph.hpp); std::logic_error otherwise.
     void write_entry(const Walk& w, uint64_t v);
+    // PAMT references (the entries in memory, see namespace pamt).
+    PamtEntry pamt_entry(uint64_t pa, unsigned level) const;
+    // pamt_walk(): 1G, then 2M, then 4K entry; the first PT_REG one is the leaf.
+    PamtEntry pamt_walk(uint64_t pa) const;
     void set_pamt(uint64_t pa, unsigned level, PamtEntry e);
     void clear_pamt(uint64_t pa, unsigned level);
+    void set_bepoch(uint64_t pa, unsigned level, uint64_t bepoch);
     void fill_free_table(uint64_t table_pa);
     // Extends the MRTD with one 128-byte block: the ASCII tag, the GPA at byte 16.
     static void mrtd_block(Td& t, const char* tag, uint64_t gpa);
@@ -326,7 +363,6 @@ private:
     };
     ModuleMemory mem_;
     std::map<uint64_t, Td> tds_;
-    std::unordered_map<uint64_t, PamtEntry> pamt4k_, pamt2m_;   // keyed by page PA
     TdxStats stats_;
     Timing call_, cur_;   // the timing set by at() for the next leaf, and that of the leaf running
 };

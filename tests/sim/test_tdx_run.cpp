@@ -77,6 +77,13 @@ TEST_CASE("tdx run: a private fault maps into the mirror and AUGs, the #VE on th
     const auto v = r.td().module().sept_read(r.td().tdr(), 0x5000, 0);
     CHECK(v.state == tdx::SeptState::mapped);
     CHECK(r.td().module().pamt(pfn_to_hpa(leaf->pfn)).pt == tdx::PageType::reg);
+    // The PAMT entry is bytes in the machine's physical memory: PT_REG (byte 2), owner the
+    // TDR (bytes 3-7, PA >> 12), BEPOCH 0.
+    uint8_t e[tdx::pamt::kEntryBytes];
+    r.m->mem().read(Hpa(tdx::pamt::entry_hpa(pfn_to_hpa(leaf->pfn).raw(), 0)), e, sizeof e);
+    CHECK(e[2] == uint8_t(tdx::PageType::reg));
+    CHECK(tdx::pamt::decode(e).owner == r.td().tdr().raw());
+    CHECK(tdx::pamt::decode(e).bepoch == 0);
     // One EPT-violation exit to KVM; the #VE is not an exit.
     CHECK(r.m->exits().npf == 1);
     CHECK(r.m->x86()->stats().private_faults == 1);

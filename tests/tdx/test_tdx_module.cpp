@@ -627,3 +627,19 @@ TEST_CASE("tdx: the S-EPT page-state graph has the leaves' edges and refuses the
     CHECK_NOTHROW(r.m.tdh_mem_track(r.tdr));
     CHECK_NOTHROW(r.m.tdh_mem_page_remove(gpa_level(G, 0), r.tdr));
 }
+
+TEST_CASE("tdx module: a TDR operand whose PAMT entry is not PT_TDR is refused before the leaf runs", "[tdx][pamt]") {
+    Rig r;
+    r.tables(G, 0);
+    const Hpa p = r.page();
+    REQUIRE(r.m.tdh_mem_page_aug(gpa_level(G, 0), r.tdr, p).rax == 0);
+    const uint64_t calls = r.m.stats().seamcalls, tracks = r.m.stats().track;
+    // A PT_REG page of the TD as the TDR: wrong metadata; a page never assigned: invalid.
+    CHECK(r.m.tdh_mem_track(p).rax == (status::PAGE_METADATA_INCORRECT | operand::RCX));
+    CHECK(r.m.tdh_mem_track(r.page()).rax == (status::OPERAND_INVALID | operand::RCX));
+    // The S-EPT page and the root (PT_EPT, PT_TDCX) are no TDR either.
+    CHECK(r.m.tdh_mem_track(Hpa(0x10001000)).rax == (status::PAGE_METADATA_INCORRECT | operand::RCX));
+    CHECK(r.m.stats().seamcalls == calls + 3);
+    CHECK(r.m.stats().track == tracks);
+    CHECK(r.m.tdh_mem_track(r.tdr).rax == status::SUCCESS);
+}

@@ -1,10 +1,13 @@
 // Test bench for tdx::SeamModule: the TDX module's own memory references leave through its
 // `mem` socket (b_transport with the target's annotated delay, DMI when the target grants
-// it, transport_dbg for the inspection views), at the S-EPT entries' addresses; bound to
-// hvsim's physical memory the module reads and writes it in place.
+// it, transport_dbg for the inspection views), at the S-EPT entries' addresses and at the
+// PAMT entries' addresses (tdx::pamt); bound to hvsim's physical memory the module reads and
+// writes it in place.
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <array>
+#include <map>
 #include <vector>
 
 #include "models/mem/tlm_mem.hpp"
@@ -22,8 +25,11 @@ constexpr uint64_t kWin = 0x1000'0000ull, kWinBytes = 1ull << 20;
 constexpr uint64_t kTdr = kWin, kRoot = kWin + 0x1000;
 constexpr uint64_t kG = 0x4000'0000ull;   // a private GPA: S-EPT indices 0 / 1 / 0 / 0
 
-// A target that holds the window's bytes and records every transaction; optionally it sets
-// the DMI hint and grants read-write access to the whole window.
+constexpr bool in_pamt(uint64_t a) { return a >= pamt::kBase && a < pamt::kEnd; }
+
+// A target that holds the window's bytes (and, sparsely, the PAMT's) and records every
+// transaction; optionally it sets the DMI hint and grants read-write access to the whole
+// window (not to the PAMT).
 struct RecordingTarget : sc_core::sc_module, tlm::tlm_fw_transport_if<> {
     struct Tr {
         bool write = false, debug = false, fill = false;
@@ -32,6 +38,7 @@ struct RecordingTarget : sc_core::sc_module, tlm::tlm_fw_transport_if<> {
     };
     tlm::tlm_target_socket<> socket;
     std::vector<uint8_t> bytes = std::vector<uint8_t>(kWinBytes);
+    std::map<uint64_t, uint8_t> pamt_bytes;   // PAMT bytes written so far (others read as 0)
     std::vector<Tr> log;
     bool grant_dmi = false;
     unsigned dmi_requests = 0;
@@ -39,6 +46,15 @@ struct RecordingTarget : sc_core::sc_module, tlm::tlm_fw_transport_if<> {
     void access(tlm::tlm_generic_payload& t, bool debug) {
         const bool w = t.is_write();
         log.push_back(Tr{w, debug, t.get_extension<FillExtension>() != nullptr, t.get_address(), t.get_data_length()});
+        if (in_pamt(t.get_address())) {
+            REQUIRE(in_pamt(t.get_address() + t.get_data_length() - 1));
+            for (unsigned i = 0; i < t.get_data_length(); ++i) {
+                if (w) pamt_bytes[t.get_address() + i] = t.get_data_ptr()[i];
+                else t.get_data_ptr()[i] = pamt_byte(t.get_address() + i);
+            }
+            t.set_response_status(tlm::TLM_OK_RESPONSE);
+            return;
+        }
         REQUIRE(t.get_address() >= kWin);
         REQUIRE(t.get_address() + t.get_data_length() <= kWin + kWinBytes);
         uint8_t* p = bytes.data() + (t.get_address() - kWin);
@@ -49,7 +65,7 @@ struct RecordingTarget : sc_core::sc_module, tlm::tlm_fw_transport_if<> {
     void b_transport(tlm::tlm_generic_payload& t, sc_time& d) override {
         access(t, false);
         d += sc_time(10, SC_NS);
-        if (grant_dmi) t.set_dmi_allowed(true);
+        if (grant_dmi && !in_pamt(t.get_address())) t.set_dmi_allowed(true);
     }
     tlm::tlm_sync_enum nb_transport_fw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_time&) override {
         return tlm::TLM_COMPLETED;
@@ -68,6 +84,15 @@ struct RecordingTarget : sc_core::sc_module, tlm::tlm_fw_transport_if<> {
     unsigned transport_dbg(tlm::tlm_generic_payload& t) override {
         access(t, true);
         return t.get_data_length();
+    }
+    uint8_t pamt_byte(uint64_t a) const {
+        auto it = pamt_bytes.find(a);
+        return it == pamt_bytes.end() ? 0 : it->second;
+    }
+    PamtEntry pamt_entry(uint64_t pa, unsigned level) const {
+        uint8_t b[pamt::kEntryBytes];
+        for (unsigned i = 0; i < pamt::kEntryBytes; ++i) b[i] = pamt_byte(pamt::entry_hpa(pa, level) + i);
+        return pamt::decode(b);
     }
     uint64_t entry(uint64_t hpa) const {
         uint64_t v = 0;
@@ -101,6 +126,19 @@ struct Bench {
         target.log.clear();
         return v;
     }
+    // A SEAMCALL's references after its prologue: every host leaf starts with the PAMT walk
+    // of its TDR operand (1G, 2M, 4K entries; check_lock_and_map_explicit_tdr()).
+    std::vector<RecordingTarget::Tr> take_leaf() {
+        auto v = take();
+        REQUIRE(v.size() >= 3);
+        for (unsigned i = 0; i < 3; ++i) {
+            CHECK_FALSE(v[i].write);
+            CHECK(v[i].addr == pamt::entry_hpa(kTdr, 2 - i));
+            CHECK(v[i].len == 16);
+        }
+        v.erase(v.begin(), v.begin() + 3);
+        return v;
+    }
 };
 
 }  // namespace
@@ -108,7 +146,7 @@ struct Bench {
 TEST_CASE("tdx module: the TD's S-EPT root is initialised through the socket, 512 FREE entries") {
     Bench b;
     const auto log = b.take();
-    REQUIRE(log.size() == 512);
+    REQUIRE(log.size() == 512 + 2 + 3);
     for (unsigned i = 0; i < 512; ++i) {
         CHECK(log[i].write);
         CHECK_FALSE(log[i].debug);
@@ -116,8 +154,23 @@ TEST_CASE("tdx module: the TD's S-EPT root is initialised through the socket, 51
         CHECK(log[i].len == 8);
     }
     CHECK(b.target.entry(kRoot) == septe::make(SeptState::free, 0));
-    CHECK(b.tdx.writes() == 512);
-    CHECK(b.tdx.delay() == sc_time(5120, SC_NS));
+    // Then the PAMT: the TDR page becomes PT_TDR, the root (a TDCS page) PT_TDCX of the TD.
+    CHECK(log[512].write);
+    CHECK(log[512].addr == pamt::entry_hpa(kTdr, 0));
+    CHECK(log[512].len == 16);
+    CHECK(log[513].write);
+    CHECK(log[513].addr == pamt::entry_hpa(kRoot, 0));
+    CHECK(b.target.pamt_entry(kTdr, 0).pt == PageType::tdr);
+    CHECK(b.target.pamt_entry(kRoot, 0).pt == PageType::tdcx);
+    CHECK(b.target.pamt_entry(kRoot, 0).owner == kTdr);
+    // TDH.MR.FINALIZE: the PAMT walk of its TDR operand, which ends at the PT_TDR 4K entry.
+    for (unsigned i = 0; i < 3; ++i) {
+        CHECK_FALSE(log[514 + i].write);
+        CHECK(log[514 + i].addr == pamt::entry_hpa(kTdr, 2 - i));
+    }
+    CHECK(b.tdx.writes() == 514);
+    CHECK(b.tdx.reads() == 3);
+    CHECK(b.tdx.delay() == sc_time(5170, SC_NS));
 }
 
 TEST_CASE("tdx module: a TDH.MEM.SEPT.ADD walks to its entry, initialises the new table and links it") {
@@ -130,26 +183,35 @@ TEST_CASE("tdx module: a TDH.MEM.SEPT.ADD walks to its entry, initialises the ne
     const uint64_t reads = b.tdx.reads(), writes = b.tdx.writes();
     // The level-1 entry (a 2M slot of kG): read the entries of levels 3, 2 and 1 on the way.
     REQUIRE(m.tdh_mem_sept_add(gpa_level(kG, 1), Hpa(kTdr), Hpa(kL1)).rax == 0);
-    const auto log = b.take();
-    REQUIRE(log.size() == 3 + 512 + 1);
+    const auto log = b.take_leaf();
+    REQUIRE(log.size() == 3 + 3 + 512 + 1 + 1);
     const uint64_t walk[3] = {kE3, kE2, kE1};
     for (unsigned i = 0; i < 3; ++i) {
         CHECK_FALSE(log[i].write);
         CHECK(log[i].addr == walk[i]);
         CHECK(log[i].len == 8);
     }
-    for (unsigned i = 0; i < 512; ++i) {
-        CHECK(log[3 + i].write);
-        CHECK(log[3 + i].addr == kL1 + 8 * i);
+    // The new table's PAMT walk (1G, 2M, 4K entries: must be PT_NDA).
+    for (unsigned i = 0; i < 3; ++i) {
+        CHECK_FALSE(log[3 + i].write);
+        CHECK(log[3 + i].addr == pamt::entry_hpa(kL1, 2 - i));
+        CHECK(log[3 + i].len == 16);
     }
+    for (unsigned i = 0; i < 512; ++i) {
+        CHECK(log[6 + i].write);
+        CHECK(log[6 + i].addr == kL1 + 8 * i);
+    }
+    CHECK(log[518].write);
+    CHECK(log[518].addr == pamt::entry_hpa(kL1, 0));
+    CHECK(b.target.pamt_entry(kL1, 0).pt == PageType::ept);
     CHECK(log.back().write);
     CHECK(log.back().addr == kE1);
     CHECK(log.back().len == 8);
     CHECK(septe::state(b.target.entry(kE1)) == SeptState::nl_mapped);
     CHECK((b.target.entry(kE1) & septe::ADDR) == kL1);
-    CHECK(b.tdx.reads() - reads == 3);
-    CHECK(b.tdx.writes() - writes == 513);
-    CHECK(b.tdx.delay() - before == sc_time(10.0 * 516, SC_NS));
+    CHECK(b.tdx.reads() - reads == 3 + 6);
+    CHECK(b.tdx.writes() - writes == 514);
+    CHECK(b.tdx.delay() - before == sc_time(10.0 * 523, SC_NS));
 }
 
 namespace {
@@ -165,7 +227,7 @@ constexpr uint64_t kWalk[4] = {kE3, kE2, kE1, kE0};
 
 }  // namespace
 
-TEST_CASE("tdx module: a TDH.MEM.PAGE.AUG reads the four entries of its walk and writes its leaf PENDING") {
+TEST_CASE("tdx module: a TDH.MEM.PAGE.AUG reads its S-EPT walk and the page's PAMT walk, writes PAMT and leaf") {
     Bench b;
     TdxModule& m = b.tdx.module();
     add_tables(m);
@@ -173,19 +235,36 @@ TEST_CASE("tdx module: a TDH.MEM.PAGE.AUG reads the four entries of its walk and
     const sc_time before = b.tdx.delay();
     const uint64_t page = 0x8000'0000ull;   // outside the window: AUG does not touch the page
     REQUIRE(m.tdh_mem_page_aug(gpa_level(kG, 0), Hpa(kTdr), Hpa(page)).rax == 0);
-    const auto log = b.take();
-    REQUIRE(log.size() == 5);
+    const auto log = b.take_leaf();
+    REQUIRE(log.size() == 4 + 3 + 1 + 1);
     for (unsigned i = 0; i < 4; ++i) {
         CHECK_FALSE(log[i].write);
         CHECK_FALSE(log[i].debug);
         CHECK(log[i].addr == kWalk[i]);
         CHECK(log[i].len == 8);
     }
-    CHECK(log[4].write);
-    CHECK(log[4].addr == kE0);
-    CHECK(log[4].len == 8);
+    // pamt_walk of the page: its 1G, 2M and 4K entries, all PT_NDA.
+    const uint64_t pamt_walk[3] = {pamt::entry_hpa(page, 2), pamt::entry_hpa(page, 1), pamt::entry_hpa(page, 0)};
+    CHECK(pamt_walk[2] == pamt::kBase4k + (page >> 12) * 16);
+    for (unsigned i = 0; i < 3; ++i) {
+        CHECK_FALSE(log[4 + i].write);
+        CHECK_FALSE(log[4 + i].debug);
+        CHECK(log[4 + i].addr == pamt_walk[i]);
+        CHECK(log[4 + i].len == 16);
+    }
+    // The page's 4K entry becomes PT_REG owned by the TDR, BEPOCH 0.
+    CHECK(log[7].write);
+    CHECK(log[7].addr == pamt_walk[2]);
+    CHECK(log[7].len == 16);
+    const PamtEntry e = b.target.pamt_entry(page, 0);
+    CHECK(e.pt == PageType::reg);
+    CHECK(e.owner == kTdr);
+    CHECK(e.bepoch == 0);
+    CHECK(log[8].write);
+    CHECK(log[8].addr == kE0);
+    CHECK(log[8].len == 8);
     CHECK(b.target.entry(kE0) == septe::make(SeptState::pending, page));
-    CHECK(b.tdx.delay() - before == sc_time(50, SC_NS));
+    CHECK(b.tdx.delay() - before == sc_time(120, SC_NS));
 }
 
 TEST_CASE("tdx module: the inspection view reads the S-EPT with transport_dbg, untimed") {
@@ -210,6 +289,16 @@ TEST_CASE("tdx module: the inspection view reads the S-EPT with transport_dbg, u
     b.tdx.module().sept_leaves(Hpa(kTdr));
     CHECK(b.take().size() == 4 * 512);
     CHECK(b.tdx.reads() == r);
+    // The PAMT view (KVM's checks, the encrypted-pages hook): the page's PAMT walk, debug.
+    CHECK(m.pamt(Hpa(0x8000'0000ull)).pt == PageType::reg);
+    const auto pv = b.take();
+    REQUIRE(pv.size() == 3);
+    for (unsigned i = 0; i < 3; ++i) {
+        CHECK(pv[i].debug);
+        CHECK(pv[i].addr == pamt::entry_hpa(0x8000'0000ull, 2 - i));
+    }
+    CHECK(b.tdx.reads() == r);
+    CHECK(b.tdx.delay() == d);
 }
 
 TEST_CASE("tdx module: the guest's ACCEPT zeroes the page with one 4 KiB fill write, then maps the entry") {
@@ -240,27 +329,34 @@ TEST_CASE("tdx module: the guest's ACCEPT zeroes the page with one 4 KiB fill wr
 TEST_CASE("tdx module: a target's DMI grant serves later references through the pointer until invalidated") {
     Bench b(true);
     // The root's initialisation: the first write asked for a grant, the other 511 used it.
+    // The two PAMT writes after it and FINALIZE's PAMT walk of the TDR are transactions:
+    // the grant covers the window only.
     CHECK(b.target.dmi_requests == 1);
     CHECK(b.tdx.dmi_grants() == 1);
-    CHECK(b.take().size() == 1);
+    CHECK(b.take().size() == 1 + 2 + 3);
     CHECK(b.tdx.dmi_accesses() == 511);
-    CHECK(b.tdx.delay() == sc_time(10 + 511 * 3, SC_NS));
+    CHECK(b.tdx.delay() == sc_time(10 + 511 * 3 + 5 * 10, SC_NS));
     TdxModule& m = b.tdx.module();
     REQUIRE(m.tdh_mem_sept_add(gpa_level(0, 3), Hpa(kTdr), Hpa(kL3)).rax == 0);
-    CHECK(b.take().empty());   // all through the pointer
+    // S-EPT references all through the pointer; the page's PAMT walk (3 reads) and its
+    // PAMT write remain.
+    const auto pl = b.take_leaf();
+    REQUIRE(pl.size() == 4);
+    for (const auto& t : pl) CHECK(in_pamt(t.addr));
     CHECK(septe::state(b.target.entry(kE3)) == SeptState::nl_mapped);
     // The target withdraws the grant: the next reference is a transaction again.
     b.target.socket->invalidate_direct_mem_ptr(kWin, kWin + kWinBytes - 1);
     CHECK(b.tdx.dmi_invalidations() == 1);
     const sc_time d = b.tdx.delay();
     REQUIRE(m.tdh_mem_sept_add(gpa_level(kG, 2), Hpa(kTdr), Hpa(kL2)).rax == 0);
-    const auto log = b.take();
-    REQUIRE(log.size() == 1);
+    const auto log = b.take_leaf();
+    REQUIRE(log.size() == 1 + 4);
     CHECK_FALSE(log[0].write);
     CHECK(log[0].addr == kE3);
     CHECK(b.tdx.dmi_grants() == 2);
-    // 1 transaction, then 1 read (level 2) + 512 + 1 writes through the pointer.
-    CHECK(b.tdx.delay() - d == sc_time(10 + 2 + 513 * 3, SC_NS));
+    // 1 transaction, then 1 read (level 2) + 512 + 1 writes through the pointer, and the
+    // 3 + 4 PAMT transactions.
+    CHECK(b.tdx.delay() - d == sc_time(10 + 2 + 513 * 3 + 7 * 10, SC_NS));
 }
 
 TEST_CASE("tdx module: bound to hvsim's physical memory the module reads and writes it in place") {
@@ -274,7 +370,79 @@ TEST_CASE("tdx module: bound to hvsim's physical memory the module reads and wri
     m.create_td(Hpa(kTdr), Hpa(kRoot), 4, false);
     REQUIRE(m.tdh_mem_sept_add(gpa_level(0, 3), Hpa(kTdr), Hpa(kL3)).rax == 0);
     CHECK(septe::state(phys.read64(Hpa(kE3))) == SeptState::nl_mapped);
+    uint8_t b[pamt::kEntryBytes];
+    phys.read(Hpa(pamt::entry_hpa(kL3, 0)), b, sizeof b);
+    CHECK(pamt::decode(b).pt == PageType::ept);
     CHECK(tdx.reads() == 0);
     CHECK(tdx.writes() == 0);
     CHECK(tdx.delay() == sc_core::SC_ZERO_TIME);
+}
+
+namespace {
+
+// The 16 bytes of a PAMT entry as physical memory holds them.
+std::array<uint8_t, 16> pamt_bytes(const PhysMem& phys, uint64_t pa, unsigned level) {
+    std::array<uint8_t, 16> b{};
+    phys.read(Hpa(pamt::entry_hpa(pa, level)), b.data(), b.size());
+    return b;
+}
+
+// Lock 0, page type at byte 2, owner (TDR PA >> 12) in bytes 3-7, BEPOCH in bytes 8-15.
+std::array<uint8_t, 16> expect(PageType pt, uint64_t owner, uint64_t bepoch) {
+    std::array<uint8_t, 16> b{};
+    b[2] = uint8_t(pt);
+    for (unsigned i = 0; i < 5; ++i) b[3 + i] = uint8_t((owner >> 12) >> (8 * i));
+    for (unsigned i = 0; i < 8; ++i) b[8 + i] = uint8_t(bepoch >> (8 * i));
+    return b;
+}
+
+}  // namespace
+
+TEST_CASE("tdx module: the PAMT entries in physical memory after PAGE.ADD, AUG, BLOCK and REMOVE") {
+    PhysMem phys;
+    TdxModule m(phys);
+    const uint64_t tdr = 0x12'3450'0000ull;   // owner bits above bit 32 too
+    m.create_td(Hpa(tdr), Hpa(tdr + 0x1000), 4, false);
+    CHECK(pamt_bytes(phys, tdr, 0) == expect(PageType::tdr, 0, 0));
+    CHECK(pamt_bytes(phys, tdr + 0x1000, 0) == expect(PageType::tdcx, tdr, 0));
+    REQUIRE(m.tdh_mem_sept_add(gpa_level(0, 3), Hpa(tdr), Hpa(tdr + 0x10000)).rax == 0);
+    REQUIRE(m.tdh_mem_sept_add(gpa_level(kG, 2), Hpa(tdr), Hpa(tdr + 0x11000)).rax == 0);
+    REQUIRE(m.tdh_mem_sept_add(gpa_level(kG, 1), Hpa(tdr), Hpa(tdr + 0x12000)).rax == 0);
+    CHECK(pamt_bytes(phys, tdr + 0x12000, 0) == expect(PageType::ept, tdr, 0));
+    // PAGE.ADD (INITIALIZED): the target page becomes PT_REG of the TD.
+    const uint64_t added = tdr + 0x20000, src = tdr + 0x30000;
+    REQUIRE(m.tdh_mem_page_add(gpa_level(kG, 0), Hpa(tdr), Hpa(added), Hpa(src)).rax == 0);
+    CHECK(pamt_bytes(phys, added, 0) == expect(PageType::reg, tdr, 0));
+    CHECK(pamt_bytes(phys, src, 0) == expect(PageType::nda, 0, 0));
+    m.vp_create(Hpa(tdr));
+    REQUIRE(m.tdh_mr_finalize(Hpa(tdr)).rax == status::SUCCESS);
+    // AUG (RUNNABLE) of the next 4K page.
+    const uint64_t auged = tdr + 0x21000;
+    REQUIRE(m.tdh_mem_page_aug(gpa_level(kG + kPageSize, 0), Hpa(tdr), Hpa(auged)).rax == 0);
+    CHECK(pamt_bytes(phys, auged, 0) == expect(PageType::reg, tdr, 0));
+    CHECK(pamt_bytes(phys, auged, 1) == expect(PageType::nda, 0, 0));
+    // BLOCK writes TD_EPOCH into BEPOCH, TRACK advances the epoch, REMOVE frees the entry.
+    REQUIRE(m.tdh_mem_range_block(gpa_level(kG + kPageSize, 0), Hpa(tdr)).rax == 0);
+    CHECK(pamt_bytes(phys, auged, 0) == expect(PageType::reg, tdr, m.td_epoch(Hpa(tdr))));
+    REQUIRE(m.tdh_mem_track(Hpa(tdr)).rax == 0);
+    REQUIRE(m.tdh_mem_page_remove(gpa_level(kG + kPageSize, 0), Hpa(tdr)).rax == 0);
+    CHECK(pamt_bytes(phys, auged, 0) == expect(PageType::nda, 0, 0));
+    CHECK(m.pamt(Hpa(auged)).pt == PageType::nda);
+    CHECK(m.pamt(Hpa(added)).owner == tdr);
+    // The encoding round-trips, and an all-zero entry is PT_NDA with no owner.
+    uint8_t raw[pamt::kEntryBytes];
+    pamt::encode(PamtEntry{PageType::tdvpr, 0xf'ffff'f000ull << 12 >> 12, 0x8000'0000'0000'0007ull}, raw);
+    const PamtEntry back = pamt::decode(raw);
+    CHECK(back.pt == PageType::tdvpr);
+    CHECK(back.owner == 0xf'ffff'f000ull);
+    CHECK(back.bepoch == 0x8000'0000'0000'0007ull);
+    const uint8_t zero[pamt::kEntryBytes] = {};
+    CHECK(pamt::decode(zero).pt == PageType::nda);
+    CHECK(pamt::decode(zero).owner == 0);
+    // The arrays lie above every host page, in the order 4K, 2M, 1G, disjoint.
+    CHECK(pamt::entry_hpa(pamt::kCovered - 1, 0) + 16 == pamt::kBase2m);
+    CHECK(pamt::entry_hpa(pamt::kCovered - 1, 1) + 16 == pamt::kBase1g);
+    CHECK(pamt::entry_hpa(pamt::kCovered - 1, 2) + 16 == pamt::kEnd);
+    CHECK(pamt::kBase >= pamt::kCovered);
+    CHECK(pamt::kEnd <= (1ull << 52));
 }
