@@ -1,5 +1,6 @@
 #include "models/cpu/vcpu.hpp"
 
+#include "models/mem/debug_port.hpp"
 #include "models/cpu/vcpu_loop.hpp"
 #include "models/cpu/x86_translator.hpp"
 
@@ -58,14 +59,7 @@ void Vcpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
 
 void Vcpu::data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill) {
     ++data_tr_count_;
-    data_tr_.set_command(cmd);
-    data_tr_.set_address(a);
-    data_tr_.set_data_ptr(p);
-    data_tr_.set_data_length(n);
-    data_tr_.set_streaming_width(n);
-    data_tr_.set_byte_enable_ptr(nullptr);
-    data_tr_.set_dmi_allowed(false);
-    data_tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    set_payload(data_tr_, cmd, a, p, n);
     if (fill) data_tr_.set_extension(&fill_ext_);
     // Physical memory annotates no delay; data_access_cycles is the access's cost.
     sc_core::sc_time d = sc_core::SC_ZERO_TIME;

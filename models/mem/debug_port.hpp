@@ -22,17 +22,27 @@
 
 namespace hvsim {
 
+// A payload reset for one plain transaction of `len` bytes at `addr` (no byte enables, no
+// DMI hint, response incomplete): what every initiator here sets before b_transport or
+// transport_dbg (IEEE 1666-2011 section 14.5, the initiator's obligations).
+inline void set_payload(tlm::tlm_generic_payload& tr, tlm::tlm_command cmd, uint64_t addr, uint8_t* data,
+                        unsigned len) {
+    tr.set_command(cmd);
+    tr.set_address(addr);
+    tr.set_data_ptr(data);
+    tr.set_data_length(len);
+    tr.set_streaming_width(len);
+    tr.set_byte_enable_ptr(nullptr);
+    tr.set_dmi_allowed(false);
+    tr.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+}
+
 // One debug transaction of `len` bytes at `hpa`; returns the bytes the target transferred
 // (a target may serve fewer than asked, or none).
 template <class Socket>
 unsigned debug_transport(Socket& socket, tlm::tlm_command cmd, Hpa hpa, void* buf, unsigned len) {
     tlm::tlm_generic_payload tr;
-    tr.set_command(cmd);
-    tr.set_address(hpa.raw());
-    tr.set_data_ptr(static_cast<uint8_t*>(buf));
-    tr.set_data_length(len);
-    tr.set_streaming_width(len);
-    tr.set_byte_enable_ptr(nullptr);
+    set_payload(tr, cmd, hpa.raw(), static_cast<uint8_t*>(buf), len);
     return socket->transport_dbg(tr);
 }
 

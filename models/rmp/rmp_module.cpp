@@ -1,5 +1,6 @@
 #include "models/rmp/rmp_module.hpp"
 
+#include "models/mem/debug_port.hpp"
 #include <string>
 
 namespace hvsim::rmp {
@@ -17,14 +18,7 @@ void RmpModule::end_of_elaboration() {
 }
 
 void RmpModule::transport(tlm::tlm_command cmd, uint64_t hpa, uint8_t* p, unsigned n, bool debug) {
-    tr_.set_command(cmd);
-    tr_.set_address(hpa);
-    tr_.set_data_ptr(p);
-    tr_.set_data_length(n);
-    tr_.set_streaming_width(n);
-    tr_.set_byte_enable_ptr(nullptr);
-    tr_.set_dmi_allowed(false);
-    tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    set_payload(tr_, cmd, hpa, p, n);
     if (debug) {
         ++debug_transactions_;
         if (table->transport_dbg(tr_) != n)

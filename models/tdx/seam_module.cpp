@@ -1,5 +1,6 @@
 #include "models/tdx/seam_module.hpp"
 
+#include "models/mem/debug_port.hpp"
 #include <cstring>
 #include <string>
 #include <vector>
@@ -39,14 +40,7 @@ void SeamModule::transport(tlm::tlm_command cmd, uint64_t hpa, uint8_t* p, unsig
         delay_ += w ? d->get_write_latency() : d->get_read_latency();
         return;
     }
-    tr_.set_command(cmd);
-    tr_.set_address(hpa);
-    tr_.set_data_ptr(p);
-    tr_.set_data_length(n);
-    tr_.set_streaming_width(n);
-    tr_.set_byte_enable_ptr(nullptr);
-    tr_.set_dmi_allowed(false);
-    tr_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    set_payload(tr_, cmd, hpa, p, n);
     if (fill) tr_.set_extension(&fill_ext_);
     sc_core::sc_time t = sc_core::SC_ZERO_TIME;
     mem->b_transport(tr_, t);
@@ -69,13 +63,7 @@ void SeamModule::transport(tlm::tlm_command cmd, uint64_t hpa, uint8_t* p, unsig
 
 void SeamModule::debug(tlm::tlm_command cmd, uint64_t hpa, uint8_t* p, unsigned n) {
     ++debug_transactions_;
-    tlm::tlm_generic_payload t;
-    t.set_command(cmd);
-    t.set_address(hpa);
-    t.set_data_ptr(p);
-    t.set_data_length(n);
-    t.set_streaming_width(n);
-    if (mem->transport_dbg(t) != n) SC_REPORT_ERROR(name(), "TDX module debug access failed");
+    if (debug_transport(mem, cmd, Hpa(hpa), p, n) != n) SC_REPORT_ERROR(name(), "TDX module debug access failed");
 }
 
 void SeamModule::read(uint64_t hpa, void* dst, unsigned n, bool dbg) {
