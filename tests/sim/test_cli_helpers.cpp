@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "sim/engine.hpp"
 #include "sim/paths.hpp"
@@ -64,4 +66,30 @@ TEST_CASE("the progress line shows a total and an estimate of the time left", "[
     CHECK(format_progress_line("q", 1, 1, 0, 0, 2.0) == "q: step 1/1, 0/0 guest accesses, 2.0 s");
     // The published count runs ahead in blocks: never past the total.
     CHECK(format_progress_line("q", 4, 4, 5000, 1000, 4.0) == "q: step 4/4, 1000/1000 guest accesses (100%), 4.0 s, ETA 0 s");
+}
+
+// The step table of the summary: its op and result columns widen to the longest entry, so
+// the cycles column stays aligned (an SNP step's GHCB_ERR_INVALID_INPUT is 22 characters,
+// a host step's op can pass the 26 of the default width).
+TEST_CASE("the summary's step table widens its op and result columns to the longest entry", "[cli][summary]") {
+    nlohmann::json r = {{"scenario", "t"},  {"platform", "p"}, {"seed", 1},          {"params", nlohmann::json::object()},
+                        {"metrics", nlohmann::json::object()}, {"fault_paths", nlohmann::json::array()},
+                        {"conversions", {{"failed", 0}}}};
+    const std::string long_op(40, 'o'), long_res = "GHCB_ERR_INVALID_INPUT";
+    r["steps"] = {{{"index", 0}, {"op", "access"}, {"result", "ok"}, {"cycles", 1234567}, {"name", "first"}},
+                  {{"index", 1}, {"op", long_op}, {"result", long_res}, {"cycles", 7}, {"name", "second"}}};
+    const std::string s = format_summary(r);
+    std::vector<std::string> rows;
+    for (const char* name : {"first", "second"}) {
+        const size_t end = s.find(std::string("  ") + name + "\n");
+        REQUIRE(end != std::string::npos);
+        rows.push_back(s.substr(s.rfind('\n', end) + 1, end - s.rfind('\n', end) - 1));
+    }
+    // Both rows end their cycles column at the same offset, past the widened columns.
+    REQUIRE(rows[0].size() == rows[1].size());
+    CHECK(rows[1].find(long_op) != std::string::npos);
+    CHECK(rows[1].find(long_res) != std::string::npos);
+    CHECK(rows[0].size() > 2 + 5 + 1 + long_op.size() + 1 + long_res.size() + 1);
+    CHECK(rows[0].substr(rows[0].size() - 9) == "1,234,567");
+    CHECK(rows[1].back() == '7');
 }
