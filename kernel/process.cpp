@@ -690,6 +690,10 @@ void VmmProcess::release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index
         --a->pins;
         return;
     }
+    release_orphan_pin(pfn);
+}
+
+void VmmProcess::release_orphan_pin(Pfn pfn) {
     auto o = anon_orphans_.find(pfn.raw());
     if (o != anon_orphans_.end() && --o->second == 0) {
         anon_orphans_.erase(o);
@@ -699,8 +703,31 @@ void VmmProcess::release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index
 }
 
 void VmmProcess::release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx) {
-    for (uint64_t p = s; p < e; ++p)
-        release_pin(p << kPageShift, r.gmem.get(), p + r.index_delta, pfn + (p - s), ctx);
+    if (r.gmem) {
+        for (uint64_t p = s; p < e; ++p) release_pin(p << kPageShift, r.gmem.get(), p + r.index_delta, pfn + (p - s), ctx);
+        nr_pins_ -= e - s;
+        return;
+    }
+    // Anonymous pages: what release_pin() does page by page, with the table walked leaf by
+    // leaf instead of a look-up per page. A page no longer mapped there (or mapped to
+    // another page) is an orphan; orphans are looked up only if there are any.
+    auto orphans = [&](uint64_t from, uint64_t to) {
+        if (anon_orphans_.empty()) return;
+        for (uint64_t p = from; p < to; ++p) release_orphan_pin(pfn + (p - s));
+    };
+    uint64_t next = s;
+    anon_.for_each_in(s << kPageShift, e << kPageShift, [&](uint64_t hva, AnonPage& a) {
+        const uint64_t p = hva >> kPageShift;
+        orphans(next, p);
+        const Pfn want = pfn + (p - s);
+        if (a.pfn == want && a.pins)
+            --a.pins;
+        else
+            release_orphan_pin(want);
+        next = p + 1;
+    });
+    orphans(next, e);
+    stats_.unpins += e - s;
     nr_pins_ -= e - s;
 }
 

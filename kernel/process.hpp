@@ -241,6 +241,8 @@ private:
     HostAccessResult host_write_impl(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx, bool mapped_only);
     // unpin_user_page() of one pinned page.
     void release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index, Pfn pfn, ExecContext& ctx);
+    // The last pin of an unmapped anonymous page (anon_orphans_) frees it.
+    void release_orphan_pin(Pfn pfn);
     // release_pin() of the pages [s, e) (hva page numbers) of run r, pinned from pfn on.
     void release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx);
     // Record a pin of [page, page + n) (hva page numbers) on the pages from pfn, taken by the
