@@ -45,7 +45,7 @@ void VmmProcess::close_all(ExecContext& ctx) {
         pins_.erase(pins_.begin());
         r.pages.for_each(0, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { release_pins(r, s, e, pfn, ctx); });
     }
-    while (!anon_.empty()) free_anon_page(*anon_.next(0), ctx);
+    free_anon_range(0, ~0ull & ~kPageMask, ctx);
     for (auto& [pfn, pins] : anon_orphans_) {
         mem_.discard(Pfn(pfn));
         alloc_.free(Pfn(pfn), 0);
@@ -338,8 +338,7 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
     }
     if (anon_.any_in(start, end)) notify = true;
     if (notify) mmu_notifier_invalidate(start, end, ctx);
-    for (auto page = anon_.next(page_up(start)); page && *page < end; page = anon_.next(*page + kPageSize))
-        free_anon_page(*page, ctx);
+    free_anon_range(page_up(start), end, ctx);
     // Explicit mappings: cut [start, end) out of each, keeping what is left on each side.
     std::vector<uint64_t> hit;
     for (auto it = maps_.begin(); it != maps_.end(); ++it)
@@ -510,21 +509,44 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
     return anon_.insert(hva_page, AnonPage{*p, 0});
 }
 
-void VmmProcess::free_anon_page(uint64_t hva_page, ExecContext& ctx) {
-    const AnonPage* a = anon_.find(hva_page);
-    if (!a) return;
-    const AnonPage page = *a;
-    // Freeing part of a huge page splits it (split_huge_pmd()); its pages go back one by one.
-    if (!thp_regions_.empty()) thp_regions_.erase(hva_page & ~((2ull << 20) - 1));
-    if (page.pins) {
-        anon_orphans_[page.pfn.raw()] += page.pins;
-    } else {
-        mem_.discard(page.pfn);
-        alloc_.free(page.pfn, 0);
-        ctx.charge("page_free", costs_.page_free);
+void VmmProcess::free_anon_range(uint64_t start, uint64_t end, ExecContext& ctx) {
+    // zap_pte_range() for anonymous pages, in one walk of the table: an unpinned page goes
+    // back to the allocator (as runs of consecutive pfns; HostPageAllocator::free_range()
+    // leaves the free lists as one-page frees would); a pinned page lives on as an orphan
+    // until its last pin goes.
+    uint64_t mapped = 0, freed = 0, run_pfn = 0, run_len = 0;
+    auto flush = [&] {
+        if (!run_len) return;
+        mem_.discard_range(Pfn(run_pfn), run_len);
+        alloc_.free_range(Pfn(run_pfn), run_len);
+        freed += run_len;
+        run_len = 0;
+    };
+    anon_.for_each_in(start, end, [&](uint64_t, const AnonPage& a) {
+        ++mapped;
+        if (a.pins) {
+            anon_orphans_[a.pfn.raw()] += a.pins;
+            return;
+        }
+        if (run_len && run_pfn + run_len == a.pfn.raw()) {
+            ++run_len;
+            return;
+        }
+        flush();
+        run_pfn = a.pfn.raw();
+        run_len = 1;
+    });
+    flush();
+    if (!mapped) return;
+    // Freeing part of a huge page splits it: every intact huge page with a page in the range
+    // (all 512 of its pages are mapped) is no longer one.
+    if (!thp_regions_.empty()) {
+        auto first = thp_regions_.lower_bound(start & ~((2ull << 20) - 1));
+        thp_regions_.erase(first, thp_regions_.lower_bound(end));
     }
-    ++stats_.anon_pages_freed;
-    anon_.erase(hva_page);
+    if (freed) ctx.charge("page_free", costs_.page_free * freed);
+    stats_.anon_pages_freed += mapped;
+    anon_.erase_range(start, end);
 }
 
 GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) {

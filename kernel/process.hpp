@@ -231,7 +231,8 @@ private:
     // mmu_notifier_invalidate_range_start/end() on [start, end): every VM of this
     // process zaps what it maps from there.
     void mmu_notifier_invalidate(uint64_t start, uint64_t end, ExecContext& ctx);
-    void free_anon_page(uint64_t hva_page, ExecContext& ctx);
+    // Unmap the anonymous pages of [start, end) (page-aligned): free or orphan each.
+    void free_anon_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
     template <class Fn>

@@ -182,3 +182,56 @@ TEST_CASE("process: accesses through an explicit mapping: SIGBUS past EOF, SIGSE
     CHECK(e.proc->munmap(Hva(kTaskSizeMax), 4096, e.ctx) == -EINVAL);
     CHECK(e.proc->munmap(m.addr, 4096, e.ctx) == 0);   // unmapping nothing succeeds
 }
+
+TEST_CASE("process: munmap frees anonymous pages by runs as page-by-page unmapping does", "[process]") {
+    const uint64_t base = 0x7f0000000000ull, span = 8 * MiB;
+    for (const bool thp : {false, true}) {
+        INFO("thp " << thp);
+        Env bulk(VmType::sev), paged(VmType::sev);
+        for (Env* e : {&bulk, &paged}) {
+            VmmProcess& p = *e->proc;
+            p.set_thp(thp);
+            // Pfns out of hva order (three stretches written in the order 0, 2, 1), a hole,
+            // pinned pages (they outlive the unmap as orphans), and with THP two huge pages.
+            REQUIRE(p.host_write(Hva(base), 100 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.host_write(Hva(base + 200 * 4096), 100 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.host_write(Hva(base + 100 * 4096), 90 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.pin_user_pages(Hva(base + 50 * 4096), 10 * 4096, e->ctx) == 10);
+            REQUIRE(p.host_write(Hva(base + 4 * MiB), 4 * MiB, 2, e->ctx).err == 0);
+        }
+        REQUIRE(bulk.alloc.free_lists() == paged.alloc.free_lists());
+        const Cycles b0 = bulk.ctx.total, p0 = paged.ctx.total;
+        REQUIRE(bulk.proc->munmap(Hva(base), span, bulk.ctx) == 0);
+        for (uint64_t off = span; off > 0; off -= 4096) REQUIRE(paged.proc->munmap(Hva(base + off - 4096), 4096, paged.ctx) == 0);
+        CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+        CHECK(bulk.alloc.used_pages() == paged.alloc.used_pages());
+        CHECK(bulk.proc->nr_anon_pages() == 0);
+        CHECK(bulk.proc->stats().anon_pages_freed == paged.proc->stats().anon_pages_freed);
+        // The same page_free cycles (munmap's own charge is per call, hence counted apart).
+        CHECK(bulk.ctx.total - b0 - bulk.costs.mmap == paged.ctx.total - p0 - (span / 4096) * paged.costs.mmap);
+        // The orphans go when their pins do.
+        CHECK(bulk.proc->unpin_user_pages(Hva(base), span, bulk.ctx) == 10);
+        CHECK(paged.proc->unpin_user_pages(Hva(base), span, paged.ctx) == 10);
+        CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+    }
+}
+
+TEST_CASE("process: exit frees by runs and leaves the free lists page-by-page unmapping leaves", "[process]") {
+    Env bulk(VmType::sev), paged(VmType::sev);
+    const uint64_t base = 0x7f0000000000ull;
+    for (Env* e : {&bulk, &paged}) {
+        // Something that outlives the process (a page held by the test) keeps the free lists
+        // from collapsing back to whole 1 GiB blocks, so a difference would show.
+        REQUIRE(e->proc->host_write(Hva(base + 300 * 4096), 50 * 4096, 1, e->ctx).err == 0);
+        REQUIRE(e->proc->host_write(Hva(base), 300 * 4096, 1, e->ctx).err == 0);
+        (void)e->alloc.alloc(0);
+        REQUIRE(e->proc->host_write(Hva(base + 400 * 4096), 7 * 4096, 1, e->ctx).err == 0);
+        e->kvm.reset();
+    }
+    for (uint64_t pg = 0; pg < 407; ++pg) REQUIRE(paged.proc->munmap(Hva(base + pg * 4096), 4096, paged.ctx) == 0);
+    bulk.proc->exit_mm(bulk.ctx);
+    paged.proc->exit_mm(paged.ctx);
+    CHECK(bulk.alloc.used_pages() == 1);
+    CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+    CHECK(bulk.proc->stats().anon_pages_freed == 357);
+}
