@@ -327,8 +327,8 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
     // notifier of zap_page_range), then anonymous pages go (pinned ones live on until
     // unpinned).
     bool notify = false;
-    for (auto z = zero_pages_.lower_bound(start); z != zero_pages_.end() && *z < end;) {
-        z = zero_pages_.erase(z);
+    if (zero_pages_.any_in(page_up(start) >> kPageShift, page_up(end) >> kPageShift)) {
+        zero_pages_.erase(page_up(start) >> kPageShift, page_up(end) >> kPageShift);
         notify = true;
     }
     for (auto h = huge_zero_regions_.lower_bound(start & ~((2ull << 20) - 1));
@@ -422,9 +422,8 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
     r.writable = false;
     const uint64_t region = hva_page & ~((2ull << 20) - 1), region_end = region + (2ull << 20);
     auto region_empty = [&] {
-        if (anon_.any_in(region, region_end)) return false;
-        auto z = zero_pages_.lower_bound(region);
-        return z == zero_pages_.end() || *z >= region_end;
+        return !anon_.any_in(region, region_end) &&
+               !zero_pages_.any_in(region >> kPageShift, region_end >> kPageShift);
     };
     const bool huge = huge_zero_regions_.count(region) ||
                       (thp_ && region_end <= kTaskSizeMax && region_empty());
@@ -448,7 +447,8 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
         }
         mem_.discard(*zero_pfn_);
     }
-    if (zero_pages_.insert(hva_page).second) {
+    if (const uint64_t pn = hva_page >> kPageShift; !zero_pages_.contains(pn)) {
+        zero_pages_.assign(pn, pn + 1, 1);
         ctx.charge("host_fault", costs_.host_fault);
         ++stats_.host_faults;
     }
@@ -468,14 +468,14 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
         mmu_notifier_invalidate(zregion, zregion + (2ull << 20), ctx);
         small_only = true;
     }
-    if (!zero_pages_.empty() && zero_pages_.erase(hva_page)) {
+    if (const uint64_t pn = hva_page >> kPageShift; !zero_pages_.empty() && zero_pages_.contains(pn)) {
+        zero_pages_.erase(pn, pn + 1);
         mmu_notifier_invalidate(hva_page, hva_page + kPageSize, ctx);
         small_only = true;
     }
     if (thp_ && !small_only) {
         // A region with zero-page PTEs has a page table under its PMD: no huge folio.
-        auto z = zero_pages_.lower_bound(zregion);
-        small_only = z != zero_pages_.end() && *z < zregion + (2ull << 20);
+        small_only = zero_pages_.any_in(zregion >> kPageShift, (zregion + (2ull << 20)) >> kPageShift);
     }
     if (thp_ && !small_only) {
         // do_huge_pmd_anonymous_page(): a huge folio when nothing of the 2M region is
@@ -625,7 +625,7 @@ uint64_t VmmProcess::fresh_anon_pages(uint64_t hva_page, uint64_t end) const {
     if (auto m = maps_.upper_bound(hva_page); m != maps_.begin() && std::prev(m)->second.end > hva_page) return 0;
     if (auto m = maps_.lower_bound(hva_page); m != maps_.end()) end = std::min(end, m->first);
     if (const auto a = anon_.next(hva_page)) end = std::min(end, *a);
-    if (auto z = zero_pages_.lower_bound(hva_page); z != zero_pages_.end()) end = std::min(end, *z);
+    if (const auto z = zero_pages_.first_in(hva_page >> kPageShift, ~0ull)) end = std::min(end, *z << kPageShift);
     const uint64_t region = hva_page & ~((2ull << 20) - 1);
     if (auto h = huge_zero_regions_.lower_bound(region); h != huge_zero_regions_.end())
         end = std::min(end, std::max(*h, hva_page));

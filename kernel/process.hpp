@@ -192,7 +192,8 @@ public:
     // State, for tests and invariants.
     size_t nr_anon_pages() const { return anon_.size(); }
     // Anonymous pages and 2M regions a read mapped to the zero page / huge zero page.
-    size_t nr_zero_mapped_pages() const { return zero_pages_.size(); }
+    size_t nr_zero_mapped_pages() const { return zero_pages_.count(0, ~0ull); }
+    size_t nr_zero_page_runs() const { return zero_pages_.nodes(); }
     size_t nr_huge_zero_regions() const { return huge_zero_regions_.size(); }
     std::optional<Pfn> anon_page(Hva hva) const;
     size_t nr_mappings() const { return maps_.size(); }
@@ -275,7 +276,7 @@ private:
     bool thp_ = false;
     std::set<uint64_t> thp_regions_;              // 2M-aligned hvas backed by one intact huge page
     std::set<uint64_t> huge_zero_regions_;        // 2M-aligned hvas mapped to the huge zero page
-    std::set<uint64_t> zero_pages_;               // hva pages mapped to the 4K zero page
+    RangeMap<uint8_t> zero_pages_;                // hva page numbers mapped to the 4K zero page, as runs
     std::optional<Pfn> zero_pfn_, huge_zero_pfn_; // never written, freed at exit
     std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
     // Pins by age (a sequence number per run): unpinning a page drops its oldest pin first.

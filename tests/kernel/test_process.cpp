@@ -235,3 +235,37 @@ TEST_CASE("process: exit frees by runs and leaves the free lists page-by-page un
     CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
     CHECK(bulk.proc->stats().anon_pages_freed == 357);
 }
+
+TEST_CASE("process: zero-page mappings are kept as runs: read faults, copy-on-write, munmap", "[process]") {
+    Env e;
+    const uint64_t base = 0x7f0000000000ull;
+    VmmProcess& p = *e.proc;
+    std::optional<Pfn> zero;
+    for (uint64_t i = 0; i < 1000; ++i) {
+        const GupResult g = p.get_user_pages(Hva(base + i * 4096), false, e.ctx);
+        REQUIRE(g.err == 0);
+        REQUIRE_FALSE(g.writable);
+        if (!zero) zero = g.pfn;
+        REQUIRE(g.pfn == *zero);
+    }
+    CHECK(p.nr_zero_mapped_pages() == 1000);
+    CHECK(p.nr_zero_page_runs() == 1);
+    CHECK(p.stats().host_faults == 1000);
+    REQUIRE(p.get_user_pages(Hva(base + 7 * 4096), false, e.ctx).err == 0);   // mapped already: no fault
+    CHECK(p.stats().host_faults == 1000);
+    // A write replaces one zero-page PTE (copy-on-write): the run splits around it.
+    REQUIRE(p.host_write(Hva(base + 500 * 4096), 8, 1, e.ctx).err == 0);
+    CHECK(p.nr_zero_mapped_pages() == 999);
+    CHECK(p.nr_zero_page_runs() == 2);
+    CHECK(p.nr_anon_pages() == 1);
+    // munmap takes the zero-page PTEs of its range, and only those.
+    REQUIRE(p.munmap(Hva(base + 100 * 4096), 100 * 4096, e.ctx) == 0);
+    CHECK(p.nr_zero_mapped_pages() == 899);
+    CHECK(p.nr_zero_page_runs() == 3);
+    // A bulk pin faults in fresh pages up to the first zero-page PTE, then page by page.
+    REQUIRE(p.pin_user_pages(Hva(base - 16 * 4096), 20 * 4096, e.ctx) == 20);
+    CHECK(p.nr_zero_mapped_pages() == 895);
+    REQUIRE(p.munmap(Hva(base - 16 * 4096), 2000 * 4096, e.ctx) == 0);
+    CHECK(p.nr_zero_mapped_pages() == 0);
+    CHECK(p.nr_zero_page_runs() == 0);
+}

@@ -217,3 +217,19 @@ TEST_CASE("anon page table: for_each_in visits the pages of a range in order, as
     CHECK(t.find(base + (15 << kPageShift))->pins == 5u);
     CHECK(t.find(base + (16 << kPageShift))->pins == 0u);
 }
+
+TEST_CASE("range map: first_in finds the first stored key of a range with one search", "[range_map]") {
+    hvsim::kvm::RangeMap<uint8_t> m;
+    m.assign(10, 20, 1);
+    m.assign(30, 31, 2);
+    m.assign(100, 200, 3);
+    for (uint64_t s = 0; s < 210; s += 3)
+        for (uint64_t e : {s, s + 1, s + 5, s + 25, s + 90, ~0ull}) {
+            std::optional<uint64_t> want;
+            m.for_each(s, e, [&](uint64_t a, uint64_t, uint8_t) {
+                if (!want) want = a;
+            });
+            INFO(s << " " << e);
+            REQUIRE(m.first_in(s, e) == want);
+        }
+}
