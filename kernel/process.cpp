@@ -313,13 +313,18 @@ int VmmProcess::munmap(Hva addr, uint64_t size, ExecContext& ctx) {
     return 0;
 }
 
-void VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx) {
-    auto it = m.ptes.lower_bound(first_idx);
-    while (it != m.ptes.end() && it->first < end_idx) {
-        if (m.gmem) m.gmem->host_map_put(it->first);
-        ctx.charge("host_unmap_page", costs_.host_unmap_page);
-        it = m.ptes.erase(it);
-    }
+uint64_t VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx) {
+    // zap_pte_range() over the mapping's PTEs: each page drops the mapping's reference on it.
+    uint64_t n = 0;
+    m.ptes.for_each(first_idx, end_idx, [&](uint64_t s, uint64_t e, Pfn) {
+        if (m.gmem)
+            for (uint64_t idx = s; idx < e; ++idx) m.gmem->host_map_put(idx);
+        n += e - s;
+    });
+    if (!n) return 0;
+    m.ptes.erase(first_idx, end_idx);
+    ctx.charge("host_unmap_page", costs_.host_unmap_page * n);
+    return n;
 }
 
 void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
@@ -359,10 +364,8 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
             r.kind = m.kind;
             r.gmem = m.gmem;
             r.pgoff = idx_e;
-            for (auto p = m.ptes.lower_bound(idx_e); p != m.ptes.end();) {
-                r.ptes.emplace(p->first, p->second);
-                p = m.ptes.erase(p);
-            }
+            m.ptes.for_each(idx_e, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { r.ptes.assign(s, e, pfn); });
+            m.ptes.erase(idx_e, ~0ull);
             if (r.gmem) r.gmem->fget();
             maps_.emplace(end, std::move(r));
         }
@@ -379,9 +382,7 @@ uint64_t VmmProcess::unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint6
     uint64_t n = 0;
     for (auto& [ms, m] : maps_) {
         if (m.gmem.get() != &gmem) continue;
-        const size_t before = m.ptes.size();
-        drop_mapping_ptes(m, start, end, ctx);
-        n += before - m.ptes.size();
+        n += drop_mapping_ptes(m, start, end, ctx);
     }
     return n;
 }
@@ -559,8 +560,8 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
     if (m != maps_.end() && m->second.kind == FileKind::guest_memfd) {
         Mapping& mp = m->second;
         const uint64_t idx = mp.pgoff + ((hva_page - m->first) >> kPageShift);
-        if (auto p = mp.ptes.find(idx); p != mp.ptes.end()) {
-            r.pfn = p->second;
+        if (const auto p = mp.ptes.find(idx)) {
+            r.pfn = *p;
             return r;
         }
         ctx.charge("host_fault", costs_.host_fault);
@@ -573,7 +574,7 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
             r.sigbus = e != -ENOMEM;
             return r;
         }
-        mp.ptes.emplace(idx, pfn);
+        mp.ptes.assign(idx, idx + 1, pfn);
         mp.gmem->host_map_get(idx);
         HVSIM_GMEM_TRANSITION(before, mp.gmem->page_state(idx), "host_fault");
         r.pfn = pfn;

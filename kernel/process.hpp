@@ -197,6 +197,17 @@ public:
     size_t nr_huge_zero_regions() const { return huge_zero_regions_.size(); }
     std::optional<Pfn> anon_page(Hva hva) const;
     size_t nr_mappings() const { return maps_.size(); }
+    // Host PTEs of the explicit mappings (pages faulted in), and the runs they are kept as.
+    uint64_t nr_mapping_ptes() const {
+        uint64_t n = 0;
+        for (const auto& [s, m] : maps_) n += m.ptes.count(0, ~0ull);
+        return n;
+    }
+    size_t nr_mapping_pte_runs() const {
+        size_t n = 0;
+        for (const auto& [s, m] : maps_) n += m.ptes.nodes();
+        return n;
+    }
     uint64_t nr_pins() const { return nr_pins_; }
     // Pin records (runs of pages pinned by one call); what the scale tests assert on.
     size_t nr_pin_runs() const { return pins_.size(); }
@@ -212,7 +223,7 @@ private:
         FileKind kind = FileKind::guest_memfd;
         std::shared_ptr<GuestMemfd> gmem;     // holds a file reference (fget)
         uint64_t pgoff = 0;                   // file page at the mapping's start
-        std::map<uint64_t, Pfn> ptes;         // file page index -> page, faulted in
+        RangeMap<Pfn> ptes;                   // file page index -> page, faulted in (runs of consecutive pfns)
     };
     // The long-term pins one pin_user_pages() call took on one stretch of anonymous memory
     // or of one guest_memfd mapping: the pinned page of each hva page, as runs (a bulk
@@ -235,7 +246,8 @@ private:
     // Unmap the anonymous pages of [start, end) (page-aligned): free or orphan each.
     void free_anon_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
-    void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
+    // The PTEs of file pages [first_idx, end_idx) go: the number dropped.
+    uint64_t drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
     template <class Fn>
     HostAccessResult access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk,
                             bool mapped_only = false);

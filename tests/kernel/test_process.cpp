@@ -269,3 +269,29 @@ TEST_CASE("process: zero-page mappings are kept as runs: read faults, copy-on-wr
     CHECK(p.nr_zero_mapped_pages() == 0);
     CHECK(p.nr_zero_page_runs() == 0);
 }
+
+TEST_CASE("process: guest_memfd host PTEs are kept as runs: faults, munmap split, punch hole", "[process]") {
+    Env e;
+    const int g = e.gmem(64 * 4096, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+    VmmProcess& p = *e.proc;
+    auto m = p.mmap(g, 0, 64 * 4096, true, e.ctx);
+    REQUIRE(m.err == 0);
+    REQUIRE(p.host_write(m.addr, 64 * 4096, 3, e.ctx).err == 0);
+    CHECK(p.nr_mapping_ptes() == 64);
+    const uint64_t faults = p.stats().host_faults;
+    REQUIRE(p.host_read(m.addr, 64 * 4096, e.ctx).bytes_read == 64 * 4096);   // mapped: no new fault
+    CHECK(p.stats().host_faults == faults);
+    // munmap of the middle: two mappings, each keeping its PTEs, the middle's cost charged per page.
+    const Cycles c0 = e.ctx.total;
+    REQUIRE(p.munmap(m.addr + 16 * 4096, 16 * 4096, e.ctx) == 0);
+    CHECK(e.ctx.total - c0 == e.costs.mmap + 16 * e.costs.host_unmap_page);
+    CHECK(p.nr_mappings() == 2);
+    CHECK(p.nr_mapping_ptes() == 48);
+    REQUIRE(p.host_read(m.addr + 40 * 4096, 4096, e.ctx).first_byte == 3);
+    CHECK(p.stats().host_faults == faults);   // the right part kept its PTEs at their file pages
+    // A punch hole drops the PTEs of its pages in every mapping.
+    REQUIRE(p.fallocate(g, uapi::falloc::PUNCH_HOLE | uapi::falloc::KEEP_SIZE, 8 * 4096, 32 * 4096, e.ctx) == 0);
+    CHECK(p.nr_mapping_ptes() == 48 - 8 - 8);
+    REQUIRE(p.munmap(m.addr, 64 * 4096, e.ctx) == 0);
+    CHECK(p.nr_mapping_ptes() == 0);
+}

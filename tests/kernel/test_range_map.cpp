@@ -224,7 +224,7 @@ TEST_CASE("range map: first_in finds the first stored key of a range with one se
     m.assign(30, 31, 2);
     m.assign(100, 200, 3);
     for (uint64_t s = 0; s < 210; s += 3)
-        for (uint64_t e : {s, s + 1, s + 5, s + 25, s + 90, ~0ull}) {
+        for (uint64_t e : {s, s + 1, s + 5, s + 25, s + 90, ~uint64_t(0)}) {
             std::optional<uint64_t> want;
             m.for_each(s, e, [&](uint64_t a, uint64_t, uint8_t) {
                 if (!want) want = a;
