@@ -9,6 +9,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 
@@ -94,6 +95,51 @@ public:
             last_ = nullptr;
         }
         return true;
+    }
+
+    // Visit the mapped pages of [start, end) (page-aligned hvas) in order, leaf by leaf:
+    // one tree step per 16 pages, no look-up per page. fn(hva_page, AnonPage&) may change
+    // the page's pins but must not insert or erase.
+    template <class F>
+    void for_each_in(uint64_t start, uint64_t end, F&& fn) {
+        if (start >= end) return;
+        const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
+        for (auto it = leaves_.lower_bound(first & ~uint64_t(kLeafPages - 1));
+             it != leaves_.end() && it->first <= last; ++it) {
+            uint32_t bits = it->second.present;
+            while (bits) {
+                const unsigned b = unsigned(std::countr_zero(bits));
+                bits &= bits - 1;
+                const uint64_t pg = it->first + b;
+                if (pg < first) continue;
+                if (pg > last) break;
+                fn(pg << kPageShift, it->second.pages[b]);
+            }
+        }
+    }
+    template <class F>
+    void for_each_in(uint64_t start, uint64_t end, F&& fn) const {
+        const_cast<AnonPageTable*>(this)->for_each_in(start, end,
+                                                      [&](uint64_t hva, const AnonPage& a) { fn(hva, a); });
+    }
+
+    // Unmap every page of [start, end) (page-aligned hvas): leaves emptied go whole.
+    void erase_range(uint64_t start, uint64_t end) {
+        if (start >= end) return;
+        const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
+        last_ = nullptr;
+        for (auto it = leaves_.lower_bound(first & ~uint64_t(kLeafPages - 1));
+             it != leaves_.end() && it->first <= last;) {
+            Leaf& l = it->second;
+            const uint64_t lo = first > it->first ? first - it->first : 0;
+            const uint64_t hi = last - it->first + 1 < kLeafPages ? last - it->first + 1 : kLeafPages;
+            const uint32_t mask = uint32_t((1u << hi) - 1) & ~uint32_t((1u << lo) - 1);
+            const uint32_t gone = l.present & mask;
+            for (uint32_t bits = gone; bits; bits &= bits - 1) l.pages[std::countr_zero(bits)] = AnonPage{};
+            l.present = uint16_t(l.present & ~gone);
+            size_ -= size_t(std::popcount(gone));
+            it = l.present ? std::next(it) : leaves_.erase(it);
+        }
     }
 
     // The lowest mapped hva page >= hva_page (page-aligned), if any.

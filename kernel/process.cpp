@@ -45,7 +45,7 @@ void VmmProcess::close_all(ExecContext& ctx) {
         pins_.erase(pins_.begin());
         r.pages.for_each(0, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { release_pins(r, s, e, pfn, ctx); });
     }
-    while (!anon_.empty()) free_anon_page(*anon_.next(0), ctx);
+    free_anon_range(0, ~0ull & ~kPageMask, ctx);
     for (auto& [pfn, pins] : anon_orphans_) {
         mem_.discard(Pfn(pfn));
         alloc_.free(Pfn(pfn), 0);
@@ -313,13 +313,18 @@ int VmmProcess::munmap(Hva addr, uint64_t size, ExecContext& ctx) {
     return 0;
 }
 
-void VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx) {
-    auto it = m.ptes.lower_bound(first_idx);
-    while (it != m.ptes.end() && it->first < end_idx) {
-        if (m.gmem) m.gmem->host_map_put(it->first);
-        ctx.charge("host_unmap_page", costs_.host_unmap_page);
-        it = m.ptes.erase(it);
-    }
+uint64_t VmmProcess::drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx) {
+    // zap_pte_range() over the mapping's PTEs: each page drops the mapping's reference on it.
+    uint64_t n = 0;
+    m.ptes.for_each(first_idx, end_idx, [&](uint64_t s, uint64_t e, Pfn) {
+        if (m.gmem)
+            for (uint64_t idx = s; idx < e; ++idx) m.gmem->host_map_put(idx);
+        n += e - s;
+    });
+    if (!n) return 0;
+    m.ptes.erase(first_idx, end_idx);
+    ctx.charge("host_unmap_page", costs_.host_unmap_page * n);
+    return n;
 }
 
 void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
@@ -327,8 +332,8 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
     // notifier of zap_page_range), then anonymous pages go (pinned ones live on until
     // unpinned).
     bool notify = false;
-    for (auto z = zero_pages_.lower_bound(start); z != zero_pages_.end() && *z < end;) {
-        z = zero_pages_.erase(z);
+    if (zero_pages_.any_in(page_up(start) >> kPageShift, page_up(end) >> kPageShift)) {
+        zero_pages_.erase(page_up(start) >> kPageShift, page_up(end) >> kPageShift);
         notify = true;
     }
     for (auto h = huge_zero_regions_.lower_bound(start & ~((2ull << 20) - 1));
@@ -338,8 +343,7 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
     }
     if (anon_.any_in(start, end)) notify = true;
     if (notify) mmu_notifier_invalidate(start, end, ctx);
-    for (auto page = anon_.next(page_up(start)); page && *page < end; page = anon_.next(*page + kPageSize))
-        free_anon_page(*page, ctx);
+    free_anon_range(page_up(start), end, ctx);
     // Explicit mappings: cut [start, end) out of each, keeping what is left on each side.
     std::vector<uint64_t> hit;
     for (auto it = maps_.begin(); it != maps_.end(); ++it)
@@ -360,10 +364,8 @@ void VmmProcess::unmap_range(uint64_t start, uint64_t end, ExecContext& ctx) {
             r.kind = m.kind;
             r.gmem = m.gmem;
             r.pgoff = idx_e;
-            for (auto p = m.ptes.lower_bound(idx_e); p != m.ptes.end();) {
-                r.ptes.emplace(p->first, p->second);
-                p = m.ptes.erase(p);
-            }
+            m.ptes.for_each(idx_e, ~0ull, [&](uint64_t s, uint64_t e, Pfn pfn) { r.ptes.assign(s, e, pfn); });
+            m.ptes.erase(idx_e, ~0ull);
             if (r.gmem) r.gmem->fget();
             maps_.emplace(end, std::move(r));
         }
@@ -380,9 +382,7 @@ uint64_t VmmProcess::unmap_mapping_range(GuestMemfd& gmem, uint64_t start, uint6
     uint64_t n = 0;
     for (auto& [ms, m] : maps_) {
         if (m.gmem.get() != &gmem) continue;
-        const size_t before = m.ptes.size();
-        drop_mapping_ptes(m, start, end, ctx);
-        n += before - m.ptes.size();
+        n += drop_mapping_ptes(m, start, end, ctx);
     }
     return n;
 }
@@ -423,9 +423,8 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
     r.writable = false;
     const uint64_t region = hva_page & ~((2ull << 20) - 1), region_end = region + (2ull << 20);
     auto region_empty = [&] {
-        if (anon_.any_in(region, region_end)) return false;
-        auto z = zero_pages_.lower_bound(region);
-        return z == zero_pages_.end() || *z >= region_end;
+        return !anon_.any_in(region, region_end) &&
+               !zero_pages_.any_in(region >> kPageShift, region_end >> kPageShift);
     };
     const bool huge = huge_zero_regions_.count(region) ||
                       (thp_ && region_end <= kTaskSizeMax && region_empty());
@@ -449,7 +448,8 @@ GupResult VmmProcess::anon_read_fault(uint64_t hva_page, ExecContext& ctx) {
         }
         mem_.discard(*zero_pfn_);
     }
-    if (zero_pages_.insert(hva_page).second) {
+    if (const uint64_t pn = hva_page >> kPageShift; !zero_pages_.contains(pn)) {
+        zero_pages_.assign(pn, pn + 1, 1);
         ctx.charge("host_fault", costs_.host_fault);
         ++stats_.host_faults;
     }
@@ -469,14 +469,14 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
         mmu_notifier_invalidate(zregion, zregion + (2ull << 20), ctx);
         small_only = true;
     }
-    if (!zero_pages_.empty() && zero_pages_.erase(hva_page)) {
+    if (const uint64_t pn = hva_page >> kPageShift; !zero_pages_.empty() && zero_pages_.contains(pn)) {
+        zero_pages_.erase(pn, pn + 1);
         mmu_notifier_invalidate(hva_page, hva_page + kPageSize, ctx);
         small_only = true;
     }
     if (thp_ && !small_only) {
         // A region with zero-page PTEs has a page table under its PMD: no huge folio.
-        auto z = zero_pages_.lower_bound(zregion);
-        small_only = z != zero_pages_.end() && *z < zregion + (2ull << 20);
+        small_only = zero_pages_.any_in(zregion >> kPageShift, (zregion + (2ull << 20)) >> kPageShift);
     }
     if (thp_ && !small_only) {
         // do_huge_pmd_anonymous_page(): a huge folio when nothing of the 2M region is
@@ -510,21 +510,44 @@ AnonPage* VmmProcess::anon_fault(uint64_t hva_page, ExecContext& ctx) {
     return anon_.insert(hva_page, AnonPage{*p, 0});
 }
 
-void VmmProcess::free_anon_page(uint64_t hva_page, ExecContext& ctx) {
-    const AnonPage* a = anon_.find(hva_page);
-    if (!a) return;
-    const AnonPage page = *a;
-    // Freeing part of a huge page splits it (split_huge_pmd()); its pages go back one by one.
-    if (!thp_regions_.empty()) thp_regions_.erase(hva_page & ~((2ull << 20) - 1));
-    if (page.pins) {
-        anon_orphans_[page.pfn.raw()] += page.pins;
-    } else {
-        mem_.discard(page.pfn);
-        alloc_.free(page.pfn, 0);
-        ctx.charge("page_free", costs_.page_free);
+void VmmProcess::free_anon_range(uint64_t start, uint64_t end, ExecContext& ctx) {
+    // zap_pte_range() for anonymous pages, in one walk of the table: an unpinned page goes
+    // back to the allocator (as runs of consecutive pfns; HostPageAllocator::free_range()
+    // leaves the free lists as one-page frees would); a pinned page lives on as an orphan
+    // until its last pin goes.
+    uint64_t mapped = 0, freed = 0, run_pfn = 0, run_len = 0;
+    auto flush = [&] {
+        if (!run_len) return;
+        mem_.discard_range(Pfn(run_pfn), run_len);
+        alloc_.free_range(Pfn(run_pfn), run_len);
+        freed += run_len;
+        run_len = 0;
+    };
+    anon_.for_each_in(start, end, [&](uint64_t, const AnonPage& a) {
+        ++mapped;
+        if (a.pins) {
+            anon_orphans_[a.pfn.raw()] += a.pins;
+            return;
+        }
+        if (run_len && run_pfn + run_len == a.pfn.raw()) {
+            ++run_len;
+            return;
+        }
+        flush();
+        run_pfn = a.pfn.raw();
+        run_len = 1;
+    });
+    flush();
+    if (!mapped) return;
+    // Freeing part of a huge page splits it: every intact huge page with a page in the range
+    // (all 512 of its pages are mapped) is no longer one.
+    if (!thp_regions_.empty()) {
+        auto first = thp_regions_.lower_bound(start & ~((2ull << 20) - 1));
+        thp_regions_.erase(first, thp_regions_.lower_bound(end));
     }
-    ++stats_.anon_pages_freed;
-    anon_.erase(hva_page);
+    if (freed) ctx.charge("page_free", costs_.page_free * freed);
+    stats_.anon_pages_freed += mapped;
+    anon_.erase_range(start, end);
 }
 
 GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) {
@@ -537,8 +560,8 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
     if (m != maps_.end() && m->second.kind == FileKind::guest_memfd) {
         Mapping& mp = m->second;
         const uint64_t idx = mp.pgoff + ((hva_page - m->first) >> kPageShift);
-        if (auto p = mp.ptes.find(idx); p != mp.ptes.end()) {
-            r.pfn = p->second;
+        if (const auto p = mp.ptes.find(idx)) {
+            r.pfn = *p;
             return r;
         }
         ctx.charge("host_fault", costs_.host_fault);
@@ -551,7 +574,7 @@ GupResult VmmProcess::fault_in(uint64_t hva_page, bool write, ExecContext& ctx) 
             r.sigbus = e != -ENOMEM;
             return r;
         }
-        mp.ptes.emplace(idx, pfn);
+        mp.ptes.assign(idx, idx + 1, pfn);
         mp.gmem->host_map_get(idx);
         HVSIM_GMEM_TRANSITION(before, mp.gmem->page_state(idx), "host_fault");
         r.pfn = pfn;
@@ -603,7 +626,7 @@ uint64_t VmmProcess::fresh_anon_pages(uint64_t hva_page, uint64_t end) const {
     if (auto m = maps_.upper_bound(hva_page); m != maps_.begin() && std::prev(m)->second.end > hva_page) return 0;
     if (auto m = maps_.lower_bound(hva_page); m != maps_.end()) end = std::min(end, m->first);
     if (const auto a = anon_.next(hva_page)) end = std::min(end, *a);
-    if (auto z = zero_pages_.lower_bound(hva_page); z != zero_pages_.end()) end = std::min(end, *z);
+    if (const auto z = zero_pages_.first_in(hva_page >> kPageShift, ~0ull)) end = std::min(end, *z << kPageShift);
     const uint64_t region = hva_page & ~((2ull << 20) - 1);
     if (auto h = huge_zero_regions_.lower_bound(region); h != huge_zero_regions_.end())
         end = std::min(end, std::max(*h, hva_page));
@@ -690,6 +713,10 @@ void VmmProcess::release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index
         --a->pins;
         return;
     }
+    release_orphan_pin(pfn);
+}
+
+void VmmProcess::release_orphan_pin(Pfn pfn) {
     auto o = anon_orphans_.find(pfn.raw());
     if (o != anon_orphans_.end() && --o->second == 0) {
         anon_orphans_.erase(o);
@@ -699,8 +726,31 @@ void VmmProcess::release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index
 }
 
 void VmmProcess::release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx) {
-    for (uint64_t p = s; p < e; ++p)
-        release_pin(p << kPageShift, r.gmem.get(), p + r.index_delta, pfn + (p - s), ctx);
+    if (r.gmem) {
+        for (uint64_t p = s; p < e; ++p) release_pin(p << kPageShift, r.gmem.get(), p + r.index_delta, pfn + (p - s), ctx);
+        nr_pins_ -= e - s;
+        return;
+    }
+    // Anonymous pages: what release_pin() does page by page, with the table walked leaf by
+    // leaf instead of a look-up per page. A page no longer mapped there (or mapped to
+    // another page) is an orphan; orphans are looked up only if there are any.
+    auto orphans = [&](uint64_t from, uint64_t to) {
+        if (anon_orphans_.empty()) return;
+        for (uint64_t p = from; p < to; ++p) release_orphan_pin(pfn + (p - s));
+    };
+    uint64_t next = s;
+    anon_.for_each_in(s << kPageShift, e << kPageShift, [&](uint64_t hva, AnonPage& a) {
+        const uint64_t p = hva >> kPageShift;
+        orphans(next, p);
+        const Pfn want = pfn + (p - s);
+        if (a.pfn == want && a.pins)
+            --a.pins;
+        else
+            release_orphan_pin(want);
+        next = p + 1;
+    });
+    orphans(next, e);
+    stats_.unpins += e - s;
     nr_pins_ -= e - s;
 }
 

@@ -192,10 +192,22 @@ public:
     // State, for tests and invariants.
     size_t nr_anon_pages() const { return anon_.size(); }
     // Anonymous pages and 2M regions a read mapped to the zero page / huge zero page.
-    size_t nr_zero_mapped_pages() const { return zero_pages_.size(); }
+    size_t nr_zero_mapped_pages() const { return zero_pages_.count(0, ~0ull); }
+    size_t nr_zero_page_runs() const { return zero_pages_.nodes(); }
     size_t nr_huge_zero_regions() const { return huge_zero_regions_.size(); }
     std::optional<Pfn> anon_page(Hva hva) const;
     size_t nr_mappings() const { return maps_.size(); }
+    // Host PTEs of the explicit mappings (pages faulted in), and the runs they are kept as.
+    uint64_t nr_mapping_ptes() const {
+        uint64_t n = 0;
+        for (const auto& [s, m] : maps_) n += m.ptes.count(0, ~0ull);
+        return n;
+    }
+    size_t nr_mapping_pte_runs() const {
+        size_t n = 0;
+        for (const auto& [s, m] : maps_) n += m.ptes.nodes();
+        return n;
+    }
     uint64_t nr_pins() const { return nr_pins_; }
     // Pin records (runs of pages pinned by one call); what the scale tests assert on.
     size_t nr_pin_runs() const { return pins_.size(); }
@@ -211,7 +223,7 @@ private:
         FileKind kind = FileKind::guest_memfd;
         std::shared_ptr<GuestMemfd> gmem;     // holds a file reference (fget)
         uint64_t pgoff = 0;                   // file page at the mapping's start
-        std::map<uint64_t, Pfn> ptes;         // file page index -> page, faulted in
+        RangeMap<Pfn> ptes;                   // file page index -> page, faulted in (runs of consecutive pfns)
     };
     // The long-term pins one pin_user_pages() call took on one stretch of anonymous memory
     // or of one guest_memfd mapping: the pinned page of each hva page, as runs (a bulk
@@ -231,9 +243,11 @@ private:
     // mmu_notifier_invalidate_range_start/end() on [start, end): every VM of this
     // process zaps what it maps from there.
     void mmu_notifier_invalidate(uint64_t start, uint64_t end, ExecContext& ctx);
-    void free_anon_page(uint64_t hva_page, ExecContext& ctx);
+    // Unmap the anonymous pages of [start, end) (page-aligned): free or orphan each.
+    void free_anon_range(uint64_t start, uint64_t end, ExecContext& ctx);
     void unmap_range(uint64_t start, uint64_t end, ExecContext& ctx);
-    void drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
+    // The PTEs of file pages [first_idx, end_idx) go: the number dropped.
+    uint64_t drop_mapping_ptes(Mapping& m, uint64_t first_idx, uint64_t end_idx, ExecContext& ctx);
     template <class Fn>
     HostAccessResult access(Hva hva, uint64_t size, bool write, ExecContext& ctx, Fn&& per_chunk,
                             bool mapped_only = false);
@@ -241,6 +255,8 @@ private:
     HostAccessResult host_write_impl(Hva hva, uint64_t size, uint8_t value, ExecContext& ctx, bool mapped_only);
     // unpin_user_page() of one pinned page.
     void release_pin(uint64_t hva_page, GuestMemfd* gmem, uint64_t index, Pfn pfn, ExecContext& ctx);
+    // The last pin of an unmapped anonymous page (anon_orphans_) frees it.
+    void release_orphan_pin(Pfn pfn);
     // release_pin() of the pages [s, e) (hva page numbers) of run r, pinned from pfn on.
     void release_pins(const PinRun& r, uint64_t s, uint64_t e, Pfn pfn, ExecContext& ctx);
     // Record a pin of [page, page + n) (hva page numbers) on the pages from pfn, taken by the
@@ -272,7 +288,7 @@ private:
     bool thp_ = false;
     std::set<uint64_t> thp_regions_;              // 2M-aligned hvas backed by one intact huge page
     std::set<uint64_t> huge_zero_regions_;        // 2M-aligned hvas mapped to the huge zero page
-    std::set<uint64_t> zero_pages_;               // hva pages mapped to the 4K zero page
+    RangeMap<uint8_t> zero_pages_;                // hva page numbers mapped to the 4K zero page, as runs
     std::optional<Pfn> zero_pfn_, huge_zero_pfn_; // never written, freed at exit
     std::map<uint64_t, uint32_t> anon_orphans_;   // pfn -> pins of an unmapped anonymous page
     // Pins by age (a sequence number per run): unpinning a page drops its oldest pin first.

@@ -127,12 +127,13 @@ public:
     }
 
     // First stored key in [start, end), if any (xa_find()).
+    // One tree search, not a visit of every run in the range.
     std::optional<uint64_t> first_in(uint64_t start, uint64_t end) const {
-        std::optional<uint64_t> r;
-        for_each(start, end, [&](uint64_t s, uint64_t, const V&) {
-            if (!r) r = s;
-        });
-        return r;
+        if (start >= end) return std::nullopt;
+        auto it = runs_.upper_bound(start);
+        if (it != runs_.begin() && std::prev(it)->second.end > start) return start;
+        if (it != runs_.end() && it->first < end) return it->first;
+        return std::nullopt;
     }
     bool any_in(uint64_t start, uint64_t end) const { return first_in(start, end).has_value(); }
 

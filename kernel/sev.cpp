@@ -74,20 +74,21 @@ int Kvm::kvm_vm_ioctl_memory_encrypt_unreg_region(const uapi::kvm_enc_region& r,
 // The pfns behind a registered region's pages (anonymous guest RAM; a page of a file
 // mapping has no anon page and is left out): the pages whose DRAM fills are decrypted.
 void Kvm::sev_track_pfns(uint64_t first_page, uint64_t npages, bool add) {
-    // Gather the pages into runs of consecutive pfns, then count each run at once.
+    // Gather the pages into runs of consecutive pfns (a run goes on across unmapped hva
+    // pages), then count each run at once. The table is walked leaf by leaf, not looked up
+    // page by page: unregistering 64 GiB visits 1 M leaves instead of 16 M tree searches.
     const int64_t delta = add ? 1 : -1;
     uint64_t run_start = 0, run_len = 0;
-    for (uint64_t i = 0; i < npages; ++i) {
-        const auto pfn = proc_.anon_page(Hva((first_page + i) << kPageShift));
-        if (!pfn) continue;
-        if (run_len && run_start + run_len == pfn->raw()) {
-            ++run_len;
-            continue;
-        }
-        if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
-        run_start = pfn->raw();
-        run_len = 1;
-    }
+    proc_.anon_.for_each_in(first_page << kPageShift, (first_page + npages) << kPageShift,
+                            [&](uint64_t, const AnonPage& a) {
+                                if (run_len && run_start + run_len == a.pfn.raw()) {
+                                    ++run_len;
+                                    return;
+                                }
+                                if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
+                                run_start = a.pfn.raw();
+                                run_len = 1;
+                            });
     if (run_len) sev_enc_.pfns.add(run_start, run_start + run_len, delta);
 }
 

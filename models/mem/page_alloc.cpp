@@ -1,5 +1,6 @@
 #include "models/mem/page_alloc.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <new>
 #include <stdexcept>
@@ -76,6 +77,24 @@ void HostPageAllocator::free(Pfn p, unsigned order) {
         ++order;
     }
     free_[order].insert(pfn);
+}
+
+void HostPageAllocator::free_range(Pfn first, uint64_t n) {
+    uint64_t pfn = first.raw();
+    const uint64_t end = pfn + n;
+    while (pfn < end) {
+        // The largest block aligned at pfn that fits in what is left.
+        unsigned o = pfn ? std::min<unsigned>(kMaxOrder, unsigned(std::countr_zero(pfn))) : kMaxOrder;
+        while ((1ull << o) > end - pfn) --o;
+        free(Pfn(pfn), o);
+        pfn += 1ull << o;
+    }
+}
+
+std::vector<std::vector<uint64_t>> HostPageAllocator::free_lists() const {
+    std::vector<std::vector<uint64_t>> r;
+    for (const FreeList& l : free_) r.emplace_back(l.begin(), l.end());
+    return r;
 }
 
 }  // namespace hvsim

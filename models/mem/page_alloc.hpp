@@ -92,6 +92,14 @@ public:
     };
     std::vector<PfnRun> alloc_bulk(uint64_t n);
 
+    // free(pfn, 0) of each of the n pages from first, done as the aligned blocks that cover
+    // them: with buddies merged on every free, the free lists depend only on which pages
+    // are free, so they end as n one-page frees would leave them (the pages must be in use).
+    void free_range(Pfn first, uint64_t n);
+    // The free lists (per order, the first pfn of each free block, lowest first): for tests
+    // that compare two ways of reaching a state.
+    std::vector<std::vector<uint64_t>> free_lists() const;
+
     uint64_t free_pages() const { return free_pages_; }
     uint64_t total_pages() const { return total_pages_; }
     uint64_t used_pages() const { return total_pages_ - free_pages_; }

@@ -182,3 +182,116 @@ TEST_CASE("process: accesses through an explicit mapping: SIGBUS past EOF, SIGSE
     CHECK(e.proc->munmap(Hva(kTaskSizeMax), 4096, e.ctx) == -EINVAL);
     CHECK(e.proc->munmap(m.addr, 4096, e.ctx) == 0);   // unmapping nothing succeeds
 }
+
+TEST_CASE("process: munmap frees anonymous pages by runs as page-by-page unmapping does", "[process]") {
+    const uint64_t base = 0x7f0000000000ull, span = 8 * MiB;
+    for (const bool thp : {false, true}) {
+        INFO("thp " << thp);
+        Env bulk(VmType::sev), paged(VmType::sev);
+        for (Env* e : {&bulk, &paged}) {
+            VmmProcess& p = *e->proc;
+            p.set_thp(thp);
+            // Pfns out of hva order (three stretches written in the order 0, 2, 1), a hole,
+            // pinned pages (they outlive the unmap as orphans), and with THP two huge pages.
+            REQUIRE(p.host_write(Hva(base), 100 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.host_write(Hva(base + 200 * 4096), 100 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.host_write(Hva(base + 100 * 4096), 90 * 4096, 1, e->ctx).err == 0);
+            REQUIRE(p.pin_user_pages(Hva(base + 50 * 4096), 10 * 4096, e->ctx) == 10);
+            REQUIRE(p.host_write(Hva(base + 4 * MiB), 4 * MiB, 2, e->ctx).err == 0);
+        }
+        REQUIRE(bulk.alloc.free_lists() == paged.alloc.free_lists());
+        const Cycles b0 = bulk.ctx.total, p0 = paged.ctx.total;
+        REQUIRE(bulk.proc->munmap(Hva(base), span, bulk.ctx) == 0);
+        for (uint64_t off = span; off > 0; off -= 4096) REQUIRE(paged.proc->munmap(Hva(base + off - 4096), 4096, paged.ctx) == 0);
+        CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+        CHECK(bulk.alloc.used_pages() == paged.alloc.used_pages());
+        CHECK(bulk.proc->nr_anon_pages() == 0);
+        CHECK(bulk.proc->stats().anon_pages_freed == paged.proc->stats().anon_pages_freed);
+        // The same page_free cycles (munmap's own charge is per call, hence counted apart).
+        CHECK(bulk.ctx.total - b0 - bulk.costs.mmap == paged.ctx.total - p0 - (span / 4096) * paged.costs.mmap);
+        // The orphans go when their pins do.
+        CHECK(bulk.proc->unpin_user_pages(Hva(base), span, bulk.ctx) == 10);
+        CHECK(paged.proc->unpin_user_pages(Hva(base), span, paged.ctx) == 10);
+        CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+    }
+}
+
+TEST_CASE("process: exit frees by runs and leaves the free lists page-by-page unmapping leaves", "[process]") {
+    Env bulk(VmType::sev), paged(VmType::sev);
+    const uint64_t base = 0x7f0000000000ull;
+    for (Env* e : {&bulk, &paged}) {
+        // Something that outlives the process (a page held by the test) keeps the free lists
+        // from collapsing back to whole 1 GiB blocks, so a difference would show.
+        REQUIRE(e->proc->host_write(Hva(base + 300 * 4096), 50 * 4096, 1, e->ctx).err == 0);
+        REQUIRE(e->proc->host_write(Hva(base), 300 * 4096, 1, e->ctx).err == 0);
+        (void)e->alloc.alloc(0);
+        REQUIRE(e->proc->host_write(Hva(base + 400 * 4096), 7 * 4096, 1, e->ctx).err == 0);
+        e->kvm.reset();
+    }
+    for (uint64_t pg = 0; pg < 407; ++pg) REQUIRE(paged.proc->munmap(Hva(base + pg * 4096), 4096, paged.ctx) == 0);
+    bulk.proc->exit_mm(bulk.ctx);
+    paged.proc->exit_mm(paged.ctx);
+    CHECK(bulk.alloc.used_pages() == 1);
+    CHECK(bulk.alloc.free_lists() == paged.alloc.free_lists());
+    CHECK(bulk.proc->stats().anon_pages_freed == 357);
+}
+
+TEST_CASE("process: zero-page mappings are kept as runs: read faults, copy-on-write, munmap", "[process]") {
+    Env e;
+    const uint64_t base = 0x7f0000000000ull;
+    VmmProcess& p = *e.proc;
+    std::optional<Pfn> zero;
+    for (uint64_t i = 0; i < 1000; ++i) {
+        const GupResult g = p.get_user_pages(Hva(base + i * 4096), false, e.ctx);
+        REQUIRE(g.err == 0);
+        REQUIRE_FALSE(g.writable);
+        if (!zero) zero = g.pfn;
+        REQUIRE(g.pfn == *zero);
+    }
+    CHECK(p.nr_zero_mapped_pages() == 1000);
+    CHECK(p.nr_zero_page_runs() == 1);
+    CHECK(p.stats().host_faults == 1000);
+    REQUIRE(p.get_user_pages(Hva(base + 7 * 4096), false, e.ctx).err == 0);   // mapped already: no fault
+    CHECK(p.stats().host_faults == 1000);
+    // A write replaces one zero-page PTE (copy-on-write): the run splits around it.
+    REQUIRE(p.host_write(Hva(base + 500 * 4096), 8, 1, e.ctx).err == 0);
+    CHECK(p.nr_zero_mapped_pages() == 999);
+    CHECK(p.nr_zero_page_runs() == 2);
+    CHECK(p.nr_anon_pages() == 1);
+    // munmap takes the zero-page PTEs of its range, and only those.
+    REQUIRE(p.munmap(Hva(base + 100 * 4096), 100 * 4096, e.ctx) == 0);
+    CHECK(p.nr_zero_mapped_pages() == 899);
+    CHECK(p.nr_zero_page_runs() == 3);
+    // A bulk pin faults in fresh pages up to the first zero-page PTE, then page by page.
+    REQUIRE(p.pin_user_pages(Hva(base - 16 * 4096), 20 * 4096, e.ctx) == 20);
+    CHECK(p.nr_zero_mapped_pages() == 895);
+    REQUIRE(p.munmap(Hva(base - 16 * 4096), 2000 * 4096, e.ctx) == 0);
+    CHECK(p.nr_zero_mapped_pages() == 0);
+    CHECK(p.nr_zero_page_runs() == 0);
+}
+
+TEST_CASE("process: guest_memfd host PTEs are kept as runs: faults, munmap split, punch hole", "[process]") {
+    Env e;
+    const int g = e.gmem(64 * 4096, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+    VmmProcess& p = *e.proc;
+    auto m = p.mmap(g, 0, 64 * 4096, true, e.ctx);
+    REQUIRE(m.err == 0);
+    REQUIRE(p.host_write(m.addr, 64 * 4096, 3, e.ctx).err == 0);
+    CHECK(p.nr_mapping_ptes() == 64);
+    const uint64_t faults = p.stats().host_faults;
+    REQUIRE(p.host_read(m.addr, 64 * 4096, e.ctx).bytes_read == 64 * 4096);   // mapped: no new fault
+    CHECK(p.stats().host_faults == faults);
+    // munmap of the middle: two mappings, each keeping its PTEs, the middle's cost charged per page.
+    const Cycles c0 = e.ctx.total;
+    REQUIRE(p.munmap(m.addr + 16 * 4096, 16 * 4096, e.ctx) == 0);
+    CHECK(e.ctx.total - c0 == e.costs.mmap + 16 * e.costs.host_unmap_page);
+    CHECK(p.nr_mappings() == 2);
+    CHECK(p.nr_mapping_ptes() == 48);
+    REQUIRE(p.host_read(m.addr + 40 * 4096, 4096, e.ctx).first_byte == 3);
+    CHECK(p.stats().host_faults == faults);   // the right part kept its PTEs at their file pages
+    // A punch hole drops the PTEs of its pages in every mapping.
+    REQUIRE(p.fallocate(g, uapi::falloc::PUNCH_HOLE | uapi::falloc::KEEP_SIZE, 8 * 4096, 32 * 4096, e.ctx) == 0);
+    CHECK(p.nr_mapping_ptes() == 48 - 8 - 8);
+    REQUIRE(p.munmap(m.addr, 64 * 4096, e.ctx) == 0);
+    CHECK(p.nr_mapping_ptes() == 0);
+}

@@ -194,3 +194,42 @@ TEST_CASE("range map: add counts over ranges, absent keys count as zero, zero re
     m.add(50, 100, -1);
     REQUIRE(m.empty());
 }
+
+TEST_CASE("anon page table: for_each_in visits the pages of a range in order, as next() finds them", "[range_map][anon]") {
+    using hvsim::kvm::AnonPage;
+    using hvsim::kvm::AnonPageTable;
+    AnonPageTable t;
+    const uint64_t base = 0x7f0000000000ull;
+    // Sparse pages over several leaves: whole leaves, partial ones, gaps of empty leaves.
+    for (uint64_t i = 0; i < 200; ++i)
+        if (i % 7 != 3 && !(i >= 64 && i < 112)) t.insert(base + (i << kPageShift), AnonPage{Pfn(9000 + 3 * i), 0});
+    for (uint64_t s : {0u, 1u, 15u, 16u, 17u, 63u, 100u, 150u})
+        for (uint64_t e : {s, s + 1, s + 15, s + 16, s + 33, 200ul, 400ul}) {
+            INFO("pages [" << s << ", " << e << ")");
+            std::vector<std::pair<uint64_t, Pfn>> want, got;
+            const uint64_t hs = base + (s << kPageShift), he = base + (e << kPageShift);
+            for (auto p = t.next(hs); p && *p < he; p = t.next(*p + kPageSize)) want.emplace_back(*p, t.find(*p)->pfn);
+            t.for_each_in(hs, he, [&](uint64_t hva, AnonPage& a) { got.emplace_back(hva, a.pfn); });
+            REQUIRE(got == want);
+        }
+    // The page handed to fn is the stored one: its pins can be changed in place.
+    t.for_each_in(base, base + (16 << kPageShift), [](uint64_t, AnonPage& a) { a.pins = 5; });
+    CHECK(t.find(base + (15 << kPageShift))->pins == 5u);
+    CHECK(t.find(base + (16 << kPageShift))->pins == 0u);
+}
+
+TEST_CASE("range map: first_in finds the first stored key of a range with one search", "[range_map]") {
+    hvsim::kvm::RangeMap<uint8_t> m;
+    m.assign(10, 20, 1);
+    m.assign(30, 31, 2);
+    m.assign(100, 200, 3);
+    for (uint64_t s = 0; s < 210; s += 3)
+        for (uint64_t e : {s, s + 1, s + 5, s + 25, s + 90, ~uint64_t(0)}) {
+            std::optional<uint64_t> want;
+            m.for_each(s, e, [&](uint64_t a, uint64_t, uint8_t) {
+                if (!want) want = a;
+            });
+            INFO(s << " " << e);
+            REQUIRE(m.first_in(s, e) == want);
+        }
+}

@@ -208,3 +208,33 @@ TEST_CASE("sev regions: with THP a registration pins each huge page as one piece
         CHECK(e.proc->nr_pins() == 0);
     }
 }
+
+TEST_CASE("sev regions: unregistering walks the pages as the per-page look-ups did (orphans, overlaps, re-faulted pages)", "[sev][pin]") {
+    Env e(VmType::sev);
+    const uint64_t base = 0x7f0000000000ull;
+    VmmProcess& p = *e.proc;
+    const EncryptedPages* enc = e.kvm->arch().encrypted_pages(*e.kvm);
+    // Region A: 64 pages; region B overlaps its last 16 and 16 more.
+    REQUIRE(reg(e, base, 64 * 4096) == 0);
+    REQUIRE(reg(e, base + 48 * 4096, 32 * 4096) == 0);
+    std::vector<Pfn> a_pfn;
+    for (uint64_t i = 0; i < 80; ++i) a_pfn.push_back(*p.anon_page(Hva(base + i * 4096)));
+    // Pages 10..19 unmapped while pinned (orphans, kept until their last pin goes); 10..14
+    // written again: new pages at the same hvas, which A never pinned.
+    REQUIRE(p.munmap(Hva(base + 10 * 4096), 10 * 4096, e.ctx) == 0);
+    REQUIRE(p.host_write(Hva(base + 10 * 4096), 5 * 4096, 0x22, e.ctx).err == 0);
+    const uint64_t used = e.alloc.used_pages();
+    const uint64_t unpins = p.stats().unpins;
+    REQUIRE(unreg(e, base, 64 * 4096) == 0);
+    CHECK(p.stats().unpins == unpins + 64);
+    CHECK(e.alloc.used_pages() == used - 10);   // the orphans' last pins: freed
+    CHECK(p.nr_pins() == 32);
+    for (uint64_t i = 0; i < 80; ++i) {
+        INFO("page " << i);
+        if (i >= 10 && i < 20) continue;   // freed (or replaced)
+        CHECK(enc->encrypted(a_pfn[i]) == (i >= 48));   // still registered by B
+    }
+    // B keeps one pin on each of its pages; A's pins are gone.
+    CHECK(p.unpin_user_pages(Hva(base + 48 * 4096), 32 * 4096, e.ctx) == 32);
+    CHECK(p.unpin_user_pages(Hva(base), 64 * 4096, e.ctx) == 0);
+}
