@@ -171,9 +171,9 @@ public:
     bool has_mirrored_tdp() const override { return true; }
     PgLevel private_max_mapping_level() const override { return PgLevel::k4K; }
     std::vector<std::string> unmodelled(HostPaging) const override {
-        return {"TDX partly modelled: the module's locks are held in simulated time by the SEAMCALLs and ACCEPTs of "
-                "a run, but not by TDH.VP.ENTER (no zero-step entry lock, no epoch-lock contention with TRACK); "
-                "private memory is mapped at 4K only (no 2M "
+        return {"TDX partly modelled: the module's locks are held in simulated time by the SEAMCALLs, TD entries "
+                "(TDH.VP.ENTER: TDR and epoch lock) and ACCEPTs of a run, but TDH.VP.ENTER's zero-step filter (the "
+                "S-EPT tree lock) is not modelled; private memory is mapped at 4K only (no 2M "
                 "AUG, DEMOTE or PROMOTE in runs); idle vCPUs' ticks delay private faults through an estimated "
                 "serialization (tdx.idle_tick_hz)"};
     }

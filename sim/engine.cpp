@@ -989,8 +989,21 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
                                 });
     }
     // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
-    if (kvm::TdxBackend* t = machine->tdx())
+    if (kvm::TdxBackend* t = machine->tdx()) {
         t->kvm_tdx().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });
+        // TDH.VP.ENTER and the TD exit reach the module as the vCPU's own (its SystemC thread).
+        auto vcpu_of = std::make_shared<std::unordered_map<const sc_object*, unsigned>>();
+        for (unsigned i = 0; i < vcpus.size(); ++i)
+            for (sc_object* o : vcpus[i]->get_child_objects())
+                if (sc_process_handle(o).valid()) (*vcpu_of)[o] = i;
+        t->set_current_vcpu([vcpu_of]() -> std::optional<unsigned> {
+            const sc_process_handle p = sc_get_current_process_handle();
+            if (!p.valid()) return std::nullopt;
+            auto it = vcpu_of->find(p.get_process_object());
+            if (it == vcpu_of->end()) return std::nullopt;
+            return it->second;
+        });
+    }
     std::unique_ptr<Trace> trace;
     std::vector<uint32_t> vcpu_tracks;
     if (opt.trace && !opt.setup_only) {

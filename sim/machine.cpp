@@ -175,6 +175,9 @@ MachineConfig machine_config(const ParamSet& p, const scn::Scenario& s) {
         {&t.accept_4k, "cost.tdx_accept_4k"},   {&t.idle_tick, "cost.tdx_idle_tick"},
         {&t.page_add, "cost.tdx_page_add"},     {&t.mr_extend, "cost.tdx_mr_extend"},
         {&t.page_aug_2m, "cost.tdx_page_aug_2m"}, {&t.demote, "cost.tdx_demote"},
+        {&t.vp_flush, "cost.tdx_vp_flush"},     {&t.vpflushdone, "cost.tdx_vpflushdone"},
+        {&t.cache_wb, "cost.tdx_cache_wb"},     {&t.key_freeid, "cost.tdx_key_freeid"},
+        {&t.reclaim, "cost.tdx_reclaim"},
     };
     for (auto& [field, key] : tdx_costs) *field = p.get_u64(key);
     c.tdx_idle_tick_hz = p.get_u64("tdx.idle_tick_hz");
@@ -749,8 +752,10 @@ StepOutcome Machine::exec_uapi_step_inner(const scn::Step& step, ExecContext& ct
 // Exits
 
 void Machine::finish_run() {
-    if (!pkvm_) return;
     kvm::CycleCounter c;
+    // A TD is torn down as Linux destroys it (TdxBackend::teardown(), timed apart).
+    if (tdx_ && x86_->mirror()) tdx_->teardown(*x86_->mirror(), c);
+    if (!pkvm_) return;
     pkvm_->teardown(c);
 }
 

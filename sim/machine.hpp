@@ -181,7 +181,8 @@ public:
     // pKVM at EL2 (a protected VM on an arm64 preset), else nullptr.
     kvm::arm64::PkvmHyp* pkvm() { return pkvm_.get(); }
     const kvm::arm64::PkvmHyp* pkvm() const { return pkvm_.get(); }
-    // The end of the run: the VMM destroys the VM (pKVM: teardown reclaims every page).
+    // The end of the run: the VMM destroys the VM (pKVM: teardown reclaims every page; a
+    // TD: private pages removed, the HKID released, every TD page reclaimed).
     void finish_run();
     // The vCPUs' translation hardware for this platform (empty: the x86 MMU).
     cpu::TranslatorFactory translator_factory() const;

@@ -271,6 +271,16 @@ std::vector<ParamDecl> build_decls() {
     v.push_back(cycles("cost.tdx_demote", 10000, "TDX: TDH.MEM.PAGE.DEMOTE of a blocked 2 MiB leaf into a new "
                        "secure EPT page of 512 4K entries (and 512 4K PAMT entries), kvm.config.tdx_huge_private",
                        "estimate"));
+    v.push_back(cycles("cost.tdx_vp_flush", 2000, "TDX: TDH.VP.FLUSH at teardown (the vCPU's TD VMCS and cached "
+                       "state flushed on its CPU, the vCPU dissociated)", "estimate"));
+    v.push_back(cycles("cost.tdx_vpflushdone", 500, "TDX: TDH.MNG.VPFLUSHDONE at teardown (no vCPU associated; the "
+                       "TD's key is blocked)", "estimate"));
+    v.push_back(cycles("cost.tdx_cache_wb", 1000000, "TDX: TDH.PHYMEM.CACHE.WB at teardown (write back and "
+                       "invalidate the package's caches, a WBINVD, so the TD's HKID can be freed)", "estimate"));
+    v.push_back(cycles("cost.tdx_key_freeid", 1000, "TDX: TDH.MNG.KEY.FREEID at teardown (the TD's HKID freed)",
+                       "estimate"));
+    v.push_back(cycles("cost.tdx_reclaim", 2500, "TDX: TDH.PHYMEM.PAGE.RECLAIM of one page after the HKID is free "
+                       "(its PAMT entry back to NDA)", "estimate"));
     v.push_back(count("tdx.idle_tick_hz", "Hz", 0, 100000, 0,
                       "TDX: ticks per second each idle TD vCPU takes (the guest's periodic tick, Linux HZ, when "
                       "the tick is not stopped in idle); 0: idle vCPUs take no ticks. A private fault of a busy "

@@ -98,6 +98,19 @@ std::vector<PresetDef> build() {
                      {"cost.tdx_demote", 10000,
                       "estimate (a leaf like TDH.MEM.RANGE.BLOCK, about 3,000, plus 512 S-EPT entries and 512 4K PAMT "
                       "entries written, about 14 cycles per 4K sub-page; no public per-leaf figure)"},
+                     {"cost.tdx_vp_flush", 2000,
+                      "estimate (a VMCLEAR of the TD VMCS and the vCPU's cached state, like TDH.MEM.TRACK; no public "
+                      "per-leaf figure)"},
+                     {"cost.tdx_vpflushdone", 500, "estimate (a check of the TD's vCPU association count and a "
+                      "lifecycle write; no public per-leaf figure)"},
+                     {"cost.tdx_cache_wb", 1000000,
+                      "estimate (a WBINVD of one package, about 0.5 ms at 2 GHz for a 105 MiB LLC written back; no "
+                      "public figure for the leaf)"},
+                     {"cost.tdx_key_freeid", 1000, "estimate (the HKID's key state in the module's tables; no public "
+                      "per-leaf figure)"},
+                     {"cost.tdx_reclaim", 2500,
+                      "estimate (one PAMT walk and entry write, as TDH.MEM.PAGE.REMOVE; the KVM_TDX_TERMINATE_VM "
+                      "changelog gives 4.5 to 5.1 us per 4 KiB for RECLAIM, page clearing and freeing together)"},
                  }});
 
     // Arm Neoverse N2, pKVM host (nVHE, protected guests). Stage-2 replaces NPT/EPT.

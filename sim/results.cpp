@@ -243,7 +243,9 @@ json build_results(const ResultInputs& in) {
         // Both roots of the TDP MMU: the direct one and, with mirrored TDP (TDX), the mirror.
         kvm::TdpMmuStats d = x->tdp().stats();
         if (const kvm::TdpMmu* mr = x->mirror()) {
-            const auto& e = mr->stats();
+            // A TD's teardown zaps the mirror after the run: the run's figures are those before it.
+            const auto* td = in.m.tdx();
+            const auto& e = td && td->run_stats() ? td->run_stats()->mirror : mr->stats();
             d.sptes_installed += e.sptes_installed;
             d.sptes_zapped += e.sptes_zapped;
             d.sp_allocated += e.sp_allocated;
@@ -263,10 +265,11 @@ json build_results(const ResultInputs& in) {
         m["mmu.leaves.1g"] = d.leaves_1g;
     }
     if (const auto* t = in.m.tdx()) {
-        // The TDX module's count of SEAMCALLs and of successful leaves, KVM's retries.
-        const auto& s = t->module().stats();
-        // TDH.VP.ENTER is charged with every entry but reaches the module only when its
-        // epoch bookkeeping matters (TdxBackend::sync_td_vcpus()): not counted here.
+        // The TDX module's count of SEAMCALLs and of successful leaves, KVM's retries, as
+        // they were at the end of the run (before the teardown, counted apart below).
+        const auto& s = t->run_stats() ? t->run_stats()->module : t->module().stats();
+        const auto& ks = t->run_stats() ? t->run_stats()->kvm : t->kvm_tdx().stats();
+        // TDH.VP.ENTER (one per TD entry) is not counted among the SEAMCALLs here.
         m["tdx.seamcalls"] = s.seamcalls - s.vp_enter_calls;
         m["tdx.aug"] = s.aug;
         m["tdx.accept"] = s.accept;
@@ -274,7 +277,8 @@ json build_results(const ResultInputs& in) {
         m["tdx.block"] = s.block;
         m["tdx.track"] = s.track;
         m["tdx.remove"] = s.remove;
-        m["tdx.busy_retries"] = t->kvm_tdx().stats().busy_retries;
+        m["tdx.busy_retries"] = ks.busy_retries;
+        m["tdx.vp_enter_busy"] = ks.vp_enter_busy;
         m["tdx.accept_busy_retries"] = t->guest_busy_retries();
         m["tdx.kick_exits"] = t->vcpus_kicked();
         m["tdx.epoch_flushes"] = s.epoch_flushes;
@@ -282,10 +286,16 @@ json build_results(const ResultInputs& in) {
         m["tdx.page_add"] = s.page_add;
         m["tdx.mr_extend"] = s.mr_extend;
         // kvm.config.tdx_huge_private: the 2M leaves among tdx.aug / tdx.remove, and DEMOTE.
-        m["tdx.aug_2m"] = t->kvm_tdx().stats().aug_2m;
-        m["tdx.remove_2m"] = t->kvm_tdx().stats().remove_2m;
+        m["tdx.aug_2m"] = ks.aug_2m;
+        m["tdx.remove_2m"] = ks.remove_2m;
         m["tdx.demote"] = s.demote;
         m["sept.pages"] = s.sept_pages;
+        // The teardown that ends the run (TdxBackend::teardown(); not in sim.cycles).
+        const auto& td = t->teardown_stats();
+        m["tdx.teardown.cycles"] = td.cycles;
+        m["tdx.teardown.pages_removed"] = td.pages_removed;
+        m["tdx.teardown.seamcalls"] = td.seamcalls;
+        m["tdx.reclaim"] = td.reclaimed;
     }
     if (auto* a = in.m.arm64()) {
         // KVM/arm64's abort handling, under the names the x86 fault path uses where the

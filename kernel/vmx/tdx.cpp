@@ -92,6 +92,9 @@ void KvmTdx::tdx_track(ExecContext& ctx) {
 }
 
 int KvmTdx::remove_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx) {
+    // tdx_sept_remove_private_spte(): the HKID is released only after every private page
+    // has been removed (and assigned before any is populated); a zap without it is a bug.
+    if (!hkid_assigned_) return bug(0);
     // A 2M leaf (huge-page series) goes whole: BLOCK, TRACK, REMOVE at 2M, then WBINVD of
     // each of its 512 pages (TDH.PHYMEM.PAGE.WBINVD takes a 4K page).
     const bool huge = level == PgLevel::k2M && huge_private_;
@@ -169,6 +172,66 @@ int KvmTdx::split_external_spt(Gfn gfn, PgLevel level, Pfn table, ExecContext& c
     if (err) return bug(err);
     ++stats_.demotes;
     return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Teardown (tdx.c: tdx_mmu_release_hkid(), tdx_reclaim_page(), tdx_vcpu_free(),
+// tdx_reclaim_td_control_pages())
+
+int KvmTdx::tdx_mmu_release_hkid(const std::vector<Hpa>& tdvprs, ExecContext& ctx) {
+    if (!hkid_assigned_) return 0;
+    // tdx_flush_vp_on_cpu() per vCPU: TDH.VP.FLUSH where it was last loaded.
+    for (const Hpa tdvpr : tdvprs) {
+        ctx.charge("tdh_vp_flush", costs_.seamcall + costs_.vp_flush);
+        const uint64_t err = module_.tdh_vp_flush(tdvpr).rax;
+        if (err && err != tdx::status::VCPU_NOT_ASSOCIATED) return bug(err);
+    }
+    // Serialized across TDs by tdx_lock (module-global resources).
+    ctx.charge("tdh_mng_vpflushdone", costs_.seamcall + costs_.vpflushdone);
+    uint64_t err = module_.tdh_mng_vpflushdone(tdr_).rax;
+    if (err == tdx::status::FLUSHVP_NOT_DONE) return -EIO;   // "HKID is leaked", no KVM_BUG_ON
+    if (err) return bug(err);
+    // smp_func_do_phymem_cache_wb() on one CPU of each package (one package modelled).
+    for (unsigned tries = 0;; ++tries) {
+        ctx.charge("tdh_phymem_cache_wb", costs_.seamcall + costs_.cache_wb);
+        err = module_.tdh_phymem_cache_wb().rax;
+        if (err != tdx::status::INTERRUPTED_RESUMABLE || tries == 1000) break;
+    }
+    if (err == tdx::status::NO_HKID_READY_TO_WBCACHE) err = 0;   // another CPU did it
+    // An error here makes KEY.FREEID fail below (Linux does not check it).
+    ctx.charge("tdh_mng_key_freeid", costs_.seamcall + costs_.key_freeid);
+    err = module_.tdh_mng_key_freeid(tdr_).rax;
+    if (err) return bug(err);
+    hkid_assigned_ = false;   // tdx_hkid_free()
+    return 0;
+}
+
+int KvmTdx::tdx_reclaim_page(Hpa page, ExecContext& ctx) {
+    ctx.charge("tdh_phymem_page_reclaim", costs_.seamcall + costs_.reclaim);
+    const uint64_t err = module_.tdh_phymem_page_reclaim(page).rax;
+    if (err) return -EIO;   // WARN_ON_ONCE: the page is leaked, not handed back
+    ++stats_.reclaims;
+    return 0;
+}
+
+int KvmTdx::tdx_reclaim_td_control_pages(const std::vector<Hpa>& tdcs, ExecContext& ctx) {
+    // Without a free HKID nothing can be reclaimed: the pages leak.
+    if (hkid_assigned_) return -EIO;
+    for (const Hpa p : tdcs)
+        if (const int r = tdx_reclaim_page(p, ctx)) return r;
+    if (const int r = tdx_reclaim_page(tdr_, ctx)) return r;
+    // tdh_phymem_page_wbinvd_tdr(): the module may have cached TDR lines under the global
+    // KeyID while it reclaimed the TDCS pages.
+    ctx.charge("tdh_phymem_page_wbinvd", costs_.seamcall + costs_.wbinvd);
+    const uint64_t err = module_.tdh_phymem_page_wbinvd(tdr_).rax;
+    return err ? bug(err) : 0;
+}
+
+uint64_t KvmTdx::tdh_vp_enter(unsigned vp, ExecContext& ctx) {
+    timed_call(ctx, costs_.td_entry);
+    const uint64_t err = module_.tdh_vp_enter(tdr_, vp).rax;
+    if (tdx::is_operand_busy(err)) ++stats_.vp_enter_busy;
+    return err;
 }
 
 int KvmTdx::tdx_td_finalize(ExecContext& ctx) {

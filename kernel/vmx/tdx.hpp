@@ -49,6 +49,12 @@ struct TdxCosts {
     Cycles mr_extend = 0;     // cost.tdx_mr_extend: TDH.MR.EXTEND of 256 bytes (16 per measured page)
     Cycles page_aug_2m = 0;   // cost.tdx_page_aug_2m: TDH.MEM.PAGE.AUG of 2M (512 PAMT entries checked)
     Cycles demote = 0;        // cost.tdx_demote: TDH.MEM.PAGE.DEMOTE 2M -> 512 x 4K (a new S-EPT page filled)
+    // Teardown (tdx_mmu_release_hkid(), tdx_reclaim_page())
+    Cycles vp_flush = 0;      // cost.tdx_vp_flush: TDH.VP.FLUSH (the vCPU's VMCS and caches flushed on its CPU)
+    Cycles vpflushdone = 0;   // cost.tdx_vpflushdone: TDH.MNG.VPFLUSHDONE
+    Cycles cache_wb = 0;      // cost.tdx_cache_wb: TDH.PHYMEM.CACHE.WB (write back the package's caches)
+    Cycles key_freeid = 0;    // cost.tdx_key_freeid: TDH.MNG.KEY.FREEID
+    Cycles reclaim = 0;       // cost.tdx_reclaim: TDH.PHYMEM.PAGE.RECLAIM of one page
 };
 
 // KVM_TDX_INIT_MEM_REGION's argument (struct kvm_tdx_init_mem_region, uapi asm/kvm.h); the
@@ -66,6 +72,8 @@ struct KvmTdxStats {
     uint64_t aug_2m = 0;         // TDH.MEM.PAGE.AUG at 2M that succeeded
     uint64_t remove_2m = 0;      // TDH.MEM.PAGE.REMOVE at 2M that succeeded
     uint64_t demotes = 0;        // TDH.MEM.PAGE.DEMOTE that succeeded (huge leaf split)
+    uint64_t reclaims = 0;       // TDH.PHYMEM.PAGE.RECLAIM that succeeded (teardown)
+    uint64_t vp_enter_busy = 0;  // TDH.VP.ENTER answered OPERAND_BUSY (the run loop re-enters)
 };
 
 // enum kvm_tdx_state (vmx/tdx.h).
@@ -138,6 +146,30 @@ public:
         module_.at(clock_(), hold);
     }
 
+    // ---- teardown (kvm_destroy_vm() of a TD) ----
+    // is_hkid_assigned(): until TDH.MNG.KEY.FREEID succeeded.
+    bool hkid_assigned() const { return hkid_assigned_; }
+    // tdx_mmu_release_hkid() (vt_vm_pre_destroy()): TDH.VP.FLUSH of every vCPU that was
+    // loaded (`tdvprs`; tdx_flush_vp_on_cpu() skips the others, and VCPU_NOT_ASSOCIATED is
+    // no error), TDH.MNG.VPFLUSHDONE, TDH.PHYMEM.CACHE.WB on one CPU per package (retried
+    // while INTERRUPTED_RESUMABLE; NO_HKID_READY_TO_WBCACHE means another CPU did it), then
+    // TDH.MNG.KEY.FREEID. FLUSHVP_NOT_DONE gives up (the HKID stays assigned, the pages
+    // leak); any other error is KVM_BUG_ON. 0 or -EIO.
+    int tdx_mmu_release_hkid(const std::vector<Hpa>& tdvprs, ExecContext& ctx);
+    // tdx_reclaim_page(): TDH.PHYMEM.PAGE.RECLAIM once the HKID is free (no BUSY is
+    // possible then, so none is retried); an error leaks the page (-EIO, WARN).
+    int tdx_reclaim_page(Hpa page, ExecContext& ctx);
+    // tdx_reclaim_td_control_pages() (tdx_vm_destroy()): the TDCS pages, then the TDR:
+    // RECLAIM, TDH.PHYMEM.PAGE.WBINVD of the TDR under the global KeyID
+    // (tdh_phymem_page_wbinvd_tdr()), as the module may have touched it while reclaiming TDCS.
+    int tdx_reclaim_td_control_pages(const std::vector<Hpa>& tdcs, ExecContext& ctx);
+
+    // tdx_vcpu_run() -> tdh_vp_enter(): the SEAMCALL of one TD entry of module vCPU `vp`,
+    // made at the caller's time in a timed run. OPERAND_BUSY (the TD epoch lock of a
+    // TRACK, or the TDR of a build-time leaf) is EXIT_FASTPATH_EXIT_HANDLED in KVM: the run
+    // loop re-enters, counted in vp_enter_busy. Returns the module's status.
+    uint64_t tdh_vp_enter(unsigned vp, ExecContext& ctx);
+
     // tdx_vcpu_run(): no TD entry while a zap holds every vCPU out (wait_for_sept_zap).
     bool vcpu_may_enter() const { return !wait_for_sept_zap_; }
     void set_costs(const TdxCosts& c) { costs_ = c; }
@@ -184,6 +216,7 @@ private:
     uint64_t init_mem_pages_ = 0;
     bool wait_for_sept_zap_ = false;
     bool bugged_ = false;
+    bool hkid_assigned_ = true;
     KvmTdxStats stats_;
     TdxCosts costs_;
 };

@@ -34,7 +34,12 @@ void TdxBackend::attach_vcpu(mmu::Mmu& hw) {
 }
 
 int TdxBackend::finalize(unsigned nr_vcpus, ExecContext& ctx) {
-    for (unsigned i = vp_.size(); i < nr_vcpus; ++i) vp_.push_back(module_.vp_create(tdr_));
+    // TDH.VP.CREATE: each vCPU's TDVPR page comes from host memory (tdx_td_vcpu_init()).
+    for (unsigned i = vp_.size(); i < nr_vcpus; ++i) {
+        tdvpr_.push_back(pfn_to_hpa(alloc_page(alloc_, "a TDVPR page")));
+        vp_.push_back(module_.vp_create(tdr_, tdvpr_.back()));
+        loaded_.push_back(false);
+    }
     return tdx_->tdx_td_finalize(ctx);
 }
 
@@ -44,6 +49,7 @@ int TdxBackend::link_external_spt(Gfn gfn, PgLevel level, Pfn, ExecContext& ctx)
     const Pfn page = alloc_page(alloc_, "a secure EPT page");
     const int r = tdx_->link_external_spt(gfn, level, page, ctx);
     if (r) alloc_.free(page, 0);
+    else sept_pages_.push_back(pfn_to_hpa(page));
     return r;
 }
 
@@ -64,6 +70,7 @@ int TdxBackend::split_external_spt(Gfn gfn, PgLevel level, Pfn, ExecContext& ctx
     sync_td_vcpus();
     const int r = tdx_->split_external_spt(gfn, level, page, ctx);
     if (r) alloc_.free(page, 0);
+    else sept_pages_.push_back(pfn_to_hpa(page));
     return r;
 }
 
@@ -97,10 +104,86 @@ void TdxBackend::sync_td_vcpus() {
             // loop; the run never holds the epoch or TDR lock across a vCPU's entry.
             const uint64_t err = module_.tdh_vp_enter(tdr_, vp_[i]).rax;
             if (err) throw std::logic_error(fmt::format("TDH.VP.ENTER of vCPU {} failed ({:#x})", i, err));
+            loaded_[i] = true;
         } else if (!guest_mode && inside) {
             module_.td_exit(tdr_, vp_[i]);
         }
     }
+}
+
+void TdxBackend::charge_td_entry_of_current(ExecContext& ctx) {
+    const std::optional<unsigned> v = current_vcpu_ ? current_vcpu_() : std::nullopt;
+    if (v && *v < vp_.size() && tdx_->vcpu_may_enter()) td_enter(*v, ctx);
+    else ctx.charge("tdh_vp_enter", td_entry_cycles());
+}
+
+void TdxBackend::charge_td_exit_of_current(ExecContext& ctx) {
+    ctx.charge("tdx_td_exit", td_exit_cycles());
+    if (const std::optional<unsigned> v = current_vcpu_ ? current_vcpu_() : std::nullopt; v && *v < vp_.size())
+        td_exit(*v);
+}
+
+void TdxBackend::td_enter(unsigned vcpu, ExecContext& ctx) {
+    if (module_.vcpu_inside(tdr_, vp_[vcpu])) {
+        ctx.charge("tdh_vp_enter", td_entry_cycles());
+        return;
+    }
+    for (unsigned tries = 0;; ++tries) {
+        if (tries == kMaxBusyAccepts)
+            throw std::runtime_error(fmt::format("TDH.VP.ENTER of vCPU {} stays busy", vcpu));
+        ctx.charge("tdh_vp_enter", td_entry_cycles());
+        const uint64_t err = tdx_->tdh_vp_enter(vp_[vcpu], ctx);
+        if (!err) break;
+        if (!tdx::is_operand_busy(err))
+            throw std::runtime_error(fmt::format("TDH.VP.ENTER of vCPU {} failed ({:#x})", vcpu, err));
+    }
+    loaded_[vcpu] = true;
+}
+
+void TdxBackend::td_exit(unsigned vcpu) {
+    if (vcpu < vp_.size()) module_.td_exit(tdr_, vp_[vcpu]);
+}
+
+void TdxBackend::teardown(TdpMmu& mirror, ExecContext& outer) {
+    if (run_stats_) return;
+    run_stats_ = RunStats{module_.stats(), tdx_->stats(), mirror.stats()};
+    struct Counting final : ExecContext {
+        ExecContext& inner;
+        Cycles total = 0;
+        explicit Counting(ExecContext& i) : inner(i) {}
+        void charge(std::string_view step, Cycles c) override {
+            total += c;
+            inner.charge(step, c);
+        }
+        void sync() override { inner.sync(); }
+    } ctx(outer);
+    tdx_->set_clock({});   // the run has ended: no lock is held in simulated time any more
+    const uint64_t calls0 = module_.stats().seamcalls, removed0 = module_.stats().remove;
+    const uint64_t removed_2m0 = tdx_->stats().remove_2m;
+    // kvm_gmem_release(): no vCPU runs any more; every private leaf goes with the HKID.
+    // The vCPUs have left the TD and never enter again: the zaps' kicks reach none of them
+    // and their TLBs go with them (nothing is flushed).
+    sync_td_vcpus();
+    vcpus_.clear();
+    mirror.zap_leafs(Gfn(0), Gfn(~0ull), ctx);
+    teardown_.pages_removed = (module_.stats().remove - removed0) + 511 * (tdx_->stats().remove_2m - removed_2m0);
+    // vt_vm_pre_destroy() -> tdx_mmu_release_hkid(): the vCPUs that were loaded.
+    std::vector<Hpa> loaded;
+    for (size_t i = 0; i < tdvpr_.size(); ++i)
+        if (loaded_[i]) loaded.push_back(tdvpr_[i]);
+    const uint64_t reclaims0 = tdx_->stats().reclaims;
+    if (tdx_->tdx_mmu_release_hkid(loaded, ctx) == 0) {
+        teardown_.hkid_released = true;
+        // kvm_destroy_vcpus() -> tdx_vcpu_free(): each vCPU's TDVPR.
+        for (const Hpa p : tdvpr_) tdx_->tdx_reclaim_page(p, ctx);
+        // The mirror root freed: tdx_sept_free_private_spt() per S-EPT page, lowest first.
+        for (auto it = sept_pages_.rbegin(); it != sept_pages_.rend(); ++it) tdx_->tdx_reclaim_page(*it, ctx);
+        // tdx_vm_destroy() -> tdx_reclaim_td_control_pages(): the TDCS (its S-EPT root), the TDR.
+        tdx_->tdx_reclaim_td_control_pages({root_}, ctx);
+    }
+    teardown_.reclaimed = tdx_->stats().reclaims - reclaims0;
+    teardown_.seamcalls = module_.stats().seamcalls - calls0;
+    teardown_.cycles = ctx.total;
 }
 
 bool TdxBackend::td_ept_violation_handled_by_guest(unsigned vcpu, Gpa gpa, ExecContext& ctx,

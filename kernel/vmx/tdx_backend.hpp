@@ -74,8 +74,50 @@ public:
     // (cost.tdx_td_exit, the whole exit), an entry the SEAMCALL TDH.VP.ENTER (cost.tdx_seamcall
     // round trip plus the leaf's state restore, cost.tdx_td_entry): tdx_vcpu_run() ->
     // tdh_vp_enter(). They replace cost.vmexit / cost.vmentry for TD vCPUs.
-    void charge_td_exit(ExecContext& ctx) const { ctx.charge("tdx_td_exit", td_exit_cycles()); }
-    void charge_td_entry(ExecContext& ctx) const { ctx.charge("tdh_vp_enter", td_entry_cycles()); }
+    void charge_td_exit(ExecContext& ctx) { charge_td_exit_of_current(ctx); }
+    void charge_td_entry(ExecContext& ctx) { charge_td_entry_of_current(ctx); }
+    // The simulated thread running now as a vCPU index (nullopt: not a vCPU thread).
+    void set_current_vcpu(std::function<std::optional<unsigned>()> f) { current_vcpu_ = std::move(f); }
+    // tdx_vcpu_run() -> tdh_vp_enter() for vCPU `vcpu` (already inside: nothing to do): the
+    // module takes its TDR and TD epoch locks shared at the caller's time (tdh_vp_enter.c;
+    // held until the TD exit and for the leaf respectively). OPERAND_BUSY (a TRACK
+    // holding the epoch lock) is EXIT_FASTPATH_EXIT_HANDLED: the run loop enters again,
+    // each attempt charged cost.tdx_seamcall + cost.tdx_td_entry. tdx_vcpu_run() enters
+    // nothing while a zap holds every vCPU out (wait_for_sept_zap).
+    void td_enter(unsigned vcpu, ExecContext& ctx);
+    // The module's TD exit of vCPU `vcpu` (REFCOUNT of its entry epoch drops).
+    void td_exit(unsigned vcpu);
+
+    // ---- teardown: the VMM exits and the VM is destroyed (kvm_destroy_vm()) ----
+    // In Linux's order without KVM_TDX_TERMINATE_VM: the guest_memfd goes first (it holds a
+    // reference to the VM), and kvm_gmem_release() zaps every private leaf with the HKID
+    // still assigned (BLOCK, TRACK, kick, REMOVE, WBINVD per page, `mirror` here); then
+    // tdx_mmu_release_hkid() (VP.FLUSH per vCPU that ran, VPFLUSHDONE, CACHE.WB,
+    // KEY.FREEID), tdx_vcpu_free() (TDVPR of each vCPU), the mirror root's S-EPT pages
+    // (tdx_sept_free_private_spt()), tdx_reclaim_td_control_pages() (TDCS, then the TDR and
+    // its WBINVD), each with TDH.PHYMEM.PAGE.RECLAIM. Untimed (the run has ended); the
+    // metrics of the run are kept as they were before it (run_stats()).
+    void teardown(TdpMmu& mirror, ExecContext& ctx);
+    struct RunStats {
+        tdx::TdxStats module;
+        KvmTdxStats kvm;
+        TdpMmuStats mirror;
+    };
+    // The run's figures as they were when the teardown began (nullopt: no teardown yet).
+    const std::optional<RunStats>& run_stats() const { return run_stats_; }
+    struct TeardownStats {
+        Cycles cycles = 0;
+        uint64_t pages_removed = 0;     // private 4K pages removed with the HKID assigned
+        uint64_t reclaimed = 0;         // pages TDH.PHYMEM.PAGE.RECLAIM gave back
+        uint64_t seamcalls = 0;
+        bool hkid_released = false;
+    };
+    const TeardownStats& teardown_stats() const { return teardown_; }
+    const std::vector<Hpa>& tdvprs() const { return tdvpr_; }
+    // With a vCPU resolver (set_current_vcpu(), a timed run) the entry is also the module's
+    // TDH.VP.ENTER of that vCPU at its time and the exit its TD exit (td_enter(), td_exit()).
+    void charge_td_exit_of_current(ExecContext& ctx);
+    void charge_td_entry_of_current(ExecContext& ctx);
     Cycles td_exit_cycles() const { return tdx_->costs().td_exit; }
     Cycles td_entry_cycles() const { return tdx_->costs().seamcall + tdx_->costs().td_entry; }
 
@@ -144,6 +186,12 @@ private:
     std::unique_ptr<TdxArchOps> ops_;
     std::vector<VcpuRef> vcpus_;
     std::vector<unsigned> vp_;      // module vCPU index per vCPU
+    std::vector<Hpa> tdvpr_;        // TDVPR page per vCPU (TDH.VP.CREATE)
+    std::vector<bool> loaded_;      // the vCPU entered the TD at least once (vcpu->cpu != -1)
+    std::vector<Hpa> sept_pages_;   // pages TDH.MEM.SEPT.ADD / DEMOTE made S-EPT tables
+    std::function<std::optional<unsigned>()> current_vcpu_;
+    std::optional<RunStats> run_stats_;
+    TeardownStats teardown_;
     uint64_t accepts_ = 0;
     uint64_t accept_fallbacks_ = 0;
     uint64_t kicked_ = 0;

@@ -18,6 +18,10 @@ const char* leaf_name(Leaf l) {
     case Leaf::mem_page_demote: return "TDH.MEM.PAGE.DEMOTE";
     case Leaf::mr_extend: return "TDH.MR.EXTEND";
     case Leaf::mr_finalize: return "TDH.MR.FINALIZE";
+    case Leaf::vp_flush: return "TDH.VP.FLUSH";
+    case Leaf::mng_vpflushdone: return "TDH.MNG.VPFLUSHDONE";
+    case Leaf::mng_key_freeid: return "TDH.MNG.KEY.FREEID";
+    case Leaf::phymem_cache_wb: return "TDH.PHYMEM.CACHE.WB";
     case Leaf::mem_page_promote: return "TDH.MEM.PAGE.PROMOTE";
     case Leaf::phymem_page_reclaim: return "TDH.PHYMEM.PAGE.RECLAIM";
     case Leaf::mem_page_remove: return "TDH.MEM.PAGE.REMOVE";
@@ -141,7 +145,8 @@ void TdxModule::fill_free_table(uint64_t table_pa) {
 
 void TdxModule::create_td(Hpa tdr, Hpa sept_root, unsigned levels, bool pending_ve_disable) {
     if (levels != 4 && levels != 5) throw std::invalid_argument("tdx: S-EPT levels must be 4 or 5");
-    if (tds_.count(tdr.raw())) throw std::invalid_argument("tdx: TDR already in use");
+    if (const Td* old = td(tdr); old && !old->reclaimed) throw std::invalid_argument("tdx: TDR already in use");
+    tds_.erase(tdr.raw());
     Td t;
     t.tdr = tdr.raw();
     t.root = sept_root.raw();
@@ -150,13 +155,21 @@ void TdxModule::create_td(Hpa tdr, Hpa sept_root, unsigned levels, bool pending_
     fill_free_table(t.root);
     set_pamt(t.tdr, 0, PamtEntry{PageType::tdr, 0, 0});
     set_pamt(t.root, 0, PamtEntry{PageType::tdcx, t.tdr, 0});
+    t.chldcnt = 1;   // TDH.MNG.ADDCX: the TDCS page holding the S-EPT root is a child of the TDR
     tds_.emplace(t.tdr, std::move(t));
 }
 
-unsigned TdxModule::vp_create(Hpa tdr) {
+unsigned TdxModule::vp_create(Hpa tdr, std::optional<Hpa> tdvpr) {
     Td* t = td(tdr);
     if (!t) throw std::invalid_argument("tdx: vp_create on an unknown TDR");
     t->vcpus.emplace_back();
+    if (tdvpr) {
+        // TDH.VP.CREATE: the TDVPR page becomes PT_TDVPR, a child of the TDR.
+        if (!page_nda_4k(tdvpr->raw())) throw std::invalid_argument("tdx: TDVPR page already assigned");
+        set_pamt(tdvpr->raw(), 0, PamtEntry{PageType::tdvpr, t->tdr, 0});
+        t->vcpus.back().tdvpr = tdvpr->raw();
+        ++t->chldcnt;
+    }
     return unsigned(t->vcpus.size() - 1);
 }
 
@@ -186,15 +199,8 @@ bool TdxModule::timed_busy(Td::TimedLock& l, bool exclusive) {
 std::optional<SeamRet> TdxModule::prologue(Hpa tdr, Leaf leaf, bool tdr_exclusive, uint64_t busy_operand) {
     ++stats_.seamcalls;
     cur_ = take_timing();
-    // check_lock_and_map_explicit_tdr(): the TDR operand's PAMT walk must end at a PT_TDR
-    // entry (an unassigned page is an invalid operand, any other type wrong metadata).
-    const PamtEntry tdr_pamt = pamt_walk(tdr.raw() & ~kPageMask);
+    if (auto e = tdr_operand(tdr, tdr_exclusive, busy_operand)) return e;
     Td* t = td(tdr);
-    if (!t || tdr_pamt.pt != PageType::tdr)
-        return ret((tdr_pamt.pt == PageType::nda ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) |
-                   busy_operand);
-    if (t->tdr_excl || (tdr_exclusive && t->tdr_shared) || timed_busy(t->tdr_t, tdr_exclusive))
-        return ret(status::OPERAND_BUSY | busy_operand);
     if (t->fatal) return ret(status::TD_FATAL);
     if (t->life != Lifecycle::keys_configured) return ret(status::TD_KEYS_NOT_CONFIGURED);
     // seamcall_state_lookup (op_state_lookup.c): build-time leaves need INITIALIZED, the
@@ -202,6 +208,19 @@ std::optional<SeamRet> TdxModule::prologue(Hpa tdr, Leaf leaf, bool tdr_exclusiv
     const bool build_only = leaf == Leaf::mem_page_add || leaf == Leaf::mr_extend || leaf == Leaf::mr_finalize;
     const bool ok = build_only ? t->op == OpState::initialized : t->op != OpState::uninitialized;
     if (!ok) return ret(status::OP_STATE_INCORRECT);
+    return std::nullopt;
+}
+
+std::optional<SeamRet> TdxModule::tdr_operand(Hpa tdr, bool exclusive, uint64_t operand) {
+    // check_lock_and_map_explicit_tdr(): the TDR operand's PAMT walk must end at a PT_TDR
+    // entry (an unassigned page is an invalid operand, any other type wrong metadata).
+    const PamtEntry tdr_pamt = pamt_walk(tdr.raw() & ~kPageMask);
+    Td* t = td(tdr);
+    if (!t || tdr_pamt.pt != PageType::tdr)
+        return ret((tdr_pamt.pt == PageType::nda ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) |
+                   operand);
+    if (t->tdr_excl || (exclusive && t->tdr_shared) || timed_busy(t->tdr_t, exclusive))
+        return ret(status::OPERAND_BUSY | operand);
     return std::nullopt;
 }
 
@@ -606,6 +625,7 @@ SeamRet TdxModule::tdh_vp_enter(Hpa tdr, unsigned vcpu) {
     cur_ = take_timing();
     Td* t = td(tdr);
     if (!t || vcpu >= t->vcpus.size()) return done(ret(status::OPERAND_INVALID | operand::RCX));
+    if (t->life != Lifecycle::keys_configured) return done(ret(status::TD_KEYS_NOT_CONFIGURED));
     if (t->op != OpState::runnable) return done(ret(status::OP_STATE_INCORRECT));
     if (t->tdr_excl || (cur_.on && t->tdr_t.excl_until > cur_.now)) return done(ret(status::OPERAND_BUSY | operand::RDX));
     // The epoch lock is taken shared only to sample TD_EPOCH.
@@ -623,6 +643,110 @@ SeamRet TdxModule::tdh_vp_enter(Hpa tdr, unsigned vcpu) {
     ++stats_.vp_enters;
     return done(ret(status::SUCCESS));
 }
+
+// ---------------------------------------------------------------------------------------
+// Teardown
+
+SeamRet TdxModule::tdh_vp_flush(Hpa tdvpr) {
+    ++stats_.seamcalls;
+    cur_ = take_timing();
+    if (tdvpr.raw() & kPageMask) return done(ret(status::OPERAND_INVALID | operand::RCX));
+    const PamtEntry p = pamt_walk(tdvpr.raw());
+    if (p.pt != PageType::tdvpr)
+        return done(ret((p.pt == PageType::nda ? status::OPERAND_INVALID : status::PAGE_METADATA_INCORRECT) |
+                        operand::RCX));
+    // The owner's TDR is taken shared (implicit operand).
+    if (auto e = tdr_operand(Hpa(p.owner), false, operand::TDR)) return done(*e);
+    Td& t = *td(Hpa(p.owner));
+    if (t.life != Lifecycle::keys_configured) return done(ret(status::TD_KEYS_NOT_CONFIGURED));
+    auto it = std::find_if(t.vcpus.begin(), t.vcpus.end(), [&](const Vcpu& v) { return v.tdvpr == tdvpr.raw(); });
+    if (it == t.vcpus.end()) return done(ret(status::OPERAND_INVALID | operand::RCX));
+    // A vCPU inside the TD holds its TDVPS exclusively (TDH.VP.ENTER).
+    if (it->inside) return done(ret(status::OPERAND_BUSY | operand::RCX));
+    if (!it->associated) return done(ret(status::VCPU_NOT_ASSOCIATED));
+    it->associated = false;
+    ++stats_.vp_flush;
+    return done(ret(status::SUCCESS));
+}
+
+SeamRet TdxModule::tdh_mng_vpflushdone(Hpa tdr) {
+    ++stats_.seamcalls;
+    cur_ = take_timing();
+    if (auto e = tdr_operand(tdr, true, operand::RCX)) return done(*e);
+    Td& t = *td(tdr);
+    if (t.life != Lifecycle::keys_configured) return done(ret(status::LIFECYCLE_STATE_INCORRECT));
+    for (const Vcpu& v : t.vcpus)
+        if (v.associated || v.inside) return done(ret(status::FLUSHVP_NOT_DONE));
+    t.life = Lifecycle::blocked;
+    t.wbcache_done = false;
+    ++stats_.vpflushdone;
+    return done(ret(status::SUCCESS));
+}
+
+SeamRet TdxModule::tdh_phymem_cache_wb() {
+    ++stats_.seamcalls;
+    cur_ = take_timing();
+    bool any = false;
+    for (auto& [pa, t] : tds_)
+        if (t.life == Lifecycle::blocked && !t.wbcache_done) {
+            t.wbcache_done = true;
+            any = true;
+        }
+    if (!any) return done(ret(status::NO_HKID_READY_TO_WBCACHE));
+    ++stats_.cache_wb;
+    return done(ret(status::SUCCESS));
+}
+
+SeamRet TdxModule::tdh_mng_key_freeid(Hpa tdr) {
+    ++stats_.seamcalls;
+    cur_ = take_timing();
+    if (auto e = tdr_operand(tdr, true, operand::RCX)) return done(*e);
+    Td& t = *td(tdr);
+    if (t.life != Lifecycle::blocked) return done(ret(status::LIFECYCLE_STATE_INCORRECT));
+    if (!t.wbcache_done) return done(ret(status::WBCACHE_NOT_COMPLETE));
+    t.life = Lifecycle::teardown;
+    ++stats_.key_freeid;
+    return done(ret(status::SUCCESS));
+}
+
+SeamRet TdxModule::tdh_phymem_page_reclaim(Hpa page) {
+    ++stats_.seamcalls;
+    cur_ = take_timing();
+    if ((page.raw() & kPageMask) || page.raw() >= pamt::kCovered)
+        return done(ret(status::OPERAND_INVALID | operand::RCX));
+    // pamt_walk(): the page's leaf entry (a 2M private page at its 2M entry).
+    unsigned level = 0;
+    PamtEntry p = pamt_entry(page.raw(), 0);
+    for (unsigned l = 2; l > 0; --l)
+        if (const PamtEntry e = pamt_entry(page.raw(), l); e.pt == PageType::reg) {
+            p = e;
+            level = l;
+            break;
+        }
+    if (p.pt == PageType::nda || p.pt == PageType::rsvd)
+        return done(ret(status::PAGE_METADATA_INCORRECT | operand::RCX));
+    if (page.raw() & (level_bytes(level) - 1)) return done(ret(status::OPERAND_INVALID | operand::RCX));
+    const bool is_tdr = p.pt == PageType::tdr;
+    const uint64_t owner = is_tdr ? page.raw() : p.owner;
+    Td* t = td(Hpa(owner));
+    if (!t || t->reclaimed) return done(ret(status::PAGE_METADATA_INCORRECT | operand::RCX));
+    // The owner's TDR is taken shared (exclusive when it is the page reclaimed).
+    if (t->tdr_excl || (is_tdr && t->tdr_shared) || timed_busy(t->tdr_t, is_tdr))
+        return done(ret(status::OPERAND_BUSY | operand::TDR));
+    if (t->life != Lifecycle::teardown) return done(ret(status::LIFECYCLE_STATE_INCORRECT));
+    if (is_tdr && t->chldcnt) return done(ret(status::TD_ASSOCIATED_PAGES_EXIST));
+    clear_pamt(page.raw(), level);
+    if (!is_tdr) t->chldcnt -= level ? 512 : 1;
+    if (p.pt == PageType::ept) --stats_.sept_pages;
+    ++stats_.reclaim;
+    const SeamRet r{status::SUCCESS, uint64_t(p.pt), owner, level};
+    // The TD is gone: its TDR page is PT_NDA, so every later leaf naming it is refused
+    // (OPERAND_INVALID); the model keeps its record for the inspection views (MRTD).
+    if (is_tdr) t->reclaimed = true;
+    return done(r);
+}
+
+Lifecycle TdxModule::lifecycle(Hpa tdr) const { return td(tdr)->life; }
 
 void TdxModule::td_exit(Hpa tdr, unsigned vcpu) {
     Td* t = td(tdr);

@@ -134,6 +134,7 @@ struct TdxStats {
     uint64_t busy = 0;               // calls answered OPERAND_BUSY (any operand)
     uint64_t sept_add = 0, sept_remove = 0, page_add = 0, aug = 0, block = 0, unblock = 0, track = 0, remove = 0,
              demote = 0, promote = 0, wbinvd = 0, mr_extend = 0, reclaim = 0;   // successful calls
+    uint64_t vp_flush = 0, vpflushdone = 0, cache_wb = 0, key_freeid = 0;  // successful teardown leaves
     uint64_t accept = 0;             // successful TDG.MEM.PAGE.ACCEPT (4K or 2M)
     uint64_t accept_4k_pages = 0;    // pages zeroed by accepts
     uint64_t accept_exits = 0;       // ACCEPTs that became TD exits (A4/A9)
@@ -168,8 +169,10 @@ public:
     // 52) and PENDING_VE_DISABLE (from the SEPT_VE_DISABLE attribute). The TD starts in
     // OP_STATE INITIALIZED, lifecycle KEYS_CONFIGURED, TD_EPOCH 1.
     void create_td(Hpa tdr, Hpa sept_root, unsigned levels, bool pending_ve_disable = true);
-    // TDH.VP.CREATE (+ VP.INIT): returns the vCPU index.
-    unsigned vp_create(Hpa tdr);
+    // TDH.VP.CREATE (+ VP.INIT): returns the vCPU index. With `tdvpr`, that page becomes the
+    // vCPU's TDVPR (PAMT PT_TDVPR owned by the TD, one more child of the TDR), which
+    // TDH.VP.FLUSH names and teardown reclaims.
+    unsigned vp_create(Hpa tdr, std::optional<Hpa> tdvpr = std::nullopt);
 
     // ---- SEAMCALLs (host) ----
     SeamRet tdh_mem_sept_add(uint64_t gpa_lvl, Hpa tdr, Hpa page, bool allow_existing = false);
@@ -185,6 +188,31 @@ public:
     SeamRet tdh_mem_page_demote(uint64_t gpa_lvl, Hpa tdr, Hpa new_table);
     SeamRet tdh_mem_page_promote(uint64_t gpa_lvl, Hpa tdr);
     SeamRet tdh_phymem_page_wbinvd(Hpa page);
+    // ---- teardown (tdh_vp_flush.c, tdh_mng_vpflushdone.c, tdh_phymem_cache_wb.c,
+    // tdh_mng_key_freeid.c, tdh_phymem_page_reclaim.c) ----
+    // TDH.VP.FLUSH(TDVPR): flush the vCPU's cached state on its logical processor and
+    // dissociate it. Keys must still be configured; a vCPU not associated answers
+    // VCPU_NOT_ASSOCIATED, one inside the TD OPERAND_BUSY|RCX.
+    SeamRet tdh_vp_flush(Hpa tdvpr);
+    // TDH.MNG.VPFLUSHDONE(TDR): every vCPU flushed (else FLUSHVP_NOT_DONE); lifecycle
+    // KEYS_CONFIGURED -> BLOCKED (else LIFECYCLE_STATE_INCORRECT). TDR exclusive.
+    SeamRet tdh_mng_vpflushdone(Hpa tdr);
+    // TDH.PHYMEM.CACHE.WB: write back the package's caches; every TD whose HKID is BLOCKED
+    // may then free it. NO_HKID_READY_TO_WBCACHE (not an error) when no TD waits for it.
+    // One package is modelled and the leaf is never interrupted (no INTERRUPTED_RESUMABLE).
+    SeamRet tdh_phymem_cache_wb();
+    // TDH.MNG.KEY.FREEID(TDR): lifecycle BLOCKED (else LIFECYCLE_STATE_INCORRECT) and a
+    // CACHE.WB since (else WBCACHE_NOT_COMPLETE); -> TEARDOWN, the HKID is free.
+    SeamRet tdh_mng_key_freeid(Hpa tdr);
+    // TDH.PHYMEM.PAGE.RECLAIM(page): a TD page (REG, EPT, TDCX, TDVPR or the TDR itself)
+    // whose owner is in TEARDOWN goes back to PT_NDA. RCX = its old page type, RDX = the
+    // owner TDR, R8 = its PAMT level. The TDR last: CHLDCNT must be 0
+    // (TD_ASSOCIATED_PAGES_EXIST). The module neither flushes nor clears the page.
+    SeamRet tdh_phymem_page_reclaim(Hpa page);
+    Lifecycle lifecycle(Hpa tdr) const;
+    // Whether the TDR names a TD the module still has (false once its TDR was reclaimed).
+    bool has_td(Hpa tdr) const { return td(tdr) && !td(tdr)->reclaimed; }
+
     // TD entry and exit of a vCPU (the TLB-epoch side of TDH.VP.ENTER and of any TD exit).
     SeamRet tdh_vp_enter(Hpa tdr, unsigned vcpu);
     void td_exit(Hpa tdr, unsigned vcpu);
@@ -241,6 +269,7 @@ public:
 
 private:
     struct Vcpu {
+        uint64_t tdvpr = 0;   // 0: created without a TDVPR page (unit tests)
         uint64_t epoch = 0;
         bool inside = false;
         bool associated = false;
@@ -254,6 +283,8 @@ private:
         uint64_t epoch = 1;
         uint32_t refcount[2] = {0, 0};
         uint64_t chldcnt = 0;
+        bool wbcache_done = false;    // a TDH.PHYMEM.CACHE.WB since the lifecycle became BLOCKED
+        bool reclaimed = false;       // the TDR page was reclaimed: the TD no longer exists
         Sha384 mrtd;                  // TDCS MRTD: the running SHA-384 context
         std::optional<Sha384::Digest> mrtd_final;   // set by TDH.MR.FINALIZE
         std::vector<Vcpu> vcpus;
@@ -293,6 +324,9 @@ private:
     };
     Td* td(Hpa tdr);
     const Td* td(Hpa tdr) const;
+    // The TDR operand of a management leaf (check_lock_and_map_explicit_tdr()): its PAMT
+    // entry PT_TDR and its lock in `exclusive` mode, else the error with `operand`.
+    std::optional<SeamRet> tdr_operand(Hpa tdr, bool exclusive, uint64_t operand);
     // Walk to `level` through NL_MAPPED (and, for host leaves, NL_BLOCKED) entries.
     Walk walk(const Td& t, uint64_t gpa, unsigned level, bool through_blocked) const;
     // Common prologue of the memory leaves (check_any_td_state_map_tdcs_and_lock()).

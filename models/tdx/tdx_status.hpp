@@ -10,6 +10,7 @@ namespace hvsim::tdx {
 
 namespace status {
 inline constexpr uint64_t SUCCESS = 0x0000000000000000ull;
+inline constexpr uint64_t INTERRUPTED_RESUMABLE = 0x8000000300000000ull;
 inline constexpr uint64_t INTERRUPTED_RESTARTABLE = 0x8000000400000000ull;
 inline constexpr uint64_t OPERAND_INVALID = 0xC000010000000000ull;
 inline constexpr uint64_t OPERAND_ADDR_RANGE_ERROR = 0xC000010100000000ull;
@@ -22,7 +23,11 @@ inline constexpr uint64_t TD_FATAL = 0xE000060400000000ull;
 inline constexpr uint64_t LIFECYCLE_STATE_INCORRECT = 0xC000060700000000ull;
 inline constexpr uint64_t OP_STATE_INCORRECT = 0xC000060800000000ull;
 inline constexpr uint64_t NO_VCPUS = 0xC000060900000000ull;
+inline constexpr uint64_t VCPU_NOT_ASSOCIATED = 0x8000070200000000ull;
 inline constexpr uint64_t TD_KEYS_NOT_CONFIGURED = 0x8000081000000000ull;
+inline constexpr uint64_t WBCACHE_NOT_COMPLETE = 0x8000081700000000ull;
+inline constexpr uint64_t NO_HKID_READY_TO_WBCACHE = 0x0000082100000000ull;   // not an error (bit 63 clear)
+inline constexpr uint64_t FLUSHVP_NOT_DONE = 0x8000082400000000ull;
 inline constexpr uint64_t EPT_WALK_FAILED = 0xC0000B0000000000ull;
 inline constexpr uint64_t EPT_ENTRY_NOT_PRESENT = 0xC0000B0300000000ull;
 inline constexpr uint64_t GPA_RANGE_NOT_BLOCKED = 0xC0000B0600000000ull;
@@ -51,8 +56,9 @@ constexpr bool is_operand_busy(uint64_t rax) { return (rax & status::STATUS_MASK
 // SEAMCALL leaf numbers (tdx_api_defs.h) and the TDCALL leaf the guest accepts with.
 enum class Leaf : uint16_t {
     vp_enter = 0, mem_page_add = 2, mem_sept_add = 3, mem_page_aug = 6, mem_range_block = 7,
-    mem_page_demote = 15, mr_extend = 16, mr_finalize = 17, mem_page_promote = 23, phymem_page_reclaim = 28,
-    mem_page_remove = 29, mem_sept_remove = 30, mem_track = 38, mem_range_unblock = 39, phymem_page_wbinvd = 41,
+    mem_page_demote = 15, mr_extend = 16, mr_finalize = 17, vp_flush = 18, mng_vpflushdone = 19, mng_key_freeid = 20,
+    mem_page_promote = 23, phymem_page_reclaim = 28, mem_page_remove = 29, mem_sept_remove = 30, mem_track = 38,
+    mem_range_unblock = 39, phymem_cache_wb = 40, phymem_page_wbinvd = 41,
 };
 inline constexpr uint16_t kTdgMemPageAccept = 6;
 const char* leaf_name(Leaf l);   // "TDH.MEM.PAGE.AUG", ...

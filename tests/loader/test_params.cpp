@@ -83,7 +83,7 @@ TEST_CASE("zen4-genoa carries the values of docs/sources.md §2 and the brief", 
     CHECK_FALSE(ps.get_bool("kvm.config.tdx_page_add_in_map"));   // the 6.18 nr_premapped flow
     CHECK(ps.get_string("mmu.nested_format") == "npt");
     CHECK(ps.get_string("vmm.conversion_policy") == "auto");
-    CHECK(param_decls().size() == 160);
+    CHECK(param_decls().size() == 165);
     CHECK(ps.value("cost.vmexit").source.rfind("measured round trip, split estimate", 0) == 0);
     CHECK(ps.value("sim.quantum_ns").source == "simulator setting");
     CHECK(ps.value("mem.l2.hit_cycles").source == "estimate (docs/sources.md §2)");

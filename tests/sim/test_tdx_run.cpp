@@ -544,3 +544,36 @@ TEST_CASE("tdx run: a machine built without a platform gets the plain TDX module
     CHECK(m.tdx_module() == nullptr);
     CHECK(m.rmp_module() == nullptr);
 }
+
+TEST_CASE("tdx run: teardown removes the private pages with the HKID, releases it and reclaims every TD page",
+          "[tdx][run][teardown]") {
+    TdRig r;
+    for (uint64_t g : {0x5000ull, 0x6000ull, 0x400000ull}) REQUIRE(r.touch(g, true, true));
+    const uint64_t sept = r.mod().sept_pages;
+    REQUIRE(sept == 4);   // PDPT, PD, two page tables
+    const Hpa tdr = r.td().tdr();
+    const Hpa tdvpr = r.td().tdvprs().at(0);
+    REQUIRE(r.td().module().pamt(tdvpr).pt == tdx::PageType::tdvpr);
+    r.m->finish_run();
+    const auto& t = r.td().teardown_stats();
+    CHECK(t.pages_removed == 3);
+    CHECK(t.hkid_released);
+    CHECK(t.reclaimed == sept + 1 + 2);   // the S-EPT pages, the TDVPR, the TDCS and the TDR
+    CHECK(t.seamcalls == 3 * 4 + 3 + t.reclaimed + 1);   // per page 4; VPFLUSHDONE, CACHE.WB, FREEID; TDR WBINVD
+    CHECK(t.cycles > 0);
+    // The run's figures are kept as they were before the teardown.
+    REQUIRE(r.td().run_stats());
+    CHECK(r.td().run_stats()->module.aug == 3);
+    CHECK(r.td().run_stats()->module.remove == 0);
+    CHECK(r.td().run_stats()->module.sept_pages == sept);
+    CHECK(r.mod().remove == 3);
+    CHECK(r.mod().sept_pages == 0);
+    CHECK_FALSE(r.m->x86()->mirror()->lookup(Gfn(5)));
+    CHECK_FALSE(r.td().module().has_td(tdr));
+    CHECK(r.td().module().pamt(tdr).pt == tdx::PageType::nda);
+    CHECK(r.td().module().pamt(tdvpr).pt == tdx::PageType::nda);
+    CHECK_FALSE(r.td().kvm_tdx().bugged());
+    // A second end of the run does nothing more.
+    r.m->finish_run();
+    CHECK(r.td().teardown_stats().reclaimed == t.reclaimed);
+}

@@ -331,7 +331,7 @@ TEST_CASE("tdx kvm huge: a 2M private leaf is one TDH.MEM.PAGE.AUG at 2M, the gu
     CHECK(v.level == 1);
     CHECK(v.state == tdx::SeptState::pending);
     CHECK(r.m.pamt(pfn_to_hpa(r.big) + 0x1ff000).pt == tdx::PageType::reg);
-    CHECK(r.m.child_count(r.tdr) == 512 + 2);   // 512 pages and the two S-EPT pages
+    CHECK(r.m.child_count(r.tdr) == 512 + 2 + 1);   // 512 pages, the two S-EPT pages and the root's TDCS page
     // No PAGE_SIZE_MISMATCH: the 2M ACCEPT finds a 2M PENDING leaf.
     CHECK(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 1)).rax == 0);
     CHECK(r.m.sept_read(r.tdr, G, 1).state == tdx::SeptState::mapped);
@@ -401,7 +401,7 @@ TEST_CASE("tdx kvm huge: a 2M zap is BLOCK, TRACK, kick, REMOVE at 2M and 512 WB
     CHECK(r.m.stats().wbinvd == 512);
     CHECK(r.m.sept_read(r.tdr, G, 1).state == tdx::SeptState::free);
     CHECK(r.m.pamt(pfn_to_hpa(r.big) + 0x100000).pt == tdx::PageType::nda);
-    CHECK(r.m.child_count(r.tdr) == 2);
+    CHECK(r.m.child_count(r.tdr) == 2 + 1);
 }
 
 TEST_CASE("tdx kvm huge: a DEMOTE answered BUSY is retried once with every vCPU held out, a second BUSY bugs the VM",
@@ -440,4 +440,136 @@ TEST_CASE("tdx kvm huge: a DEMOTE answered BUSY is retried once with every vCPU 
     CHECK(q.tdx.bugged());
     CHECK(q.m.stats().demote == 0);
     CHECK(q.m.sept_read(q.tdr, G, 1).state == tdx::SeptState::pending_blocked);
+}
+
+// ---------------------------------------------------------------------------------------
+// Teardown (tdx_mmu_release_hkid(), tdx_reclaim_page(), tdx_reclaim_td_control_pages())
+
+TEST_CASE("tdx kvm teardown: release_hkid flushes the loaded vCPUs, then VPFLUSHDONE, CACHE.WB, KEY.FREEID, "
+          "then TDCS and TDR are reclaimed after it, the TDR written back",
+          "[tdx][kvm][teardown]") {
+    TdRig r;
+    const Hpa tdvpr(0x210002000);
+    const unsigned vp = r.m.vp_create(r.tdr, tdvpr);
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, vp).rax == 0);
+    r.m.td_exit(r.tdr, vp);
+    // With the HKID assigned the private page goes the zap's way.
+    StepLog log;
+    REQUIRE(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, log) == 0);
+    CHECK(log.steps == std::vector<std::string>{"tdh_mem_range_block", "tdh_mem_track", "tdh_mem_page_remove",
+                                                "tdh_phymem_page_wbinvd"});
+    // Nothing can be reclaimed before the HKID is free.
+    CHECK(r.tdx.tdx_reclaim_td_control_pages({Hpa(0x210001000)}, r.ctx) == -EIO);
+    log.steps.clear();
+    CHECK(r.tdx.tdx_mmu_release_hkid({tdvpr}, log) == 0);
+    CHECK(log.steps == std::vector<std::string>{"tdh_vp_flush", "tdh_mng_vpflushdone", "tdh_phymem_cache_wb",
+                                                "tdh_mng_key_freeid"});
+    CHECK_FALSE(r.tdx.hkid_assigned());
+    CHECK(r.m.lifecycle(r.tdr) == tdx::Lifecycle::teardown);
+    // tdx_vcpu_free(), the mirror root's three S-EPT pages, then the TDCS and the TDR.
+    CHECK(r.tdx.tdx_reclaim_page(tdvpr, r.ctx) == 0);
+    for (uint64_t a = 0x210100000; a < r.next; a += kPageSize)
+        if (r.m.pamt(Hpa(a)).pt == tdx::PageType::ept) CHECK(r.tdx.tdx_reclaim_page(Hpa(a), r.ctx) == 0);
+    log.steps.clear();
+    CHECK(r.tdx.tdx_reclaim_td_control_pages({Hpa(0x210001000)}, log) == 0);
+    CHECK(log.steps == std::vector<std::string>{"tdh_phymem_page_reclaim", "tdh_phymem_page_reclaim",
+                                                "tdh_phymem_page_wbinvd"});
+    CHECK(r.tdx.stats().reclaims == 1 + 3 + 2);
+    CHECK_FALSE(r.m.has_td(r.tdr));
+    CHECK_FALSE(r.tdx.bugged());
+}
+
+TEST_CASE("tdx kvm teardown: a zap after the HKID is released is KVM_BUG_ON, a vCPU never loaded is not flushed",
+          "[tdx][kvm][teardown]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    // A vCPU still associated (it entered and left) makes VPFLUSHDONE FLUSHVP_NOT_DONE: the
+    // HKID stays (KVM gives up, no bug), so the private page can still be zapped.
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 0).rax == 0);
+    r.m.td_exit(r.tdr, 0);
+    CHECK(r.tdx.tdx_mmu_release_hkid({}, r.ctx) == -EIO);
+    CHECK(r.tdx.hkid_assigned());
+    CHECK_FALSE(r.tdx.bugged());
+    // Without TDVPR pages in this rig VP.FLUSH cannot name vCPU 0; a fresh TD shows the rest.
+    TdRig q;
+    REQUIRE(q.tdx.tdx_td_finalize(q.ctx) == 0);
+    q.link_tables();
+    const Pfn p2 = q.page();
+    REQUIRE(q.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p2, q.ctx) == 0);
+    StepLog log;
+    CHECK(q.tdx.tdx_mmu_release_hkid({}, log) == 0);   // no vCPU was ever loaded: no VP.FLUSH
+    CHECK(log.steps.front() == "tdh_mng_vpflushdone");
+    CHECK(q.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p2, q.ctx) == -EIO);
+    CHECK(q.tdx.bugged());
+}
+
+// ---------------------------------------------------------------------------------------
+// TDH.VP.ENTER's locks in simulated time (tdh_vp_enter.c: TDR and epoch lock shared)
+
+TEST_CASE("tdx kvm: a TRACK that meets an entering vCPU's epoch lock is BUSY|TD_EPOCH and retried",
+          "[tdx][kvm][busy][vp_enter]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    Cycles now = 1000;
+    r.tdx.set_clock([&] { return now; });
+    r.link_tables();
+    const Pfn p = r.page();
+    REQUIRE(r.tdx.set_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, r.ctx) == 0);
+    REQUIRE(r.m.tdg_mem_page_accept(r.tdr, 0, tdx::gpa_level(G, 0)).rax == 0);
+    now = 2000;
+    // vCPU 1 enters at 2000: its TDH.VP.ENTER holds the epoch lock shared for its leaf.
+    r.tdx.set_costs([] {
+        TdxCosts c;
+        c.td_entry = 500;
+        c.track = 100;
+        return c;
+    }());
+    REQUIRE(r.tdx.tdh_vp_enter(1, r.ctx) == 0);
+    // The zap's TRACK starts inside that leaf: BUSY|TD_EPOCH, retried once time moves on.
+    unsigned tracks = 0;
+    r.kick.on_kick = [&] { r.all_exit(); };
+    struct Clocked final : ExecContext {
+        Cycles& now;
+        unsigned& tracks;
+        Clocked(Cycles& n, unsigned& t) : now(n), tracks(t) {}
+        void charge(std::string_view step, Cycles c) override {
+            if (step == "tdh_mem_track") ++tracks;
+            now += c ? c : 1;
+        }
+    } ctx(now, tracks);
+    REQUIRE(r.tdx.remove_external_spte(gpa_to_gfn(Gpa(G)), PgLevel::k4K, p, ctx) == 0);
+    CHECK(tracks >= 2);
+    CHECK(r.m.stats().busy >= 1);
+    CHECK(r.tdx.stats().busy_retries >= 1);
+    CHECK(r.m.sept_read(r.tdr, G, 0).state == tdx::SeptState::free);
+}
+
+TEST_CASE("tdx kvm: TDH.VP.ENTER meets a TRACK's exclusive epoch lock and answers BUSY|TD_EPOCH",
+          "[tdx][kvm][busy][vp_enter]") {
+    TdRig r;
+    REQUIRE(r.tdx.tdx_td_finalize(r.ctx) == 0);
+    Cycles now = 1000;
+    r.tdx.set_clock([&] { return now; });
+    TdxCosts c;
+    c.td_entry = 500;
+    c.track = 2000;
+    r.tdx.set_costs(c);
+    // A TRACK of another thread starts at 1000 and holds the epoch lock until 3000.
+    r.m.at(now, c.track);
+    REQUIRE(r.m.tdh_mem_track(r.tdr).rax == 0);
+    now = 1500;
+    CHECK(r.tdx.tdh_vp_enter(0, r.ctx) == (tdx::status::OPERAND_BUSY | tdx::operand::TD_EPOCH));
+    CHECK(r.tdx.stats().vp_enter_busy == 1);
+    CHECK_FALSE(r.m.vcpu_inside(r.tdr, 0));
+    now = 3000;   // the TRACK has left
+    CHECK(r.tdx.tdh_vp_enter(0, r.ctx) == 0);
+    CHECK(r.m.vcpu_inside(r.tdr, 0));
+    // Untimed (no lock taken in time), the same entry would have passed at 1500.
 }

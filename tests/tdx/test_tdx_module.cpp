@@ -643,3 +643,173 @@ TEST_CASE("tdx module: a TDR operand whose PAMT entry is not PT_TDR is refused b
     CHECK(r.m.stats().track == tracks);
     CHECK(r.m.tdh_mem_track(r.tdr).rax == status::SUCCESS);
 }
+
+// ---------------------------------------------------------------------------------------
+// Teardown: TDH.VP.FLUSH, TDH.MNG.VPFLUSHDONE, TDH.PHYMEM.CACHE.WB, TDH.MNG.KEY.FREEID,
+// TDH.PHYMEM.PAGE.RECLAIM (tdh_phymem_page_reclaim.c and the lifecycle rules of tdh_mng_*.c; case C30)
+
+namespace {
+
+// A RUNNABLE TD whose two vCPUs have TDVPR pages, one private page MAPPED at G.
+struct TeardownRig : Rig {
+    Hpa tdvpr[2] = {Hpa(0x10002000), Hpa(0x10003000)};
+    Hpa priv;
+    TeardownRig() : Rig(false) {
+        // Rig created two vCPUs without TDVPR pages: these two come with theirs.
+        m.vp_create(tdr, tdvpr[0]);
+        m.vp_create(tdr, tdvpr[1]);
+        REQUIRE(m.tdh_mr_finalize(tdr).rax == 0);
+        tables(G, 0);
+        priv = mapped(G);
+    }
+    // Both TDVPR vCPUs (module indexes 2 and 3) run once and leave.
+    void run_vcpus() {
+        for (unsigned v : {2u, 3u}) {
+            REQUIRE(m.tdh_vp_enter(tdr, v).rax == 0);
+            m.td_exit(tdr, v);
+        }
+    }
+    // The private page removed as KVM does it with the HKID assigned.
+    void remove_private() {
+        REQUIRE(m.tdh_mem_range_block(gpa_level(G, 0), tdr).rax == 0);
+        REQUIRE(m.tdh_mem_track(tdr).rax == 0);
+        REQUIRE(m.tdh_mem_page_remove(gpa_level(G, 0), tdr).rax == 0);
+    }
+    // tdx_mmu_release_hkid() in order.
+    void release_hkid() {
+        for (Hpa p : tdvpr) REQUIRE(m.tdh_vp_flush(p).rax == 0);
+        REQUIRE(m.tdh_mng_vpflushdone(tdr).rax == 0);
+        REQUIRE(m.tdh_phymem_cache_wb().rax == 0);
+        REQUIRE(m.tdh_mng_key_freeid(tdr).rax == 0);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("C30: RECLAIM needs lifecycle TEARDOWN, gives back the page type, owner and level, the TDR last",
+          "[tdx][teardown]") {
+    TeardownRig r;
+    r.run_vcpus();
+    // KEYS_CONFIGURED: a PT_REG page cannot be reclaimed.
+    CHECK(r.m.tdh_phymem_page_reclaim(r.priv).rax == status::LIFECYCLE_STATE_INCORRECT);
+    r.release_hkid();
+    CHECK(r.m.lifecycle(r.tdr) == Lifecycle::teardown);
+    const uint64_t children = r.m.child_count(r.tdr);
+    // The private page still mapped (no REMOVE before the HKID went): RECLAIM takes it.
+    const SeamRet reg = r.m.tdh_phymem_page_reclaim(r.priv);
+    CHECK(reg.rax == 0);
+    CHECK(reg.rcx == uint64_t(PageType::reg));
+    CHECK(reg.rdx == r.tdr.raw());
+    CHECK(reg.r8 == 0);
+    CHECK(r.m.pamt(r.priv).pt == PageType::nda);
+    CHECK(r.m.child_count(r.tdr) == children - 1);
+    // An unassigned page: PAGE_METADATA_INCORRECT|RCX.
+    CHECK(r.m.tdh_phymem_page_reclaim(r.priv).rax == (status::PAGE_METADATA_INCORRECT | operand::RCX));
+    // The TDR while children remain: TD_ASSOCIATED_PAGES_EXIST.
+    CHECK(r.m.tdh_phymem_page_reclaim(r.tdr).rax == status::TD_ASSOCIATED_PAGES_EXIST);
+    // Every other child: the TDVPRs, the three S-EPT pages, the TDCS root page.
+    for (Hpa p : r.tdvpr) CHECK(r.m.tdh_phymem_page_reclaim(p).rcx == uint64_t(PageType::tdvpr));
+    for (uint64_t a = 0x10100000; a < r.next; a += kPageSize) {
+        const PamtEntry e = r.m.pamt(Hpa(a));
+        if (e.pt == PageType::ept) CHECK(r.m.tdh_phymem_page_reclaim(Hpa(a)).rcx == uint64_t(PageType::ept));
+    }
+    CHECK(r.m.stats().sept_pages == 0);
+    CHECK(r.m.tdh_phymem_page_reclaim(Hpa(0x10001000)).rcx == uint64_t(PageType::tdcx));
+    CHECK(r.m.child_count(r.tdr) == 0);
+    const SeamRet tdr = r.m.tdh_phymem_page_reclaim(r.tdr);
+    CHECK(tdr.rax == 0);
+    CHECK(tdr.rcx == uint64_t(PageType::tdr));
+    CHECK(r.m.pamt(r.tdr).pt == PageType::nda);
+    CHECK_FALSE(r.m.has_td(r.tdr));
+    // The TD is gone: a leaf naming its TDR is refused, and the page may be written back.
+    CHECK(r.m.tdh_mem_track(r.tdr).rax == (status::OPERAND_INVALID | operand::RCX));
+    CHECK(r.m.tdh_phymem_page_wbinvd(r.tdr).rax == 0);
+}
+
+TEST_CASE("tdx teardown: a 2M private page is reclaimed whole at its PAMT level (R8 = 1)", "[tdx][teardown]") {
+    TeardownRig r;
+    r.tables(G + 2 * MiB, 1);
+    const Hpa big = r.big();
+    REQUIRE(r.m.tdh_mem_page_aug(gpa_level(G + 2 * MiB, 1), r.tdr, big).rax == 0);
+    r.run_vcpus();
+    r.release_hkid();
+    const uint64_t children = r.m.child_count(r.tdr);
+    // A 4K page inside it is not aligned to the page's level.
+    CHECK(r.m.tdh_phymem_page_reclaim(big + kPageSize).rax == (status::OPERAND_INVALID | operand::RCX));
+    const SeamRet s = r.m.tdh_phymem_page_reclaim(big);
+    CHECK(s.rax == 0);
+    CHECK(s.r8 == 1);
+    CHECK(r.m.child_count(r.tdr) == children - 512);
+    CHECK(r.m.pamt(big + 0x100000).pt == PageType::nda);
+}
+
+TEST_CASE("tdx teardown: VP.FLUSH needs an associated vCPU outside the TD and configured keys", "[tdx][teardown]") {
+    TeardownRig r;
+    // Never entered: not associated (KVM takes this as done).
+    CHECK(r.m.tdh_vp_flush(r.tdvpr[0]).rax == status::VCPU_NOT_ASSOCIATED);
+    // Inside the TD: its TDVPS is held.
+    REQUIRE(r.m.tdh_vp_enter(r.tdr, 2).rax == 0);
+    CHECK(r.m.tdh_vp_flush(r.tdvpr[0]).rax == (status::OPERAND_BUSY | operand::RCX));
+    r.m.td_exit(r.tdr, 2);
+    CHECK(r.m.tdh_vp_flush(r.tdvpr[0]).rax == 0);
+    CHECK(r.m.tdh_vp_flush(r.tdvpr[0]).rax == status::VCPU_NOT_ASSOCIATED);
+    // Not a TDVPR: a private page is wrong metadata, a page never assigned an invalid operand.
+    CHECK(r.m.tdh_vp_flush(r.priv).rax == (status::PAGE_METADATA_INCORRECT | operand::RCX));
+    CHECK(r.m.tdh_vp_flush(r.page()).rax == (status::OPERAND_INVALID | operand::RCX));
+    CHECK(r.m.stats().vp_flush == 1);
+}
+
+TEST_CASE("tdx teardown: VPFLUSHDONE answers FLUSHVP_NOT_DONE while a vCPU is associated, then BLOCKs the TD",
+          "[tdx][teardown]") {
+    TeardownRig r;
+    r.run_vcpus();
+    REQUIRE(r.m.tdh_vp_flush(r.tdvpr[0]).rax == 0);
+    CHECK(r.m.tdh_mng_vpflushdone(r.tdr).rax == status::FLUSHVP_NOT_DONE);
+    CHECK(r.m.lifecycle(r.tdr) == Lifecycle::keys_configured);
+    REQUIRE(r.m.tdh_vp_flush(r.tdvpr[1]).rax == 0);
+    // Another logical processor holding the TDR: BUSY|RCX (VPFLUSHDONE takes it exclusively).
+    r.m.hold(r.tdr, TdxModule::Hold::tdr_exclusive);
+    CHECK(r.m.tdh_mng_vpflushdone(r.tdr).rax == (status::OPERAND_BUSY | operand::RCX));
+    r.m.release(r.tdr, TdxModule::Hold::tdr_exclusive);
+    CHECK(r.m.tdh_mng_vpflushdone(r.tdr).rax == 0);
+    CHECK(r.m.lifecycle(r.tdr) == Lifecycle::blocked);
+    CHECK(r.m.tdh_mng_vpflushdone(r.tdr).rax == status::LIFECYCLE_STATE_INCORRECT);
+    // BLOCKED: memory leaves and entries are refused (keys no longer configured).
+    CHECK(r.m.tdh_mem_track(r.tdr).rax == status::TD_KEYS_NOT_CONFIGURED);
+    CHECK(r.m.tdh_vp_enter(r.tdr, 2).rax == status::TD_KEYS_NOT_CONFIGURED);
+    CHECK(r.m.tdh_vp_flush(r.tdvpr[0]).rax == status::TD_KEYS_NOT_CONFIGURED);
+}
+
+TEST_CASE("tdx teardown: KEY.FREEID needs BLOCKED and a CACHE.WB since, CACHE.WB with nothing to do is no error",
+          "[tdx][teardown]") {
+    TeardownRig r;
+    r.remove_private();
+    // Nothing waits for a write-back yet.
+    CHECK(r.m.tdh_phymem_cache_wb().rax == status::NO_HKID_READY_TO_WBCACHE);
+    CHECK_FALSE(is_error(status::NO_HKID_READY_TO_WBCACHE));
+    CHECK(r.m.tdh_mng_key_freeid(r.tdr).rax == status::LIFECYCLE_STATE_INCORRECT);
+    REQUIRE(r.m.tdh_mng_vpflushdone(r.tdr).rax == 0);   // no vCPU ever ran
+    CHECK(r.m.tdh_mng_key_freeid(r.tdr).rax == status::WBCACHE_NOT_COMPLETE);
+    CHECK(r.m.tdh_phymem_cache_wb().rax == 0);
+    CHECK(r.m.tdh_phymem_cache_wb().rax == status::NO_HKID_READY_TO_WBCACHE);   // another CPU did it
+    CHECK(r.m.tdh_mng_key_freeid(r.tdr).rax == 0);
+    CHECK(r.m.lifecycle(r.tdr) == Lifecycle::teardown);
+    CHECK(r.m.tdh_mng_key_freeid(r.tdr).rax == status::LIFECYCLE_STATE_INCORRECT);
+    // The removed page is NDA already: RECLAIM refuses it; the S-EPT pages are reclaimed.
+    CHECK(r.m.tdh_phymem_page_reclaim(r.priv).rax == (status::PAGE_METADATA_INCORRECT | operand::RCX));
+    CHECK(r.m.stats().key_freeid == 1);
+    CHECK(r.m.stats().cache_wb == 1);
+}
+
+TEST_CASE("tdx teardown: RECLAIM of a TDR another logical processor holds is BUSY on the TDR operand",
+          "[tdx][teardown]") {
+    TeardownRig r;
+    r.remove_private();
+    REQUIRE(r.m.tdh_mng_vpflushdone(r.tdr).rax == 0);
+    REQUIRE(r.m.tdh_phymem_cache_wb().rax == 0);
+    REQUIRE(r.m.tdh_mng_key_freeid(r.tdr).rax == 0);
+    r.m.hold(r.tdr, TdxModule::Hold::tdr_exclusive);
+    CHECK(r.m.tdh_phymem_page_reclaim(r.tdvpr[0]).rax == (status::OPERAND_BUSY | operand::TDR));
+    r.m.release(r.tdr, TdxModule::Hold::tdr_exclusive);
+    CHECK(r.m.tdh_phymem_page_reclaim(r.tdvpr[0]).rax == 0);
+}
