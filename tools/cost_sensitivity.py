@@ -100,6 +100,12 @@ SCENARIOS = {
     "cost.tdx_demote": "scenarios/tdx/convert-4k-vs-2m-huge.json",
     # The mirror root splits its 2M private leaf before the 4K conversion.
     "cost.split_huge_page": "scenarios/tdx/convert-4k-vs-2m-huge.json",
+    # The TD's teardown at the end of the run (tdx.teardown.cycles): HKID release, RECLAIM.
+    "cost.tdx_cache_wb": "scenarios/tdx/teardown.json",
+    "cost.tdx_key_freeid": "scenarios/tdx/teardown.json",
+    "cost.tdx_reclaim": "scenarios/tdx/teardown.json",
+    "cost.tdx_vp_flush": "scenarios/tdx/teardown.json",
+    "cost.tdx_vpflushdone": "scenarios/tdx/teardown.json",
 }
 
 # Costs of operations no scenario reaches yet, with the reason; listed on every run so the
@@ -121,7 +127,9 @@ def run(hvsim, scenario, work, sets=()):
         return None
     if r.returncode not in (0, 1):
         return None
-    return m["sim.cycles"] + m["setup.cycles"] + sum(i["cycles"] for i in res.get("invalidations", []))
+    # A TD's teardown after the run is timed apart from sim.cycles (tdx.teardown.cycles).
+    return (m["sim.cycles"] + m["setup.cycles"] + m.get("tdx.teardown.cycles", 0) +
+            sum(i["cycles"] for i in res.get("invalidations", [])))
 
 
 def costs(hvsim):
