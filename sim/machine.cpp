@@ -1,5 +1,7 @@
 #include "sim/machine.hpp"
 
+#include "models/common/counting_context.hpp"
+
 #include "models/cpu/x86_translator.hpp"
 #include "models/stage2/stage2_translator.hpp"
 
@@ -823,16 +825,7 @@ std::string_view npf_path_name(bool is_private, PgLevel level) {
 // TdxBackend::charge_idle_ticks()): its cycles are counted here.
 cpu::NpfAction Machine::handle_npf(unsigned vcpu, Gpa gpa, uint64_t error_code, ExecContext& vctx) {
     if (!kvm_ || !kvm_->arch().fault_wait_applies(*kvm_, gpa)) return handle_npf_exit(vcpu, gpa, error_code, vctx);
-    struct Counting final : ExecContext {
-        ExecContext& inner;
-        Cycles total = 0;
-        explicit Counting(ExecContext& i) : inner(i) {}
-        void charge(std::string_view step, Cycles c) override {
-            total += c;
-            inner.charge(step, c);
-        }
-        void sync() override { inner.sync(); }
-    } counted(vctx);
+    CountingContext counted(vctx);
     const cpu::NpfAction a = handle_npf_exit(vcpu, gpa, error_code, counted);
     kvm_->arch().charge_fault_wait(counted.total, vctx);
     return a;

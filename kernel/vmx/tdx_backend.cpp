@@ -1,5 +1,7 @@
 #include "kernel/vmx/tdx_backend.hpp"
 
+#include "models/common/counting_context.hpp"
+
 #include <cerrno>
 #include <stdexcept>
 
@@ -147,16 +149,7 @@ void TdxBackend::td_exit(unsigned vcpu) {
 void TdxBackend::teardown(TdpMmu& mirror, ExecContext& outer) {
     if (run_stats_) return;
     run_stats_ = RunStats{module_.stats(), tdx_->stats(), mirror.stats()};
-    struct Counting final : ExecContext {
-        ExecContext& inner;
-        Cycles total = 0;
-        explicit Counting(ExecContext& i) : inner(i) {}
-        void charge(std::string_view step, Cycles c) override {
-            total += c;
-            inner.charge(step, c);
-        }
-        void sync() override { inner.sync(); }
-    } ctx(outer);
+    CountingContext ctx(outer);
     tdx_->set_clock({});   // the run has ended: no lock is held in simulated time any more
     const uint64_t calls0 = module_.stats().seamcalls, removed0 = module_.stats().remove;
     const uint64_t removed_2m0 = tdx_->stats().remove_2m;
