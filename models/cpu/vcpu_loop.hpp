@@ -24,7 +24,7 @@ inline uint64_t splitmix64(uint64_t& s) {
 }  // namespace detail
 
 inline const uint8_t* Vcpu::load_page(Hpa a, unsigned width) {
-    if (mem_) return mem_->page_if_present(hpa_to_pfn(a));
+    if (mem_) return mem_->read_view(hpa_to_pfn(a), a.raw() & kPageMask, width, buf_);
     const uint64_t base = a.raw() & ~kPageMask;
     if (dmi_valid_ && base >= dmi_.get_start_address() && base + kPageSize - 1 <= dmi_.get_end_address()) {
         ++dmi_reads_;

@@ -183,6 +183,20 @@ const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
     return (*s)->b.data();
 }
 
+const uint8_t* PhysMem::read_view(Pfn pfn, size_t off, size_t n, uint8_t* scratch) const {
+    auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
+    if (e.pfn == pfn.raw()) return e.page->b.data();
+    Page* const* s = slot_if_present(pfn);
+    if (!s || !*s) return nullptr;
+    if (is_patch(*s)) {
+        as_patch(*s)->read(off, scratch + off, n);
+        return scratch;
+    }
+    e.pfn = pfn.raw();
+    e.page = *s;
+    return (*s)->b.data();
+}
+
 bool PhysMem::is_uniform(Pfn pfn) const {
     Page* const* s = slot_if_present(pfn);
     return s && *s && shared(*s);

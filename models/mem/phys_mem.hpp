@@ -10,7 +10,7 @@
 // page table with its first entries) are kept as patches over the uniform value: up to
 // kPatchWords 8-byte words, about 64 bytes instead of 4 KiB. More stores, or a caller
 // that needs the page's bytes at one address (page(), page_if_present()), give the page
-// its own copy first.
+// its own copy first; a read of a few bytes (read(), read_view()) does not.
 #pragma once
 
 #include <array>
@@ -36,6 +36,12 @@ public:
     // The page's bytes or nullptr when never touched (reads as zeros).
     const uint8_t* page_if_present(Pfn pfn) const;
     bool present(Pfn pfn) const { return page_if_present(pfn) != nullptr; }
+    // For reading [off, off + n) of a page (within it) without giving a patched page its
+    // own copy: p with p[off, off + n) the bytes, pointing into the page or into `scratch`
+    // (kPageSize bytes) where a patch's bytes were assembled; nullptr when never touched.
+    // The vCPU's data reads come here, so reading back one store per page keeps the page
+    // a 64-byte patch instead of 4 KiB (and skips the 4 KiB copy).
+    const uint8_t* read_view(Pfn pfn, size_t off, size_t n, uint8_t* scratch) const;
     // 4 KiB of zeros that live as long as the program (what an untouched page reads as).
     static const uint8_t* zero_page();
     // Drops the page's contents: it reads as zeros again and frees host memory.

@@ -15,12 +15,12 @@ constexpr bool is_large(PgLevel l) { return l != PgLevel::k4K; }
 
 RmpEntry RmpEntry::decode(uint64_t lo, uint64_t hi) {
     RmpEntry e;
-    e.assigned = lo & 1;
-    e.size_2m = (lo >> 1) & 1;
+    e.assigned = lo_assigned(lo);
+    e.size_2m = lo_size_2m(lo);
     e.immutable = (lo >> 2) & 1;
     e.subpage_count = uint16_t((lo >> 3) & 0x1ff);
     e.gpa = Gpa(((lo >> 12) & ((1ull << 39) - 1)) << kPageShift);
-    e.asid = uint16_t((lo >> 51) & 0x3ff);
+    e.asid = lo_asid(lo);
     e.vmsa = (lo >> 61) & 1;
     e.validated = (lo >> 62) & 1;
     e.lock = (lo >> 63) & 1;
@@ -81,6 +81,21 @@ RmpEntry Rmp::load_auth(Pfn p, PgLevel* level, bool debug) const {
 }
 
 RmpEntry Rmp::lookup(Pfn p, PgLevel* level) const { return load_auth(p, level, true); }
+
+bool Rmp::encrypted(Pfn p) const {
+    if (!covered(p)) return false;
+    // load_auth() on the low words only: the 2M head's, then the page's own.
+    const auto low = [this](uint64_t pfn) {
+        const Hpa a = entry_addr(Pfn(pfn));
+        uint64_t lo = 0;
+        if (!tm_) lo = mem_.read64(a);
+        else tm_->read(a.raw(), &lo, sizeof lo, true);
+        return lo;
+    };
+    uint64_t lo = low(head_of(p.raw()));
+    if (!RmpEntry::lo_size_2m(lo) && head_of(p.raw()) != p.raw()) lo = low(p.raw());
+    return RmpEntry::lo_assigned(lo) && RmpEntry::lo_asid(lo) != 0;
+}
 
 uint64_t Rmp::load_counter(uint16_t asid, bool debug) const {
     const Hpa a = cfg_.base + 8ull * asid;

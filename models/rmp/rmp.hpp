@@ -74,6 +74,10 @@ struct RmpEntry {
     std::array<uint8_t, 4> perms{};
 
     static RmpEntry decode(uint64_t lo, uint64_t hi);
+    // Fields of the low word alone (decode() uses them too), for look-ups that need no more.
+    static constexpr bool lo_assigned(uint64_t lo) { return lo & 1; }
+    static constexpr bool lo_size_2m(uint64_t lo) { return (lo >> 1) & 1; }
+    static constexpr uint16_t lo_asid(uint64_t lo) { return uint16_t((lo >> 51) & 0x3ff); }
     uint64_t lo() const;
     uint64_t hi() const;
     bool operator==(const RmpEntry&) const = default;
@@ -172,11 +176,10 @@ public:
     uint64_t asid_pages(uint16_t asid) const;
     // EncryptedPages: a page assigned to a guest ASID is only ever accessed with that
     // guest's key (the RMP refuses other accesses), so its lines are encrypted.
-    bool encrypted(Pfn p) const override {
-        if (!covered(p)) return false;
-        const RmpEntry e = lookup(p);
-        return e.assigned && e.asid != 0;
-    }
+    // Asked on every line fill from DRAM: reads only the entries' low words (assigned,
+    // 2M, ASID), as a debug access (no timing; the memory controller is not modelled
+    // reading the RMP).
+    bool encrypted(Pfn p) const override;
 
     // --- host instructions (ASID 0; cur_asid != 0 models execution inside a guest) ---
     int rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid = 0);

@@ -139,6 +139,36 @@ TEST_CASE("sparse stores into untouched or uniform pages are patches, not copies
     m.set_page_listener(nullptr, nullptr);
 }
 
+TEST_CASE("read_view reads a patched page without giving it its own copy", "[mem]") {
+    PhysMem m;
+    alignas(8) uint8_t scratch[kPageSize];
+    CHECK(m.read_view(Pfn(9), 0, 8, scratch) == nullptr);   // untouched: zeros, nothing made
+
+    m.fill(Hpa(0x5000), 0x5a, 4096);   // uniform 0x5a ...
+    m.write64(Hpa(0x5ff8), 0x0102030405060708ull);   // ... with one word stored over it
+    REQUIRE(m.pages_patched() == 1);
+    const uint8_t* p = m.read_view(Pfn(5), 0xff4, 12, scratch);
+    REQUIRE(p == scratch);
+    for (unsigned i = 0; i < 4; ++i) CHECK(p[0xff4 + i] == 0x5a);
+    for (unsigned i = 0; i < 8; ++i) CHECK(p[0xff8 + i] == 8 - i);   // little-endian word
+    CHECK(m.pages_patched() == 1);
+    CHECK(m.pages_resident() == 0);
+
+    // A page with its own copy, and a uniform one, are read in place.
+    m.fill(Hpa(0x6000), 0x11, 16);
+    for (unsigned w = 0; w <= PhysMem::kPatchWords; ++w) m.write64(Hpa(0x6100 + 64 * w), w);
+    REQUIRE(m.pages_resident() == 1);
+    p = m.read_view(Pfn(6), 0, 16, scratch);
+    REQUIRE(p != nullptr);
+    CHECK(p != scratch);
+    CHECK(p[15] == 0x11);
+    m.fill(Hpa(0x7000), 0x22, 4096);
+    p = m.read_view(Pfn(7), 100, 1, scratch);
+    REQUIRE(p != nullptr);
+    CHECK(p != scratch);
+    CHECK(p[100] == 0x22);
+}
+
 TEST_CASE("discard_range drops every page of the range, across untouched radix leaves", "[mem]") {
     PhysMem m;
     // Pages in three different 1,024-page leaves, with untouched leaves between them.

@@ -76,6 +76,23 @@ TEST_CASE("entries live at RMP_BASE + 16 KiB + 16 * PFN in physical memory") {
     CHECK(f.rmp.table_bytes() == 0x4000 + 16 * kCovered);
 }
 
+TEST_CASE("encrypted() agrees with the authoritative entry: a guest ASID's 4K and 2M pages, not the hypervisor's") {
+    Fix f;
+    REQUIRE(f.priv(0x200, 0x1000) == 0);                            // 4K guest page
+    REQUIRE(f.priv(0x400, 0x200000, PgLevel::k2M) == 0);            // 2M guest page
+    REQUIRE(f.priv(0x601, 0x3000, PgLevel::k4K, 0) == 0);           // assigned to ASID 0 (firmware)
+    for (uint64_t pfn : std::initializer_list<uint64_t>{0x200, 0x201, 0x400, 0x455, 0x5ff, 0x600, 0x601, 0x9000,
+                         kCovered + 3}) {
+        const RmpEntry e = f.rmp.lookup(Pfn(pfn));
+        CHECK(f.rmp.encrypted(Pfn(pfn)) == (f.rmp.covered(Pfn(pfn)) && e.assigned && e.asid != 0));
+    }
+    CHECK(f.rmp.encrypted(Pfn(0x200)));
+    CHECK_FALSE(f.rmp.encrypted(Pfn(0x201)));
+    CHECK(f.rmp.encrypted(Pfn(0x455)));   // inside the 2M page: its head decides
+    CHECK_FALSE(f.rmp.encrypted(Pfn(0x601)));
+    CHECK_FALSE(f.rmp.encrypted(Pfn(kCovered + 3)));
+}
+
 TEST_CASE("T01 T02 T03 host write to a hypervisor page is allowed, to a guest page faults, reads never") {
     Fix f;
     CHECK(f.host_write(10));                    // T01

@@ -40,7 +40,7 @@ using namespace hvsim;
 
 namespace {
 
-std::string scenario_text(const std::string& w, uint64_t n) {
+std::string scenario_text(const std::string& w, uint64_t n, const std::string& walk_size) {
     const std::string slot1g =
         R"({"slot": 0, "gpa": 0, "size": "8GiB", "userspace_addr": "0x7f0000000000"})";
     if (w == "tlb-hit")
@@ -50,12 +50,12 @@ std::string scenario_text(const std::string& w, uint64_t n) {
             {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": false}}}}
           ]}})", slot1g, n);
     if (w == "walk")
-        return fmt::format(R"({{"name": "bench-walk", "vm": {{"vcpus": 1, "memslots": [{}]}},
+        return fmt::format(R"({{"name": "bench-walk", "vm": {{"vcpus": 1, "memslots": [{0}]}},
           "steps": [
-            {{"ioctl": {{"pre_fault_memory": {{"vcpu": 0, "gpa": 0, "size": "4GiB"}}}}}},
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "read", "private": false}}}},
-            {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": false}}}}
-          ]}})", slot1g, n);
+            {{"ioctl": {{"pre_fault_memory": {{"vcpu": 0, "gpa": 0, "size": "{1}"}}}}}},
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "stride", "stride": 4096, "width": 8, "op": "read", "private": false}}}},
+            {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "random", "width": 8, "count": {2}, "op": "read", "private": false}}}}
+          ]}})", slot1g, walk_size, n);
     // The same two workloads on private memory (guest_memfd, all private): what a
     // confidential VM's accesses cost (--set vm.type=snp|tdx|sw_protected; a VM type without
     // private memory refuses them).
@@ -71,11 +71,11 @@ std::string scenario_text(const std::string& w, uint64_t n) {
                 {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1, "private": true}}}},
                 {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": true}}}}
               ]}})", vm, n);
-        return fmt::format(R"({{"name": "bench-walk-private", {},
+        return fmt::format(R"({{"name": "bench-walk-private", {0},
               "steps": [
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 1, "private": true}}}},
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "4GiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": true}}}}
-              ]}})", vm, n);
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 1, "private": true}}}},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "random", "width": 8, "count": {2}, "op": "read", "private": true}}}}
+              ]}})", vm, walk_size, n);
     }
     if (w == "fault")
         return fmt::format(R"({{"name": "bench-fault", "params": {{"host.thp": false}},
@@ -160,8 +160,8 @@ double peak_rss_mib() {
 }
 
 int run_workload(const std::string& w, uint64_t n, const std::vector<std::pair<std::string, std::string>>& sets,
-                 bool no_guest_paging) {
-    auto s = load_scenario_text(scenario_text(w, n), "bench-" + w);
+                 bool no_guest_paging, const std::string& walk_size) {
+    auto s = load_scenario_text(scenario_text(w, n, walk_size), "bench-" + w);
     apply_scenario_sets(s, sets);   // --set vm.type=snp, platform=...: the same workload on another VM
     // arm64 guests run without guest stage-1 tables (not modelled): compare them with an x86
     // run that has no guest paging either.
@@ -251,6 +251,10 @@ int sc_main(int argc, char* argv[]) {
     bool no_guest_paging = false;
     app.add_flag("--no-guest-paging", no_guest_paging,
                  "Run the workloads with \"guest_paging\": \"none\" (what arm64 stage-2 VMs need)");
+    std::string walk_size = "4GiB";
+    app.add_option("--walk-size", walk_size,
+                   "Guest range of the walk workloads (default 4GiB; a smaller one, e.g. 64MiB, keeps a "
+                   "callgrind run short)");
     std::vector<std::string> set_args;
     app.add_option("--set", set_args, "Scenario/parameter override for every workload (vm.type=snp, platform=...)");
     CLI11_PARSE(app, argc, argv);
@@ -293,7 +297,7 @@ int sc_main(int argc, char* argv[]) {
             dup2(fds[1], STDOUT_FILENO);
             int r = 1;
             try {
-                r = run_workload(w, n, sets, no_guest_paging);
+                r = run_workload(w, n, sets, no_guest_paging, walk_size);
             } catch (const std::exception& e) {
                 fmt::print(stderr, "bench {}: {}\n", w, e.what());
                 r = 2;
