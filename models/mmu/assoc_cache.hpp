@@ -41,6 +41,7 @@ public:
             for (uint32_t w = 0; w < ways_; ++w) {
                 slots_[b + w].prev = w ? b + w - 1 : kNil;
                 slots_[b + w].next = w + 1 < ways_ ? b + w + 1 : kNil;
+                slots_[b + w].set = s;
             }
             head_[s] = b;
             tail_[s] = b + ways_ - 1;
@@ -151,10 +152,11 @@ private:
         uint64_t key = kEmpty;
         uint32_t prev = kNil, next = kNil;   // recency list of the set (head = most recent)
         uint32_t pos = 0;                    // where the hash index points at this slot
+        uint32_t set = 0;                    // slot / ways, kept: a division on every hit costs more
         V val{};
     };
 
-    size_t set_of_slot(uint32_t s) const { return s / ways_; }
+    size_t set_of_slot(uint32_t s) const { return slots_[s].set; }
     void unlink(uint32_t s) {
         Slot& sl = slots_[s];
         const size_t set = set_of_slot(s);
