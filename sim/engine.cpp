@@ -979,13 +979,22 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
         };
         for (cpu::Vcpu* v : vcpus) add(v, [v] { return v->cycles_now(); });
         for (HostThread* h : hosts) add(h, [h] { return h->cycles_now(); });
+        // Asked several times per fault, mostly by the same thread: the last one is remembered
+        // (sc_get_current_process_b() is the handle-free form of the current process).
+        struct Last {
+            const sc_object* proc = nullptr;
+            const std::function<Cycles()>* clock = nullptr;
+        };
         k->mmu_lock().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); },
-                                [threads]() -> std::optional<Cycles> {
-                                    const sc_process_handle p = sc_get_current_process_handle();
-                                    if (!p.valid()) return std::nullopt;
-                                    auto it = threads->find(p.get_process_object());
-                                    if (it == threads->end()) return std::nullopt;
-                                    return it->second();
+                                [threads, last = Last{}]() mutable -> std::optional<Cycles> {
+                                    const sc_object* p = sc_get_current_process_b();
+                                    if (!p) return std::nullopt;
+                                    if (p != last.proc) {
+                                        auto it = threads->find(p);
+                                        last = {p, it == threads->end() ? nullptr : &it->second};
+                                    }
+                                    if (!last.clock) return std::nullopt;
+                                    return (*last.clock)();
                                 });
     }
     // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
