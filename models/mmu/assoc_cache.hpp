@@ -1,8 +1,15 @@
 // A set-associative, true-LRU translation cache used for every structure of the MMU
-// model (L1/L2 TLB, page-walk cache, nested TLB). Lookup goes through an open-
-// addressing hash index keyed by the full tag, so a probe costs the same for a 72-way
-// fully associative L1 as for a 12-way L2: no per-way tag scan on the hit path.
-// Associativity is still exact: the set only matters when choosing a victim.
+// model (L1/L2 TLB, page-walk cache, nested TLB). Keys and values live in separate arrays
+// laid out set by set, so a set's keys are contiguous. Two organisations, both exact LRU:
+// - a set of up to kScanWays ways (an L2 TLB) is searched by scanning its keys (one or two
+//   host cache lines) and keeps a recency stamp per way (the cache's access clock at the
+//   last find() or insert()); the victim of a full set is its smallest stamp;
+// - a wider set (a fully associative L1 TLB, PWC or nested TLB) is searched through an
+//   open-addressing hash index keyed by the full tag, so a probe costs the same for 72 ways
+//   as for 12, and keeps its ways in a recency list whose tail is the victim (an O(1) choice
+//   where a stamp scan would read every way on each fill).
+// Only accesses touch recency; the host footprint of a set-associative structure is its
+// touched sets, which matters when many vCPUs each have their own.
 //
 // Keys carry a 4-bit "code" in bits 3:0 (page size, or dimension/level for the PWC);
 // the set index comes from the bits above, like hardware indexing by low VPN bits.
@@ -21,6 +28,8 @@ class AssocCache {
 public:
     static constexpr unsigned kCodeBits = 4;
     static constexpr uint64_t kEmpty = ~0ull;
+    // Sets up to this wide are searched by a scan of their keys; wider ones by the index.
+    static constexpr unsigned kScanWays = 16;
 
     AssocCache() = default;
     // entries == 0 disables the cache (find() misses, insert() drops).
@@ -33,26 +42,39 @@ public:
         ways_ = entries ? ways : 0;
         sets_ = entries ? entries / ways : 0;
         set_mask_ = sets_ > 1 && std::has_single_bit(sets_) ? sets_ - 1 : 0;
-        slots_.assign(entries, Slot{});
-        head_.assign(sets_, 0);
-        tail_.assign(sets_, 0);
-        for (unsigned s = 0; s < sets_; ++s) {   // each set's ways in one list, all empty
-            const uint32_t b = s * ways_;
-            for (uint32_t w = 0; w < ways_; ++w) {
-                slots_[b + w].prev = w ? b + w - 1 : kNil;
-                slots_[b + w].next = w + 1 < ways_ ? b + w + 1 : kNil;
-                slots_[b + w].set = s;
-            }
-            head_[s] = b;
-            tail_[s] = b + ways_ - 1;
-        }
+        keys_.assign(entries, kEmpty);
+        vals_.assign(entries, V{});
+        clock_ = 0;
+        hashed_ = ways_ > kScanWays;
         touched_.clear();
         touched_.reserve(entries);
-        unsigned cap = 16;
-        while (cap < 2u * entries) cap <<= 1;
-        index_.assign(cap, 0);
-        mask_ = cap - 1;
-        shift_ = 64u - unsigned(std::countr_zero(cap));
+        stamp_.clear();
+        index_.clear();
+        links_.clear();
+        head_.clear();
+        tail_.clear();
+        if (!hashed_) {
+            stamp_.assign(entries, 0);
+        } else {
+            unsigned cap = 16;
+            while (cap < 2u * entries) cap <<= 1;
+            index_.assign(cap, 0);
+            mask_ = cap - 1;
+            shift_ = 64u - unsigned(std::countr_zero(cap));
+            links_.assign(entries, Links{});
+            head_.assign(sets_, 0);
+            tail_.assign(sets_, 0);
+            for (unsigned s = 0; s < sets_; ++s) {   // each set's ways in one list, all empty
+                const uint32_t b = s * ways_;
+                for (uint32_t w = 0; w < ways_; ++w) {
+                    links_[b + w].prev = w ? b + w - 1 : kNil;
+                    links_[b + w].next = w + 1 < ways_ ? b + w + 1 : kNil;
+                    links_[b + w].set = s;
+                }
+                head_[s] = b;
+                tail_[s] = b + ways_ - 1;
+            }
+        }
         live_ = 0;
         evictions_ = 0;
         for (auto& c : code_count_) c = 0;
@@ -71,74 +93,77 @@ public:
     V* find(uint64_t key) {
         const int s = lookup(key);
         if (s < 0) return nullptr;
-        to_head(uint32_t(s));
-        return &slots_[size_t(s)].val;
+        touch(uint32_t(s));
+        return &vals_[size_t(s)];
     }
     // Hit without changing LRU order (for tests and inspection).
     const V* peek(uint64_t key) const {
         const int s = lookup(key);
-        return s < 0 ? nullptr : &slots_[size_t(s)].val;
+        return s < 0 ? nullptr : &vals_[size_t(s)];
     }
 
     // Inserts or replaces key as the most recently used entry of its set; evicts the
-    // set's least recently used entry when the set is full. Each set is a list in
-    // recency order with its empty ways at the tail, so the victim is the tail: O(1)
-    // even for a 72-way fully associative L1.
+    // set's least recently used entry when the set is full (an empty way first).
     void insert(uint64_t key, const V& v) {
         if (!entries_) return;
         int s = lookup(key);
         if (s < 0) {
-            const uint32_t victim = tail_[set_of(key)];
-            Slot& sl = slots_[victim];
-            if (sl.key != kEmpty) {
+            const uint32_t victim = victim_of(set_of(key));
+            const uint64_t old = keys_[victim];
+            if (old != kEmpty) {
                 ++evictions_;
-                unindex(sl.key);
-                --code_count_[sl.key & 15u];
+                if (hashed_) unindex(old);
+                --code_count_[old & 15u];
                 --live_;
             }
-            sl.key = key;
-            index(key, victim);
+            keys_[victim] = key;
+            if (hashed_) index(key, victim);
             if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
             ++code_count_[key & 15u];
             ++live_;
             s = int(victim);
         }
-        slots_[size_t(s)].val = v;
-        to_head(uint32_t(s));
+        vals_[size_t(s)] = v;
+        touch(uint32_t(s));
     }
 
     bool erase(uint64_t key) {
         const int s = lookup(key);
         if (s < 0) return false;
-        unindex(key);
+        if (hashed_) {
+            unindex(key);   // before the key goes: it finds the entry by it
+            to_tail(uint32_t(s));
+        } else {
+            stamp_[size_t(s)] = 0;
+        }
         --code_count_[key & 15u];
         --live_;
-        slots_[size_t(s)].key = kEmpty;
-        to_tail(uint32_t(s));
+        keys_[size_t(s)] = kEmpty;
         return true;
     }
 
     template <class Pred>   // Pred(uint64_t key, const V&) -> bool
     unsigned erase_if(Pred pred) {
         unsigned n = 0;
-        for (auto& sl : slots_)
-            if (sl.key != kEmpty && pred(sl.key, sl.val)) { erase(sl.key); ++n; }
+        for (size_t i = 0; i < keys_.size(); ++i)
+            if (keys_[i] != kEmpty && pred(keys_[i], vals_[i])) { erase(keys_[i]); ++n; }
         return n;
     }
 
     // Cost follows what was filled since the last clear, not the capacity: a flush
-    // of a 3072-entry L2 TLB holding a few entries is a few stores. List order needs
-    // no repair: every way is empty afterwards.
+    // of a 3072-entry L2 TLB holding a few entries is a few stores. List order needs no
+    // repair: every way is empty afterwards.
     void clear() {
         if (touched_.size() < entries_) {
             for (uint32_t s : touched_) {
-                Slot& sl = slots_[s];
-                if (sl.key == kEmpty) continue;
-                index_[sl.pos] = 0;
-                sl.key = kEmpty;
+                if (keys_[s] == kEmpty) continue;
+                if (hashed_) index_[links_[s].pos] = 0;
+                else stamp_[s] = 0;
+                keys_[s] = kEmpty;
             }
         } else {
-            for (auto& sl : slots_) sl.key = kEmpty;
+            for (auto& k : keys_) k = kEmpty;
+            for (auto& t : stamp_) t = 0;
             for (auto& i : index_) i = 0;
         }
         touched_.clear();
@@ -148,48 +173,67 @@ public:
 
 private:
     static constexpr uint32_t kNil = ~0u;
-    struct Slot {
-        uint64_t key = kEmpty;
-        uint32_t prev = kNil, next = kNil;   // recency list of the set (head = most recent)
-        uint32_t pos = 0;                    // where the hash index points at this slot
-        uint32_t set = 0;                    // slot / ways, kept: a division on every hit costs more
-        V val{};
+    struct Links {                           // hashed_: a way's place in its set's recency list
+        uint32_t prev = kNil, next = kNil;   // head = most recent
+        uint32_t set = 0;
+        uint32_t pos = 0;                    // where index_ points at this way
     };
 
-    size_t set_of_slot(uint32_t s) const { return slots_[s].set; }
+    void touch(uint32_t s) {
+        if (hashed_) to_head(s);
+        else stamp_[s] = ++clock_;
+    }
     void unlink(uint32_t s) {
-        Slot& sl = slots_[s];
-        const size_t set = set_of_slot(s);
-        if (sl.prev != kNil) slots_[sl.prev].next = sl.next; else head_[set] = sl.next;
-        if (sl.next != kNil) slots_[sl.next].prev = sl.prev; else tail_[set] = sl.prev;
+        Links& l = links_[s];
+        if (l.prev != kNil) links_[l.prev].next = l.next; else head_[l.set] = l.next;
+        if (l.next != kNil) links_[l.next].prev = l.prev; else tail_[l.set] = l.prev;
     }
     void to_head(uint32_t s) {
-        const size_t set = set_of_slot(s);
+        const uint32_t set = links_[s].set;
         if (head_[set] == s) return;
         unlink(s);
-        slots_[s].prev = kNil;
-        slots_[s].next = head_[set];
-        slots_[head_[set]].prev = s;
+        links_[s].prev = kNil;
+        links_[s].next = head_[set];
+        links_[head_[set]].prev = s;
         head_[set] = s;
     }
     void to_tail(uint32_t s) {
-        const size_t set = set_of_slot(s);
+        const uint32_t set = links_[s].set;
         if (tail_[set] == s) return;
         unlink(s);
-        slots_[s].next = kNil;
-        slots_[s].prev = tail_[set];
-        slots_[tail_[set]].next = s;
+        links_[s].next = kNil;
+        links_[s].prev = tail_[set];
+        links_[tail_[set]].next = s;
         tail_[set] = s;
+    }
+
+    // The way to fill in a set: an empty one, else the least recently used (the list's
+    // tail holds the empty ways, then the oldest).
+    uint32_t victim_of(size_t set) const {
+        if (hashed_) return tail_[set];
+        const size_t base = set * ways_;
+        size_t best = base;
+        for (size_t w = base; w < base + ways_; ++w) {
+            if (keys_[w] == kEmpty) return uint32_t(w);
+            if (stamp_[w] < stamp_[best]) best = w;
+        }
+        return uint32_t(best);
     }
 
     size_t home(uint64_t key) const { return size_t((key * 0x9e3779b97f4a7c15ull) >> shift_); }
 
     int lookup(uint64_t key) const {
         if (!entries_) return -1;
+        if (!hashed_) {
+            const size_t base = set_of(key) * ways_;
+            for (size_t w = base; w < base + ways_; ++w)
+                if (keys_[w] == key) return int(w);
+            return -1;
+        }
         for (size_t h = home(key);; h = (h + 1) & mask_) {
             const uint32_t i = index_[h];
             if (!i) return -1;
-            if (slots_[i - 1].key == key) return int(i - 1);
+            if (keys_[i - 1] == key) return int(i - 1);
         }
     }
     // The set a key maps to; a mask when the set count is a power of two (it always is for
@@ -202,21 +246,21 @@ private:
         size_t h = home(key);
         while (index_[h]) h = (h + 1) & mask_;
         index_[h] = slot + 1;
-        slots_[slot].pos = uint32_t(h);
+        links_[slot].pos = uint32_t(h);
     }
     // Linear-probing delete with backward shift, so no tombstones accumulate.
     void unindex(uint64_t key) {
         size_t i = home(key);
-        while (slots_[index_[i] - 1].key != key) i = (i + 1) & mask_;
+        while (keys_[index_[i] - 1] != key) i = (i + 1) & mask_;
         for (size_t j = i;;) {
             j = (j + 1) & mask_;
             if (!index_[j]) break;
-            const size_t k = home(slots_[index_[j] - 1].key);
+            const size_t k = home(keys_[index_[j] - 1]);
             // Entry at j may move to i only if its home does not lie cyclically in (i, j].
             const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
             if (stays) continue;
             index_[i] = index_[j];
-            slots_[index_[i] - 1].pos = uint32_t(i);
+            links_[index_[i] - 1].pos = uint32_t(i);
             i = j;
         }
         index_[i] = 0;
@@ -224,9 +268,14 @@ private:
 
     unsigned entries_ = 0, ways_ = 0, sets_ = 0;
     uint64_t set_mask_ = 0;   // sets_ - 1 when sets_ is a power of two above 1, else 0
-    std::vector<Slot> slots_;
-    std::vector<uint32_t> index_;
-    std::vector<uint32_t> head_, tail_;  // per set
+    bool hashed_ = false;     // ways_ > kScanWays: look-ups through index_, recency in links_
+    std::vector<uint64_t> keys_;    // per way, set by set (kEmpty: empty way)
+    std::vector<V> vals_;
+    std::vector<uint64_t> stamp_;   // !hashed_: clock_ at the way's last use (0: empty)
+    uint64_t clock_ = 0;
+    std::vector<uint32_t> index_;   // hashed_: slot + 1 by key (0: free)
+    std::vector<Links> links_;      // hashed_
+    std::vector<uint32_t> head_, tail_;   // hashed_: per set
     std::vector<uint32_t> touched_;   // slots filled since the last clear (may repeat)
     size_t mask_ = 0;
     unsigned shift_ = 60;

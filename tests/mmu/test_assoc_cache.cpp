@@ -70,8 +70,11 @@ TEST_CASE("erase and erase_if keep the index consistent", "[mmu][cache]") {
 
 // Random operations against a straightforward reference model (per-set LRU lists).
 TEST_CASE("matches a reference LRU model under random traffic", "[mmu][cache]") {
+    // Both organisations: scanned sets up to AssocCache::kScanWays ways (12, 16; 3 sets: not a
+    // power of two), hashed wider ones (17, 64, 72).
     const auto geo = GENERATE(std::pair<unsigned, unsigned>{64, 64}, std::pair<unsigned, unsigned>{96, 12},
-                              std::pair<unsigned, unsigned>{72, 72});
+                              std::pair<unsigned, unsigned>{72, 72}, std::pair<unsigned, unsigned>{48, 16},
+                              std::pair<unsigned, unsigned>{34, 17});
     AssocCache<uint64_t> c(geo.first, geo.second);
     const unsigned sets = geo.first / geo.second;
     std::vector<std::list<uint64_t>> model(sets);   // front = most recent
@@ -117,6 +120,6 @@ TEST_CASE("matches a reference LRU model under random traffic", "[mmu][cache]") 
     size_t live = 0;
     for (auto& s : model) live += s.size();
     CHECK(c.size() == live);
-    CHECK(hits > 1000);   // the test exercised the hit path
+    CHECK(hits > 500);   // the test exercised the hit path (the 34-entry cache hits least)
     CHECK(clears > 10);
 }
