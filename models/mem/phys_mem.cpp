@@ -150,6 +150,11 @@ PhysMem::Page* const* PhysMem::slot_if_present(Pfn pfn) const {
 }
 
 uint8_t* PhysMem::page(Pfn pfn) {
+    // A page with its own copy found by an earlier look-up (the TDP MMU's table pages, one
+    // per level of every map): no radix walk. A shared uniform page in the lookaside is
+    // read-only and takes the path below.
+    auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
+    if (e.pfn == pfn.raw() && !shared(e.page)) return e.page->b.data();
     Page*& pg = *slot(pfn, true);
     if (!pg) {
         pg = new Page;
@@ -167,6 +172,8 @@ uint8_t* PhysMem::page(Pfn pfn) {
         --uniform_;
         ++resident_;
     }
+    e.pfn = pfn.raw();
+    e.page = pg;
     return pg->b.data();
 }
 

@@ -139,6 +139,22 @@ TEST_CASE("sparse stores into untouched or uniform pages are patches, not copies
     m.set_page_listener(nullptr, nullptr);
 }
 
+TEST_CASE("page() found again through the lookaside never hands out a shared or dropped page", "[mem]") {
+    PhysMem m;
+    m.fill(Hpa(0x1000), 0x33, 4096);   // pages 1 and 2 share the uniform 0x33 copy
+    m.fill(Hpa(0x2000), 0x33, 4096);
+    CHECK(m.read64(Hpa(0x1000)) == 0x3333333333333333ull);   // page 1 now in the lookaside
+    uint8_t* p = m.page(Pfn(1));   // copy on write, not the shared copy
+    p[0] = 1;
+    CHECK(m.read64(Hpa(0x2000)) == 0x3333333333333333ull);   // the other sharer is untouched
+    CHECK(m.page(Pfn(1)) == p);                               // found again: the same copy
+    CHECK(m.read64(Hpa(0x1000)) == 0x3333333333333301ull);
+    m.discard(Pfn(1));
+    const uint8_t* q = m.page(Pfn(1));   // a fresh page of zeros, not the freed copy's bytes
+    CHECK(q[0] == 0);
+    CHECK(m.read64(Hpa(0x1000)) == 0);
+}
+
 TEST_CASE("read_view reads a patched page without giving it its own copy", "[mem]") {
     PhysMem m;
     alignas(8) uint8_t scratch[kPageSize];
