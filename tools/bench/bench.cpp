@@ -4,8 +4,9 @@
 //
 //   tlb-hit   a 64 KiB working set read over and over: every access hits the L1 TLB.
 //             (tlb-hit and walk access shared memory, so every VM type runs them: --set vm.type=snp)
-//   walk      random reads over 4 GiB mapped with 4K pages on both dimensions: nearly
-//             every access misses both TLBs and does a two-dimensional walk.
+//   walk      random reads over 4 GiB, which the guest maps with 4K pages and the host with
+//             2M ones (host.thp: the pre-fault maps the huge zero page): nearly every access
+//             misses both TLBs and does a two-dimensional walk (--walk-size: another size).
 //   fault     first touch of 256 MiB with 4K host pages and no guest paging: every page
 //             takes an NPF through KVM (GUP, page allocation, TDP MMU map).
 //   convert   a 64 GiB shared->private->shared conversion (per-VM attributes) on a
