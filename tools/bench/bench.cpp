@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "sim/engine.hpp"
+#include "sim/json_util.hpp"
 #include "sim/loader.hpp"
 
 using namespace hvsim;
@@ -264,6 +265,16 @@ int sc_main(int argc, char* argv[]) {
         for (const auto& a : set_args) sets.push_back(parse_set_option(a));
     } catch (const LoadError& e) {
         fmt::print(stderr, "hvsim-bench: {}\n", e.what());
+        return 2;
+    }
+    // The walk workloads pre-fault and stride over whole pages: a size of at least one page,
+    // in pages, checked here so the error names the option and not the generated scenario.
+    try {
+        const uint64_t bytes = jsonu::parse_size_text(walk_size);
+        if (bytes == 0 || bytes % kPageSize)
+            throw jsonu::ValueError("expected a non-zero multiple of 4KiB, got " + jsonu::quote(walk_size));
+    } catch (const jsonu::ValueError& e) {
+        fmt::print(stderr, "hvsim-bench: --walk-size: {}\n", e.what());
         return 2;
     }
     int rc = 0;
