@@ -85,25 +85,19 @@ RmpEntry Rmp::lookup(Pfn p, PgLevel* level) const { return load_auth(p, level, t
 bool Rmp::encrypted(Pfn p) const {
     if (!covered(p)) return false;
     // load_auth() on the low words only: the 2M head's, then the page's own.
-    const auto low = [this](uint64_t pfn) {
-        const Hpa a = entry_addr(Pfn(pfn));
-        uint64_t lo = 0;
-        if (!tm_) lo = mem_.read64(a);
-        else tm_->read(a.raw(), &lo, sizeof lo, true);
-        return lo;
-    };
-    uint64_t lo = low(head_of(p.raw()));
-    if (!RmpEntry::lo_size_2m(lo) && head_of(p.raw()) != p.raw()) lo = low(p.raw());
+    uint64_t lo = read_table64(entry_addr(Pfn(head_of(p.raw()))), true);
+    if (!RmpEntry::lo_size_2m(lo) && head_of(p.raw()) != p.raw()) lo = read_table64(entry_addr(p), true);
     return RmpEntry::lo_assigned(lo) && RmpEntry::lo_asid(lo) != 0;
 }
 
-uint64_t Rmp::load_counter(uint16_t asid, bool debug) const {
-    const Hpa a = cfg_.base + 8ull * asid;
+uint64_t Rmp::read_table64(Hpa a, bool debug) const {
     if (!tm_) return mem_.read64(a);
     uint64_t v = 0;
     tm_->read(a.raw(), &v, sizeof v, debug);
     return v;
 }
+
+uint64_t Rmp::load_counter(uint16_t asid, bool debug) const { return read_table64(cfg_.base + 8ull * asid, debug); }
 
 uint64_t Rmp::asid_pages(uint16_t asid) const { return load_counter(asid, true); }
 

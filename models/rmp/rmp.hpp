@@ -222,6 +222,8 @@ private:
     // authoritative entry read with them.
     RmpEntry load(Pfn p, bool debug) const;
     RmpEntry load_auth(Pfn p, PgLevel* level, bool debug) const;
+    // 8 bytes of the table, from physical memory or through the table socket.
+    uint64_t read_table64(Hpa a, bool debug) const;
     uint64_t load_counter(uint16_t asid, bool debug) const;
     void write_entry(Pfn p, const RmpEntry& e);
     void add_asid(uint16_t asid, int64_t d);
