@@ -178,30 +178,16 @@ uint8_t* PhysMem::page(Pfn pfn) {
 }
 
 const uint8_t* PhysMem::page_if_present(Pfn pfn) const {
-    auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
-    if (e.pfn == pfn.raw()) return e.page->b.data();
-    Page* const* s = slot_if_present(pfn);
-    if (!s || !*s) return nullptr;
+    const Page* pg = find_page(pfn);
+    if (!pg) return nullptr;
     // A caller that wants the bytes at one address gets the page's own copy: logically
     // const (the contents do not change), so the slot is updated in place.
-    if (is_patch(*s)) const_cast<PhysMem*>(this)->materialize(*const_cast<Page**>(s), pfn.raw());
-    e.pfn = pfn.raw();
-    e.page = *s;
-    return (*s)->b.data();
-}
-
-const uint8_t* PhysMem::read_view(Pfn pfn, size_t off, size_t n, uint8_t* scratch) const {
-    auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
-    if (e.pfn == pfn.raw()) return e.page->b.data();
-    Page* const* s = slot_if_present(pfn);
-    if (!s || !*s) return nullptr;
-    if (is_patch(*s)) {
-        as_patch(*s)->read(off, scratch + off, n);
-        return scratch;
+    if (is_patch(pg)) {
+        auto* self = const_cast<PhysMem*>(this);
+        pg = self->materialize(*self->slot(pfn, false), pfn.raw());
+        lookaside_[pfn.raw() & (kLookaside - 1)] = {pfn.raw(), const_cast<Page*>(pg)};
     }
-    e.pfn = pfn.raw();
-    e.page = *s;
-    return (*s)->b.data();
+    return pg->b.data();
 }
 
 bool PhysMem::is_uniform(Pfn pfn) const {

@@ -41,7 +41,13 @@ public:
     // (kPageSize bytes) where a patch's bytes were assembled; nullptr when never touched.
     // The vCPU's data reads come here, so reading back one store per page keeps the page
     // a 64-byte patch instead of 4 KiB (and skips the 4 KiB copy).
-    const uint8_t* read_view(Pfn pfn, size_t off, size_t n, uint8_t* scratch) const;
+    const uint8_t* read_view(Pfn pfn, size_t off, size_t n, uint8_t* scratch) const {
+        const Page* pg = find_page(pfn);
+        if (!pg) return nullptr;
+        if (!is_patch(pg)) return pg->b.data();
+        as_patch(pg)->read(off, scratch + off, n);
+        return scratch;
+    }
     // 4 KiB of zeros that live as long as the program (what an untouched page reads as).
     static const uint8_t* zero_page();
     // Drops the page's contents: it reads as zeros again and frees host memory.
@@ -100,6 +106,16 @@ private:
     PageListener listener_ = nullptr;
     void* listener_ctx_ = nullptr;
     Page* const* slot_if_present(Pfn pfn) const;
+    // The page behind pfn through the lookaside (entered there on a miss unless a patch,
+    // which comes back tagged); nullptr when never touched.
+    const Page* find_page(Pfn pfn) const {
+        auto& e = lookaside_[pfn.raw() & (kLookaside - 1)];
+        if (e.pfn == pfn.raw()) return e.page;
+        Page* const* s = slot_if_present(pfn);
+        if (!s || !*s) return nullptr;
+        if (!is_patch(*s)) e = {pfn.raw(), *s};
+        return *s;
+    }
     static bool shared(const Page* pg);
     // A patched page: a uniform byte value with up to kPatchWords words stored over it,
     // kept in the slot as a tagged pointer (low bit set; never dereferenced as a Page).
