@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/common/step_name.hpp"
 #include "models/common/types.hpp"
 
 namespace hvsim::kvm {
@@ -48,9 +49,9 @@ public:
         active_ = true;
         if (obs_) obs_->fault_begin();
     }
-    void on_charge(std::string_view step, Cycles c) {
+    void on_charge(StepName step, Cycles c) {
         if (!active_) return;
-        if (obs_) obs_->fault_charge(step, c);
+        if (obs_) obs_->fault_charge(step.view(), c);
         cur_total_ += c;
         const uint32_t id = intern(step);
         uint32_t& slot = cur_slot_[id];
@@ -116,29 +117,49 @@ private:
         Steps steps;
         std::vector<uint32_t> slot;   // interned name -> index in steps (kNoSlot: not yet seen)
     };
-    // Charges name their step with string literals, so the name's address finds its id
-    // without hashing; the content is still compared (a reused buffer may hold another name).
-    uint32_t intern(std::string_view s) {
-        Memo& m = memo_[(reinterpret_cast<uintptr_t>(s.data()) >> 3) % memo_.size()];
-        if (m.name && m.p == s.data() && m.n == s.size() && std::string_view(*m.name) == s) return m.id;
+    // A step name is a compile-time constant (StepName), so the characters at its address
+    // never change and the address alone finds its id: an open-addressing table by address
+    // that only grows (a run has as many addresses as charge sites it reaches). The text is
+    // hashed only the first time an address is seen (two copies of one literal share the id).
+    uint32_t intern(StepName s) {
+        for (size_t h = memo_home(s.data());; h = (h + 1) & (memo_.size() - 1)) {
+            if (memo_[h].p == s.data()) return memo_[h].id;
+            if (!memo_[h].p) return intern_new(s);
+        }
+    }
+    // An address seen for the first time (out of line: the look-up above stays small).
+    [[gnu::noinline]] uint32_t intern_new(StepName s) {
         uint32_t id;
-        if (auto it = ids_.find(s); it != ids_.end()) {
+        if (auto it = ids_.find(s.view()); it != ids_.end()) {
             id = it->second;
         } else {
-            names_.emplace_back(s);   // a deque: the views in ids_ stay valid
+            names_.emplace_back(s.view());   // a deque: the views in ids_ stay valid
             id = uint32_t(names_.size() - 1);
             ids_.emplace(std::string_view(names_.back()), id);
             cur_slot_.push_back(kNoSlot);
         }
-        m = {s.data(), s.size(), id, &names_[id]};
+        if (2 * (memo_used_ + 1) > memo_.size()) {   // keep it at most half full
+            std::vector<Memo> old(2 * memo_.size());
+            old.swap(memo_);
+            for (const Memo& m : old)
+                if (m.p) memo_put(m);
+        }
+        memo_put({s.data(), id});
+        ++memo_used_;
         return id;
     }
     struct Memo {
         const char* p = nullptr;
-        size_t n = 0;
         uint32_t id = 0;
-        const std::string* name = nullptr;   // names_[id] (deque elements do not move)
     };
+    size_t memo_home(const char* p) const {
+        return size_t((reinterpret_cast<uintptr_t>(p) * 0x9e3779b97f4a7c15ull) >> 32) & (memo_.size() - 1);
+    }
+    void memo_put(const Memo& m) {
+        size_t h = memo_home(m.p);
+        while (memo_[h].p) h = (h + 1) & (memo_.size() - 1);
+        memo_[h] = m;
+    }
     struct LastPath {
         const char* p = nullptr;
         size_t n = 0;
@@ -153,7 +174,8 @@ private:
     std::vector<uint32_t> cur_slot_;   // interned name -> index in cur_steps_ (kNoSlot: none yet)
     std::deque<std::string> names_;
     std::unordered_map<std::string_view, uint32_t> ids_;
-    std::array<Memo, 64> memo_{};
+    std::vector<Memo> memo_ = std::vector<Memo>(64);   // by address; a power of two
+    size_t memo_used_ = 0;
     LastPath last_path_;
     std::map<std::string, Path, std::less<>> paths_;
 };

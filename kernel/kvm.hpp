@@ -45,7 +45,7 @@ inline constexpr uint64_t kInvalidGfn = ~0ull;   // INVALID_GPA as mmu_invalidat
 class CountingContext final : public ExecContext {
 public:
     explicit CountingContext(ExecContext& inner) : inner_(inner) {}
-    void charge(std::string_view step, Cycles c) override { total += c; inner_.charge(step, c); }
+    void charge(StepName step, Cycles c) override { total += c; inner_.charge(step, c); }
     void sync() override { inner_.sync(); }
     Cycles total = 0;
 

@@ -54,7 +54,7 @@ public:
     sc_event& done() { return done_; }
     // A model error in the last job (empty if none); the controller names the step.
     const std::string& error() const { return error_; }
-    void charge(std::string_view step, Cycles c) override {
+    void charge(StepName step, Cycles c) override {
         if (trace_) trace_charge(step, c);
         qk_.inc(sc_time::from_value(c * period_ps_));
     }

@@ -252,7 +252,7 @@ private:
 class LoggingContext final : public ExecContext {
 public:
     LoggingContext(ExecContext& inner, kvm::FaultPathLog& log) : inner_(inner), log_(log) {}
-    void charge(std::string_view step, Cycles c) override {
+    void charge(StepName step, Cycles c) override {
         inner_.charge(step, c);
         log_.on_charge(step, c);
     }

@@ -166,7 +166,7 @@ private:
     void gmem_shareability(Gfn gfn, bool shared, ExecContext& ctx);
     // handle_host_mem_abort(): map the largest block around pa inside the host's memory.
     int host_stage2_idmap(uint64_t pa, ExecContext& ctx);
-    void host_hvc(const char* what, ExecContext& ctx) { ctx.charge(what, costs_.host_hvc); }
+    void host_hvc(StepName what, ExecContext& ctx) { ctx.charge(what, costs_.host_hvc); }
     int donate(Gfn gfn, Pfn pfn, Hva hva, ExecContext& ctx, GuestMemfd* gmem = nullptr, uint64_t index = 0);
     // The host stage-2 maps pfn again (the annotation replaced by a valid identity entry).
     void host_stage2_set_owned(Pfn pfn, ExecContext& ctx);

@@ -40,7 +40,7 @@ int KvmTdx::set_external_spte(Gfn gfn, PgLevel level, Pfn pfn, ExecContext& ctx)
     if (state_ == TdState::runnable) {
         const Cycles leaf = huge ? costs_.page_aug_2m : costs_.page_aug;
         timed_call(ctx, leaf);
-        ctx.charge(huge ? "tdh_mem_page_aug_2m" : "tdh_mem_page_aug", costs_.seamcall + leaf);
+        ctx.charge(huge ? StepName("tdh_mem_page_aug_2m") : StepName("tdh_mem_page_aug"), costs_.seamcall + leaf);
         err = module_.tdh_mem_page_aug(tdx::gpa_level(gpa_of(gfn), tdx_sept_level(level)), tdr_, pfn_to_hpa(pfn)).rax;
         if (!err && huge) ++stats_.aug_2m;
     } else if (!page_add_in_map_) {

@@ -10,7 +10,7 @@ namespace hvsim {
 class CountingContext final : public ExecContext {
 public:
     explicit CountingContext(ExecContext& inner) : inner_(inner) {}
-    void charge(std::string_view step, Cycles c) override {
+    void charge(StepName step, Cycles c) override {
         total += c;
         inner_.charge(step, c);
     }

@@ -6,6 +6,7 @@
 
 #include <string_view>
 
+#include "models/common/step_name.hpp"
 #include "models/common/types.hpp"
 
 namespace hvsim {
@@ -13,14 +14,14 @@ namespace hvsim {
 class ExecContext {
 public:
     virtual ~ExecContext() = default;
-    virtual void charge(std::string_view step, Cycles c) = 0;
+    virtual void charge(StepName step, Cycles c) = 0;
     virtual void sync() {}
 };
 
 // A context that only adds up cycles (unit tests, setup outside a simulation).
 class CycleCounter final : public ExecContext {
 public:
-    void charge(std::string_view, Cycles c) override { total += c; }
+    void charge(StepName, Cycles c) override { total += c; }
     Cycles total = 0;
 };
 

@@ -150,7 +150,7 @@ void Vcpu::thread() {
     }
 }
 
-void Vcpu::charge(std::string_view, Cycles c) { add_cycles(c); }
+void Vcpu::charge(StepName, Cycles c) { add_cycles(c); }
 
 void Vcpu::sync() { sync_now(); }
 

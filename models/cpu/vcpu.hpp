@@ -248,7 +248,7 @@ private:
                                                   bool* emulated = nullptr);
 
     // ExecContext
-    void charge(std::string_view step, Cycles c) override;
+    void charge(StepName step, Cycles c) override;
     void sync() override;
     // GuestPhysAccess
     std::optional<uint64_t> read_gpa64(Gpa a, ExecContext& ctx) override;

@@ -53,7 +53,7 @@ namespace {
 struct ProbeContext final : ExecContext {
     std::function<void()> at_sync;
     Cycles total = 0;
-    void charge(std::string_view, Cycles c) override { total += c; }
+    void charge(StepName, Cycles c) override { total += c; }
     void sync() override {
         if (at_sync) at_sync();
     }

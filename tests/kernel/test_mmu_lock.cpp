@@ -18,7 +18,7 @@ struct Thread final : ExecContext {
     Cycles t = 0;
     Cycles waited = 0;
     std::function<void()> at_sync;
-    void charge(std::string_view step, Cycles c) override {
+    void charge(StepName step, Cycles c) override {
         t += c;
         if (step == "mmu_lock_wait") waited += c;
     }

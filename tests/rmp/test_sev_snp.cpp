@@ -86,7 +86,7 @@ TEST_CASE("a failed RMPUPDATE in sev_gmem_invalidate is skipped without a CLFLUS
     const uint64_t freed = s.env.kvm->stats().gmem_pages_freed;
     struct Steps final : ExecContext {
         std::map<std::string, Cycles> by_step;
-        void charge(std::string_view st, Cycles c) override { by_step[std::string(st)] += c; }
+        void charge(StepName st, Cycles c) override { by_step[std::string(st)] += c; }
     } pc;
     REQUIRE(s.env.proc->fallocate(s.gfd, uapi::falloc::KEEP_SIZE | uapi::falloc::PUNCH_HOLE, 9 * kPageSize, kPageSize,
                                   pc) == 0);

@@ -377,7 +377,7 @@ namespace {
 // test can place a fault exactly inside another operation's window.
 struct InterleaveContext final : ExecContext {
     std::function<void()> on_sync;
-    void charge(std::string_view, Cycles) override {}
+    void charge(StepName, Cycles) override {}
     void sync() override {
         if (!on_sync) return;
         auto f = std::move(on_sync);
@@ -716,7 +716,7 @@ namespace {
 struct TimedThread final : ExecContext {
     Cycles t = 0, waited = 0;
     std::function<void()> at_sync;
-    void charge(std::string_view step, Cycles c) override {
+    void charge(StepName step, Cycles c) override {
         t += c;
         if (step == "mmu_lock_wait") waited += c;
     }

@@ -135,7 +135,7 @@ namespace {
 // MMU notifier between the fault's mmu_seq snapshot and its mmu_lock).
 struct RacingCtx final : ExecContext {
     Kvm* kvm = nullptr;
-    void charge(std::string_view, Cycles) override {}
+    void charge(StepName, Cycles) override {}
     void sync() override { ++kvm->mmu_invalidate_seq; }
 };
 }  // namespace

@@ -271,7 +271,7 @@ TEST_CASE("C32 (KVM): a TRACK answered BUSY|TD_EPOCH (another LP inside TRACK) i
         tdx::TdxModule* m;
         Hpa tdr;
         unsigned tracks = 0;
-        void charge(std::string_view step, Cycles) override {
+        void charge(StepName step, Cycles) override {
             if (step == "tdh_mem_track" && ++tracks == 2) m->release(tdr, tdx::TdxModule::Hold::epoch_exclusive);
         }
     } ctx;
@@ -308,7 +308,8 @@ struct HugeRig : TdRig {
 struct StepLog final : ExecContext {
     std::vector<std::string> steps;
     std::function<void(std::string_view, unsigned)> on_step;
-    void charge(std::string_view step, Cycles) override {
+    void charge(StepName name, Cycles) override {
+        const std::string_view step = name;
         if (step.rfind("tdh_", 0) != 0) return;
         steps.emplace_back(step);
         unsigned n = 0;
@@ -539,7 +540,7 @@ TEST_CASE("tdx kvm: a TRACK that meets an entering vCPU's epoch lock is BUSY|TD_
         Cycles& now;
         unsigned& tracks;
         Clocked(Cycles& n, unsigned& t) : now(n), tracks(t) {}
-        void charge(std::string_view step, Cycles c) override {
+        void charge(StepName step, Cycles c) override {
             if (step == "tdh_mem_track") ++tracks;
             now += c ? c : 1;
         }
