@@ -12,7 +12,10 @@
 //   convert   a 64 GiB shared->private->shared conversion (per-VM attributes) on a
 //             sw_protected VM with 16 MiB touched: host time follows the pages, not the size.
 //   tlb-hit-private, walk-private: the same on private memory (guest_memfd), for the
-//             confidential VM types (--set vm.type=snp|tdx; sw_protected by default).
+//             confidential VM types (--set vm.type=snp|tdx; sw_protected by default), every
+//             page written first.
+//   tlb-hit-shared, walk-shared: the private workloads' steps on a plain memslot (the
+//             default VM): their like-for-like baseline.
 //   scale     a 1 TiB sw_protected guest (in-place conversion) with 4 GiB of private memory
 //             touched by one 8-byte store per page, then 64 GiB converted to shared and back:
 //             peak host memory and the conversion's host time.
@@ -60,24 +63,31 @@ std::string scenario_text(const std::string& w, uint64_t n, const std::string& w
           ]}})", slot1g, walk_size, n);
     // The same two workloads on private memory (guest_memfd, all private): what a
     // confidential VM's accesses cost (--set vm.type=snp|tdx|sw_protected; a VM type without
-    // private memory refuses them).
-    if (w == "tlb-hit-private" || w == "walk-private") {
-        const bool hit = w == "tlb-hit-private";
-        const std::string vm = R"("vm": {"type": "sw_protected", "vcpus": 1, "guest_memfd": [{"id": "g0", "size": "8GiB"}],
+    // private memory refuses them). Their -shared twins run the same steps on a plain
+    // memslot (the default VM, or any VM type with --set): the baseline a private variant is
+    // compared with, since `walk` reads never-written memory (the huge zero page) while these
+    // write every page first, so the data reads go to distinct host pages.
+    const bool priv = w == "tlb-hit-private" || w == "walk-private";
+    if (priv || w == "tlb-hit-shared" || w == "walk-shared") {
+        const bool hit = w.rfind("tlb-hit", 0) == 0;
+        const std::string vm =
+            priv ? R"("vm": {"type": "sw_protected", "vcpus": 1, "guest_memfd": [{"id": "g0", "size": "8GiB"}],
               "memslots": [{"slot": 0, "flags": ["guest_memfd"], "gpa": 0, "size": "8GiB",
                             "userspace_addr": "0x7f0000000000", "guest_memfd": "g0"}],
-              "private": [{"gpa": 0, "size": "8GiB"}]})";
+              "private": [{"gpa": 0, "size": "8GiB"}]})"
+                 : fmt::format(R"("vm": {{"vcpus": 1, "memslots": [{}]}})", slot1g);
+        const char* const p = priv ? "true" : "false";
         if (hit)
-            return fmt::format(R"({{"name": "bench-tlb-hit-private", {},
+            return fmt::format(R"({{"name": "bench-{0}", {1},
               "steps": [
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1, "private": true}}}},
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {}, "op": "read", "private": true}}}}
-              ]}})", vm, n);
-        return fmt::format(R"({{"name": "bench-walk-private", {0},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "op": "write", "value": 1, "private": {2}}}}},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "64KiB", "pattern": "random", "width": 8, "count": {3}, "op": "read", "private": {2}}}}}
+              ]}})", w, vm, p, n);
+        return fmt::format(R"({{"name": "bench-{0}", {1},
               "steps": [
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 1, "private": true}}}},
-                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{1}", "pattern": "random", "width": 8, "count": {2}, "op": "read", "private": true}}}}
-              ]}})", vm, walk_size, n);
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{2}", "pattern": "stride", "stride": 4096, "width": 8, "op": "write", "value": 1, "private": {3}}}}},
+                {{"vcpu": 0, "access": {{"gpa": 0, "size": "{2}", "pattern": "random", "width": 8, "count": {4}, "op": "read", "private": {3}}}}}
+              ]}})", w, vm, walk_size, p, n);
     }
     if (w == "fault")
         return fmt::format(R"({{"name": "bench-fault", "params": {{"host.thp": false}},
@@ -247,8 +257,8 @@ int sc_main(int argc, char* argv[]) {
     std::vector<std::string> workloads{"tlb-hit", "walk", "fault", "convert", "scale"};
     uint64_t scale = 100;
     app.add_option("workloads", workloads,
-                   "tlb-hit, walk, fault, convert, scale, tlb-hit-private, walk-private, vcpus64, vcpus1024, sev-pin, "
-                   "convert-1t");
+                   "tlb-hit, walk, fault, convert, scale, tlb-hit-private, walk-private, tlb-hit-shared, walk-shared, "
+                   "vcpus64, vcpus1024, sev-pin, convert-1t");
     app.add_option("--scale", scale, "Percent of the default access counts (callgrind runs use ~1)");
     bool no_guest_paging = false;
     app.add_flag("--no-guest-paging", no_guest_paging,
