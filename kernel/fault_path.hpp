@@ -43,7 +43,6 @@ public:
     void set_observer(FaultPathObserver* o) { obs_ = o; }
     // One fault in flight per recorder; begin() discards a fault that was never ended.
     void begin() {
-        for (const auto& st : cur_steps_) cur_slot_[st.first] = kNoSlot;
         cur_steps_.clear();
         cur_total_ = 0;
         active_ = true;
@@ -53,14 +52,8 @@ public:
         if (!active_) return;
         if (obs_) obs_->fault_charge(step.view(), c);
         cur_total_ += c;
-        const uint32_t id = intern(step);
-        uint32_t& slot = cur_slot_[id];
-        if (slot == kNoSlot) {
-            slot = uint32_t(cur_steps_.size());
-            cur_steps_.emplace_back(id, c);
-        } else {
-            cur_steps_[slot].second += c;
-        }
+        // In charge order, a step charged twice appearing twice: end() adds them up.
+        cur_steps_.emplace_back(intern(step), c);
     }
     void end(std::string_view path) {
         if (!active_) return;
@@ -108,7 +101,7 @@ public:
     }
 
 private:
-    using Steps = std::vector<std::pair<uint32_t, Cycles>>;   // interned name, cycles; first-seen order
+    using Steps = std::vector<std::pair<uint32_t, Cycles>>;   // interned name, cycles
     static constexpr uint32_t kNoSlot = ~uint32_t(0);
     struct Path {
         uint64_t count = 0;
@@ -136,7 +129,6 @@ private:
             names_.emplace_back(s.view());   // a deque: the views in ids_ stay valid
             id = uint32_t(names_.size() - 1);
             ids_.emplace(std::string_view(names_.back()), id);
-            cur_slot_.push_back(kNoSlot);
         }
         if (2 * (memo_used_ + 1) > memo_.size()) {   // keep it at most half full
             std::vector<Memo> old(2 * memo_.size());
@@ -171,7 +163,6 @@ private:
     bool active_ = false;
     Cycles cur_total_ = 0;
     Steps cur_steps_;
-    std::vector<uint32_t> cur_slot_;   // interned name -> index in cur_steps_ (kNoSlot: none yet)
     std::deque<std::string> names_;
     std::unordered_map<std::string_view, uint32_t> ids_;
     std::vector<Memo> memo_ = std::vector<Memo>(64);   // by address; a power of two
