@@ -16,6 +16,7 @@
 #pragma once
 
 #include <bit>
+#include <cassert>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -108,8 +109,20 @@ public:
     // set's least recently used entry when the set is full (an empty way first).
     void insert(uint64_t key, const V& v) {
         if (!entries_) return;
-        int s = lookup(key);
-        if (s < 0) {
+        const int s = lookup(key);
+        if (s >= 0) {
+            vals_[size_t(s)] = v;
+            touch(uint32_t(s));
+            return;
+        }
+        insert_new(key, v);
+    }
+    // insert() of a key the caller knows is absent (it just missed, or erased it): no
+    // look-up first (asserted in debug builds).
+    void insert_new(uint64_t key, const V& v) {
+        if (!entries_) return;
+        assert(lookup(key) < 0);
+        {
             const uint32_t victim = victim_of(set_of(key));
             const uint64_t old = keys_[victim];
             if (old != kEmpty) {
@@ -123,10 +136,9 @@ public:
             if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
             ++code_count_[key & 15u];
             ++live_;
-            s = int(victim);
+            vals_[victim] = v;
+            touch(victim);
         }
-        vals_[size_t(s)] = v;
-        touch(uint32_t(s));
     }
 
     bool erase(uint64_t key) {

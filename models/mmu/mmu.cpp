@@ -551,17 +551,20 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
 
 // Walks fill both TLB levels. The L2 holds 4K and 2M only: a 1G translation goes in
 // as the 2M piece that covers va (Zen's "smashing", docs/sources.md §5).
+// Only after a walk from translate_slow(), which looked the address up at every size in
+// both TLBs (or erased the entries that denied it) and inserts nothing before the walk: the
+// keys are absent, so the fills skip their look-ups (AssocCache::insert_new()).
 void Mmu::fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow, PgLevel guest_size) {
     const PgLevel s = r.page_size;
     const TlbEntry e{r.hpa.raw() & ~(level_size(s) - 1), allow, r.writable, guest_size, s};
-    l1_.insert(tlb_key(va, s), e);
+    l1_.insert_new(tlb_key(va, s), e);
     if (s < guest_size) ++splinters_;
     if (s == PgLevel::k1G) {
-        l2_.insert(tlb_key(va, PgLevel::k2M),
-                   TlbEntry{r.hpa.raw() & ~(level_size(PgLevel::k2M) - 1), allow, r.writable, guest_size, s});
+        l2_.insert_new(tlb_key(va, PgLevel::k2M),
+                       TlbEntry{r.hpa.raw() & ~(level_size(PgLevel::k2M) - 1), allow, r.writable, guest_size, s});
         ++splinters_;   // a 2M piece of a 1G page
     } else {
-        l2_.insert(tlb_key(va, s), e);
+        l2_.insert_new(tlb_key(va, s), e);
     }
     if (l1_.enabled()) set_mru(va, s, e);
 }
