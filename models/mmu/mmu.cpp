@@ -304,10 +304,12 @@ bool Mmu::pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w) {
 }
 
 void Mmu::pwc_fill(Dim dim, unsigned level, uint64_t addr, uint64_t pte_hpa, uint64_t e, uint64_t table,
-                   uint8_t perm) {
+                   uint8_t perm, PteFrom from) {
     if (!pwc_holds(dim)) return;
-    if (cfg_.pwc_org == MmuConfig::PwcOrg::pte) pwc_.insert(pte_key(dim, pte_hpa), PwcEntry{e, 0});
-    else pwc_.insert(pwc_key(dim, level, addr), PwcEntry{table, perm});
+    if (cfg_.pwc_org != MmuConfig::PwcOrg::pte) pwc_.insert(pwc_key(dim, level, addr), PwcEntry{table, perm});
+    else if (from == PteFrom::memory) pwc_.insert_new(pte_key(dim, pte_hpa), PwcEntry{e, 0});   // just missed
+    else if (from == PteFrom::pwc_changed) pwc_.insert(pte_key(dim, pte_hpa), PwcEntry{e, 0});
+    // PteFrom::pwc: the same value as the most recently used entry already: nothing changes.
 }
 
 // SDM vol. 3C §29.3.3.1: what makes an EPT entry a misconfiguration rather than a
@@ -343,10 +345,12 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
     for (;; --level) {
         const uint64_t pte_hpa = table + table_index(gpa, level) * 8u;
         uint64_t e;
-        if (!pte_cache_read(kNested, pte_hpa, e, w)) {
+        const bool cached = pte_cache_read(kNested, pte_hpa, e, w);
+        if (!cached) {
             e = port_->read64(pte_hpa, w.cycles);
             ++w.refs;
         }
+        const uint64_t read = e;
         if (!npte_.present(e)) {
             o.err = npf_code(acc, false);
             return o;
@@ -370,7 +374,9 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
                 ++stats_.ad_writes;
             }
             table = npte_.addr(e, level);
-            pwc_fill(kNested, level, gpa, pte_hpa, e, table, perm);
+            // A cached entry has A set (it was filled after the walk set it): no write above.
+            pwc_fill(kNested, level, gpa, pte_hpa, e, table, perm,
+                     !cached ? PteFrom::memory : e == read ? PteFrom::pwc : PteFrom::pwc_changed);
             continue;
         }
         if (acc & ~perm) {
@@ -491,10 +497,12 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             }
             const uint64_t pte_hpa = tx.hpa | (pte_gpa & kPageMask);
             uint64_t e;
-            if (!pte_cache_read(kGuest, pte_hpa, e, w)) {
+            const bool cached = pte_cache_read(kGuest, pte_hpa, e, w);
+            if (!cached) {
                 e = port_->read64(pte_hpa, w.cycles);
                 ++w.refs;
             }
+            const uint64_t read = e;
             // Guest #PF error code: ring 0, so U stays clear (see mmu.hpp).
             const uint64_t pf = ((acc & kW) ? PFERR_WRITE : 0) | ((acc & kX) ? PFERR_FETCH : 0);
             if (!pte::present(e)) return account(guest_fault(va, level, pte_gpa, pf));
@@ -515,7 +523,10 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             }
             if (!leaf) {
                 table = pte::addr(e, level);
-                pwc_fill(kGuest, level, va, pte_hpa, e, table, perm);
+                // A cached entry left unchanged needed no A/D write (whose nested translation
+                // could have filled the PWC since the look-up).
+                pwc_fill(kGuest, level, va, pte_hpa, e, table, perm,
+                         !cached ? PteFrom::memory : e == read ? PteFrom::pwc : PteFrom::pwc_changed);
                 continue;
             }
             glevel = level;
