@@ -237,7 +237,7 @@ private:
     void store64(Hpa a, uint64_t v);
     void data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill);
     template <class Hw>
-    bool one_access(Hw& hw, uint64_t gpa, unsigned width, const AccessSpec& a);
+    [[gnu::always_inline]] inline bool one_access(Hw& hw, uint64_t gpa, unsigned width, const AccessSpec& a);
     // Replay: the accesses come from a.source (a memory trace), vcpu_loop.hpp.
     template <class Hw>
     void run_replay_on(Hw& hw, const AccessSpec& a);
