@@ -64,7 +64,12 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg, SharedCache* llc) 
     // The L2 streamer needs an L2 to fill and MSHRs to track its fills.
     prefetch_on_ = cfg.prefetch.l2_stream && cfg.mshrs > 0 && levels_.size() >= 2 && cfg.prefetch.streams > 0 &&
                    cfg.prefetch.degree > 0 && cfg.prefetch.distance > 0;
-    if (prefetch_on_) streams_.resize(cfg.prefetch.streams);
+    if (prefetch_on_) {
+        streams_.resize(cfg.prefetch.streams);
+        stream_ways_ = std::min<unsigned>(4, cfg.prefetch.streams);
+        stream_sets_ = cfg.prefetch.streams / stream_ways_;
+        stream_sets_pow2_ = std::has_single_bit(stream_sets_);
+    }
 }
 
 void CacheHierarchy::retire(Cycles t) {
@@ -149,9 +154,10 @@ void CacheHierarchy::train(uint64_t raw) {
     // The stream table is 4-way set-associative by page, LRU within a set (how the
     // hardware organises its 32 trackers is not published; a set look-up keeps the
     // simulator's cost per L2 reference constant).
-    const unsigned ways = std::min<unsigned>(4, unsigned(streams_.size()));
-    const size_t sets = streams_.size() / ways;
-    Stream* const set = &streams_[size_t(pg % sets) * ways];
+    const unsigned ways = stream_ways_;
+    // A mask, not two divisions per L2 reference, for the presets' power-of-two set counts.
+    const size_t idx = stream_sets_pow2_ ? size_t(pg & (stream_sets_ - 1)) : size_t(pg % stream_sets_);
+    Stream* const set = &streams_[idx * ways];
     Stream* s = nullptr;
     Stream* lru = set;
     for (unsigned w = 0; w < ways; ++w) {

@@ -250,6 +250,8 @@ private:
         uint8_t steps = 0;
     };
     std::vector<Stream> streams_;
+    unsigned stream_ways_ = 1, stream_sets_ = 1;   // the stream table's geometry (train())
+    bool stream_sets_pow2_ = true;
     uint32_t stream_clock_ = 0;
     unsigned page_lines_shift_ = 6;   // log2(lines per 4 KiB page)
     bool prefetch_on_ = false;
