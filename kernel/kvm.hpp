@@ -22,6 +22,7 @@
 #include "kernel/range_map.hpp"
 #include "kernel/stats.hpp"
 #include "kernel/uapi.hpp"
+#include "models/common/counting_context.hpp"
 #include "models/mem/cache.hpp"
 
 namespace hvsim::kvm {
@@ -39,19 +40,6 @@ inline constexpr uint64_t KVM_EXIT_HYPERCALL_VALID_MASK = 1ull << uapi::KVM_HC_M
 // x86-64 TASK_SIZE_MAX with 4-level paging; access_ok() accepts [addr, addr+size) below it.
 inline constexpr uint64_t kTaskSizeMax = (1ull << 47) - kPageSize;
 inline constexpr uint64_t kInvalidGfn = ~0ull;   // INVALID_GPA as mmu_invalidate_range_*
-
-// An ExecContext that forwards to another and adds up what passes through, so an
-// invalidation can report the cycles it took.
-class CountingContext final : public ExecContext {
-public:
-    explicit CountingContext(ExecContext& inner) : inner_(inner) {}
-    void charge(StepName step, Cycles c) override { total += c; inner_.charge(step, c); }
-    void sync() override { inner_.sync(); }
-    Cycles total = 0;
-
-private:
-    ExecContext& inner_;
-};
 
 // A KvmMmuOps that maps nothing (a VM whose MMU is not attached, or a VM being torn down).
 class NullMmuOps final : public KvmMmuOps {

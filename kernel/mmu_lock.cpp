@@ -12,7 +12,7 @@ constexpr uint64_t kMaxPolls = 50000000;
 
 bool MmuLock::lock(Mode m, ExecContext& ctx, Cycles cost) {
     (m == Mode::read ? stats_.read_acquires : stats_.write_acquires) += 1;
-    std::optional<Cycles> t = clock_ && local_ ? local_() : std::nullopt;
+    std::optional<Cycles> t = clock_ ? ctx.local_cycles() : std::nullopt;
     if (!t) {
         ctx.charge("mmu_lock", cost);
         return false;
@@ -20,7 +20,7 @@ bool MmuLock::lock(Mode m, ExecContext& ctx, Cycles cost) {
     // In time order: a thread ahead of the global time first lets the others catch up.
     if (*t > clock_()) {
         ctx.sync();
-        t = local_();
+        t = ctx.local_cycles();
     }
     Cycles waited = 0;
     // A conflicting holder still inside (it yielded in its critical section): spin, one
@@ -35,7 +35,7 @@ bool MmuLock::lock(Mode m, ExecContext& ctx, Cycles cost) {
             ctx.sync();
         }
         if (m == Mode::write) --writers_waiting_;
-        t = local_();
+        t = ctx.local_cycles();
     }
     // Released already, but later than the caller's time: wait for the release.
     const Cycles free_at = m == Mode::write ? std::max(write_.until, read_.until) : write_.until;
@@ -52,12 +52,12 @@ bool MmuLock::lock(Mode m, ExecContext& ctx, Cycles cost) {
     return true;
 }
 
-void MmuLock::unlock(Mode m, ExecContext&, bool timed) {
+void MmuLock::unlock(Mode m, ExecContext& ctx, bool timed) {
     if (!timed) return;
     Side& s = m == Mode::read ? read_ : write_;
     if (s.open == 0) throw std::logic_error("mmu_lock: unlock without a matching lock");
     --s.open;
-    if (const std::optional<Cycles> t = local_()) s.until = std::max(s.until, *t);
+    if (const std::optional<Cycles> t = ctx.local_cycles()) s.until = std::max(s.until, *t);
 }
 
 }  // namespace hvsim::kvm

@@ -14,8 +14,8 @@
 // SEAMCALL syncs) leaves its release time unknown; a conflicting thread then spins in
 // simulated time, one acquire attempt per poll, until it is released. A waiting writer
 // keeps new readers out (qrwlock is fair: queued readers wait behind a queued writer).
-// Without a clock (unit tests, setup) or from a thread with no local time, the lock is its
-// uncontended cost only.
+// Without a clock (unit tests, setup) or from a context with no local time (not a simulated
+// thread's), the lock is its uncontended cost only.
 #pragma once
 
 #include <cstdint>
@@ -37,13 +37,9 @@ class MmuLock {
 public:
     enum class Mode : uint8_t { read, write };
 
-    // The global simulated time in cycles (the SystemC time), and the local time of the
-    // thread now running (its global time plus what it charged since its last sync;
-    // nullopt: not a simulated thread). Unset: a cost only.
-    void set_clock(std::function<Cycles()> global, std::function<std::optional<Cycles>()> local) {
-        clock_ = std::move(global);
-        local_ = std::move(local);
-    }
+    // The global simulated time in cycles (the SystemC time). Unset: a cost only. The
+    // taking thread's local time comes from the context it charges (ctx.local_cycles()).
+    void set_clock(std::function<Cycles()> global) { clock_ = std::move(global); }
     bool timed() const { return bool(clock_); }
 
     // read_lock() / write_lock(): waits as above, then charges `cost` (the uncontended
@@ -71,7 +67,6 @@ private:
     }
 
     std::function<Cycles()> clock_;
-    std::function<std::optional<Cycles>()> local_;
     Side read_, write_;
     unsigned writers_waiting_ = 0;
     MmuLockStats stats_;

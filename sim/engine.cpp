@@ -59,6 +59,7 @@ public:
         qk_.inc(sc_time::from_value(c * period_ps_));
     }
     void sync() override { qk_.sync(); }
+    std::optional<Cycles> local_cycles() const override { return local_now(); }
     // Its local time (the simulation's time plus its quantum offset), for kvm->mmu_lock.
     Cycles cycles_now() const { return local_now(); }
 
@@ -968,35 +969,10 @@ RunOutput run_scenario(const scn::Scenario& s, const ParamSet& p, const RunOptio
     };
     auto* top = new Top("top", s, opt, prog, elaborate);
     if (!out.refused.empty()) return out;
-    // kvm->mmu_lock is held in simulated time (kernel/mmu_lock.hpp): the global time, and
-    // the local time of the thread that takes it (a vCPU or a VMM thread, found by its
-    // SystemC process; any other caller takes it untimed).
-    if (kvm::Kvm* k = machine->kvm()) {
-        auto threads = std::make_shared<std::unordered_map<const sc_object*, std::function<Cycles()>>>();
-        auto add = [&](sc_module* m, std::function<Cycles()> f) {
-            for (sc_object* o : m->get_child_objects())
-                if (sc_process_handle(o).valid()) (*threads)[o] = f;
-        };
-        for (cpu::Vcpu* v : vcpus) add(v, [v] { return v->cycles_now(); });
-        for (HostThread* h : hosts) add(h, [h] { return h->cycles_now(); });
-        // Asked several times per fault, mostly by the same thread: the last one is remembered
-        // (sc_get_current_process_b() is the handle-free form of the current process).
-        struct Last {
-            const sc_object* proc = nullptr;
-            const std::function<Cycles()>* clock = nullptr;
-        };
-        k->mmu_lock().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); },
-                                [threads, last = Last{}]() mutable -> std::optional<Cycles> {
-                                    const sc_object* p = sc_get_current_process_b();
-                                    if (!p) return std::nullopt;
-                                    if (p != last.proc) {
-                                        auto it = threads->find(p);
-                                        last = {p, it == threads->end() ? nullptr : &it->second};
-                                    }
-                                    if (!last.clock) return std::nullopt;
-                                    return (*last.clock)();
-                                });
-    }
+    // kvm->mmu_lock is held in simulated time (kernel/mmu_lock.hpp): the global time here,
+    // the taking thread's local time from the context it charges (ExecContext::local_cycles()).
+    if (kvm::Kvm* k = machine->kvm())
+        k->mmu_lock().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });
     // The TDX module's locks are held in simulated time (KvmTdx::set_clock()).
     if (kvm::TdxBackend* t = machine->tdx()) {
         t->kvm_tdx().set_clock([ps = mc.period_ps] { return Cycles(sc_time_stamp().value() / ps); });

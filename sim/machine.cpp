@@ -257,6 +257,7 @@ public:
         log_.on_charge(step, c);
     }
     void sync() override { inner_.sync(); }
+    std::optional<Cycles> local_cycles() const override { return inner_.local_cycles(); }
 
 private:
     ExecContext& inner_;
@@ -1028,7 +1029,7 @@ bool Machine::pkvm_hypercall(unsigned vcpu, uint64_t nr, uint64_t a0, uint64_t a
     if (nr != uapi::KVM_HC_MAP_GPA_RANGE && !relinquish) rc = SMCCC_RET_NOT_SUPPORTED;
     // What the conversion cost, for conversions.* (EL2 converts, not the VMM, but the guest's
     // request is the same one SNP and TDX guests make).
-    kvm::CountingContext cctx(ctx);
+    CountingContext cctx(ctx);
     // One call per PAGE_SIZE page (the guest learnt the granule from HYP_MEMINFO); an
     // unaligned IPA is refused by EL2.
     const uint64_t step = pkvm_->page_size() >> kPageShift;
@@ -1103,7 +1104,7 @@ std::string Machine::policy_for(bool to_private) const {
 }
 
 int Machine::kvm_convert_memory(uint64_t gpa, uint64_t size, bool to_private, const char* trigger, ExecContext& ctx) {
-    kvm::CountingContext cctx(ctx);
+    CountingContext cctx(ctx);
     ConversionRecord rec;
     rec.to_private = to_private;
     rec.gpa = gpa;

@@ -15,6 +15,7 @@ public:
         inner_.charge(step, c);
     }
     void sync() override { inner_.sync(); }
+    std::optional<Cycles> local_cycles() const override { return inner_.local_cycles(); }
     Cycles total = 0;
 
 private:

@@ -249,6 +249,7 @@ private:
 
     // ExecContext
     void charge(StepName step, Cycles c) override;
+    std::optional<Cycles> local_cycles() const override { return cycles_now(); }
     void sync() override;
     // GuestPhysAccess
     std::optional<uint64_t> read_gpa64(Gpa a, ExecContext& ctx) override;

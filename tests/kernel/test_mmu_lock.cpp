@@ -13,7 +13,8 @@ using namespace hvsim::kvm;
 
 namespace {
 
-// One simulated thread: a local time, and a sync() that lets the "other threads" run.
+// One simulated thread: a local time (what the lock reads, ExecContext::local_cycles()), and
+// a sync() that lets the "other threads" run.
 struct Thread final : ExecContext {
     Cycles t = 0;
     Cycles waited = 0;
@@ -25,38 +26,18 @@ struct Thread final : ExecContext {
     void sync() override {
         if (at_sync) at_sync();
     }
+    std::optional<Cycles> local_cycles() const override { return t; }
 };
 
-// The simulation around the lock: the global time and the thread running now.
+// The simulation around the lock: the global time.
 struct Sim {
     Cycles global = 0;
-    Thread* running = nullptr;
     MmuLock l;
     Sim() {
-        l.set_clock([this] { return global; },
-                    [this]() -> std::optional<Cycles> {
-                        if (!running) return std::nullopt;
-                        return running->t;
-                    });
+        l.set_clock([this] { return global; });
     }
-    // Runs f as thread th (its local time is the lock's local clock meanwhile).
-    template <class F>
-    auto as(Thread& th, F f) {
-        Thread* prev = running;
-        running = &th;
-        struct Restore {
-            Sim& s;
-            Thread* p;
-            ~Restore() { s.running = p; }
-        } restore{*this, prev};
-        return f();
-    }
-    bool lock(Thread& th, MmuLock::Mode m) {
-        return as(th, [&] { return l.lock(m, th, kCost); });
-    }
-    void unlock(Thread& th, MmuLock::Mode m) {
-        as(th, [&] { l.unlock(m, th, true); });
-    }
+    bool lock(Thread& th, MmuLock::Mode m) { return l.lock(m, th, kCost); }
+    void unlock(Thread& th, MmuLock::Mode m) { l.unlock(m, th, true); }
     static constexpr Cycles kCost = 60;
 };
 
@@ -193,7 +174,7 @@ TEST_CASE("mmu_lock: without a clock or a local time the lock is its cost only",
     CHECK_FALSE(l.writer_inside());
     l.unlock(W, c, false);
     CHECK(c.total == kCost);
-    Sim s;   // timed, but nothing is running as a simulated thread
+    Sim s;   // timed, but the context is no simulated thread's
     CHECK_FALSE(s.l.lock(R, c, kCost));
     CHECK(c.total == 2 * kCost);
     CHECK(s.l.stats().waits == 0);

@@ -723,6 +723,7 @@ struct TimedThread final : ExecContext {
     void sync() override {
         if (at_sync) at_sync();
     }
+    std::optional<Cycles> local_cycles() const override { return t; }
 };
 
 }  // namespace
@@ -736,12 +737,7 @@ TEST_CASE("mmu_lock: a fault whose read_lock falls in an invalidation's write ho
     Rig r(kDefaultVm, {{"host.thp", "false"}});
     kvm::Kvm& k = *r.m->kvm();
     Cycles global = 0;
-    TimedThread* running = nullptr;
-    k.mmu_lock().set_clock([&] { return global; },
-                           [&]() -> std::optional<Cycles> {
-                               if (!running) return std::nullopt;
-                               return running->t;
-                           });
+    k.mmu_lock().set_clock([&] { return global; });
     const kvm::kvm_memory_slot* slot = k.gfn_to_memslot(0, Gfn(5));
     REQUIRE(slot);
     TimedThread fault, vmm;
@@ -753,7 +749,6 @@ TEST_CASE("mmu_lock: a fault whose read_lock falls in an invalidation's write ho
     fault.at_sync = [&] {
         ++step;
         if (step == 1) return;   // after faultin: the other thread is still behind
-        running = &vmm;
         if (step == 2) {   // read_lock() brings the fault in time order: the VMM runs first
             global = vmm.t;
             inv.emplace(k, kvm::InvalidateCause::hva_notifier, kvm::AttrFilter::shared, vmm);
@@ -766,9 +761,7 @@ TEST_CASE("mmu_lock: a fault whose read_lock falls in an invalidation's write ho
             released_at = vmm.t;
         }
         global = fault.t;
-        running = &fault;
     };
-    running = &fault;
     const kvm::PageFaultOutcome out = r.m->x86()->kvm_mmu_page_fault(Gpa(0x5000), mmu::PFERR_USER, fault);
     CHECK(out.r == kvm::RET_PF_RETRY);
     CHECK(step == 3);
@@ -777,15 +770,12 @@ TEST_CASE("mmu_lock: a fault whose read_lock falls in an invalidation's write ho
     CHECK(fault.t >= released_at);   // it got the lock only when the writer released it
     CHECK(k.mmu_lock().stats().waits == 1);
     CHECK_FALSE(r.m->x86()->tdp().lookup(Gfn(5)));
-    running = &vmm;
     global = vmm.t;
     inv->end();
     // After kvm_mmu_invalidate_end() the retried fault maps the page without waiting.
     TimedThread again;
     again.t = std::max(vmm.t, fault.t) + 1000;
     global = again.t;
-    running = &again;
     CHECK(r.m->x86()->kvm_mmu_page_fault(Gpa(0x5000), mmu::PFERR_USER, again).r == kvm::RET_PF_FIXED);
     CHECK(again.waited == 0);
-    running = nullptr;
 }
