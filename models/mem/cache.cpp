@@ -21,17 +21,11 @@ SharedCache::SharedCache(const CacheLevelConfig& cfg, unsigned line_bytes) : cfg
 }
 
 void SharedCache::clear() {
-    // Fresh zeroed arrays: the host gets the old pages back and maps new ones lazily.
+    // A fresh zeroed array (every way empty): the host gets the old pages back and maps new
+    // ones lazily.
     void* t = std::calloc(slots_, sizeof(uint64_t));
-    void* a = std::calloc(slots_, sizeof(uint32_t));
-    if (!t || !a) {
-        std::free(t);
-        std::free(a);
-        throw std::bad_alloc();
-    }
+    if (!t) throw std::bad_alloc();
     tags_.reset(static_cast<uint64_t*>(t));
-    age_.reset(static_cast<uint32_t*>(a));
-    clock_ = 0;
 }
 
 CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg, SharedCache* llc) : cfg_(cfg) {
@@ -92,28 +86,17 @@ Cycles CacheHierarchy::free_mshr(Cycles t) {
 
 bool CacheHierarchy::present(size_t j, uint64_t raw) const {
     const SharedCache& l = *levels_[j].arr;
-    const size_t base = l.set_of(raw) * l.ways_;
+    const uint64_t* const t = l.set_tags(raw);
     for (unsigned w = 0; w < l.ways_; ++w)
-        if ((l.tags_[base + w] & ~kPrefetched) == raw + 1) return true;
+        if ((t[w] & ~kPrefetched) == raw + 1) return true;
     return false;
 }
 
 void CacheHierarchy::install(size_t j, uint64_t raw, uint64_t tag) {
     SharedCache& l = *levels_[j].arr;
-    const size_t base = l.set_of(raw) * l.ways_;
-    size_t victim = base;
-    for (unsigned w = 0; w < l.ways_; ++w) {
-        const uint64_t t = l.tags_[base + w];
-        if (t == kInvalid) {
-            victim = base + w;
-            break;
-        }
-        if (uint32_t(l.clock_ - l.age_[base + w]) > uint32_t(l.clock_ - l.age_[victim])) victim = base + w;
-    }
+    const uint64_t out = push_front(l.set_tags(raw), l.ways_, tag);
     const size_t filled = victim_llc_ ? levels_.size() - 1 : levels_.size();
-    if (victim_llc_ && j + 1 == filled && l.tags_[victim] != kInvalid) cast_out(l.tags_[victim] & ~kPrefetched);
-    l.tags_[victim] = tag;
-    l.age_[victim] = ++l.clock_;
+    if (victim_llc_ && j + 1 == filled && out != kInvalid) cast_out(out & ~kPrefetched);
 }
 
 bool CacheHierarchy::prefetch(uint64_t raw, Cycles t) {
@@ -127,9 +110,12 @@ bool CacheHierarchy::prefetch(uint64_t raw, Cycles t) {
     if (last >= 2 && present(last, raw)) {
         if (victim_llc_) {   // the line leaves a victim LLC
             SharedCache& l = *levels_[last].arr;
-            const size_t base = l.set_of(raw) * l.ways_;
+            uint64_t* const t = l.set_tags(raw);
             for (unsigned w = 0; w < l.ways_; ++w)
-                if (l.tags_[base + w] == raw + 1) l.tags_[base + w] = kInvalid;
+                if (t[w] == raw + 1) {
+                    remove(t, l.ways_, w);
+                    break;
+                }
         }
         install(1, raw, raw + 1);   // not a DRAM prefetch: not counted as one
         return true;
@@ -206,26 +192,11 @@ void CacheHierarchy::train(uint64_t raw) {
 
 void CacheHierarchy::cast_out(uint64_t tag) {
     SharedCache& l = *levels_.back().arr;
-    const uint64_t raw = tag - 1;
-    const size_t base = l.set_of(raw) * l.ways_;
-    size_t victim = base;
-    bool empty = false;
-    for (unsigned w = 0; w < l.ways_; ++w) {
-        const uint64_t t = l.tags_[base + w];
-        if (t == tag) {   // another core cast the same line out already
-            victim = base + w;
-            break;
-        }
-        if (empty) continue;
-        if (t == kInvalid) {
-            victim = base + w;
-            empty = true;
-        } else if (uint32_t(l.clock_ - l.age_[base + w]) > uint32_t(l.clock_ - l.age_[victim])) {
-            victim = base + w;
-        }
-    }
-    l.tags_[victim] = tag;
-    l.age_[victim] = ++l.clock_;
+    uint64_t* const t = l.set_tags(tag - 1);
+    unsigned w = 0;
+    while (w < l.ways_ && t[w] != tag) ++w;
+    if (w < l.ways_) to_front(t, w, tag);   // another core cast the same line out already
+    else push_front(t, l.ways_, tag);
     ++stats_.castouts;
 }
 
@@ -253,36 +224,30 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
     // L1 holds no prefetched lines, so its tags need no mask).
     if (!levels_.empty()) {
         SharedCache& l1 = *levels_.front().arr;
-        const size_t base = l1.set_of(raw) * l1.ways_;
-        const uint64_t* const tags = l1.tags_.get() + base;
+        uint64_t* const tags = l1.set_tags(raw);
         for (unsigned w = 0; w < l1.ways_; ++w)
             if (tags[w] == line) {
                 ++stats_.levels[0].hits;
-                l1.age_[base + w] = ++l1.clock_;
+                to_front(tags, w, line);
                 return std::max(l1_hit_, wait);
             }
     }
-    // Each level's set is searched for the line (the L1's was, above); only on a miss is
-    // the victim the fill will replace chosen (an empty way first, else the least recently
-    // used; the first of equals).
-    size_t victims[8];
-    const size_t n = std::min<size_t>(levels_.size(), 8);
+    // Each level's set is searched for the line (the L1's was, above); a fill pushes it in
+    // front of each level above the one that has it (SharedCache: the set's last way goes).
+    const size_t n = levels_.size();
     // Levels [0, filled) are filled on a miss: all of them, or all but a victim LLC.
     const size_t filled = victim_llc_ ? n - 1 : n;
     auto fill_above = [&](size_t upto) {
         for (size_t j = 0; j < upto; ++j) {
             SharedCache& u = *levels_[j].arr;
+            const uint64_t out = push_front(u.set_tags(raw), u.ways_, line);
             // The L2's evicted line goes to a victim LLC.
-            if (victim_llc_ && j + 1 == filled && u.tags_[victims[j]] != kInvalid)
-                cast_out(u.tags_[victims[j]] & ~kPrefetched);
-            u.tags_[victims[j]] = line;
-            u.age_[victims[j]] = ++u.clock_;
+            if (victim_llc_ && j + 1 == filled && out != kInvalid) cast_out(out & ~kPrefetched);
         }
     };
     for (size_t i = 0; i < n; ++i) {
         SharedCache& l = *levels_[i].arr;
-        const size_t base = l.set_of(raw) * l.ways_;
-        uint64_t* const tags = l.tags_.get() + base;
+        uint64_t* const tags = l.set_tags(raw);
         const unsigned ways = l.ways_;
         unsigned w = 0;
         if (i == 0) w = ways;   // searched above
@@ -292,13 +257,8 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
             const uint64_t t = tags[w];
             ++stats_.levels[i].hits;
             if (t & kPrefetched) ++stats_.prefetch_hits;
-            if (i >= filled) {
-                // A victim LLC hit: the line moves up to the L2 (exclusive).
-                tags[w] = kInvalid;
-            } else {
-                tags[w] = line;
-                l.age_[base + w] = ++l.clock_;
-            }
+            if (i >= filled) remove(tags, ways, w);   // a victim LLC hit: the line moves up to the L2
+            else to_front(tags, w, line);
             fill_above(std::min(i, filled));
             if (prefetch_on_ && i >= 1 && r != Ref::walk) train(raw);
             // A store that found its line below the L1 retires into the store buffer; its
@@ -306,22 +266,6 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
             if (r == Ref::store && i >= 1 && cfg_.mshrs) return l1_hit_;
             return std::max(levels_[i].hit, wait);
         }
-        const uint32_t* const age = l.age_.get() + base;
-        const uint32_t clock = l.clock_;
-        unsigned victim = 0;
-        uint32_t oldest = 0;   // the largest age distance seen (a valid way's is >= 0)
-        for (w = 0; w < ways; ++w) {
-            if (tags[w] == kInvalid) {
-                victim = w;
-                break;
-            }
-            const uint32_t d = clock - age[w];
-            if (d > oldest) {
-                oldest = d;
-                victim = w;
-            }
-        }
-        victims[i] = base + victim;
         ++stats_.levels[i].misses;
     }
     ++stats_.dram;
@@ -350,9 +294,12 @@ void CacheHierarchy::flush_line(Hpa a) {
     if (raw == last_line_) last_line_ = kNoLine;
     for (auto& lv : levels_) {
         SharedCache& l = *lv.arr;
-        const size_t base = l.set_of(raw) * l.ways_;
+        uint64_t* const t = l.set_tags(raw);
         for (unsigned w = 0; w < l.ways_; ++w)
-            if ((l.tags_[base + w] & ~kPrefetched) == line) l.tags_[base + w] = kInvalid;
+            if ((t[w] & ~kPrefetched) == line) {
+                remove(t, l.ways_, w);
+                break;
+            }
     }
 }
 

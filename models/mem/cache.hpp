@@ -110,7 +110,12 @@ public:
 class CacheHierarchy;
 
 // One set-associative LRU array several hierarchies can share as their last level. Which
-// core filled a line is not recorded: any core that asks finds it.
+// core filled a line is not recorded: any core that asks finds it. Each set keeps its tags
+// in recency order, most recent first, with the empty ways after the valid ones: a hit
+// moves its tag to the front, a fill pushes the new tag in front and drops the last one
+// (an empty way if there is one, else the least recently used line), an invalidation moves
+// the ways behind it up and leaves an empty way at the end. Exact LRU with no ages to keep
+// and no victim to search for.
 class SharedCache {
 public:
     SharedCache(const CacheLevelConfig& cfg, unsigned line_bytes);
@@ -128,13 +133,14 @@ private:
     // A mask instead of a 64-bit division on the hot path whenever the geometry allows.
     size_t set_of(uint64_t line) const { return set_mask_ ? size_t(line & set_mask_) : size_t(line % sets_); }
 
+    uint64_t* set_tags(uint64_t line) { return tags_.get() + set_of(line) * ways_; }
+    const uint64_t* set_tags(uint64_t line) const { return tags_.get() + set_of(line) * ways_; }
+
     CacheLevelConfig cfg_;
     unsigned sets_ = 0, ways_ = 0;
     size_t slots_ = 0;
     uint64_t set_mask_ = 0;
-    std::unique_ptr<uint64_t[], FreeDeleter> tags_;
-    std::unique_ptr<uint32_t[], FreeDeleter> age_;
-    uint32_t clock_ = 0;
+    std::unique_ptr<uint64_t[], FreeDeleter> tags_;   // per set, most recently used first
 };
 
 // Where a miss in every level goes (the DRAM behind the LLC): returns the fill's latency.
@@ -205,6 +211,22 @@ private:
     // Puts a line into level j's set (empty way or LRU victim; a victim LLC gets the L2's
     // evicted line).
     void install(size_t j, uint64_t raw, uint64_t tag);
+    // A set's recency order (SharedCache): the tag at way p becomes the most recent with
+    // value v; v pushed in front, returning the tag dropped from the end; way p emptied.
+    static void to_front(uint64_t* t, unsigned p, uint64_t v) {
+        for (unsigned k = p; k > 0; --k) t[k] = t[k - 1];
+        t[0] = v;
+    }
+    static uint64_t push_front(uint64_t* t, unsigned ways, uint64_t v) {
+        const uint64_t out = t[ways - 1];
+        for (unsigned k = ways - 1; k > 0; --k) t[k] = t[k - 1];
+        t[0] = v;
+        return out;
+    }
+    static void remove(uint64_t* t, unsigned ways, unsigned p) {
+        for (unsigned k = p; k + 1 < ways; ++k) t[k] = t[k + 1];
+        t[ways - 1] = kInvalid;
+    }
     bool present(size_t j, uint64_t raw) const;
 
     // A level: its array (owned for the private levels, shared for a shared LLC) and

@@ -1,7 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <list>
 #include <memory>
+#include <optional>
+#include <random>
 #include <vector>
 
 #include "models/mem/cache.hpp"
@@ -324,4 +328,89 @@ TEST_CASE("MSHRs bound the prefetches in flight", "[mem][prefetch][mshr]") {
         CHECK(h.inflight() <= 4);
     }
     CHECK(h.stats().prefetch_dropped > 0);
+}
+
+// A reference model of the hierarchy's replacement: per level and set, a list of lines,
+// most recent first; private levels filled on every miss, a victim LLC only with the lines
+// the L2 evicts (a hit there moves the line back up), an inclusive one on every miss.
+namespace {
+struct RefHierarchy {
+    struct Level {
+        unsigned sets, ways;
+        Cycles hit;
+        std::vector<std::list<uint64_t>> s;
+        std::list<uint64_t>& set(uint64_t line) { return s[line % sets]; }
+        bool take(uint64_t line) {   // hit: to the front
+            auto& l = set(line);
+            auto it = std::find(l.begin(), l.end(), line);
+            if (it == l.end()) return false;
+            l.splice(l.begin(), l, it);
+            return true;
+        }
+        std::optional<uint64_t> push(uint64_t line) {   // fill: the evicted line, if any
+            auto& l = set(line);
+            l.push_front(line);
+            if (l.size() <= ways) return std::nullopt;
+            const uint64_t out = l.back();
+            l.pop_back();
+            return out;
+        }
+        void drop(uint64_t line) { set(line).remove(line); }
+    };
+    std::vector<Level> lv;
+    bool victim;
+    Cycles dram;
+    Cycles access(uint64_t line) {
+        const size_t n = lv.size(), filled = victim ? n - 1 : n;
+        size_t i = 0;
+        for (; i < n; ++i) {
+            if (i >= filled) {
+                auto& l = lv[i].set(line);
+                auto it = std::find(l.begin(), l.end(), line);
+                if (it == l.end()) continue;
+                l.erase(it);   // a victim LLC hit leaves the LLC
+                break;
+            }
+            if (lv[i].take(line)) break;
+        }
+        for (size_t j = 0; j < std::min(i, filled); ++j) {
+            const auto out = lv[j].push(line);
+            if (victim && j + 1 == filled && out && !lv[n - 1].take(*out)) lv[n - 1].push(*out);
+        }
+        return i < n ? lv[i].hit : dram;
+    }
+    void flush(uint64_t line) {
+        for (auto& l : lv) l.drop(line);
+    }
+};
+}  // namespace
+
+TEST_CASE("replacement matches a reference LRU model under random traffic and flushes", "[mem]") {
+    const bool victim = GENERATE(false, true);
+    MemHierarchyConfig c;
+    c.levels = {{"l1d", 4 * 4 * 64, 4, 4}, {"l2", 8 * 8 * 64, 8, 14}, {"llc", 16 * 16 * 64, 16, 40}};
+    c.dram_cycles = 300;
+    c.llc_policy = victim ? LlcPolicy::victim : LlcPolicy::inclusive;
+    CacheHierarchy h(c);
+    RefHierarchy ref{{}, victim, 300};
+    for (const auto& l : c.levels) {
+        const unsigned sets = unsigned(l.size_bytes / 64 / l.ways);
+        ref.lv.push_back({sets, l.ways, l.hit_cycles, std::vector<std::list<uint64_t>>(sets)});
+    }
+    std::mt19937_64 rng(7);
+    uint64_t hits = 0, misses = 0;
+    for (int op = 0; op < 40000; ++op) {
+        const uint64_t line = rng() % 600;
+        if (rng() % 25 == 0) {
+            h.flush_line(Hpa(line * 64));
+            ref.flush(line);
+            continue;
+        }
+        const Cycles want = ref.access(line);
+        REQUIRE(h.access(Hpa(line * 64 + rng() % 64)) == want);
+        (want == 300 ? misses : hits) += 1;
+    }
+    CHECK(hits > 10000);
+    CHECK(misses > 1000);
+    if (victim) CHECK(h.stats().castouts > 1000);
 }
