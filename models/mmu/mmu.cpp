@@ -293,7 +293,7 @@ void Mmu::pwc_skip(Dim dim, unsigned top, uint64_t addr, uint64_t& table, uint8_
 
 // AMD's page-table-entry cache: a non-leaf entry found by its host-physical address
 // costs a PWC lookup instead of a memory reference; the walk goes on from it.
-bool Mmu::pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w) {
+inline bool Mmu::pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w) {
     if (cfg_.pwc_org != MmuConfig::PwcOrg::pte || !pwc_holds(dim)) return false;
     const PwcEntry* p = pwc_.find(pte_key(dim, pte_hpa));
     if (!p) return false;
@@ -404,7 +404,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
 
 // Host frame of a guest page-table page, for reading an entry in it: nested TLB
 // first, else a nested walk whose result fills the nested TLB.
-bool Mmu::table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault) {
+inline bool Mmu::table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault) {
     if (const NtlbEntry* t = ntlb_.find(ntlb_key(page_gpa))) {
         const bool usable = (table_acc_ & ~t->perm) == 0 && (!(table_acc_ & kW) || t->dirty);
         if (usable) {
