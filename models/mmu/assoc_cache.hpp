@@ -122,23 +122,21 @@ public:
     void insert_new(uint64_t key, const V& v) {
         if (!entries_) return;
         assert(lookup(key) < 0);
-        {
-            const uint32_t victim = victim_of(set_of(key));
-            const uint64_t old = keys_[victim];
-            if (old != kEmpty) {
-                ++evictions_;
-                if (hashed_) unindex(old);
-                --code_count_[old & 15u];
-                --live_;
-            }
-            keys_[victim] = key;
-            if (hashed_) index(key, victim);
-            if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
-            ++code_count_[key & 15u];
-            ++live_;
-            vals_[victim] = v;
-            touch(victim);
+        const uint32_t victim = victim_of(set_of(key));
+        const uint64_t old = keys_[victim];
+        if (old != kEmpty) {
+            ++evictions_;
+            if (hashed_) unindex(old);
+            --code_count_[old & 15u];
+            --live_;
         }
+        keys_[victim] = key;
+        if (hashed_) index(key, victim);
+        if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
+        ++code_count_[key & 15u];
+        ++live_;
+        vals_[victim] = v;
+        touch(victim);
     }
 
     bool erase(uint64_t key) {

@@ -103,9 +103,10 @@ TEST_CASE("matches a reference LRU model under random traffic", "[mmu][cache]") 
             }
             break;
         }
-        case 2: {   // insert
+        case 2: {   // insert (an absent key half the time through insert_new, which skips the look-up)
             const uint64_t v = rng();
-            c.insert(k, v);
+            if (it == set.end() && rng() % 2) c.insert_new(k, v);
+            else c.insert(k, v);
             vals[k] = v;
             if (it != set.end()) set.erase(it);
             else if (set.size() == geo.second) set.pop_back();
