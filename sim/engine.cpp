@@ -59,9 +59,8 @@ public:
         qk_.inc(sc_time::from_value(c * period_ps_));
     }
     void sync() override { qk_.sync(); }
-    std::optional<Cycles> local_cycles() const override { return local_now(); }
     // Its local time (the simulation's time plus its quantum offset), for kvm->mmu_lock.
-    Cycles cycles_now() const { return local_now(); }
+    std::optional<Cycles> local_cycles() const override { return local_now(); }
 
 private:
     Cycles local_now() const { return (sc_time_stamp() + qk_.get_local_time()).value() / period_ps_; }

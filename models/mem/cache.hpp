@@ -219,8 +219,7 @@ private:
     }
     static uint64_t push_front(uint64_t* t, unsigned ways, uint64_t v) {
         const uint64_t out = t[ways - 1];
-        for (unsigned k = ways - 1; k > 0; --k) t[k] = t[k - 1];
-        t[0] = v;
+        to_front(t, ways - 1, v);
         return out;
     }
     static void remove(uint64_t* t, unsigned ways, unsigned p) {

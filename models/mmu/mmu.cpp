@@ -304,12 +304,14 @@ inline bool Mmu::pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx&
 }
 
 void Mmu::pwc_fill(Dim dim, unsigned level, uint64_t addr, uint64_t pte_hpa, uint64_t e, uint64_t table,
-                   uint8_t perm, PteFrom from) {
+                   uint8_t perm, bool cached, uint64_t read) {
     if (!pwc_holds(dim)) return;
     if (cfg_.pwc_org != MmuConfig::PwcOrg::pte) pwc_.insert(pwc_key(dim, level, addr), PwcEntry{table, perm});
-    else if (from == PteFrom::memory) pwc_.insert_new(pte_key(dim, pte_hpa), PwcEntry{e, 0});   // just missed
-    else if (from == PteFrom::pwc_changed) pwc_.insert(pte_key(dim, pte_hpa), PwcEntry{e, 0});
-    // PteFrom::pwc: the same value as the most recently used entry already: nothing changes.
+    else if (!cached) pwc_.insert_new(pte_key(dim, pte_hpa), PwcEntry{e, 0});   // pte_cache_read() just missed it
+    else if (e != read) pwc_.insert(pte_key(dim, pte_hpa), PwcEntry{e, 0});     // the walk set A in it
+    // An unchanged entry from the PWC: nothing touched the PWC since the look-up made it the
+    // most recently used (an A/D write, whose nested walk could, changes the entry), so
+    // inserting the same value again would change nothing.
 }
 
 // SDM vol. 3C §29.3.3.1: what makes an EPT entry a misconfiguration rather than a
@@ -374,9 +376,7 @@ Mmu::Nested Mmu::nested_walk(uint64_t gpa, uint8_t acc, WalkCtx& w) {
                 ++stats_.ad_writes;
             }
             table = npte_.addr(e, level);
-            // A cached entry has A set (it was filled after the walk set it): no write above.
-            pwc_fill(kNested, level, gpa, pte_hpa, e, table, perm,
-                     !cached ? PteFrom::memory : e == read ? PteFrom::pwc : PteFrom::pwc_changed);
+            pwc_fill(kNested, level, gpa, pte_hpa, e, table, perm, cached, read);
             continue;
         }
         if (acc & ~perm) {
@@ -523,10 +523,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
             }
             if (!leaf) {
                 table = pte::addr(e, level);
-                // A cached entry left unchanged needed no A/D write (whose nested translation
-                // could have filled the PWC since the look-up).
-                pwc_fill(kGuest, level, va, pte_hpa, e, table, perm,
-                         !cached ? PteFrom::memory : e == read ? PteFrom::pwc : PteFrom::pwc_changed);
+                pwc_fill(kGuest, level, va, pte_hpa, e, table, perm, cached, read);
                 continue;
             }
             glevel = level;

@@ -312,13 +312,10 @@ private:
     bool table_read(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
     // PwcOrg::pte: the entry at pte_hpa from the PWC instead of memory (true on a hit).
     bool pte_cache_read(Dim dim, uint64_t pte_hpa, uint64_t& e, WalkCtx& w);
-    // How a walk step got its entry, for PwcOrg::pte's fill: the PWC missed it (the fill is
-    // of an absent key), or gave it and nothing touched the PWC since (the entry is its most
-    // recently used one: an unchanged value needs no fill), or gave it and the step changed it.
-    enum class PteFrom : uint8_t { memory, pwc, pwc_changed };
-    // Caches a non-leaf entry the walk just used (either organisation).
+    // Caches a non-leaf entry e the walk just used (either organisation). `cached`: the walk
+    // read the entry from the PWC (pte_cache_read()) as `read`.
     void pwc_fill(Dim dim, unsigned level, uint64_t addr, uint64_t pte_hpa, uint64_t e, uint64_t table, uint8_t perm,
-                  PteFrom from);
+                  bool cached, uint64_t read);
     bool pwc_holds(Dim dim) const { return pwc_.enabled() && (dim == kGuest || cfg_.pwc_nested); }
     bool table_write(uint64_t page_gpa, WalkCtx& w, TableXlate& tx, Nested& fault);
     uint64_t npf_code(uint8_t acc, bool present) const;
