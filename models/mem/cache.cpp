@@ -220,56 +220,59 @@ Cycles CacheHierarchy::access_line(uint64_t raw, Ref r) {
             break;
         }
     }
-    // The L1 first, on its own: a hit there needs none of the fill bookkeeping below (the
-    // L1 holds no prefetched lines, so its tags need no mask).
-    if (!levels_.empty()) {
-        SharedCache& l1 = *levels_.front().arr;
-        uint64_t* const tags = l1.set_tags(raw);
-        for (unsigned w = 0; w < l1.ways_; ++w)
-            if (tags[w] == line) {
-                ++stats_.levels[0].hits;
-                to_front(tags, w, line);
-                return std::max(l1_hit_, wait);
-            }
-    }
-    // Each level's set is searched for the line (the L1's was, above); a fill pushes it in
-    // front of each level above the one that has it (SharedCache: the set's last way goes).
+    // Each level's set is searched for the line in one pass that also fills it (the level
+    // above the one that has it, and every level on a miss, get the line in front: their
+    // set's last way goes). Levels [0, filled) are filled on a miss: all of them, or all but
+    // a victim LLC, which instead takes the line the level above it evicted (after its own
+    // search: the cast-out must not push out the line being looked for).
     const size_t n = levels_.size();
-    // Levels [0, filled) are filled on a miss: all of them, or all but a victim LLC.
     const size_t filled = victim_llc_ ? n - 1 : n;
-    auto fill_above = [&](size_t upto) {
-        for (size_t j = 0; j < upto; ++j) {
-            SharedCache& u = *levels_[j].arr;
-            const uint64_t out = push_front(u.set_tags(raw), u.ways_, line);
-            // The L2's evicted line goes to a victim LLC.
-            if (victim_llc_ && j + 1 == filled && out != kInvalid) cast_out(out & ~kPrefetched);
+    uint64_t evicted = kInvalid;
+    // The L1 first, on its own: a hit there needs none of the bookkeeping below (the L1
+    // holds no prefetched lines, so its tags need no mask).
+    if (n) {
+        SharedCache& l1 = *levels_.front().arr;
+        uint64_t out = kInvalid;
+        if (find_or_push(l1.set_tags(raw), l1.ways_, line, 0, out) != kInvalid) {
+            ++stats_.levels[0].hits;
+            return std::max(l1_hit_, wait);
         }
-    };
-    for (size_t i = 0; i < n; ++i) {
+        ++stats_.levels[0].misses;
+        if (victim_llc_ && filled == 1) evicted = out;
+    }
+    for (size_t i = 1; i < n; ++i) {
         SharedCache& l = *levels_[i].arr;
         uint64_t* const tags = l.set_tags(raw);
-        const unsigned ways = l.ways_;
-        unsigned w = 0;
-        if (i == 0) w = ways;   // searched above
-        else
-            while (w < ways && (tags[w] & ~kPrefetched) != line) ++w;
-        if (w < ways) {
-            const uint64_t t = tags[w];
-            ++stats_.levels[i].hits;
-            if (t & kPrefetched) ++stats_.prefetch_hits;
-            if (i >= filled) remove(tags, ways, w);   // a victim LLC hit: the line moves up to the L2
-            else to_front(tags, w, line);
-            fill_above(std::min(i, filled));
-            if (prefetch_on_ && i >= 1 && r != Ref::walk) train(raw);
-            // A store that found its line below the L1 retires into the store buffer; its
-            // RFO is served from there.
-            if (r == Ref::store && i >= 1 && cfg_.mshrs) return l1_hit_;
-            return std::max(levels_[i].hit, wait);
+        uint64_t found;
+        if (i < filled) {
+            uint64_t out = kInvalid;
+            found = find_or_push(tags, l.ways_, line, kPrefetched, out);
+            if (found == kInvalid) {
+                ++stats_.levels[i].misses;
+                if (victim_llc_ && i + 1 == filled) evicted = out & ~kPrefetched;
+                continue;
+            }
+        } else {   // a victim LLC hit: the line moves up to the L2
+            unsigned w = 0;
+            while (w < l.ways_ && (tags[w] & ~kPrefetched) != line) ++w;
+            if (w == l.ways_) {
+                ++stats_.levels[i].misses;
+                continue;
+            }
+            found = tags[w];
+            remove(tags, l.ways_, w);
         }
-        ++stats_.levels[i].misses;
+        ++stats_.levels[i].hits;
+        if (found & kPrefetched) ++stats_.prefetch_hits;
+        if (evicted != kInvalid) cast_out(evicted);
+        if (prefetch_on_ && r != Ref::walk) train(raw);
+        // A store that found its line below the L1 retires into the store buffer; its
+        // RFO is served from there.
+        if (r == Ref::store && cfg_.mshrs) return l1_hit_;
+        return std::max(levels_[i].hit, wait);
     }
     ++stats_.dram;
-    fill_above(filled);
+    if (evicted != kInvalid) cast_out(evicted);
     Cycles stall = 0;
     if (cfg_.mshrs) {
         if (!have_t) t = now();

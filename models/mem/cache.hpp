@@ -222,6 +222,22 @@ private:
         to_front(t, ways - 1, v);
         return out;
     }
+    // Both in one pass, for a level a miss fills: the line found at way p moves to the
+    // front as to_front(); absent, it is pushed in front as push_front() and the tag that
+    // fell off the end goes to `out`. Returns the tag found (with its flag bits; tag bits in
+    // `ignore` do not count in the match), kInvalid when absent. Each way moves as it is
+    // compared, so a miss costs one sweep of the set instead of a search and a shift.
+    static uint64_t find_or_push(uint64_t* t, unsigned ways, uint64_t line, uint64_t ignore, uint64_t& out) {
+        uint64_t carry = line;
+        for (unsigned k = 0; k < ways; ++k) {
+            const uint64_t cur = t[k];
+            t[k] = carry;
+            if ((cur & ~ignore) == line) return cur;
+            carry = cur;
+        }
+        out = carry;
+        return kInvalid;
+    }
     static void remove(uint64_t* t, unsigned ways, unsigned p) {
         for (unsigned k = p; k + 1 < ways; ++k) t[k] = t[k + 1];
         t[ways - 1] = kInvalid;
