@@ -192,11 +192,10 @@ void CacheHierarchy::train(uint64_t raw) {
 
 void CacheHierarchy::cast_out(uint64_t tag) {
     SharedCache& l = *levels_.back().arr;
-    uint64_t* const t = l.set_tags(tag - 1);
-    unsigned w = 0;
-    while (w < l.ways_ && t[w] != tag) ++w;
-    if (w < l.ways_) to_front(t, w, tag);   // another core cast the same line out already
-    else push_front(t, l.ways_, tag);
+    // In front, whether another core cast the same line out already or it is new here (the
+    // victim LLC holds no prefetched lines: no mask).
+    uint64_t out;
+    (void)find_or_push(l.set_tags(tag - 1), l.ways_, tag, 0, out);
     ++stats_.castouts;
 }
 

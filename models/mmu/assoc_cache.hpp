@@ -220,15 +220,15 @@ private:
     }
 
     // The way to fill in a set: an empty one, else the least recently used (the list's
-    // tail holds the empty ways, then the oldest).
+    // tail holds the empty ways, then the oldest). An empty way's stamp is 0 and a live
+    // one's at least 1, so the first smallest stamp is the first empty way if there is one:
+    // the scan reads stamps only.
     uint32_t victim_of(size_t set) const {
         if (hashed_) return tail_[set];
         const size_t base = set * ways_;
         size_t best = base;
-        for (size_t w = base; w < base + ways_; ++w) {
-            if (keys_[w] == kEmpty) return uint32_t(w);
+        for (size_t w = base + 1; w < base + ways_; ++w)
             if (stamp_[w] < stamp_[best]) best = w;
-        }
         return uint32_t(best);
     }
 
