@@ -161,6 +161,13 @@ public:
     virtual uint64_t read64(uint64_t hpa, Cycles& cycles) = 0;
     virtual void write64(uint64_t hpa, uint64_t v) = 0;
     virtual uint64_t load64(uint64_t hpa) = 0;
+    // Two words of one line (an RMP entry) as one reference: the first timed as read64(),
+    // the one after it read with it.
+    virtual uint64_t read64_pair(uint64_t hpa, Cycles& cycles, uint64_t& next) {
+        const uint64_t v = read64(hpa, cycles);
+        next = load64(hpa + 8);
+        return v;
+    }
 };
 
 // A check of the physical pages a walk reaches, made when a translation is filled (so

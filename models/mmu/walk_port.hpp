@@ -63,6 +63,12 @@ protected:
         if (hier_) return hier_->load64(hpa);
         return read_socket(hpa, nullptr);
     }
+    uint64_t read64_pair(uint64_t hpa, Cycles& cycles, uint64_t& next) override {
+        if (!hier_) return WalkMemory::read64_pair(hpa, cycles, next);
+        const uint64_t v = hier_->read64(hpa, cycles);
+        next = hier_->load64(hpa + 8);
+        return v;
+    }
 
 private:
     // A few grants (a walk touches one table page per level; PhysMemTarget grants a page).

@@ -47,13 +47,18 @@ Rmp::Rmp(const RmpConfig& cfg, PhysMem& mem) : cfg_(cfg), mem_(mem) {
     cache_.configure(cfg.cache_entries, cfg.cache_entries, "rmp.cache");
 }
 
-RmpEntry Rmp::load(Pfn p, bool debug) const {
-    if (!covered(p)) return RmpEntry{};
+Rmp::Words Rmp::load_words(Pfn p, bool debug) const {
+    if (!covered(p)) return Words{};   // decodes to RmpEntry{}
     const Hpa a = entry_addr(p);
-    if (!tm_) return RmpEntry::decode(mem_.read64(a), mem_.read64(a + 8));
+    if (!tm_) return Words{mem_.read64(a), mem_.read64(a + 8)};
     uint64_t q[2] = {0, 0};
     tm_->read(a.raw(), q, sizeof q, debug);
-    return RmpEntry::decode(q[0], q[1]);
+    return Words{q[0], q[1]};
+}
+
+RmpEntry Rmp::load(Pfn p, bool debug) const {
+    const Words w = load_words(p, debug);
+    return RmpEntry::decode(w.lo, w.hi);
 }
 
 RmpEntry Rmp::read_entry(Pfn p) const { return load(p, true); }
@@ -222,34 +227,29 @@ int Rmp::psmash(Hpa spa, uint16_t cur_asid) {
     return RMP_SUCCESS;
 }
 
-RmpEntry Rmp::fetch(Pfn p, RmpReader* rd, Cycles& cycles) {
-    if (const RmpEntry* c = cache_.find(p.raw())) {
-        ++stats_.cache_hits;
-        cycles += cfg_.cache_hit_cycles;
-        return *c;
+Rmp::Words Rmp::fetch(Pfn p, RmpReader* rd, Cycles& cycles) {
+    if (cache_.enabled()) {
+        if (const Words* c = cache_.find(p.raw())) {
+            ++stats_.cache_hits;
+            cycles += cfg_.cache_hit_cycles;
+            return *c;
+        }
     }
     ++stats_.entry_reads;
-    RmpEntry e;
-    if (rd) {
-        const uint64_t a = entry_addr(p).raw();
-        const uint64_t lo = rd->read64(a, cycles);
-        e = RmpEntry::decode(lo, rd->load64(a + 8));
-    } else {
-        e = load(p, false);
-    }
-    cache_.insert(p.raw(), e);
-    return e;
+    Words w;
+    if (rd) w.lo = rd->read_entry(entry_addr(p).raw(), cycles, w.hi);
+    else w = load_words(p, false);
+    cache_.insert(p.raw(), w);
+    return w;
 }
 
 RmpEntry Rmp::auth(Pfn p, PgLevel& level, RmpReader* rd, Cycles& cycles) {
     const uint64_t h = head_of(p.raw());
-    const RmpEntry head = fetch(Pfn(h), rd, cycles);
-    if (head.size_2m || h == p.raw()) {
-        level = head.size_2m ? PgLevel::k2M : PgLevel::k4K;
-        return head;
-    }
-    level = PgLevel::k4K;
-    return fetch(p, rd, cycles);
+    Words w = fetch(Pfn(h), rd, cycles);
+    const bool big = RmpEntry::lo_size_2m(w.lo);
+    level = big ? PgLevel::k2M : PgLevel::k4K;
+    if (!big && h != p.raw()) w = fetch(p, rd, cycles);
+    return RmpEntry::decode(w.lo, w.hi);
 }
 
 bool Rmp::owned_by(const GuestCtx& g, const RmpEntry& e, Pfn p, Gpa page_gpa) const {
@@ -267,7 +267,8 @@ bool Rmp::host_write_allowed(Hpa spa, PgLevel mapping, RmpReader* rd, Cycles& cy
     bool ok;
     if (is_large(mapping)) {
         // Hypervisor-Owned through a 2M/1G mapping: all 512 entries unassigned.
-        const RmpEntry head = fetch(Pfn(head_of(p.raw())), rd, cycles);
+        const Words w = fetch(Pfn(head_of(p.raw())), rd, cycles);
+        const RmpEntry head = RmpEntry::decode(w.lo, w.hi);
         ok = !head.assigned && head.subpage_count == 0;
     } else {
         PgLevel l;

@@ -133,13 +133,13 @@ struct RmpStats {
     uint64_t rmpquery = 0;
 };
 
-// Where a check's entry references go: read64 is a timed load through the cache model,
-// load64 the untimed rest of the same 16-byte entry (one reference reads the whole line).
+// Where a check's entry references go: the 16-byte entry at hpa as one timed reference
+// through the cache model (both words lie in one line). Returns the low word, the high
+// word in `hi`.
 class RmpReader {
 public:
     virtual ~RmpReader() = default;
-    virtual uint64_t read64(uint64_t hpa, Cycles& cycles) = 0;
-    virtual uint64_t load64(uint64_t hpa) = 0;
+    virtual uint64_t read_entry(uint64_t hpa, Cycles& cycles, uint64_t& hi) = 0;
 };
 
 // Where the RMP's own references to its table go: entries (16 bytes) and per-ASID counters
@@ -217,9 +217,15 @@ public:
 
 private:
     static constexpr uint64_t kBookkeeping = 16 * 1024;
-    RmpEntry fetch(Pfn p, RmpReader* rd, Cycles& cycles);   // a check's reference
+    // An entry's two words as read from the table: a check decodes only the entry that
+    // decides (a 4K page's 2M head is read for its size bit alone).
+    struct Words {
+        uint64_t lo = 0, hi = 0;
+    };
+    Words fetch(Pfn p, RmpReader* rd, Cycles& cycles);   // a check's reference
     // The instructions' own references (b_transport through the module's socket), and the
     // authoritative entry read with them.
+    Words load_words(Pfn p, bool debug) const;
     RmpEntry load(Pfn p, bool debug) const;
     RmpEntry load_auth(Pfn p, PgLevel* level, bool debug) const;
     // 8 bytes of the table, from physical memory or through the table socket.
@@ -254,7 +260,7 @@ private:
     RmpConfig cfg_;
     PhysMem& mem_;
     RmpTableMemory* tm_ = nullptr;
-    mmu::AssocCache<RmpEntry> cache_;
+    mmu::AssocCache<Words> cache_;   // the what-if cache keeps entries as read
     std::set<uint64_t> in_use_;          // PFNs marked in use by VMRUN
     RmpStats stats_;
 };

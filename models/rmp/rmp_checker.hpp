@@ -35,8 +35,9 @@ private:
     struct Reader final : RmpReader {
         mmu::WalkMemory* m;
         explicit Reader(mmu::WalkMemory* w) : m(w) {}
-        uint64_t read64(uint64_t hpa, Cycles& cycles) override { return m->read64(hpa, cycles); }
-        uint64_t load64(uint64_t hpa) override { return m->load64(hpa); }
+        uint64_t read_entry(uint64_t hpa, Cycles& cycles, uint64_t& hi) override {
+            return m->read64_pair(hpa, cycles, hi);
+        }
     };
     Rmp& rmp_;
     GuestCtx g_;
