@@ -49,6 +49,9 @@ public:
     const SharedCache& array() const { return array_; }
     // Fills that passed through to DRAM for the cores that share the array.
     uint64_t core_fills() const { return core_fills_; }
+    // A core's fill that went on to DRAM by direct call (MemHierarchy::fill()), counted as
+    // one that passed through here.
+    void count_core_fill() { ++core_fills_; }
     // Line reads of other initiators: looked up here (hits and misses, misses filled).
     uint64_t foreign_hits() const { return foreign_.stats().levels[0].hits; }
     uint64_t foreign_misses() const { return foreign_.stats().levels[0].misses; }

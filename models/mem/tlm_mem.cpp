@@ -111,9 +111,22 @@ MemHierarchy::MemHierarchy(sc_core::sc_module_name name, const MemHierarchyConfi
 
 void MemHierarchy::end_of_elaboration() {
     if (auto* t = dynamic_cast<PhysMemTarget*>(phys.operator->())) phys_mem_ = &t->mem();
+    auto* const target = dram.operator->();
+    if (auto* d = dynamic_cast<DramTarget*>(target)) {
+        direct_dram_ = d;
+    } else if (auto* l = dynamic_cast<LlcModule*>(target); l && miss_ext_.array == &l->array()) {
+        if (auto* d = dynamic_cast<DramTarget*>(l->dram.operator->())) {
+            direct_dram_ = d;
+            direct_llc_ = l;
+        }
+    }
 }
 
 Cycles MemHierarchy::fill(uint64_t line_addr) {
+    if (direct_dram_) {
+        if (direct_llc_) direct_llc_->count_core_fill();
+        return fill_cycles(line_addr, direct_dram_->access_ps(line_addr, false));
+    }
     fill_tr_.set_command(tlm::TLM_READ_COMMAND);
     fill_tr_.set_address(line_addr);
     fill_tr_.set_data_ptr(line_buf_);
@@ -128,8 +141,12 @@ Cycles MemHierarchy::fill(uint64_t line_addr) {
     if (miss_ext_.array) fill_tr_.clear_extension(&miss_ext_);
     if (fill_tr_.is_response_error())
         SC_REPORT_ERROR(name(), ("line fill failed: " + fill_tr_.get_response_string()).c_str());
+    return fill_cycles(line_addr, d.value());
+}
+
+Cycles MemHierarchy::fill_cycles(uint64_t line_addr, uint64_t ps) {
     // Round up: a DRAM clocked differently from the core still costs whole core cycles.
-    Cycles c = (d.value() + period_ps_ - 1) / period_ps_;
+    Cycles c = (ps + period_ps_ - 1) / period_ps_;
     if (enc_pages_ && enc_pages_->encrypted(hpa_to_pfn(Hpa(line_addr)))) {
         c += enc_extra_;   // the AES engine decrypts the fill (SME/SEV, APM vol. 2 §7.10)
         ++enc_fills_;

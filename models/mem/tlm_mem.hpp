@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "models/mem/cache.hpp"
+#include "models/mem/dram.hpp"
 #include "models/mem/llc_module.hpp"
 #include "models/mem/phys_mem.hpp"
 
@@ -116,6 +117,8 @@ public:
 private:
     void end_of_elaboration() override;
     Cycles fill(uint64_t line_addr) override;
+    // A fill's latency from the delay DRAM gave it (ps), with the encryption engine's.
+    Cycles fill_cycles(uint64_t line_addr, uint64_t ps);
     void phys_transport(tlm::tlm_command cmd, uint64_t addr, uint64_t* v);
     uint64_t read_phys(uint64_t addr);
     void write_phys(uint64_t addr, uint64_t v);
@@ -123,6 +126,12 @@ private:
     CacheHierarchy cache_;
     uint64_t period_ps_;
     PhysMem* phys_mem_ = nullptr;   // set when `phys` is bound to a PhysMemTarget
+    // Set when a line fill would only pass through hvsim's own modules to hvsim's DRAM
+    // (end_of_elaboration()): `dram` bound to a DramTarget, or to the LlcModule whose array
+    // is this hierarchy's last level with a DramTarget behind it. The fill is then a direct
+    // call with the same latency and counts (no payload, extension and two virtual calls).
+    DramTarget* direct_dram_ = nullptr;
+    LlcModule* direct_llc_ = nullptr;
     const EncryptedPages* enc_pages_ = nullptr;
     Cycles enc_extra_ = 0;
     uint64_t enc_fills_ = 0;

@@ -3,6 +3,7 @@
 // line reads are looked up in it (hits, misses filled from DRAM); it grants no DMI.
 #include <catch2/catch.hpp>
 
+#include "models/mem/dram.hpp"
 #include "models/mem/llc_module.hpp"
 #include "models/mem/tlm_mem.hpp"
 #include "tests/tlm/tlm_bench.hpp"
@@ -60,6 +61,89 @@ TEST_CASE("llc module: a core's fill passes through to DRAM once, with DRAM's de
     core.read64(0x12348, c);
     CHECK(c == 40);   // the LLC's hit latency
     CHECK(dram.reads == 1);
+}
+
+namespace {
+// A pass-through target: hides the DRAM module behind it, so a hierarchy bound here fills
+// through the sockets (the reference for the direct call hvsim's own modules allow).
+struct Forwarder : sc_core::sc_module, tlm::tlm_fw_transport_if<>, tlm::tlm_bw_transport_if<> {
+    tlm::tlm_target_socket<32, tlm::tlm_base_protocol_types, 0> in;
+    tlm::tlm_initiator_socket<> out;
+    explicit Forwarder(sc_core::sc_module_name n) : sc_module(n), in("in"), out("out") {
+        in.bind(*this);
+        out.bind(*this);
+    }
+    void b_transport(tlm::tlm_generic_payload& t, sc_core::sc_time& d) override { out->b_transport(t, d); }
+    tlm::tlm_sync_enum nb_transport_fw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) override {
+        return tlm::TLM_COMPLETED;
+    }
+    bool get_direct_mem_ptr(tlm::tlm_generic_payload&, tlm::tlm_dmi&) override { return false; }
+    unsigned transport_dbg(tlm::tlm_generic_payload&) override { return 0; }
+    tlm::tlm_sync_enum nb_transport_bw(tlm::tlm_generic_payload&, tlm::tlm_phase&, sc_core::sc_time&) override {
+        return tlm::TLM_COMPLETED;
+    }
+    void invalidate_direct_mem_ptr(sc_dt::uint64, sc_dt::uint64) override {}
+};
+}  // namespace
+
+TEST_CASE("llc module: a core's fills by direct call to hvsim's DRAM cost and count as through the sockets") {
+    const MemHierarchyConfig cfg = three_levels();
+    DramConfig dc;   // a DDR5 bank model (row hits and conflicts), clocked apart from the core
+    dc.model = DramConfig::Model::ddr5;
+    dc.t_rcd = 37;
+    dc.t_rp = 37;
+    dc.t_cl = 41;
+    constexpr uint64_t kDramPs = 500;   // two DRAM cycles a core cycle: an odd count rounds up
+    PhysMem mem;
+    PhysMemTarget phys("phys", mem);
+    // Direct: core -> llc -> DRAM module, and a core bound to a DRAM module alone.
+    LlcModule llc("llc", cfg.levels.back(), cfg.line_bytes, kPeriodPs);
+    MemHierarchy core("core", cfg, kPeriodPs, &llc.array());
+    DramTarget dram("dram", dc, kDramPs), dram2("dram2", dc, kDramPs);
+    MemHierarchy solo("solo", cfg, kPeriodPs);
+    // Through the sockets: the same with a pass-through target in front of each DRAM.
+    LlcModule llc_ref("llc_ref", cfg.levels.back(), cfg.line_bytes, kPeriodPs);
+    MemHierarchy core_ref("core_ref", cfg, kPeriodPs, &llc_ref.array());
+    DramTarget dram_ref("dram_ref", dc, kDramPs), dram2_ref("dram2_ref", dc, kDramPs);
+    MemHierarchy solo_ref("solo_ref", cfg, kPeriodPs);
+    Forwarder fw("fw"), fw2("fw2");
+    core.dram.bind(llc.in);
+    llc.dram.bind(dram.socket);
+    solo.dram.bind(dram2.socket);
+    core_ref.dram.bind(llc_ref.in);
+    llc_ref.dram.bind(fw.in);
+    fw.out.bind(dram_ref.socket);
+    solo_ref.dram.bind(fw2.in);
+    fw2.out.bind(dram2_ref.socket);
+    TestInitiator w[4] = {TestInitiator("w0"), TestInitiator("w1"), TestInitiator("w2"), TestInitiator("w3")};
+    MemHierarchy* all[4] = {&core, &core_ref, &solo, &solo_ref};
+    for (int i = 0; i < 4; ++i) {
+        all[i]->phys.bind(phys.socket);
+        w[i].socket.bind(all[i]->in);
+    }
+    elaborate();
+
+    uint64_t x = 12345;
+    uint64_t fills = 0;
+    for (int i = 0; i < 4000; ++i) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        const uint64_t a = (x >> 20) % (64ull << 20) & ~7ull;   // 64 MiB: most references miss
+        Cycles c[4] = {0, 0, 0, 0};
+        for (int k = 0; k < 4; ++k) all[k]->read64(a, c[k]);
+        REQUIRE(c[0] == c[1]);
+        REQUIRE(c[2] == c[3]);
+        fills += c[0] > 40;   // past the LLC's hit latency: a DRAM fill
+    }
+    CHECK(fills > 1000);
+    CHECK(llc.core_fills() == llc_ref.core_fills());
+    CHECK(llc.core_fills() == core.caches().stats().dram);
+    CHECK(dram.timing().stats().reads == dram_ref.timing().stats().reads);
+    CHECK(dram.timing().stats().row_hits == dram_ref.timing().stats().row_hits);
+    CHECK(dram.timing().stats().row_conflicts == dram_ref.timing().stats().row_conflicts);
+    CHECK(dram.timing().stats().row_hits > 0);
+    CHECK(dram.timing().stats().row_conflicts > 0);
+    CHECK(dram2.timing().stats().reads == dram2_ref.timing().stats().reads);
+    CHECK(dram2.timing().stats().reads == solo.caches().stats().dram);
 }
 
 TEST_CASE("llc module: two cores share its array, a line one core filled hits for the other") {
