@@ -62,9 +62,10 @@ public:
     DramTarget(sc_core::sc_module_name name, const DramConfig& cfg, uint64_t period_ps);
 
     const DramTiming& timing() const { return timing_; }
-    // What b_transport() adds to a read's or write's delay, in ps, by direct call (for an
-    // initiator that knows this class: hvsim's own cache hierarchy).
-    uint64_t access_ps(uint64_t addr, bool write) { return timing_.access(addr, write) * period_ps_; }
+    // What b_transport() adds to a read's or write's delay, in DRAM cycles of period_ps(), by
+    // direct call (for an initiator that knows this class: hvsim's own cache hierarchy).
+    Cycles access_cycles(uint64_t addr, bool write) { return timing_.access(addr, write); }
+    uint64_t period_ps() const { return period_ps_; }
 
     // tlm_fw_transport_if
     void b_transport(tlm::tlm_generic_payload& tr, sc_core::sc_time& delay) override;

@@ -125,7 +125,10 @@ void MemHierarchy::end_of_elaboration() {
 Cycles MemHierarchy::fill(uint64_t line_addr) {
     if (direct_dram_) {
         if (direct_llc_) direct_llc_->count_core_fill();
-        return fill_cycles(line_addr, direct_dram_->access_ps(line_addr, false));
+        const Cycles n = direct_dram_->access_cycles(line_addr, false);
+        // On the core's clock (hvsim's platforms) the rounding below gives n: no division.
+        if (direct_dram_->period_ps() == period_ps_) return with_encryption(line_addr, n);
+        return fill_cycles(line_addr, n * direct_dram_->period_ps());
     }
     fill_tr_.set_command(tlm::TLM_READ_COMMAND);
     fill_tr_.set_address(line_addr);
@@ -146,7 +149,10 @@ Cycles MemHierarchy::fill(uint64_t line_addr) {
 
 Cycles MemHierarchy::fill_cycles(uint64_t line_addr, uint64_t ps) {
     // Round up: a DRAM clocked differently from the core still costs whole core cycles.
-    Cycles c = (ps + period_ps_ - 1) / period_ps_;
+    return with_encryption(line_addr, (ps + period_ps_ - 1) / period_ps_);
+}
+
+Cycles MemHierarchy::with_encryption(uint64_t line_addr, Cycles c) {
     if (enc_pages_ && enc_pages_->encrypted(hpa_to_pfn(Hpa(line_addr)))) {
         c += enc_extra_;   // the AES engine decrypts the fill (SME/SEV, APM vol. 2 §7.10)
         ++enc_fills_;

@@ -119,6 +119,7 @@ private:
     Cycles fill(uint64_t line_addr) override;
     // A fill's latency from the delay DRAM gave it (ps), with the encryption engine's.
     Cycles fill_cycles(uint64_t line_addr, uint64_t ps);
+    Cycles with_encryption(uint64_t line_addr, Cycles c);
     void phys_transport(tlm::tlm_command cmd, uint64_t addr, uint64_t* v);
     uint64_t read_phys(uint64_t addr);
     void write_phys(uint64_t addr, uint64_t v);

@@ -101,6 +101,13 @@ TEST_CASE("llc module: a core's fills by direct call to hvsim's DRAM cost and co
     MemHierarchy core("core", cfg, kPeriodPs, &llc.array());
     DramTarget dram("dram", dc, kDramPs), dram2("dram2", dc, kDramPs);
     MemHierarchy solo("solo", cfg, kPeriodPs);
+    // And on the core's clock (the platforms' case: no rounding).
+    DramTarget dram3("dram3", dc, kPeriodPs), dram3_ref("dram3_ref", dc, kPeriodPs);
+    MemHierarchy solo3("solo3", cfg, kPeriodPs), solo3_ref("solo3_ref", cfg, kPeriodPs);
+    Forwarder fw3("fw3");
+    solo3.dram.bind(dram3.socket);
+    solo3_ref.dram.bind(fw3.in);
+    fw3.out.bind(dram3_ref.socket);
     // Through the sockets: the same with a pass-through target in front of each DRAM.
     LlcModule llc_ref("llc_ref", cfg.levels.back(), cfg.line_bytes, kPeriodPs);
     MemHierarchy core_ref("core_ref", cfg, kPeriodPs, &llc_ref.array());
@@ -115,9 +122,10 @@ TEST_CASE("llc module: a core's fills by direct call to hvsim's DRAM cost and co
     fw.out.bind(dram_ref.socket);
     solo_ref.dram.bind(fw2.in);
     fw2.out.bind(dram2_ref.socket);
-    TestInitiator w[4] = {TestInitiator("w0"), TestInitiator("w1"), TestInitiator("w2"), TestInitiator("w3")};
-    MemHierarchy* all[4] = {&core, &core_ref, &solo, &solo_ref};
-    for (int i = 0; i < 4; ++i) {
+    TestInitiator w[6] = {TestInitiator("w0"), TestInitiator("w1"), TestInitiator("w2"),
+                          TestInitiator("w3"), TestInitiator("w4"), TestInitiator("w5")};
+    MemHierarchy* all[6] = {&core, &core_ref, &solo, &solo_ref, &solo3, &solo3_ref};
+    for (int i = 0; i < 6; ++i) {
         all[i]->phys.bind(phys.socket);
         w[i].socket.bind(all[i]->in);
     }
@@ -128,10 +136,11 @@ TEST_CASE("llc module: a core's fills by direct call to hvsim's DRAM cost and co
     for (int i = 0; i < 4000; ++i) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         const uint64_t a = (x >> 20) % (64ull << 20) & ~7ull;   // 64 MiB: most references miss
-        Cycles c[4] = {0, 0, 0, 0};
-        for (int k = 0; k < 4; ++k) all[k]->read64(a, c[k]);
+        Cycles c[6] = {0, 0, 0, 0, 0, 0};
+        for (int k = 0; k < 6; ++k) all[k]->read64(a, c[k]);
         REQUIRE(c[0] == c[1]);
         REQUIRE(c[2] == c[3]);
+        REQUIRE(c[4] == c[5]);
         fills += c[0] > 40;   // past the LLC's hit latency: a DRAM fill
     }
     CHECK(fills > 1000);
@@ -144,6 +153,8 @@ TEST_CASE("llc module: a core's fills by direct call to hvsim's DRAM cost and co
     CHECK(dram.timing().stats().row_conflicts > 0);
     CHECK(dram2.timing().stats().reads == dram2_ref.timing().stats().reads);
     CHECK(dram2.timing().stats().reads == solo.caches().stats().dram);
+    CHECK(dram3.timing().stats().row_conflicts == dram3_ref.timing().stats().row_conflicts);
+    CHECK(dram3.timing().stats().reads == solo3.caches().stats().dram);
 }
 
 TEST_CASE("llc module: two cores share its array, a line one core filled hits for the other") {
