@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "sim/engine.hpp"
+#include "sim/host_tuning.hpp"
 #include "sim/json_util.hpp"
 #include "sim/loader.hpp"
 
@@ -357,6 +358,7 @@ int sc_main(int argc, char* argv[]) {
 // Our own main (the executable's definition wins over libsystemc's): the SystemC banner
 // is printed when the kernel starts, before sc_main, and would land in our output.
 int main(int argc, char* argv[]) {
+    reexec_with_host_thp(argv);   // host time only (sim/host_tuning.hpp)
     setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);
     return sc_core::sc_elab_and_sim(argc, argv);
 }
