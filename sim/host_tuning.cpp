@@ -12,6 +12,27 @@
 
 namespace hvsim {
 
+namespace {
+bool glibc_has_hugetlb_tunable() {
+#if defined(__GLIBC__)
+    int major = 0, minor = 0;
+    return std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) == 2 &&
+           (major > 2 || (major == 2 && minor >= 35));
+#else
+    return false;
+#endif
+}
+}  // namespace
+
+bool host_heap_thp() {
+#if defined(__linux__) && !defined(HVSIM_ASAN)
+    const char* t = std::getenv("GLIBC_TUNABLES");
+    return t && std::strstr(t, "glibc.malloc.hugetlb=1") && glibc_has_hugetlb_tunable();
+#else
+    return false;
+#endif
+}
+
 void reexec_with_host_thp(char* argv[]) {
 #if defined(__linux__) && defined(__GLIBC__) && !defined(HVSIM_ASAN)
     if (const char* o = std::getenv("HVSIM_HOST_THP"); o && std::strcmp(o, "0") == 0) return;
@@ -22,9 +43,7 @@ void reexec_with_host_thp(char* argv[]) {
     const std::string tunables = t ? t : "";
     if (tunables.find("glibc.malloc.hugetlb") != std::string::npos) return;
     if (const char* p = std::getenv("LD_PRELOAD"); p && std::strstr(p, "vgpreload")) return;
-    int major = 0, minor = 0;
-    if (std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) != 2 || major < 2 || (major == 2 && minor < 35))
-        return;
+    if (!glibc_has_hugetlb_tunable()) return;
     const std::string v = tunables.empty() ? "glibc.malloc.hugetlb=1" : tunables + ":glibc.malloc.hugetlb=1";
     if (setenv("GLIBC_TUNABLES", v.c_str(), 1) != 0 || setenv("HVSIM_HOST_THP_SET", "1", 1) != 0) return;
     execv("/proc/self/exe", argv);

@@ -14,5 +14,8 @@ namespace hvsim {
 // glibc predates the tunable. Returns when it does not re-execute (or exec fails). Call it
 // first thing in main(): results do not depend on it, only host time.
 void reexec_with_host_thp(char* argv[]);
+// Whether this process's heap is THP-backed that way: the tunable is in effect (set by
+// reexec_with_host_thp() or by the user) on a glibc that knows it, without a sanitizer.
+bool host_heap_thp();
 
 }  // namespace hvsim

@@ -1,4 +1,5 @@
 #include "sim/results.hpp"
+#include "sim/host_tuning.hpp"
 
 #include <fmt/format.h>
 
@@ -499,7 +500,9 @@ json build_results(const ResultInputs& in) {
                        {"measured_pages", lm->measured_pages}};
 
     const double events = double(v.accesses + ex.total + (in.steps ? in.steps->size() : 0));
-    r["host"] = {{"wall_s", in.wall_s}, {"sim_events_per_s", in.wall_s > 0 ? events / in.wall_s : 0.0}};
+    r["host"] = {{"wall_s", in.wall_s},
+                 {"sim_events_per_s", in.wall_s > 0 ? events / in.wall_s : 0.0},
+                 {"heap_thp", host_heap_thp()}};
     return r;
 }
 

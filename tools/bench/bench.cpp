@@ -289,6 +289,8 @@ int sc_main(int argc, char* argv[]) {
         return 2;
     }
     int rc = 0;
+    fmt::print("host heap: {}\n", host_heap_thp() ? "transparent huge pages (glibc.malloc.hugetlb=1)"
+                                                  : "4 KiB pages (HVSIM_HOST_THP=0, a sanitizer, valgrind or an older glibc)");
     // vcpusN: the quickstart workload on N vCPUs and on 2, in two processes (vcpus-nN).
     struct VcpuRun {
         uint64_t vcpus, accesses;
