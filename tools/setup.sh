@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake ninja-build pkg-config libsystemc-dev libboost-graph-dev catch2
-      nlohmann-json3-dev libcli11-dev libfmt-dev libssl-dev python3 python3-matplotlib parallel protobuf-compiler ${HVSIM_EXTRA_PKGS:-})
+      nlohmann-json3-dev libcli11-dev libfmt-dev libssl-dev libdivide-dev python3 python3-matplotlib parallel protobuf-compiler ${HVSIM_EXTRA_PKGS:-})
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@ SharedCache::SharedCache(const CacheLevelConfig& cfg, unsigned line_bytes) : cfg
         throw std::invalid_argument("cache " + cfg.name + ": size must be a multiple of ways x line");
     sets_ = unsigned(lines / cfg.ways);
     set_mask_ = std::has_single_bit(sets_) ? sets_ - 1 : 0;
+    sets_div_ = libdivide::divider<uint64_t>(sets_);
     ways_ = cfg.ways;
     slots_ = size_t(sets_) * ways_;
     clear();

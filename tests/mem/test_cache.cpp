@@ -387,8 +387,13 @@ struct RefHierarchy {
 
 TEST_CASE("replacement matches a reference LRU model under random traffic and flushes", "[mem]") {
     const bool victim = GENERATE(false, true);
+    // Power-of-two set counts (a mask), and others (the set by a precomputed reciprocal) with
+    // line numbers far above 32 bits.
+    const bool odd = GENERATE(false, true);
+    const uint64_t base = odd ? (1ull << 45) + 12345 : 0;
     MemHierarchyConfig c;
     c.levels = {{"l1d", 4 * 4 * 64, 4, 4}, {"l2", 8 * 8 * 64, 8, 14}, {"llc", 16 * 16 * 64, 16, 40}};
+    if (odd) c.levels = {{"l1d", 3 * 4 * 64, 4, 4}, {"l2", 6 * 8 * 64, 8, 14}, {"llc", 15 * 15 * 64, 15, 40}};
     c.dram_cycles = 300;
     c.llc_policy = victim ? LlcPolicy::victim : LlcPolicy::inclusive;
     CacheHierarchy h(c);
@@ -400,7 +405,7 @@ TEST_CASE("replacement matches a reference LRU model under random traffic and fl
     std::mt19937_64 rng(7);
     uint64_t hits = 0, misses = 0;
     for (int op = 0; op < 40000; ++op) {
-        const uint64_t line = rng() % 600;
+        const uint64_t line = base + rng() % 600;
         if (rng() % 25 == 0) {
             h.flush_line(Hpa(line * 64));
             ref.flush(line);

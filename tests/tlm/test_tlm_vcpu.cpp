@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "models/cpu/vcpu.hpp"
+#include "models/cpu/vcpu_loop.hpp"
 #include "models/cpu/x86_translator.hpp"
 #include "tests/mmu/pt_builder.hpp"
 #include "tests/tlm/tlm_bench.hpp"
@@ -137,4 +138,17 @@ TEST_CASE("vcpu: loads through a granted DMI pointer, stores through b_transport
     CHECK(v.dmi_reads() == 126 + 126);
     // The walker's references went to the caches and DRAM, not to the data socket.
     CHECK(dram.reads > 0);
+}
+
+TEST_CASE("vcpu: a random pattern's slot is the generator's value modulo the slot count, for any count") {
+    uint64_t rng = 42;
+    for (const uint64_t n : {1ull, 2ull, 3ull, 6144ull, 8192ull, 114688ull, (1ull << 40) + 3, ~0ull}) {
+        const hvsim::cpu::detail::Remainder rem(n);
+        for (int i = 0; i < 20000; ++i) {
+            const uint64_t r = hvsim::cpu::detail::splitmix64(rng) >> (i % 64);
+            REQUIRE(rem(r) == r % n);
+        }
+        REQUIRE(rem(n - 1) == (n - 1) % n);
+        REQUIRE(rem(~0ull) == ~0ull % n);
+    }
 }
