@@ -6,11 +6,9 @@
 #pragma once
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 
-#include <libdivide.h>
-
+#include "models/common/remainder.hpp"
 #include "models/cpu/vcpu.hpp"
 
 namespace hvsim::cpu {
@@ -24,19 +22,6 @@ inline uint64_t splitmix64(uint64_t& s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-
-// r % n for a fixed n over many r: a mask when n is a power of two, else the remainder by
-// n's precomputed reciprocal (libdivide: exact). A 64-bit division costs tens of cycles, more
-// than the rest of a TLB hit's bookkeeping.
-class Remainder {
-public:
-    explicit Remainder(uint64_t n) : n_(n), mask_(n > 1 && std::has_single_bit(n) ? n - 1 : 0), div_(n) {}
-    uint64_t operator()(uint64_t r) const { return mask_ ? r & mask_ : r - (r / div_) * n_; }
-
-private:
-    uint64_t n_, mask_;
-    libdivide::divider<uint64_t> div_;
-};
 }  // namespace detail
 
 inline const uint8_t* Vcpu::load_page(Hpa a, unsigned width) {
@@ -154,7 +139,7 @@ void Vcpu::run_access_on(Hw& hw, const AccessSpec& a) {
     if (step == 0) step = w;
     const uint64_t n = planned_accesses(a);
     const uint64_t slots = std::max<uint64_t>(1, a.size / w);
-    const detail::Remainder slot_of(slots);
+    const Remainder slot_of(slots);   // the same slot as % slots, without a division
     uint64_t rng = a.seed;
     uint64_t off = 0;
     for (uint64_t i = 0; i < n; ++i) {

@@ -14,8 +14,7 @@ SharedCache::SharedCache(const CacheLevelConfig& cfg, unsigned line_bytes) : cfg
     if (lines < cfg.ways || lines % cfg.ways || cfg.size_bytes % line_bytes)
         throw std::invalid_argument("cache " + cfg.name + ": size must be a multiple of ways x line");
     sets_ = unsigned(lines / cfg.ways);
-    set_mask_ = std::has_single_bit(sets_) ? sets_ - 1 : 0;
-    sets_div_ = libdivide::divider<uint64_t>(sets_);
+    set_of_ = Remainder(sets_);
     ways_ = cfg.ways;
     slots_ = size_t(sets_) * ways_;
     clear();
@@ -62,8 +61,7 @@ CacheHierarchy::CacheHierarchy(const MemHierarchyConfig& cfg, SharedCache* llc) 
     if (prefetch_on_) {
         streams_.resize(cfg.prefetch.streams);
         stream_ways_ = std::min<unsigned>(4, cfg.prefetch.streams);
-        stream_sets_ = cfg.prefetch.streams / stream_ways_;
-        stream_sets_pow2_ = std::has_single_bit(stream_sets_);
+        stream_set_of_ = Remainder(cfg.prefetch.streams / stream_ways_);
     }
 }
 
@@ -142,9 +140,7 @@ void CacheHierarchy::train(uint64_t raw) {
     // hardware organises its 32 trackers is not published; a set look-up keeps the
     // simulator's cost per L2 reference constant).
     const unsigned ways = stream_ways_;
-    // A mask, not two divisions per L2 reference, for the presets' power-of-two set counts.
-    const size_t idx = stream_sets_pow2_ ? size_t(pg & (stream_sets_ - 1)) : size_t(pg % stream_sets_);
-    Stream* const set = &streams_[idx * ways];
+    Stream* const set = &streams_[size_t(stream_set_of_(pg)) * ways];
     Stream* s = nullptr;
     Stream* lru = set;
     for (unsigned w = 0; w < ways; ++w) {

@@ -38,8 +38,7 @@
 #include <string>
 #include <vector>
 
-#include <libdivide.h>
-
+#include "models/common/remainder.hpp"
 #include "models/common/types.hpp"
 
 namespace hvsim {
@@ -132,12 +131,8 @@ private:
     // used, so a large cache costs the host memory its touched sets need (1024 vCPUs
     // with a 32 MiB LLC each would otherwise commit 6 GiB before the first access).
     void clear();
-    // A mask on the hot path whenever the geometry allows; else the remainder by the set
-    // count's precomputed reciprocal (libdivide: exact, a multiply and a shift where a 64-bit
-    // division costs tens of cycles; Sapphire Rapids' 15-way LLC has 114,688 sets).
-    size_t set_of(uint64_t line) const {
-        return set_mask_ ? size_t(line & set_mask_) : size_t(line - (line / sets_div_) * sets_);
-    }
+    // No division on the hot path (Sapphire Rapids' 15-way LLC has 114,688 sets).
+    size_t set_of(uint64_t line) const { return size_t(set_of_(line)); }
 
     uint64_t* set_tags(uint64_t line) { return tags_.get() + set_of(line) * ways_; }
     const uint64_t* set_tags(uint64_t line) const { return tags_.get() + set_of(line) * ways_; }
@@ -145,8 +140,7 @@ private:
     CacheLevelConfig cfg_;
     unsigned sets_ = 0, ways_ = 0;
     size_t slots_ = 0;
-    uint64_t set_mask_ = 0;
-    libdivide::divider<uint64_t> sets_div_{1};
+    Remainder set_of_;
     std::unique_ptr<uint64_t[], FreeDeleter> tags_;   // per set, most recently used first
 };
 
@@ -294,8 +288,8 @@ private:
         uint8_t steps = 0;
     };
     std::vector<Stream> streams_;
-    unsigned stream_ways_ = 1, stream_sets_ = 1;   // the stream table's geometry (train())
-    bool stream_sets_pow2_ = true;
+    unsigned stream_ways_ = 1;   // the stream table's geometry (train()): ways, and sets by page
+    Remainder stream_set_of_;
     uint32_t stream_clock_ = 0;
     unsigned page_lines_shift_ = 6;   // log2(lines per 4 KiB page)
     bool prefetch_on_ = false;

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "models/common/remainder.hpp"
+
 namespace hvsim::mmu {
 
 template <class V>
@@ -42,7 +44,7 @@ public:
         entries_ = entries;
         ways_ = entries ? ways : 0;
         sets_ = entries ? entries / ways : 0;
-        set_mask_ = sets_ > 1 && std::has_single_bit(sets_) ? sets_ - 1 : 0;
+        set_of_ = Remainder(sets_ ? sets_ : 1);
         keys_.assign(entries, kEmpty);
         vals_.assign(entries, V{});
         clock_ = 0;
@@ -248,12 +250,8 @@ private:
             if (keys_[i - 1] == key) return int(i - 1);
         }
     }
-    // The set a key maps to; a mask when the set count is a power of two (it always is for
-    // the presets), since a 64-bit division here would cost more than the rest of a lookup.
-    size_t set_of(uint64_t key) const {
-        const uint64_t k = key >> kCodeBits;
-        return set_mask_ ? size_t(k & set_mask_) : sets_ == 1 ? 0 : size_t(k % sets_);
-    }
+    // The set a key maps to, without a division (one would cost more than the rest of a look-up).
+    size_t set_of(uint64_t key) const { return size_t(set_of_(key >> kCodeBits)); }
     void index(uint64_t key, uint32_t slot) {
         size_t h = home(key);
         while (index_[h]) h = (h + 1) & mask_;
@@ -279,7 +277,7 @@ private:
     }
 
     unsigned entries_ = 0, ways_ = 0, sets_ = 0;
-    uint64_t set_mask_ = 0;   // sets_ - 1 when sets_ is a power of two above 1, else 0
+    Remainder set_of_;        // key >> kCodeBits -> its set
     bool hashed_ = false;     // ways_ > kScanWays: look-ups through index_, recency in links_
     std::vector<uint64_t> keys_;    // per way, set by set (kEmpty: empty way)
     std::vector<V> vals_;

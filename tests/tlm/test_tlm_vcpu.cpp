@@ -143,7 +143,7 @@ TEST_CASE("vcpu: loads through a granted DMI pointer, stores through b_transport
 TEST_CASE("vcpu: a random pattern's slot is the generator's value modulo the slot count, for any count") {
     uint64_t rng = 42;
     for (const uint64_t n : {1ull, 2ull, 3ull, 6144ull, 8192ull, 114688ull, (1ull << 40) + 3, ~0ull}) {
-        const hvsim::cpu::detail::Remainder rem(n);
+        const hvsim::Remainder rem(n);
         for (int i = 0; i < 20000; ++i) {
             const uint64_t r = hvsim::cpu::detail::splitmix64(rng) >> (i % 64);
             REQUIRE(rem(r) == r % n);
