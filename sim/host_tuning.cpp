@@ -34,8 +34,15 @@ bool host_heap_thp() {
 }
 
 void reexec_with_host_thp(char* argv[]) {
+    const char* o = std::getenv("HVSIM_HOST_THP");
+    if (o && std::strcmp(o, "0") != 0 && std::strcmp(o, "1") != 0) {
+        const char* name = argv[0] ? std::strrchr(argv[0], '/') : nullptr;
+        std::fprintf(stderr, "%s: HVSIM_HOST_THP: expected 0 or 1, got \"%s\"\n",
+                     name ? name + 1 : (argv[0] ? argv[0] : "hvsim"), o);
+        std::exit(2);
+    }
 #if defined(__linux__) && defined(__GLIBC__) && !defined(HVSIM_ASAN)
-    if (const char* o = std::getenv("HVSIM_HOST_THP"); o && std::strcmp(o, "0") == 0) return;
+    if (o && std::strcmp(o, "0") == 0) return;
     // A marker of our own, besides the tunable: a secure-mode process has GLIBC_TUNABLES
     // removed from its environment, and must not re-execute forever.
     if (std::getenv("HVSIM_HOST_THP_SET")) return;

@@ -9,7 +9,7 @@
 namespace hvsim {
 
 // Runs the program again, once, with glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES,
-// unless HVSIM_HOST_THP=0, the tunable is already set, the process runs under valgrind or
+// unless HVSIM_HOST_THP=0 (a value other than 0 or 1 is an error: one line, exit 2), the tunable is already set, the process runs under valgrind or
 // a sanitizer (their allocators ignore it, and valgrind would not follow the new image), or
 // glibc predates the tunable. Returns when it does not re-execute (or exec fails). Call it
 // first thing in main(): results do not depend on it, only host time.

@@ -30,6 +30,15 @@ for r in runs.values():
     del r["host"]
 if runs["on"] != runs["off"]:
     errors.append("results.json differ apart from host")
+# A value that is neither 0 nor 1: one line on stderr, exit 2, no results.
+env = {k: v for k, v in os.environ.items() if k not in ("HVSIM_HOST_THP_SET", "GLIBC_TUNABLES")}
+env["HVSIM_HOST_THP"] = "off"
+out = os.path.join(work, "bad")
+p = subprocess.run([hvsim, "run", "--quiet", "--no-progress", "-o", out, scenario], env=env,
+                   capture_output=True, text=True)
+want_err = 'hvsim: HVSIM_HOST_THP: expected 0 or 1, got "off"\n'
+if p.returncode != 2 or p.stderr != want_err or p.stdout or os.path.exists(out):
+    errors.append(f"HVSIM_HOST_THP=off: exit {p.returncode}, stderr {p.stderr!r}, stdout {p.stdout!r}")
 for e in errors:
     print(e)
 sys.exit(1 if errors else 0)
