@@ -237,7 +237,9 @@ private:
     void store64(Hpa a, uint64_t v);
     void data_transport(tlm::tlm_command cmd, uint64_t a, uint8_t* p, unsigned n, bool fill);
     template <class Hw>
-    [[gnu::always_inline]] inline bool one_access(Hw& hw, uint64_t gpa, unsigned width, const AccessSpec& a);
+    // walked: set when the access missed the hit path (it walked, or faulted).
+    [[gnu::always_inline]] inline bool one_access(Hw& hw, uint64_t gpa, unsigned width, const AccessSpec& a,
+                                                  bool& walked);
     // Replay: the accesses come from a.source (a memory trace), vcpu_loop.hpp.
     template <class Hw>
     void run_replay_on(Hw& hw, const AccessSpec& a);

@@ -44,15 +44,17 @@ inline void Vcpu::store_fill(Hpa a, uint8_t value, size_t n) {
 }
 
 template <class Hw>
-bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a) {
+bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a, bool& walked) {
     const auto at = a.write ? mmu::AccessType::write : mmu::AccessType::read;
     bool emulated = false;
     Hpa hpa;
     Cycles tc = 0;
     // The L1-TLB hit path needs no fault loop and no result record.
+    walked = false;
     if (hw.try_hit(Gva(addr), at, &hpa, &tc)) {
         add_cycles(tc);
     } else {
+        walked = true;
         auto tr = translate(Gva(addr), at, a.enc, false, &emulated);
         if (!tr) return false;
         hpa = tr->hpa;
@@ -142,24 +144,35 @@ void Vcpu::run_access_on(Hw& hw, const AccessSpec& a) {
     const Remainder slot_of(slots);   // the same slot as % slots, without a division
     uint64_t rng = a.seed;
     uint64_t off = 0;
-    for (uint64_t i = 0; i < n; ++i) {
-        uint64_t addr;
+    auto next_addr = [&] {
         if (a.pattern == P::random) {
             const uint64_t r = detail::splitmix64(rng);
-            addr = a.gpa.raw() + slot_of(r) * w;
-        } else {
-            addr = a.gpa.raw() + off;
-            off += step;
-            if (off >= a.size) off = 0;
+            return a.gpa.raw() + slot_of(r) * w;
         }
+        const uint64_t at = a.gpa.raw() + off;
+        off += step;
+        if (off >= a.size) off = 0;
+        return at;
+    };
+    // Each address is made one access ahead: while this one is simulated, the host fetches
+    // what the next one's walk will read first (Mmu::prefetch_walk(); only after an access
+    // that walked, since a run of TLB hits would not use it).
+    // (The address made after the last access is not used.)
+    uint64_t ahead = next_addr();
+    bool walked = false;
+    for (uint64_t i = 0; i < n; ++i) {
+        const uint64_t addr = ahead;
+        ahead = next_addr();
+        if (walked) hw.prefetch_walk(Gva(ahead));
         // An access never crosses a page: split it as the CPU splits a misaligned access.
         const uint64_t in_page = kPageSize - (addr & kPageMask);
         if (in_page < w) {
-            if (!one_access(hw, addr, unsigned(in_page), a) || !one_access(hw, addr + in_page, unsigned(w - in_page), a)) {
+            if (!one_access(hw, addr, unsigned(in_page), a, walked) ||
+                !one_access(hw, addr + in_page, unsigned(w - in_page), a, walked)) {
                 result_.stopped = true;
                 return;
             }
-        } else if (!one_access(hw, addr, w, a)) {
+        } else if (!one_access(hw, addr, w, a, walked)) {
             result_.stopped = true;
             return;
         }
@@ -174,6 +187,7 @@ void Vcpu::run_replay_on(Hw& hw, const AccessSpec& a) {
     TraceAccess t;
     double carry = 0;     // fractional cycles of instructions not yet charged
     uint64_t n = 0;
+    bool walked = false;   // (no look-ahead here: a trace is read one access at a time)
     while ((a.count == 0 || n < a.count) && a.source->next(t)) {
         ++n;
         if (a.cycles_per_instruction > 0 && t.instructions) {
@@ -185,9 +199,9 @@ void Vcpu::run_replay_on(Hw& hw, const AccessSpec& a) {
         one.write = t.write;
         const uint64_t addr = a.gpa.raw() + (t.offset % a.size);
         const uint64_t in_page = kPageSize - (addr & kPageMask);
-        const bool ok = in_page < t.width ? one_access(hw, addr, unsigned(in_page), one) &&
-                                                one_access(hw, addr + in_page, unsigned(t.width - in_page), one)
-                                          : one_access(hw, addr, t.width, one);
+        const bool ok = in_page < t.width ? one_access(hw, addr, unsigned(in_page), one, walked) &&
+                                                one_access(hw, addr + in_page, unsigned(t.width - in_page), one, walked)
+                                          : one_access(hw, addr, t.width, one, walked);
         if (!ok) {
             result_.stopped = true;
             return;

@@ -169,6 +169,16 @@ public:
         ++stats_.data_refs;
         return access(a, write ? Ref::store : Ref::load);
     }
+    // Host speed only: asks the host to bring the sets a reference to a would search
+    // into its caches (the state is neither read nor changed).
+    void prefetch_sets(Hpa a) const {
+        const uint64_t raw = a.raw() >> line_shift_;
+        for (const Level& l : levels_) {
+            const uint64_t* t = l.arr->set_tags(raw);
+            __builtin_prefetch(t);
+            __builtin_prefetch(t + l.arr->ways_ - 1);   // a set of more than 8 ways spans lines
+        }
+    }
     // Drops a line from every level (CLFLUSH).
     void flush_line(Hpa a);
     // Empties the private levels (a shared LLC keeps the other cores' lines).

@@ -87,9 +87,16 @@ public:
 
     // What b_transport does, as direct calls for an initiator that knows this class
     // (hvsim's MMU: the socket would add nothing but a virtual call and a payload).
+    // The bytes are loaded before the caches are modelled: the two are independent, so the
+    // host's miss on the page-table bytes overlaps the cache model's work.
     uint64_t read64(uint64_t addr, Cycles& cycles) {
+        if (!phys_mem_) {
+            cycles += cache_.access(Hpa(addr));
+            return read_phys(addr);
+        }
+        const uint64_t v = phys_mem_->read64(Hpa(addr));
         cycles += cache_.access(Hpa(addr));
-        return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr);
+        return v;
     }
     void write64(uint64_t addr, uint64_t v) {
         if (phys_mem_) phys_mem_->write64(Hpa(addr), v);
@@ -102,6 +109,11 @@ public:
     Cycles data_cycles(Hpa a, bool write = false) { return cache_.access_data(a, write); }
     // A read that is part of a locked update of a line the walker holds: no latency.
     uint64_t load64(uint64_t addr) { return phys_mem_ ? phys_mem_->read64(Hpa(addr)) : read_phys(addr); }
+    // A host-side hint (WalkMemory::prefetch()): nothing modelled, nothing on the sockets.
+    void prefetch(uint64_t addr) const {
+        if (phys_mem_) phys_mem_->prefetch(Hpa(addr));
+        cache_.prefetch_sets(Hpa(addr));
+    }
 
     // tlm_fw_transport_if
     void b_transport(tlm::tlm_generic_payload& tr, sc_core::sc_time& delay) override;

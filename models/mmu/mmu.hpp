@@ -35,6 +35,7 @@
 //    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "models/common/types.hpp"
@@ -168,6 +169,8 @@ public:
         next = load64(hpa + 8);
         return v;
     }
+    // A host-side hint that the bytes at hpa will be read soon; no modelled effect.
+    virtual void prefetch(uint64_t /*hpa*/) {}
 };
 
 // A check of the physical pages a walk reaches, made when a translation is filled (so
@@ -223,6 +226,15 @@ public:
     // The hit path alone: true (with the host address and hit latency) when the last
     // L1 entry used covers va and allows the access; false means call translate().
     inline bool try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles);
+    // Host speed only, nothing modelled is read or changed: asks the host to fetch the
+    // guest leaf entry a walk of va would read, from where the last walk in va's 2 MiB of
+    // guest-virtual space found its leaf table. The vCPU calls it for its next access while
+    // it simulates this one, so that the host's miss on that entry overlaps the work.
+    void prefetch_walk(Gva va) {
+        const uint64_t v = va.raw();
+        const LeafHint& h = hints_[(v >> 21) & (kHints - 1)];
+        if (h.region == v >> 21) port_->prefetch((h.table & ~kPageMask) + table_index(v, unsigned(h.table & 7)) * 8u);
+    }
     // Nested dimension only, through the nested TLB (the guest kernel writing its own
     // page tables at known gPAs). Faults report GUEST_FINAL; page_size is the nested
     // TLB's 4K granule (a nested walk reports its leaf's size). check = false: no
@@ -344,11 +356,13 @@ private:
         PhysMem* mem = nullptr;
         CacheHierarchy* cache = nullptr;
         uint64_t read64(uint64_t hpa, Cycles& cycles) override {
+            const uint64_t v = mem->read64(Hpa(hpa));   // first: see MemHierarchy::read64
             cycles += cache->access(Hpa(hpa));
-            return mem->read64(Hpa(hpa));
+            return v;
         }
         void write64(uint64_t hpa, uint64_t v) override { mem->write64(Hpa(hpa), v); }
         uint64_t load64(uint64_t hpa) override { return mem->read64(Hpa(hpa)); }
+        void prefetch(uint64_t hpa) override { mem->prefetch(Hpa(hpa)); }
     };
     void init();
 
@@ -366,6 +380,15 @@ private:
     AssocCache<NtlbEntry> ntlb_;
     Mru mru_;
     MmuStats stats_;
+    // prefetch_walk()'s hints: per 2 MiB region of gVA (direct-mapped), the host page of
+    // the guest table its last walk ended in, and that table's level. Never consulted by
+    // the model: a stale hint only fetches a line nobody reads.
+    struct LeafHint {
+        uint64_t region = ~0ull;
+        uint64_t table = 0;   // host page | level
+    };
+    static constexpr size_t kHints = 2048;   // 32 KiB a vCPU
+    std::array<LeafHint, kHints> hints_{};
     // TLB entries filled since the last full flush that are splinters of a larger guest
     // page (INVLPG must then find every piece, not only the one at the address).
     uint64_t splinters_ = 0;

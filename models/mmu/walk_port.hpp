@@ -63,6 +63,9 @@ protected:
         if (hier_) return hier_->load64(hpa);
         return read_socket(hpa, nullptr);
     }
+    void prefetch(uint64_t hpa) override {
+        if (hier_) hier_->prefetch(hpa);
+    }
     uint64_t read64_pair(uint64_t hpa, Cycles& cycles, uint64_t& next) override {
         if (!hier_) return WalkMemory::read64_pair(hpa, cycles, next);
         const uint64_t v = hier_->read64(hpa, cycles);

@@ -75,6 +75,8 @@ public:
 
     // As mmu::Mmu: the MRU hit path, the full lookup, and the stage-2 dimension alone.
     inline bool try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cycles);
+    // mmu::Mmu::prefetch_walk()'s host-side hint; not given by this walker yet.
+    void prefetch_walk(Gva) {}
     mmu::TranslateResult translate(Gva va, mmu::AccessType at, bool enc);
     mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc);
 

@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <cstring>
+#include <vector>
 
 #include "models/mem/phys_mem.hpp"
 
@@ -200,4 +202,24 @@ TEST_CASE("discard_range drops every page of the range, across untouched radix l
     CHECK(m.read64(pfn_to_hpa(Pfn(9000))) == 0x5a5a5a5a5a5a5a5aull);
     m.discard_range(Pfn(0), 1ull << 20);
     CHECK(m.pages_resident() + m.pages_patched() + m.pages_uniform() == 0);
+}
+
+TEST_CASE("prefetch is a hint: untouched, patched, uniform and own pages stay as they were", "[mem]") {
+    PhysMem m;
+    m.write64(Hpa(0x1008), 7);                                     // a patch
+    m.fill(Hpa(0x2000), 0xab, kPageSize);                          // uniform
+    std::vector<uint8_t> own(kPageSize);
+    for (size_t i = 0; i < own.size(); ++i) own[i] = uint8_t(i * 7);
+    m.write(Hpa(0x3000), own.data(), own.size());                  // its own copy
+    const size_t res = m.pages_resident(), pat = m.pages_patched(), uni = m.pages_uniform();
+    for (uint64_t a : {0x0ull, 0x1008ull, 0x2040ull, 0x3ff8ull, 0x7fff'f000ull, ~0ull & ~7ull}) m.prefetch(Hpa(a));
+    CHECK(m.pages_resident() == res);
+    CHECK(m.pages_patched() == pat);
+    CHECK(m.pages_uniform() == uni);
+    CHECK_FALSE(m.present(Pfn(0)));
+    CHECK(m.read64(Hpa(0x1008)) == 7);
+    CHECK(m.read64(Hpa(0x2040)) == 0xababababababababull);
+    uint64_t w;
+    std::memcpy(&w, own.data() + 0xff8, 8);
+    CHECK(m.read64(Hpa(0x3ff8)) == w);
 }

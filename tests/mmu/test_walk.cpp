@@ -229,3 +229,62 @@ TEST_CASE("out-of-reach addresses are programming errors", "[mmu][walk]") {
         CHECK_THROWS_AS(Mmu(c, m, h), std::invalid_argument);
     }
 }
+
+namespace {
+// The walker's memory, recording the hPAs it reads and the ones it is asked to prefetch.
+struct RecordingMemory final : WalkMemory {
+    PhysMem& mem;
+    std::vector<uint64_t> reads, prefetches;
+    explicit RecordingMemory(PhysMem& m) : mem(m) {}
+    uint64_t read64(uint64_t hpa, Cycles& cycles) override {
+        reads.push_back(hpa);
+        cycles += 100;
+        return mem.read64(Hpa(hpa));
+    }
+    void write64(uint64_t hpa, uint64_t v) override { mem.write64(Hpa(hpa), v); }
+    uint64_t load64(uint64_t hpa) override { return mem.read64(Hpa(hpa)); }
+    void prefetch(uint64_t hpa) override { prefetches.push_back(hpa); }
+};
+}  // namespace
+
+// Mmu::prefetch_walk() is a host-side hint: it names the guest leaf entry the walk of an
+// address would read, from the leaf table the last walk in its 2 MiB region ended in, and
+// leaves every modelled structure as it was.
+TEST_CASE("prefetch_walk names the guest leaf entry the next walk reads and changes nothing", "[mmu][walk]") {
+    const PgLevel gsize = GENERATE(PgLevel::k4K, PgLevel::k2M);
+    CAPTURE(int(gsize));
+    Rig r(bare_config());
+    r.standard(gsize);
+    RecordingMemory rec(r.mem);
+    Mmu m(r.cfg, rec);
+    m.set_guest_root(Gpa(r.guest.root()));
+    m.set_nested_root(Hpa(r.nested.root()));
+    const uint64_t va = r.gva0();
+
+    // Nothing walked in the region yet: no hint.
+    m.prefetch_walk(Gva(va + 0x5008));
+    CHECK(rec.prefetches.empty());
+
+    REQUIRE(m.translate(Gva(va + 0x1010), AccessType::read, false).ok());
+    const MmuStats before = m.stats();
+    m.prefetch_walk(Gva(va + 0x5008));
+    REQUIRE(rec.prefetches.size() == 1);
+    const uint64_t hinted = rec.prefetches[0];
+    CHECK(m.stats().accesses == before.accesses);
+    CHECK(m.stats().misses == before.misses);
+
+    // The walk of that address (nested 4K pages: the TLB holds 4K pieces) reads the
+    // entry hinted: the PTE of its page, or with a 2M guest page the PDE the first walk read.
+    rec.reads.clear();
+    const TranslateResult t = m.translate(Gva(va + 0x5008), AccessType::read, false);
+    REQUIRE(t.ok());
+    REQUIRE_FALSE(t.tlb_hit);
+    CHECK(std::find(rec.reads.begin(), rec.reads.end(), hinted) != rec.reads.end());
+    if (gsize == PgLevel::k4K) CHECK(hinted % kPageSize == table_index(va + 0x5008, 1) * 8);
+    else CHECK(hinted % kPageSize == table_index(va, 2) * 8);
+
+    // Another 2 MiB region of guest-virtual space has no hint of its own.
+    rec.prefetches.clear();
+    m.prefetch_walk(Gva(va + (1ull << 21)));
+    CHECK(rec.prefetches.empty());
+}
