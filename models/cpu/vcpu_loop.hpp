@@ -184,12 +184,24 @@ void Vcpu::run_access_on(Hw& hw, const AccessSpec& a) {
 template <class Hw>
 void Vcpu::run_replay_on(Hw& hw, const AccessSpec& a) {
     AccessSpec one = a;   // the trace decides read/write per access
-    TraceAccess t;
     double carry = 0;     // fractional cycles of instructions not yet charged
     uint64_t n = 0;
-    bool walked = false;   // (no look-ahead here: a trace is read one access at a time)
-    while ((a.count == 0 || n < a.count) && a.source->next(t)) {
+    // One record read ahead, as run_access_on() makes its addresses (never past `count`:
+    // a record the step does not use is not parsed).
+    TraceAccess t, ahead;
+    uint64_t ahead_addr = 0;
+    auto read_ahead = [&] {
+        if ((a.count != 0 && n >= a.count) || !a.source->next(ahead)) return false;
         ++n;
+        ahead_addr = a.gpa.raw() + (ahead.offset % a.size);
+        return true;
+    };
+    bool walked = false;
+    for (bool more = read_ahead(); more;) {
+        t = ahead;
+        const uint64_t addr = ahead_addr;
+        more = read_ahead();
+        if (more && walked) hw.prefetch_walk(Gva(ahead_addr));
         if (a.cycles_per_instruction > 0 && t.instructions) {
             carry += double(t.instructions) * a.cycles_per_instruction;
             const double whole = double(uint64_t(carry));
@@ -197,7 +209,6 @@ void Vcpu::run_replay_on(Hw& hw, const AccessSpec& a) {
             carry -= whole;
         }
         one.write = t.write;
-        const uint64_t addr = a.gpa.raw() + (t.offset % a.size);
         const uint64_t in_page = kPageSize - (addr & kPageMask);
         const bool ok = in_page < t.width ? one_access(hw, addr, unsigned(in_page), one, walked) &&
                                                 one_access(hw, addr + in_page, unsigned(t.width - in_page), one, walked)

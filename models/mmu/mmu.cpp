@@ -526,7 +526,7 @@ TranslateResult Mmu::walk(uint64_t va, AccessType at, bool enc) {
                 pwc_fill(kGuest, level, va, pte_hpa, e, table, perm, cached, read);
                 continue;
             }
-            hints_[(va >> 21) & (kHints - 1)] = LeafHint{va >> 21, tx.hpa | level};
+            hints_.record(va, tx.hpa, level);
             glevel = level;
             gwritable = (perm & kW) != 0;
             gdirty = (e & pte::D) != 0;

@@ -42,6 +42,7 @@
 #include "models/mem/cache.hpp"
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/assoc_cache.hpp"
+#include "models/mmu/leaf_hints.hpp"
 #include "models/mmu/x86_pte.hpp"
 
 namespace hvsim::mmu {
@@ -231,9 +232,9 @@ public:
     // guest-virtual space found its leaf table. The vCPU calls it for its next access while
     // it simulates this one, so that the host's miss on that entry overlaps the work.
     void prefetch_walk(Gva va) {
-        const uint64_t v = va.raw();
-        const LeafHint& h = hints_[(v >> 21) & (kHints - 1)];
-        if (h.region == v >> 21) port_->prefetch((h.table & ~kPageMask) + table_index(v, unsigned(h.table & 7)) * 8u);
+        uint64_t table;
+        unsigned level;
+        if (hints_.find(va.raw(), table, level)) port_->prefetch(table + table_index(va.raw(), level) * 8u);
     }
     // Nested dimension only, through the nested TLB (the guest kernel writing its own
     // page tables at known gPAs). Faults report GUEST_FINAL; page_size is the nested
@@ -380,15 +381,7 @@ private:
     AssocCache<NtlbEntry> ntlb_;
     Mru mru_;
     MmuStats stats_;
-    // prefetch_walk()'s hints: per 2 MiB region of gVA (direct-mapped), the host page of
-    // the guest table its last walk ended in, and that table's level. Never consulted by
-    // the model: a stale hint only fetches a line nobody reads.
-    struct LeafHint {
-        uint64_t region = ~0ull;
-        uint64_t table = 0;   // host page | level
-    };
-    static constexpr size_t kHints = 2048;   // 32 KiB a vCPU
-    std::array<LeafHint, kHints> hints_{};
+    LeafHints hints_;   // prefetch_walk(): the host page of each region's last guest leaf table
     // TLB entries filled since the last full flush that are splinters of a larger guest
     // page (INVLPG must then find every piece, not only the one at the address).
     uint64_t splinters_ = 0;

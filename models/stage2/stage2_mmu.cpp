@@ -419,6 +419,7 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
             s1perm = uint8_t(kR | ((d & desc::S1_AP2) ? 0 : kW) | ((d & desc::S1_PXN) ? 0 : kX));
             if ((s1perm & acc) != acc) return s1_fault(esr::fsc_perm(level));
             s1shift = level_shift(g, level);
+            hints_.record(va, t.pa - idx * 8, unsigned(level));
             ipa = desc::oa(d, g, false) | (va & ((1ull << s1shift) - 1));
             break;
         }

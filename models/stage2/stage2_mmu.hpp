@@ -30,6 +30,7 @@
 
 #include "models/common/types.hpp"
 #include "models/mmu/assoc_cache.hpp"
+#include "models/mmu/leaf_hints.hpp"
 #include "models/mmu/mmu.hpp"
 #include "models/stage2/vmsa.hpp"
 
@@ -75,8 +76,15 @@ public:
 
     // As mmu::Mmu: the MRU hit path, the full lookup, and the stage-2 dimension alone.
     inline bool try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cycles);
-    // mmu::Mmu::prefetch_walk()'s host-side hint; not given by this walker yet.
-    void prefetch_walk(Gva) {}
+    // As mmu::Mmu::prefetch_walk(): the host-side hint for the stage-1 leaf descriptor a
+    // walk of va would read (its stage-2 references are not hinted).
+    void prefetch_walk(Gva va) {
+        uint64_t table;
+        unsigned level;
+        if (!s1_on_ || !hints_.find(va.raw(), table, level)) return;
+        const Granule g = s1_.granule;
+        port_->prefetch(table + ((va.raw() >> level_shift(g, int(level))) & ((1ull << level_bits(g)) - 1)) * 8);
+    }
     mmu::TranslateResult translate(Gva va, mmu::AccessType at, bool enc);
     mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc);
 
@@ -153,6 +161,9 @@ private:
     Mru mru_;
     mmu::MmuStats stats_;
     Stage2Stats s2stats_;
+    // prefetch_walk(): per region, where the last walk's stage-1 leaf table lies (its
+    // descriptor's PA less its index: exact where stage 2 maps the table contiguously).
+    mmu::LeafHints hints_;
 };
 
 inline bool Stage2Mmu::try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cycles) {

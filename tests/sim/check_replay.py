@@ -92,6 +92,14 @@ def main():
     if not res or res["metrics"]["accesses"] != 100:
         errors.append(f"count 100: {res and res['metrics']['accesses']}")
 
+    # A step reads no record past its count: 99 accesses are records 0-43 whole (3 accesses in
+    # every 4th, 2 in the others), so a record 44 cut short is never parsed.
+    open(f"{work}/cut.champsim", "wb").write(recs[:64 * 44 + 10])
+    scenario(f"{work}/cut99.json", "cut.champsim", "champsim", extra={"count": 99})
+    r, res = run(hvsim, f"{work}/cut99.json", f"{work}/cut99")
+    if r.returncode != 0 or not res or res["metrics"]["accesses"] != 99:
+        errors.append(f"count 99 before a cut record: exit {r.returncode} {r.stderr.strip()}")
+
     # Bad traces and bad steps.
     open(f"{work}/short.champsim", "wb").write(recs[:100])
     scenario(f"{work}/short.json", "short.champsim", "champsim")

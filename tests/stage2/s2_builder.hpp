@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
+#include <vector>
 
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
@@ -85,11 +86,15 @@ struct CountingMemory final : mmu::WalkMemory {
     explicit CountingMemory(PhysMem& m) : mem(m) {}
     PhysMem& mem;
     uint64_t reads = 0, writes = 0;
+    bool log = false;                             // keep read_log
+    std::vector<uint64_t> read_log, prefetches;   // addresses read (when log), prefetched
     uint64_t read64(uint64_t hpa, Cycles& cycles) override {
         ++reads;
+        if (log) read_log.push_back(hpa);
         cycles += 1;
         return mem.read64(Hpa(hpa));
     }
+    void prefetch(uint64_t hpa) override { prefetches.push_back(hpa); }
     void write64(uint64_t hpa, uint64_t v) override {
         ++writes;
         mem.write64(Hpa(hpa), v);

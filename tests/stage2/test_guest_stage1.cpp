@@ -4,6 +4,8 @@
 // entries are VMSAv8-64 descriptors (Arm ARM D8.3), not x86 entries.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "kernel/arm64/kvm_mmu.hpp"
 #include "models/cpu/guest_os.hpp"
 #include "models/stage2/bbm_checker.hpp"
@@ -220,4 +222,36 @@ TEST_CASE("guest stage 1: GuestOs refuses 5 levels for arm64 (52-bit VA needs FE
     cpu::GuestOsConfig c = Rig::guest_config(PgLevel::k4K);
     c.levels = 5;
     CHECK_THROWS_WITH(cpu::GuestOs(c), Catch::Contains("4 levels"));
+}
+
+// Stage2Mmu::prefetch_walk(), the host-side hint as mmu::Mmu's: the stage-1 leaf descriptor
+// the walk of an address will read, from the table the last walk in its 2 MiB region ended
+// in; nothing before such a walk, nothing for another region, no modelled effect.
+TEST_CASE("guest stage 1: prefetch_walk names the stage-1 leaf descriptor the next walk reads") {
+    Rig r;
+    const uint64_t va = 0x2345000;
+    r.cpu.prefetch_walk(Gva(va + 0x3000));
+    CHECK(r.port.prefetches.empty());
+    REQUIRE(r.access(va, AccessType::read).ok());
+    REQUIRE(r.access(va + 0x3000, AccessType::read).ok());   // faults its page in first
+    r.cpu.flush_all();
+    REQUIRE(r.access(va, AccessType::read).ok());            // the last walk in the region
+    const auto before = r.cpu.stats();
+    r.cpu.prefetch_walk(Gva(va + 0x3000));
+    REQUIRE(r.port.prefetches.size() == 1);
+    CHECK(r.cpu.stats().accesses == before.accesses);
+    CHECK(r.cpu.stats().misses == before.misses);
+    r.port.log = true;
+    const auto t = r.access(va + 0x3000, AccessType::read);
+    REQUIRE(t.ok());
+    REQUIRE_FALSE(t.tlb_hit);
+    // The leaf descriptor of va + 0x3000 is among the walk's reads.
+    const uint64_t l2 = r.s1_desc(va, 2);
+    const uint64_t leaf_pa = r.pa_of(Gpa(desc::oa(l2, Granule::k4K, false) + 8 * (((va + 0x3000) >> 12) & 511)),
+                                     AccessType::read);
+    CHECK(r.port.prefetches[0] == leaf_pa);
+    CHECK(std::find(r.port.read_log.begin(), r.port.read_log.end(), leaf_pa) != r.port.read_log.end());
+    r.port.prefetches.clear();
+    r.cpu.prefetch_walk(Gva(va + (2ull << 20)));
+    CHECK(r.port.prefetches.empty());
 }
