@@ -83,6 +83,7 @@ public:
         live_ = 0;
         evictions_ = 0;
         for (auto& c : code_count_) c = 0;
+        code_mask_ = 0;
     }
 
     bool enabled() const { return entries_ != 0; }
@@ -92,6 +93,9 @@ public:
     unsigned size() const { return live_; }
     // Live entries whose key carries this code (e.g. how many 2M entries a TLB holds).
     unsigned count_code(unsigned code) const { return code_count_[code & 15u]; }
+    // Bit c set when an entry with code c is live: a look-up over page sizes visits the
+    // sizes present (in increasing code order, lowest set bit first) instead of all.
+    uint16_t code_mask() const { return code_mask_; }
     uint64_t evictions() const { return evictions_; }
 
     // Hit: marks the entry most recently used and returns it.
@@ -129,13 +133,14 @@ public:
         if (old != kEmpty) {
             ++evictions_;
             if (hashed_) unindex(old);
-            --code_count_[old & 15u];
+            if (--code_count_[old & 15u] == 0) code_mask_ &= uint16_t(~(1u << (old & 15u)));
             --live_;
         }
         keys_[victim] = key;
         if (hashed_) index(key, victim);
         if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
         ++code_count_[key & 15u];
+        code_mask_ |= uint16_t(1u << (key & 15u));
         ++live_;
         vals_[victim] = v;
         touch(victim);
@@ -150,7 +155,7 @@ public:
         } else {
             stamp_[size_t(s)] = 0;
         }
-        --code_count_[key & 15u];
+        if (--code_count_[key & 15u] == 0) code_mask_ &= uint16_t(~(1u << (key & 15u)));
         --live_;
         keys_[size_t(s)] = kEmpty;
         return true;
@@ -182,6 +187,7 @@ public:
         }
         touched_.clear();
         for (auto& c : code_count_) c = 0;
+        code_mask_ = 0;
         live_ = 0;
     }
 
@@ -292,6 +298,7 @@ private:
     uint64_t evictions_ = 0;
     unsigned live_ = 0;
     unsigned code_count_[16] = {};
+    uint16_t code_mask_ = 0;   // bit c: code_count_[c] != 0
 };
 
 }  // namespace hvsim::mmu

@@ -1,6 +1,7 @@
 #include "models/stage2/stage2_mmu.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <stdexcept>
 
 namespace hvsim::stage2 {
@@ -133,8 +134,8 @@ TranslateResult Stage2Mmu::translate(Gva va, AccessType at, bool) {
 // (a miss, or an entry that denies the access) goes the slow way.
 bool Stage2Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
     const unsigned abit = 1u << unsigned(at);
-    for (unsigned code = 0; code < kNumCodes; ++code) {
-        if (!((codes_used_ >> code) & 1) || !l1_.count_code(code)) continue;
+    for (unsigned m = codes_used_ & l1_.code_mask(); m; m &= m - 1) {
+        const unsigned code = unsigned(std::countr_zero(m));
         const unsigned sh = kShifts[code];
         TlbEntry* e = l1_.find(tlb_key(vmid_, asid_, v >> sh, code));
         if (!e || e->vmid != vmid_ || e->asid != asid_ || e->vpage != (v >> sh)) continue;
@@ -172,8 +173,8 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
     for (int lvl = 0; lvl < 2 && !denied; ++lvl) {
         auto& tlb = lvl == 0 ? l1_ : l2_;
         if (lvl == 1) c += cfg_.l2.hit_cycles;
-        for (unsigned code = 0; code < kNumCodes; ++code) {
-            if (!((codes_used_ >> code) & 1) || !tlb.count_code(code)) continue;
+        for (unsigned m = codes_used_ & tlb.code_mask(); m; m &= m - 1) {
+            const unsigned code = unsigned(std::countr_zero(m));
             const unsigned sh = kShifts[code];
             TlbEntry* e = tlb.find(tlb_key(vmid_, asid_, v >> sh, code));
             if (!e || e->vmid != vmid_ || e->asid != asid_ || e->vpage != (v >> sh)) continue;
@@ -203,8 +204,8 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
 
 // Stage 2 of one IPA through the stage-2 TLB, else a walk.
 Stage2Mmu::S2Out Stage2Mmu::s2_translate(uint64_t ipa, uint8_t acc, Cycles& cyc, unsigned& refs) {
-    for (unsigned code = 0; code < kNumCodes && s2tlb_.enabled(); ++code) {
-        if (!s2tlb_.count_code(code)) continue;
+    for (unsigned m = s2tlb_.code_mask(); m; m &= m - 1) {   // none when disabled
+        const unsigned code = unsigned(std::countr_zero(m));
         const unsigned sh = kShifts[code];
         S2Entry* e = s2tlb_.find(tlb_key(vmid_, 0xffff, ipa >> sh, code));
         if (!e || e->vmid != vmid_ || e->ipage != (ipa >> sh)) continue;

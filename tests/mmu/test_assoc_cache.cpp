@@ -80,9 +80,11 @@ TEST_CASE("matches a reference LRU model under random traffic", "[mmu][cache]") 
     std::vector<std::list<uint64_t>> model(sets);   // front = most recent
     std::map<uint64_t, uint64_t> vals;
     std::mt19937_64 rng(42);
-    uint64_t hits = 0, clears = 0;
+    uint64_t hits = 0, clears = 0, rare_present = 0;
     for (int op = 0; op < 50000; ++op) {
-        const uint64_t k = key(rng() % 300, unsigned(rng() % 3) + 1);
+        // Codes 1-3 often; code 4 seldom and on few keys, so its count keeps returning to 0.
+        const bool rare = rng() % 50 == 0;
+        const uint64_t k = rare ? key(rng() % 4, 4) : key(rng() % 300, unsigned(rng() % 3) + 1);
         auto& set = model[(k >> 4) % sets];
         auto it = std::find(set.begin(), set.end(), k);
         if (rng() % 2000 == 0) {   // flush: both the sparse and the full sweep get exercised
@@ -117,7 +119,20 @@ TEST_CASE("matches a reference LRU model under random traffic", "[mmu][cache]") 
             REQUIRE(c.erase(k) == (it != set.end()));
             if (it != set.end()) set.erase(it);
         }
+        // Per-code counts and the mask of codes present follow the live entries.
+        unsigned count[16] = {};
+        for (auto& s : model)
+            for (uint64_t m : s) ++count[m & 15u];
+        unsigned mask = 0;
+        for (unsigned code = 0; code < 16; ++code) {
+            REQUIRE(c.count_code(code) == count[code]);
+            if (count[code]) mask |= 1u << code;
+        }
+        REQUIRE(c.code_mask() == mask);
+        rare_present += (mask >> 4) & 1;
     }
+    CHECK(rare_present > 100);   // code 4 came and went
+    CHECK(rare_present < 49000);
     size_t live = 0;
     for (auto& s : model) live += s.size();
     CHECK(c.size() == live);
