@@ -2,6 +2,7 @@
 // timing through CacheHierarchy, effective page size, accessed/dirty write-back.
 #include <catch2/catch.hpp>
 
+#include "tests/mmu/counting_memory.hpp"
 #include "tests/mmu/rig.hpp"
 
 using namespace hvsim;
@@ -230,23 +231,6 @@ TEST_CASE("out-of-reach addresses are programming errors", "[mmu][walk]") {
     }
 }
 
-namespace {
-// The walker's memory, recording the hPAs it reads and the ones it is asked to prefetch.
-struct RecordingMemory final : WalkMemory {
-    PhysMem& mem;
-    std::vector<uint64_t> reads, prefetches;
-    explicit RecordingMemory(PhysMem& m) : mem(m) {}
-    uint64_t read64(uint64_t hpa, Cycles& cycles) override {
-        reads.push_back(hpa);
-        cycles += 100;
-        return mem.read64(Hpa(hpa));
-    }
-    void write64(uint64_t hpa, uint64_t v) override { mem.write64(Hpa(hpa), v); }
-    uint64_t load64(uint64_t hpa) override { return mem.read64(Hpa(hpa)); }
-    void prefetch(uint64_t hpa) override { prefetches.push_back(hpa); }
-};
-}  // namespace
-
 // Mmu::prefetch_walk() is a host-side hint: it names the guest leaf entry the walk of an
 // address would read, from the leaf table the last walk in its 2 MiB region ended in, and
 // leaves every modelled structure as it was.
@@ -255,7 +239,8 @@ TEST_CASE("prefetch_walk names the guest leaf entry the next walk reads and chan
     CAPTURE(int(gsize));
     Rig r(bare_config());
     r.standard(gsize);
-    RecordingMemory rec(r.mem);
+    CountingMemory rec(r.mem);
+    rec.log = true;
     Mmu m(r.cfg, rec);
     m.set_guest_root(Gpa(r.guest.root()));
     m.set_nested_root(Hpa(r.nested.root()));
@@ -275,11 +260,11 @@ TEST_CASE("prefetch_walk names the guest leaf entry the next walk reads and chan
 
     // The walk of that address (nested 4K pages: the TLB holds 4K pieces) reads the
     // entry hinted: the PTE of its page, or with a 2M guest page the PDE the first walk read.
-    rec.reads.clear();
+    rec.read_log.clear();
     const TranslateResult t = m.translate(Gva(va + 0x5008), AccessType::read, false);
     REQUIRE(t.ok());
     REQUIRE_FALSE(t.tlb_hit);
-    CHECK(std::find(rec.reads.begin(), rec.reads.end(), hinted) != rec.reads.end());
+    CHECK(std::find(rec.read_log.begin(), rec.read_log.end(), hinted) != rec.read_log.end());
     if (gsize == PgLevel::k4K) CHECK(hinted % kPageSize == table_index(va + 0x5008, 1) * 8);
     else CHECK(hinted % kPageSize == table_index(va, 2) * 8);
 

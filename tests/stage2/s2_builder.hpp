@@ -7,11 +7,11 @@
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
-#include <vector>
 
 #include "models/mem/phys_mem.hpp"
 #include "models/mmu/mmu.hpp"
 #include "models/stage2/vmsa.hpp"
+#include "tests/mmu/counting_memory.hpp"
 
 namespace hvsim::stage2::test {
 
@@ -81,25 +81,7 @@ private:
     uint64_t root_ = 0, next_ = 0;
 };
 
-// Walker memory for tests: every read costs one cycle and is counted.
-struct CountingMemory final : mmu::WalkMemory {
-    explicit CountingMemory(PhysMem& m) : mem(m) {}
-    PhysMem& mem;
-    uint64_t reads = 0, writes = 0;
-    bool log = false;                             // keep read_log
-    std::vector<uint64_t> read_log, prefetches;   // addresses read (when log), prefetched
-    uint64_t read64(uint64_t hpa, Cycles& cycles) override {
-        ++reads;
-        if (log) read_log.push_back(hpa);
-        cycles += 1;
-        return mem.read64(Hpa(hpa));
-    }
-    void prefetch(uint64_t hpa) override { prefetches.push_back(hpa); }
-    void write64(uint64_t hpa, uint64_t v) override {
-        ++writes;
-        mem.write64(Hpa(hpa), v);
-    }
-    uint64_t load64(uint64_t hpa) override { return mem.read64(Hpa(hpa)); }
-};
+// Walker memory for tests (reads counted, prefetches recorded): shared with the x86 tests.
+using CountingMemory = mmu::test::CountingMemory;
 
 }  // namespace hvsim::stage2::test
