@@ -57,18 +57,12 @@ public:
     void discard_range(Pfn first, uint64_t n);
 
     uint64_t read64(Hpa a) const;
-    // Asks the host to bring the line of the bytes at `a` into its caches: a hint that
-    // changes nothing (not even the lookaside), for a read expected soon.
+    // Asks the host to bring the line of the bytes at `a` into its caches, for a read
+    // expected soon: a hint that changes no page (the page enters the lookaside, as a read
+    // would enter it).
     void prefetch(Hpa a) const {
-        const uint64_t f = a.raw() >> kPageShift;
-        const auto& e = lookaside_[f & (kLookaside - 1)];
-        const Page* pg = e.page;
-        if (e.pfn != f) {
-            Page* const* s = slot_if_present(Pfn(f));
-            if (!s || !*s || is_patch(*s)) return;
-            pg = *s;
-        }
-        __builtin_prefetch(pg->b.data() + (a.raw() & kPageMask));
+        const Page* pg = find_page(hpa_to_pfn(a));
+        if (pg && !is_patch(pg)) __builtin_prefetch(pg->b.data() + (a.raw() & kPageMask));
     }
     void write64(Hpa a, uint64_t v);
     // Byte copies; may cross page boundaries.

@@ -35,7 +35,6 @@
 //    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
 #pragma once
 
-#include <array>
 #include <cstdint>
 
 #include "models/common/types.hpp"

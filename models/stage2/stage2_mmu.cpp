@@ -382,7 +382,7 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
             }
         }
         for (;; ++level) {
-            const uint64_t idx = (va >> level_shift(g, level)) & ((1ull << level_bits(g)) - 1);
+            const uint64_t idx = table_index(g, level, va);
             const uint64_t dipa = table + idx * 8;
             // S1PTW: the descriptor's IPA through stage 2 (a stage-2 TLB hit is the
             // nested-TLB hit of an x86 2D walk: walk.ntlb_hits).

@@ -82,8 +82,7 @@ public:
         uint64_t table;
         unsigned level;
         if (!s1_on_ || !hints_.find(va.raw(), table, level)) return;
-        const Granule g = s1_.granule;
-        port_->prefetch(table + ((va.raw() >> level_shift(g, int(level))) & ((1ull << level_bits(g)) - 1)) * 8);
+        port_->prefetch(table + table_index(s1_.granule, int(level), va.raw()) * 8);
     }
     mmu::TranslateResult translate(Gva va, mmu::AccessType at, bool enc);
     mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc);

@@ -23,6 +23,8 @@ constexpr unsigned level_bits(Granule g) { return granule_shift(g) - 3; }
 // Address bits below the entries of `level` (ARM64_HW_PGTABLE_LEVEL_SHIFT): 4K L3 = 12, L2 = 21 ...
 constexpr unsigned level_shift(Granule g, int level) { return level_bits(g) * unsigned(3 - level) + granule_shift(g); }
 constexpr uint64_t level_size(Granule g, int level) { return 1ull << level_shift(g, level); }
+// The index of va's descriptor in a (non-root) table at `level`.
+constexpr uint64_t table_index(Granule g, int level, uint64_t va) { return (va >> level_shift(g, level)) & ((1ull << level_bits(g)) - 1); }
 
 // TG0 encodings: VTCR_EL2.TG0 and TCR_EL1.TG0 share them (0 = 4K, 1 = 64K, 2 = 16K).
 constexpr uint64_t tg0_of(Granule g) { return g == Granule::k4K ? 0 : g == Granule::k64K ? 1 : 2; }
