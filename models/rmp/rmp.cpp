@@ -2,6 +2,7 @@
 
 #include "models/rmp/rmp_state_graph.hpp"
 
+#include <new>
 #include <stdexcept>
 
 namespace hvsim::rmp {
@@ -17,14 +18,14 @@ RmpEntry RmpEntry::decode(uint64_t lo, uint64_t hi) {
     RmpEntry e;
     e.assigned = lo_assigned(lo);
     e.size_2m = lo_size_2m(lo);
-    e.immutable = (lo >> 2) & 1;
+    e.immutable = lo_immutable(lo);
     e.subpage_count = uint16_t((lo >> 3) & 0x1ff);
-    e.gpa = Gpa(((lo >> 12) & ((1ull << 39) - 1)) << kPageShift);
+    e.gpa = lo_gpa(lo);
     e.asid = lo_asid(lo);
     e.vmsa = (lo >> 61) & 1;
-    e.validated = (lo >> 62) & 1;
+    e.validated = lo_validated(lo);
     e.lock = (lo >> 63) & 1;
-    for (unsigned i = 0; i < 4; ++i) e.perms[i] = uint8_t(hi >> (8 * i));
+    for (unsigned i = 0; i < 4; ++i) e.perms[i] = hi_perms(hi, i);
     return e;
 }
 
@@ -45,6 +46,10 @@ Rmp::Rmp(const RmpConfig& cfg, PhysMem& mem) : cfg_(cfg), mem_(mem) {
     if (cfg.base.raw() < cfg.covered_pages * kPageSize)
         throw std::invalid_argument("rmp: the table must lie above the memory it covers");
     cache_.configure(cfg.cache_entries, cfg.cache_entries, "rmp.cache");
+    // Every entry starts unassigned (the table's memory reads as zeros): no page encrypted.
+    void* bits = std::calloc(size_t(cfg.covered_pages / 64 + 1), sizeof(uint64_t));
+    if (!bits) throw std::bad_alloc();
+    enc_bits_.reset(static_cast<uint64_t*>(bits));
 }
 
 Rmp::Words Rmp::load_words(Pfn p, bool debug) const {
@@ -65,6 +70,8 @@ RmpEntry Rmp::read_entry(Pfn p) const { return load(p, true); }
 
 void Rmp::write_entry(Pfn p, const RmpEntry& e) {
     const Hpa a = entry_addr(p);
+    // A head entry that is or was 2M decides for its whole region (load_auth()).
+    const bool region = p.raw() == head_of(p.raw()) && (e.size_2m || RmpEntry::lo_size_2m(read_table64(a, true)));
     if (tm_) {
         const uint64_t q[2] = {e.lo(), e.hi()};
         tm_->write(a.raw(), q, sizeof q);
@@ -73,6 +80,13 @@ void Rmp::write_entry(Pfn p, const RmpEntry& e) {
         mem_.write64(a + 8, e.hi());
     }
     cache_.erase(p.raw());   // the cache is coherent with RMP writes
+    if (!covered(p)) return;
+    if (!region) {
+        set_encrypted_bit(p.raw(), encrypted_in_table(p));
+        return;
+    }
+    for (uint64_t q = p.raw(); q < p.raw() + kPagesPer2M && covered(Pfn(q)); ++q)
+        set_encrypted_bit(q, e.size_2m ? e.assigned && e.asid != 0 : encrypted_in_table(Pfn(q)));
 }
 
 RmpEntry Rmp::load_auth(Pfn p, PgLevel* level, bool debug) const {
@@ -87,7 +101,7 @@ RmpEntry Rmp::load_auth(Pfn p, PgLevel* level, bool debug) const {
 
 RmpEntry Rmp::lookup(Pfn p, PgLevel* level) const { return load_auth(p, level, true); }
 
-bool Rmp::encrypted(Pfn p) const {
+bool Rmp::encrypted_in_table(Pfn p) const {
     if (!covered(p)) return false;
     // load_auth() on the low words only: the 2M head's, then the page's own.
     uint64_t lo = read_table64(entry_addr(Pfn(head_of(p.raw()))), true);
@@ -121,8 +135,13 @@ std::vector<uint8_t> Rmp::snapshot(uint64_t first, uint64_t n) const {
 }
 
 void Rmp::verify(uint64_t first, uint64_t n, const std::vector<uint8_t>& before, const char* op) const {
-    for (uint64_t i = 0; i < n; ++i)
-        rmp_assert_transition(RmpPageState(before[i]), rmp_page_state(lookup(Pfn(first + i))), op);
+    for (uint64_t i = 0; i < n; ++i) {
+        const Pfn p(first + i);
+        rmp_assert_transition(RmpPageState(before[i]), rmp_page_state(lookup(p)), op);
+        if (encrypted(p) != encrypted_in_table(p))
+            throw std::logic_error(std::string("RMP: the encrypted-page bit of a page disagrees with its entry (") +
+                                   op + ")");
+    }
 }
 
 void Rmp::set_in_use(Pfn p, bool in_use) {
@@ -237,27 +256,28 @@ Rmp::Words Rmp::fetch(Pfn p, RmpReader* rd, Cycles& cycles) {
     }
     ++stats_.entry_reads;
     Words w;
-    if (rd) w.lo = rd->read_entry(entry_addr(p).raw(), cycles, w.hi);
+    if (rd) w.lo = rd->read64_pair(entry_addr(p).raw(), cycles, w.hi);
     else w = load_words(p, false);
     cache_.insert(p.raw(), w);
     return w;
 }
 
-RmpEntry Rmp::auth(Pfn p, PgLevel& level, RmpReader* rd, Cycles& cycles) {
+Rmp::Words Rmp::auth(Pfn p, PgLevel& level, RmpReader* rd, Cycles& cycles) {
     const uint64_t h = head_of(p.raw());
     Words w = fetch(Pfn(h), rd, cycles);
     const bool big = RmpEntry::lo_size_2m(w.lo);
     level = big ? PgLevel::k2M : PgLevel::k4K;
     if (!big && h != p.raw()) w = fetch(p, rd, cycles);
-    return RmpEntry::decode(w.lo, w.hi);
+    return w;
 }
 
-bool Rmp::owned_by(const GuestCtx& g, const RmpEntry& e, Pfn p, Gpa page_gpa) const {
-    if (!covered(p) || !e.assigned || e.asid != g.asid || e.immutable) return false;
+bool Rmp::owned_by(const GuestCtx& g, uint64_t lo, Pfn p, Gpa page_gpa) const {
+    using E = RmpEntry;
+    if (!covered(p) || !E::lo_assigned(lo) || E::lo_asid(lo) != g.asid || E::lo_immutable(lo)) return false;
     // Reverse-Map: the entry's GPA (plus the page's offset inside a 2M entry) must be
     // the gPA the nested walk translated.
-    const uint64_t off = e.size_2m ? (p.raw() - head_of(p.raw())) * kPageSize : 0;
-    return e.gpa.raw() + off == (page_gpa.raw() & ~kPageMask);
+    const uint64_t off = E::lo_size_2m(lo) ? (p.raw() - head_of(p.raw())) * kPageSize : 0;
+    return E::lo_gpa(lo).raw() + off == (page_gpa.raw() & ~kPageMask);
 }
 
 bool Rmp::host_write_allowed(Hpa spa, PgLevel mapping, RmpReader* rd, Cycles& cycles) {
@@ -272,7 +292,7 @@ bool Rmp::host_write_allowed(Hpa spa, PgLevel mapping, RmpReader* rd, Cycles& cy
         ok = !head.assigned && head.subpage_count == 0;
     } else {
         PgLevel l;
-        ok = !auth(p, l, rd, cycles).assigned;
+        ok = !RmpEntry::lo_assigned(auth(p, l, rd, cycles).lo);
     }
     if (!ok) ++stats_.faults;
     return ok;
@@ -293,17 +313,17 @@ RmpResult Rmp::check_guest(const GuestCtx& g, Gpa gpa, Hpa spa, PgLevel nested_l
     ++stats_.checks;
     if (!covered(p)) return count_fault(npf(NPF_RMP));
     PgLevel rl;
-    const RmpEntry e = auth(p, rl, rd, cycles);
-    if (!owned_by(g, e, p, gpa)) return count_fault(npf(NPF_RMP));
+    const Words e = auth(p, rl, rd, cycles);   // the fields the checks need, undecoded
+    if (!owned_by(g, e.lo, p, gpa)) return count_fault(npf(NPF_RMP));
     // Page-Size: the nested leaf (1G counts as 2M) must equal the RMP page size.
     if (is_large(nested_level) != (rl == PgLevel::k2M)) return count_fault(npf(NPF_RMP));
-    if (!e.validated) {
+    if (!RmpEntry::lo_validated(e.lo)) {
         RmpResult r;
         r.kind = RmpResult::Kind::vc;
         r.eax = int(SVM_VMGEXIT_PAGE_NOT_VALIDATED);
         return count_fault(r);
     }
-    const uint8_t m = e.perms[g.vmpl & 3];
+    const uint8_t m = RmpEntry::hi_perms(e.hi, g.vmpl);
     uint8_t need = a == Access::fetch ? VMPL_XS : VMPL_R;   // the guest runs at CPL 0
     if (write) need |= VMPL_R | VMPL_W;                      // W without R is illegal
     if ((m & need) != need) return count_fault(npf(NPF_RMP | NPF_VMPL));

@@ -28,6 +28,8 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -35,6 +37,7 @@
 #include "models/mem/phys_mem.hpp"
 #include "models/mem/tlm_mem.hpp"
 #include "models/mmu/assoc_cache.hpp"
+#include "models/mmu/mmu.hpp"
 
 namespace hvsim::rmp {
 
@@ -74,10 +77,15 @@ struct RmpEntry {
     std::array<uint8_t, 4> perms{};
 
     static RmpEntry decode(uint64_t lo, uint64_t hi);
-    // Fields of the low word alone (decode() uses them too), for look-ups that need no more.
+    // Fields of the raw words (decode() uses them too), for the checks, which read an
+    // entry on every TLB fill and need a few fields of it.
     static constexpr bool lo_assigned(uint64_t lo) { return lo & 1; }
     static constexpr bool lo_size_2m(uint64_t lo) { return (lo >> 1) & 1; }
+    static constexpr bool lo_immutable(uint64_t lo) { return (lo >> 2) & 1; }
+    static constexpr Gpa lo_gpa(uint64_t lo) { return Gpa(((lo >> 12) & ((1ull << 39) - 1)) << kPageShift); }
     static constexpr uint16_t lo_asid(uint64_t lo) { return uint16_t((lo >> 51) & 0x3ff); }
+    static constexpr bool lo_validated(uint64_t lo) { return (lo >> 62) & 1; }
+    static constexpr uint8_t hi_perms(uint64_t hi, unsigned vmpl) { return uint8_t(hi >> (8 * (vmpl & 3))); }
     uint64_t lo() const;
     uint64_t hi() const;
     bool operator==(const RmpEntry&) const = default;
@@ -133,14 +141,10 @@ struct RmpStats {
     uint64_t rmpquery = 0;
 };
 
-// Where a check's entry references go: the 16-byte entry at hpa as one timed reference
-// through the cache model (both words lie in one line). Returns the low word, the high
-// word in `hi`.
-class RmpReader {
-public:
-    virtual ~RmpReader() = default;
-    virtual uint64_t read_entry(uint64_t hpa, Cycles& cycles, uint64_t& hi) = 0;
-};
+// Where a check's entry references go: the walker's memory port, which reads the 16-byte
+// entry as one timed reference through the cache model (both words lie in one line:
+// WalkMemory::read64_pair()).
+using RmpReader = mmu::WalkMemory;
 
 // Where the RMP's own references to its table go: entries (16 bytes) and per-ASID counters
 // (8 bytes), read and written by the instructions; `debug` reads are the untimed views
@@ -175,11 +179,14 @@ public:
     RmpEntry lookup(Pfn p, PgLevel* level = nullptr) const;
     uint64_t asid_pages(uint16_t asid) const;
     // EncryptedPages: a page assigned to a guest ASID is only ever accessed with that
-    // guest's key (the RMP refuses other accesses), so its lines are encrypted.
-    // Asked on every line fill from DRAM: reads only the entries' low words (assigned,
-    // 2M, ASID), as a debug access (no timing; the memory controller is not modelled
-    // reading the RMP).
-    bool encrypted(Pfn p) const override;
+    // guest's key (the RMP refuses other accesses), so its lines are encrypted. Asked on
+    // every line fill from DRAM (the memory controller is not modelled reading the RMP:
+    // in hardware the key ID travels with the request), so it answers from a bit per
+    // page that every entry write keeps (write_entry()), not by reading two entries.
+    bool encrypted(Pfn p) const override {
+        const uint64_t f = p.raw();
+        return f < cfg_.covered_pages && ((enc_bits_.get()[f >> 6] >> (f & 63)) & 1);
+    }
 
     // --- host instructions (ASID 0; cur_asid != 0 models execution inside a guest) ---
     int rmpupdate(Hpa spa, const RmpState& st, uint16_t cur_asid = 0);
@@ -230,13 +237,24 @@ private:
     RmpEntry load_auth(Pfn p, PgLevel* level, bool debug) const;
     // 8 bytes of the table, from physical memory or through the table socket.
     uint64_t read_table64(Hpa a, bool debug) const;
+    // encrypted() from the table itself (the authoritative entry's low word, a debug read):
+    // what write_entry() stores in enc_bits_, and what checked builds compare it with.
+    bool encrypted_in_table(Pfn p) const;
+    void set_encrypted_bit(uint64_t pfn, bool on) {
+        uint64_t& w = enc_bits_.get()[pfn >> 6];
+        w = on ? w | (1ull << (pfn & 63)) : w & ~(1ull << (pfn & 63));
+    }
     uint64_t load_counter(uint16_t asid, bool debug) const;
     void write_entry(Pfn p, const RmpEntry& e);
     void add_asid(uint16_t asid, int64_t d);
-    // Ownership part of the guest checks: RMP-Covered, Guest-Owned, Reverse-Map, Mutable.
-    bool owned_by(const GuestCtx& g, const RmpEntry& e, Pfn p, Gpa page_gpa) const;
-    // The authoritative entry and level of PFN p, read through `rd`.
-    RmpEntry auth(Pfn p, PgLevel& level, RmpReader* rd, Cycles& cycles);
+    // Ownership part of the guest checks: RMP-Covered, Guest-Owned, Reverse-Map, Mutable,
+    // on the authoritative entry's low word.
+    bool owned_by(const GuestCtx& g, uint64_t lo, Pfn p, Gpa page_gpa) const;
+    bool owned_by(const GuestCtx& g, const RmpEntry& e, Pfn p, Gpa page_gpa) const {
+        return owned_by(g, e.lo(), p, page_gpa);
+    }
+    // The authoritative entry's words and level of PFN p, read through `rd`.
+    Words auth(Pfn p, PgLevel& level, RmpReader* rd, Cycles& cycles);
     static RmpResult npf(uint64_t bits) {
         RmpResult r;
         r.kind = RmpResult::Kind::npf;
@@ -261,6 +279,12 @@ private:
     PhysMem& mem_;
     RmpTableMemory* tm_ = nullptr;
     mmu::AssocCache<Words> cache_;   // the what-if cache keeps entries as read
+    struct FreeDeleter {
+        void operator()(void* q) const { std::free(q); }
+    };
+    // encrypted()'s answer per covered page, one bit each (calloc: the host commits the
+    // pages of the bitmap that hold a set bit, 32 MiB of address space for 1 TiB covered).
+    std::unique_ptr<uint64_t[], FreeDeleter> enc_bits_;
     std::set<uint64_t> in_use_;          // PFNs marked in use by VMRUN
     RmpStats stats_;
 };

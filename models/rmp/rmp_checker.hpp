@@ -15,11 +15,10 @@ public:
     const GuestCtx& guest() const { return g_; }
 
     mmu::PhysCheckResult check(const mmu::PhysCheck& c, mmu::WalkMemory& mem, Cycles& cycles) override {
-        Reader rd{&mem};
         const Access a = c.at == mmu::AccessType::write ? Access::write
                          : c.at == mmu::AccessType::fetch ? Access::fetch
                                                           : Access::read;
-        const RmpResult r = rmp_.check_guest(g_, c.gpa, c.hpa, c.nested_level, a, c.enc, c.table, &rd, cycles);
+        const RmpResult r = rmp_.check_guest(g_, c.gpa, c.hpa, c.nested_level, a, c.enc, c.table, &mem, cycles);
         mmu::PhysCheckResult out;
         if (r.kind == RmpResult::Kind::npf) {
             out.kind = mmu::PhysCheckResult::Kind::npf;
@@ -32,13 +31,6 @@ public:
     }
 
 private:
-    struct Reader final : RmpReader {
-        mmu::WalkMemory* m;
-        explicit Reader(mmu::WalkMemory* w) : m(w) {}
-        uint64_t read_entry(uint64_t hpa, Cycles& cycles, uint64_t& hi) override {
-            return m->read64_pair(hpa, cycles, hi);
-        }
-    };
     Rmp& rmp_;
     GuestCtx g_;
 };

@@ -93,6 +93,57 @@ TEST_CASE("encrypted() agrees with the authoritative entry: a guest ASID's 4K an
     CHECK_FALSE(f.rmp.encrypted(Pfn(kCovered + 3)));
 }
 
+TEST_CASE("encrypted() follows every entry write: 4K and 2M updates, PSMASH, release, firmware writes") {
+    // encrypted() answers from a bit per page that the entry writes keep; after each step
+    // of a random sequence over two 2M regions (and the pages around them) it must agree
+    // with the authoritative entry of every page.
+    Fix f;
+    const uint64_t regions[] = {0x400, 0x600};
+    auto agree = [&](int step) {
+        uint64_t wrong = 0;   // the first page that disagrees, 0 if none
+        for (uint64_t pfn = 0x3fe; pfn < 0x802 && !wrong; ++pfn) {
+            const RmpEntry e = f.rmp.lookup(Pfn(pfn));
+            if (f.rmp.encrypted(Pfn(pfn)) != (e.assigned && e.asid != 0)) wrong = pfn;
+        }
+        INFO("step " << step);
+        REQUIRE(wrong == 0);
+    };
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    auto next = [&] { return x = x * 6364136223846793005ull + 1442695040888963407ull, x >> 33; };
+    unsigned encrypted_seen = 0, psmashed = 0;
+    for (int step = 0; step < 4000; ++step) {
+        const uint64_t region = regions[next() % 2];
+        const uint64_t pfn = region + next() % 512;
+        const uint16_t asid = next() % 4 == 0 ? 0 : kAsid;   // ASID 0: assigned, not encrypted
+        // Assignments go to unassigned pages only (the page-state graph has no edge
+        // between two assigned states: checked builds would stop on one).
+        const bool free_page = !f.rmp.lookup(Pfn(pfn)).assigned;
+        const bool free_region = !f.rmp.lookup(Pfn(region)).assigned;
+        switch (next() % 6) {
+            case 0: if (free_region) (void)f.priv(region, region << 12, PgLevel::k2M, asid); break;
+            case 1: psmashed += f.rmp.psmash(Fix::spa(region)) == 0; break;
+            case 2:   // the whole region back to the hypervisor: one 2M update or 512 4K ones
+                if (f.rmp.lookup(Pfn(region)).size_2m) (void)f.shared(region, PgLevel::k2M);
+                else
+                    for (uint64_t q = region; q < region + 512; ++q) (void)f.shared(q);
+                break;
+            case 3: (void)f.shared(pfn); break;
+            case 4: {   // the firmware validates a guest's 4K page (as SNP_LAUNCH_UPDATE)
+                RmpEntry e = f.rmp.read_entry(Pfn(pfn));
+                if (f.rmp.lookup(Pfn(pfn)).size_2m || !e.assigned || e.asid == 0 || e.validated) break;
+                e.validated = true;
+                f.rmp.firmware_write_entry(Pfn(pfn), e, "test");
+                break;
+            }
+            default: if (free_page) (void)f.priv(pfn, pfn << 12, PgLevel::k4K, asid); break;
+        }
+        agree(step);
+        encrypted_seen += f.rmp.encrypted(Pfn(pfn));
+    }
+    CHECK(encrypted_seen > 100);   // the sequence reached encrypted 4K and 2M pages
+    CHECK(psmashed > 10);
+}
+
 TEST_CASE("T01 T02 T03 host write to a hypervisor page is allowed, to a guest page faults, reads never") {
     Fix f;
     CHECK(f.host_write(10));                    // T01
