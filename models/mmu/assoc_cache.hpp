@@ -132,7 +132,7 @@ public:
         const uint64_t old = keys_[victim];
         if (old != kEmpty) {
             ++evictions_;
-            if (hashed_) unindex(old);
+            if (hashed_) unindex(victim);
             if (--code_count_[old & 15u] == 0) code_mask_ &= uint16_t(~(1u << (old & 15u)));
             --live_;
         }
@@ -150,7 +150,7 @@ public:
         const int s = lookup(key);
         if (s < 0) return false;
         if (hashed_) {
-            unindex(key);   // before the key goes: it finds the entry by it
+            unindex(uint32_t(s));   // before the key goes: the backward shift reads keys
             to_tail(uint32_t(s));
         } else {
             stamp_[size_t(s)] = 0;
@@ -264,10 +264,12 @@ private:
         index_[h] = slot + 1;
         links_[slot].pos = uint32_t(h);
     }
-    // Linear-probing delete with backward shift, so no tombstones accumulate.
-    void unindex(uint64_t key) {
-        size_t i = home(key);
-        while (keys_[index_[i] - 1] != key) i = (i + 1) & mask_;
+    // Linear-probing delete of the index slot that points at `slot` (links_[slot].pos, kept
+    // by index() and every move below: no probe from the key's home), with backward shift,
+    // so no tombstones accumulate.
+    void unindex(uint32_t slot) {
+        size_t i = links_[slot].pos;
+        assert(index_[i] == slot + 1);
         for (size_t j = i;;) {
             j = (j + 1) & mask_;
             if (!index_[j]) break;
