@@ -133,15 +133,20 @@ public:
         if (old != kEmpty) {
             ++evictions_;
             if (hashed_) unindex(victim);
-            if (--code_count_[old & 15u] == 0) code_mask_ &= uint16_t(~(1u << (old & 15u)));
-            --live_;
+            // An entry of the same code replaced: the counts and the mask stay as they are.
+            if ((old ^ key) & 15u) {
+                if (--code_count_[old & 15u] == 0) code_mask_ &= uint16_t(~(1u << (old & 15u)));
+                ++code_count_[key & 15u];
+                code_mask_ |= uint16_t(1u << (key & 15u));
+            }
+        } else {
+            ++code_count_[key & 15u];
+            code_mask_ |= uint16_t(1u << (key & 15u));
+            ++live_;
         }
         keys_[victim] = key;
         if (hashed_) index(key, victim);
         if (touched_.size() < entries_) touched_.push_back(victim);   // else clear() sweeps
-        ++code_count_[key & 15u];
-        code_mask_ |= uint16_t(1u << (key & 15u));
-        ++live_;
         vals_[victim] = v;
         touch(victim);
     }
