@@ -102,7 +102,10 @@ struct Env {
             mmu.kvm = kvm.get();
         }
     }
-    ~Env() {
+    ~Env() { close(); }
+    // The process's teardown (its files closed, the VM gone), for a fixture whose arch ops
+    // or RMP are declared after the Env and must outlive that teardown.
+    void close() {
         if (kvm) kvm->set_mmu_ops(nullptr);
         kvm.reset();
         proc.reset();

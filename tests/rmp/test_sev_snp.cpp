@@ -31,6 +31,10 @@ struct SnpEnv {
         uapi::kvm_memory_attributes a{0, 8 * MiB, uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE, 0};
         REQUIRE(env.proc->ioctl_set_memory_attributes(env.vmfd, a, env.ctx) == 0);
     }
+    // The process closes its guest_memfd (which makes its pages shared again through the
+    // SNP ops and the RMP) while both still exist, as Machine's teardown does; env is
+    // declared first, so its own destructor would run after them.
+    ~SnpEnv() { env.close(); }
     const kvm_memory_slot& slot() const { return *env.kvm->gfn_to_memslot(0, Gfn(0)); }
     Pfn get_pfn(uint64_t gfn, CycleCounter& c) {
         Pfn pfn;

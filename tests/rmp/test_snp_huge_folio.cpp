@@ -37,6 +37,9 @@ struct HugeEnv {
         REQUIRE(env.gslot(0, 0, file - slot_off, gfd, slot_off) == 0);
         REQUIRE(env.set_attrs(0, file - slot_off, PRIV) == 0);
     }
+    // The guest_memfd is released (its pages made shared through ops and the RMP) while
+    // both still exist.
+    ~HugeEnv() { env.close(); }
     const kvm_memory_slot& slot() const { return *env.kvm->gfn_to_memslot(0, Gfn(0)); }
     Pfn get_pfn(uint64_t gfn, int& order, CycleCounter& c) {
         Pfn pfn;
