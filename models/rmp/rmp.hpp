@@ -184,8 +184,7 @@ public:
     // in hardware the key ID travels with the request), so it answers from a bit per
     // page that every entry write keeps (write_entry()), not by reading two entries.
     bool encrypted(Pfn p) const override {
-        const uint64_t f = p.raw();
-        return f < cfg_.covered_pages && ((enc_bits_.get()[f >> 6] >> (f & 63)) & 1);
+        return covered(p) && ((enc_bits_.get()[p.raw() >> 6] >> (p.raw() & 63)) & 1);
     }
 
     // --- host instructions (ASID 0; cur_asid != 0 models execution inside a guest) ---
