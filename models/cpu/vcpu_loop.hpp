@@ -22,6 +22,26 @@ inline uint64_t splitmix64(uint64_t& s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
+
+// Whether the n bytes at p (nullptr: an untouched page, all zeros) all equal b: eight at a
+// time, the common 8-byte read in one compare.
+inline bool bytes_all(const uint8_t* p, unsigned n, uint8_t b) {
+    if (!p) return b == 0;
+    const uint64_t pat = 0x0101010101010101ull * b;
+    uint64_t v;
+    if (n == 8) {
+        std::memcpy(&v, p, 8);
+        return v == pat;
+    }
+    unsigned i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::memcpy(&v, p + i, 8);
+        if (v != pat) return false;
+    }
+    for (; i < n; ++i)
+        if (p[i] != b) return false;
+    return true;
+}
 }  // namespace detail
 
 inline const uint8_t* Vcpu::load_page(Hpa a, unsigned width) {
@@ -71,29 +91,11 @@ bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a
         store_fill(hpa, a.value, width);
         ++stats_.writes;
     } else {
-        // Reads only need to know whether every byte equals the first one seen: compare
-        // eight bytes at a time, and stop looking once they differ.
+        // Reads only need to know whether every byte equals the first one seen.
         const uint8_t* p = load_page(hpa, width);
         const size_t off = hpa.raw() & kPageMask;
         if (!result_.byte0) result_.byte0 = p ? p[off] : 0;
-        if (!result_.bytes_mixed) {
-            const uint8_t b0 = *result_.byte0;
-            if (!p) {
-                result_.bytes_mixed = b0 != 0;
-            } else {
-                const uint64_t pat = 0x0101010101010101ull * b0;
-                unsigned i = 0;
-                for (; i + 8 <= width; i += 8) {
-                    uint64_t v;
-                    std::memcpy(&v, p + off + i, 8);
-                    if (v != pat) {
-                        result_.bytes_mixed = true;
-                        break;
-                    }
-                }
-                for (; i < width && !result_.bytes_mixed; ++i) result_.bytes_mixed = p[off + i] != b0;
-            }
-        }
+        if (!result_.bytes_mixed) result_.bytes_mixed = !detail::bytes_all(p ? p + off : nullptr, width, *result_.byte0);
         ++stats_.reads;
     }
     ++stats_.accesses;
@@ -109,14 +111,13 @@ bool Vcpu::one_access(Hw& hw, uint64_t addr, unsigned width, const AccessSpec& a
     // A store wider than a line (a string store): the first line as any access, each
     // further line at cost.wide_store_line (streamed: its fill overlaps the next).
     // Their lines still enter the caches. MMIO is not cacheable: a flat access.
-    const uint64_t lines = std::max<uint64_t>(1, width / 64);
-    Cycles dc = cfg_.data_access_cycles;
-    if (!emulated) {
-        dc = data_cycles(hpa, a.write);
-        if (cfg_.cache_data)
+    Cycles dc = emulated ? cfg_.data_access_cycles : data_cycles(hpa, a.write);
+    if (width >= 128) {
+        const uint64_t lines = width / 64;
+        if (!emulated && cfg_.cache_data)
             for (uint64_t l = 1; l < lines; ++l) (void)caches_.data_cycles(Hpa(hpa.raw() + l * 64), a.write);
+        dc += cfg_.wide_store_line_cycles * (lines - 1);
     }
-    dc += cfg_.wide_store_line_cycles * (lines - 1);
     add_cycles(dc);
     stats_.data_cycles += dc;
     maybe_sync();
