@@ -124,6 +124,7 @@ void Mmu::flush_gva(Gva va) {
 }
 
 void Mmu::set_mru(uint64_t va, PgLevel s, const TlbEntry& e) {
+    l1_missed_.valid = false;   // every L1 fill comes with set_mru()
     mru_.vmask = ~(level_size(s) - 1);
     mru_.vbase = va & mru_.vmask;
     mru_.hbase = e.hbase;
@@ -148,6 +149,7 @@ bool Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
             return true;
         }
     }
+    l1_missed_ = {v, true};
     return false;
 }
 
@@ -157,8 +159,12 @@ TranslateResult Mmu::translate_slow(Gva va, AccessType at, bool enc) {
     const unsigned abit = 1u << unsigned(at);
     Cycles c = cfg_.l1.hit_cycles;
     bool denied = false;   // a TLB entry exists but does not allow this access
+    // The vCPU's hit check (try_l1_hit()) may have just looked this address up in the L1.
+    const bool l1_looked = l1_missed_.valid && l1_missed_.va == v;
+    l1_missed_.valid = false;
 
     for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) {
+        if (l1_looked) break;
         if (!l1_.count_code(unsigned(s))) continue;
         if (TlbEntry* e = l1_.find(tlb_key(v, s))) {
             if (e->allow & abit) {

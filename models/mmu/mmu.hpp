@@ -379,6 +379,12 @@ private:
     AssocCache<PwcEntry> pwc_;
     AssocCache<NtlbEntry> ntlb_;
     Mru mru_;
+    // try_l1_hit() found no L1 entry of any size for this address, and no L1 fill came
+    // since (set_mru() clears it): the translate_slow() that follows need not look again.
+    struct {
+        uint64_t va = 0;
+        bool valid = false;
+    } l1_missed_;
     MmuStats stats_;
     LeafHints hints_;   // prefetch_walk(): the host page of each region's last guest leaf table
     // TLB entries filled since the last full flush that are splinters of a larger guest

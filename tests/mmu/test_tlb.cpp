@@ -1,6 +1,8 @@
 // TLBs, page-walk cache, nested TLB and flushes.
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include "tests/mmu/rig.hpp"
 
 using namespace hvsim;
@@ -381,4 +383,60 @@ TEST_CASE("issue 15 item 14: AMD's PTE cache visits every level, Intel's PSCs sk
     CHECK(b.cycles == 8 + 100ull * k.warm_refs + 2ull * k.warm_hits);
     // A/D still reached memory although references were served by the PWC.
     CHECK((r.guest.read(page(7), 1) & pte::A) != 0);
+}
+
+// The vCPU's access loop asks try_hit() first and translates only when it fails;
+// translate_slow() then skips the L1 look-up try_l1_hit() just made (Mmu::l1_missed_).
+// The pair must see exactly what translate() alone sees, also when the entry found
+// denies the access (a write through a read-filled entry) or a flush comes between.
+TEST_CASE("the hit check then a translation see what one translation sees", "[mmu][tlb]") {
+    MmuConfig c = bare_config();
+    // 8 entries: a scanned set, smaller than the 16 pages (L2 hits); 20: the hashed L1.
+    const unsigned l1 = GENERATE(8u, 20u);
+    c.l1 = {l1, l1, 1};
+    c.l2 = {16, 4, 7};
+    Rig a(c), b(c);
+    a.standard();
+    b.standard();
+    std::mt19937_64 rng(7);
+    for (unsigned i = 0; i < 20000; ++i) {
+        const uint64_t va = page(unsigned(rng() % 16)) + (rng() % 512) * 8;
+        const AccessType at = rng() % 4 == 0 ? AccessType::write : AccessType::read;
+        const bool flush = rng() % 16 == 0;
+        const uint64_t flushed = page(unsigned(rng() % 16));
+        Hpa hpa;
+        Cycles cy = 0;
+        const bool hit = a.mmu.try_hit(Gva(va), at, &hpa, &cy);
+        // A flush between a failed hit check and its translation, else after the access.
+        auto flush_both = [&] {
+            a.mmu.flush_gva(Gva(flushed));
+            b.mmu.flush_gva(Gva(flushed));
+        };
+        if (hit) {
+            const TranslateResult rb = b.mmu.translate(Gva(va), at, false);
+            REQUIRE(rb.tlb_hit);
+            REQUIRE(rb.hpa == hpa);
+            REQUIRE(rb.cycles == cy);
+            if (flush) flush_both();
+            continue;
+        }
+        if (flush) flush_both();
+        const TranslateResult rb = b.mmu.translate(Gva(va), at, false);
+        REQUIRE(rb.ok());
+        const TranslateResult ra = a.mmu.translate(Gva(va), at, false);
+        REQUIRE(ra.ok());
+        REQUIRE(ra.tlb_hit == rb.tlb_hit);
+        REQUIRE(ra.hpa == rb.hpa);
+        REQUIRE(ra.cycles == rb.cycles);
+        REQUIRE(ra.mem_refs == rb.mem_refs);
+    }
+    const MmuStats& sa = a.mmu.stats();
+    const MmuStats& sb = b.mmu.stats();
+    CHECK(sa.l1_hits == sb.l1_hits);
+    CHECK(sa.l2_hits == sb.l2_hits);
+    CHECK(sa.misses == sb.misses);
+    CHECK(sa.perm_rewalks == sb.perm_rewalks);
+    CHECK(sb.perm_rewalks > 0);   // the denied case ran
+    if (l1 == 8) CHECK(sb.l2_hits > 0);
+    CHECK(a.mmu.l1_tlb().size() == b.mmu.l1_tlb().size());
 }
