@@ -349,7 +349,10 @@ private:
     TranslateResult guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code);
     void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow, PgLevel guest_size);
     void set_mru(uint64_t va, PgLevel s, const TlbEntry& e);
-    void drop_mru() { mru_ = Mru{}; }
+    void drop_mru() {
+        mru_ = Mru{};
+        l1_missed_.valid = false;
+    }
     static TranslateResult hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c);
 
     struct DirectMemory final : WalkMemory {

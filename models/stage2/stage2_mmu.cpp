@@ -150,6 +150,7 @@ bool Stage2Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) 
         *cycles = cfg_.l1.hit_cycles;
         return true;
     }
+    l1_missed_ = {v, true};
     return false;
 }
 
@@ -158,6 +159,9 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
     const unsigned abit = 1u << unsigned(at);
     Cycles c = cfg_.l1.hit_cycles;
     bool denied = false;
+    // The vCPU's hit check (try_l1_hit()) may have just looked this address up in the L1.
+    const bool l1_looked = l1_missed_.valid && l1_missed_.va == v;
+    l1_missed_.valid = false;
     auto hit = [&](const TlbEntry& e, Cycles cyc) {
         mru_.vmask = ~((1ull << e.shift) - 1);
         mru_.vbase = v & mru_.vmask;
@@ -170,7 +174,7 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
         r.writable = e.allow & kW;
         return r;
     };
-    for (int lvl = 0; lvl < 2 && !denied; ++lvl) {
+    for (int lvl = l1_looked ? 1 : 0; lvl < 2 && !denied; ++lvl) {
         auto& tlb = lvl == 0 ? l1_ : l2_;
         if (lvl == 1) c += cfg_.l2.hit_cycles;
         for (unsigned m = codes_used_ & tlb.code_mask(); m; m &= m - 1) {
@@ -187,6 +191,7 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
                 ++stats_.l2_hits;
                 const TlbEntry copy = *e;
                 l1_.insert(tlb_key(vmid_, asid_, v >> sh, code), copy);
+                l1_missed_.valid = false;
                 return hit(copy, c);
             }
             return hit(*e, c);
@@ -441,6 +446,7 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
     codes_used_ |= uint16_t(1u << code);
     l2_.insert(tlb_key(vmid_, asid_, e.vpage, code), e);
     l1_.insert(tlb_key(vmid_, asid_, e.vpage, code), e);
+    l1_missed_.valid = false;
     if (l1_.enabled()) {
         mru_.vmask = ~((1ull << shift) - 1);
         mru_.vbase = va & mru_.vmask;

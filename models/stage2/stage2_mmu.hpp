@@ -143,7 +143,10 @@ private:
     static uint64_t tlb_key(uint16_t vmid, uint16_t asid, uint64_t vpage, unsigned code);
     static unsigned size_code(unsigned shift);
     uint8_t s2_perm(uint64_t d) const;
-    void drop_mru() { mru_ = Mru{}; }
+    void drop_mru() {
+        mru_ = Mru{};
+        l1_missed_.valid = false;
+    }
 
     Stage2Config cfg_;
     mmu::WalkMemory* port_;
@@ -158,6 +161,12 @@ private:
     mmu::AssocCache<WcEntry> wc_;
     uint16_t codes_used_ = 0;   // bit per size code present in the TLBs
     Mru mru_;
+    // try_l1_hit() found no L1 entry for this address, and no L1 fill or context change
+    // came since: the translate_slow() that follows starts at the L2 (as mmu::Mmu).
+    struct {
+        uint64_t va = 0;
+        bool valid = false;
+    } l1_missed_;
     mmu::MmuStats stats_;
     Stage2Stats s2stats_;
     // prefetch_walk(): per region, where the last walk's stage-1 leaf table lies (its
