@@ -300,6 +300,8 @@ Stage2Mmu::S2Out Stage2Mmu::s2_walk(uint64_t ipa, uint8_t acc, Cycles& cyc, unsi
         o.ok = true;
         o.shift = level_shift(g, level);
         o.pa = desc::oa(d, g, s2_.ds) | (ipa & ((1ull << o.shift) - 1));
+        o.leaf_table = table;
+        o.leaf_level = level;
         return o;
     }
 }
@@ -432,6 +434,9 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
     }
     S2Out o = s2_translate(ipa, acc, cyc, refs);
     if (!o.ok) return finish(s2_fault(ipa, o, at, false));
+    // Only page descriptors: a block's table covers 512 times as much and stays in the
+    // host's caches without a hint.
+    if (o.leaf_table && o.leaf_level == 3) s2hints_.record(ipa, o.leaf_table, 3);
     // The TLB holds the smaller of the two leaves, with the AND of both permissions.
     const unsigned shift = std::min(s1shift, o.shift);
     TlbEntry e;

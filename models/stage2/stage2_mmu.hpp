@@ -76,13 +76,17 @@ public:
 
     // As mmu::Mmu: the MRU hit path, the full lookup, and the stage-2 dimension alone.
     inline bool try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cycles);
-    // As mmu::Mmu::prefetch_walk(): the host-side hint for the stage-1 leaf descriptor a
-    // walk of va would read (its stage-2 references are not hinted).
+    // As mmu::Mmu::prefetch_walk(): the host-side hints for the stage-1 leaf descriptor a
+    // walk of va would read and for the stage-2 leaf descriptor of its IPA, taken to be va
+    // (the guest model maps GVA = GPA, cpu::GuestOs; stage 1 off, it is). The stage-2
+    // references of the stage-1 walk are not hinted.
     void prefetch_walk(Gva va) {
         uint64_t table;
         unsigned level;
-        if (!s1_on_ || !hints_.find(va.raw(), table, level)) return;
-        port_->prefetch(table + table_index(s1_.granule, int(level), va.raw()) * 8);
+        if (s1_on_ && hints_.find(va.raw(), table, level))
+            port_->prefetch(table + table_index(s1_.granule, int(level), va.raw()) * 8);
+        if (s2hints_.find(va.raw(), table, level))
+            port_->prefetch(table + table_index(s2_.granule, int(level), va.raw()) * 8);
     }
     mmu::TranslateResult translate(Gva va, mmu::AccessType at, bool enc);
     mmu::TranslateResult translate_gpa(Gpa ipa, mmu::AccessType at, bool enc);
@@ -125,6 +129,8 @@ private:
         uint8_t perm = 0;
         unsigned shift = 12;     // leaf size
         uint64_t fsc = 0;
+        uint64_t leaf_table = 0;   // ok after a walk: the table holding the leaf (0: a TLB hit)
+        int leaf_level = 0;
     };
     struct Mru {
         uint64_t vmask = 0, vbase = 1;
@@ -172,6 +178,9 @@ private:
     // prefetch_walk(): per region, where the last walk's stage-1 leaf table lies (its
     // descriptor's PA less its index: exact where stage 2 maps the table contiguously).
     mmu::LeafHints hints_;
+    // Per region of IPA: the stage-2 table the last walk of a data IPA there ended in, when
+    // that was a table of page descriptors (level 3).
+    mmu::LeafHints s2hints_;
 };
 
 inline bool Stage2Mmu::try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cycles) {

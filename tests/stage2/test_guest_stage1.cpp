@@ -226,8 +226,9 @@ TEST_CASE("guest stage 1: GuestOs refuses 5 levels for arm64 (52-bit VA needs FE
 
 // Stage2Mmu::prefetch_walk(), the host-side hint as mmu::Mmu's: the stage-1 leaf descriptor
 // the walk of an address will read, from the table the last walk in its 2 MiB region ended
-// in; nothing before such a walk, nothing for another region, no modelled effect.
-TEST_CASE("guest stage 1: prefetch_walk names the stage-1 leaf descriptor the next walk reads") {
+// in, then the stage-2 leaf descriptor of its IPA (the region's last IPA - VA applied);
+// nothing before such a walk, nothing for another region, no modelled effect.
+TEST_CASE("guest stage 1: prefetch_walk names the stage-1 and stage-2 leaf descriptors the next walk reads") {
     Rig r;
     const uint64_t va = 0x2345000;
     r.cpu.prefetch_walk(Gva(va + 0x3000));
@@ -238,7 +239,7 @@ TEST_CASE("guest stage 1: prefetch_walk names the stage-1 leaf descriptor the ne
     REQUIRE(r.access(va, AccessType::read).ok());            // the last walk in the region
     const auto before = r.cpu.stats();
     r.cpu.prefetch_walk(Gva(va + 0x3000));
-    REQUIRE(r.port.prefetches.size() == 1);
+    REQUIRE(r.port.prefetches.size() == 2);
     CHECK(r.cpu.stats().accesses == before.accesses);
     CHECK(r.cpu.stats().misses == before.misses);
     r.port.log = true;
@@ -251,6 +252,11 @@ TEST_CASE("guest stage 1: prefetch_walk names the stage-1 leaf descriptor the ne
                                      AccessType::read);
     CHECK(r.port.prefetches[0] == leaf_pa);
     CHECK(std::find(r.port.read_log.begin(), r.port.read_log.end(), leaf_pa) != r.port.read_log.end());
+    // The walk's last read is the stage-2 leaf of the data's IPA (4K at stage 2: its own
+    // stage-2 TLB entry, so walked).
+    REQUIRE_FALSE(r.port.read_log.empty());
+    CHECK(r.port.prefetches[1] == r.port.read_log.back());
+    CHECK(r.port.prefetches[1] != leaf_pa);
     r.port.prefetches.clear();
     r.cpu.prefetch_walk(Gva(va + (2ull << 20)));
     CHECK(r.port.prefetches.empty());
