@@ -100,11 +100,20 @@ public:
 
     // Hit: marks the entry most recently used and returns it.
     V* find(uint64_t key) {
-        const int s = lookup(key);
-        if (s < 0) return nullptr;
-        touch(uint32_t(s));
-        return &vals_[size_t(s)];
+        const int s = find_way(key);
+        return s < 0 ? nullptr : &vals_[size_t(s)];
     }
+    // find() by way: the way holding key, marked most recently used; -1 on a miss.
+    int find_way(uint64_t key) {
+        const int s = lookup(key);
+        if (s >= 0) touch(uint32_t(s));
+        return s;
+    }
+    // For a caller that remembers where it found a key (mmu::Mmu's L0 hints): whether way
+    // w still holds it, the way's value, and a hit on it (what find() does once it found it).
+    bool holds(uint32_t w, uint64_t key) const { return w < entries_ && keys_[w] == key; }
+    V& value(uint32_t w) { return vals_[w]; }
+    void hit(uint32_t w) { touch(w); }
     // Hit without changing LRU order (for tests and inspection).
     const V* peek(uint64_t key) const {
         const int s = lookup(key);

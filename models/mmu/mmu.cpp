@@ -123,23 +123,16 @@ void Mmu::flush_gva(Gva va) {
     drop_mru();
 }
 
-void Mmu::set_mru(uint64_t va, PgLevel s, const TlbEntry& e) {
-    l1_missed_.valid = false;   // every L1 fill comes with set_mru()
-    mru_.vmask = ~(level_size(s) - 1);
-    mru_.vbase = va & mru_.vmask;
-    mru_.hbase = e.hbase;
-    mru_.allow = e.allow;
-    mru_.writable = e.writable;
-    mru_.size = s;
-}
-
 // An L1 hit that allows the access, without building a TranslateResult (the vCPU's
 // hot loop); anything else is left to translate_slow(), which looks again.
 bool Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
     const unsigned abit = 1u << unsigned(at);
     for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) {
         if (!l1_.count_code(unsigned(s))) continue;
-        if (TlbEntry* e = l1_.find(tlb_key(v, s))) {
+        const uint64_t key = tlb_key(v, s);
+        if (const int w = l1_.find_way(key); w >= 0) {
+            const TlbEntry* e = &l1_.value(uint32_t(w));
+            if (s == PgLevel::k4K) l0_[(v >> kPageShift) & (kL0Hints - 1)] = {key, uint32_t(w)};
             if (!(e->allow & abit)) return false;
             ++stats_.accesses;
             ++stats_.l1_hits;
