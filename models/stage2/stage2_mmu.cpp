@@ -137,8 +137,12 @@ bool Stage2Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) 
     for (unsigned m = codes_used_ & l1_.code_mask(); m; m &= m - 1) {
         const unsigned code = unsigned(std::countr_zero(m));
         const unsigned sh = kShifts[code];
-        TlbEntry* e = l1_.find(tlb_key(vmid_, asid_, v >> sh, code));
-        if (!e || e->vmid != vmid_ || e->asid != asid_ || e->vpage != (v >> sh)) continue;
+        const uint64_t key = tlb_key(vmid_, asid_, v >> sh, code);
+        const int w = l1_.find_way(key);
+        if (w < 0) continue;
+        const TlbEntry* e = &l1_.value(uint32_t(w));
+        if (e->vmid != vmid_ || e->asid != asid_ || e->vpage != (v >> sh)) continue;
+        if (sh == 12) l0_[(v >> 12) & (kL0Hints - 1)] = {v >> 12, key, uint32_t(w)};
         if (!(e->allow & abit)) return false;
         ++stats_.accesses;
         ++stats_.l1_hits;
