@@ -132,7 +132,7 @@ bool Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
         const uint64_t key = tlb_key(v, s);
         if (const int w = l1_.find_way(key); w >= 0) {
             const TlbEntry* e = &l1_.value(uint32_t(w));
-            if (s == PgLevel::k4K) l0_[(v >> kPageShift) & (kL0Hints - 1)] = {key, uint32_t(w)};
+            if (s == PgLevel::k4K) l0_.record(v, key, uint32_t(w));
             if (!(e->allow & abit)) return false;
             ++stats_.accesses;
             ++stats_.l1_hits;
@@ -142,7 +142,7 @@ bool Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) {
             return true;
         }
     }
-    l1_missed_ = {v, true};
+    l1_missed_.note(v);
     return false;
 }
 
@@ -153,8 +153,7 @@ TranslateResult Mmu::translate_slow(Gva va, AccessType at, bool enc) {
     Cycles c = cfg_.l1.hit_cycles;
     bool denied = false;   // a TLB entry exists but does not allow this access
     // The vCPU's hit check (try_l1_hit()) may have just looked this address up in the L1.
-    const bool l1_looked = l1_missed_.valid && l1_missed_.va == v;
-    l1_missed_.valid = false;
+    const bool l1_looked = l1_missed_.take(v);
 
     for (PgLevel s : {PgLevel::k4K, PgLevel::k2M, PgLevel::k1G}) {
         if (l1_looked) break;

@@ -35,7 +35,6 @@
 //    leaves were dirty; an access the entry does not allow re-walks (perm_rewalks).
 #pragma once
 
-#include <array>
 #include <cstdint>
 
 #include "models/common/types.hpp"
@@ -350,7 +349,7 @@ private:
     TranslateResult guest_fault(uint64_t va, unsigned level, uint64_t pte_gpa, uint64_t code);
     void fill_tlbs(uint64_t va, const TranslateResult& r, uint8_t allow, PgLevel guest_size);
     void set_mru(uint64_t va, PgLevel s, const TlbEntry& e) {
-        l1_missed_.valid = false;   // every L1 fill comes with set_mru()
+        l1_missed_.forget();   // every L1 fill comes with set_mru()
         mru_.vmask = ~(level_size(s) - 1);
         mru_.vbase = va & mru_.vmask;
         mru_.hbase = e.hbase;
@@ -360,7 +359,7 @@ private:
     }
     void drop_mru() {
         mru_ = Mru{};
-        l1_missed_.valid = false;
+        l1_missed_.forget();
     }
     static TranslateResult hit_result(uint64_t hpa, PgLevel s, bool writable, Cycles c);
 
@@ -391,22 +390,8 @@ private:
     AssocCache<PwcEntry> pwc_;
     AssocCache<NtlbEntry> ntlb_;
     Mru mru_;
-    // Where the L1 keeps the 4K entries of recently hit pages, direct-mapped by page
-    // number: try_hit() reaches such an entry without the L1's hash look-up. A hint only: it
-    // counts while the L1's way still holds that page's key (AssocCache::holds()), so fills,
-    // evictions and flushes need not know about it.
-    struct L0Hint {
-        uint64_t key = 0;   // an L1 key (never 0: its code bits are the page size)
-        uint32_t way = 0;
-    };
-    static constexpr unsigned kL0Hints = 64;
-    std::array<L0Hint, kL0Hints> l0_{};
-    // try_l1_hit() found no L1 entry of any size for this address, and no L1 fill came
-    // since (set_mru() clears it): the translate_slow() that follows need not look again.
-    struct {
-        uint64_t va = 0;
-        bool valid = false;
-    } l1_missed_;
+    L1WayHints l0_;      // try_hit(): the L1 ways of recently hit 4K pages
+    L1Miss l1_missed_;   // try_l1_hit() found no entry of any size (set_mru() forgets it)
     MmuStats stats_;
     LeafHints hints_;   // prefetch_walk(): the host page of each region's last guest leaf table
     // TLB entries filled since the last full flush that are splinters of a larger guest
@@ -438,12 +423,11 @@ inline bool Mmu::try_hit(Gva va, AccessType at, Hpa* hpa, Cycles* cycles) {
     // Then a 4K entry the L1 hit before, found where it was (the L1's look-up would find
     // the same entry first: it tries 4K first). One that denies the access is left to
     // try_l1_hit(), which declines it.
-    const uint64_t key = tlb_key(v, PgLevel::k4K);
-    const L0Hint& h = l0_[(v >> kPageShift) & (kL0Hints - 1)];
-    if (h.key == key && l1_.holds(h.way, key)) {
-        const TlbEntry& e = l1_.value(h.way);
+    const L1WayHints::Hint* h = l0_.find(v);
+    if (h && l1_.holds(h->way, h->key)) {
+        const TlbEntry& e = l1_.value(h->way);
         if ((e.allow >> unsigned(at)) & 1u) {
-            l1_.hit(h.way);
+            l1_.hit(h->way);
             ++stats_.accesses;
             ++stats_.l1_hits;
             set_mru(v, PgLevel::k4K, e);

@@ -142,7 +142,7 @@ bool Stage2Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) 
         if (w < 0) continue;
         const TlbEntry* e = &l1_.value(uint32_t(w));
         if (e->vmid != vmid_ || e->asid != asid_ || e->vpage != (v >> sh)) continue;
-        if (sh == 12) l0_[(v >> 12) & (kL0Hints - 1)] = {v >> 12, key, uint32_t(w)};
+        if (sh == 12) l0_.record(v, key, uint32_t(w));
         if (!(e->allow & abit)) return false;
         ++stats_.accesses;
         ++stats_.l1_hits;
@@ -154,7 +154,7 @@ bool Stage2Mmu::try_l1_hit(uint64_t v, AccessType at, Hpa* hpa, Cycles* cycles) 
         *cycles = cfg_.l1.hit_cycles;
         return true;
     }
-    l1_missed_ = {v, true};
+    l1_missed_.note(v);
     return false;
 }
 
@@ -164,8 +164,7 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
     Cycles c = cfg_.l1.hit_cycles;
     bool denied = false;
     // The vCPU's hit check (try_l1_hit()) may have just looked this address up in the L1.
-    const bool l1_looked = l1_missed_.valid && l1_missed_.va == v;
-    l1_missed_.valid = false;
+    const bool l1_looked = l1_missed_.take(v);
     auto hit = [&](const TlbEntry& e, Cycles cyc) {
         mru_.vmask = ~((1ull << e.shift) - 1);
         mru_.vbase = v & mru_.vmask;
@@ -195,7 +194,7 @@ TranslateResult Stage2Mmu::translate_slow(uint64_t v, AccessType at) {
                 ++stats_.l2_hits;
                 const TlbEntry copy = *e;
                 l1_.insert(tlb_key(vmid_, asid_, v >> sh, code), copy);
-                l1_missed_.valid = false;
+                l1_missed_.forget();
                 return hit(copy, c);
             }
             return hit(*e, c);
@@ -455,7 +454,7 @@ TranslateResult Stage2Mmu::walk(uint64_t va, AccessType at, Cycles c) {
     codes_used_ |= uint16_t(1u << code);
     l2_.insert(tlb_key(vmid_, asid_, e.vpage, code), e);
     l1_.insert(tlb_key(vmid_, asid_, e.vpage, code), e);
-    l1_missed_.valid = false;
+    l1_missed_.forget();
     if (l1_.enabled()) {
         mru_.vmask = ~((1ull << shift) - 1);
         mru_.vbase = va & mru_.vmask;

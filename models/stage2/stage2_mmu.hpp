@@ -26,7 +26,6 @@
 //    (KVM never sets PTE_CONT at stage 2; a guest's stage-1 hint would only save TLB space).
 #pragma once
 
-#include <array>
 #include <cstdint>
 
 #include "models/common/types.hpp"
@@ -152,7 +151,7 @@ private:
     uint8_t s2_perm(uint64_t d) const;
     void drop_mru() {
         mru_ = Mru{};
-        l1_missed_.valid = false;
+        l1_missed_.forget();
     }
 
     Stage2Config cfg_;
@@ -168,21 +167,8 @@ private:
     mmu::AssocCache<WcEntry> wc_;
     uint16_t codes_used_ = 0;   // bit per size code present in the TLBs
     Mru mru_;
-    // Where the L1 keeps the 4K entries of recently hit pages, direct-mapped by page number
-    // (as mmu::Mmu's): a hint, counted while the way still holds the key it was found by.
-    struct L0Hint {
-        uint64_t vpage = ~0ull;
-        uint64_t key = 0;
-        uint32_t way = 0;
-    };
-    static constexpr unsigned kL0Hints = 64;
-    std::array<L0Hint, kL0Hints> l0_{};
-    // try_l1_hit() found no L1 entry for this address, and no L1 fill or context change
-    // came since: the translate_slow() that follows starts at the L2 (as mmu::Mmu).
-    struct {
-        uint64_t va = 0;
-        bool valid = false;
-    } l1_missed_;
+    mmu::L1WayHints l0_;      // try_hit(): the L1 ways of recently hit 4K pages
+    mmu::L1Miss l1_missed_;   // try_l1_hit() found no entry (forgotten on fills, drop_mru())
     mmu::MmuStats stats_;
     Stage2Stats s2stats_;
     // prefetch_walk(): per region, where the last walk's stage-1 leaf table lies (its
@@ -204,12 +190,12 @@ inline bool Stage2Mmu::try_hit(Gva va, mmu::AccessType at, Hpa* hpa, Cycles* cyc
     }
     // Then a 4K entry the L1 hit before, found where it was (as mmu::Mmu; the L1's look-up
     // tries the smallest size first, so it would find the same entry).
-    const L0Hint& h = l0_[(v >> 12) & (kL0Hints - 1)];
-    if (h.vpage == (v >> 12) && l1_.holds(h.way, h.key)) {
-        const TlbEntry& e = l1_.value(h.way);
+    const mmu::L1WayHints::Hint* h = l0_.find(v);
+    if (h && l1_.holds(h->way, h->key)) {
+        const TlbEntry& e = l1_.value(h->way);
         if (e.vpage == (v >> 12) && e.shift == 12 && e.vmid == vmid_ && e.asid == asid_ &&
             ((e.allow >> unsigned(at)) & 1u)) {
-            l1_.hit(h.way);
+            l1_.hit(h->way);
             ++stats_.accesses;
             ++stats_.l1_hits;
             mru_.vmask = ~0xfffull;
